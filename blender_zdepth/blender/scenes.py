@@ -1,0 +1,123 @@
+"""Procedural scenes built from nothing (no downloaded assets), for the demo, tests and benchmarks.
+
+Every builder starts from an empty file (``read_factory_settings(use_empty=True)``), so call it
+before anything else touches the scene; it returns the new scene.
+"""
+
+import bpy
+
+from . import compat
+
+
+def empty_scene(resolution=(320, 180), engine="CYCLES", samples=16):
+    """Reset Blender to an empty file and return its scene set up for a tiny, fast render."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y = resolution
+    scene.render.resolution_percentage = 100
+    scene.render.engine = compat.eevee_engine_id() if engine == "EEVEE" else engine
+    if scene.render.engine == "CYCLES":
+        scene.cycles.samples = samples
+        scene.cycles.use_denoising = False
+        scene.cycles.device = "CPU"
+    else:
+        scene.eevee.taa_render_samples = max(1, samples)
+    scene.view_layers[0].use_pass_z = True
+    return scene
+
+
+def emission_material(name, color, strength=1.0):
+    """A material that only emits ``color`` (converges in a few samples, no lights needed)."""
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    nodes = mat.node_tree.nodes
+    nodes.clear()
+    emit = nodes.new("ShaderNodeEmission")
+    emit.inputs["Color"].default_value = (*color, 1.0)
+    emit.inputs["Strength"].default_value = strength
+    out = nodes.new("ShaderNodeOutputMaterial")
+    mat.node_tree.links.new(emit.outputs["Emission"], out.inputs["Surface"])
+    return mat
+
+
+def checker_material(name, color_a, color_b, scale=4.0, strength=1.0):
+    """An emissive checkerboard, so blur and registration are visible in pictures."""
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    nodes.clear()
+    checker = nodes.new("ShaderNodeTexChecker")
+    checker.inputs["Color1"].default_value = (*color_a, 1.0)
+    checker.inputs["Color2"].default_value = (*color_b, 1.0)
+    checker.inputs["Scale"].default_value = scale
+    emit = nodes.new("ShaderNodeEmission")
+    emit.inputs["Strength"].default_value = strength
+    out = nodes.new("ShaderNodeOutputMaterial")
+    links.new(checker.outputs["Color"], emit.inputs["Color"])
+    links.new(emit.outputs["Emission"], out.inputs["Surface"])
+    return mat
+
+
+def add_camera(scene, location, target, lens=50.0, sensor_width=36.0, clip=(0.1, 1000.0)):
+    """Add a perspective camera at ``location`` looking at ``target``; make it the scene camera."""
+    from mathutils import Vector
+
+    data = bpy.data.cameras.new("Camera")
+    data.lens = lens
+    data.sensor_width = sensor_width
+    data.sensor_fit = "AUTO"
+    data.clip_start, data.clip_end = clip
+    cam = bpy.data.objects.new("Camera", data)
+    scene.collection.objects.link(cam)
+    cam.location = location
+    direction = Vector(target) - Vector(location)
+    cam.rotation_euler = direction.to_track_quat("-Z", "Y").to_euler()
+    scene.camera = cam
+    return cam
+
+
+def add_object(scene, primitive, name, material, **kwargs):
+    """Add a mesh primitive (``bpy.ops.mesh.primitive_<primitive>_add``) with ``material``."""
+    getattr(bpy.ops.mesh, f"primitive_{primitive}_add")(**kwargs)
+    obj = bpy.context.active_object
+    obj.name = name
+    obj.data.materials.append(material)
+    return obj
+
+
+def set_world_color(scene, color, strength=1.0):
+    world = bpy.data.worlds.new("World")
+    world.use_nodes = True
+    bg = world.node_tree.nodes.get("Background")
+    bg.inputs["Color"].default_value = (*color, 1.0)
+    bg.inputs["Strength"].default_value = strength
+    scene.world = world
+    return world
+
+
+def demo_scene(resolution=(480, 270), engine="CYCLES", samples=16):
+    """The demo shot: a checkered ground receding to the horizon, a row of pillars from 2 m to
+    40 m, a sphere in the foreground and a dark sky (the background, no surface hit).
+
+    Camera: 35 mm lens on a 36 mm sensor, f/2.0, focused on the third pillar (about 6 m).
+    """
+    scene = empty_scene(resolution, engine, samples)
+    set_world_color(scene, (0.02, 0.03, 0.06))
+    ground = checker_material("Ground", (0.55, 0.5, 0.42), (0.12, 0.11, 0.1), scale=60.0)
+    add_object(scene, "plane", "Ground", ground, size=400.0, location=(0.0, 180.0, 0.0))
+    colors = [(0.9, 0.25, 0.2), (0.95, 0.7, 0.2), (0.3, 0.8, 0.35), (0.25, 0.5, 0.95),
+              (0.7, 0.35, 0.9), (0.9, 0.9, 0.9)]
+    for i, dist in enumerate((2.5, 4.0, 6.0, 9.0, 15.0, 40.0)):
+        mat = checker_material(f"Pillar{i}", colors[i], tuple(0.35 * c for c in colors[i]), 6.0)
+        x = -1.2 + 0.9 * i if i < 5 else 3.5
+        add_object(scene, "cube", f"Pillar{i}", mat, size=1.0,
+                   location=(x, dist, 1.0), scale=(0.25, 0.25, 1.0))
+    ball = emission_material("Ball", (0.95, 0.95, 0.95), 1.5)
+    add_object(scene, "uv_sphere", "Ball", ball, radius=0.35, location=(0.9, 1.4, 0.45),
+               segments=32, ring_count=16)
+    cam = add_camera(scene, (0.0, -2.0, 1.3), (0.2, 8.0, 0.8), lens=35.0, clip=(0.1, 500.0))
+    cam.data.dof.use_dof = False
+    cam.data.dof.focus_distance = 8.0
+    cam.data.dof.aperture_fstop = 2.0
+    scene.frame_start = scene.frame_end = scene.frame_current = 1
+    return scene

@@ -1,0 +1,75 @@
+"""Command line of blender_zdepth.
+
+Three ways in, one parser:
+
+* ``python -m blender_zdepth SUBCOMMAND ...`` (the ``bpy`` module or no Blender at all);
+* ``blender -b [FILE.blend] -P path/to/blender_zdepth/cli.py -- SUBCOMMAND ...`` (a full Blender:
+  the arguments after ``--`` are ours);
+* :func:`main` from Python, with an explicit ``argv`` list.
+
+Subcommands live in :mod:`blender_zdepth.commands`, one module each, and are found at run time.
+Exit codes: 0 success, 1 processing error, 2 usage error (bad options or arguments).
+"""
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+
+if __package__ in (None, ""):
+    # Run as a script (``blender -b -P .../blender_zdepth/cli.py -- ...``): make the package
+    # importable by its name, then hand over to the real module.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from blender_zdepth.cli import main as _main
+
+    _args = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    sys.exit(_main(_args, prog="blender -b -P cli.py --"))
+
+from . import __version__, commands
+from .core.errors import ZDepthError
+
+
+def _command_modules():
+    """Yield the subcommand modules of :mod:`blender_zdepth.commands`, sorted by name."""
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            yield importlib.import_module(f"{commands.__name__}.{info.name}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One clear line and exit code 2, like argparse, but pointing at --help.
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser(prog="python -m blender_zdepth"):
+    """Return the :class:`argparse.ArgumentParser` with every subcommand added."""
+    parser = _Parser(
+        prog=prog,
+        description="Z-depth export, inspection and depth of field for Blender renders.",
+    )
+    parser.add_argument("--version", action="version", version=f"blender_zdepth {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in _command_modules():
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None, prog="python -m blender_zdepth"):
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser(prog)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except ZDepthError as exc:
+        print(f"blender_zdepth: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("blender_zdepth: interrupted", file=sys.stderr)
+        return 130

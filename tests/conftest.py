@@ -1,0 +1,49 @@
+"""Shared pytest set-up.
+
+* ``bpy`` fixture: the real Blender module (tests that use it are integration tests); the test is
+  skipped only when bpy is not installed at all, which never happens under ``build.py test``.
+* ``blender_version``: ``(major, minor, patch)`` of that bpy.
+* ``run_cli``: runs ``python -m blender_zdepth ...`` in a subprocess and returns the
+  :class:`subprocess.CompletedProcess` (text output).
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def bpy_module():
+    return pytest.importorskip("bpy")
+
+
+@pytest.fixture
+def bpy(bpy_module):
+    """The bpy module, with Blender reset to an empty file before the test."""
+    bpy_module.ops.wm.read_factory_settings(use_empty=True)
+    return bpy_module
+
+
+@pytest.fixture(scope="session")
+def blender_version(bpy_module):
+    return tuple(bpy_module.app.version)
+
+
+def cli(*args, cwd=None, timeout=600, env=None):
+    """Run ``python -m blender_zdepth *args`` with this interpreter; return CompletedProcess."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "blender_zdepth", *map(str, args)],
+        cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def run_cli():
+    return cli
