@@ -1,0 +1,727 @@
+"""Frame sequences: patterns, frame ranges, focus keys and a per-frame job runner.
+
+Pure Python (numpy only inside :func:`refocus_sequence`); never imports ``bpy``.
+
+* :class:`FramePattern` -- ``shot.####.exr`` or ``shot.%04d.exr`` <-> frame numbers.
+* :func:`parse_frames` -- ``"1001-1048"``, ``"1,5,9"``, ``"1-100x5"`` -> sorted frame list;
+  :func:`chunk_frames` splits a list into farm-sized chunks.
+* :class:`FocusKeys` / :func:`parse_focus_keys` -- ``"1001:2.5,1048:8.0"`` -> a smooth curve
+  (monotone cubic Hermite with flat tangents at the ends and at turning points, like Blender's
+  auto-clamped keyframes; two keys give a smoothstep ease-in/ease-out).
+* :class:`SequenceRun` -- runs one job per frame, one frame per :meth:`SequenceRun.step`, with
+  skip-existing, failure collection (one bad frame never stops the others) and cancellation
+  between frames. The command line runs it in a loop, the Blender operator from a modal timer.
+* :func:`unique_temp_path` / :func:`atomic_output` -- outputs appear complete or not at all;
+  temporary names are unique per process, so farm chunks writing into one folder never collide.
+* :func:`refocus_sequence` -- the whole thing for depth of field: load each frame, defocus it
+  with its own :class:`~blender_zdepth.core.lens.Lens`, write a float32 RGBA EXR (+ PNG).
+"""
+
+import contextlib
+import dataclasses
+import os
+import re
+import time
+import uuid
+
+from .errors import UsageError, ZDepthError
+
+# ---------------------------------------------------------------------------------------------
+# Frame patterns
+
+
+_HASHES = re.compile(r"#+")
+_PRINTF = re.compile(r"%(0?)(\d*)d")
+
+
+class FramePattern:
+    """A file path with a frame-number placeholder, or a plain path.
+
+    The placeholder is the last run of ``#`` in the file name (``shot.####.exr``: padded to 4
+    digits, as Blender writes it) or a printf field (``shot.%04d.exr``, ``shot.%d.exr``). A path
+    without one is a single file (:attr:`is_sequence` False) and :meth:`path_for` returns it as is.
+    Frame numbers wider than the padding are written in full; negative frames get a minus sign.
+    """
+
+    def __init__(self, text):
+        if not text:
+            raise UsageError("an empty path was given where a file or a frame pattern is needed")
+        self.text = os.fspath(text)
+        folder, name = os.path.split(self.text)
+        self.folder = folder
+        prefix = suffix = None
+        padding = 0
+        hashes = list(_HASHES.finditer(name))
+        printf = list(_PRINTF.finditer(name))
+        if hashes and printf:
+            raise UsageError(f"{self.text!r} mixes '#' and '%d' frame placeholders: use one")
+        if len(printf) > 1:
+            raise UsageError(f"{self.text!r} has more than one '%d' frame placeholder")
+        if hashes:
+            m = hashes[-1]
+            prefix, suffix, padding = name[:m.start()], name[m.end():], len(m.group())
+        elif printf:
+            m = printf[0]
+            prefix, suffix = name[:m.start()], name[m.end():]
+            padding = int(m.group(2) or 0)
+        self.prefix, self.suffix, self.padding = prefix, suffix, padding
+
+    @property
+    def is_sequence(self):
+        return self.prefix is not None
+
+    def path_for(self, frame):
+        """The path of ``frame`` (the plain path itself when this is not a sequence)."""
+        if not self.is_sequence:
+            return self.text
+        return os.path.join(self.folder, f"{self.prefix}{int(frame):0{self.padding}d}{self.suffix}")
+
+    def frame_of(self, path):
+        """The frame number ``path`` stands for under this pattern, or None if it does not match."""
+        if not self.is_sequence:
+            return None
+        name = os.path.basename(os.fspath(path))
+        if not (name.startswith(self.prefix) and name.endswith(self.suffix)):
+            return None
+        digits = name[len(self.prefix):len(name) - len(self.suffix)]
+        if not re.fullmatch(r"-?\d+", digits):
+            return None
+        frame = int(digits)
+        return frame if f"{frame:0{self.padding}d}" == digits else None
+
+    def existing_frames(self):
+        """Sorted frame numbers whose files exist on disk (empty when the folder is missing)."""
+        if not self.is_sequence:
+            return []
+        try:
+            names = os.listdir(self.folder or ".")
+        except OSError:
+            return []
+        frames = {self.frame_of(n) for n in names}
+        frames.discard(None)
+        return sorted(frames)
+
+    def with_suffix(self, ext):
+        """The same pattern with the file extension replaced by ``ext`` (e.g. ``".png"``)."""
+        root, _ = os.path.splitext(self.text)
+        return FramePattern(root + ext)
+
+    def __repr__(self):
+        return f"FramePattern({self.text!r})"
+
+
+def frame_from_name(path):
+    """The frame number in a file name like ``shot.1001.exr`` or ``shot_0042.exr`` (the last run
+    of digits before the extension), or None."""
+    stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]
+    m = re.search(r"(\d+)\D*$", stem)
+    return int(m.group(1)) if m else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame ranges
+
+
+_RANGE = re.compile(r"^(-?\d+)(?:-(-?\d+))?(?:[x:](\d+))?$")
+
+
+def parse_frames(text):
+    """Parse a frame list: ``"1001-1048"``, ``"7"``, ``"1-10,20,30-40"``, with an optional step
+    ``"1-100x5"`` (or ``"1-100:5"``). Returns the frames sorted, without duplicates.
+
+    Raises :class:`UsageError` for anything else (descending ranges, zero step, garbage).
+    """
+    frames = set()
+    items = [t.strip() for t in str(text).replace(" ", "").split(",")]
+    if not any(items):
+        raise UsageError("--frames is empty: give a range like 1001-1048 or a list like 1,5,9")
+    for item in items:
+        m = _RANGE.match(item)
+        if not m:
+            raise UsageError(f"--frames: cannot read {item!r}: use A-B (e.g. 1001-1048), a single "
+                             f"frame, a list 1,5,9 or a step 1-100x5")
+        a = int(m.group(1))
+        b = int(m.group(2)) if m.group(2) is not None else a
+        step = int(m.group(3)) if m.group(3) is not None else 1
+        if b < a:
+            raise UsageError(f"--frames: range {item!r} runs backwards: write {b}-{a}")
+        if step < 1:
+            raise UsageError(f"--frames: the step in {item!r} must be at least 1")
+        frames.update(range(a, b + 1, step))
+    return sorted(frames)
+
+
+def format_frames(frames):
+    """Compact text for a frame list: ``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
+    frames = sorted(set(frames))
+    parts, start, prev = [], None, None
+    for f in frames + [None]:
+        if start is not None and (f is None or f != prev + 1):
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if f is not None and start is None:
+            start = f
+        prev = f
+    return ",".join(parts)
+
+
+def chunk_frames(frames, size):
+    """Split ``frames`` into consecutive chunks of at most ``size`` frames (for farm tasks)."""
+    if size < 1:
+        raise UsageError("the chunk size must be at least 1")
+    frames = list(frames)
+    return [frames[i:i + size] for i in range(0, len(frames), size)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Focus keys
+
+
+class FocusKeys:
+    """A smooth curve through keyed ``(frame, value)`` pairs (focus distances in metres).
+
+    Interpolation: piecewise cubic Hermite. The tangent is flat (zero) at the first and last key
+    and at every key where the curve turns (a local minimum or maximum); elsewhere it is the
+    Fritsch-Carlson weighted harmonic mean of the neighbouring slopes. So the curve passes
+    through every key, never overshoots (no focus behind a key's distance), is monotone between
+    keys, and eases in and out like Blender's auto-clamped keyframes: with two keys it is exactly
+    a smoothstep ``3t^2 - 2t^3``. Frames before the first key or after the last hold the end
+    values.
+    """
+
+    def __init__(self, keys):
+        keys = sorted((float(f), float(v)) for f, v in keys)
+        if not keys:
+            raise UsageError("no focus keys given")
+        for (fa, _), (fb, _) in zip(keys, keys[1:]):
+            if fa == fb:
+                raise UsageError(f"frame {fa:g} is keyed twice in the focus keys")
+        self.frames = [f for f, _ in keys]
+        self.values = [v for _, v in keys]
+        self.tangents = self._tangents()
+
+    def _tangents(self):
+        x, y, n = self.frames, self.values, len(self.frames)
+        if n < 2:
+            return [0.0] * n
+        h = [x[k + 1] - x[k] for k in range(n - 1)]
+        d = [(y[k + 1] - y[k]) / h[k] for k in range(n - 1)]
+        m = [0.0] * n
+        for k in range(1, n - 1):
+            if d[k - 1] * d[k] > 0:
+                w1, w2 = 2 * h[k] + h[k - 1], h[k] + 2 * h[k - 1]
+                m[k] = (w1 + w2) / (w1 / d[k - 1] + w2 / d[k])
+        return m
+
+    def __call__(self, frame):
+        return self.evaluate(frame)
+
+    def evaluate(self, frame):
+        """The value at ``frame`` (any real number)."""
+        x, y, m = self.frames, self.values, self.tangents
+        frame = float(frame)
+        if frame <= x[0]:
+            return y[0]
+        if frame >= x[-1]:
+            return y[-1]
+        k = max(i for i in range(len(x) - 1) if x[i] <= frame)
+        h = x[k + 1] - x[k]
+        t = (frame - x[k]) / h
+        t2, t3 = t * t, t * t * t
+        return ((2 * t3 - 3 * t2 + 1) * y[k] + (t3 - 2 * t2 + t) * h * m[k]
+                + (-2 * t3 + 3 * t2) * y[k + 1] + (t3 - t2) * h * m[k + 1])
+
+    def __repr__(self):
+        return "FocusKeys(" + ",".join(f"{f:g}:{v:g}" for f, v in zip(self.frames, self.values)) + ")"
+
+
+def parse_focus_keys(text):
+    """Parse ``"1001:2.5,1048:8.0"`` (frame:distance pairs, distances in metres, > 0)."""
+    keys = []
+    for item in str(text).replace(" ", "").split(","):
+        if not item:
+            continue
+        try:
+            f, v = item.split(":")
+            frame, value = float(f), float(v)
+        except ValueError:
+            raise UsageError(f"--focus-keys: cannot read {item!r}: write FRAME:DISTANCE pairs "
+                             f"separated by commas, e.g. 1001:2.5,1048:8.0")
+        if not (value > 0 and value < float("inf")):
+            raise UsageError(f"--focus-keys: the distance in {item!r} must be a positive number "
+                             f"of metres")
+        keys.append((frame, value))
+    if not keys:
+        raise UsageError("--focus-keys is empty: write FRAME:DISTANCE pairs, e.g. 1001:2.5,1048:8.0")
+    return FocusKeys(keys)
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic outputs
+
+
+def unique_temp_path(path):
+    """A temporary path in the same folder as ``path``, unique to this process and call.
+
+    The name holds the process id and a random part, so parallel processes (farm chunks)
+    writing into one folder never share a temporary file; it matches ``*.zdepth-tmp*``.
+    """
+    folder, name = os.path.split(os.fspath(path))
+    ext = os.path.splitext(name)[1]
+    return os.path.join(folder, f".{name}.zdepth-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}")
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """``with atomic_output(final) as tmp: write(tmp)`` -- on success ``tmp`` replaces ``final``
+    in one step (``os.replace``); on any error ``tmp`` is removed and ``final`` is untouched."""
+    tmp = unique_temp_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def same_file(a, b):
+    """True when paths ``a`` and ``b`` name the same file (existing or not)."""
+    a, b = os.fspath(a), os.fspath(b)
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-frame jobs
+
+
+@dataclasses.dataclass
+class FrameJob:
+    """One frame to process: its number, input file and output files (main output first)."""
+
+    frame: int
+    input: str
+    outputs: tuple
+
+    @property
+    def output(self):
+        return self.outputs[0]
+
+
+@dataclasses.dataclass
+class FrameResult:
+    """What happened to one frame: ``status`` is 'written', 'skipped', 'failed' or 'cancelled'."""
+
+    job: FrameJob
+    status: str
+    message: str = ""
+    seconds: float = 0.0
+    info: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def frame(self):
+        return self.job.frame
+
+
+class SequenceReport:
+    """The results of a :class:`SequenceRun`, in job order."""
+
+    def __init__(self):
+        self.results = []
+
+    def _with(self, status):
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def written(self):
+        return self._with("written")
+
+    @property
+    def skipped(self):
+        return self._with("skipped")
+
+    @property
+    def failed(self):
+        return self._with("failed")
+
+    @property
+    def cancelled(self):
+        return self._with("cancelled")
+
+    @property
+    def ok(self):
+        """True when no frame failed and none was cancelled."""
+        return not self.failed and not self.cancelled
+
+    def summary(self):
+        """A few lines for the end of a run: counts, then one line per failed frame."""
+        n = len(self.results)
+        seconds = sum(r.seconds for r in self.results)
+        parts = [f"{len(self.written)} written"]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped (output already there)")
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        if self.cancelled:
+            parts.append(f"{len(self.cancelled)} cancelled")
+        lines = [f"{n} frame{'s' if n != 1 else ''}: {', '.join(parts)} in {seconds:.1f} s"]
+        for r in self.failed:
+            lines.append(f"  FAILED frame {r.frame}: {r.job.input}: {r.message}")
+        if self.cancelled:
+            lines.append(f"  cancelled before frames {format_frames(r.frame for r in self.cancelled)}")
+        return "\n".join(lines)
+
+
+def _error_message(exc):
+    if isinstance(exc, (ZDepthError, OSError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class SequenceRun:
+    """Run ``process(job) -> dict`` for each :class:`FrameJob`, one frame per :meth:`step`.
+
+    * ``skip_existing``: a frame whose outputs all exist is not processed (resume).
+    * A frame whose ``process`` raises (any :class:`Exception`) is recorded as failed with the
+      error's message and the run goes on with the next frame.
+    * :meth:`cancel` stops between frames: frames already written stay, the rest are recorded as
+      cancelled. ``process`` must write atomically so that no partial file is ever left.
+    * ``progress(result, index, total)`` is called after every frame (index from 1).
+
+    The command line calls :meth:`run`; Blender's modal operator calls :meth:`step` from a timer
+    and :meth:`cancel` on Esc -- the same code path.
+    """
+
+    def __init__(self, jobs, process, skip_existing=False, progress=None):
+        self.jobs = list(jobs)
+        self.process = process
+        self.skip_existing = skip_existing
+        self.progress = progress
+        self.report = SequenceReport()
+        self.index = 0
+        self.cancelled = False
+
+    @property
+    def total(self):
+        return len(self.jobs)
+
+    @property
+    def done(self):
+        return self.cancelled or self.index >= len(self.jobs)
+
+    def step(self):
+        """Process the next frame; return its :class:`FrameResult`, or None when done."""
+        if self.done:
+            return None
+        job = self.jobs[self.index]
+        self.index += 1
+        t0 = time.perf_counter()
+        if self.skip_existing and all(os.path.exists(p) for p in job.outputs):
+            result = FrameResult(job, "skipped", "output already there")
+        else:
+            try:
+                info = self.process(job) or {}
+                result = FrameResult(job, "written", info=info)
+            except Exception as exc:  # one bad frame must not stop the others
+                result = FrameResult(job, "failed", _error_message(exc))
+        result.seconds = time.perf_counter() - t0
+        self.report.results.append(result)
+        if self.progress is not None:
+            self.progress(result, self.index, len(self.jobs))
+        return result
+
+    def cancel(self):
+        """Stop before the next frame; the remaining frames are recorded as cancelled."""
+        if self.cancelled:
+            return
+        for job in self.jobs[self.index:]:
+            self.report.results.append(FrameResult(job, "cancelled", "cancelled"))
+        self.cancelled = True
+
+    def run(self, should_cancel=None):
+        """Process every frame (``should_cancel()`` is asked between frames); return the report."""
+        while not self.done:
+            if should_cancel is not None and should_cancel():
+                self.cancel()
+                break
+            self.step()
+        return self.report
+
+
+def progress_line(result, index, total):
+    """The one-line progress text the command line prints for a frame."""
+    width = len(str(total))
+    head = f"[{index:>{width}}/{total}] frame {result.frame}"
+    if result.status == "written":
+        details = result.info.get("details", "")
+        return (f"{head}: {os.path.basename(result.job.input)} -> {result.job.output}"
+                f"{'  ' + details if details else ''}  ({result.seconds:.2f} s)")
+    if result.status == "skipped":
+        return f"{head}: skipped, {result.job.output} already exists"
+    if result.status == "failed":
+        return f"{head}: FAILED: {result.job.input}: {result.message}"
+    return f"{head}: cancelled"
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning input -> output paths
+
+
+def plan_jobs(inputs, outputs, frames=None, png=False):
+    """Pair input and output paths frame by frame; return a list of :class:`FrameJob`.
+
+    ``inputs``: one file, a pattern (``shot.####.exr``, ``shot.%04d.exr``) or a dict
+    ``{frame: path}``. ``outputs``: one file, a pattern, or an existing folder (the output keeps
+    the input's file name; a folder must not be the inputs' own folder). ``frames``: the frames to
+    do (default: the pattern's files found on disk). With ``png`` every job gets a second output,
+    the main output's path with ``.png``.
+
+    Raises :class:`UsageError` when the two sides do not fit together or an output would be an
+    input.
+    """
+    if isinstance(inputs, dict):
+        table = {int(f): os.fspath(p) for f, p in inputs.items()}
+        if frames is not None:
+            missing = sorted(set(frames) - set(table))
+            if missing:
+                raise UsageError(f"no input given for frames {format_frames(missing)}")
+            table = {f: table[f] for f in frames}
+        pairs = sorted(table.items())
+        in_is_seq = len(pairs) > 1
+    else:
+        pattern = FramePattern(inputs)
+        in_is_seq = pattern.is_sequence
+        if pattern.is_sequence:
+            if frames is None:
+                frames = pattern.existing_frames()
+                if not frames:
+                    raise UsageError(f"no file matches {pattern.text!r}: check the path, or give "
+                                     f"the frames with --frames A-B")
+            pairs = [(f, pattern.path_for(f)) for f in frames]
+        else:
+            frame = frame_from_name(pattern.text)
+            if frames is not None and len(frames) == 1:
+                frame = frames[0]
+            elif frames is not None:
+                raise UsageError(f"--frames needs a frame pattern such as shot.####.exr, but IN "
+                                 f"{pattern.text!r} is a single file")
+            pairs = [(frame if frame is not None else 0, pattern.text)]
+    if not pairs:
+        raise UsageError("no frames to process")
+
+    out_text = os.fspath(outputs)
+    is_folder = os.path.isdir(out_text) or out_text.endswith(("/", os.sep))
+    out_pattern = None if is_folder else FramePattern(out_text)
+    if out_pattern is not None and not out_pattern.is_sequence and (in_is_seq or len(pairs) > 1):
+        raise UsageError(f"IN is a sequence but OUT {out_text!r} is a single file: give OUT as a "
+                         f"pattern (e.g. out.####.exr) or an existing folder")
+    if out_pattern is not None and out_pattern.is_sequence and not os.path.splitext(out_text)[1]:
+        raise UsageError(f"OUT {out_text!r} has no file extension: end it with .exr")
+
+    jobs = []
+    for frame, src in pairs:
+        if is_folder:
+            dst = os.path.join(out_text, os.path.basename(src))
+        else:
+            dst = out_pattern.path_for(frame)
+        if same_file(src, dst):
+            raise UsageError(f"OUT would overwrite the input {src!r}: inputs are never "
+                             f"overwritten, choose another output name or folder")
+        outs = (dst,)
+        if png:
+            outs = (dst, os.path.splitext(dst)[0] + ".png")
+        jobs.append(FrameJob(frame, src, outs))
+    return jobs
+
+
+# ---------------------------------------------------------------------------------------------
+# Depth of field on a sequence
+
+#: Header attributes of an input that describe its layout (or its depth channel), not its
+#: content; they are not copied to a refocused RGBA output.
+_LAYOUT_KEYS = {
+    "channels", "compression", "dataWindow", "displayWindow", "lineOrder", "pixelAspectRatio",
+    "screenWindowCenter", "screenWindowWidth", "type", "name", "chunkCount", "version", "tiles",
+    "BlenderMultiChannel", "view", "multiView",
+}
+
+
+def _copyable_header(header):
+    out = {}
+    for key, value in (header or {}).items():
+        if key in _LAYOUT_KEYS:
+            continue
+        low = key.lower()
+        # Depth-channel description of our own exports: the output has no depth channel.
+        if low.startswith("zdepth") and not low.startswith(("zdepthcam", "zdepthcamera", "zdepthdof")):
+            if any(w in low for w in ("encoding", "near", "far", "units", "background",
+                                      "channel", "depth")):
+                continue
+        out[key] = value
+    return out
+
+
+def dof_header(lens, settings, focus_source="", diagnostic=False, source=""):
+    """The header attributes a refocused frame gets (all prefixed ``zdepthDof``)."""
+    h = {
+        "zdepthDofFocusDistance": float(lens.focus_distance),
+        "zdepthDofFstop": float(lens.fstop),
+        "zdepthDofFocalLength": float(lens.focal_length_mm),
+        "zdepthDofSensorWidth": float(lens.sensor_width_mm),
+        "zdepthDofSensorHeight": float(getattr(lens, "sensor_height_mm", 24.0)),
+        "zdepthDofSensorFit": str(getattr(lens, "sensor_fit", "AUTO")),
+        "zdepthDofMaxRadius": float(settings.max_radius),
+        "zdepthDofBlades": int(settings.blades),
+        "zdepthDofRotation": float(settings.rotation_deg),
+        "zdepthDofView": "focal-plane diagnostic" if diagnostic else "defocus",
+    }
+    if focus_source:
+        h["zdepthDofFocusSource"] = str(focus_source)
+    if source:
+        h["zdepthDofSource"] = os.path.basename(str(source))
+    return h
+
+
+def to_display(rgba):
+    """Premultiplied linear RGBA (HxWx4) -> straight-alpha sRGB RGBA in 0..1 for a PNG preview."""
+    import numpy as np
+
+    rgba = np.asarray(rgba, dtype=np.float32)
+    alpha = np.clip(rgba[..., 3:4], 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rgb = np.where(alpha > 1e-6, rgba[..., :3] / np.maximum(alpha, 1e-6), 0.0)
+    rgb = np.clip(np.nan_to_num(rgb, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    srgb = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * np.power(rgb, 1 / 2.4) - 0.055)
+    return np.concatenate([srgb, alpha], axis=-1).astype(np.float32)
+
+
+class FrameSizeError(ZDepthError):
+    """A frame of a sequence has another resolution than the first one."""
+
+
+def load_dof_frame(path, expect_size=None):
+    """Load a frame for depth of field with :func:`core.exr.load_frame`; check it has colour
+    and depth (and ``expect_size`` ``(width, height)`` when given). Raises :class:`ZDepthError`."""
+    from . import exr
+
+    if not os.path.exists(path):
+        raise ZDepthError("missing: the file does not exist")
+    frame = exr.load_frame(path)
+    if frame.depth is None:
+        raise ZDepthError("no depth channel: render with the Z pass (View Layer > Passes > Z) "
+                          "or export with blender_zdepth")
+    if frame.rgba is None:
+        raise ZDepthError("no colour channels (R, G, B or ViewLayer.Combined) to refocus")
+    h, w = frame.depth.shape
+    if frame.rgba.shape[:2] != (h, w):
+        raise ZDepthError(f"colour is {frame.rgba.shape[1]}x{frame.rgba.shape[0]} but depth is "
+                          f"{w}x{h}")
+    if expect_size is not None and (w, h) != tuple(expect_size):
+        raise FrameSizeError(f"wrong size: {w}x{h}, the sequence is "
+                             f"{expect_size[0]}x{expect_size[1]}")
+    return frame
+
+
+def refocus_frame(job, lens_for_frame, settings, png=False, diagnostic=False, state=None,
+                  extra_header=None):
+    """Refocus one :class:`FrameJob`: load, defocus (or diagnostic), write atomically.
+
+    ``lens_for_frame(frame_number, loaded_frame) -> Lens`` or ``-> (Lens, focus_source_text)``.
+    ``state`` (a dict shared across the frames of one run) remembers the first frame's size, so a
+    frame of another size fails with a clear message. Returns the info dict for the progress line.
+    """
+    from . import dof, exr
+
+    state = {} if state is None else state
+    frame = load_dof_frame(job.input, state.get("size"))
+    h, w = frame.depth.shape
+    state.setdefault("size", (w, h))
+    got = lens_for_frame(job.frame, frame)
+    lens, focus_source = got if isinstance(got, tuple) else (got, "")
+    if diagnostic:
+        out = dof.focal_plane_view(frame.rgba, frame.depth, lens, settings)
+    else:
+        out = dof.defocus(frame.rgba, frame.depth, lens, settings)
+    header = _copyable_header(frame.header)
+    header.update(dof_header(lens, settings, focus_source, diagnostic, job.input))
+    header.update(extra_header or {})
+    import numpy as np
+
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    channels = {c: np.ascontiguousarray(out[..., i]) for i, c in enumerate("RGBA")}
+    for path in job.outputs[1:] if png else ():
+        from . import png as pngmod
+
+        with atomic_output(path) as tmp:
+            pngmod.write_png(tmp, to_display(out), bits=8, overwrite=True)
+    with atomic_output(job.output) as tmp:
+        exr.write_exr(tmp, channels, header=header, half=False, codec="zip", overwrite=True)
+    details = f"focus {lens.focus_distance:.3g} m"
+    if focus_source:
+        details += f" ({focus_source})"
+    details += f", f/{lens.fstop:g}, {lens.focal_length_mm:g} mm"
+    return {"details": details, "lens": lens}
+
+
+def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None, png=False,
+                     diagnostic=False, skip_existing=False, overwrite=True, progress=None,
+                     should_cancel=None, extra_header=None):
+    """Refocus a whole sequence (or one frame); return the :class:`SequenceReport`.
+
+    * ``inputs`` / ``outputs`` / ``frames`` / ``png``: as :func:`plan_jobs` (patterns like
+      ``render.####.exr``, a dict ``{frame: path}``, an output folder).
+    * ``lens_per_frame``: a :class:`~blender_zdepth.core.lens.Lens` for every frame, a dict
+      ``{frame: Lens}``, or a callable ``(frame_number, loaded_frame) -> Lens`` (it may also
+      return ``(Lens, "where the focus came from")``, shown in the progress line and header).
+    * ``settings``: :class:`~blender_zdepth.core.dof.DofSettings` (default settings when None).
+    * ``overwrite=False`` refuses to start (:class:`UsageError`) when an output already exists;
+      ``skip_existing`` leaves frames whose outputs exist untouched instead.
+    * ``progress(result, index, total)`` after each frame (e.g. print :func:`progress_line`);
+      ``should_cancel()`` is asked between frames.
+
+    Each output is a single-part float32 RGBA EXR (ZIP, lossless) with the input's header plus
+    ``zdepthDof*`` attributes (focus, f-stop, lens, max radius, blades, rotation), and with
+    ``png`` an sRGB preview beside it. A bad frame is recorded as failed and the others go on.
+    """
+    from . import dof
+
+    settings = settings if settings is not None else dof.DofSettings()
+    jobs = plan_jobs(inputs, outputs, frames, png)
+    check_existing(jobs, overwrite, skip_existing)
+    lens_for = _lens_getter(lens_per_frame)
+    state = {}
+
+    def process(job):
+        return refocus_frame(job, lens_for, settings, png, diagnostic, state, extra_header)
+
+    run = SequenceRun(jobs, process, skip_existing, progress)
+    return run.run(should_cancel)
+
+
+def check_existing(jobs, overwrite=False, skip_existing=False):
+    """Refuse (:class:`UsageError`) when outputs exist and neither overwriting nor skipping was
+    asked for."""
+    if overwrite or skip_existing:
+        return
+    there = [p for j in jobs for p in j.outputs if os.path.exists(p)]
+    if there:
+        more = f" and {len(there) - 1} more" if len(there) > 1 else ""
+        raise UsageError(f"output {there[0]!r}{more} already exists: pass --overwrite to replace, "
+                         f"or --skip-existing to keep it and do only the missing frames")
+
+
+def _lens_getter(lens_per_frame):
+    if callable(lens_per_frame) and not hasattr(lens_per_frame, "focus_distance"):
+        return lens_per_frame
+    if isinstance(lens_per_frame, dict):
+        table = lens_per_frame
+
+        def lookup(frame, _loaded):
+            try:
+                return table[frame]
+            except KeyError:
+                raise ZDepthError(f"no lens given for frame {frame}")
+        return lookup
+    return lambda frame, _loaded: lens_per_frame

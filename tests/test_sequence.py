@@ -1,0 +1,243 @@
+"""core.sequence: frame patterns, frame ranges, focus keys, the job runner, atomic outputs."""
+
+import multiprocessing
+import os
+
+import pytest
+
+from blender_zdepth.core import sequence as seq
+from blender_zdepth.core.errors import UsageError, ZDepthError
+
+
+# --- patterns ---------------------------------------------------------------------------------
+
+def test_hash_pattern_pads_and_parses(tmp_path):
+    p = seq.FramePattern(str(tmp_path / "shot.####.exr"))
+    assert p.is_sequence and p.padding == 4
+    assert p.path_for(7) == str(tmp_path / "shot.0007.exr")
+    assert p.path_for(12345) == str(tmp_path / "shot.12345.exr")
+    assert p.frame_of("shot.1001.exr") == 1001
+    assert p.frame_of("shot.001.exr") is None  # not this padding
+    assert p.frame_of("other.1001.exr") is None
+
+
+def test_printf_pattern_and_plain_path(tmp_path):
+    p = seq.FramePattern(str(tmp_path / "shot_%04d.exr"))
+    assert p.path_for(42) == str(tmp_path / "shot_0042.exr")
+    q = seq.FramePattern(str(tmp_path / "shot_%d.exr"))
+    assert q.path_for(42) == str(tmp_path / "shot_42.exr")
+    plain = seq.FramePattern(str(tmp_path / "still.exr"))
+    assert not plain.is_sequence and plain.path_for(3) == str(tmp_path / "still.exr")
+    with pytest.raises(UsageError):
+        seq.FramePattern("a.##.%04d.exr")
+
+
+def test_last_hash_run_is_the_frame(tmp_path):
+    p = seq.FramePattern("v#2/shot_##_####.exr")
+    assert p.path_for(5) == os.path.join("v#2", "shot_##_0005.exr")
+
+
+def test_existing_frames_found_on_disk(tmp_path):
+    for f in (3, 1, 12):
+        (tmp_path / f"r.{f:04d}.exr").write_bytes(b"x")
+    (tmp_path / "r.0002.exr.zdepth-tmp-1-ab.exr").write_bytes(b"x")
+    (tmp_path / "r.2.exr").write_bytes(b"x")
+    assert seq.FramePattern(str(tmp_path / "r.####.exr")).existing_frames() == [1, 3, 12]
+
+
+# --- frame ranges -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,frames", [
+    ("1001-1004", [1001, 1002, 1003, 1004]),
+    ("7", [7]),
+    ("1-3,10,2", [1, 2, 3, 10]),
+    ("1-10x4", [1, 5, 9]),
+    ("0-6:3", [0, 3, 6]),
+    ("-2-1", [-2, -1, 0, 1]),
+])
+def test_parse_frames(text, frames):
+    assert seq.parse_frames(text) == frames
+
+
+@pytest.mark.parametrize("text", ["", "a-b", "10-1", "1-5x0", "1..5", "1-"])
+def test_parse_frames_rejects(text):
+    with pytest.raises(UsageError):
+        seq.parse_frames(text)
+
+
+def test_format_and_chunk_frames():
+    assert seq.format_frames([1, 2, 3, 7, 9, 10]) == "1-3,7,9-10"
+    assert seq.chunk_frames(range(1, 8), 3) == [[1, 2, 3], [4, 5, 6], [7]]
+    with pytest.raises(UsageError):
+        seq.chunk_frames([1], 0)
+
+
+# --- focus keys -------------------------------------------------------------------------------
+
+def test_two_keys_ease_like_smoothstep_and_hold_ends():
+    keys = seq.parse_focus_keys("1001:2.5, 1048:8.0")
+    assert keys(900) == 2.5 and keys(1001) == 2.5
+    assert keys(1048) == 8.0 and keys(2000) == 8.0
+    for f in (1005, 1012.5, 1024.5, 1040):
+        t = (f - 1001) / 47
+        assert keys(f) == pytest.approx(2.5 + 5.5 * (3 * t * t - 2 * t ** 3))
+    # eases: the first step is much smaller than a middle step
+    assert keys(1002) - keys(1001) < 0.2 * (keys(1025) - keys(1024))
+
+
+def test_keys_pass_through_values_monotone_no_overshoot():
+    keys = seq.parse_focus_keys("1:2,10:3,20:10,30:4")
+    for f, v in ((1, 2), (10, 3), (20, 10), (30, 4)):
+        assert keys(f) == pytest.approx(v)
+    values = [keys(1 + i * 0.25) for i in range(int(29 / 0.25) + 1)]
+    frames = [1 + i * 0.25 for i in range(len(values))]
+    for (fa, a), (fb, b) in zip(zip(frames, values), zip(frames[1:], values[1:])):
+        if fb <= 20:
+            assert b >= a - 1e-12  # rising part never dips
+        else:
+            assert b <= a + 1e-12  # falling part never rises
+    assert max(values) <= 10 + 1e-9 and min(values) >= 2 - 1e-9
+    # smooth (C1) through an interior key: left and right slopes agree at frame 10
+    eps = 1e-4
+    left = (keys(10) - keys(10 - eps)) / eps
+    right = (keys(10 + eps) - keys(10)) / eps
+    assert left == pytest.approx(right, rel=1e-2)
+    assert left > 0
+
+
+def test_single_key_is_constant_and_bad_keys_rejected():
+    assert seq.parse_focus_keys("5:3.0")(100) == 3.0
+    for bad in ("", "1001", "1001:x", "1:2,1:3", "1:-2", "1:0"):
+        with pytest.raises(UsageError):
+            seq.parse_focus_keys(bad)
+
+
+# --- the runner ---------------------------------------------------------------------------------
+
+def _write(path, text):
+    with seq.atomic_output(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+
+def _jobs(tmp_path, frames):
+    return [seq.FrameJob(f, str(tmp_path / f"in.{f}"), (str(tmp_path / f"out.{f}"),))
+            for f in frames]
+
+
+def test_bad_frame_is_collected_and_others_written(tmp_path):
+    def process(job):
+        if job.frame == 2:
+            raise ZDepthError("truncated")
+        _write(job.output, str(job.frame))
+        return {"details": "ok"}
+
+    lines = []
+    run = seq.SequenceRun(_jobs(tmp_path, [1, 2, 3]), process,
+                          progress=lambda r, i, n: lines.append(seq.progress_line(r, i, n)))
+    report = run.run()
+    assert [r.status for r in report.results] == ["written", "failed", "written"]
+    assert not report.ok
+    assert (tmp_path / "out.1").read_text() == "1" and (tmp_path / "out.3").exists()
+    assert not (tmp_path / "out.2").exists()
+    assert len(lines) == 3 and "FAILED" in lines[1] and "truncated" in lines[1]
+    assert "frame 2" in report.summary() and "1 failed" in report.summary()
+
+
+def test_skip_existing_resumes(tmp_path):
+    done = []
+
+    def process(job):
+        done.append(job.frame)
+        _write(job.output, "new")
+
+    (tmp_path / "out.2").write_text("old")
+    report = seq.SequenceRun(_jobs(tmp_path, [1, 2, 3]), process, skip_existing=True).run()
+    assert done == [1, 3]
+    assert (tmp_path / "out.2").read_text() == "old"
+    assert [r.status for r in report.results] == ["written", "skipped", "written"]
+    assert report.ok
+
+
+def test_cancel_between_frames_keeps_finished(tmp_path):
+    def process(job):
+        _write(job.output, "x")
+
+    run = seq.SequenceRun(_jobs(tmp_path, [1, 2, 3, 4]), process)
+    run.step()
+    run.step()
+    run.cancel()
+    assert run.done and run.step() is None
+    assert [r.status for r in run.report.results] == ["written", "written", "cancelled", "cancelled"]
+    assert sorted(os.listdir(tmp_path)) == ["out.1", "out.2"]
+    assert not run.report.ok and "cancelled" in run.report.summary()
+
+
+def test_atomic_output_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.exr"
+    target.write_text("previous")
+    with pytest.raises(RuntimeError):
+        with seq.atomic_output(str(target)) as tmp:
+            with open(tmp, "w") as f:
+                f.write("half")
+            raise RuntimeError("disk full")
+    assert os.listdir(tmp_path) == ["out.exr"] and target.read_text() == "previous"
+    names = {os.path.basename(seq.unique_temp_path(str(target))) for _ in range(50)}
+    assert len(names) == 50 and all(".zdepth-tmp" in n and n.endswith(".exr") for n in names)
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+def test_plan_jobs_patterns_folders_and_refusals(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in (1, 2):
+        (src / f"r.{f:04d}.exr").write_bytes(b"x")
+    jobs = seq.plan_jobs(str(src / "r.####.exr"), str(tmp_path / "o.%04d.exr"), png=True)
+    assert [j.frame for j in jobs] == [1, 2]
+    assert jobs[1].outputs == (str(tmp_path / "o.0002.exr"), str(tmp_path / "o.0002.png"))
+    # an output folder keeps the input names
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = seq.plan_jobs(str(src / "r.####.exr"), str(out), frames=[2, 3])
+    assert [j.output for j in jobs] == [str(out / "r.0002.exr"), str(out / "r.0003.exr")]
+    with pytest.raises(UsageError, match="input"):
+        seq.plan_jobs(str(src / "r.####.exr"), str(src))
+    with pytest.raises(UsageError, match="input"):
+        seq.plan_jobs(str(src / "r.0001.exr"), str(src / "r.0001.exr"))
+    with pytest.raises(UsageError, match="single file"):
+        seq.plan_jobs(str(src / "r.####.exr"), str(tmp_path / "one.exr"))
+    with pytest.raises(UsageError, match="no file matches"):
+        seq.plan_jobs(str(tmp_path / "none.####.exr"), str(out))
+    single = seq.plan_jobs(str(src / "r.0002.exr"), str(tmp_path / "x.exr"))
+    assert single[0].frame == 2
+    jobs = seq.plan_jobs(str(src / "r.####.exr"), str(tmp_path / "o.####.exr"))
+    (tmp_path / "o.0001.exr").write_bytes(b"y")
+    with pytest.raises(UsageError, match="already exists"):
+        seq.check_existing(jobs)
+    seq.check_existing(jobs, skip_existing=True)
+
+
+# --- parallel chunks ----------------------------------------------------------------------------
+
+def _chunk_worker(args):
+    folder, frames = args
+    jobs = [seq.FrameJob(f, "", (os.path.join(folder, f"o.{f:04d}.txt"),)) for f in frames]
+
+    def process(job):
+        _write(job.output, f"{job.frame}\n" * 2000)
+
+    report = seq.SequenceRun(jobs, process).run()
+    return [r.status for r in report.results]
+
+
+def test_parallel_chunks_into_one_folder(tmp_path):
+    # two processes on overlapping chunks writing the same folder (and the same frames 5-6)
+    chunks = [(str(tmp_path), list(range(1, 7))), (str(tmp_path), list(range(5, 11)))]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        statuses = pool.map(_chunk_worker, chunks)
+    assert all(s == "written" for st in statuses for s in st)
+    names = sorted(os.listdir(tmp_path))
+    assert names == [f"o.{f:04d}.txt" for f in range(1, 11)]  # no temp files left
+    for f in range(1, 11):
+        assert (tmp_path / f"o.{f:04d}.txt").read_text() == f"{f}\n" * 2000
