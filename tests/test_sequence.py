@@ -241,3 +241,10 @@ def test_parallel_chunks_into_one_folder(tmp_path):
     assert names == [f"o.{f:04d}.txt" for f in range(1, 11)]  # no temp files left
     for f in range(1, 11):
         assert (tmp_path / f"o.{f:04d}.txt").read_text() == f"{f}\n" * 2000
+
+
+def test_derived_path_keeps_sequences():
+    assert seq.derived_path("/r/shot.0042.exr") == "/r/shot_dof.0042.exr"
+    assert seq.derived_path("/r/shot_0042.exr", folder="/o") == "/o/shot_dof_0042.exr"
+    assert seq.derived_path("/r/still.exr") == "/r/still_dof.exr"
+    assert seq.derived_path("/r/0042.exr") == "/r/dof.0042.exr"

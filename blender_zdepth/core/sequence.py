@@ -118,6 +118,22 @@ def frame_from_name(path):
     return int(m.group(1)) if m else None
 
 
+def derived_path(path, tag="_dof", folder=None, ext=".exr"):
+    """The name of a derived file beside ``path`` (or in ``folder``): ``tag`` goes before the
+    frame number, so sequences stay sequences: ``shot.0042.exr`` -> ``shot_dof.0042.exr``,
+    ``shot_0042.exr`` -> ``shot_dof_0042.exr``, ``still.exr`` -> ``still_dof.exr``."""
+    src_folder, name = os.path.split(os.fspath(path))
+    stem = os.path.splitext(name)[0]
+    m = re.match(r"^(.*?)([._-]?)(-?\d+)$", stem)
+    if m and m.group(1):
+        new = f"{m.group(1)}{tag}{m.group(2)}{m.group(3)}{ext}"
+    elif m:  # the name is only a number
+        new = f"{tag.lstrip('_.-') or 'out'}{m.group(2) or '.'}{m.group(3)}{ext}"
+    else:
+        new = f"{stem}{tag}{ext}"
+    return os.path.join(src_folder if folder is None else folder, new)
+
+
 # ---------------------------------------------------------------------------------------------
 # Frame ranges
 
@@ -517,8 +533,9 @@ def plan_jobs(inputs, outputs, frames=None, png=False):
     if out_pattern is not None and not out_pattern.is_sequence and (in_is_seq or len(pairs) > 1):
         raise UsageError(f"IN is a sequence but OUT {out_text!r} is a single file: give OUT as a "
                          f"pattern (e.g. out.####.exr) or an existing folder")
-    if out_pattern is not None and out_pattern.is_sequence and not os.path.splitext(out_text)[1]:
-        raise UsageError(f"OUT {out_text!r} has no file extension: end it with .exr")
+    if out_pattern is not None and os.path.splitext(out_text)[1].lower() != ".exr":
+        raise UsageError(f"OUT {out_text!r} must be an .exr file, pattern or folder (add --png "
+                         f"for a PNG preview beside each EXR)")
 
     jobs = []
     for frame, src in pairs:
@@ -539,28 +556,23 @@ def plan_jobs(inputs, outputs, frames=None, png=False):
 # ---------------------------------------------------------------------------------------------
 # Depth of field on a sequence
 
-#: Header attributes of an input that describe its layout (or its depth channel), not its
-#: content; they are not copied to a refocused RGBA output.
+#: Header attributes of an input that describe its layout, not its content; they are not
+#: copied to a refocused RGBA output.
 _LAYOUT_KEYS = {
-    "channels", "compression", "dataWindow", "displayWindow", "lineOrder", "pixelAspectRatio",
-    "screenWindowCenter", "screenWindowWidth", "type", "name", "chunkCount", "version", "tiles",
-    "BlenderMultiChannel", "view", "multiView",
+    "channels", "compression", "dataWindow", "displayWindow", "lineOrder", "type", "name",
+    "chunkCount", "version", "tiles", "BlenderMultiChannel", "view", "multiView",
 }
 
 
-def _copyable_header(header):
-    out = {}
-    for key, value in (header or {}).items():
-        if key in _LAYOUT_KEYS:
-            continue
-        low = key.lower()
-        # Depth-channel description of our own exports: the output has no depth channel.
-        if low.startswith("zdepth") and not low.startswith(("zdepthcam", "zdepthcamera", "zdepthdof")):
-            if any(w in low for w in ("encoding", "near", "far", "units", "background",
-                                      "channel", "depth")):
-                continue
-        out[key] = value
-    return out
+def copyable_header(header):
+    """The attributes of an input's header worth keeping on a refocused RGBA output: everything
+    but the layout (channels, windows, compression, parts) and the description of a depth
+    channel (``zdepthEncoding``, ``zdepthNear`` ...: the output has no depth channel)."""
+    from .encodings import DepthEncoding
+
+    depth_keys = set(DepthEncoding().to_header())
+    return {k: v for k, v in (header or {}).items()
+            if k not in _LAYOUT_KEYS and k not in depth_keys}
 
 
 def dof_header(lens, settings, focus_source="", diagnostic=False, source=""):
@@ -584,17 +596,43 @@ def dof_header(lens, settings, focus_source="", diagnostic=False, source=""):
     return h
 
 
-def to_display(rgba):
-    """Premultiplied linear RGBA (HxWx4) -> straight-alpha sRGB RGBA in 0..1 for a PNG preview."""
-    import numpy as np
+def lens_resolver(focus_distance=None, focus_pixel=None, focus_keys=None, fstop=None,
+                  focal_length_mm=None, sensor_width_mm=None, sensor_height_mm=None,
+                  sensor_fit=None, pixel_aspect=None):
+    """A ``lens_for_frame(frame_number, loaded_frame) -> (Lens, focus_source)`` for
+    :func:`refocus_sequence`: camera values come from the frame's header
+    (``loaded_frame.camera``, our own exports) and every argument that is not None wins over
+    them. Focus, first match: ``focus_keys`` (:class:`FocusKeys`, evaluated at the frame),
+    ``focus_pixel`` ``(x, y)`` (the depth under that pixel, per frame), ``focus_distance``, the
+    header's focus distance. Raises :class:`UsageError` (via ``Lens.from_camera``) when a
+    needed value is in neither."""
+    def lens_for(frame, loaded):
+        from .lens import Lens
 
-    rgba = np.asarray(rgba, dtype=np.float32)
-    alpha = np.clip(rgba[..., 3:4], 0.0, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rgb = np.where(alpha > 1e-6, rgba[..., :3] / np.maximum(alpha, 1e-6), 0.0)
-    rgb = np.clip(np.nan_to_num(rgb, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
-    srgb = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * np.power(rgb, 1 / 2.4) - 0.055)
-    return np.concatenate([srgb, alpha], axis=-1).astype(np.float32)
+        camera = getattr(loaded, "camera", None)
+        focus, source = focus_distance, "option"
+        if focus_keys is not None:
+            focus, source = float(focus_keys(frame)), "focus keys"
+        elif focus_pixel is not None:
+            from .dof import focus_from_pixel
+
+            x, y = focus_pixel
+            focus, source = float(focus_from_pixel(loaded.depth, x, y)), f"pixel {x},{y}"
+        elif focus_distance is None:
+            source = "camera"
+        lens = Lens.from_camera(camera, focal_length_mm=focal_length_mm, fstop=fstop,
+                                focus_distance=focus, sensor_width_mm=sensor_width_mm,
+                                sensor_height_mm=sensor_height_mm, sensor_fit=sensor_fit,
+                                pixel_aspect=pixel_aspect)
+        return lens, source
+    return lens_for
+
+
+def to_display(rgba):
+    """Premultiplied linear RGBA (HxWx4) -> display sRGB RGB (HxWx3, 0..1) for a PNG preview."""
+    from .display import to_display as display
+
+    return display(rgba)
 
 
 class FrameSizeError(ZDepthError):
@@ -624,45 +662,67 @@ def load_dof_frame(path, expect_size=None):
     return frame
 
 
-def refocus_frame(job, lens_for_frame, settings, png=False, diagnostic=False, state=None,
-                  extra_header=None):
-    """Refocus one :class:`FrameJob`: load, defocus (or diagnostic), write atomically.
+def refocus_array(frame, lens, settings, diagnostic=False):
+    """Defocus (or, with ``diagnostic``, the focal-plane view of) a loaded frame: float32 HxWx4
+    premultiplied RGBA."""
+    from . import dof
+
+    if diagnostic:
+        return dof.focal_plane_view(frame.rgba, frame.depth, lens, settings)
+    return dof.defocus(frame.rgba, frame.depth, lens, settings)
+
+
+def write_refocused(job, rgba, header):
+    """Write ``rgba`` (HxWx4) to ``job.output`` as a single-part float32 RGBA EXR (ZIP,
+    lossless) with ``header``, and to ``job.outputs[1]`` (if any) as an 8-bit sRGB PNG preview.
+    Each file is written under a unique temporary name and renamed into place: it appears
+    complete or not at all. The PNG is written first, so an existing EXR means a finished
+    frame."""
+    import numpy as np
+
+    from . import exr
+
+    rgba = np.ascontiguousarray(rgba, dtype=np.float32)
+    channels = {c: np.ascontiguousarray(rgba[..., i]) for i, c in enumerate("RGBA")}
+    for path in job.outputs[1:]:
+        from . import png
+
+        with atomic_output(path) as tmp:
+            png.write_png(tmp, to_display(rgba), bits=8, overwrite=True)
+    with atomic_output(job.output) as tmp:
+        exr.write_exr(tmp, channels, header=header, half=False, codec="zip", overwrite=True)
+
+
+def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
+                  extra_header=None, keep_result=False):
+    """Refocus one :class:`FrameJob`: load, defocus (or diagnostic), write atomically (all of
+    ``job.outputs``; none when it is empty).
 
     ``lens_for_frame(frame_number, loaded_frame) -> Lens`` or ``-> (Lens, focus_source_text)``.
     ``state`` (a dict shared across the frames of one run) remembers the first frame's size, so a
-    frame of another size fails with a clear message. Returns the info dict for the progress line.
+    frame of another size fails with a clear message. Returns the info dict for the progress
+    line (``details``, ``lens``; ``rgba`` too with ``keep_result``).
     """
-    from . import dof, exr
-
     state = {} if state is None else state
     frame = load_dof_frame(job.input, state.get("size"))
     h, w = frame.depth.shape
     state.setdefault("size", (w, h))
     got = lens_for_frame(job.frame, frame)
     lens, focus_source = got if isinstance(got, tuple) else (got, "")
-    if diagnostic:
-        out = dof.focal_plane_view(frame.rgba, frame.depth, lens, settings)
-    else:
-        out = dof.defocus(frame.rgba, frame.depth, lens, settings)
-    header = _copyable_header(frame.header)
-    header.update(dof_header(lens, settings, focus_source, diagnostic, job.input))
-    header.update(extra_header or {})
-    import numpy as np
-
-    out = np.ascontiguousarray(out, dtype=np.float32)
-    channels = {c: np.ascontiguousarray(out[..., i]) for i, c in enumerate("RGBA")}
-    for path in job.outputs[1:] if png else ():
-        from . import png as pngmod
-
-        with atomic_output(path) as tmp:
-            pngmod.write_png(tmp, to_display(out), bits=8, overwrite=True)
-    with atomic_output(job.output) as tmp:
-        exr.write_exr(tmp, channels, header=header, half=False, codec="zip", overwrite=True)
+    out = refocus_array(frame, lens, settings, diagnostic)
+    if job.outputs:
+        header = copyable_header(frame.header)
+        header.update(dof_header(lens, settings, focus_source, diagnostic, job.input))
+        header.update(extra_header or {})
+        write_refocused(job, out, header)
     details = f"focus {lens.focus_distance:.3g} m"
     if focus_source:
         details += f" ({focus_source})"
     details += f", f/{lens.fstop:g}, {lens.focal_length_mm:g} mm"
-    return {"details": details, "lens": lens}
+    info = {"details": details, "lens": lens, "focus_source": focus_source}
+    if keep_result:
+        info["rgba"] = out
+    return info
 
 
 def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None, png=False,
@@ -694,7 +754,7 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
     state = {}
 
     def process(job):
-        return refocus_frame(job, lens_for, settings, png, diagnostic, state, extra_header)
+        return refocus_frame(job, lens_for, settings, diagnostic, state, extra_header)
 
     run = SequenceRun(jobs, process, skip_existing, progress)
     return run.run(should_cancel)
