@@ -1,0 +1,160 @@
+"""``inspect``: what an EXR holds -- channels, depth encoding and range, camera, precision."""
+
+NAME = "inspect"
+HELP = "show an EXR's channels, depth encoding, range, camera and precision report"
+
+
+def add_arguments(parser):
+    parser.add_argument("input", metavar="IN.exr", help="an EXR file")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--focus", type=float, metavar="M", help="focus distance for the "
+                        "precision report (default: the camera's, when recorded)")
+    parser.add_argument("--all", action="store_true", help="also compare every encoding and "
+                        "bit depth over the file's range")
+    parser.add_argument("--layer", help="view layer to read when the file has several")
+    parser.add_argument("--background", default="auto", metavar="auto|M",
+                        help="background rule for plain renders (see encode --help)")
+
+
+def _num(x):
+    import math
+
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else ("inf" if x > 0 else ("-inf" if x < 0 else "nan"))
+
+
+def describe(path, focus=None, layer=None, background="auto", compare=False):
+    """Everything ``inspect`` reports, as a JSON-ready dict."""
+    import os
+
+    import numpy as np
+
+    from ..core import encodings, exr, precision
+
+    img = exr.read_exr(path)
+    info = {
+        "path": os.path.abspath(path),
+        "size": None,
+        "data_window": img.data_window,
+        "display_window": img.display_window,
+        "parts": [p.name for p in img.parts],
+        "channels": {n: ("half" if n in img.half else "float") for n in sorted(img.channels)},
+    }
+    comp = img.header.get("compression")
+    info["compression"] = getattr(comp, "name", str(comp)) if comp is not None else None
+    frame = exr.load_frame(path, background=background, layer=layer)
+    h, w = frame.depth.shape
+    info["size"] = [w, h]
+    info["depth_channel"] = frame.depth_channel
+    info["beauty_channels"] = frame.beauty_channels
+    enc = frame.encoding
+    d = frame.depth
+    surface = np.isfinite(d)
+    stats = {"background_pixels": int((~surface).sum()), "pixels": int(d.size)}
+    if surface.any():
+        stats.update(min=float(d[surface].min()), max=float(d[surface].max()),
+                     median=float(np.median(d[surface])))
+    info["depth"] = stats
+    if enc is not None:
+        info["encoding"] = {"name": enc.name, "near": enc.near, "far": enc.far,
+                            "units": enc.units, "planar": enc.planar,
+                            "background_threshold": _num(enc.background),
+                            "background_value": _num(enc.background_value),
+                            "formula": enc.formula,
+                            "background": frame.header.get("zdepthBackground")}
+        report_enc = enc
+    else:
+        info["encoding"] = None
+        info["background_rule"] = (f"depth >= {frame.background:g} or non-finite"
+                                   if frame.background is not None else "non-finite")
+        report_enc = None
+        if surface.any():
+            near, far = encodings.range_from_data(d)
+            report_enc = encodings.DepthEncoding("linear", near, far)
+    cam = frame.camera
+    info["camera"] = None
+    if cam is not None:
+        info["camera"] = {k: (v.tolist() if hasattr(v, "tolist") else v)
+                          for k, v in vars(cam).items()}
+    if focus is None and cam is not None:
+        focus = cam.focus_distance
+    info["precision"] = None
+    info["comparison"] = []
+    if report_enc is not None:
+        bits = "16-half" if frame.half else "32"
+        rep = precision.precision_report(report_enc, bits, focus=focus)
+        info["precision"] = rep.to_dict()
+        info["precision_text"] = rep.text()
+        if compare:
+            info["comparison"] = [r.to_dict() for r in precision.precision_table(
+                report_enc.near, report_enc.far, focus, report_enc.units)]
+    return info
+
+
+def run(args):
+    import json
+
+    from .encode import background_arg
+
+    info = describe(args.input, args.focus, args.layer, background_arg(args.background),
+                    args.all)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    w, h = info["size"]
+    print(f"{info['path']}")
+    print(f"  size {w}x{h}, data window {info['data_window']}, "
+          f"display window {info['display_window']}, compression {info['compression']}")
+    if len(info["parts"]) > 1:
+        print(f"  parts: {', '.join(info['parts'])}")
+    chans = ", ".join(f"{n} ({t})" for n, t in info["channels"].items())
+    print(f"  channels: {chans}")
+    beauty = info["beauty_channels"]
+    print(f"  beauty: {', '.join(c for c in beauty if c) if beauty else 'none'}")
+    print(f"  depth: {info['depth_channel']}")
+    enc = info["encoding"]
+    if enc:
+        print(f"  encoding: {enc['name']}, range {enc['near']:g}-{enc['far']:g} {enc['units']}, "
+              f"{'planar' if enc['planar'] else 'radial'} depth")
+        print(f"    decode: {enc['formula']}")
+        print(f"    background: {enc['background']}")
+    else:
+        print(f"  encoding: none (plain render depth, linear planar); background: "
+              f"{info['background_rule']}")
+    st = info["depth"]
+    if "min" in st:
+        print(f"  depth values: {st['min']:.6g} to {st['max']:.6g} (median {st['median']:.6g}), "
+              f"{st['background_pixels']} background pixel(s) of {st['pixels']}")
+    else:
+        print(f"  depth values: all {st['pixels']} pixels are background")
+    cam = info["camera"]
+    if cam:
+        parts = [f"{cam['focal_length_mm']:g} mm lens",
+                 f"sensor {cam['sensor_width_mm']:g}x{cam['sensor_height_mm']:g} mm "
+                 f"({cam['sensor_fit']})"]
+        if cam.get("fstop"):
+            parts.append(f"f/{cam['fstop']:g}")
+        if cam.get("focus_distance"):
+            parts.append(f"focus {cam['focus_distance']:g}")
+        if cam.get("clip_start") is not None and cam.get("clip_end") is not None:
+            parts.append(f"clip {cam['clip_start']:g}-{cam['clip_end']:g}")
+        if cam.get("frame") is not None:
+            parts.append(f"frame {cam['frame']}")
+        if cam.get("world_to_camera") is not None:
+            parts.append("worldToCamera")
+        print(f"  camera: {', '.join(parts)}")
+    else:
+        print("  camera: not recorded")
+    if info.get("precision_text"):
+        print("  precision:")
+        for line in info["precision_text"].splitlines():
+            print(f"    {line}")
+    if info["comparison"]:
+        print("  other encodings and bit depths over this range (worst rounding error):")
+        for r in info["comparison"]:
+            flag = "  (banding)" if any("banding" in w for w in r["warnings"]) else ""
+            print(f"    {r['encoding']:<10} {r['label']:<22} "
+                  f"{r['worst_relative_error']:.2g}{flag}")
+    return 0
