@@ -215,7 +215,8 @@ def test_missing_not_exr_and_truncated_files(tmp_path):
         exr.read_exr(tmp_path / "t.exr")
     d = np.random.default_rng(0).uniform(1, 100, (64, 64))
     full = exr.write_depth_exr(tmp_path / "full.exr", d, codec="none")
-    data = open(full, "rb").read()
+    with open(full, "rb") as fh:
+        data = fh.read()
     for cut in (len(data) - 7, len(data) // 2, 200, 10):
         (tmp_path / "cut.exr").write_bytes(data[:cut])
         with pytest.raises(ZDepthError, match="damaged or truncated|not an OpenEXR"):
