@@ -323,7 +323,8 @@ class FrameJob:
 
     @property
     def output(self):
-        return self.outputs[0]
+        """The main output path ('' when the job writes nothing, e.g. a diagnostic view)."""
+        return self.outputs[0] if self.outputs else ""
 
 
 @dataclasses.dataclass
@@ -390,6 +391,11 @@ class SequenceReport:
         return "\n".join(lines)
 
 
+class AbortRun(UsageError):
+    """Raised by a frame's ``process`` to stop the whole run (e.g. options that cannot work for
+    any frame); :class:`SequenceRun` lets it through instead of recording a failed frame."""
+
+
 def _error_message(exc):
     if isinstance(exc, (ZDepthError, OSError)):
         return str(exc)
@@ -440,6 +446,9 @@ class SequenceRun:
             try:
                 info = self.process(job) or {}
                 result = FrameResult(job, "written", info=info)
+            except AbortRun:
+                self.index -= 1
+                raise
             except Exception as exc:  # one bad frame must not stop the others
                 result = FrameResult(job, "failed", _error_message(exc))
         result.seconds = time.perf_counter() - t0
@@ -472,7 +481,8 @@ def progress_line(result, index, total):
     head = f"[{index:>{width}}/{total}] frame {result.frame}"
     if result.status == "written":
         details = result.info.get("details", "")
-        return (f"{head}: {os.path.basename(result.job.input)} -> {result.job.output}"
+        return (f"{head}: {os.path.basename(result.job.input)} -> "
+                f"{result.job.output or '(not written)'}"
                 f"{'  ' + details if details else ''}  ({result.seconds:.2f} s)")
     if result.status == "skipped":
         return f"{head}: skipped, {result.job.output} already exists"
@@ -672,9 +682,10 @@ def refocus_array(frame, lens, settings, diagnostic=False):
     return dof.defocus(frame.rgba, frame.depth, lens, settings)
 
 
-def write_refocused(job, rgba, header):
+def write_refocused(job, rgba, header, data_window=None, display_window=None):
     """Write ``rgba`` (HxWx4) to ``job.output`` as a single-part float32 RGBA EXR (ZIP,
-    lossless) with ``header``, and to ``job.outputs[1]`` (if any) as an 8-bit sRGB PNG preview.
+    lossless) with ``header`` (and the input's data / display windows, so overscan and border
+    renders line up), and to ``job.outputs[1]`` (if any) as an 8-bit sRGB PNG preview.
     Each file is written under a unique temporary name and renamed into place: it appears
     complete or not at all. The PNG is written first, so an existing EXR means a finished
     frame."""
@@ -690,7 +701,8 @@ def write_refocused(job, rgba, header):
         with atomic_output(path) as tmp:
             png.write_png(tmp, to_display(rgba), bits=8, overwrite=True)
     with atomic_output(job.output) as tmp:
-        exr.write_exr(tmp, channels, header=header, half=False, codec="zip", overwrite=True)
+        exr.write_exr(tmp, channels, header=header, half=False, codec="zip", overwrite=True,
+                      data_window=data_window, display_window=display_window)
 
 
 def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
@@ -714,7 +726,8 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
         header = copyable_header(frame.header)
         header.update(dof_header(lens, settings, focus_source, diagnostic, job.input))
         header.update(extra_header or {})
-        write_refocused(job, out, header)
+        write_refocused(job, out, header, getattr(frame, "data_window", None),
+                        getattr(frame, "display_window", None))
     details = f"focus {lens.focus_distance:.3g} m"
     if focus_source:
         details += f" ({focus_source})"

@@ -1,0 +1,539 @@
+"""Depth of field on rendered frames, inside Blender: ``bpy.ops.zdepth.apply_dof`` and the
+"Depth of Field" sub-panel of Properties > Render > Z-Depth.
+
+The work itself is :mod:`blender_zdepth.core.sequence` (one :class:`SequenceRun` step per frame);
+this module only gathers the inputs (the Render Result, or rendered EXR files on disk), the lens
+of every frame (the scene camera evaluated at that frame, or the panel's overrides), shows the
+result in an image called "Z-Depth DOF", and drives the run: synchronously when Blender runs
+headless, from a modal timer otherwise (progress bar, status text, Esc cancels between frames).
+"""
+
+import os
+import shutil
+import tempfile
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, IntProperty
+
+from ..core import sequence
+from ..core.errors import ZDepthError
+from . import compat
+
+#: Name of the image the result is shown in.
+IMAGE_NAME = "Z-Depth DOF"
+
+_SOURCES = [
+    ("PANEL", "Panel Setting", "Use the Depth of Field panel's source (Render Result or files)"),
+    ("RENDER_RESULT", "Render Result", "The latest render (must have the Z pass)"),
+    ("FILES", "Rendered Files", "Multilayer EXR files on disk, over the scene's frame range"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings and lens
+
+
+def dof_settings(scene):
+    """The panel's settings (``scene.zdepth``), or None when the properties are not registered."""
+    return getattr(scene, "zdepth", None)
+
+
+def _get(zd, name, default):
+    return getattr(zd, name, default) if zd is not None else default
+
+
+def planar_distance(camera_obj, point):
+    """Distance of world-space ``point`` from the camera along its view axis (planar depth, as
+    Blender's focus object and the Z pass measure it)."""
+    local = camera_obj.matrix_world.inverted() @ point
+    return max(-local.z, 1e-4)
+
+
+def camera_lens(scene, loaded=None):
+    """The :class:`~blender_zdepth.core.lens.Lens` of ``scene``'s camera at the current frame,
+    with the panel's overrides; returns ``(lens, focus_source)``.
+
+    Focus (panel ``dof_focus_mode``): CAMERA = the camera's focus object if set, else its focus
+    distance; DISTANCE = the panel's distance; OBJECT = the panel's object; PIXEL = the depth
+    under the panel's pixel in ``loaded`` (the frame being refocused). f-stop: the camera's,
+    unless the panel overrides it.
+    """
+    from ..core.lens import Lens
+
+    cam = scene.camera
+    if cam is None or cam.type != "CAMERA":
+        raise ZDepthError("the scene has no camera: set Scene > Camera")
+    data = cam.data
+    if data.type != "PERSP":
+        raise ZDepthError(f"camera {cam.name!r} is {data.type.lower()}: depth of field needs a "
+                          f"perspective camera")
+    zd = dof_settings(scene)
+    mode = _get(zd, "dof_focus_mode", "CAMERA")
+    if mode == "DISTANCE":
+        focus, source = float(zd.dof_focus_distance), "panel distance"
+    elif mode == "OBJECT":
+        obj = _get(zd, "dof_focus_object", None)
+        if obj is None:
+            raise ZDepthError("focus on an object was chosen but no object is set in the "
+                              "Depth of Field panel")
+        focus, source = planar_distance(cam, obj.matrix_world.translation), f"object {obj.name}"
+    elif mode == "PIXEL":
+        if loaded is None:
+            raise ZDepthError("focus on a pixel needs the frame's depth")
+        from ..core.dof import focus_from_pixel
+
+        x, y = (int(v) for v in zd.dof_focus_pixel)
+        focus, source = float(focus_from_pixel(loaded.depth, x, y)), f"pixel {x},{y}"
+    elif data.dof.focus_object is not None:
+        obj = data.dof.focus_object
+        focus = planar_distance(cam, obj.matrix_world.translation)
+        source = f"camera focus object {obj.name}"
+    else:
+        focus, source = float(data.dof.focus_distance), "camera"
+    if _get(zd, "dof_fstop_override", False):
+        fstop = float(zd.dof_fstop)
+    else:
+        fstop = float(data.dof.aperture_fstop)
+    render = scene.render
+    lens = Lens(focal_length_mm=float(data.lens), fstop=fstop, focus_distance=focus,
+                sensor_width_mm=float(data.sensor_width),
+                sensor_height_mm=float(data.sensor_height), sensor_fit=data.sensor_fit,
+                pixel_aspect=float(render.pixel_aspect_x) / float(render.pixel_aspect_y))
+    return lens, source
+
+
+def engine_settings(scene):
+    """:class:`~blender_zdepth.core.dof.DofSettings` from the panel."""
+    from ..core.dof import DofSettings
+
+    zd = dof_settings(scene)
+    return DofSettings(max_radius=float(_get(zd, "dof_max_radius", 64.0)),
+                       blades=int(_get(zd, "dof_blades", 0)),
+                       rotation_deg=float(_rotation_degrees(_get(zd, "dof_rotation", 0.0))))
+
+
+def _rotation_degrees(value):
+    # An angle property (subtype ANGLE) holds radians; a plain float holds degrees.
+    zd_prop = None
+    try:
+        zd_prop = bpy.types.Scene.bl_rna.properties["zdepth"].fixed_type.properties["dof_rotation"]
+    except (KeyError, AttributeError):
+        pass
+    if zd_prop is not None and getattr(zd_prop, "subtype", "") == "ANGLE":
+        import math
+
+        return math.degrees(value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs and outputs
+
+
+def _abspath(path):
+    return os.path.normpath(bpy.path.abspath(path)) if path else ""
+
+
+def output_folder(scene, near=None):
+    """Where results go: the panel's output folder, else ``near`` (the renders' folder), else
+    the scene's render output folder, else the system's temporary folder."""
+    zd = dof_settings(scene)
+    folder = _abspath(_get(zd, "dof_output_dir", ""))
+    if not folder:
+        folder = near or os.path.dirname(_abspath(scene.render.filepath))
+    if not folder or not os.path.isdir(folder):
+        if folder and not os.path.exists(folder):
+            try:
+                os.makedirs(folder, exist_ok=True)
+                return folder
+            except OSError:
+                pass
+        folder = folder if folder and os.path.isdir(folder) else tempfile.gettempdir()
+    return folder
+
+
+def save_render_result(scene, path):
+    """Save the Render Result (all passes) as a 32-bit multilayer EXR at ``path``; the scene's
+    output settings are restored afterwards."""
+    image = bpy.data.images.get("Render Result")
+    if image is None:
+        raise ZDepthError("there is no render yet: render a frame (F12) first, with the Z pass "
+                          "on (View Layer > Passes > Z)")
+    settings = scene.render.image_settings
+    names = ("media_type", "file_format", "color_depth", "exr_codec", "use_exr_interleave",
+             "color_management")
+    saved = {n: getattr(settings, n) for n in names if hasattr(settings, n)}
+    try:
+        compat.set_multilayer_exr(settings, "32", "ZIP")
+        image.save_render(path, scene=scene)
+    except RuntimeError as exc:
+        raise ZDepthError(f"could not save the Render Result: {exc}; render a frame first")
+    finally:
+        for n in names:  # media_type before file_format, as they were set
+            if n in saved:
+                try:
+                    setattr(settings, n, saved[n])
+                except (TypeError, AttributeError, ValueError):
+                    pass
+    if not os.path.exists(path):
+        raise ZDepthError("the Render Result is empty: render a frame (F12) first")
+    return path
+
+
+def file_inputs(scene, frames):
+    """``{frame: path}`` of the rendered files: the panel's input (a file or a pattern like
+    ``//render/shot.####.exr``), else where the scene renders its frames."""
+    zd = dof_settings(scene)
+    text = _abspath(_get(zd, "dof_input", ""))
+    if text:
+        pattern = sequence.FramePattern(text)
+        return {f: pattern.path_for(f) for f in frames}
+    return {f: _abspath(scene.render.frame_path(frame=f)) for f in frames}
+
+
+# ---------------------------------------------------------------------------------------------
+# The batch: one object, stepped by the modal timer or looped by execute()
+
+
+class DofBatch:
+    """Everything one run of the operator needs: jobs, lens per frame, the run, the result.
+
+    ``source``: 'RENDER_RESULT' or 'FILES'. ``frames``: for FILES (default: the scene range).
+    ``diagnostic``: the focal-plane view of the current frame instead of the blur; shown, not
+    written. :meth:`step` does one frame (it calls ``scene.frame_set`` so animated focus,
+    f-stop and lens are honoured), :meth:`cancel` stops between frames, :meth:`finish` restores
+    the scene's frame, shows the result in the "Z-Depth DOF" image and cleans temporary files.
+    """
+
+    def __init__(self, scene, source="RENDER_RESULT", frames=None, diagnostic=False,
+                 skip_existing=False, write_png=None):
+        self.scene = scene
+        self.source = source
+        self.diagnostic = diagnostic
+        self.frame_before = scene.frame_current
+        self.tempdir = None
+        self.last_rgba = None
+        self.last_frame = None
+        zd = dof_settings(scene)
+        png = bool(_get(zd, "dof_write_png", False)) if write_png is None else write_png
+        self.settings = engine_settings(scene)
+        if source == "RENDER_RESULT":
+            self.tempdir = tempfile.mkdtemp(prefix="zdepth_dof_")
+            src = save_render_result(scene, os.path.join(self.tempdir, "render_result.exr"))
+            frame = scene.frame_current
+            stem = os.path.basename(_abspath(scene.render.filepath)).replace("#", "").strip("._-")
+            name = f"{stem or 'render'}.{frame:04d}.exr"
+            out = sequence.derived_path(name, folder=output_folder(scene))
+            outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
+                                          else (out,))
+            jobs = [sequence.FrameJob(frame, src, outs)]
+        elif source == "FILES":
+            if diagnostic:
+                frames = [scene.frame_current]
+            elif frames is None:
+                frames = list(range(scene.frame_start, scene.frame_end + 1, scene.frame_step))
+            inputs = file_inputs(scene, frames)
+            zd_out = _abspath(_get(zd, "dof_output_dir", ""))
+            jobs = []
+            for f, src in sorted(inputs.items()):
+                out = sequence.derived_path(src, folder=zd_out or None)
+                if sequence.same_file(src, out):
+                    raise ZDepthError(f"the output would overwrite the input {src}")
+                outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
+                                              else (out,))
+                jobs.append(sequence.FrameJob(f, src, outs))
+            if zd_out:
+                os.makedirs(zd_out, exist_ok=True)
+        else:
+            raise ZDepthError(f"unknown source {source!r}")
+        self.state = {}
+        self.run = sequence.SequenceRun(jobs, self._process, skip_existing=skip_existing)
+
+    def _lens(self, frame, loaded):
+        if self.scene.frame_current != frame:
+            self.scene.frame_set(frame)
+        return camera_lens(self.scene, loaded)
+
+    def _process(self, job):
+        info = sequence.refocus_frame(job, self._lens, self.settings, self.diagnostic,
+                                      self.state, keep_result=True)
+        self.last_rgba, self.last_frame = info.pop("rgba"), job.frame
+        return info
+
+    @property
+    def total(self):
+        return self.run.total
+
+    @property
+    def done(self):
+        return self.run.done
+
+    @property
+    def report(self):
+        return self.run.report
+
+    def step(self):
+        return self.run.step()
+
+    def cancel(self):
+        self.run.cancel()
+
+    def status_text(self):
+        job = self.run.jobs[min(self.run.index, self.total - 1)]
+        return (f"Z-Depth DOF: frame {job.frame} ({self.run.index + 1}/{self.total}), "
+                f"Esc to cancel")
+
+    def finish(self):
+        """Restore the frame, show the last result, remove temporary files; return the report."""
+        if self.scene.frame_current != self.frame_before:
+            self.scene.frame_set(self.frame_before)
+        if self.last_rgba is not None:
+            show_image(self.last_rgba)
+        if self.tempdir:
+            shutil.rmtree(self.tempdir, ignore_errors=True)
+            self.tempdir = None
+        return self.report
+
+
+def show_image(rgba, name=IMAGE_NAME):
+    """Put ``rgba`` (float32 HxWx4 premultiplied, top row first) into the float image ``name``
+    (created or resized as needed) and show it in the open Image Editors; return the image."""
+    import numpy as np
+
+    h, w = rgba.shape[:2]
+    image = bpy.data.images.get(name)
+    if image is not None and (tuple(image.size) != (w, h) or not image.is_float
+                              or image.source != "GENERATED"):
+        bpy.data.images.remove(image)
+        image = None
+    if image is None:
+        image = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
+    # Colour space first: changing it after filling the pixels regenerates the buffer.
+    linear = compat_linear_colorspace(image)
+    if linear and image.colorspace_settings.name != linear:
+        image.colorspace_settings.name = linear
+    image.alpha_mode = "PREMUL"
+    image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1], dtype=np.float32).ravel())
+    image.update()
+    wm = bpy.context.window_manager
+    for window in getattr(wm, "windows", []):
+        for area in window.screen.areas:
+            if area.type == "IMAGE_EDITOR":
+                area.spaces.active.image = image
+                area.tag_redraw()
+    return image
+
+
+def compat_linear_colorspace(image):
+    """The scene-linear colour space name this Blender offers for float images."""
+    items = [e.identifier for e in
+             image.colorspace_settings.bl_rna.properties["name"].enum_items]
+    for name in ("Linear Rec.709", "Linear", "Linear CIE-XYZ E"):
+        if name in items:
+            return name
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The operator
+
+
+class ZDEPTH_OT_apply_dof(bpy.types.Operator):
+    """Apply depth of field to the latest render or to rendered EXR frames, from their Z pass"""
+
+    bl_idname = "zdepth.apply_dof"
+    bl_label = "Apply Depth of Field"
+    bl_options = {"REGISTER"}
+
+    source: EnumProperty(name="Source", items=_SOURCES, default="PANEL")
+    diagnostic: BoolProperty(
+        name="Focal Plane Diagnostic",
+        description="Show what is in front of the focal plane (red), in focus (green) and "
+                    "behind it (blue) for the current frame, instead of blurring; writes no file",
+        default=False)
+    frame_start: IntProperty(name="Start", description="First frame (files; -1: the scene's)",
+                             default=-1)
+    frame_end: IntProperty(name="End", description="Last frame (files; -1: the scene's)",
+                           default=-1)
+    skip_existing: BoolProperty(name="Skip Existing",
+                                description="Keep frames whose output already exists (resume)",
+                                default=False)
+
+    _timer = None
+    _batch = None
+
+    def _make_batch(self, context):
+        scene = context.scene
+        source = self.source
+        if source == "PANEL":
+            source = _get(dof_settings(scene), "dof_source", "RENDER_RESULT")
+        frames = None
+        if source == "FILES" and (self.frame_start >= 0 or self.frame_end >= 0):
+            a = self.frame_start if self.frame_start >= 0 else scene.frame_start
+            b = self.frame_end if self.frame_end >= 0 else scene.frame_end
+            if b < a:
+                raise ZDepthError(f"frame range {a}-{b} runs backwards")
+            frames = list(range(a, b + 1))
+        return DofBatch(scene, source, frames, self.diagnostic, self.skip_existing)
+
+    def _conclude(self, batch):
+        report = batch.finish()
+        text = report.summary().splitlines()
+        what = "Focal-plane view" if self.diagnostic else "Depth of field"
+        head = f"{what}: {text[0]}"
+        if report.failed:
+            for line in text[1:]:
+                self.report({"WARNING"}, line.strip())
+            self.report({"WARNING"}, head)
+        else:
+            self.report({"INFO"}, head)
+        print(report.summary())
+        return {"FINISHED"} if (report.written or report.skipped) else {"CANCELLED"}
+
+    def execute(self, context):
+        try:
+            batch = self._make_batch(context)
+        except ZDepthError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        try:
+            while not batch.done:
+                result = batch.step()
+                print(sequence.progress_line(result, batch.run.index, batch.total))
+        except KeyboardInterrupt:
+            batch.cancel()
+        return self._conclude(batch)
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        try:
+            self._batch = self._make_batch(context)
+        except ZDepthError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        wm = context.window_manager
+        wm.progress_begin(0, max(1, self._batch.total))
+        self._timer = wm.event_timer_add(0.05, window=context.window)
+        wm.modal_handler_add(self)
+        self._set_status(context, self._batch.status_text())
+        return {"RUNNING_MODAL"}
+
+    def _set_status(self, context, text):
+        workspace = getattr(context, "workspace", None)
+        if workspace is not None:
+            workspace.status_text_set(text)
+
+    def _end_modal(self, context):
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+        self._set_status(context, None)
+
+    def modal(self, context, event):
+        batch = self._batch
+        if event.type == "ESC":
+            batch.cancel()
+        elif event.type == "TIMER" and not batch.done:
+            batch.step()
+            context.window_manager.progress_update(batch.run.index)
+            if not batch.done:
+                self._set_status(context, batch.status_text())
+        else:
+            return {"PASS_THROUGH"}
+        if batch.done:
+            self._end_modal(context)
+            result = self._conclude(batch)
+            self._batch = None
+            return result
+        return {"RUNNING_MODAL"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The sub-panel
+
+
+class RENDER_PT_zdepth_dof(bpy.types.Panel):
+    bl_label = "Depth of Field"
+    bl_idname = "RENDER_PT_zdepth_dof"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "render"
+    bl_parent_id = "RENDER_PT_zdepth"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    @classmethod
+    def poll(cls, context):
+        return dof_settings(context.scene) is not None
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        scene = context.scene
+        zd = scene.zdepth
+        cam = scene.camera
+
+        col = layout.column()
+        col.prop(zd, "dof_focus_mode", text="Focus")
+        if zd.dof_focus_mode == "DISTANCE":
+            col.prop(zd, "dof_focus_distance", text="Distance")
+        elif zd.dof_focus_mode == "OBJECT":
+            col.prop(zd, "dof_focus_object", text="Object")
+        elif zd.dof_focus_mode == "PIXEL":
+            col.prop(zd, "dof_focus_pixel", text="Pixel")
+        elif cam is not None and cam.type == "CAMERA":
+            dof = cam.data.dof
+            sub = col.column(align=True)
+            if dof.focus_object is not None:
+                sub.label(text=f"Camera focus object: {dof.focus_object.name}")
+            else:
+                sub.prop(dof, "focus_distance", text="Camera Distance")
+
+        col = layout.column()
+        row = col.row(heading="F-Stop Override")
+        row.prop(zd, "dof_fstop_override", text="")
+        sub = row.row()
+        sub.active = zd.dof_fstop_override
+        sub.prop(zd, "dof_fstop", text="")
+        if not zd.dof_fstop_override and cam is not None and cam.type == "CAMERA":
+            col.prop(cam.data.dof, "aperture_fstop", text="Camera F-Stop")
+        col.prop(zd, "dof_max_radius", text="Max Radius")
+        col.prop(zd, "dof_blades", text="Blades")
+        sub = col.column()
+        sub.active = zd.dof_blades >= 3
+        sub.prop(zd, "dof_rotation", text="Rotation")
+
+        col = layout.column()
+        col.prop(zd, "dof_source", text="Source")
+        if zd.dof_source == "FILES":
+            col.prop(zd, "dof_input", text="Input")
+            col.label(text=f"Frames {scene.frame_start}-{scene.frame_end} (scene range)")
+        col.prop(zd, "dof_output_dir", text="Output")
+        col.prop(zd, "dof_write_png", text="PNG Preview")
+
+        row = layout.row(align=True)
+        row.scale_y = 1.3
+        op = row.operator(ZDEPTH_OT_apply_dof.bl_idname, icon="RENDER_RESULT")
+        op.diagnostic = False
+        op = row.operator(ZDEPTH_OT_apply_dof.bl_idname, text="Focal Plane",
+                          icon="HIDE_OFF")
+        op.diagnostic = True
+
+
+_CLASSES = (ZDEPTH_OT_apply_dof, RENDER_PT_zdepth_dof)
+
+
+def register():
+    for cls in _CLASSES:
+        if cls is RENDER_PT_zdepth_dof and not hasattr(bpy.types, cls.bl_parent_id):
+            continue  # the Z-Depth panel is not there (its module is not registered)
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(_CLASSES):
+        if getattr(cls, "is_registered", False):
+            bpy.utils.unregister_class(cls)
