@@ -1,0 +1,303 @@
+"""The depth-of-field engine (core/dof.py) against the physics it must get right.
+
+Every scene is built here from numbers: a lens whose blur at infinity is a chosen number of
+pixels, and depths picked from wanted blur radii with the lens' own inverse."""
+
+import math
+
+import numpy as np
+import pytest
+
+from blender_zdepth.core.dof import (DofSettings, aperture_kernel, defocus, focal_plane_view,
+                                     layer_radii)
+from blender_zdepth.core.errors import UsageError, ZDepthError
+from blender_zdepth.core.lens import Lens, coc_radius_px, depth_for_coc
+
+FOCUS = 2.0
+
+
+def lens_for(r_inf, width, height, **kw):
+    """A 50 mm lens focused at 2 m whose blur radius at infinity is ``r_inf`` pixels."""
+    f_mm = 50.0
+    fstop = (f_mm * 1e-3) * f_mm * width / 36.0 / (2 * FOCUS * r_inf)
+    return Lens(f_mm, fstop, FOCUS, **kw)
+
+
+def depth_of(radius, lens, width, height, shape=None):
+    d = float(depth_for_coc(radius, lens, width, height))
+    return np.full(shape or (height, width), d, np.float32)
+
+
+def opaque(rgb):
+    rgb = np.asarray(rgb, np.float32)
+    return np.concatenate([rgb, np.ones(rgb.shape[:2] + (1,), np.float32)], axis=2)
+
+
+def test_focal_plane_stays_sharp():
+    h, w = 64, 96
+    rng = np.random.default_rng(1)
+    img = opaque(rng.random((h, w, 3)) * 2)
+    lens = lens_for(12, w, h)
+    depth = np.full((h, w), FOCUS, np.float32)
+    depth[:, 60:] = 50.0  # a blurred background beside it, behind
+    out = defocus(img, depth, lens, DofSettings(max_radius=12))
+    np.testing.assert_array_equal(out[:, :59], img[:, :59])
+    assert out[:, 70:].std() < img[:, 70:].std() * 0.5  # and the background did blur
+
+
+@pytest.mark.parametrize("radius", [-6.0, 3.0, 9.5])
+def test_constant_depth_keeps_the_mean(radius):
+    h, w = 80, 80
+    rng = np.random.default_rng(2)
+    img = np.zeros((h, w, 4), np.float32)
+    img[20:60, 20:60] = opaque(rng.random((40, 40, 3)) * 3)  # black margin wider than the blur
+    lens = lens_for(12, w, h)
+    out = defocus(img, depth_of(radius, lens, w, h), lens, DofSettings(max_radius=12))
+    np.testing.assert_allclose(out.sum(axis=(0, 1)), img.sum(axis=(0, 1)), rtol=2e-4)
+    # A textured frame edge to edge keeps its mean too (borders continue the picture).
+    full = opaque(rng.random((h, w, 3)))
+    out = defocus(full, depth_of(radius, lens, w, h), lens, DofSettings(max_radius=12))
+    np.testing.assert_allclose(out.mean(axis=(0, 1)), full.mean(axis=(0, 1)), rtol=0.01)
+
+
+def _spot(radius, settings, size=72, value=1000.0):
+    lens = lens_for(abs(radius) * 1.5, size, size)
+    img = np.zeros((size, size, 4), np.float32)
+    img[..., 3] = 1
+    c = size // 2
+    img[c, c, :3] = value
+    out = defocus(img, depth_of(radius, lens, size, size), lens, settings)
+    return out[..., 0], c
+
+
+@pytest.mark.parametrize("radius", [4.0, 7.5, 16.0])
+def test_bright_pixel_becomes_a_disk_of_the_thin_lens_diameter(radius):
+    out, c = _spot(radius, DofSettings(max_radius=40))
+    assert out.sum() == pytest.approx(1000.0, rel=1e-3)  # energy, nothing clipped at 1
+    assert out.max() > 1.0
+    inner = out[c, c]
+    # Diameter across the centre row and column, and from the area, at half the plateau.
+    row = np.flatnonzero(out[c] > inner / 2)
+    col = np.flatnonzero(out[:, c] > inner / 2)
+    area_d = 2 * math.sqrt(np.count_nonzero(out > inner / 2) / math.pi)
+    for diameter in (row.size, col.size, area_d):
+        assert abs(diameter - 2 * radius) <= 1.0, (diameter, 2 * radius)
+    # Flat inside: a disk, not a gaussian.
+    core = out[c - int(radius / 2):c + int(radius / 2) + 1, c]
+    assert core.min() > 0.9 * core.max()
+
+
+def test_polygonal_aperture_and_rotation():
+    radius = 14.0
+    hexa, c = _spot(radius, DofSettings(max_radius=40, blades=6, rotation_deg=0))
+    # Vertices on the horizontal axis (rotation 0): across the corners 2r, across flats
+    # 2r cos(30 deg) vertically.
+    # (At half the plateau a corner, being thin, reads up to a pixel short on each side.)
+    half = hexa[c, c] / 2
+    across_corners = np.count_nonzero(hexa[c] > half)
+    across_flats = np.count_nonzero(hexa[:, c] > half)
+    assert -2.0 <= across_corners - 2 * radius <= 1.0
+    assert abs(across_flats - 2 * radius * math.cos(math.pi / 6)) <= 1.0
+    area = 6 / 2 * radius ** 2 * math.sin(2 * math.pi / 6)
+    equal_area_d = 2 * math.sqrt(np.count_nonzero(hexa > half) / math.pi)
+    assert abs(equal_area_d - 2 * math.sqrt(area / math.pi)) <= 1.0
+    assert hexa.sum() == pytest.approx(1000.0, rel=1e-3)
+    turned, _ = _spot(radius, DofSettings(max_radius=40, blades=6, rotation_deg=30))
+    assert abs(np.count_nonzero(turned[c] > half) - 2 * radius * math.cos(math.pi / 6)) <= 1
+    assert -2.0 <= np.count_nonzero(turned[:, c] > half) - 2 * radius <= 1.0
+
+
+def test_front_blur_is_the_mirrored_aperture_and_anamorphic_squeezes():
+    tri_back = aperture_kernel(10.0, DofSettings(blades=3))
+    tri_front = aperture_kernel(-10.0, DofSettings(blades=3))
+    np.testing.assert_allclose(tri_front, tri_back[::-1, ::-1], atol=1e-6)
+    assert not np.allclose(tri_front, tri_back, atol=1e-3)
+    oval = aperture_kernel(10.0, DofSettings(anamorphic=2.0))
+    assert oval.shape[0] > 1.7 * oval.shape[1]  # Cycles' aperture ratio 2: tall bokeh
+
+
+def _fg_bg_scene(h, w, fg_radius, bg_radius, split_x):
+    """Left of ``split_x``: green surface at ``fg_radius``; right: red at ``bg_radius``."""
+    lens = lens_for(12, w, h)
+    img = opaque(np.zeros((h, w, 3)))
+    img[:, :split_x, 1] = 1.0
+    img[:, split_x:, 0] = 1.0
+    depth = np.empty((h, w), np.float32)
+    depth[:, :split_x] = depth_of(fg_radius, lens, w, h, (h, split_x))
+    depth[:, split_x:] = depth_of(bg_radius, lens, w, h, (h, w - split_x))
+    return img, depth, lens
+
+
+def test_blurred_foreground_turns_see_through_at_its_edge():
+    h, w, r = 48, 96, 10.0
+    img, depth, lens = _fg_bg_scene(h, w, -r, 0.0, 48)
+    out = defocus(img, depth, lens, DofSettings(max_radius=12))
+    mid = h // 2
+    # At the edge the lens sees half of the foreground and half of the subject.
+    edge = out[mid, 47:49].mean(axis=0)
+    assert 0.3 < edge[1] < 0.7 and 0.3 < edge[0] < 0.7
+    # Inside the occluder's footprint, within its blur, the hidden subject shows through.
+    assert out[mid, 48 - int(r / 2), 0] > 0.12
+    # Far inside, the occluder is opaque; far outside, the subject is untouched.
+    np.testing.assert_allclose(out[mid, 10], [0, 1, 0, 1], atol=1e-3)
+    np.testing.assert_allclose(out[mid, 90], [1, 0, 0, 1], atol=1e-3)
+
+
+def test_sharp_subject_does_not_smear_into_background_nor_background_over_it():
+    h, w = 48, 96
+    img, depth, lens = _fg_bg_scene(h, w, 0.0, 10.0, 48)  # sharp green, blurred red behind
+    img[:, 48:, :3] *= np.linspace(0.2, 3.0, 48, dtype=np.float32)[None, :, None]  # textured
+    out = defocus(img, depth, lens, DofSettings(max_radius=12))
+    np.testing.assert_array_equal(out[:, :48], img[:, :48])  # no background bleeding over
+    assert out[:, 48:, 1].max() < 1e-4                         # no green smeared behind
+    np.testing.assert_allclose(out[..., 3], 1.0, atol=1e-5)
+
+
+def _antialiased_edge(h, w, fg_radius, bg_radius, highlight=True):
+    """A sharp/blurred edge rendered the way Blender does: colour anti-aliased over a slanted
+    edge, depth taken from one sample (the nearer surface where it covers half or more)."""
+    lens = lens_for(12, w, h)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    edge_x = 40 + 0.3 * yy[:, :1]
+    # Coverage of the foreground (left of the edge) per pixel by 8x8 supersampling.
+    sub = (np.arange(8, dtype=np.float32) + 0.5) / 8
+    xs = xx[..., None] - 0.5 + sub
+    cov = (xs < edge_x[..., None]).mean(axis=2)
+    fg = np.array([0.2, 0.8, 0.1], np.float32)
+    bg = np.zeros((h, w, 3), np.float32)
+    bg[..., 2] = 0.3
+    if highlight:
+        bg[:, :, :] += (np.abs(yy - h / 2) < 6)[..., None] * 8.0  # bright band behind the edge
+    rgb = cov[..., None] * fg + (1 - cov[..., None]) * bg
+    depth = np.where(cov >= 0.5, depth_of(fg_radius, lens, w, h),
+                     depth_of(bg_radius, lens, w, h)).astype(np.float32)
+    return opaque(rgb), depth, lens, cov, fg, bg
+
+
+@pytest.mark.parametrize("highlight", [False, True])
+def test_mixed_edge_pixels_grow_no_halo_and_no_rim(highlight):
+    h, w = 64, 96
+    img, depth, lens, cov, fg, bg = _antialiased_edge(h, w, 0.0, 10.0, highlight)
+    out = defocus(img, depth, lens, DofSettings(max_radius=12))
+    # Reference: the background alone, blurred, seen through the foreground's coverage.
+    bg_blur = defocus(opaque(bg), depth_of(10.0, lens, w, h), lens, DofSettings(max_radius=12))
+    want = cov[..., None] * fg + (1 - cov[..., None]) * bg_blur[..., :3]
+    err = np.abs(out[..., :3] - want).max(axis=2)
+    edge = (cov > 0) & (cov < 1)
+    if not highlight:
+        fully_bg = np.zeros_like(edge)
+        fully_bg[:, 1:-1] = (cov[:, 1:-1] == 0) & (cov[:, :-2] == 0)
+        # No green halo spread into the blurred background, no rim along the edge.
+        assert out[..., 1][fully_bg].max() < 0.005
+        assert err[edge].max() < 0.1
+    else:
+        # The edge pixels show the blurred highlight (8.0) through their uncovered part
+        # instead of a sharp rim of it: a rim would be off by about 2 here.
+        assert err[edge].max() < 1.0, err[edge].max()
+        assert err[edge].mean() < 0.2, err[edge].mean()
+    assert err.mean() < 0.015
+
+
+def test_transparent_film_background():
+    h, w = 64, 64
+    lens = lens_for(12, w, h)
+    img = np.zeros((h, w, 4), np.float32)
+    img[24:40, 24:40] = [0.5, 0.25, 1.0, 1.0]  # a premultiplied square on transparent film
+    depth = np.full((h, w), np.inf, np.float32)  # film background: no surface
+    depth[24:40, 24:40] = depth_of(6.0, lens, w, h, (16, 16))
+    out = defocus(img, depth, lens, DofSettings(max_radius=12))
+    alpha = out[..., 3]
+    assert alpha.sum() == pytest.approx(img[..., 3].sum(), rel=1e-3)
+    assert 0 < alpha[32, 20] < 1 and alpha.max() <= 1 + 1e-5 and alpha[2, 2] == 0
+    # Still premultiplied: colour / alpha stays the square's colour where it is seen.
+    seen = alpha > 0.05
+    np.testing.assert_allclose(out[..., 0][seen] / alpha[seen], 0.5, atol=1e-3)
+    np.testing.assert_allclose(out[..., 2][seen] / alpha[seen], 1.0, atol=1e-3)
+
+
+def test_background_depth_is_the_far_limit():
+    h, w = 48, 48
+    lens = lens_for(8, w, h)
+    rng = np.random.default_rng(3)
+    img = opaque(rng.random((h, w, 3)))
+    a = defocus(img, np.full((h, w), np.inf, np.float32), lens, DofSettings(max_radius=20))
+    b = defocus(img, np.full((h, w), 1e10, np.float32), lens, DofSettings(max_radius=20))
+    c = defocus(img, depth_of(8.0, lens, w, h), lens, DofSettings(max_radius=20))
+    assert np.isfinite(a).all()
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(a, c, atol=1e-4)
+
+
+def test_highlights_blur_into_energy_conserving_bokeh():
+    h, w = 64, 64
+    lens = lens_for(12, w, h)
+    img = opaque(np.full((h, w, 3), 0.1))
+    img[20, 20, :3] = 50.0
+    img[40, 44, :3] = 200.0
+    out = defocus(img, depth_of(8.0, lens, w, h), lens, DofSettings(max_radius=12))
+    assert out[..., 0].sum() == pytest.approx(img[..., 0].sum(), rel=1e-3)
+    disk = out[36:45, 40:49, 0]
+    assert disk.min() > 0.9 and disk.max() < 2.0  # 200 spread over ~200 pixels, no clip
+
+
+def test_layer_radii_are_fine_near_focus():
+    radii = layer_radii(32.0)
+    assert radii[0] == -32 and radii[-1] == 32 and 0.0 in radii
+    steps = np.diff(radii)
+    assert steps[np.abs(radii[:-1]) < 2].max() <= 0.5 + 1e-9
+    assert (steps > 0).all()
+
+
+def test_bad_input_is_reported():
+    lens = lens_for(5, 16, 16)
+    with pytest.raises(ZDepthError, match="sizes differ"):
+        defocus(np.zeros((16, 16, 4), np.float32), np.ones((8, 8), np.float32), lens)
+    with pytest.raises(UsageError, match="blades"):
+        defocus(np.zeros((16, 16, 4), np.float32), np.ones((16, 16), np.float32), lens,
+                DofSettings(blades=2))
+
+
+def test_focal_plane_view_colours_near_focus_far():
+    h, w = 16, 48
+    lens = lens_for(8, w, h)
+    depth = np.empty((h, w), np.float32)
+    depth[:, :16] = 0.5 * FOCUS
+    depth[:, 16:32] = FOCUS
+    depth[:, 32:] = 100.0
+    view = focal_plane_view(opaque(np.full((h, w, 3), 0.5)), depth, lens, DofSettings(10))
+    near, focus, far = view[8, 8], view[8, 24], view[8, 40]
+    assert near[0] > near[1] and near[0] > near[2]
+    assert focus[1] > focus[0] and focus[1] > focus[2]
+    assert far[2] > far[0] and far[2] > far[1]
+    assert view.dtype == np.float32 and view.shape == (h, w, 4)
+    assert coc_radius_px(depth, lens)[8, 24] == 0
+
+
+def test_dof_command_single_frame(tmp_path, run_cli):
+    from blender_zdepth.core import exr
+
+    h, w = 40, 56
+    rng = np.random.default_rng(4)
+    rgba = opaque(rng.random((h, w, 3)))
+    depth = np.full((h, w), 1e10, np.float32)  # Cycles background
+    depth[10:30, 10:30] = FOCUS
+    src = tmp_path / "render.exr"
+    exr.write_exr(src, {"ViewLayer.Combined.R": rgba[..., 0], "ViewLayer.Combined.G": rgba[..., 1],
+                        "ViewLayer.Combined.B": rgba[..., 2], "ViewLayer.Combined.A": rgba[..., 3],
+                        "ViewLayer.Depth.Z": depth})
+    dst = tmp_path / "out.exr"
+    args = [src, dst, "--focus-distance", FOCUS, "--fstop", 0.2, "--focal-length", 50,
+            "--sensor-width", 36, "--max-radius", 8]
+    result = run_cli("dof", *args)
+    assert result.returncode == 0, result.stderr
+    out = exr.read_exr(dst)
+    assert sorted(out.channels) == ["A", "B", "G", "R"]
+    r = np.stack([out.channels[c] for c in "RGBA"], axis=-1)
+    assert r.shape == (h, w, 4) and r.dtype == np.float32
+    np.testing.assert_array_equal(r[12:28, 12:28], rgba[12:28, 12:28])  # in focus
+    assert r[:5, :, 0].std() < rgba[:5, :, 0].std() / 2                  # background blurred
+    again = run_cli("dof", *args)
+    assert again.returncode == 1 and "--overwrite" in again.stderr      # never overwrites
+    missing = run_cli("dof", src, tmp_path / "x.exr", "--fstop", 2, "--focal-length", 50)
+    assert missing.returncode == 2 and "--focus-distance" in missing.stderr
+    assert not (tmp_path / "x.exr").exists()
