@@ -331,7 +331,7 @@ def _check_target(path, overwrite):
     if os.path.isdir(path):
         raise ZDepthError(f"{path}: is a folder; give a file name")
     if os.path.exists(path) and not overwrite:
-        raise ZDepthError(f"{path}: already exists; pass --overwrite (overwrite=True) to "
+        raise ZDepthError(f"{path}: already exists; pass --overwrite to "
                           f"replace it")
     if not os.path.isdir(folder):
         raise ZDepthError(f"{folder}: output folder does not exist")
