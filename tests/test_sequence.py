@@ -213,7 +213,7 @@ def test_plan_jobs_patterns_folders_and_refusals(tmp_path):
     assert single[0].frame == 2
     jobs = seq.plan_jobs(str(src / "r.####.exr"), str(tmp_path / "o.####.exr"))
     (tmp_path / "o.0001.exr").write_bytes(b"y")
-    with pytest.raises(UsageError, match="already exists"):
+    with pytest.raises(ZDepthError, match="already exists"):
         seq.check_existing(jobs)
     seq.check_existing(jobs, skip_existing=True)
 

@@ -1,60 +1,132 @@
-"""``dof``: depth of field on a rendered EXR frame (refocus after render)."""
+"""``dof``: depth of field on rendered EXR frames (refocus after render): one frame or a sequence.
+
+    python -m blender_zdepth dof render.0042.exr refocused.0042.exr --focus-distance 3 --fstop 2
+    python -m blender_zdepth dof shot.####.exr dof/shot.####.exr --frames 1001-1048 \\
+        --focus-keys 1001:2.5,1048:8.0 --fstop 1.4 --focal-length 50 --png
+
+IN is a plain Blender render with the Z pass (multilayer EXR) or one of our own exports; camera
+values (lens, sensor, f-stop, focus) come from our header when present, and options override
+them. Each frame is written atomically as a single-part float32 RGBA EXR; a bad frame is reported
+and skipped, and the exit code is 1 when any frame failed (0 when all succeeded).
+"""
 
 import os
-import time
+import sys
 
 NAME = "dof"
-HELP = "apply a lens depth of field to a rendered EXR (beauty + Z pass) and write RGBA EXR"
+HELP = "apply a lens depth of field to rendered EXR frames (beauty + Z pass) and write RGBA EXR"
 
 
 def add_arguments(parser):
-    parser.add_argument("input", metavar="IN.exr",
-                        help="Blender multilayer render (ViewLayer.Combined + ViewLayer.Depth.Z) "
-                             "or single-part RGBA + Z EXR")
-    parser.add_argument("output", metavar="OUT.exr", help="single-part float32 RGBA EXR to write")
-    parser.add_argument("--focus-distance", type=float, metavar="M",
-                        help="focus distance in metres (scene units); default: the file's camera")
+    parser.add_argument("input", metavar="IN",
+                        help="a rendered EXR -- Blender multilayer render (ViewLayer.Combined + "
+                             "ViewLayer.Depth.Z), single-part RGBA + Z, or a blender_zdepth "
+                             "export -- or a frame pattern such as shot.####.exr / shot.%%04d.exr")
+    parser.add_argument("output", metavar="OUT",
+                        help="the .exr to write, a pattern (dof/shot.####.exr) for a sequence, "
+                             "or an existing folder (outputs keep the input names); never IN")
+    parser.add_argument("--frames", metavar="A-B",
+                        help="frames of a pattern to do: 1001-1048, 1,5,9 or 1-100x5 (default: "
+                             "every matching file on disk); a farm task gives its chunk here")
+    focus = parser.add_mutually_exclusive_group()
+    focus.add_argument("--focus-distance", type=float, metavar="M",
+                       help="focus distance in metres (scene units); default: the file's camera")
+    focus.add_argument("--focus-pixel", metavar="X,Y",
+                       help="focus on the surface under pixel X,Y (from the top-left corner), "
+                            "read from each frame's depth")
+    focus.add_argument("--focus-keys", metavar="F:M,...",
+                       help="focus rack: frame:distance keys, e.g. 1001:2.5,1048:8.0, eased "
+                            "smoothly between keys (monotone cubic, flat at the keys' ends); "
+                            "frames outside the keys hold the end values")
     parser.add_argument("--fstop", type=float, metavar="N",
                         help="f-number of the aperture; default: the file's camera")
     parser.add_argument("--focal-length", type=float, metavar="MM",
                         help="focal length in millimetres; default: the file's camera")
     parser.add_argument("--sensor-width", type=float, metavar="MM",
                         help="sensor width in millimetres (default: the file's camera, else 36)")
+    parser.add_argument("--sensor-height", type=float, metavar="MM",
+                        help="sensor height in millimetres, for --sensor-fit vertical "
+                             "(default: the file's camera, else 24)")
+    parser.add_argument("--sensor-fit", type=str.upper, choices=("AUTO", "HORIZONTAL", "VERTICAL"),
+                        metavar="auto|horizontal|vertical",
+                        help="which image side the sensor spans, as Blender's camera "
+                             "(default: the file's camera, else auto = the larger side)")
     parser.add_argument("--max-radius", type=float, default=64.0, metavar="PX",
                         help="largest blur radius in pixels (default 64)")
+    parser.add_argument("--blades", type=int, default=0, metavar="N",
+                        help="aperture blades: 0 = round, 3 or more = polygon (default 0)")
+    parser.add_argument("--rotation", type=float, default=0.0, metavar="DEG",
+                        help="rotation of a polygonal aperture in degrees (default 0)")
+    parser.add_argument("--diagnostic", action="store_true",
+                        help="write the focal-plane view instead of the blur: red in front of "
+                             "the focal plane, green in focus, blue behind")
+    parser.add_argument("--png", action="store_true",
+                        help="also write an 8-bit sRGB PNG preview beside each EXR")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace OUT.exr if it exists")
+                        help="replace outputs that exist")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="keep outputs that exist and do only the missing frames (resume)")
+
+
+def _focus_pixel(text):
+    from ..core.errors import UsageError
+
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--focus-pixel must look like 120,80 (X,Y in pixels), not {text!r}")
+    return x, y
 
 
 def run(args):
-    from ..core import exr
-    from ..core.dof import DofSettings, defocus
-    from ..core.errors import UsageError, ZDepthError
-    from ..core.lens import Lens
+    from ..core import sequence
+    from ..core.dof import DofSettings
+    from ..core.errors import UsageError
 
-    src = os.path.abspath(args.input)
-    dst = os.path.abspath(args.output)
-    if not dst.lower().endswith(".exr"):
-        raise UsageError(f"{args.output}: the output must be an .exr file")
-    if os.path.exists(dst) and not args.overwrite:
-        raise ZDepthError(f"{dst}: already exists; pass --overwrite to replace it")
-    if os.path.exists(dst) and os.path.samefile(src, dst):
-        raise UsageError("the output would replace the input: give another OUT.exr")
-    t0 = time.perf_counter()
-    frame = exr.load_frame(src)
-    if frame.rgba is None:
-        raise ZDepthError(f"{src}: no beauty (RGBA) channels to blur")
-    lens = Lens.from_camera(frame.camera, focal_length_mm=args.focal_length, fstop=args.fstop,
-                            focus_distance=args.focus_distance,
-                            sensor_width_mm=args.sensor_width)
-    settings = DofSettings(max_radius=args.max_radius).validate()
-    out = defocus(frame.rgba, frame.depth, lens, settings)
-    channels = {name: out[..., i] for i, name in enumerate("RGBA")}
-    header = {"zdepthDof": (f"focal {lens.focal_length_mm:g}mm f/{lens.fstop:g} focus "
-                            f"{lens.focus_distance:g} sensor {lens.sensor_width_mm:g}mm "
-                            f"max radius {settings.max_radius:g}px")}
-    exr.write_exr(dst, channels, header=header, overwrite=args.overwrite,
-                  data_window=frame.data_window, display_window=frame.display_window)
-    h, w = out.shape[:2]
-    print(f"{dst}: {w}x{h}, depth of field in {time.perf_counter() - t0:.2f} s")
-    return 0
+    if args.overwrite and args.skip_existing:
+        raise UsageError("--overwrite and --skip-existing contradict each other: choose one")
+    frames = sequence.parse_frames(args.frames) if args.frames else None
+    keys = sequence.parse_focus_keys(args.focus_keys) if args.focus_keys else None
+    pixel = _focus_pixel(args.focus_pixel) if args.focus_pixel else None
+    settings = DofSettings(max_radius=args.max_radius, blades=args.blades,
+                           rotation_deg=args.rotation).validate()
+    lens_for = sequence.lens_resolver(
+        focus_distance=args.focus_distance, focus_pixel=pixel, focus_keys=keys,
+        fstop=args.fstop, focal_length_mm=args.focal_length, sensor_width_mm=args.sensor_width,
+        sensor_height_mm=args.sensor_height, sensor_fit=args.sensor_fit)
+    # Options that cannot work (no focal length in the file and none given, ...) stop the run
+    # with a usage error on the first frame instead of failing every frame alike.
+    seen = {"lens": False}
+
+    def lens_for_frame(frame, loaded):
+        try:
+            lens = lens_for(frame, loaded)
+        except UsageError as exc:
+            if not seen["lens"]:
+                raise sequence.AbortRun(f"frame {frame} ({loaded.path}): {exc}")
+            raise
+        seen["lens"] = True
+        return lens
+
+    jobs = sequence.plan_jobs(os.path.abspath(args.input), _abs_out(args.output), frames,
+                              args.png)
+    sequence.check_existing(jobs, args.overwrite, args.skip_existing)
+
+    def progress(result, index, total):
+        print(sequence.progress_line(result, index, total), flush=True)
+
+    state = {}
+
+    def process(job):
+        return sequence.refocus_frame(job, lens_for_frame, settings, args.diagnostic, state)
+
+    run_ = sequence.SequenceRun(jobs, process, args.skip_existing, progress)
+    report = run_.run()
+    print(report.summary(), flush=True)
+    return 0 if report.ok else 1
+
+
+def _abs_out(text):
+    trailing = text.endswith(("/", os.sep))
+    path = os.path.abspath(text)
+    return path + os.sep if trailing else path

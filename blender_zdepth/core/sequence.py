@@ -588,6 +588,9 @@ def copyable_header(header):
 def dof_header(lens, settings, focus_source="", diagnostic=False, source=""):
     """The header attributes a refocused frame gets (all prefixed ``zdepthDof``)."""
     h = {
+        "zdepthDof": (f"focal {lens.focal_length_mm:g}mm f/{lens.fstop:g} focus "
+                      f"{lens.focus_distance:g} sensor {lens.sensor_width_mm:g}mm "
+                      f"max radius {settings.max_radius:g}px"),
         "zdepthDofFocusDistance": float(lens.focus_distance),
         "zdepthDofFstop": float(lens.fstop),
         "zdepthDofFocalLength": float(lens.focal_length_mm),
@@ -774,14 +777,14 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
 
 
 def check_existing(jobs, overwrite=False, skip_existing=False):
-    """Refuse (:class:`UsageError`) when outputs exist and neither overwriting nor skipping was
-    asked for."""
+    """Refuse (:class:`ZDepthError`, exit 1) when outputs exist and neither overwriting nor
+    skipping was asked for."""
     if overwrite or skip_existing:
         return
     there = [p for j in jobs for p in j.outputs if os.path.exists(p)]
     if there:
         more = f" and {len(there) - 1} more" if len(there) > 1 else ""
-        raise UsageError(f"output {there[0]!r}{more} already exists: pass --overwrite to replace, "
+        raise ZDepthError(f"output {there[0]!r}{more} already exists: pass --overwrite to replace, "
                          f"or --skip-existing to keep it and do only the missing frames")
 
 

@@ -1,0 +1,253 @@
+"""The ``dof`` command on single frames and sequences: plain Blender renders, our own exports,
+focus keys, bad frames, resume, parallel farm chunks, refusals."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from blender_zdepth.core import exr, sequence
+from blender_zdepth.core.camera import CameraInfo
+from blender_zdepth.core.encodings import DepthEncoding
+
+from conftest import ROOT
+
+H, W = 40, 64
+NEAR, FAR = 2.0, 8.0
+
+
+def scene_arrays(seed=0):
+    """A frame with a near surface (left half, 2 m) and a far one (right half, 8 m), both
+    textured with random noise (its gradient energy falls steadily as the blur grows, unlike a
+    periodic pattern's)."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    checker = np.random.default_rng(seed).random((H, W)).astype(np.float32)
+    rgba = np.ones((H, W, 4), np.float32)
+    rgba[..., 0] = 0.1 + 0.8 * checker
+    rgba[..., 1] = 0.2 + 0.6 * checker
+    rgba[..., 2] = 0.3 + 0.1 * seed
+    depth = np.where(xx < W // 2, NEAR, FAR).astype(np.float32)
+    return rgba, depth
+
+
+def write_plain(path, rgba, depth):
+    """A single-part RGBA + Z file without our header (like a plain render)."""
+    chans = {c: rgba[..., i] for i, c in enumerate("RGBA")}
+    chans["Z"] = depth
+    exr.write_exr(str(path), chans, overwrite=True)
+
+
+def write_ours(path, rgba, depth, camera):
+    exr.write_depth_exr(str(path), depth, DepthEncoding("log", 0.1, 100.0), rgba=rgba,
+                        camera=camera)
+
+
+def sharpness(rgba, region):
+    """Mean absolute horizontal + vertical gradient of the red channel inside ``region``."""
+    r = rgba[..., 0][region]
+    return float(np.abs(np.diff(r, axis=0)).mean() + np.abs(np.diff(r, axis=1)).mean())
+
+
+NEAR_REGION = np.s_[8:32, 4:24]
+FAR_REGION = np.s_[8:32, 40:60]
+LENS = ["--fstop", "0.8", "--focal-length", "100"]  # ~4 px of blur on a 64 px frame
+
+
+def rgba_of(path):
+    img = exr.read_exr(str(path))
+    assert set(img.channels) == {"R", "G", "B", "A"}
+    assert not img.half
+    return np.stack([img.channels[c] for c in "RGBA"], axis=-1), img.header
+
+
+def test_single_frame_options_and_metadata(tmp_path, run_cli):
+    rgba, depth = scene_arrays()
+    src = tmp_path / "plain.exr"
+    write_plain(src, rgba, depth)
+    out = tmp_path / "out.exr"
+    r = run_cli("dof", src, out, "--focus-distance", NEAR, *LENS, "--max-radius", "12", "--png")
+    assert r.returncode == 0, r.stderr
+    assert "1 frame" in r.stdout and "1 written" in r.stdout
+    result, header = rgba_of(out)
+    assert (tmp_path / "out.png").exists()
+    # near half in focus (unchanged), far half blurred
+    assert sharpness(result, NEAR_REGION) == pytest.approx(sharpness(rgba, NEAR_REGION), rel=0.05)
+    assert sharpness(result, FAR_REGION) < 0.3 * sharpness(rgba, FAR_REGION)
+    assert header["zdepthDofFocusDistance"] == pytest.approx(NEAR)
+    assert header["zdepthDofFstop"] == pytest.approx(0.8)
+    assert header["zdepthDofMaxRadius"] == pytest.approx(12)
+    assert header["zdepthDofSource"] == "plain.exr"
+    # the input is untouched, and never an output
+    assert exr.read_exr(str(src)).channels.keys() >= {"R", "Z"}
+    r = run_cli("dof", src, src, "--focus-distance", "2", *LENS)
+    assert r.returncode == 2 and "input" in r.stderr
+    # an existing output needs --overwrite
+    r = run_cli("dof", src, out, "--focus-distance", "2", *LENS)
+    assert r.returncode == 1 and "--overwrite" in r.stderr
+    r = run_cli("dof", src, out, "--focus-distance", FAR, *LENS, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    result, _ = rgba_of(out)
+    assert sharpness(result, NEAR_REGION) < 0.3 * sharpness(rgba, NEAR_REGION)
+
+
+def test_missing_lens_value_is_a_usage_error(tmp_path, run_cli):
+    rgba, depth = scene_arrays()
+    write_plain(tmp_path / "plain.exr", rgba, depth)
+    r = run_cli("dof", tmp_path / "plain.exr", tmp_path / "o.exr", "--focus-distance", "2",
+                "--fstop", "2")
+    assert r.returncode == 2
+    assert "--focal-length" in r.stderr
+    assert not (tmp_path / "o.exr").exists()
+
+
+def test_our_export_uses_its_header_camera(tmp_path, run_cli):
+    rgba, depth = scene_arrays()
+    cam = CameraInfo(focal_length_mm=100.0, sensor_width_mm=36.0, fstop=0.8, focus_distance=FAR,
+                     frame=12)
+    write_ours(tmp_path / "ours.0012.exr", rgba, depth, cam)
+    r = run_cli("dof", tmp_path / "ours.0012.exr", tmp_path / "o.exr")
+    assert r.returncode == 0, r.stderr
+    result, header = rgba_of(tmp_path / "o.exr")
+    assert header["zdepthDofFocusDistance"] == pytest.approx(FAR)
+    assert header["zdepthDofFstop"] == pytest.approx(0.8)
+    assert header["zdepthCameraFocalLength"] == pytest.approx(100.0)  # input metadata kept
+    assert "zdepthEncoding" not in header  # the output has no depth channel
+    assert sharpness(result, FAR_REGION) == pytest.approx(sharpness(rgba, FAR_REGION), rel=0.05)
+    assert sharpness(result, NEAR_REGION) < 0.3 * sharpness(rgba, NEAR_REGION)
+    # options override the header
+    r = run_cli("dof", tmp_path / "ours.0012.exr", tmp_path / "o2.exr", "--focus-pixel", "5,20",
+                "--fstop", "4")
+    assert r.returncode == 0, r.stderr
+    _, header = rgba_of(tmp_path / "o2.exr")
+    assert header["zdepthDofFocusDistance"] == pytest.approx(NEAR, rel=1e-3)
+    assert header["zdepthDofFstop"] == pytest.approx(4.0)
+
+
+def test_focus_keys_rack_a_sequence(tmp_path, run_cli):
+    rgba, depth = scene_arrays()
+    for f in range(1001, 1006):
+        write_plain(tmp_path / f"shot.{f}.exr", rgba, depth)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_cli("dof", tmp_path / "shot.####.exr", out / "rack.%04d.exr", "--frames", "1001-1005",
+                "--focus-keys", "1001:2,1005:8", *LENS, "--max-radius", "16")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("] frame ") == 5 and "5 written" in r.stdout
+    keys = sequence.parse_focus_keys("1001:2,1005:8")
+    near, far = [], []
+    for f in range(1001, 1006):
+        result, header = rgba_of(out / f"rack.{f}.exr")
+        assert header["zdepthDofFocusDistance"] == pytest.approx(keys(f), rel=1e-6)
+        near.append(sharpness(result, NEAR_REGION))
+        far.append(sharpness(result, FAR_REGION))
+    # the sharp plane moves from near to far: near loses sharpness, far gains it
+    assert near[0] > 2 * near[-1] and far[-1] > 2 * far[0]
+    assert all(a >= b - 1e-6 for a, b in zip(near, near[1:]))
+    assert all(a <= b + 1e-6 for a, b in zip(far, far[1:]))
+
+
+def test_bad_frames_reported_others_written_then_resume(tmp_path, run_cli):
+    rgba, depth = scene_arrays()
+    for f in (1, 2, 3, 4, 5, 6):
+        write_plain(tmp_path / f"r.{f:04d}.exr", rgba, depth)
+    # 2: truncated, 3: missing, 4: no depth, 5: wrong size
+    data = (tmp_path / "r.0002.exr").read_bytes()
+    (tmp_path / "r.0002.exr").write_bytes(data[:len(data) // 2])
+    os.remove(tmp_path / "r.0003.exr")
+    exr.write_exr(str(tmp_path / "r.0004.exr"), {c: rgba[..., i] for i, c in enumerate("RGBA")},
+                  overwrite=True)
+    small_rgba, small_depth = rgba[:20, :32], depth[:20, :32]
+    write_plain(tmp_path / "r.0005.exr", small_rgba, small_depth)
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["dof", tmp_path / "r.####.exr", out / "o.####.exr", "--frames", "1-6",
+            "--focus-distance", "2", *LENS, "--max-radius", "8"]
+    r = run_cli(*args)
+    assert r.returncode == 1
+    assert "6 frames: 2 written, 4 failed" in r.stdout
+    for f, why in ((2, ""), (3, "missing"), (4, "depth"), (5, "size")):
+        line = next(line for line in r.stdout.splitlines() if f"FAILED frame {f}:" in line)
+        assert f"r.{f:04d}.exr" in line and why in line
+    assert sorted(os.listdir(out)) == ["o.0001.exr", "o.0006.exr"]
+    stamp = os.stat(out / "o.0001.exr").st_mtime_ns
+    # repair the bad frames and resume: only the missing outputs are made
+    for f in (2, 3, 4, 5):
+        write_plain(tmp_path / f"r.{f:04d}.exr", rgba, depth)
+    r = run_cli(*args, "--skip-existing")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "4 written, 2 skipped" in r.stdout
+    assert os.stat(out / "o.0001.exr").st_mtime_ns == stamp
+    assert sorted(os.listdir(out)) == [f"o.{f:04d}.exr" for f in range(1, 7)]
+
+
+def test_parallel_farm_chunks_into_one_folder(tmp_path):
+    rgba, depth = scene_arrays()
+    for f in range(1, 9):
+        write_plain(tmp_path / f"r.{f:04d}.exr", rgba, depth)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "blender_zdepth", "dof", str(tmp_path / "r.####.exr"),
+         str(out / "o.####.exr"), "--frames", chunk, "--focus-distance", "2", *LENS,
+         "--max-radius", "8", "--skip-existing"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for chunk in ("1-4", "5-8", "3-6")]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), results
+    assert sorted(os.listdir(out)) == [f"o.{f:04d}.exr" for f in range(1, 9)]
+    for f in range(1, 9):
+        result, _ = rgba_of(out / f"o.{f:04d}.exr")
+        assert result.shape == (H, W, 4)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--frames", "9-1"], "backwards"),
+    (["--focus-keys", "1:abc"], "FRAME:DISTANCE"),
+    (["--focus-pixel", "3"], "X,Y"),
+    (["--fstop", "-1"], "f-stop"),
+    (["--overwrite", "--skip-existing"], "choose one"),
+])
+def test_usage_errors(tmp_path, run_cli, extra, message):
+    rgba, depth = scene_arrays()
+    for f in (1, 2):
+        write_plain(tmp_path / f"r.{f:04d}.exr", rgba, depth)
+    args = ["--focus-distance", "2", "--fstop", "2", "--focal-length", "50"]
+    if "--focus-keys" in extra or "--focus-pixel" in extra:
+        args = ["--fstop", "2", "--focal-length", "50"]
+    if "--fstop" in extra:
+        args = ["--focus-distance", "2", "--focal-length", "50"]
+    r = run_cli("dof", tmp_path / "r.####.exr", tmp_path / "o.####.exr", *args, *extra)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr
+    assert not any(n.startswith("o.") for n in os.listdir(tmp_path))
+
+
+@pytest.mark.blender
+def test_plain_blender_multilayer_render(bpy, tmp_path, run_cli):
+    """A real Cycles render saved as Blender's multilayer EXR (ViewLayer.Combined +
+    ViewLayer.Depth.Z), refocused from the command line with lens options."""
+    from blender_zdepth.blender import compat
+
+    from test_dof_operator import build_two_plane_scene
+
+    scene = build_two_plane_scene(bpy)
+    compat.set_multilayer_exr(scene.render.image_settings)
+    scene.render.filepath = str(tmp_path / "render.exr")
+    bpy.ops.render.render(write_still=True)
+    frame = exr.load_frame(str(tmp_path / "render.exr"))
+    assert frame.camera is None and frame.depth is not None
+    r = run_cli("dof", tmp_path / "render.exr", tmp_path / "dof.exr", "--focus-distance", "2",
+                "--fstop", "0.8", "--focal-length", "100", "--max-radius", "12")
+    assert r.returncode == 0, r.stderr
+    result, header = rgba_of(tmp_path / "dof.exr")
+    src = frame.rgba
+    h, w = src.shape[:2]
+    near = np.s_[4:h - 4, 3:w // 2 - 6]
+    far = np.s_[4:h - 4, w // 2 + 6:w - 3]
+    assert sharpness(result, near) > 0.8 * sharpness(src, near)
+    assert sharpness(result, far) < 0.5 * sharpness(src, far)
+    assert header["Camera"] == "Camera"  # Blender's metadata is kept
+    assert header["zdepthDofFocusDistance"] == pytest.approx(2.0)
