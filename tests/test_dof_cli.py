@@ -92,6 +92,20 @@ def test_single_frame_options_and_metadata(tmp_path, run_cli):
     assert sharpness(result, NEAR_REGION) < 0.3 * sharpness(rgba, NEAR_REGION)
 
 
+def test_diagnostic_view(tmp_path, run_cli):
+    rgba, depth = scene_arrays()
+    write_plain(tmp_path / "plain.exr", rgba, depth)
+    r = run_cli("dof", tmp_path / "plain.exr", tmp_path / "diag.exr", "--focus-distance", FAR,
+                *LENS, "--diagnostic")
+    assert r.returncode == 0, r.stderr
+    view, header = rgba_of(tmp_path / "diag.exr")
+    assert header["zdepthDofView"] == "focal-plane diagnostic"
+    near = view[NEAR_REGION][..., :3].mean(axis=(0, 1))
+    far = view[FAR_REGION][..., :3].mean(axis=(0, 1))
+    assert near[0] > near[1] and near[0] > near[2]  # in front of the focal plane: red
+    assert far[1] > far[0] and far[1] > far[2]  # in focus: green
+
+
 def test_missing_lens_value_is_a_usage_error(tmp_path, run_cli):
     rgba, depth = scene_arrays()
     write_plain(tmp_path / "plain.exr", rgba, depth)

@@ -248,3 +248,42 @@ def test_derived_path_keeps_sequences():
     assert seq.derived_path("/r/shot_0042.exr", folder="/o") == "/o/shot_dof_0042.exr"
     assert seq.derived_path("/r/still.exr") == "/r/still_dof.exr"
     assert seq.derived_path("/r/0042.exr") == "/r/dof.0042.exr"
+
+
+# --- refocus_sequence (the Python entry point of the demo) ---------------------------------------
+
+def test_refocus_sequence_lens_per_frame_png_and_cancel(tmp_path):
+    import numpy as np
+
+    from blender_zdepth.core import exr
+    from blender_zdepth.core.dof import DofSettings
+    from blender_zdepth.core.lens import Lens
+
+    h, w = 24, 32
+    rng = np.random.default_rng(1)
+    rgba = np.ones((h, w, 4), np.float32)
+    rgba[..., :3] = rng.random((h, w, 3))
+    depth = np.where(np.arange(w)[None, :] < w // 2, 2.0, 8.0).astype(np.float32) * np.ones((h, 1))
+    for f in (1, 2, 3):
+        exr.write_exr(str(tmp_path / f"in.{f:04d}.exr"),
+                      {**{c: rgba[..., i] for i, c in enumerate("RGBA")}, "Z": depth})
+    lenses = {f: Lens(100.0, 0.8, d) for f, d in ((1, 2.0), (2, 5.0), (3, 8.0))}
+    done = []
+    report = seq.refocus_sequence(
+        str(tmp_path / "in.####.exr"), str(tmp_path / "out.####.exr"), lenses,
+        DofSettings(max_radius=8), png=True,
+        progress=lambda r, i, n: done.append((r.frame, r.status, i, n)),
+        should_cancel=lambda: len(done) == 2)
+    assert done == [(1, "written", 1, 3), (2, "written", 2, 3)]
+    assert [r.status for r in report.results] == ["written", "written", "cancelled"]
+    assert sorted(n for n in os.listdir(tmp_path) if n.startswith("out")) == [
+        "out.0001.exr", "out.0001.png", "out.0002.exr", "out.0002.png"]
+    assert (tmp_path / "out.0001.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = exr.read_exr(str(tmp_path / "out.0002.exr"))
+    assert out.header["zdepthDofFocusDistance"] == 5.0 and set(out.channels) == set("RGBA")
+    with pytest.raises(ZDepthError, match="already exists"):
+        seq.refocus_sequence(str(tmp_path / "in.####.exr"), str(tmp_path / "out.####.exr"),
+                             lenses)
+    report = seq.refocus_sequence(str(tmp_path / "in.####.exr"), str(tmp_path / "out.####.exr"),
+                                  lenses, png=True, skip_existing=True)
+    assert [r.status for r in report.results] == ["skipped", "skipped", "written"]

@@ -11,7 +11,6 @@ and skipped, and the exit code is 1 when any frame failed (0 when all succeeded)
 """
 
 import os
-import sys
 
 NAME = "dof"
 HELP = "apply a lens depth of field to rendered EXR frames (beauty + Z pass) and write RGBA EXR"
@@ -108,20 +107,13 @@ def run(args):
         seen["lens"] = True
         return lens
 
-    jobs = sequence.plan_jobs(os.path.abspath(args.input), _abs_out(args.output), frames,
-                              args.png)
-    sequence.check_existing(jobs, args.overwrite, args.skip_existing)
-
     def progress(result, index, total):
         print(sequence.progress_line(result, index, total), flush=True)
 
-    state = {}
-
-    def process(job):
-        return sequence.refocus_frame(job, lens_for_frame, settings, args.diagnostic, state)
-
-    run_ = sequence.SequenceRun(jobs, process, args.skip_existing, progress)
-    report = run_.run()
+    report = sequence.refocus_sequence(
+        os.path.abspath(args.input), _abs_out(args.output), lens_for_frame, settings,
+        frames=frames, png=args.png, diagnostic=args.diagnostic,
+        skip_existing=args.skip_existing, overwrite=args.overwrite, progress=progress)
     print(report.summary(), flush=True)
     return 0 if report.ok else 1
 

@@ -742,7 +742,7 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
 
 
 def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None, png=False,
-                     diagnostic=False, skip_existing=False, overwrite=True, progress=None,
+                     diagnostic=False, skip_existing=False, overwrite=False, progress=None,
                      should_cancel=None, extra_header=None):
     """Refocus a whole sequence (or one frame); return the :class:`SequenceReport`.
 
@@ -752,7 +752,7 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
       ``{frame: Lens}``, or a callable ``(frame_number, loaded_frame) -> Lens`` (it may also
       return ``(Lens, "where the focus came from")``, shown in the progress line and header).
     * ``settings``: :class:`~blender_zdepth.core.dof.DofSettings` (default settings when None).
-    * ``overwrite=False`` refuses to start (:class:`UsageError`) when an output already exists;
+    * ``overwrite=False`` refuses to start (:class:`ZDepthError`) when an output already exists;
       ``skip_existing`` leaves frames whose outputs exist untouched instead.
     * ``progress(result, index, total)`` after each frame (e.g. print :func:`progress_line`);
       ``should_cancel()`` is asked between frames.
@@ -763,7 +763,7 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
     """
     from . import dof
 
-    settings = settings if settings is not None else dof.DofSettings()
+    settings = (settings if settings is not None else dof.DofSettings()).validate()
     jobs = plan_jobs(inputs, outputs, frames, png)
     check_existing(jobs, overwrite, skip_existing)
     lens_for = _lens_getter(lens_per_frame)
