@@ -82,7 +82,7 @@ def test_cycles_render_reads_and_round_trips(bpy, tmp_path, run_cli):
     _check_plane_and_background(exr.load_frame(out), 48, "Z")
 
 
-def test_eevee_render_background_is_the_clip_end(bpy, tmp_path):
+def test_eevee_render_background_is_the_clip_end(bpy, tmp_path, run_cli):
     path, camera, engine = _render(bpy, tmp_path, "EEVEE", (32, 24))
     raw = exr.read_exr(path).channels["ViewLayer.Depth.Z"]
     far_value = float(raw[:, -4:].max())
@@ -98,3 +98,11 @@ def test_eevee_render_background_is_the_clip_end(bpy, tmp_path):
     exr.write_exr(plain, {"Z": raw}, header=camera.to_header())
     assert np.isposinf(exr.load_frame(plain).depth[:, -4:]).all()
     _reencode_all(tmp_path, frame, camera, "eevee")
+    # a plain EEVEE render through the command line: a warning names the suspect value, and
+    # --background marks it
+    assert exr.suspected_clip_end_background(exr.load_frame(path)) == far_value
+    r = run_cli("encode", path, tmp_path / "cli_auto.exr")
+    assert r.returncode == 0 and "warning" in r.stderr and "--background" in r.stderr
+    r = run_cli("encode", path, tmp_path / "cli_bg.exr", "--background", threshold)
+    assert r.returncode == 0 and r.stderr == ""
+    _check_plane_and_background(exr.load_frame(tmp_path / "cli_bg.exr"), 32, "Z")

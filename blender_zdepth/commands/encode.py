@@ -98,6 +98,15 @@ def run(args):
     if not surface.any():
         raise ZDepthError(f"{args.input}: depth channel {frame.depth_channel!r} holds no "
                           f"surface (all background, NaN or inf): nothing to encode")
+    if background == "auto":
+        suspect = exr.suspected_clip_end_background(frame)
+        if suspect is not None:
+            import sys
+
+            print(f"blender_zdepth: warning: {int((frame.depth == suspect).sum())} pixels hold "
+                  f"exactly the largest depth, {suspect:g}: if this is an EEVEE render, that is "
+                  f"its background (the camera clip end); pass --background "
+                  f"{suspect * 0.9999:.6g} to mark it as background", file=sys.stderr)
     near, far, source = choose_range(args, frame)
     enc = encodings.DepthEncoding(args.encoding, near, far,
                                   units=frame.encoding.units if frame.encoding else "m")

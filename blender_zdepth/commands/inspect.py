@@ -69,6 +69,8 @@ def describe(path, focus=None, layer=None, background="auto", compare=False):
         info["encoding"] = None
         info["background_rule"] = (f"depth >= {frame.background:g} or non-finite"
                                    if frame.background is not None else "non-finite")
+        suspect = exr.suspected_clip_end_background(frame) if background == "auto" else None
+        info["suspected_clip_end_background"] = suspect
         report_enc = None
         if surface.any():
             near, far = encodings.range_from_data(d)
@@ -123,6 +125,10 @@ def run(args):
     else:
         print(f"  encoding: none (plain render depth, linear planar); background: "
               f"{info['background_rule']}")
+        if info.get("suspected_clip_end_background") is not None:
+            print(f"    note: many pixels hold exactly the largest depth "
+                  f"({info['suspected_clip_end_background']:g}); in an EEVEE render that is the "
+                  f"background (clip end): use --background")
     st = info["depth"]
     if "min" in st:
         print(f"  depth values: {st['min']:.6g} to {st['max']:.6g} (median {st['median']:.6g}), "

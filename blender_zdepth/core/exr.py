@@ -323,6 +323,26 @@ def load_frame(path, background="auto", layer=None, depth_channel=None, need_dep
                  img.data_window, img.display_window, threshold, half)
 
 
+def suspected_clip_end_background(frame, share=0.001):
+    """For a plain render not known to come from Cycles and without a recorded camera: the
+    largest finite depth when at least ``share`` of the pixels hold exactly that value -- the
+    signature of EEVEE's background (the clip end) -- else None. A hint for the user, never
+    applied silently (a flat backdrop facing the camera looks the same)."""
+    if frame.encoding is not None or frame.depth is None:
+        return None
+    if any(str(k).startswith("cycles.") for k in frame.header):
+        return None
+    if frame.camera is not None and frame.camera.clip_end:
+        return None
+    d = frame.depth[np.isfinite(frame.depth)]
+    if d.size == 0:
+        return None
+    top = float(d.max())
+    if np.count_nonzero(d == top) >= max(2, share * frame.depth.size):
+        return top
+    return None
+
+
 # -- writing --------------------------------------------------------------------------------------
 
 def _check_target(path, overwrite):
