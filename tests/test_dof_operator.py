@@ -203,3 +203,15 @@ def test_diagnostic_and_missing_render(addon, tmp_path):
     far_rgb = view[FAR_REGION][..., :3].mean(axis=(0, 1))
     assert near_rgb[1] > near_rgb[0] and near_rgb[1] > near_rgb[2]
     assert far_rgb[2] > far_rgb[0] and far_rgb[2] > far_rgb[1]
+
+
+def test_pick_pixel_mapping_and_registration(addon):
+    from blender_zdepth.blender import dof_ops
+
+    # Image Editor view coordinates have v up; the depth of field counts rows from the top
+    assert dof_ops.uv_to_pixel(0.0, 0.999, 48, 32) == (0, 0)
+    assert dof_ops.uv_to_pixel(0.5, 0.5, 48, 32) == (24, 16)
+    assert dof_ops.uv_to_pixel(0.99, 0.01, 48, 32) == (47, 31)
+    assert dof_ops.uv_to_pixel(1.2, 0.5, 48, 32) is None
+    assert hasattr(addon.types, "ZDEPTH_OT_dof_pick_focus")
+    assert hasattr(addon.ops.zdepth, "apply_dof")

@@ -452,6 +452,91 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
 
 
 # ---------------------------------------------------------------------------------------------
+# Picking the focus pixel in an Image Editor
+
+
+def uv_to_pixel(u, v, width, height):
+    """Image Editor view coordinates (0..1 across the image, v up) to the pixel ``(x, y)``
+    counted from the top-left corner, as the depth of field reads it; None outside."""
+    if not (0.0 <= u < 1.0 and 0.0 <= v < 1.0) or width < 1 or height < 1:
+        return None
+    return int(u * width), int((1.0 - v) * height)
+
+
+def _image_size(image, scene):
+    w, h = (int(v) for v in image.size)
+    if w < 1 or h < 1:  # the Render Result reports no size: use the scene's resolution
+        pct = scene.render.resolution_percentage / 100.0
+        w, h = int(scene.render.resolution_x * pct), int(scene.render.resolution_y * pct)
+    return w, h
+
+
+def pixel_under_mouse(context, mouse_x, mouse_y):
+    """``(x, y)`` of the image pixel under window coordinates ``mouse_x, mouse_y`` in an Image
+    Editor, or None."""
+    for area in context.window.screen.areas:
+        if area.type != "IMAGE_EDITOR":
+            continue
+        image = area.spaces.active.image
+        for region in area.regions:
+            if region.type != "WINDOW" or image is None:
+                continue
+            rx, ry = mouse_x - region.x, mouse_y - region.y
+            if 0 <= rx < region.width and 0 <= ry < region.height:
+                u, v = region.view2d.region_to_view(rx, ry)
+                return uv_to_pixel(u, v, *_image_size(image, context.scene))
+    return None
+
+
+class ZDEPTH_OT_dof_pick_focus(bpy.types.Operator):
+    """Click a point of the render in an Image Editor: depth of field focuses on the surface
+    there (sets Focus to Pixel)"""
+
+    bl_idname = "zdepth.dof_pick_focus"
+    bl_label = "Pick Focus Pixel"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return dof_settings(context.scene) is not None
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None:
+            self.report({"ERROR"}, "picking a pixel needs Blender's interface; set the pixel "
+                                   "numbers instead")
+            return {"CANCELLED"}
+        context.window.cursor_modal_set("EYEDROPPER")
+        if getattr(context, "workspace", None) is not None:
+            context.workspace.status_text_set(
+                "Click the point to focus on in an Image Editor showing the render; "
+                "Esc or right-click cancels")
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _end(self, context):
+        context.window.cursor_modal_restore()
+        if getattr(context, "workspace", None) is not None:
+            context.workspace.status_text_set(None)
+
+    def modal(self, context, event):
+        if event.type in {"ESC", "RIGHTMOUSE"}:
+            self._end(context)
+            return {"CANCELLED"}
+        if event.type == "LEFTMOUSE" and event.value == "PRESS":
+            hit = pixel_under_mouse(context, event.mouse_x, event.mouse_y)
+            if hit is None:
+                self.report({"WARNING"}, "click on the image in an Image Editor")
+                return {"RUNNING_MODAL"}
+            zd = dof_settings(context.scene)
+            zd.dof_focus_pixel = hit
+            zd.dof_focus_mode = "PIXEL"
+            self._end(context)
+            self.report({"INFO"}, f"focus pixel {hit[0]}, {hit[1]}")
+            return {"FINISHED"}
+        return {"RUNNING_MODAL"} if event.type.endswith("MOUSE") else {"PASS_THROUGH"}
+
+
+# ---------------------------------------------------------------------------------------------
 # The sub-panel
 
 
@@ -483,7 +568,9 @@ class RENDER_PT_zdepth_dof(bpy.types.Panel):
         elif zd.dof_focus_mode == "OBJECT":
             col.prop(zd, "dof_focus_object", text="Object")
         elif zd.dof_focus_mode == "PIXEL":
-            col.prop(zd, "dof_focus_pixel", text="Pixel")
+            row = col.row(align=True)
+            row.prop(zd, "dof_focus_pixel", text="Pixel")
+            row.operator(ZDEPTH_OT_dof_pick_focus.bl_idname, text="", icon="EYEDROPPER")
         elif cam is not None and cam.type == "CAMERA":
             dof = cam.data.dof
             sub = col.column(align=True)
@@ -523,7 +610,7 @@ class RENDER_PT_zdepth_dof(bpy.types.Panel):
         op.diagnostic = True
 
 
-_CLASSES = (ZDEPTH_OT_apply_dof, RENDER_PT_zdepth_dof)
+_CLASSES = (ZDEPTH_OT_apply_dof, ZDEPTH_OT_dof_pick_focus, RENDER_PT_zdepth_dof)
 
 
 def register():
