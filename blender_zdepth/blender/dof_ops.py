@@ -233,6 +233,11 @@ class DofBatch:
             elif frames is None:
                 frames = list(range(scene.frame_start, scene.frame_end + 1, scene.frame_step))
             inputs = file_inputs(scene, frames)
+            if inputs and not any(os.path.exists(p) for p in inputs.values()):
+                first = inputs[min(inputs)]
+                raise ZDepthError(f"no rendered frames found (looked for {first} ...): render "
+                                  f"the animation as OpenEXR MultiLayer with the Z pass, or set "
+                                  f"Input in the Depth of Field panel")
             zd_out = _abspath(_get(zd, "dof_output_dir", ""))
             jobs = []
             for f, src in sorted(inputs.items()):
