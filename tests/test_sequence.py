@@ -270,6 +270,10 @@ def test_refocus_sequence_lens_per_frame_png_and_cancel(tmp_path):
     lenses = {f: Lens(100.0, 0.8, d) for f, d in ((1, 2.0), (2, 5.0), (3, 8.0))}
     done = []
     report = seq.refocus_sequence(
+        str(tmp_path / "in.####.exr"), str(tmp_path / "new" / "out.####.exr"), lenses,
+        DofSettings(max_radius=8), frames=[3])
+    assert report.ok and (tmp_path / "new" / "out.0003.exr").exists()  # folder made
+    report = seq.refocus_sequence(
         str(tmp_path / "in.####.exr"), str(tmp_path / "out.####.exr"), lenses,
         DofSettings(max_radius=8), png=True,
         progress=lambda r, i, n: done.append((r.frame, r.status, i, n)),

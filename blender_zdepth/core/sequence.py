@@ -766,6 +766,12 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
     settings = (settings if settings is not None else dof.DofSettings()).validate()
     jobs = plan_jobs(inputs, outputs, frames, png)
     check_existing(jobs, overwrite, skip_existing)
+    for folder in sorted({os.path.dirname(p) for j in jobs for p in j.outputs}):
+        if folder and not os.path.isdir(folder):
+            try:
+                os.makedirs(folder, exist_ok=True)  # safe when farm tasks race to make it
+            except OSError as exc:
+                raise ZDepthError(f"cannot create the output folder {folder}: {exc.strerror}")
     lens_for = _lens_getter(lens_per_frame)
     state = {}
 
