@@ -442,7 +442,14 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
         if event.type == "ESC":
             batch.cancel()
         elif event.type == "TIMER" and not batch.done:
-            batch.step()
+            try:
+                batch.step()
+            except Exception:  # a bug, not a bad frame (those are recorded): stop cleanly
+                batch.cancel()
+                self._end_modal(context)
+                batch.finish()
+                self._batch = None
+                raise
             context.window_manager.progress_update(batch.run.index)
             if not batch.done:
                 self._set_status(context, batch.status_text())
