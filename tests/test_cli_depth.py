@@ -97,7 +97,7 @@ def test_inspect_text_and_json(tmp_path, run_cli, render):
     assert r.returncode == 0, r.stderr
     assert "encoding: log, range 1-500 m" in r.stdout
     assert "16-bit half float" in r.stdout and "depth step at focus" in r.stdout
-    assert "8-bit integer" in r.stdout and "(banding)" in r.stdout
+    assert "8-bit integer" in r.stdout and "banding will show" in r.stdout
     r = run_cli("inspect", out, "--json")
     info = json.loads(r.stdout)
     assert info["encoding"]["name"] == "log" and info["precision"]["bits"] == "16-half"

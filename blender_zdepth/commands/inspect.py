@@ -159,8 +159,12 @@ def run(args):
             print(f"    {line}")
     if info["comparison"]:
         print("  other encodings and bit depths over this range (worst rounding error):")
+        from ..core.precision import format_relative
+
         for r in info["comparison"]:
-            flag = "  (banding)" if any("banding" in w for w in r["warnings"]) else ""
+            flag = ("  banding will show" if any("banding will show" in w for w in r["warnings"])
+                    else "  fine banding may show" if any("banding may show" in w
+                                                           for w in r["warnings"]) else "")
             print(f"    {r['encoding']:<10} {r['label']:<22} "
-                  f"{r['worst_relative_error']:.2g}{flag}")
+                  f"{format_relative(r['worst_relative_error']):>10}{flag}")
     return 0

@@ -112,16 +112,16 @@ class PrecisionReport:
         """The report as plain text lines (what ``inspect`` prints)."""
         u = self.units
         lines = [f"{self.encoding}, {self.label}, range {self.near:g}-{self.far:g} {u}: "
-                 f"worst rounding error {_pct(self.worst_relative_error)} of the depth"]
+                 f"worst rounding error {format_relative(self.worst_relative_error)} of the depth"]
         for s in self.steps:
             step = "below 1e-12 of the depth" if s.relative < 1e-12 else \
-                f"{s.step:.3g} {u} ({_pct(s.relative)} of the depth)"
+                f"{s.step:.3g} {u} ({format_relative(s.relative)} of the depth)"
             lines.append(f"  depth step at {s.label:<5} {s.depth:>10.4g} {u}: {step}")
         lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
 
-def _pct(x):
+def format_relative(x):
     """A relative figure in words: "0.45 %", "4.1e-07", "exact" (below 1e-12)."""
     if not math.isfinite(x):
         return "not storable"
@@ -170,11 +170,11 @@ def _warnings(enc, bits, worst_step, worst_at, report):
     step_there = worst_step * worst_at
     if worst_step > BANDING_WILL_SHOW:
         out.append(f"banding will show: depth steps of {step_there:.3g} {u} at {worst_at:.4g} "
-                   f"{u} ({_pct(worst_step)} of the depth) -- too coarse for a defocus or fog "
+                   f"{u} ({format_relative(worst_step)} of the depth) -- too coarse for a defocus or fog "
                    f"driven by this depth; store 32-bit float (log)")
     elif worst_step > BANDING_MAY_SHOW:
         out.append(f"fine banding may show on smooth surfaces under strong defocus: steps up to "
-                   f"{_pct(worst_step)} of the depth (near {worst_at:.4g} {u}); 32-bit float "
+                   f"{format_relative(worst_step)} of the depth (near {worst_at:.4g} {u}); 32-bit float "
                    f"is exact to 1e-6")
     if bits == "8":
         out.append("8 bits give only 256 depth levels over the whole range: fine for a "
