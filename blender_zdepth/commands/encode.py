@@ -1,7 +1,7 @@
 """``encode``: re-encode the depth of an EXR (a Blender render or one of ours) into our format."""
 
 NAME = "encode"
-HELP = "write an EXR's depth log-encoded (or linear/normalized/inverse) with its range in the header"
+HELP = "write an EXR's depth log-encoded (or linear/normalized/inverse), range in the header"
 
 
 def add_arguments(parser):

@@ -47,7 +47,8 @@ _BLOCK = 1 << 16
 HEADER_VERSION = 1
 
 _FORMULAS = {
-    "log": "Z = near * (far / near) ** v   (v = ln(Z / near) / ln(far / near); near -> 0, far -> 1)",
+    "log": ("Z = near * (far / near) ** v   "
+            "(v = ln(Z / near) / ln(far / near); near -> 0, far -> 1)"),
     "linear": "Z = v   (planar camera depth in world units)",
     "normalized": "Z = near + v * (far - near)   (near -> 0, far -> 1)",
     "inverse": "Z = 1 / v   (v = 1 / Z, far = 0)",

@@ -170,12 +170,12 @@ def _warnings(enc, bits, worst_step, worst_at, report):
     step_there = worst_step * worst_at
     if worst_step > BANDING_WILL_SHOW:
         out.append(f"banding will show: depth steps of {step_there:.3g} {u} at {worst_at:.4g} "
-                   f"{u} ({format_relative(worst_step)} of the depth) -- too coarse for a defocus or fog "
-                   f"driven by this depth; store 32-bit float (log)")
+                   f"{u} ({format_relative(worst_step)} of the depth) -- too coarse for a "
+                   f"defocus or fog driven by this depth; store 32-bit float (log)")
     elif worst_step > BANDING_MAY_SHOW:
-        out.append(f"fine banding may show on smooth surfaces under strong defocus: steps up to "
-                   f"{format_relative(worst_step)} of the depth (near {worst_at:.4g} {u}); 32-bit float "
-                   f"is exact to 1e-6")
+        out.append(f"fine banding may show on smooth surfaces under strong defocus: steps up "
+                   f"to {format_relative(worst_step)} of the depth (near {worst_at:.4g} {u}); "
+                   f"32-bit float is exact to 1e-6")
     if bits == "8":
         out.append("8 bits give only 256 depth levels over the whole range: fine for a "
                    "preview, never for compositing")
