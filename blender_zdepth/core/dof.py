@@ -116,27 +116,53 @@ def _next_fast_len(n):
     return best
 
 
+def _upsample_axis(a, factor, axis, start, n_out):
+    """Linear upsampling of ``a`` along ``axis`` (-1 or -2) by integer ``factor``; returns
+    output samples ``start .. start + n_out`` (low-res pixel j covers [j f, (j+1) f); the
+    edge sample is repeated beyond the ends)."""
+    f = factor
+    n = a.shape[axis]
+    first = np.take(a, [0], axis=axis)
+    last = np.take(a, [n - 1], axis=axis)
+    ap = np.concatenate([first, a, last], axis=axis)
+
+    def sl(i0, i1):
+        return (Ellipsis, slice(i0, i1)) if axis == -1 else (Ellipsis, slice(i0, i1),
+                                                             slice(None))
+
+    phases = []
+    for p in range(f):
+        pos = (p + 0.5) / f - 0.5
+        if pos < 0:
+            lo, hi, t = ap[sl(0, n)], ap[sl(1, n + 1)], pos + 1
+        else:
+            lo, hi, t = ap[sl(1, n + 1)], ap[sl(2, n + 2)], pos
+        ph = lo * _F32(1 - t)
+        ph += hi * _F32(t)
+        phases.append(ph)
+    if axis == -1:
+        out = np.stack(phases, axis=-1).reshape(a.shape[:-1] + (n * f,))
+        return out[..., start:start + n_out]
+    out = np.stack(phases, axis=-2).reshape(a.shape[:-2] + (n * f, a.shape[-1]))
+    return out[..., start:start + n_out, :]
+
+
 def _upsample_linear(a, factor, out_h, out_w, y0=0, x0=0):
     """Bilinear upsampling of planar ``a`` (..., h, w) by integer ``factor``.
 
     Low-resolution pixel ``j`` covers full-resolution pixels ``[j f, (j+1) f)``.  Returns the
     full-resolution block of rows ``y0 .. y0+out_h`` and columns ``x0 .. x0+out_w`` (in the
-    full-resolution coordinates of ``a``'s origin)."""
-    f = factor
+    full-resolution coordinates of ``a``'s origin); outside ``a`` the edge is repeated."""
+    f = int(factor)
     h, w = a.shape[-2:]
-
-    def axis(n_out, start, n_in):
-        pos = (np.arange(start, start + n_out, dtype=np.float32) + 0.5) / f - 0.5
-        i0 = np.floor(pos).astype(np.int64)
-        t = (pos - i0).astype(np.float32)
-        i1 = np.clip(i0 + 1, 0, n_in - 1)
-        i0 = np.clip(i0, 0, n_in - 1)
-        return i0, i1, t
-
-    r0, r1, ty = axis(out_h, y0, h)
-    c0, c1, tx = axis(out_w, x0, w)
-    rows = a[..., r0, :] * (1 - ty)[:, None] + a[..., r1, :] * ty[:, None]
-    return rows[..., c0] * (1 - tx) + rows[..., c1] * tx
+    # Only the low-res rows/columns the block needs (+1 each side for the interpolation).
+    ry0 = max(0, y0 // f - 1)
+    ry1 = min(h, (y0 + out_h) // f + 2)
+    rx0 = max(0, x0 // f - 1)
+    rx1 = min(w, (x0 + out_w) // f + 2)
+    sub = a[..., ry0:ry1, rx0:rx1]
+    rows = _upsample_axis(sub, f, -2, y0 - ry0 * f, out_h)
+    return _upsample_axis(rows, f, -1, x0 - rx0 * f, out_w)
 
 
 def _downsample_sum(a, f):
@@ -146,7 +172,13 @@ def _downsample_sum(a, f):
     if hh * f != h or ww * f != w:
         pad = [(0, 0)] * (a.ndim - 2) + [(0, hh * f - h), (0, ww * f - w)]
         a = np.pad(a, pad)
-    return a.reshape(a.shape[:-2] + (hh, f, ww, f)).sum(axis=(-3, -1), dtype=_F32)
+    cols = a[..., 0::f].astype(_F32, copy=True)
+    for j in range(1, f):
+        cols += a[..., j::f]
+    out = cols[..., 0::f, :].copy()
+    for i in range(1, f):
+        out += cols[..., i::f, :]
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,6 +259,26 @@ def layer_radii(max_radius, quality="default"):
         out.append(r)
     pos = np.array(out[1:], dtype=np.float64)
     return np.concatenate([-pos[::-1], [0.0], pos])
+
+
+def _assign_layers(r, radii):
+    """Lower layer index (int16) and weight of the upper layer (float32) for radii ``r``:
+    linear ("tent") weights between the two layers around each radius."""
+    nl = radii.size
+    lo_r = float(radii[0])
+    res = 16.0  # lookup bins per pixel of radius (finer than the finest layer step)
+    nb = int(math.ceil((float(radii[-1]) - lo_r) * res)) + 2
+    edges = lo_r + np.arange(nb) / res
+    lut = np.clip(np.searchsorted(radii, edges, side="right") - 1, 0, nl - 2).astype(np.int16)
+    b = ((r - _F32(lo_r)) * _F32(res)).astype(np.int32)
+    np.clip(b, 0, nb - 1, out=b)
+    i = lut[b]
+    r32 = radii.astype(_F32)
+    i += (r >= r32[np.minimum(i + 1, nl - 1)]) & (i < nl - 2)
+    lo = r32[i]
+    t = (r - lo) / (r32[i + 1] - lo)
+    np.clip(t, 0, 1, out=t)
+    return i, t.astype(_F32, copy=False)
 
 
 def _layer_scale(radius, quality):
@@ -381,28 +433,44 @@ def _split_edges(col, coc, cov, extra, threshold=1.0):
     extra.add(idx[keep], other_col[:, keep], other_cov[keep], other_coc[keep])
 
 
-def _max_pyramid(coc, levels):
-    """Level l: max of coc over 2^l blocks, then over the 3x3 neighbouring blocks."""
+def _pool_max(a, f):
+    """Max over ``f`` x ``f`` blocks of 2-D ``a`` (edge-padded to a multiple of f)."""
+    h, w = a.shape
+    hh, ww = -(-h // f), -(-w // f)
+    if hh * f != h or ww * f != w:
+        a = np.pad(a, ((0, hh * f - h), (0, ww * f - w)), mode="edge")
+    out = a[0::f, 0::f].copy()
+    for i in range(f):
+        for j in range(f):
+            if i or j:
+                np.maximum(out, a[i::f, j::f], out=out)
+    return out
+
+
+def _max3x3(a):
+    """Max over each pixel's 3x3 neighbourhood (edges repeated)."""
+    h, w = a.shape
+    q = np.pad(a, 1, mode="edge")
+    rows = np.maximum(np.maximum(q[:, :-2], q[:, 1:-1]), q[:, 2:])
+    return np.maximum(np.maximum(rows[:-2], rows[1:-1]), rows[2:])
+
+
+def _max_pyramid(a, levels):
+    """Level l (0-based) covers blocks of 2^l pixels of ``a``: the max over each block and its
+    8 neighbouring blocks, so it bounds ``a`` within a radius of at least 2^l pixels."""
     out = []
-    cur = coc
-    for _ in range(levels):
-        h, w = cur.shape
-        hh, ww = -(-h // 2), -(-w // 2)
-        p = np.pad(cur, ((0, hh * 2 - h), (0, ww * 2 - w)), mode="edge")
-        cur = p.reshape(hh, 2, ww, 2).max(axis=(1, 3))
-        q = np.pad(cur, 1, mode="edge")
-        d = cur.copy()
-        for dy in (0, 1, 2):
-            for dx in (0, 1, 2):
-                np.maximum(d, q[dy:dy + hh, dx:dx + ww], out=d)
-        out.append(d)
+    cur = a
+    for lev in range(levels):
+        if lev:
+            cur = _pool_max(cur, 2)
+        out.append(_max3x3(cur))
     return out
 
 
 def _push_pull(values, weight, levels):
     """Fill ``values`` (C, H, W) where ``weight`` (H, W) is 0 from the weighted neighbours.
 
-    Returns the pyramid of filled levels; level 0 is full resolution."""
+    Returns the filled (C, H, W) values."""
     vals = [values * weight]
     ws = [weight.astype(_F32)]
     for _ in range(levels):
@@ -425,49 +493,79 @@ def _push_pull(values, weight, levels):
     return filled
 
 
-def _fill_hidden(col, coc, extra, max_radius):
-    """Add hidden-surface samples behind occluders (pixels in front of their surroundings)."""
+#: Bands of occluder radius (px) that get their own hidden-surface fill.  Only blurred
+#: foregrounds (in front of the focal plane) get one: behind a sharp or far occluder the
+#: disk-average of the visible background (the final normalisation) is closer to the truth
+#: than a push-pull guess (measured).
+_FILL_BANDS = (-1e9, -24.0, -12.0, -6.0, -3.0, -1.0)
+
+
+def _fill_hidden(col, coc, extra, max_radius, block=4):
+    """Add hidden-surface samples behind occluders.
+
+    Works on ``block`` x ``block`` pixel blocks (hidden surfaces are only ever seen through a
+    blur).  An occluder block has a clearly larger radius (something farther) within its own
+    blur radius.  For each band of occluder radii, a push-pull fill of the blocks that lie
+    clearly behind the band invents the hidden surface -- the nearest such surface wins, so
+    behind a blurred foreground the subject next to it shows, not the wall behind both.  The
+    fill is added as extra samples (coverage 1) at the filled radius, only near the
+    occluder's outline (where it can be seen) and only where it lies behind the pixel."""
     _, h, w = col.shape
-    levels = max(1, int(math.ceil(math.log2(max(max_radius, 2.0)))))
-    pyr = _max_pyramid(coc, levels)
-    # For each pixel, the max radius around it within (about) its own blur radius.
-    reach = np.maximum(np.abs(coc), 2.0)
-    lev = np.clip(np.ceil(np.log2(reach)).astype(np.int64) - 1, 0, levels - 1)
-    margin = 1.0 + 0.25 * np.abs(coc)
-    cand = np.flatnonzero(np.abs(coc) > 0.75)
-    if cand.size == 0:
+    f = block
+    cmin = -_pool_max(-coc, f)                       # front-most radius of each block
+    cmax_pyr_base = _pool_max(coc, f)
+    hh, hw = cmin.shape
+    levels = max(1, int(math.ceil(math.log2(max(max_radius, 2.0) / f))) + 1)
+    reach = np.maximum(np.abs(cmin) / f, 1.0)        # own blur radius in blocks
+    lev = np.clip(np.ceil(np.log2(reach)), 0, levels - 1).astype(np.int8)
+
+    def at_own_level(pyr, mask):
+        out = np.zeros(mask.shape, pyr[0].dtype)
+        for lv in range(levels):
+            m = mask & (lev == lv)
+            if not m.any():
+                continue
+            p = pyr[lv]
+            if lv:
+                p = np.repeat(np.repeat(p, 1 << lv, axis=0), 1 << lv, axis=1)[:hh, :hw]
+            out[m] = p[m]
+        return out
+
+    local_max = at_own_level(_max_pyramid(cmax_pyr_base, levels), np.ones_like(cmin, bool))
+    occ = local_max > cmin + (1.0 + 0.25 * np.abs(cmin))
+    if not occ.any():
         return
-    ys, xs = np.divmod(cand, w)
-    lv = lev.reshape(-1)[cand]
-    local_max = np.empty(cand.size, _F32)
-    for l in range(levels):
-        m = lv == l
-        if m.any():
-            p = pyr[l]
-            local_max[m] = p[ys[m] >> (l + 1), xs[m] >> (l + 1)]
-    cc = coc.reshape(-1)[cand]
-    occ = local_max > cc + margin.reshape(-1)[cand]
-    occ_idx = cand[occ]
-    if occ_idx.size == 0:
+    # Where can the hidden surface be seen?  Within the occluder's radius of a non-occluder.
+    seen = occ & (at_own_level(_max_pyramid((~occ).astype(_F32), levels), occ) > 0)
+    if not seen.any():
         return
-    valid = np.ones(h * w, _F32)
-    valid[occ_idx] = 0
-    valid = valid.reshape(h, w)
-    # Fill at half resolution: hidden surfaces are seen only through a blur.
-    half_vals = _downsample_sum(np.concatenate([col * valid, (coc * valid)[None]]), 2) * 0.25
-    half_w = _downsample_sum(valid, 2) * 0.25
-    with np.errstate(invalid="ignore", divide="ignore"):
-        half_norm = half_vals / np.maximum(half_w, 1e-6)
-    filled_half = _push_pull(half_norm, half_w, levels + 2)
-    fy, fx = np.divmod(occ_idx, w)
-    # Nearest half-resolution value is enough here (the layer blur smooths it).
-    fh, fw = filled_half.shape[1:]
-    fv = filled_half[:, np.minimum(fy >> 1, fh - 1), np.minimum(fx >> 1, fw - 1)]
-    fcol, fcoc = fv[:4], fv[4]
-    own = coc.reshape(-1)[occ_idx]
-    behind = fcoc > own + 0.5
-    extra.add(occ_idx[behind], fcol[:, behind], np.ones(int(behind.sum()), _F32),
-              fcoc[behind])
+    blocks = np.concatenate([_downsample_sum(col, f), _downsample_sum(coc[None], f)])
+    blocks *= _F32(1.0 / (f * f))
+    flat_coc = coc.reshape(-1)
+    offs_y = np.repeat(np.arange(f), f)
+    offs_x = np.tile(np.arange(f), f)
+    for lo, hi in zip(_FILL_BANDS[:-1], _FILL_BANDS[1:]):
+        band = seen & (cmin >= lo) & (cmin < hi)
+        if not band.any():
+            continue
+        top = float(cmin[band].max())
+        valid = cmin > top + 1.0 + 0.25 * abs(top)
+        if not valid.any():
+            continue
+        filled = _push_pull(blocks, valid.astype(_F32), levels + 8)
+        by, bx = np.nonzero(band)
+        fv = filled[:, by, bx]
+        # Every pixel of a chosen block gets the block's fill value.
+        pys = (by[None, :] * f + offs_y[:, None]).ravel()
+        pxs = (bx[None, :] * f + offs_x[:, None]).ravel()
+        fv = np.tile(fv, (1, f * f))
+        inside = (pys < h) & (pxs < w)
+        idx = (pys * w + pxs)[inside]
+        fv = fv[:, inside]
+        behind = fv[4] > flat_coc[idx] + 0.5
+        n = int(behind.sum())
+        if n:
+            extra.add(idx[behind], fv[:4, behind], np.ones(n, _F32), fv[4, behind])
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,9 +624,12 @@ def _convolve(planes, kernel):
 # The engine
 
 
-def _composite(acc, budget, blurred, y0, x0, opaque):
+def _composite(acc, budget, blurred, y0, x0, opaque, far=None):
     """Budget compositing of ``blurred`` (C, h, w: colour channels then coverage last) into
-    ``acc`` (C-1 or 4 planes) and ``budget`` at offset (y0, x0); clipped to the frame."""
+    ``acc`` (C-1 or 4 planes) and ``budget`` at offset (y0, x0); clipped to the frame.
+
+    ``far``: (planes (4, H, W), set (H, W) bool) that keep, per pixel, the normalised colour
+    of the farthest layer seen so far (what fills the disocclusion holes at the end)."""
     H, W = budget.shape
     _, h, w = blurred.shape
     ya, xa = max(0, -y0), max(0, -x0)
@@ -548,6 +649,21 @@ def _composite(acc, budget, blurred, y0, x0, opaque):
     if opaque:
         acc[3][sl] += vis
     budget[sl] = new_s
+    if far is not None:
+        _track_far(far, blk[:ncol], cov, sl, opaque)
+
+
+def _track_far(far, colour, cov, sl, opaque):
+    planes, is_set = far
+    m = cov > 0.02
+    if not m.any():
+        return
+    inv = 1.0 / np.maximum(cov, 0.02)
+    for i in range(colour.shape[0]):
+        planes[i][sl] = np.where(m, colour[i] * inv, planes[i][sl])
+    if opaque:
+        planes[3][sl] = np.where(m, 1.0, planes[3][sl])
+    is_set[sl] |= m
 
 
 def defocus(rgba, depth, lens, settings=None):
@@ -601,49 +717,79 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
     radii = layer_radii(maxr, q)
     nl = radii.size
 
-    def assign(r):
-        i = np.clip(np.searchsorted(radii, r, side="right") - 1, 0, nl - 2)
-        lo = radii[i].astype(_F32)
-        hi = radii[i + 1].astype(_F32)
-        t = np.clip((r - lo) / (hi - lo), 0, 1).astype(_F32)
-        return i.astype(np.int16), t
-
-    m_i, m_t = assign(cocp.reshape(-1))
-    e_i, e_t = assign(e_coc)
-    m_order = np.argsort(m_i, kind="stable")
+    m_i, m_t = _assign_layers(cocp.reshape(-1), radii)
+    e_i, e_t = _assign_layers(e_coc, radii)
+    m_order = np.argsort(m_i, kind="stable")  # radix sort; pixel order kept inside a layer
     m_bounds = np.searchsorted(m_i[m_order], np.arange(nl + 1))
     e_order = np.argsort(e_i, kind="stable")
     e_bounds = np.searchsorted(e_i[e_order], np.arange(nl + 1))
+    del m_i, e_i
 
     flat_col = col.reshape(4, -1)
     flat_cov = cov.reshape(-1)
     acc = np.zeros((4, Hp, Wp), _F32)
     budget = np.zeros((Hp, Wp), _F32)
+    far = (np.zeros((4, Hp, Wp), _F32), np.zeros((Hp, Wp), bool))
     nch = 3 if opaque else 4
 
-    def layer_samples(k):
-        """(flat idx, layer weight, coverage, colour (4, n)) of the samples in layer k (the
-        colour is premultiplied by its coverage already)."""
-        parts = []
-        for order, bounds, ii, tt, src_col, src_cov, idx_map in (
-                (m_order, m_bounds, m_i, m_t, flat_col, flat_cov, None),
-                (e_order, e_bounds, e_i, e_t, e_col, e_cov, e_idx)):
-            for kk, upper in ((k, False), (k - 1, True)):
-                if kk < 0 or kk >= nl - 1:
-                    continue
-                sel = order[bounds[kk]:bounds[kk + 1]]
+    def gather(order, bounds, tt, k):
+        """Indices (into the sample arrays) and layer weights of layer k's samples."""
+        sels, wgts = [], []
+        if k < nl - 1:
+            sel = order[bounds[k]:bounds[k + 1]]
+            if sel.size:
+                sels.append(sel)
+                wgts.append(1 - tt[sel])
+        if k > 0:
+            sel = order[bounds[k - 1]:bounds[k]]
+            if sel.size:
+                w = tt[sel]
+                keep = w > 0
+                if not keep.all():
+                    sel, w = sel[keep], w[keep]
                 if sel.size == 0:
-                    continue
-                wgt = tt[sel] if upper else 1 - tt[sel]
-                keep = wgt > 0
-                sel, wgt = sel[keep], wgt[keep]
-                if sel.size == 0:
-                    continue
-                pix = sel if idx_map is None else idx_map[sel]
-                parts.append((pix, wgt, wgt * src_cov[sel], src_col[:, sel]))
-        if not parts:
+                    return (sels[0], wgts[0]) if sels else (None, None)
+                sels.append(sel)
+                wgts.append(w)
+        if not sels:
+            return None, None
+        if len(sels) == 1:
+            return sels[0], wgts[0]
+        return np.concatenate(sels), np.concatenate(wgts)
+
+    def layer_content(k, s):
+        """(y0, x0, planes (nch + 1, h, w)) of layer k at scale s: premultiplied colour
+        channels then coverage, on the layer's bounding box (low-res coordinates)."""
+        m_sel, m_w = gather(m_order, m_bounds, m_t, k)
+        e_sel, e_w = gather(e_order, e_bounds, e_t, k)
+        if m_sel is None and e_sel is None:
             return None
-        return tuple(np.concatenate([p[i] for p in parts], axis=-1) for i in range(4))
+        pix = [p for p in (m_sel, None if e_sel is None else e_idx[e_sel]) if p is not None]
+        rows = [p // Wp for p in pix]
+        cols = [p - r * Wp for p, r in zip(pix, rows)]
+        y0 = min(int(r.min()) for r in rows) // s * s
+        y1 = -(-(max(int(r.max()) for r in rows) + 1) // s) * s
+        x0 = min(int(c.min()) for c in cols) // s * s
+        x1 = -(-(max(int(c.max()) for c in cols) + 1) // s) * s
+        bh, bw = y1 - y0, x1 - x0
+        planes = np.zeros((nch + 1, bh * bw), _F32)
+        i = 0
+        if m_sel is not None:
+            lidx = (rows[0] - y0) * bw + (cols[0] - x0)
+            for c in range(nch):
+                planes[c, lidx] = m_w * flat_col[c, m_sel]
+            planes[nch, lidx] = m_w * flat_cov[m_sel]
+            i = 1
+        if e_sel is not None:
+            lidx = (rows[i] - y0) * bw + (cols[i] - x0)
+            for c in range(nch):
+                np.add.at(planes[c], lidx, e_w * e_col[c, e_sel])
+            np.add.at(planes[nch], lidx, e_w * e_cov[e_sel])
+        planes = planes.reshape(nch + 1, bh, bw)
+        if s > 1:
+            planes = _downsample_sum(planes, s)
+            planes *= _F32(1.0 / (s * s))
+        return y0 // s, x0 // s, planes
 
     # Groups of consecutive layers sharing a resolution, near to far.
     scales = [_layer_scale(r, q) for r in radii]
@@ -663,25 +809,10 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
             g_budget = np.zeros((gh, gw), _F32)
         touched = None
         for k in ks:
-            smp = layer_samples(k)
-            if smp is None:
+            content = layer_content(k, s)
+            if content is None:
                 continue
-            pix, wgt, wcov, scol = smp
-            py, px = np.divmod(pix, Wp)
-            if s > 1:
-                py //= s
-                px //= s
-            y0, y1 = int(py.min()), int(py.max()) + 1
-            x0, x1 = int(px.min()), int(px.max()) + 1
-            bh, bw = y1 - y0, x1 - x0
-            lidx = (py - y0) * bw + (px - x0)
-            planes = np.empty((nch + 1, bh, bw), _F32)
-            norm = _F32(1.0 / (s * s))
-            for c in range(nch):
-                planes[c] = np.bincount(lidx, weights=wgt * scol[c],
-                                        minlength=bh * bw).reshape(bh, bw) * norm
-            planes[nch] = np.bincount(lidx, weights=wcov,
-                                      minlength=bh * bw).reshape(bh, bw) * norm
+            y0, x0, planes = content
             radius = radii[k] / s
             kernel = aperture_kernel(radius, settings, pixel_aspect)
             kh, kw = kernel.shape
@@ -690,7 +821,7 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
             else:
                 blurred = _convolve(planes, kernel)
             oy, ox = y0 - kh // 2, x0 - kw // 2
-            _composite(g_acc, g_budget, blurred, oy, ox, opaque)
+            _composite(g_acc, g_budget, blurred, oy, ox, opaque, far if s == 1 else None)
             box = (oy, ox, oy + blurred.shape[1], ox + blurred.shape[2])
             touched = box if touched is None else (min(touched[0], box[0]),
                                                    min(touched[1], box[1]),
@@ -709,22 +840,30 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
             del stack
             up[:4] *= 1.0  # colour already premultiplied by its visibility
             # Merge the group as one layer whose "blurred coverage" is its budget.
-            _merge_group(acc, budget, up, fy0, fx0)
+            _merge_group(acc, budget, up, fy0, fx0, far)
             del up
         del g_acc, g_budget
 
-    # Normalise by the coverage received (fills disocclusion holes).
+    # Disocclusion holes (coverage short of 1: a blurred layer's disk reaches where nearer
+    # pixels hid it) take the farthest layer's own colour: the light missing there is that
+    # background's.  Elsewhere (nothing far recorded) normalise by the coverage received.
+    far_planes, far_set = far
+    missing = 1.0 - budget
     with np.errstate(invalid="ignore", divide="ignore"):
         inv = np.where(budget > 1e-4, 1.0 / np.maximum(budget, 1e-4), 0.0).astype(_F32)
+    inv[far_set] = 1.0
+    missing[~far_set] = 0.0
     hole = budget <= 1e-4
+    hole &= ~far_set
     for i in range(4):
+        acc[i] += far_planes[i] * missing
         acc[i] *= inv
         if hole.any():
             acc[i][hole] = col[i][hole]
     return rgba_out(acc, pad, H, W, rgba)
 
 
-def _merge_group(acc, budget, up, y0, x0):
+def _merge_group(acc, budget, up, y0, x0, far=None):
     """Add a group's (colour, budget) as one layer behind what ``acc`` holds."""
     h, w = up.shape[1:]
     sl = (slice(y0, y0 + h), slice(x0, x0 + w))
@@ -735,6 +874,8 @@ def _merge_group(acc, budget, up, y0, x0):
     for i in range(4):
         acc[i][sl] += up[i] * factor
     budget[sl] = new_s
+    if far is not None:
+        _track_far(far, up[:4], g, sl, False)
 
 
 def rgba_out(planes, pad, H, W, rgba):
