@@ -243,3 +243,14 @@ def test_png_16_bit_round_trip(tmp_path):
     assert np.array_equal(px, np.rint(rgb * 255).astype(np.uint8))
     with pytest.raises(ZDepthError, match="already exists"):
         write_png(tmp_path / "c.png", rgb)
+
+
+def test_truncated_multipart_file_is_detected(tmp_path):
+    z = np.random.default_rng(5).uniform(1, 50, (64, 48)).astype(np.float32)
+    path = _blender5_like(tmp_path / "ml.exr", ("ViewLayer",), z, h=64, w=48)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    for cut in np.linspace(40, len(data) - 1, 25).astype(int):
+        (tmp_path / "cut.exr").write_bytes(data[:cut])
+        with pytest.raises(ZDepthError, match="damaged or truncated|not an OpenEXR"):
+            exr.read_exr(tmp_path / "cut.exr")

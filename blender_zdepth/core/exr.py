@@ -176,6 +176,10 @@ def read_exr(path):
     failure = None
     with _captured_output() as messages:
         try:
+            # the header alone says which parts and channels the file declares; a damaged file
+            # can drop whole parts from the full read, with only a message on stdout
+            declared_parts = [[c.name for c in p.header.get("channels", [])]
+                              for p in OpenEXR.File(path, header_only=True).parts]
             exr = OpenEXR.File(path, separate_channels=True)
             parts = list(exr.parts)
             loaded = [(p, dict(p.channels), _clean_header(p.header), p.header.get("channels", []))
@@ -186,6 +190,10 @@ def read_exr(path):
     if failure is not None:
         detail = text.splitlines()[-1] if text else failure
         raise ZDepthError(f"{path}: damaged or truncated OpenEXR file ({detail.strip()})")
+    if len(loaded) != len(declared_parts):
+        detail = text.splitlines()[-1].strip() if text else \
+            f"{len(declared_parts) - len(loaded)} part(s) unreadable"
+        raise ZDepthError(f"{path}: damaged or truncated OpenEXR file ({detail})")
     channels, half, infos = {}, set(), []
     for part, chans, header, declared in loaded:
         declared_names = [c.name for c in declared]
