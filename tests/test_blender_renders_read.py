@@ -21,10 +21,13 @@ CLIP = (0.1, 100.0)
 PLANE_DISTANCE = 5.0
 
 
-def _render(bpy, tmp_path, engine, size):
+def _render(bpy, tmp_path, engine, size, extra_layer=None):
     from blender_zdepth.blender import compat, scenes
 
     scene = scenes.empty_scene(size, engine, 1)
+    if extra_layer:
+        layer = scene.view_layers.new(extra_layer)
+        layer.use_pass_z = True
     mat = scenes.emission_material("Wall", (0.8, 0.4, 0.2))
     # plane facing the camera (normal -Y), centred left of the view axis
     scenes.add_object(scene, "plane", "Wall", mat, size=4.0,
@@ -106,3 +109,15 @@ def test_eevee_render_background_is_the_clip_end(bpy, tmp_path, run_cli):
     r = run_cli("encode", path, tmp_path / "cli_bg.exr", "--background", threshold)
     assert r.returncode == 0 and r.stderr == ""
     _check_plane_and_background(exr.load_frame(tmp_path / "cli_bg.exr"), 32, "Z")
+
+
+def test_cycles_render_with_two_view_layers(bpy, tmp_path):
+    path, camera, engine = _render(bpy, tmp_path, "CYCLES", (24, 16), extra_layer="Second")
+    names = set(exr.read_exr(path).channels)
+    assert {"ViewLayer.Depth.Z", "Second.Depth.Z", "Second.Combined.R"} <= names
+    first = exr.load_frame(path)
+    assert first.depth_channel == "ViewLayer.Depth.Z"
+    second = exr.load_frame(path, layer="Second")
+    assert second.depth_channel == "Second.Depth.Z"
+    assert second.beauty_channels[0] == "Second.Combined.R"
+    _check_plane_and_background(second, 24, "Second.Depth.Z")

@@ -254,3 +254,13 @@ def test_truncated_multipart_file_is_detected(tmp_path):
         (tmp_path / "cut.exr").write_bytes(data[:cut])
         with pytest.raises(ZDepthError, match="damaged or truncated|not an OpenEXR"):
             exr.read_exr(tmp_path / "cut.exr")
+
+
+def test_beauty_comes_from_the_depth_layer(tmp_path):
+    ch = {f"Alpha.Combined.{c}": np.full((4, 4), 0.1) for c in "RGBA"}
+    ch.update({f"Beta.Combined.{c}": np.full((4, 4), 0.7) for c in "RGBA"})
+    ch["Beta.Depth.Z"] = np.full((4, 4), 2.0)
+    exr.write_exr(tmp_path / "two.exr", ch)
+    f = exr.load_frame(tmp_path / "two.exr")
+    assert f.depth_channel == "Beta.Depth.Z" and f.beauty_channels[0] == "Beta.Combined.R"
+    assert np.allclose(f.rgba[..., 0], 0.7)

@@ -309,7 +309,9 @@ def load_frame(path, background="auto", layer=None, depth_channel=None, need_dep
     non-finite or ``>= 1e9`` (Cycles writes 1e10), or just under the camera's clip end when the
     header records the camera and the file was not rendered by Cycles (EEVEE writes the clip end);
     a number = that threshold; None = only non-finite values. ``layer``: view layer to read when
-    the file has several (default: the first). ``depth_channel``: explicit channel name.
+    the file has several (default: ``ViewLayer``, Blender's default, when present, else the first
+    in the file); beauty and depth always come from the same layer. ``depth_channel``: explicit
+    channel name.
     """
     img = read_exr(path)
     names = list(img.channels)
@@ -320,7 +322,15 @@ def load_frame(path, background="auto", layer=None, depth_channel=None, need_dep
     if depth_channel and depth_channel not in names:
         raise ZDepthError(f"{img.path}: no channel {depth_channel!r}; the file has: "
                           f"{_describe(names)}")
+    if layer is None and not preferred:
+        layers = [n[: -len(".Depth.Z")] for n in names if n.endswith(".Depth.Z")]
+        if len(layers) > 1 and "ViewLayer" in layers:
+            layer = "ViewLayer"  # Blender's default layer (4.x files sort layers by name)
     dname = find_depth_channel(names, layer, preferred)
+    if layer is None and dname is not None:
+        head = dname.rsplit(".", 2)
+        if len(head) == 3 and head[1].lower() == "depth":
+            layer = head[0]  # beauty from the same view layer as the depth
     if dname is None and need_depth:
         raise ZDepthError(f"{img.path}: no depth channel (looked for Z, depth.Z, "
                           f"<layer>.Depth.Z, <layer>.Depth.V); the file has: {_describe(names)}. "
