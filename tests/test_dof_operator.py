@@ -25,10 +25,12 @@ def build_two_plane_scene(bpy, samples=4):
     scene.render.filter_size = 0.5
     near = scenes.checker_material("Near", (0.9, 0.2, 0.1), (0.1, 0.05, 0.02), scale=8.0)
     far = scenes.checker_material("Far", (0.1, 0.9, 0.3), (0.02, 0.1, 0.05), scale=40.0)
-    # the view is 0.72 m wide at 2 m: the near plane covers its left half
-    scenes.add_object(scene, "plane", "NearPlane", near, size=0.36,
-                      location=(-0.18, NEAR, 0.0), rotation=(math.pi / 2, 0.0, 0.0),
-                      scale=(1.0, 3.0, 1.0))
+    # the view is 0.72 x 0.48 m at 2 m: the near plane covers its left half, except the
+    # bottom 3 rows (so that pixels counted from the top or the bottom differ)
+    plane = scenes.add_object(scene, "plane", "NearPlane", near, size=1.0,
+                              location=(-0.18, NEAR, 0.5 - 0.24 + 3 * 0.015),
+                              rotation=(math.pi / 2, 0.0, 0.0))
+    plane.scale = (0.36, 1.0, 1.0)
     scenes.add_object(scene, "plane", "FarPlane", far, size=10.0,
                       location=(0.0, FAR, 0.0), rotation=(math.pi / 2, 0.0, 0.0))
     cam = scenes.add_camera(scene, (0.0, 0.0, 0.0), (0.0, 1.0, 0.0), lens=100.0)
@@ -43,7 +45,7 @@ def sharpness(rgba, region):
     return float(np.abs(np.diff(img, axis=0)).mean() + np.abs(np.diff(img, axis=1)).mean())
 
 
-NEAR_REGION = np.s_[4:H - 4, 3:W // 2 - 6]
+NEAR_REGION = np.s_[2:H - 7, 3:W // 2 - 6]
 FAR_REGION = np.s_[4:H - 4, W // 2 + 6:W - 3]
 
 
@@ -210,10 +212,11 @@ def test_diagnostic_and_missing_render(addon, tmp_path):
 def test_pick_pixel_mapping_and_registration(addon):
     from blender_zdepth.blender import dof_ops
 
-    # Image Editor view coordinates have v up; the depth of field counts rows from the top
-    assert dof_ops.uv_to_pixel(0.0, 0.999, 48, 32) == (0, 0)
+    # Image Editor view coordinates: 0..1 across the image, v up; pixels from the bottom left
+    assert dof_ops.uv_to_pixel(0.0, 0.0, 48, 32) == (0, 0)
     assert dof_ops.uv_to_pixel(0.5, 0.5, 48, 32) == (24, 16)
-    assert dof_ops.uv_to_pixel(0.99, 0.01, 48, 32) == (47, 31)
+    assert dof_ops.uv_to_pixel(0.99, 0.999, 48, 32) == (47, 31)
     assert dof_ops.uv_to_pixel(1.2, 0.5, 48, 32) is None
     assert hasattr(addon.types, "ZDEPTH_OT_dof_pick_focus")
     assert hasattr(addon.ops.zdepth, "apply_dof")
+

@@ -82,8 +82,11 @@ def camera_lens(scene, loaded=None):
             raise ZDepthError("focus on a pixel needs the frame's depth")
         from ..core.dof import focus_from_pixel
 
+        # The panel counts pixels from the bottom left (as Blender's Image Editor shows them);
+        # the depth array's row 0 is the top.
         x, y = (int(v) for v in zd.dof_focus_pixel)
-        focus, source = float(focus_from_pixel(loaded.depth, x, y)), f"pixel {x},{y}"
+        row = loaded.depth.shape[0] - 1 - y
+        focus, source = float(focus_from_pixel(loaded.depth, x, row)), f"pixel {x},{y}"
     elif data.dof.focus_object is not None:
         obj = data.dof.focus_object
         focus = planar_distance(cam, obj.matrix_world.translation)
@@ -113,17 +116,10 @@ def engine_settings(scene):
 
 
 def _rotation_degrees(value):
-    # An angle property (subtype ANGLE) holds radians; a plain float holds degrees.
-    zd_prop = None
-    try:
-        zd_prop = bpy.types.Scene.bl_rna.properties["zdepth"].fixed_type.properties["dof_rotation"]
-    except (KeyError, AttributeError):
-        pass
-    if zd_prop is not None and getattr(zd_prop, "subtype", "") == "ANGLE":
-        import math
+    """``dof_rotation`` is an angle property: radians inside Blender, degrees for the engine."""
+    import math
 
-        return math.degrees(value)
-    return value
+    return math.degrees(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,10 +465,11 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
 
 def uv_to_pixel(u, v, width, height):
     """Image Editor view coordinates (0..1 across the image, v up) to the pixel ``(x, y)``
-    counted from the top-left corner, as the depth of field reads it; None outside."""
+    counted from the bottom-left corner (Blender's convention, that of ``dof_focus_pixel``);
+    None outside the image."""
     if not (0.0 <= u < 1.0 and 0.0 <= v < 1.0) or width < 1 or height < 1:
         return None
-    return int(u * width), int((1.0 - v) * height)
+    return int(u * width), int(v * height)
 
 
 def _image_size(image, scene):
