@@ -32,6 +32,9 @@ How it works (see ``docs/dof-engine.md`` for the user's view):
 """
 
 import math
+import os
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,12 +47,28 @@ QUALITIES = ("draft", "default", "high")
 #: Layer spacing and resolution per quality: (fine step near focus in px, relative step for
 #: larger radii, radius above which a layer may be processed at lower resolution (per factor 2)).
 _QUALITY = {
-    "draft": dict(fine=1.0, rel=0.30, lowres=3.0),
-    "default": dict(fine=0.5, rel=0.20, lowres=4.0),
-    "high": dict(fine=0.25, rel=0.12, lowres=8.0),
+    "draft": dict(fine=1.0, rel=0.30, lowres=2.0),
+    "default": dict(fine=0.5, rel=0.20, lowres=2.5),
+    "high": dict(fine=0.25, rel=0.12, lowres=5.0),
 }
 
 _F32 = np.float32
+
+#: Seconds spent per stage of the last :func:`defocus` calls, filled only when the
+#: environment variable ``BLENDER_ZDEPTH_DOF_TIMING`` is set (for profiling).
+TIMING = {}
+
+
+@contextmanager
+def _stage(name):
+    if not os.environ.get("BLENDER_ZDEPTH_DOF_TIMING"):
+        yield
+        return
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        TIMING[name] = TIMING.get(name, 0.0) + time.perf_counter() - t0
 
 
 @dataclass
@@ -117,34 +136,35 @@ def _next_fast_len(n):
 
 
 def _upsample_axis(a, factor, axis, start, n_out):
-    """Linear upsampling of ``a`` along ``axis`` (-1 or -2) by integer ``factor``; returns
-    output samples ``start .. start + n_out`` (low-res pixel j covers [j f, (j+1) f); the
-    edge sample is repeated beyond the ends)."""
+    """Linear upsampling of ``a`` along ``axis`` (counted from the front, or -1) by integer
+    ``factor``; returns output samples ``start .. start + n_out`` (low-res sample j covers
+    [j f, (j+1) f); the edge sample is repeated beyond the ends)."""
     f = factor
     n = a.shape[axis]
-    first = np.take(a, [0], axis=axis)
-    last = np.take(a, [n - 1], axis=axis)
-    ap = np.concatenate([first, a, last], axis=axis)
+    shape = list(a.shape)
+    shape[axis] = n * f
+    out = np.empty(shape, _F32)
 
-    def sl(i0, i1):
-        return (Ellipsis, slice(i0, i1)) if axis == -1 else (Ellipsis, slice(i0, i1),
-                                                             slice(None))
+    def sl(arr, i0, i1, step=None):
+        idx = [slice(None)] * arr.ndim
+        idx[axis] = slice(i0, i1, step)
+        return arr[tuple(idx)]
 
-    phases = []
     for p in range(f):
         pos = (p + 0.5) / f - 0.5
+        dst = sl(out, p, None, f)
         if pos < 0:
-            lo, hi, t = ap[sl(0, n)], ap[sl(1, n + 1)], pos + 1
+            t = _F32(pos + 1)  # between samples j-1 (weight 1-t) and j (weight t)
+            np.multiply(a, t, out=dst)
+            sl(dst, 1, None)[...] += sl(a, 0, n - 1) * (1 - t)
+            sl(dst, 0, 1)[...] += sl(a, 0, 1) * (1 - t)
         else:
-            lo, hi, t = ap[sl(1, n + 1)], ap[sl(2, n + 2)], pos
-        ph = lo * _F32(1 - t)
-        ph += hi * _F32(t)
-        phases.append(ph)
-    if axis == -1:
-        out = np.stack(phases, axis=-1).reshape(a.shape[:-1] + (n * f,))
-        return out[..., start:start + n_out]
-    out = np.stack(phases, axis=-2).reshape(a.shape[:-2] + (n * f, a.shape[-1]))
-    return out[..., start:start + n_out, :]
+            t = _F32(pos)      # between samples j (weight 1-t) and j+1 (weight t)
+            np.multiply(a, 1 - t, out=dst)
+            if t:
+                sl(dst, 0, n - 1)[...] += sl(a, 1, n) * t
+                sl(dst, n - 1, n)[...] += sl(a, n - 1, n) * t
+    return sl(out, start, start + n_out)
 
 
 def _upsample_linear(a, factor, out_h, out_w, y0=0, x0=0):
@@ -155,14 +175,16 @@ def _upsample_linear(a, factor, out_h, out_w, y0=0, x0=0):
     full-resolution coordinates of ``a``'s origin); outside ``a`` the edge is repeated."""
     f = int(factor)
     h, w = a.shape[-2:]
+    if f == 1:
+        return a[..., y0:y0 + out_h, x0:x0 + out_w]
     # Only the low-res rows/columns the block needs (+1 each side for the interpolation).
     ry0 = max(0, y0 // f - 1)
     ry1 = min(h, (y0 + out_h) // f + 2)
     rx0 = max(0, x0 // f - 1)
     rx1 = min(w, (x0 + out_w) // f + 2)
     sub = a[..., ry0:ry1, rx0:rx1]
-    rows = _upsample_axis(sub, f, -2, y0 - ry0 * f, out_h)
-    return _upsample_axis(rows, f, -1, x0 - rx0 * f, out_w)
+    cols = _upsample_axis(sub, f, a.ndim - 1, x0 - rx0 * f, out_w)   # narrow pass first
+    return _upsample_axis(cols, f, a.ndim - 2, y0 - ry0 * f, out_h)
 
 
 def _downsample_sum(a, f):
@@ -584,40 +606,72 @@ def _convolve_direct(planes, kernel):
     return out
 
 
-class _FftKernel:
-    def __init__(self, kernel, shape):
-        kh, kw = kernel.shape
-        self.shape = shape
-        pad = np.zeros(shape, _F32)
-        pad[:kh, :kw] = kernel
-        self.spec = np.fft.rfft2(pad)
+def _tile_size(kh, kw, target=128):
+    """Tile edge T (and FFT sizes) for overlap-add: T + k - 1 is a fast FFT length."""
+    fy = _next_fast_len(target + kh - 1)
+    fx = _next_fast_len(target + kw - 1)
+    return fy, fx, fy - kh + 1, fx - kw + 1
 
-    def apply(self, plane, out_h, out_w):
-        fh, fw = self.shape
-        buf = np.zeros((fh, fw), _F32)
-        buf[:plane.shape[0], :plane.shape[1]] = plane
-        res = np.fft.irfft2(np.fft.rfft2(buf) * self.spec, s=self.shape)
-        return res[:out_h, :out_w].astype(_F32)
+
+def _occupied_tiles(cov, ty, tx):
+    """Boolean (ny, nx) map of the ty x tx tiles of ``cov`` that hold anything."""
+    h, w = cov.shape
+    ny, nx = -(-h // ty), -(-w // tx)
+    occ = np.zeros((ny, nx), bool)
+    nz = cov != 0
+    rows = np.flatnonzero(nz.any(axis=1))
+    if rows.size == 0:
+        return occ
+    for iy in np.unique(rows // ty):
+        band = nz[iy * ty:(iy + 1) * ty]
+        cols = np.flatnonzero(band.any(axis=0))
+        occ[iy, np.unique(cols // tx)] = True
+    return occ
+
+
+def _convolve_fft_tiled(planes, kernel, occ, fy, fx, ty, tx, batch=24):
+    """Full linear convolution by overlap-add of FFT-convolved tiles (only occupied ones)."""
+    c, h, w = planes.shape
+    kh, kw = kernel.shape
+    out = np.zeros((c, h + kh - 1, w + kw - 1), _F32)
+    kpad = np.zeros((fy, fx), _F32)
+    kpad[:kh, :kw] = kernel
+    kspec = np.fft.rfft2(kpad)
+    tiles = list(zip(*np.nonzero(occ)))
+    for b0 in range(0, len(tiles), batch):
+        chunk = tiles[b0:b0 + batch]
+        buf = np.zeros((len(chunk), c, fy, fx), _F32)
+        for n, (iy, ix) in enumerate(chunk):
+            src = planes[:, iy * ty:(iy + 1) * ty, ix * tx:(ix + 1) * tx]
+            buf[n, :, :src.shape[1], :src.shape[2]] = src
+        res = np.fft.irfft2(np.fft.rfft2(buf) * kspec, s=(fy, fx))
+        del buf
+        for n, (iy, ix) in enumerate(chunk):
+            y0, x0 = iy * ty, ix * tx
+            dst = out[:, y0:y0 + fy, x0:x0 + fx]
+            dst += res[n, :, :dst.shape[1], :dst.shape[2]]
+        del res
+    return out
 
 
 def _convolve(planes, kernel):
-    """Full linear convolution, picking direct or FFT by estimated cost."""
+    """Full linear convolution (C, h + kh - 1, w + kw - 1) of ``planes`` (C, h, w; coverage
+    last) with ``kernel``: direct for small kernels, else FFT over the occupied tiles."""
     c, h, w = planes.shape
     kh, kw = kernel.shape
     taps = int(np.count_nonzero(kernel > 0))
-    oh, ow = h + kh - 1, w + kw - 1
-    fh, fw = _next_fast_len(oh), _next_fast_len(ow)
-    # Rough costs (ns): a multiply-add pass is ~0.7 ns/element; an rfft2 + irfft2 pair of a
-    # real plane ~10 ns/element at good sizes (complex128 inside numpy).
+    fy, fx, ty, tx = _tile_size(kh, kw)
+    occ = _occupied_tiles(planes[-1], ty, tx)
+    n_tiles = int(occ.sum())
+    if n_tiles == 0:
+        return np.zeros((c, h + kh - 1, w + kw - 1), _F32)
+    # Rough costs (ns): a multiply-add pass ~0.8 ns/element; an rfft2 + irfft2 pair of a real
+    # plane ~10 ns/element at good sizes (complex128 inside numpy), plus tile bookkeeping.
     direct = taps * c * h * w * 0.8
-    fft = (c + 0.5) * fh * fw * (6.0 + 0.5 * math.log2(fh * fw))
+    fft = c * n_tiles * fy * fx * (8.0 + 0.5 * math.log2(fy * fx))
     if direct <= fft:
         return _convolve_direct(planes, kernel)
-    fk = _FftKernel(kernel, (fh, fw))
-    out = np.empty((c, oh, ow), _F32)
-    for i in range(c):
-        out[i] = fk.apply(planes[i], oh, ow)
-    return out
+    return _convolve_fft_tiled(planes, kernel, occ, fy, fx, ty, tx)
 
 
 # --------------------------------------------------------------------------------------------
@@ -685,6 +739,16 @@ def defocus(rgba, depth, lens, settings=None):
     return _defocus_coc(rgba, coc, settings, lens.pixel_aspect)
 
 
+def _pad_edges(a, pad):
+    """Repeat the edge pixels of the inner block of 2-D ``a`` into its ``pad`` border."""
+    if pad <= 0:
+        return
+    a[:pad] = a[pad]
+    a[-pad:] = a[-pad - 1]
+    a[:, :pad] = a[:, pad:pad + 1]
+    a[:, -pad:] = a[:, -pad - 1:-pad]
+
+
 def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
     """:func:`defocus` from a signed radius map (horizontal pixels)."""
     H, W = coc.shape
@@ -695,41 +759,52 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
     opaque = rgba.shape[2] == 3 or bool(np.all(rgba[..., 3] == 1.0))
 
     # Planar, padded (edge pixels repeated) working copies.
-    col = np.empty((4, H + 2 * pad, W + 2 * pad), _F32)
-    for i in range(4):
-        if i < rgba.shape[2]:
-            src = np.asarray(rgba[..., i], dtype=_F32)
-        else:
-            src = np.ones((H, W), _F32)
-        col[i] = np.pad(np.nan_to_num(src, nan=0.0, posinf=0.0, neginf=0.0), pad, mode="edge")
-    cocp = np.pad(coc, pad, mode="edge")
-    Hp, Wp = cocp.shape
-    cov = np.ones((Hp, Wp), _F32)
+    with _stage("prepare"):
+        Hp, Wp = H + 2 * pad, W + 2 * pad
+        col = np.empty((4, Hp, Wp), _F32)
+        inner = (slice(pad, pad + H), slice(pad, pad + W))
+        for i in range(4):
+            if i < rgba.shape[2]:
+                col[i][inner] = rgba[..., i]
+            else:
+                col[i][inner] = 1.0
+        bad = ~np.isfinite(col[(slice(None),) + inner])
+        if bad.any():
+            col[(slice(None),) + inner][bad] = 0.0
+        del bad
+        cocp = np.empty((Hp, Wp), _F32)
+        cocp[inner] = coc
+        for a in (*col, cocp):
+            _pad_edges(a, pad)
+        cov = np.ones((Hp, Wp), _F32)
     if maxr < 0.25:
         return rgba_out(col, pad, H, W, rgba)
 
     extra = _Extra()
-    _split_edges(col, cocp, cov, extra)
-    _fill_hidden(col, cocp, extra, maxr)
+    with _stage("split edges"):
+        _split_edges(col, cocp, cov, extra)
+    with _stage("fill hidden"):
+        _fill_hidden(col, cocp, extra, maxr)
     e_idx, e_col, e_cov, e_coc = extra.arrays()
     del extra
 
     radii = layer_radii(maxr, q)
     nl = radii.size
 
-    m_i, m_t = _assign_layers(cocp.reshape(-1), radii)
-    e_i, e_t = _assign_layers(e_coc, radii)
-    m_order = np.argsort(m_i, kind="stable")  # radix sort; pixel order kept inside a layer
-    m_bounds = np.searchsorted(m_i[m_order], np.arange(nl + 1))
-    e_order = np.argsort(e_i, kind="stable")
-    e_bounds = np.searchsorted(e_i[e_order], np.arange(nl + 1))
-    del m_i, e_i
+    with _stage("assign"):
+        m_i, m_t = _assign_layers(cocp.reshape(-1), radii)
+        e_i, e_t = _assign_layers(e_coc, radii)
+        m_order = np.argsort(m_i, kind="stable")  # radix sort; pixel order kept per layer
+        m_bounds = np.searchsorted(m_i[m_order], np.arange(nl + 1))
+        e_order = np.argsort(e_i, kind="stable")
+        e_bounds = np.searchsorted(e_i[e_order], np.arange(nl + 1))
+        del m_i, e_i
 
     flat_col = col.reshape(4, -1)
     flat_cov = cov.reshape(-1)
     acc = np.zeros((4, Hp, Wp), _F32)
     budget = np.zeros((Hp, Wp), _F32)
-    far = (np.zeros((4, Hp, Wp), _F32), np.zeros((Hp, Wp), bool))
+    far = None  # allocated below if the last group is at full resolution
     nch = 3 if opaque else 4
 
     def gather(order, bounds, tt, k):
@@ -791,79 +866,113 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
             planes *= _F32(1.0 / (s * s))
         return y0 // s, x0 // s, planes
 
-    # Groups of consecutive layers sharing a resolution, near to far.
+    # Groups, near to far: the full-resolution layers around focus, and on each side the
+    # reduced-resolution layers, composited together at the side's finest reduced scale and
+    # merged into the frame once.
     scales = [_layer_scale(r, q) for r in radii]
     groups = []
     for k in range(nl):
-        if groups and groups[-1][0] == scales[k]:
+        low = scales[k] > 1
+        if groups and groups[-1][0] == low:
             groups[-1][1].append(k)
         else:
-            groups.append((scales[k], [k]))
+            groups.append((low, [k]))
 
-    for s, ks in groups:
-        if s == 1:
+    for gi, (low, ks) in enumerate(groups):
+        last = gi == len(groups) - 1
+        # The farthest layers' own colour fills disocclusion holes (see below); it is tracked
+        # in the last group only (nothing lies behind it).
+        if not low:
+            gs = 1
             g_acc, g_budget = acc, budget
+            if last:
+                far = (np.zeros((4, Hp, Wp), _F32), np.zeros((Hp, Wp), bool))
+            g_far = far
         else:
-            gh, gw = -(-Hp // s), -(-Wp // s)
+            gs = min(scales[k] for k in ks)
+            gh, gw = -(-Hp // gs), -(-Wp // gs)
             g_acc = np.zeros((4, gh, gw), _F32)
             g_budget = np.zeros((gh, gw), _F32)
+            g_far = (np.zeros((4, gh, gw), _F32), np.zeros((gh, gw), bool)) if last else None
         touched = None
         for k in ks:
-            content = layer_content(k, s)
+            s = scales[k]
+            with _stage(f"layer content s={s}"):
+                content = layer_content(k, s)
             if content is None:
                 continue
             y0, x0, planes = content
             radius = radii[k] / s
             kernel = aperture_kernel(radius, settings, pixel_aspect)
             kh, kw = kernel.shape
-            if kh == 1 and kw == 1:
-                blurred = planes
-            else:
-                blurred = _convolve(planes, kernel)
+            with _stage(f"convolve s={s}"):
+                if kh == 1 and kw == 1:
+                    blurred = planes
+                else:
+                    blurred = _convolve(planes, kernel)
             oy, ox = y0 - kh // 2, x0 - kw // 2
-            _composite(g_acc, g_budget, blurred, oy, ox, opaque, far if s == 1 else None)
+            if s > gs:
+                with _stage("upsample layers"):
+                    f = s // gs
+                    bh, bw = blurred.shape[1:]
+                    blurred = _upsample_linear(blurred, f, bh * f, bw * f)
+                    oy, ox = oy * f, ox * f
+            with _stage(f"composite s={gs}"):
+                _composite(g_acc, g_budget, blurred, oy, ox, opaque, g_far)
             box = (oy, ox, oy + blurred.shape[1], ox + blurred.shape[2])
             touched = box if touched is None else (min(touched[0], box[0]),
                                                    min(touched[1], box[1]),
                                                    max(touched[2], box[2]),
                                                    max(touched[3], box[3]))
-        if s > 1 and touched is not None:
+        if gs > 1 and touched is not None:
             gh, gw = g_budget.shape
             ty0, tx0 = max(0, touched[0]), max(0, touched[1])
             ty1, tx1 = min(gh, touched[2]), min(gw, touched[3])
             # Full-resolution block covered by the touched low-res block (+1 px for the
             # bilinear support), clipped to the frame.
-            fy0, fx0 = max(0, (ty0 - 1) * s), max(0, (tx0 - 1) * s)
-            fy1, fx1 = min(Hp, (ty1 + 1) * s), min(Wp, (tx1 + 1) * s)
-            stack = np.concatenate([g_acc, g_budget[None]])
-            up = _upsample_linear(stack, s, fy1 - fy0, fx1 - fx0, fy0, fx0)
-            del stack
-            up[:4] *= 1.0  # colour already premultiplied by its visibility
-            # Merge the group as one layer whose "blurred coverage" is its budget.
-            _merge_group(acc, budget, up, fy0, fx0, far)
-            del up
+            fy0, fx0 = max(0, (ty0 - 1) * gs), max(0, (tx0 - 1) * gs)
+            fy1, fx1 = min(Hp, (ty1 + 1) * gs), min(Wp, (tx1 + 1) * gs)
+            with _stage("merge groups"):
+                if g_far is not None:
+                    _fill_holes(g_acc, g_budget, g_far)
+                stack = np.concatenate([g_acc, g_budget[None]])
+                up = _upsample_linear(stack, gs, fy1 - fy0, fx1 - fx0, fy0, fx0)
+                del stack
+                # Merge the group as one layer whose "blurred coverage" is its budget.
+                _merge_group(acc, budget, up, fy0, fx0)
+                del up
         del g_acc, g_budget
 
     # Disocclusion holes (coverage short of 1: a blurred layer's disk reaches where nearer
-    # pixels hid it) take the farthest layer's own colour: the light missing there is that
-    # background's.  Elsewhere (nothing far recorded) normalise by the coverage received.
-    far_planes, far_set = far
-    missing = 1.0 - budget
-    with np.errstate(invalid="ignore", divide="ignore"):
-        inv = np.where(budget > 1e-4, 1.0 / np.maximum(budget, 1e-4), 0.0).astype(_F32)
-    inv[far_set] = 1.0
-    missing[~far_set] = 0.0
-    hole = budget <= 1e-4
-    hole &= ~far_set
+    # pixels hid it) take the farthest layers' own colour: the light missing there is that
+    # background's.  Elsewhere (nothing recorded) normalise by the coverage received.
+    with _stage("finish"):
+        if far is not None:
+            _fill_holes(acc, budget, far)
+            del far
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inv = np.where(budget > 1e-4, 1.0 / np.maximum(budget, 1e-4), 0.0).astype(_F32)
+        hole = budget <= 1e-4
+        for i in range(4):
+            acc[i] *= inv
+            if hole.any():
+                acc[i][hole] = col[i][hole]
+    with _stage("output"):
+        return rgba_out(acc, pad, H, W, rgba)
+
+
+def _fill_holes(acc, budget, far):
+    """Top up coverage short of 1 with the tracked far colour, where there is one."""
+    planes, is_set = far
+    if not is_set.any():
+        return
+    missing = np.where(is_set, 1.0 - budget, 0.0).astype(_F32)
     for i in range(4):
-        acc[i] += far_planes[i] * missing
-        acc[i] *= inv
-        if hole.any():
-            acc[i][hole] = col[i][hole]
-    return rgba_out(acc, pad, H, W, rgba)
+        acc[i] += planes[i] * missing
+    budget += missing
 
 
-def _merge_group(acc, budget, up, y0, x0, far=None):
+def _merge_group(acc, budget, up, y0, x0):
     """Add a group's (colour, budget) as one layer behind what ``acc`` holds."""
     h, w = up.shape[1:]
     sl = (slice(y0, y0 + h), slice(x0, x0 + w))
@@ -874,8 +983,6 @@ def _merge_group(acc, budget, up, y0, x0, far=None):
     for i in range(4):
         acc[i][sl] += up[i] * factor
     budget[sl] = new_s
-    if far is not None:
-        _track_far(far, up[:4], g, sl, False)
 
 
 def rgba_out(planes, pad, H, W, rgba):
