@@ -9,7 +9,7 @@ menu entry.
 import importlib
 
 #: Submodules with register()/unregister(), in registration order.
-MODULES = []
+MODULES = ["properties", "operators", "nodes", "export", "panels"]
 
 _registered = []
 

@@ -70,3 +70,56 @@ def compositor_tree(scene, create=True, name="Compositing"):
 #: Node type ids for maths inside compositor trees.
 MATH_NODE = "ShaderNodeMath" if IS_5 else "CompositorNodeMath"
 MAP_RANGE_NODE = "ShaderNodeMapRange" if IS_5 else "CompositorNodeMapRange"
+
+
+def new_file_output(tree, directory, file_name, inputs, depth="32", codec="ZIP"):
+    """Add a File Output node to compositor ``tree`` writing one multilayer OpenEXR per frame
+    (``directory``/``file_name`` + frame number) with one float layer per name in ``inputs``.
+    Returns ``(node, {name: input socket})``.
+
+    5.0: ``directory``, ``file_name``, ``file_output_items``, ``format.media_type``; 4.x:
+    ``base_path``, ``layer_slots``, ``format.file_format``.
+    """
+    import os
+
+    node = tree.nodes.new("CompositorNodeOutputFile")
+    set_multilayer_exr(node.format, depth, codec)
+    if IS_5:
+        node.directory = directory
+        node.file_name = file_name
+        node.file_output_items.clear()
+        for name in inputs:
+            node.file_output_items.new("FLOAT", name)
+    else:
+        node.base_path = os.path.join(directory, file_name)
+        node.layer_slots.clear()
+        for name in inputs:
+            node.layer_slots.new(name)
+    return node, {name: node.inputs[name] for name in inputs}
+
+
+def fcurve_value(id_data, data_path, frame, index=0):
+    """The value of ``id_data``'s own F-Curve for ``data_path`` at ``frame``, or None when that
+    property is not animated by its action (4.4+ slotted actions and older ones alike)."""
+    ad = getattr(id_data, "animation_data", None)
+    action = ad.action if ad is not None else None
+    if action is None:
+        return None
+    fcurves = None
+    slot = getattr(ad, "action_slot", None)
+    if slot is not None:
+        try:
+            from bpy_extras import anim_utils
+
+            bag = anim_utils.action_get_channelbag_for_slot(action, slot)
+            fcurves = bag.fcurves if bag is not None else None
+        except (ImportError, AttributeError):
+            fcurves = None
+    if fcurves is None:
+        fcurves = getattr(action, "fcurves", None)
+    if fcurves is None:
+        return None
+    fc = fcurves.find(data_path, index=index)
+    if fc is None or fc.mute:
+        return None
+    return fc.evaluate(frame)

@@ -1,0 +1,360 @@
+"""Depth export on render: one depth EXR per rendered frame.
+
+How it works: a ``render_post`` handler runs after every rendered frame (F12, Ctrl+F12 and
+``blender -b file.blend -a`` alike). When the scene's ``zdepth.export_enabled`` is on it saves the
+Render Result as a temporary multilayer float EXR (``Image.save_render``, with the scene's image
+settings switched to multilayer EXR for that call only and restored right after), reads the
+view layer's ``Combined`` and ``Depth.Z`` back with :mod:`blender_zdepth.core.exr`, and writes
+our file with :func:`blender_zdepth.core.exr.write_depth_exr`: the depth encoded as chosen,
+float32 (or half) with a lossless codec, the beauty as R, G, B, A in the same file (or in its own
+file beside it), the encoding and the camera of that very frame in the header (focal length,
+sensor, f-stop, focus distance -- the focus object's distance when one is set --, clip range).
+The result is registered with the beauty: it is the Render Result itself, so resolution
+percentage, border and crop are those of the render.
+
+Both engines give the same depth semantics: planar depth, background (Cycles' 1e10, EEVEE's clip
+end) stored as the encoding's background value.
+
+:func:`render_with_depth` renders frames from Python (the ``render`` command and the demo use it)
+and returns the written paths. Nothing here touches the user's compositor or output settings.
+"""
+
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, fields
+
+import bpy
+from bpy.app.handlers import persistent
+
+from ..core import exr as core_exr
+from ..core.encodings import DepthEncoding, background_threshold, preview
+from ..core.errors import UsageError, ZDepthError
+from . import camera as bcam
+from . import compat
+from .passes import engine_has_depth, engine_label, rendering_view_layers
+
+
+@dataclass
+class ExportOptions:
+    """What :func:`export_render_result` writes (the panel's settings, as plain values)."""
+
+    encoding: str = "log"
+    range_source: str = "CAMERA"  # CAMERA, SCENE, MANUAL
+    near: float = 0.1
+    far: float = 1000.0
+    bit_depth: str = "32"  # "32" or "16" (half)
+    codec: str = "ZIP"
+    output_dir: str = "//zdepth/"
+    name_pattern: str = "zdepth_####"
+    write_preview: bool = False
+    beauty: str = "SAME_FILE"  # SAME_FILE, BESIDE, NONE
+
+    @classmethod
+    def from_scene(cls, scene, **overrides):
+        """Options from ``scene.zdepth`` (defaults when the add-on's properties are not
+        registered), with ``overrides`` (None values ignored)."""
+        zd = getattr(scene, "zdepth", None)
+        values = {}
+        for f in fields(cls):
+            if zd is not None and hasattr(zd, f.name):
+                values[f.name] = getattr(zd, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        bad = set(values) - {f.name for f in fields(cls)}
+        if bad:
+            raise TypeError(f"unknown export options {sorted(bad)}")
+        return cls(**values)
+
+
+def frame_file_name(pattern, frame, suffix=".exr"):
+    """``pattern`` with its run of ``#`` replaced by the zero-padded ``frame`` (``_####`` is
+    added when there is none), plus ``suffix``."""
+    pattern = pattern or "zdepth_####"
+    if "#" not in pattern:
+        pattern += "_####"
+    runs = list(re.finditer(r"#+", pattern))
+    last = runs[-1]
+    sign = "-" if frame < 0 else ""
+    name = pattern[:last.start()] + sign + str(abs(int(frame))).zfill(len(last.group())) \
+        + pattern[last.end():]
+    name = name.replace("#", "")
+    if os.sep in name or (os.altsep and os.altsep in name):
+        raise UsageError(f"the file name pattern {pattern!r} must not contain a folder")
+    return name + suffix
+
+
+def output_folder(options):
+    """Absolute output folder (``//`` = next to the .blend; the system's temporary folder's
+    ``zdepth`` when the file is unsaved)."""
+    path = options.output_dir or "//zdepth/"
+    if path.startswith("//") and not bpy.data.filepath:
+        path = os.path.join(tempfile.gettempdir(), path[2:] or "zdepth")
+    return os.path.normpath(bpy.path.abspath(path))
+
+
+def frame_paths(options, frame):
+    """``{"depth": path, "beauty": path or None, "preview": path or None}`` for ``frame``."""
+    folder = output_folder(options)
+    depth = os.path.join(folder, frame_file_name(options.name_pattern, frame))
+    stem = depth[:-4]
+    return {
+        "depth": depth,
+        "beauty": stem + "_beauty.exr" if options.beauty == "BESIDE" else None,
+        "preview": stem + "_preview.png" if options.write_preview else None,
+    }
+
+
+def resolve_range(scene, options):
+    """``(near, far)`` of the encoding for ``scene`` (see :func:`.properties.resolve_range`)."""
+    if options.range_source == "MANUAL":
+        return float(options.near), float(options.far)
+    cam = scene.camera
+    if cam is None or cam.type != "CAMERA":
+        return float(options.near), float(options.far)
+    if options.range_source == "SCENE":
+        measured = bcam.scene_depth_range(scene)
+        if measured is not None:
+            return measured
+    return float(cam.data.clip_start), float(cam.data.clip_end)
+
+
+def background_for(scene):
+    """The background threshold of ``scene``'s render: 1e9 for Cycles (it writes 1e10), just
+    under the camera's clip end for EEVEE (it writes the clip end)."""
+    cam = scene.camera
+    if cam is None or cam.type != "CAMERA":
+        return background_threshold()
+    return background_threshold(cam.data.clip_end, cam.data.clip_start, scene.render.engine)
+
+
+# -- temporary settings ------------------------------------------------------------------------
+
+def _snapshot(struct):
+    """Writable plain values of an RNA struct (enums, numbers, booleans, strings)."""
+    saved = {}
+    for prop in struct.bl_rna.properties:
+        if prop.is_readonly or prop.type in ("POINTER", "COLLECTION") or prop.identifier == \
+                "rna_type":
+            continue
+        try:
+            value = getattr(struct, prop.identifier)
+        except AttributeError:
+            continue
+        if getattr(prop, "is_array", False) or (prop.type in ("INT", "FLOAT", "BOOLEAN")
+                                                and getattr(prop, "array_length", 0)):
+            value = tuple(value)
+        saved[prop.identifier] = value
+    return saved
+
+
+def _restore(struct, saved):
+    # media_type / file_format first: setting them resets dependent values (depth, codec)
+    order = [k for k in ("media_type", "file_format") if k in saved] + \
+        [k for k in saved if k not in ("media_type", "file_format")]
+    for _ in range(2):
+        for key in order:
+            try:
+                if getattr(struct, key) != saved[key]:
+                    setattr(struct, key, saved[key])
+            except (AttributeError, TypeError, ValueError):
+                pass
+
+
+def save_render_result(scene, path):
+    """Save the Render Result as a 32-bit multilayer EXR at ``path`` (every pass of every view
+    layer); the scene's image settings are restored afterwards."""
+    image = bpy.data.images.get("Render Result")
+    if image is None or image.type != "RENDER_RESULT":
+        raise ZDepthError("there is no Render Result to export: render first (F12)")
+    settings = scene.render.image_settings
+    saved = _snapshot(settings)
+    try:
+        compat.set_multilayer_exr(settings, "32", "ZIP")
+        image.save_render(path, scene=scene)
+    finally:
+        _restore(settings, saved)
+    if not os.path.exists(path):
+        raise ZDepthError(f"Blender did not write the Render Result to {path}")
+    return path
+
+
+def _pick_layer(scene, names):
+    layers = rendering_view_layers(scene)
+    candidates = [layer.name for layer in layers] + [layer.name for layer in scene.view_layers]
+    for name in candidates:
+        if f"{name}.Depth.Z" in names:
+            return name
+    return None
+
+
+def export_render_result(scene, options=None, frame=None):
+    """Write the depth EXR (and beauty / preview, as ``options`` say) of the Render Result that
+    was just rendered from ``scene`` at ``frame`` (default: the current frame). Call it right
+    after the render, at that frame: the camera values in the header are read now.
+    Returns ``frame_paths(...)`` with None for the files not written."""
+    options = options or ExportOptions.from_scene(scene)
+    frame = scene.frame_current if frame is None else int(frame)
+    cam = bcam.check_camera(scene)
+    paths = frame_paths(options, frame)
+    folder = os.path.dirname(paths["depth"])
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ZDepthError(f"{folder}: cannot create the output folder ({exc.strerror})")
+    fd, tmp = tempfile.mkstemp(prefix=".zdepth_render_", suffix=".exr", dir=folder)
+    os.close(fd)
+    try:
+        save_render_result(scene, tmp)
+        names = list(core_exr.read_exr(tmp).channels)
+        layer = _pick_layer(scene, names)
+        if layer is None:
+            raise ZDepthError(f"the render has no depth pass (channels: {', '.join(names)}); "
+                              f"turn the Z pass on (Z-Depth panel > Set Up Depth Pass)")
+        threshold = background_for(scene)
+        loaded = core_exr.load_frame(tmp, background=threshold, layer=layer)
+    finally:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+    near, far = resolve_range(scene, options)
+    encoding = DepthEncoding(options.encoding, near, far,
+                             background=threshold if math.isfinite(threshold) else 1e9)
+    info = bcam.camera_info(scene, cam, frame, bcam.frame_depsgraph())
+    extra = bcam.extra_header(scene, cam)
+    extra["zdepthViewLayer"] = layer
+    rgba = loaded.rgba if options.beauty == "SAME_FILE" else None
+    codec = options.codec.lower()
+    half = options.bit_depth == "16"
+    out = {"depth": core_exr.write_depth_exr(
+        paths["depth"], loaded.depth, encoding, rgba=rgba, camera=info, half=half, codec=codec,
+        overwrite=True, extra_header=extra), "beauty": None, "preview": None}
+    if paths["beauty"] and loaded.rgba is not None:
+        channels = {c: loaded.rgba[..., i] for i, c in enumerate("RGBA")}
+        header = dict(info.to_header())
+        header.update(extra)
+        out["beauty"] = core_exr.write_exr(paths["beauty"], channels, header, half=half,
+                                           codec=codec, overwrite=True)
+    if paths["preview"]:
+        from ..core.png import write_png
+
+        out["preview"] = write_png(paths["preview"], preview(loaded.depth, near, far), bits=16,
+                                   overwrite=True)
+    return out
+
+
+# -- the handler -------------------------------------------------------------------------------
+
+class _State:
+    direct = False  # render_with_depth exports itself: the handler stays out of the way
+    errors = []  # (frame, message) of failed exports since the last render_init
+    written = []  # depth paths written since the last render_init
+
+
+_state = _State()
+
+
+def last_errors():
+    """``[(frame, message)]`` of the exports that failed during the latest render."""
+    return list(_state.errors)
+
+
+@persistent
+def _on_render_init(scene, *args):
+    _state.errors = []
+    _state.written = []
+
+
+@persistent
+def _on_render_post(scene, *args):
+    zd = getattr(scene, "zdepth", None)
+    if _state.direct or zd is None or not zd.export_enabled:
+        return
+    frame = scene.frame_current
+    try:
+        out = export_render_result(scene, ExportOptions.from_scene(scene), frame)
+        _state.written.append(out["depth"])
+        print(f"blender_zdepth: frame {frame}: depth written to {out['depth']}")
+    except Exception as exc:  # a handler must not break the render; say why, loudly
+        _state.errors.append((frame, str(exc)))
+        print(f"blender_zdepth: frame {frame}: depth export failed: {exc}")
+
+
+_HANDLERS = (("render_init", _on_render_init), ("render_post", _on_render_post))
+
+
+def register():
+    for name, func in _HANDLERS:
+        handlers = getattr(bpy.app.handlers, name)
+        for h in [h for h in handlers if getattr(h, "__name__", "") == func.__name__
+                  and getattr(h, "__module__", "") == func.__module__]:
+            handlers.remove(h)
+        handlers.append(func)
+
+
+def unregister():
+    for name, func in _HANDLERS:
+        handlers = getattr(bpy.app.handlers, name)
+        for h in [h for h in handlers if getattr(h, "__name__", "") == func.__name__
+                  and getattr(h, "__module__", "") == func.__module__]:
+            handlers.remove(h)
+
+
+# -- rendering from Python -----------------------------------------------------------------------
+
+def check_renderable(scene):
+    """:class:`ZDepthError` unless ``scene`` can render planar depth: a camera that is not
+    panoramic and an engine with a depth pass."""
+    bcam.check_camera(scene)
+    if not engine_has_depth(scene.render.engine):
+        raise ZDepthError(f"the {engine_label(scene.render.engine)} engine has no depth pass: "
+                          f"render with Cycles or EEVEE")
+
+
+def check_output_folder(folder):
+    """Create ``folder`` when missing; :class:`ZDepthError` when it cannot be written."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".zdepth_probe_", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise ZDepthError(f"{folder}: cannot write the output here ({exc.strerror or exc})")
+    return folder
+
+
+def render_with_depth(scene, out_dir=None, frames=None, **options):
+    """Render ``frames`` of ``scene`` (default: the current frame; a range or list of frame
+    numbers) and write each frame's depth EXR in ``out_dir`` (default: the scene's Z-Depth output
+    folder). ``options``: :class:`ExportOptions` fields overriding the scene's settings
+    (``encoding``, ``range_source``, ``near``, ``far``, ``bit_depth``, ``codec``,
+    ``name_pattern``, ``write_preview``, ``beauty``). The Z pass is turned on for the render and
+    restored afterwards, as is the current frame. Returns the depth EXR paths, in frame order.
+    Works whether or not the add-on is registered."""
+    check_renderable(scene)
+    if out_dir is not None:
+        options["output_dir"] = os.path.abspath(out_dir)
+    opts = ExportOptions.from_scene(scene, **options)
+    check_output_folder(output_folder(opts))
+    frames = [scene.frame_current] if frames is None else [int(f) for f in frames]
+    layers = rendering_view_layers(scene)
+    z_before = {layer.name: layer.use_pass_z for layer in layers}
+    frame_before = scene.frame_current
+    written = []
+    _state.direct = True
+    try:
+        for layer in layers:
+            layer.use_pass_z = True
+        for frame in frames:
+            scene.frame_set(frame)
+            bpy.ops.render.render(write_still=False, scene=scene.name)
+            written.append(export_render_result(scene, opts, frame)["depth"])
+    finally:
+        _state.direct = False
+        for layer in layers:
+            if layer.name in z_before and layer.use_pass_z != z_before[layer.name]:
+                layer.use_pass_z = z_before[layer.name]
+        if scene.frame_current != frame_before:
+            scene.frame_set(frame_before)
+    return written

@@ -1,0 +1,133 @@
+"""Operators of the Z-Depth panel: set up the depth pass, add the compositor node group, export
+the latest render's depth, measure the scene's depth range. Each has a tooltip and reports what
+it did on the status bar."""
+
+import bpy
+from bpy.props import BoolProperty
+
+from ..core.errors import ZDepthError
+from . import nodes, passes
+
+
+class ZDEPTH_OT_setup_passes(bpy.types.Operator):
+    bl_idname = "zdepth.setup_passes"
+    bl_label = "Set Up Depth Pass"
+    bl_description = ("Turn the Z (depth) pass on for the view layers that render (Cycles and "
+                      "EEVEE); optionally the mist pass matched to the depth range. Running it "
+                      "again changes nothing more")
+    bl_options = {"REGISTER", "UNDO"}
+
+    all_layers: BoolProperty(name="All View Layers", default=False,
+                             description="Every view layer, not only those that render")
+    mist: BoolProperty(name="Mist Pass", default=False,
+                       description="Also turn the mist pass on, with the world's mist range "
+                                   "matched to the encoding's near and far")
+
+    def execute(self, context):
+        changes, problem = passes.setup_passes(context.scene, self.all_layers, self.mist)
+        if problem:
+            self.report({"WARNING"}, problem)
+            return {"CANCELLED"}
+        if changes:
+            self.report({"INFO"}, "Changed: " + "; ".join(changes))
+        else:
+            self.report({"INFO"}, "Depth pass already set up: nothing changed")
+        return {"FINISHED"}
+
+
+class ZDEPTH_OT_add_node_group(bpy.types.Operator):
+    bl_idname = "zdepth.add_node_group"
+    bl_label = "Add Z-Depth Encode Node"
+    bl_description = ("Build (or refresh) the \"Z-Depth Encode\" compositor node group and add "
+                      "one node using it to the compositor (reused if already there); "
+                      "optionally wire it after the Render Layers node")
+    bl_options = {"REGISTER", "UNDO"}
+
+    wire: BoolProperty(name="Wire After Render Layers", default=True,
+                       description="Feed it the Render Layers node's Depth output")
+    refresh: BoolProperty(name="Rebuild Group", default=False,
+                          description="Rebuild the group's contents even when up to date")
+
+    def execute(self, context):
+        scene = context.scene
+        tree = None
+        space = context.space_data
+        if getattr(space, "type", "") == "NODE_EDITOR" and \
+                getattr(space, "tree_type", "") == "CompositorNodeTree" and space.edit_tree:
+            tree = space.edit_tree
+        changes = []
+        if self.refresh:
+            nodes.encode_group(refresh=True)
+            changes.append("rebuilt the node group")
+        try:
+            node, more = nodes.add_encode_node(scene, tree, wire=self.wire)
+        except ZDepthError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        changes += more
+        if tree is not None:
+            for other in tree.nodes:
+                other.select = other == node
+            tree.nodes.active = node
+        self.report({"INFO"}, ("; ".join(changes) if changes else
+                               "Z-Depth Encode node already in place: nothing changed"))
+        return {"FINISHED"}
+
+
+class ZDEPTH_OT_export_render_result(bpy.types.Operator):
+    bl_idname = "zdepth.export_render_result"
+    bl_label = "Export Depth of Last Render"
+    bl_description = ("Write the depth EXR of the latest render (Render Result) now, with the "
+                      "panel's settings, as export on render would have")
+
+    @classmethod
+    def poll(cls, context):
+        image = bpy.data.images.get("Render Result")
+        return image is not None and context.scene.camera is not None
+
+    def execute(self, context):
+        from . import export
+
+        try:
+            out = export.export_render_result(context.scene)
+        except ZDepthError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Depth written to {out['depth']}")
+        return {"FINISHED"}
+
+
+class ZDEPTH_OT_use_measured_range(bpy.types.Operator):
+    bl_idname = "zdepth.use_measured_range"
+    bl_label = "Use Measured Range"
+    bl_description = ("Copy the depth range measured from the visible objects' bounding boxes "
+                      "into Near and Far (Manual range)")
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        from .camera import scene_depth_range
+
+        scene = context.scene
+        measured = scene_depth_range(scene)
+        if measured is None:
+            self.report({"WARNING"}, "Nothing renderable in the camera's view: range not changed")
+            return {"CANCELLED"}
+        zd = scene.zdepth
+        zd.near, zd.far = measured
+        zd.range_source = "MANUAL"
+        self.report({"INFO"}, f"Range set to {measured[0]:.4g}-{measured[1]:.4g}")
+        return {"FINISHED"}
+
+
+CLASSES = (ZDEPTH_OT_setup_passes, ZDEPTH_OT_add_node_group, ZDEPTH_OT_export_render_result,
+           ZDEPTH_OT_use_measured_range)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,182 @@
+"""Scene settings of blender_zdepth, saved in the .blend: ``scene.zdepth`` (:class:`ZDepthSettings`).
+
+The export settings (encoding, range, bit depth, codec, output, beauty placement) drive
+:mod:`.export`; the ``dof_*`` settings are read by the depth-of-field operator
+(:mod:`.dof_ops`). :func:`resolve_range` turns the range settings into ``(near, far)``.
+"""
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntVectorProperty,
+                       PointerProperty, StringProperty)
+
+from ..core.encodings import ENCODINGS
+
+ENCODING_ITEMS = [
+    ("log", "Log", "ln(z/near)/ln(far/near): the same relative precision at every distance "
+                   "(recommended)"),
+    ("linear", "Linear", "Planar camera depth in scene units, as Blender's Z pass"),
+    ("normalized", "Normalized", "(z-near)/(far-near): 0 at near, 1 at far"),
+    ("inverse", "Inverse", "1/z, like Nuke's depth.Z (background 0)"),
+]
+assert tuple(i[0] for i in ENCODING_ITEMS) == ENCODINGS
+
+RANGE_ITEMS = [
+    ("CAMERA", "Camera Clip", "Near and far from the camera's clip start and end"),
+    ("SCENE", "Scene Bounds", "Near and far measured from the visible objects' bounding boxes"),
+    ("MANUAL", "Manual", "Near and far typed in"),
+]
+
+BIT_DEPTH_ITEMS = [
+    ("32", "Float (Full)", "32-bit float: exact to about 1e-7 of the depth (recommended)"),
+    ("16", "Float (Half)", "16-bit half float: smaller files, 1e-3 relative precision at best"),
+]
+
+CODEC_ITEMS = [
+    ("ZIP", "ZIP", "Lossless, 16 scanlines per block (recommended)"),
+    ("PIZ", "PIZ", "Lossless wavelet, good for noisy images"),
+    ("ZIPS", "ZIPS", "Lossless, one scanline per block"),
+    ("RLE", "RLE", "Lossless run-length"),
+    ("NONE", "None", "No compression"),
+]
+
+BEAUTY_ITEMS = [
+    ("SAME_FILE", "Same File", "Write the beauty as R, G, B, A in the depth EXR"),
+    ("BESIDE", "Beside", "Write the beauty as its own EXR next to the depth EXR"),
+    ("NONE", "None", "Depth only"),
+]
+
+FOCUS_ITEMS = [
+    ("CAMERA", "Camera", "The camera's own focus (focus object or distance)"),
+    ("DISTANCE", "Distance", "A distance typed in"),
+    ("OBJECT", "Object", "The distance to an object"),
+    ("PIXEL", "Pixel", "The depth under a pixel of the frame"),
+]
+
+DOF_SOURCE_ITEMS = [
+    ("RENDER_RESULT", "Render Result", "The latest render (needs the Z pass)"),
+    ("FILES", "Rendered Files", "EXR files on disk"),
+]
+
+
+def _export_update(self, context):
+    scene = self.id_data
+    if self.export_enabled:
+        _enable_z_for_export(scene, self)
+    else:
+        _undo_z_for_export(scene, self)
+
+
+def _enable_z_for_export(scene, settings):
+    """Turn the Z pass on where export needs it; remember which layers we touched."""
+    from .passes import rendering_view_layers
+
+    added = [n for n in settings.added_z_layers.split("\n") if n]
+    for layer in rendering_view_layers(scene):
+        if not layer.use_pass_z:
+            layer.use_pass_z = True
+            added.append(layer.name)
+    settings.added_z_layers = "\n".join(dict.fromkeys(added))
+
+
+def _undo_z_for_export(scene, settings):
+    """Turn the Z pass off again only on the layers export itself turned it on for."""
+    for name in [n for n in settings.added_z_layers.split("\n") if n]:
+        layer = scene.view_layers.get(name)
+        if layer is not None:
+            layer.use_pass_z = False
+    settings.added_z_layers = ""
+
+
+class ZDepthSettings(bpy.types.PropertyGroup):
+    """blender_zdepth settings of a scene."""
+
+    encoding: EnumProperty(name="Encoding", items=ENCODING_ITEMS, default="log",
+                           description="How depth is stored in the exported EXR")
+    range_source: EnumProperty(name="Range", items=RANGE_ITEMS, default="CAMERA",
+                               description="Where near and far of the encoding come from")
+    near: FloatProperty(name="Near", default=0.1, min=1e-6, soft_max=1e4, precision=4,
+                        unit="LENGTH", description="Depth stored as 0 (log, normalized)")
+    far: FloatProperty(name="Far", default=1000.0, min=1e-5, soft_max=1e6, precision=3,
+                       unit="LENGTH", description="Depth stored as 1 (log, normalized)")
+    bit_depth: EnumProperty(name="Bit Depth", items=BIT_DEPTH_ITEMS, default="32",
+                            description="Float precision of the exported depth")
+    codec: EnumProperty(name="Codec", items=CODEC_ITEMS, default="ZIP",
+                        description="EXR compression (lossless codecs only: a lossy one "
+                                    "would change the depth)")
+    export_enabled: BoolProperty(
+        name="Export Depth on Render", default=False, update=_export_update,
+        description="Write one depth EXR per rendered frame (F12, Ctrl+F12, blender -b -a); "
+                    "turns the Z pass on where needed, and off again when unticked")
+    output_dir: StringProperty(name="Output Folder", default="//zdepth/", subtype="DIR_PATH",
+                               description="Folder of the depth EXRs (// = next to the .blend)")
+    name_pattern: StringProperty(name="Name", default="zdepth_####",
+                                 description="File name; # is replaced by the zero-padded "
+                                             "frame number, .exr is added")
+    write_preview: BoolProperty(name="Preview PNG", default=False,
+                                description="Also write a white-near depth preview PNG per "
+                                            "frame")
+    beauty: EnumProperty(name="Beauty", items=BEAUTY_ITEMS, default="SAME_FILE",
+                         description="Where the beauty (Combined pass) goes")
+    added_z_layers: StringProperty(
+        name="Z Pass Added", default="", options={"HIDDEN"},
+        description="View layers whose Z pass export turned on (turned off with it)")
+
+    # Depth of field on rendered frames (used by bpy.ops.zdepth.apply_dof).
+    dof_focus_mode: EnumProperty(name="Focus", items=FOCUS_ITEMS, default="CAMERA",
+                                 description="What decides the focus distance")
+    dof_focus_distance: FloatProperty(name="Focus Distance", default=5.0, min=1e-4,
+                                      unit="LENGTH", description="Focus distance (Distance mode)")
+    dof_focus_object: PointerProperty(name="Focus Object", type=bpy.types.Object,
+                                      description="Object to focus on (Object mode)")
+    dof_focus_pixel: IntVectorProperty(name="Focus Pixel", size=2, default=(0, 0), min=0,
+                                       description="Pixel x, y (from the bottom left) to focus "
+                                                   "on (Pixel mode)")
+    dof_fstop_override: BoolProperty(name="Override f-stop", default=False,
+                                     description="Use this f-stop instead of the camera's")
+    dof_fstop: FloatProperty(name="f-stop", default=2.8, min=0.1, soft_max=64.0, precision=2,
+                             description="Aperture f-number")
+    dof_max_radius: FloatProperty(name="Max Radius", default=64.0, min=0.5, soft_max=256.0,
+                                  subtype="PIXEL", description="Largest blur radius in pixels")
+    dof_blades: bpy.props.IntProperty(name="Blades", default=0, min=0, max=16,
+                                      description="Aperture blades (0 = round)")
+    dof_rotation: FloatProperty(name="Rotation", default=0.0, subtype="ANGLE",
+                                description="Rotation of the aperture polygon")
+    dof_source: EnumProperty(name="Source", items=DOF_SOURCE_ITEMS, default="RENDER_RESULT",
+                             description="Frames to refocus")
+    dof_input: StringProperty(name="Input", default="", subtype="FILE_PATH",
+                              description="EXR file or pattern (#### = frame) to refocus")
+    dof_output_dir: StringProperty(name="Output Folder", default="", subtype="DIR_PATH",
+                                   description="Folder of the refocused frames")
+    dof_write_png: BoolProperty(name="PNG Too", default=False,
+                                description="Also write an 8-bit sRGB PNG per refocused frame")
+
+
+def resolve_range(scene, settings=None):
+    """``(near, far)`` of the encoding for ``scene`` from its range settings.
+
+    CAMERA: the scene camera's clip range; SCENE: the visible objects' depth range measured from
+    their bounding boxes (the camera's clip range when nothing is in view); MANUAL: the typed
+    values. Falls back to (0.1, 1000) without a camera.
+    """
+    from .export import ExportOptions, resolve_range as _resolve
+
+    options = ExportOptions.from_scene(scene)
+    if settings is not None:
+        options = ExportOptions(**{k: getattr(settings, k) for k in options.__dict__})
+    return _resolve(scene, options)
+
+
+CLASSES = (ZDepthSettings,)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.zdepth = PointerProperty(type=ZDepthSettings, name="Z-Depth")
+
+
+def unregister():
+    if hasattr(bpy.types.Scene, "zdepth"):
+        del bpy.types.Scene.zdepth
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
