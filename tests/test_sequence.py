@@ -291,3 +291,21 @@ def test_refocus_sequence_lens_per_frame_png_and_cancel(tmp_path):
     report = seq.refocus_sequence(str(tmp_path / "in.####.exr"), str(tmp_path / "out.####.exr"),
                                   lenses, png=True, skip_existing=True)
     assert [r.status for r in report.results] == ["skipped", "skipped", "written"]
+
+
+def test_unwritable_input_metadata_falls_back_to_ours(tmp_path):
+    import numpy as np
+
+    from blender_zdepth.core import exr
+
+    job = seq.FrameJob(1, "in.exr", (str(tmp_path / "o.exr"),))
+    rgba = np.ones((4, 6, 4), np.float32)
+    used = seq.write_refocused(job, rgba, {"weird": object(), "zdepthDofFstop": 2.0},
+                               fallback_header={"zdepthDofFstop": 2.0, "zdepthDofNote": "x"})
+    assert "weird" not in used
+    assert exr.read_exr(str(tmp_path / "o.exr")).header["zdepthDofNote"] == "x"
+    assert os.listdir(tmp_path) == ["o.exr"]
+    with pytest.raises(ZDepthError):
+        seq.write_refocused(seq.FrameJob(1, "in.exr", (str(tmp_path / "p.exr"),)), rgba,
+                            {"weird": object()})
+    assert os.listdir(tmp_path) == ["o.exr"]

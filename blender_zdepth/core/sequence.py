@@ -685,13 +685,15 @@ def refocus_array(frame, lens, settings, diagnostic=False):
     return dof.defocus(frame.rgba, frame.depth, lens, settings)
 
 
-def write_refocused(job, rgba, header, data_window=None, display_window=None):
+def write_refocused(job, rgba, header, data_window=None, display_window=None,
+                    fallback_header=None):
     """Write ``rgba`` (HxWx4) to ``job.output`` as a single-part float32 RGBA EXR (ZIP,
     lossless) with ``header`` (and the input's data / display windows, so overscan and border
     renders line up), and to ``job.outputs[1]`` (if any) as an 8-bit sRGB PNG preview.
     Each file is written under a unique temporary name and renamed into place: it appears
     complete or not at all. The PNG is written first, so an existing EXR means a finished
-    frame."""
+    frame. If the EXR cannot be written with ``header`` (an attribute the library refuses) and
+    ``fallback_header`` is given, it is written with that one instead."""
     import numpy as np
 
     from . import exr
@@ -703,9 +705,16 @@ def write_refocused(job, rgba, header, data_window=None, display_window=None):
 
         with atomic_output(path) as tmp:
             png.write_png(tmp, to_display(rgba), bits=8, overwrite=True)
-    with atomic_output(job.output) as tmp:
-        exr.write_exr(tmp, channels, header=header, half=False, codec="zip", overwrite=True,
-                      data_window=data_window, display_window=display_window)
+    for attempt in (header, fallback_header):
+        try:
+            with atomic_output(job.output) as tmp:
+                exr.write_exr(tmp, channels, header=attempt, half=False, codec="zip",
+                              overwrite=True, data_window=data_window,
+                              display_window=display_window)
+            return attempt
+        except ZDepthError:
+            if fallback_header is None or attempt is fallback_header:
+                raise
 
 
 def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
@@ -726,11 +735,12 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
     lens, focus_source = got if isinstance(got, tuple) else (got, "")
     out = refocus_array(frame, lens, settings, diagnostic)
     if job.outputs:
-        header = copyable_header(frame.header)
-        header.update(dof_header(lens, settings, focus_source, diagnostic, job.input))
-        header.update(extra_header or {})
+        applied = dof_header(lens, settings, focus_source, diagnostic, job.input)
+        applied.update(extra_header or {})
+        header = {**copyable_header(frame.header), **applied}
+        fallback = {**applied, "zdepthDofNote": "the input's metadata could not be copied"}
         write_refocused(job, out, header, getattr(frame, "data_window", None),
-                        getattr(frame, "display_window", None))
+                        getattr(frame, "display_window", None), fallback)
     details = f"focus {lens.focus_distance:.3g} m"
     if focus_source:
         details += f" ({focus_source})"
