@@ -52,24 +52,14 @@ FAR_REGION = np.s_[4:H - 4, W // 2 + 6:W - 3]
 @pytest.fixture
 def addon(bpy):
     import blender_zdepth
-    from blender_zdepth import blender as bz
 
     blender_zdepth.register()
-    extra = None
-    if "dof_ops" not in bz.MODULES:  # until the module list names it
-        from blender_zdepth.blender import dof_ops as extra
-
-        extra.register()
     yield bpy
-    if extra is not None:
-        extra.unregister()
     blender_zdepth.unregister()
 
 
 def configure(scene, tmp_path, **values):
-    zd = getattr(scene, "zdepth", None)
-    if zd is None:
-        return
+    zd = scene.zdepth
     zd.dof_output_dir = str(tmp_path)
     zd.dof_max_radius = 12.0
     for k, v in values.items():
@@ -219,4 +209,43 @@ def test_pick_pixel_mapping_and_registration(addon):
     assert dof_ops.uv_to_pixel(1.2, 0.5, 48, 32) is None
     assert hasattr(addon.types, "ZDEPTH_OT_dof_pick_focus")
     assert hasattr(addon.ops.zdepth, "apply_dof")
+    assert addon.types.RENDER_PT_zdepth_dof.bl_parent_id == "RENDER_PT_zdepth"
 
+
+def test_panel_focus_modes_and_overrides(addon, tmp_path):
+    """The Depth of Field panel's settings reach the lens: focus by distance, object, pixel
+    (counted from the bottom left) and the camera's focus object; f-stop override, blades and
+    rotation."""
+    bpy = addon
+    scene = build_two_plane_scene(bpy)
+    scene.render.filepath = str(tmp_path / "shot_")
+    configure(scene, tmp_path)
+    zd = scene.zdepth
+    bpy.ops.render.render()
+    out = tmp_path / "shot_dof.0001.exr"
+
+    def applied(**values):
+        for k, v in values.items():
+            setattr(zd, k, v)
+        assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
+        return rgba_file(out)[1]
+
+    h = applied(dof_focus_mode="DISTANCE", dof_focus_distance=6.5)
+    assert h["zdepthDofFocusDistance"] == pytest.approx(6.5)
+    assert h["zdepthDofFocusSource"] == "panel distance"
+    h = applied(dof_focus_mode="OBJECT", dof_focus_object=bpy.data.objects["FarPlane"])
+    assert h["zdepthDofFocusDistance"] == pytest.approx(FAR, rel=1e-4)
+    h = applied(dof_focus_mode="PIXEL", dof_focus_pixel=(5, H - 3))  # near plane, top left
+    assert h["zdepthDofFocusDistance"] == pytest.approx(NEAR, rel=1e-3)
+    assert h["zdepthDofFocusSource"] == f"pixel 5,{H - 3}"
+    h = applied(dof_focus_pixel=(W - 5, 2))  # far plane, bottom right
+    assert h["zdepthDofFocusDistance"] == pytest.approx(FAR, rel=1e-3)
+    h = applied(dof_focus_pixel=(5, 1))  # bottom left: the far plane shows under the near one
+    assert h["zdepthDofFocusDistance"] == pytest.approx(FAR, rel=1e-3)
+    scene.camera.data.dof.focus_object = bpy.data.objects["FarPlane"]
+    h = applied(dof_focus_mode="CAMERA", dof_fstop_override=True, dof_fstop=1.6, dof_blades=6,
+                dof_rotation=math.radians(30.0))
+    assert h["zdepthDofFocusDistance"] == pytest.approx(FAR, rel=1e-4)
+    assert h["zdepthDofFocusSource"] == "camera focus object FarPlane"
+    assert h["zdepthDofFstop"] == pytest.approx(1.6)
+    assert h["zdepthDofBlades"] == 6 and h["zdepthDofRotation"] == pytest.approx(30.0)
