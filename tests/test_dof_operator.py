@@ -249,3 +249,28 @@ def test_panel_focus_modes_and_overrides(addon, tmp_path):
     assert h["zdepthDofFocusSource"] == "camera focus object FarPlane"
     assert h["zdepthDofFstop"] == pytest.approx(1.6)
     assert h["zdepthDofBlades"] == 6 and h["zdepthDofRotation"] == pytest.approx(30.0)
+
+
+def test_files_default_to_the_depth_exports(addon, tmp_path):
+    """With "Export Depth on Render" (beauty in the same file) and a non-EXR render output, the
+    operator refocuses our own exports: log-encoded depth + beauty + camera header."""
+    bpy = addon
+    scene = build_two_plane_scene(bpy, samples=2)
+    zd = scene.zdepth
+    zd.export_enabled = True
+    zd.beauty = "SAME_FILE"
+    zd.output_dir = str(tmp_path / "zd")
+    zd.name_pattern = "zd_####"
+    zd.dof_max_radius = 12.0
+    scene.frame_start = scene.frame_end = 1
+    scene.render.filepath = str(tmp_path / "png_####")  # PNG: no depth there
+    bpy.ops.render.render(animation=True)
+    export = tmp_path / "zd" / "zd_0001.exr"
+    assert exr.load_frame(str(export)).encoding is not None  # one of ours
+    assert bpy.ops.zdepth.apply_dof(source="FILES") == {"FINISHED"}
+    result, header = rgba_file(tmp_path / "zd" / "zd_dof_0001.exr")
+    assert header["zdepthDofFocusDistance"] == pytest.approx(NEAR)
+    assert "zdepthEncoding" not in header and header["zdepthCameraFocalLength"] == 100.0
+    src = exr.load_frame(str(export)).rgba
+    assert sharpness(result, NEAR_REGION) > 0.8 * sharpness(src, NEAR_REGION)
+    assert sharpness(result, FAR_REGION) < 0.5 * sharpness(src, FAR_REGION)

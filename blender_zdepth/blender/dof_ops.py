@@ -150,41 +150,38 @@ def output_folder(scene, near=None):
 
 def save_render_result(scene, path):
     """Save the Render Result (all passes) as a 32-bit multilayer EXR at ``path``; the scene's
-    output settings are restored afterwards."""
+    output settings are restored afterwards (:func:`.export.save_render_result`)."""
+    from . import export
+
     image = bpy.data.images.get("Render Result")
-    if image is None:
+    if image is None or image.type != "RENDER_RESULT":
         raise ZDepthError("there is no render yet: render a frame (F12) first, with the Z pass "
                           "on (View Layer > Passes > Z)")
-    settings = scene.render.image_settings
-    names = ("media_type", "file_format", "color_depth", "exr_codec", "use_exr_interleave",
-             "color_management")
-    saved = {n: getattr(settings, n) for n in names if hasattr(settings, n)}
     try:
-        compat.set_multilayer_exr(settings, "32", "ZIP")
-        image.save_render(path, scene=scene)
+        return export.save_render_result(scene, path)
     except RuntimeError as exc:
         raise ZDepthError(f"could not save the Render Result: {exc}; render a frame first")
-    finally:
-        for n in names:  # media_type before file_format, as they were set
-            if n in saved:
-                try:
-                    setattr(settings, n, saved[n])
-                except (TypeError, AttributeError, ValueError):
-                    pass
-    if not os.path.exists(path):
-        raise ZDepthError("the Render Result is empty: render a frame (F12) first")
-    return path
 
 
 def file_inputs(scene, frames):
     """``{frame: path}`` of the rendered files: the panel's input (a file or a pattern like
-    ``//render/shot.####.exr``), else where the scene renders its frames."""
+    ``//render/shot.####.exr``); else where the scene renders its frames when that is a
+    multilayer EXR; else the depth exports of "Export Depth on Render" when they hold the beauty
+    too; else the scene's render output anyway (missing files are then reported)."""
     zd = dof_settings(scene)
     text = _abspath(_get(zd, "dof_input", ""))
     if text:
         pattern = sequence.FramePattern(text)
         return {f: pattern.path_for(f) for f in frames}
-    return {f: _abspath(scene.render.frame_path(frame=f)) for f in frames}
+    rendered = {f: _abspath(scene.render.frame_path(frame=f)) for f in frames}
+    if scene.render.image_settings.file_format == "OPEN_EXR_MULTILAYER":
+        return rendered
+    if _get(zd, "export_enabled", False) and _get(zd, "beauty", "") == "SAME_FILE":
+        from . import export
+
+        options = export.ExportOptions.from_scene(scene)
+        return {f: export.frame_paths(options, f)["depth"] for f in frames}
+    return rendered
 
 
 # ---------------------------------------------------------------------------------------------
