@@ -94,5 +94,15 @@ def package_classes(bpy, prefix):
 
 
 def meant_to_register(cls, bpy):
-    """True for classes that only make sense registered: own ``bl_idname``, or a PropertyGroup."""
-    return "bl_idname" in vars(cls) or issubclass(cls, bpy.types.PropertyGroup)
+    """True for classes that only make sense registered.
+
+    PropertyGroups, and operators, panels, menus, headers, UI lists and add-on preferences that
+    name themselves (their own ``bl_idname`` or ``bl_label``); mix-in bases that name nothing are
+    left out.
+    """
+    t = bpy.types
+    if issubclass(cls, t.PropertyGroup):
+        return True
+    kinds = (t.Operator, t.Panel, t.Menu, t.Header, t.UIList, t.AddonPreferences)
+    own = vars(cls)
+    return issubclass(cls, kinds) and ("bl_idname" in own or "bl_label" in own)
