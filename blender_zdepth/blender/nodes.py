@@ -59,32 +59,43 @@ class _Builder:
         return node.outputs[0]
 
 
-def _new_socket(tree, name, in_out, default=None, lo=None, hi=None, description=""):
-    sock = tree.interface.new_socket(name, in_out=in_out, socket_type="NodeSocketFloat",
-                                     description=description)
-    if default is not None:
-        sock.default_value = default
-    if lo is not None:
-        sock.min_value = lo
-    if hi is not None:
-        sock.max_value = hi
-    return sock
+#: The group's sockets: (name, in/out, default, min, max, tooltip).
+_SOCKETS = (
+    ("Depth", "INPUT", 1.0, 0.0, 3.4e38, "Planar camera depth (the Render Layers node's Depth)"),
+    ("Near", "INPUT", 0.1, 1e-6, 3.4e38, "Depth stored as 0 (log, normalized)"),
+    ("Far", "INPUT", 1000.0, 1e-6, 3.4e38, "Depth stored as 1 (log, normalized)"),
+    ("Encoding", "INPUT", 0.0, 0.0, 3.0, "0 log, 1 linear, 2 normalized, 3 inverse"),
+    ("Background", "INPUT", DEFAULT_BACKGROUND, 0.0, 3.4e38,
+     "Depth at or beyond this is background (Cycles: 1e9; EEVEE: just under the clip end)"),
+    ("Encoded", "OUTPUT", None, None, None, "Depth encoded as blender_zdepth writes it"),
+    ("Preview", "OUTPUT", None, None, None, "White at near, black at far and for the background"),
+)
+
+
+def _interface(tree):
+    """Make the group's sockets those of :data:`_SOCKETS`; sockets that already match are
+    kept (so links to group nodes using this tree survive a rebuild)."""
+    def layout():
+        items = [i for i in tree.interface.items_tree if i.item_type == "SOCKET"]
+        return [(i.name, i.in_out) for i in items if i.in_out == "INPUT"] + \
+            [(i.name, i.in_out) for i in items if i.in_out == "OUTPUT"]
+
+    if layout() != [(n, io) for n, io, *_ in _SOCKETS]:
+        tree.interface.clear()
+        for name, in_out, *_ in _SOCKETS:
+            tree.interface.new_socket(name, in_out=in_out, socket_type="NodeSocketFloat")
+    items = {(i.name, i.in_out): i for i in tree.interface.items_tree if i.item_type == "SOCKET"}
+    for name, in_out, default, lo, hi, tip in _SOCKETS:
+        item = items[(name, in_out)]
+        item.description = tip
+        if default is not None:
+            item.default_value = default
+            item.min_value, item.max_value = lo, hi
 
 
 def _build_encode(tree):
     tree.nodes.clear()
-    tree.interface.clear()
-    _new_socket(tree, "Depth", "INPUT", 1.0, 0.0, 3.4e38,
-                "Planar camera depth (the Render Layers node's Depth)")
-    _new_socket(tree, "Near", "INPUT", 0.1, 1e-6, 3.4e38, "Depth stored as 0 (log, normalized)")
-    _new_socket(tree, "Far", "INPUT", 1000.0, 1e-6, 3.4e38, "Depth stored as 1 (log, normalized)")
-    _new_socket(tree, "Encoding", "INPUT", 0.0, 0.0, 3.0,
-                "0 log, 1 linear, 2 normalized, 3 inverse")
-    _new_socket(tree, "Background", "INPUT", DEFAULT_BACKGROUND, 0.0, 3.4e38,
-                "Depth at or beyond this is background (Cycles: 1e9; EEVEE: the clip end)")
-    _new_socket(tree, "Encoded", "OUTPUT", description="Depth encoded as blender_zdepth writes it")
-    _new_socket(tree, "Preview", "OUTPUT",
-                description="White at near, black at far and for the background")
+    _interface(tree)
 
     gin = tree.nodes.new("NodeGroupInput")
     gin.location = (-600, 0)

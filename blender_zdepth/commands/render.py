@@ -1,0 +1,178 @@
+"""``render``: render a .blend headless and write one depth EXR per frame.
+
+    python -m blender_zdepth render SCENE.blend --out DIR [--frames A-B] [--engine cycles|eevee]
+        [--encoding log|linear|normalized|inverse] [--samples N] [--resolution-percentage P] ...
+    blender -b SCENE.blend -P .../blender_zdepth/cli.py -- render --out DIR ...
+
+Uses :func:`blender_zdepth.blender.export.render_with_depth`; the file's own Z-Depth settings
+(encoding, range, bit depth, codec, beauty, name) apply unless an option overrides them.
+"""
+
+import os
+import re
+import time
+
+NAME = "render"
+HELP = "render a .blend headless (Cycles or EEVEE) and write one depth EXR per frame"
+
+_ENCODINGS = ("log", "linear", "normalized", "inverse")
+
+
+def add_arguments(parser):
+    parser.add_argument("blend", nargs="?", metavar="SCENE.blend",
+                        help="the .blend to render (inside 'blender -b SCENE.blend -P cli.py --' "
+                             "it may be left out: the loaded file is used)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder (created when missing)")
+    parser.add_argument("--frames", metavar="A-B",
+                        help="frames to render: A-B, A or A,B,C (default: the scene's frame "
+                             "range); they must lie inside the scene's frame range")
+    parser.add_argument("--scene", metavar="NAME", help="scene to render (default: the active one)")
+    parser.add_argument("--engine", choices=("cycles", "eevee"),
+                        help="render engine (default: the file's; it must be Cycles or EEVEE)")
+    parser.add_argument("--samples", type=int, metavar="N", help="render samples")
+    parser.add_argument("--resolution-percentage", type=int, metavar="P",
+                        help="resolution scale in percent (1-10000)")
+    parser.add_argument("--encoding", choices=_ENCODINGS,
+                        help="depth encoding (default: the file's Z-Depth setting, else log)")
+    parser.add_argument("--range", dest="range_source", choices=("camera", "scene", "manual"),
+                        help="where near/far come from: camera clip range, scene bounds, or "
+                             "--near/--far (default: the file's setting, else camera)")
+    parser.add_argument("--near", type=float, help="near depth (implies --range manual)")
+    parser.add_argument("--far", type=float, help="far depth (implies --range manual)")
+    parser.add_argument("--half", action="store_true",
+                        help="store depth as 16-bit half float (default: 32-bit float)")
+    parser.add_argument("--codec", choices=("zip", "piz", "zips", "rle", "none"),
+                        help="lossless EXR codec (default: the file's setting, else zip)")
+    parser.add_argument("--beauty", choices=("same-file", "beside", "none"),
+                        help="beauty as RGBA in the depth file (default), in its own file "
+                             "beside it, or not at all")
+    parser.add_argument("--name", metavar="PATTERN",
+                        help="file name pattern, # = frame digits (default: zdepth_####)")
+    parser.add_argument("--preview", action="store_true",
+                        help="also write a 16-bit white-near depth preview PNG per frame")
+
+
+def parse_frames(text, start, end):
+    """Frame numbers from ``A-B``, ``A`` or ``A,B,C`` (each inside ``[start, end]``)."""
+    from ..core.errors import UsageError
+
+    if text is None:
+        return list(range(start, end + 1))
+    frames = []
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(-?\d+)(?:\s*(?:-|\.\.)\s*(-?\d+))?", part)
+        if not m:
+            raise UsageError(f"--frames must look like 1-24, 7 or 1,5,9, not {text!r}")
+        a = int(m.group(1))
+        b = int(m.group(2)) if m.group(2) is not None else a
+        if b < a:
+            raise UsageError(f"--frames {part}: the range ends before it starts")
+        frames.extend(range(a, b + 1))
+    outside = [f for f in frames if not start <= f <= end]
+    if outside:
+        raise UsageError(f"--frames {text}: frame(s) {_short(outside)} outside the scene's frame "
+                         f"range {start}-{end}")
+    return list(dict.fromkeys(frames))
+
+
+def _short(values, limit=6):
+    text = ", ".join(str(v) for v in values[:limit])
+    return text + (", ..." if len(values) > limit else "")
+
+
+def _load(path):
+    import bpy
+
+    from ..core.errors import ZDepthError
+
+    if path is None:
+        if not bpy.data.filepath:
+            raise ZDepthError("no .blend given and none is loaded: pass SCENE.blend")
+        return
+    path = os.path.abspath(path)
+    if not os.path.exists(path):
+        raise ZDepthError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ZDepthError(f"{path}: is a folder, not a .blend file")
+    if bpy.data.filepath and os.path.samefile(bpy.data.filepath, path):
+        return  # 'blender -b SCENE.blend -P cli.py -- render SCENE.blend': already loaded
+    try:
+        bpy.ops.wm.open_mainfile(filepath=path, load_ui=False)
+    except RuntimeError as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise ZDepthError(f"{path}: cannot open this .blend ({detail})")
+
+
+def run(args):
+    from ..core.errors import UsageError, ZDepthError
+
+    try:
+        import bpy
+    except ImportError:
+        raise ZDepthError("rendering needs Blender: run this with the bpy module, or as "
+                          "'blender -b SCENE.blend -P .../blender_zdepth/cli.py -- render ...'")
+    if args.samples is not None and args.samples < 1:
+        raise UsageError("--samples must be at least 1")
+    if args.resolution_percentage is not None and not 1 <= args.resolution_percentage <= 10000:
+        raise UsageError("--resolution-percentage must be between 1 and 10000")
+    if (args.near is None) != (args.far is None):
+        raise UsageError("--near and --far go together")
+    if args.near is not None and not 0 < args.near < args.far:
+        raise UsageError(f"need 0 < --near < --far, not {args.near:g} and {args.far:g}")
+
+    from ..blender import compat, export, properties
+
+    _load(args.blend)
+    registered_here = False
+    if not hasattr(bpy.types.Scene, "zdepth"):
+        properties.register()  # so the file's own Z-Depth settings are read
+        registered_here = True
+    try:
+        scene = bpy.context.scene
+        if args.scene:
+            scene = bpy.data.scenes.get(args.scene)
+            if scene is None:
+                raise UsageError(f"no scene {args.scene!r} in the file; it has: "
+                                 f"{', '.join(s.name for s in bpy.data.scenes)}")
+        if args.engine:
+            scene.render.engine = "CYCLES" if args.engine == "cycles" else compat.eevee_engine_id()
+        export.check_renderable(scene)
+        frames = parse_frames(args.frames, scene.frame_start, scene.frame_end)
+        out = os.path.abspath(args.out)
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ZDepthError(f"{out}: exists and is not a folder")
+        export.check_output_folder(out)
+        if args.samples is not None:
+            if scene.render.engine == "CYCLES":
+                scene.cycles.samples = args.samples
+            else:
+                scene.eevee.taa_render_samples = args.samples
+        if args.resolution_percentage is not None:
+            scene.render.resolution_percentage = args.resolution_percentage
+        options = {
+            "encoding": args.encoding,
+            "range_source": "MANUAL" if args.near is not None else
+            (args.range_source.upper() if args.range_source else None),
+            "near": args.near, "far": args.far,
+            "bit_depth": "16" if args.half else None,
+            "codec": args.codec.upper() if args.codec else None,
+            "beauty": args.beauty.upper().replace("-", "_") if args.beauty else None,
+            "name_pattern": args.name,
+            "write_preview": True if args.preview else None,
+        }
+        r = scene.render
+        scale = r.resolution_percentage / 100.0
+        print(f"rendering {len(frames)} frame(s) of scene {scene.name!r} with "
+              f"{'Cycles' if r.engine == 'CYCLES' else 'EEVEE'} at "
+              f"{int(r.resolution_x * scale)}x{int(r.resolution_y * scale)}", flush=True)
+        t0 = time.perf_counter()
+        written = export.render_with_depth(scene, out, frames, **options)
+        for path in written:
+            print(f"  {path}")
+        print(f"wrote {len(written)} depth EXR(s) in {time.perf_counter() - t0:.1f} s")
+    finally:
+        if registered_here:
+            properties.unregister()
+    return 0
