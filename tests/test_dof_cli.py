@@ -265,3 +265,18 @@ def test_plain_blender_multilayer_render(bpy, tmp_path, run_cli):
     assert sharpness(result, far) < 0.5 * sharpness(src, far)
     assert header["Camera"] == "Camera"  # Blender's metadata is kept
     assert header["zdepthDofFocusDistance"] == pytest.approx(2.0)
+
+
+def test_layer_option_picks_the_view_layer(tmp_path, run_cli):
+    rgba, depth = scene_arrays()
+    chans = {}
+    for layer, d in (("ViewLayer", depth), ("Fg", np.full_like(depth, 3.0))):
+        chans.update({f"{layer}.Combined.{c}": rgba[..., i] for i, c in enumerate("RGBA")})
+        chans[f"{layer}.Depth.Z"] = d
+    exr.write_exr(str(tmp_path / "two.exr"), chans)
+    for layer, expected in ((None, NEAR), ("Fg", 3.0)):
+        out = tmp_path / f"o_{layer}.exr"
+        extra = ["--layer", layer] if layer else []
+        r = run_cli("dof", tmp_path / "two.exr", out, "--focus-pixel", "5,20", *LENS, *extra)
+        assert r.returncode == 0, r.stderr
+        assert rgba_of(out)[1]["zdepthDofFocusDistance"] == pytest.approx(expected)

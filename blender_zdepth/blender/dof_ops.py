@@ -192,6 +192,8 @@ class DofBatch:
     """Everything one run of the operator needs: jobs, lens per frame, the run, the result.
 
     ``source``: 'RENDER_RESULT' or 'FILES'. ``frames``: for FILES (default: the scene range).
+    ``layer``: the view layer to read from multilayer renders (the operator passes the active
+    one; files without it fall back to ``ViewLayer`` or the first).
     ``diagnostic``: the focal-plane view of the current frame instead of the blur; shown, not
     written. :meth:`step` does one frame (it calls ``scene.frame_set`` so animated focus,
     f-stop and lens are honoured), :meth:`cancel` stops between frames, :meth:`finish` restores
@@ -199,10 +201,11 @@ class DofBatch:
     """
 
     def __init__(self, scene, source="RENDER_RESULT", frames=None, diagnostic=False,
-                 skip_existing=False, write_png=None):
+                 skip_existing=False, write_png=None, layer=None):
         self.scene = scene
         self.source = source
         self.diagnostic = diagnostic
+        self.layer = layer
         self.frame_before = scene.frame_current
         self.tempdir = None
         self.last_rgba = None
@@ -254,7 +257,7 @@ class DofBatch:
 
     def _process(self, job):
         info = sequence.refocus_frame(job, self._lens, self.settings, self.diagnostic,
-                                      self.state, keep_result=True)
+                                      self.state, keep_result=True, layer=self.layer)
         self.last_rgba, self.last_frame = info.pop("rgba"), job.frame
         return info
 
@@ -372,7 +375,9 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
             if b < a:
                 raise ZDepthError(f"frame range {a}-{b} runs backwards")
             frames = list(range(a, b + 1))
-        return DofBatch(scene, source, frames, self.diagnostic, self.skip_existing)
+        layer = getattr(context, "view_layer", None)
+        return DofBatch(scene, source, frames, self.diagnostic, self.skip_existing,
+                        layer=layer.name if layer is not None else None)
 
     def _conclude(self, batch):
         report = batch.finish()

@@ -56,6 +56,9 @@ def add_arguments(parser):
                         help="aperture blades: 0 = round, 3 or more = polygon (default 0)")
     parser.add_argument("--rotation", type=float, default=0.0, metavar="DEG",
                         help="rotation of a polygonal aperture in degrees (default 0)")
+    parser.add_argument("--layer", metavar="NAME",
+                        help="view layer to refocus in a multilayer render with several "
+                             "(default: ViewLayer, else the first)")
     parser.add_argument("--diagnostic", action="store_true",
                         help="write the focal-plane view instead of the blur: red in front of "
                              "the focal plane, green in focus, blue behind")
@@ -113,7 +116,8 @@ def run(args):
     report = sequence.refocus_sequence(
         os.path.abspath(args.input), _abs_out(args.output), lens_for_frame, settings,
         frames=frames, png=args.png, diagnostic=args.diagnostic,
-        skip_existing=args.skip_existing, overwrite=args.overwrite, progress=progress)
+        skip_existing=args.skip_existing, overwrite=args.overwrite, progress=progress,
+        layer=args.layer)
     print(report.summary(), flush=True)
     return 0 if report.ok else 1
 

@@ -652,14 +652,16 @@ class FrameSizeError(ZDepthError):
     """A frame of a sequence has another resolution than the first one."""
 
 
-def load_dof_frame(path, expect_size=None):
+def load_dof_frame(path, expect_size=None, layer=None):
     """Load a frame for depth of field with :func:`core.exr.load_frame`; check it has colour
-    and depth (and ``expect_size`` ``(width, height)`` when given). Raises :class:`ZDepthError`."""
+    and depth (and ``expect_size`` ``(width, height)`` when given). ``layer``: the view layer
+    to read from a multilayer render with several (default: ``ViewLayer`` or the first).
+    Raises :class:`ZDepthError`."""
     from . import exr
 
     if not os.path.exists(path):
         raise ZDepthError("missing: the file does not exist")
-    frame = exr.load_frame(path)
+    frame = exr.load_frame(path, layer=layer)
     if frame.depth is None:
         raise ZDepthError("no depth channel: render with the Z pass (View Layer > Passes > Z) "
                           "or export with blender_zdepth")
@@ -718,7 +720,7 @@ def write_refocused(job, rgba, header, data_window=None, display_window=None,
 
 
 def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
-                  extra_header=None, keep_result=False):
+                  extra_header=None, keep_result=False, layer=None):
     """Refocus one :class:`FrameJob`: load, defocus (or diagnostic), write atomically (all of
     ``job.outputs``; none when it is empty).
 
@@ -728,7 +730,7 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
     line (``details``, ``lens``; ``rgba`` too with ``keep_result``).
     """
     state = {} if state is None else state
-    frame = load_dof_frame(job.input, state.get("size"))
+    frame = load_dof_frame(job.input, state.get("size"), layer)
     h, w = frame.depth.shape
     state.setdefault("size", (w, h))
     got = lens_for_frame(job.frame, frame)
@@ -753,7 +755,7 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
 
 def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None, png=False,
                      diagnostic=False, skip_existing=False, overwrite=False, progress=None,
-                     should_cancel=None, extra_header=None):
+                     should_cancel=None, extra_header=None, layer=None):
     """Refocus a whole sequence (or one frame); return the :class:`SequenceReport`.
 
     * ``inputs`` / ``outputs`` / ``frames`` / ``png``: as :func:`plan_jobs` (patterns like
@@ -766,6 +768,7 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
       ``skip_existing`` leaves frames whose outputs exist untouched instead.
     * ``progress(result, index, total)`` after each frame (e.g. print :func:`progress_line`);
       ``should_cancel()`` is asked between frames.
+    * ``layer``: the view layer of multilayer renders with several (default: ``ViewLayer``).
 
     Each output is a single-part float32 RGBA EXR (ZIP, lossless) with the input's header plus
     ``zdepthDof*`` attributes (focus, f-stop, lens, max radius, blades, rotation), and with
@@ -786,7 +789,8 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
     state = {}
 
     def process(job):
-        return refocus_frame(job, lens_for, settings, diagnostic, state, extra_header)
+        return refocus_frame(job, lens_for, settings, diagnostic, state, extra_header,
+                             layer=layer)
 
     run = SequenceRun(jobs, process, skip_existing, progress)
     return run.run(should_cancel)
