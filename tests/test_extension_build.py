@@ -427,10 +427,12 @@ def built_zip(tmp_path_factory):
     done = subprocess.run([sys.executable, os.path.join(ROOT, "build.py"), "extension",
                            "--dist", str(dist)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    zips = [n for n in os.listdir(dist) if n.endswith(".zip")]
-    assert zips == ["blender_zdepth-0.1.0.zip"] or len(zips) == 1
-    assert f"built " in done.stdout and "MiB" in done.stdout
-    return dist / zips[0]
+    import blender_zdepth
+
+    name = f"blender_zdepth-{blender_zdepth.__version__}.zip"
+    assert os.listdir(dist) == [name], "exactly the zip, no temporary files"
+    assert f"built {dist / name}" in done.stdout and "MiB" in done.stdout, done.stdout
+    return dist / name
 
 
 @pytest.mark.slow
