@@ -36,8 +36,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 import zipfile
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    sys.exit(f"build.py extension: error: Python 3.11 or later is needed (tomllib); this is "
+             f"{sys.version.split()[0]}. Run it as 'python3.11 build.py extension'.")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "blender_zdepth"
