@@ -127,7 +127,13 @@ def _rotation_degrees(value):
 
 
 def _abspath(path):
-    return os.path.normpath(bpy.path.abspath(path)) if path else ""
+    """Absolute path; ``//`` is the .blend's folder, or the system's temporary folder while the
+    file is unsaved (as the depth export does)."""
+    if not path:
+        return ""
+    if path.startswith("//") and not bpy.data.filepath:
+        path = os.path.join(tempfile.gettempdir(), path[2:])
+    return os.path.normpath(bpy.path.abspath(path))
 
 
 def output_folder(scene, near=None):
