@@ -134,6 +134,27 @@ def test_precision_words_and_warning_row(bpy, addon):
     assert any("65504" in w for w in warnings)
 
 
+def test_panel_uses_existing_settings_operators_and_icons(bpy, addon):
+    """The panel cannot be drawn without a window; check what its draw() names instead."""
+    import inspect
+    import re
+
+    from blender_zdepth.blender import panels
+
+    source = inspect.getsource(panels)
+    settings = bpy.context.scene.zdepth.bl_rna.properties
+    for name in re.findall(r'prop\(zd, "(\w+)"', source):
+        assert name in settings, name
+    for op in re.findall(r'operator\("(zdepth\.\w+)"', source):
+        assert hasattr(bpy.ops.zdepth, op.split(".")[1]), op
+        assert getattr(bpy.ops.zdepth, op.split(".")[1]).get_rna_type().description
+    icons = {e.identifier for e in
+             bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items}
+    used = set(re.findall(r'icon="(\w+)"', source)) | set(re.findall(r'"(\w+)" if ok', source))
+    assert used and used <= icons, used - icons
+    assert bpy.types.RENDER_PT_zdepth.bl_context == "render"
+
+
 # -- depth pass set-up ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("engine", ["CYCLES", "EEVEE"])

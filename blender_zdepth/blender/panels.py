@@ -30,7 +30,9 @@ def precision_lines(scene):
         return str(exc), [str(exc)]
     parts = []
     for step in report.steps:
-        parts.append(f"{_length(step.step)} at {_length(step.depth)}")
+        # the decoded depth is float32 itself: no step is finer than one float32 step of depth
+        fine = max(step.step, step.depth * 2.0 ** -23)
+        parts.append(f"{_length(fine)} at {_length(step.depth)}")
     label = "32-bit" if zd.bit_depth == "32" else "16-bit half"
     summary = f"{zd.encoding} {label}: steps of " + ", ".join(parts)
     return summary, list(report.warnings)
@@ -40,7 +42,7 @@ def _length(metres):
     m = abs(metres)
     if m == 0:
         return "0 m"
-    if m < 1e-3:
+    if m < 1e-4:
         return f"{metres * 1e6:.3g} µm"
     if m < 1:
         return f"{metres * 1e3:.3g} mm"
