@@ -1,0 +1,556 @@
+"""Depth-of-field quality against Cycles' ray-traced DOF: ours vs Blender's Defocus node.
+
+    .venv/bin/python benchmarks/dof_quality.py [--shot NAME] [--save-images DIR]
+                                               [--picture docs/images/dof_side_by_side.png]
+
+Each procedural shot is rendered twice with Cycles (bpy module, emission-only materials, an
+emissive world): once with a pinhole camera (beauty + Z pass, few samples, Blender's default
+1.5 px pixel filter, so edges are anti-aliased as users have them while the depth pass is not) and
+once with the camera's real depth of field (many samples): the ground truth. Both renders are
+cached under ``.cache/dof_shots/`` keyed by a hash of the shot's parameters, its builder's source
+and the Blender version, so a rerun only recomputes the DOF.
+
+Then the project's DOF (``blender_zdepth.core.dof.defocus``) and the Defocus node
+(``_blender_defocus.py``: same camera, f-stop, and ``blur_max`` = the largest CoC radius in the
+shot) run on the same pinhole RGBA + Z, and the table gives PSNR against the truth:
+
+* ``frame``: over the whole frame.
+* ``edges``: inside the edge band. A depth discontinuity is a pixel whose CoC radius (Cycles'
+  thin lens, below) differs from one of its 8 neighbours' by more than 1 px; the band is every
+  pixel within ``3 px + r`` of a discontinuity pixel, r = the largest |CoC radius| in that pixel's
+  3x3 neighbourhood (the blur of the blurrier side: how far a halo or a hard edge can reach).
+
+PSNR is computed on display values, as a viewer sees them: RGB clipped to 0..1 and encoded with
+the sRGB transfer (the pictures use the same transform), peak 1; ``--space linear`` uses
+scene-linear RGB clipped to 0..1 instead. The pinhole input's own PSNR is the sanity baseline
+(doing nothing). Target (issue #5): ours >= Defocus + 3 dB on every shot, both metrics.
+
+Thin-lens mapping, as Cycles renders it: aperture radius ``R = f / (2 N)`` (focal length f,
+f-number N), rays converge on the plane at planar distance S (``dof.focus_distance``); a point at
+planar depth D then spreads over a circle of diameter ``c = f^2 |D - S| / (N S D)`` on the sensor
+(the textbook formula has ``S - f`` where Cycles has ``S``), times image width / sensor width
+(sensor fit AUTO, landscape frames). The Lens passed to our engine carries exactly the camera's
+values (focal length, f-stop, focus distance, sensor width/height, fit).
+"""
+
+import argparse
+import hashlib
+import inspect
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+CACHE = os.path.join(ROOT, ".cache", "dof_shots")
+RES = (480, 270)
+PINHOLE_SAMPLES = 32
+TRUTH_SAMPLES = 2048  # rendered as two halves with different seeds
+TARGET_DB = 3.0
+
+
+# --------------------------------------------------------------------------------------------
+# Shots: procedural Cycles scenes (emission only).
+
+
+def _base(bpy_scene_params):
+    from blender_zdepth.blender import scenes
+
+    p = bpy_scene_params
+    scene = scenes.empty_scene(tuple(p["resolution"]), "CYCLES", 1)
+    scene.cycles.max_bounces = 0
+    scene.cycles.use_adaptive_sampling = False
+    scene.cycles.seed = 1
+    scene.render.film_transparent = False
+    return scene, scenes
+
+
+def _camera(scene, scenes, p):
+    cam = scenes.add_camera(scene, tuple(p["cam_location"]), tuple(p["cam_target"]),
+                            lens=p["focal_length_mm"], sensor_width=p["sensor_width_mm"],
+                            clip=(0.05, 5000.0))
+    cam.data.sensor_height = p["sensor_height_mm"]
+    cam.data.sensor_fit = p["sensor_fit"]
+    cam.data.dof.focus_distance = p["focus_distance"]
+    cam.data.dof.aperture_fstop = p["fstop"]
+    cam.data.dof.aperture_blades = 0
+    cam.data.dof.aperture_ratio = 1.0
+    return cam
+
+
+def shot_occluder(p):
+    """(a) A blurred foreground post and ball in front of a sharp checker panel at the focus
+    distance, a textured wall behind."""
+    scene, scenes = _base(p)
+    scenes.set_world_color(scene, (0.05, 0.06, 0.08))
+    wall = scenes.checker_material("Wall", (0.35, 0.3, 0.25), (0.12, 0.14, 0.2), scale=30.0)
+    scenes.add_object(scene, "plane", "Wall", wall, size=12.0, location=(0.0, 6.0, 1.2),
+                      rotation=(math.pi / 2, 0.0, 0.0))
+    panel = scenes.checker_material("Panel", (0.95, 0.85, 0.2), (0.1, 0.25, 0.8), scale=8.0)
+    scenes.add_object(scene, "cube", "Panel", panel, size=1.0, location=(0.1, 3.0, 1.2),
+                      scale=(0.6, 0.02, 0.45))
+    ball = scenes.checker_material("Ball", (0.9, 0.2, 0.15), (0.95, 0.9, 0.85), scale=6.0)
+    scenes.add_object(scene, "uv_sphere", "Ball", ball, radius=0.22, location=(-0.75, 3.1, 0.95),
+                      segments=48, ring_count=24)
+    post = scenes.emission_material("Post", (0.08, 0.35, 0.12), 1.0)
+    scenes.add_object(scene, "cylinder", "Post", post, radius=0.035, depth=4.0,
+                      location=(0.02, 0.8, 1.2), vertices=48)
+    leaf = scenes.emission_material("Leaf", (0.6, 0.55, 0.1), 1.2)
+    scenes.add_object(scene, "uv_sphere", "Leaf", leaf, radius=0.07,
+                      location=(-0.28, 1.0, 1.25), segments=32, ring_count=16)
+    _camera(scene, scenes, p)
+    return scene
+
+
+def shot_highlights(p):
+    """(b) A sharp subject at the focus distance in front of a far, strongly blurred background
+    with small bright highlights (emission far above 1)."""
+    scene, scenes = _base(p)
+    scenes.set_world_color(scene, (0.02, 0.02, 0.03))
+    wall = scenes.checker_material("Far", (0.08, 0.06, 0.1), (0.2, 0.12, 0.06), scale=10.0)
+    scenes.add_object(scene, "plane", "Far", wall, size=40.0, location=(0.0, 40.0, 1.2),
+                      rotation=(math.pi / 2, 0.0, 0.0))
+    rng = np.random.default_rng(5)
+    for i in range(44):
+        x, z = rng.uniform(-5.5, 5.5), rng.uniform(-1.6, 4.0)
+        y = rng.uniform(22.0, 34.0)
+        hue = rng.uniform(0.0, 1.0, 3)
+        color = tuple(float(c) for c in 0.35 + 0.65 * hue / hue.max())
+        mat = scenes.emission_material(f"Light{i}", color, float(rng.uniform(4.0, 16.0)))
+        scenes.add_object(scene, "uv_sphere", f"Light{i}", mat, radius=float(rng.uniform(0.05, 0.1)),
+                          location=(x, y, z), segments=12, ring_count=6)
+    body = scenes.checker_material("Subject", (0.85, 0.75, 0.6), (0.3, 0.12, 0.1), scale=10.0)
+    scenes.add_object(scene, "uv_sphere", "Head", body, radius=0.075, location=(-0.1, 2.0, 1.2),
+                      segments=48, ring_count=24)
+    coat = scenes.checker_material("Coat", (0.15, 0.3, 0.6), (0.6, 0.65, 0.7), scale=6.0)
+    scenes.add_object(scene, "cube", "Body", coat, size=1.0, location=(-0.1, 2.0, 1.0),
+                      scale=(0.1, 0.05, 0.12))
+    _camera(scene, scenes, p)
+    return scene
+
+
+def shot_ground(p):
+    """(c) A checkered ground plane receding from about 1 m to the horizon, a few posts, a sky."""
+    scene, scenes = _base(p)
+    scenes.set_world_color(scene, (0.35, 0.5, 0.8), 1.0)
+    size = 2000.0
+    ground = scenes.checker_material("Ground", (0.7, 0.65, 0.5), (0.15, 0.14, 0.12),
+                                     scale=size / 0.3)
+    scenes.add_object(scene, "plane", "Ground", ground, size=size, location=(0.0, size / 2 - 5, 0.0))
+    for i, (x, y) in enumerate(((-0.5, 2.0), (0.45, 5.0), (-1.2, 12.0), (3.0, 40.0),
+                                (-12.0, 120.0))):
+        mat = scenes.checker_material(f"Post{i}", (0.9, 0.3, 0.2), (0.95, 0.95, 0.9), scale=5.0)
+        h = 0.4 + 0.02 * y
+        scenes.add_object(scene, "cube", f"Post{i}", mat, size=1.0, location=(x, y, h / 2),
+                          scale=(0.05 + 0.004 * y, 0.05 + 0.004 * y, h / 2))
+    _camera(scene, scenes, p)
+    return scene
+
+
+COMMON = {"resolution": list(RES), "sensor_width_mm": 36.0, "sensor_height_mm": 24.0,
+          "sensor_fit": "AUTO"}
+
+SHOTS = {
+    "occluder": (shot_occluder, {**COMMON, "focal_length_mm": 50.0, "fstop": 1.4,
+                                 "focus_distance": 3.0, "cam_location": [0.0, -0.0, 1.2],
+                                 "cam_target": [0.0, 10.0, 1.2]}),
+    "highlights": (shot_highlights, {**COMMON, "focal_length_mm": 85.0, "fstop": 1.4,
+                                     "focus_distance": 2.0, "cam_location": [0.0, 0.0, 1.1],
+                                     "cam_target": [0.0, 10.0, 1.1]}),
+    "ground": (shot_ground, {**COMMON, "focal_length_mm": 50.0, "fstop": 1.4,
+                             "focus_distance": 5.0, "cam_location": [0.0, 0.0, 0.35],
+                             "cam_target": [0.0, 10.0, 0.35 - 10.0 * math.tan(math.radians(8.0))]}),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering with a cache.
+
+
+def _blender_version():
+    import bpy
+
+    return ".".join(map(str, bpy.app.version))
+
+
+def shot_key(name, kind, samples, seed=1):
+    builder, params = SHOTS[name]
+    blob = json.dumps({"params": params, "source": inspect.getsource(builder),
+                       "base": inspect.getsource(_base) + inspect.getsource(_camera),
+                       "kind": kind, "samples": samples, "seed": seed,
+                       "blender": _blender_version()},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _read_multilayer(path):
+    from _blender_defocus import read_render
+
+    return read_render(path)
+
+
+def render_shot(name, kind, samples, log, seed=1):
+    """Render (or load from the cache) shot ``name`` with ``kind`` 'pinhole' or 'truth';
+    return ``(rgba HxWx4, depth HxW or None, seconds, cached, exr_path)``."""
+    os.makedirs(CACHE, exist_ok=True)
+    key = shot_key(name, kind, samples, seed)
+    tag = kind if seed == 1 else f"{kind}{seed}"
+    exr = os.path.join(CACHE, f"{name}-{tag}-{key}.exr")
+    if os.path.exists(exr):
+        rgba, depth = _read_multilayer(exr)
+        meta = exr[:-4] + ".json"
+        seconds = json.load(open(meta))["seconds"] if os.path.exists(meta) else float("nan")
+        return rgba, depth, seconds, True, exr
+    import bpy
+    from blender_zdepth.blender import compat
+
+    builder, params = SHOTS[name]
+    log(f"rendering {name} {kind} ({samples} samples, seed {seed}, {params['resolution'][0]}x"
+        f"{params['resolution'][1]}) with Cycles ...")
+    scene = builder(params)
+    scene.cycles.samples = samples
+    scene.cycles.seed = seed
+    scene.camera.data.dof.use_dof = kind == "truth"
+    compat.set_multilayer_exr(scene.render.image_settings, "32", "ZIP")
+    tmp = exr[:-4] + ".zdepth-tmp.exr"
+    scene.render.filepath = tmp
+    scene.render.use_file_extension = False
+    from _blender_defocus import quiet_stdout
+
+    with quiet_stdout():
+        t0 = time.perf_counter()
+        bpy.ops.render.render(write_still=True)
+        seconds = time.perf_counter() - t0
+    os.replace(tmp, exr)
+    with open(exr[:-4] + ".json", "w") as f:
+        json.dump({"shot": name, "kind": kind, "samples": samples, "seed": seed,
+                   "seconds": seconds,
+                   "params": params, "blender": _blender_version()}, f, indent=1)
+    rgba, depth = _read_multilayer(exr)
+    log(f"  {seconds:.1f} s -> {os.path.relpath(exr, ROOT)}")
+    return rgba, depth, seconds, False, exr
+
+
+# --------------------------------------------------------------------------------------------
+# Lens, edge band, metrics.
+
+
+def cycles_coc_radius(depth, p):
+    """Signed CoC radius in pixels as Cycles renders it (see the module docstring)."""
+    w, h = p["resolution"]
+    f = p["focal_length_mm"]
+    fit = p["sensor_fit"]
+    if fit == "VERTICAL" or (fit == "AUTO" and h > w):
+        px_per_mm = h / (p["sensor_height_mm"] if fit == "VERTICAL" else p["sensor_width_mm"])
+    else:
+        px_per_mm = w / p["sensor_width_mm"]
+    s_mm = p["focus_distance"] * 1000.0
+    d = np.where(np.isfinite(depth) & (depth < 1e9), depth, np.inf).astype(np.float64) * 1000.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(np.isfinite(d), 1.0 / d, 0.0)
+    c = f * f / (p["fstop"] * s_mm) * (1.0 - s_mm * inv)  # diameter on the sensor, mm, signed
+    return (0.5 * c * px_per_mm).astype(np.float32)
+
+
+def _disk(r):
+    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    return (x * x + y * y <= r * r + 0.5).astype(np.float32)
+
+
+def _dilate(mask, r):
+    """Binary dilation of ``mask`` by a disk of radius ``r`` (FFT convolution)."""
+    if r <= 0:
+        return mask.copy()
+    h, w = mask.shape
+    k = _disk(r)
+    sh, sw = h + k.shape[0], w + k.shape[1]
+    out = np.fft.irfft2(np.fft.rfft2(mask.astype(np.float32), (sh, sw)) *
+                        np.fft.rfft2(k, (sh, sw)), (sh, sw))
+    return out[r:r + h, r:r + w] > 0.5
+
+
+def edge_band(coc, jump=1.0, margin=3):
+    """The edge band (see the module docstring): boolean HxW."""
+    h, w = coc.shape
+    pad = np.pad(coc, 1, mode="edge")
+    absmax = np.zeros_like(coc)
+    edges = np.zeros(coc.shape, bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            nb = pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+            absmax = np.maximum(absmax, np.abs(nb))
+            if dy or dx:
+                edges |= np.abs(nb - coc) > jump
+    band = np.zeros(coc.shape, bool)
+    radii = np.where(edges, np.ceil(absmax).astype(int) + margin, -1)
+    for r in np.unique(radii[edges]):
+        band |= _dilate(edges & (radii == r), int(r))
+    return band
+
+
+def to_metric_space(rgba, space):
+    rgb = np.clip(np.asarray(rgba, np.float64)[..., :3], 0.0, 1.0)
+    if space == "linear":
+        return rgb
+    return np.where(rgb <= 0.0031308, rgb * 12.92, 1.055 * np.power(rgb, 1 / 2.4) - 0.055)
+
+
+def psnr(a, b, mask=None):
+    d2 = (a - b) ** 2
+    if mask is not None:
+        d2 = d2[mask]
+    mse = float(d2.mean())
+    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+# --------------------------------------------------------------------------------------------
+# The two methods under test.
+
+
+def engine_info():
+    """(description of the engine's commit, defocus function, Lens, DofSettings or None)."""
+    try:
+        from blender_zdepth.core import dof as dof_mod
+        from blender_zdepth.core.lens import Lens
+    except ImportError as e:
+        return f"PLACEHOLDER (engine not importable: {e})", None, None, None
+    paths = ["blender_zdepth/core/dof.py", "blender_zdepth/core/lens.py"]
+    try:
+        commit = subprocess.run(["git", "log", "-1", "--format=%h %cI", "--", *paths], cwd=ROOT,
+                                capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=ROOT,
+                               capture_output=True, text=True).stdout.rstrip()
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit, dirty, head = "?", "", "?"
+    desc = f"engine {commit or 'uncommitted'} (HEAD {head})" + (
+        " + UNCOMMITTED changes in " + ", ".join(l[3:] for l in dirty.splitlines()) if dirty else "")
+    return desc, dof_mod.defocus, Lens, dof_mod.DofSettings
+
+
+def placeholder_defocus(rgba, coc, max_radius):
+    """A trivial layered blur used only until the engine exists (never a published figure)."""
+    out = np.zeros_like(rgba)
+    weight = np.zeros(rgba.shape[:2], np.float32)
+    r = np.clip(np.abs(coc), 0, max_radius)
+    levels = np.arange(0, math.ceil(max_radius) + 1, 2)
+    for lv in levels:
+        m = (np.abs(r - lv) <= 1).astype(np.float32)
+        if not m.any():
+            continue
+        k = _disk(max(int(lv), 0))
+        k /= k.sum()
+        h, w = m.shape
+        sh, sw = h + k.shape[0], w + k.shape[1]
+        kf = np.fft.rfft2(k, (sh, sw))
+        o = k.shape[0] // 2
+        conv = lambda a: np.fft.irfft2(np.fft.rfft2(a, (sh, sw)) * kf, (sh, sw))[o:o + h, o:o + w]
+        for c in range(4):
+            out[..., c] += conv(rgba[..., c] * m)
+        weight += conv(m)
+    return (out / np.maximum(weight, 1e-6)[..., None]).astype(np.float32)
+
+
+def run_ours(rgba, depth, p, max_radius, engine):
+    desc, defocus, Lens, DofSettings = engine
+    t0 = time.perf_counter()
+    if defocus is None:
+        out = placeholder_defocus(rgba, cycles_coc_radius(depth, p), max_radius)
+    else:
+        lens = Lens(focal_length_mm=p["focal_length_mm"], fstop=p["fstop"],
+                    focus_distance=p["focus_distance"], sensor_width_mm=p["sensor_width_mm"],
+                    sensor_height_mm=p["sensor_height_mm"], sensor_fit=p["sensor_fit"])
+        out = defocus(rgba, depth, lens, DofSettings(max_radius=float(max_radius)))
+    return np.asarray(out, np.float32), time.perf_counter() - t0
+
+
+def run_node(rgba, depth, p, max_radius):
+    from _blender_defocus import DefocusNode
+
+    node = DefocusNode(rgba, depth, focal_length_mm=p["focal_length_mm"], fstop=p["fstop"],
+                       focus_distance=p["focus_distance"], blur_max=float(max_radius),
+                       sensor_width_mm=p["sensor_width_mm"], sensor_height_mm=p["sensor_height_mm"],
+                       sensor_fit=p["sensor_fit"])
+    try:
+        out, t = node.timed(repeats=1, baseline_repeats=1)
+    finally:
+        node.close()
+    return out, t["median_s"]
+
+
+def lens_check(depth, p):
+    """Largest difference (px) between the engine's CoC radius and Cycles' over the shot."""
+    try:
+        from blender_zdepth.core.lens import Lens, coc_radius_px
+    except ImportError:
+        return None
+    lens = Lens(focal_length_mm=p["focal_length_mm"], fstop=p["fstop"],
+                focus_distance=p["focus_distance"], sensor_width_mm=p["sensor_width_mm"],
+                sensor_height_mm=p["sensor_height_mm"], sensor_fit=p["sensor_fit"])
+    ours = coc_radius_px(depth, lens, depth.shape[1], depth.shape[0])
+    return float(np.max(np.abs(ours - cycles_coc_radius(depth, p))))
+
+
+# --------------------------------------------------------------------------------------------
+# Pictures.
+
+
+def _display(rgba):
+    from blender_zdepth.core.display import to_display
+
+    return to_display(rgba)
+
+
+def _write_png(path, rgb):
+    try:
+        from blender_zdepth.core.png import write_png
+    except ImportError:
+        write_png = None
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if write_png is not None:
+        if os.path.exists(path):
+            os.remove(path)
+        write_png(path, rgb)
+        return
+    import struct
+    import zlib
+
+    a = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    h, w = a.shape[:2]
+    raw = b"".join(b"\x00" + a[y].tobytes() for y in range(h))
+
+    def chunk(tag, data):
+        return (struct.pack(">I", len(data)) + tag + data +
+                struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
+
+    tmp = path + ".zdepth-tmp.png"
+    with open(tmp, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shot", action="append", choices=sorted(SHOTS),
+                    help="run only this shot (repeatable; default: all)")
+    ap.add_argument("--save-images", metavar="DIR",
+                    help="write pinhole / ours / defocus / truth / strip PNGs per shot")
+    ap.add_argument("--picture", metavar="PNG",
+                    help="write one side-by-side sheet (rows: shots; columns: pinhole, ours, "
+                         "Defocus node, Cycles truth), e.g. docs/images/dof_side_by_side.png")
+    ap.add_argument("--space", choices=["srgb", "linear"], default="srgb",
+                    help="PSNR on display sRGB (default) or scene-linear values, clipped to 0..1")
+    ap.add_argument("--truth-samples", type=int, default=TRUTH_SAMPLES)
+    ap.add_argument("--pinhole-samples", type=int, default=PINHOLE_SAMPLES)
+    ap.add_argument("--no-node", action="store_true", help="skip the Defocus node (faster)")
+    ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    args = ap.parse_args(argv)
+    names = args.shot or list(SHOTS)
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    engine = engine_info()
+    import bpy  # noqa: F401  (renders and the Defocus node)
+
+    print(f"DOF quality vs Cycles truth — {engine[0]}")
+    print(f"Blender {_blender_version()}, {RES[0]}x{RES[1]}, pinhole {args.pinhole_samples} spp, "
+          f"truth {args.truth_samples} spp, PSNR on {args.space} (dB, higher is better)")
+    rows, sheet_tiles, sheet_labels = [], [], []
+    for name in names:
+        params = SHOTS[name][1]
+        rgba, depth, t_pin, c1, exr = render_shot(name, "pinhole", args.pinhole_samples, log)
+        half = max(1, args.truth_samples // 2)
+        truth_a, _, t_a, _, _ = render_shot(name, "truth", half, log, seed=1)
+        truth_b, _, t_b, _, _ = render_shot(name, "truth", half, log, seed=2)
+        truth, t_truth = 0.5 * (truth_a + truth_b), t_a + t_b
+        coc = cycles_coc_radius(depth, params)
+        max_radius = max(1.0, math.ceil(float(np.abs(coc).max())))
+        ours, t_ours = run_ours(rgba, depth, params, max_radius, engine)
+        if args.no_node:
+            node, t_node = None, float("nan")
+        else:
+            node, t_node = run_node(rgba, depth, params, max_radius)
+        band = edge_band(coc)
+        T = to_metric_space(truth, args.space)
+        A, B = to_metric_space(truth_a, args.space), to_metric_space(truth_b, args.space)
+        # The truth's own noise: the two halves differ by twice the noise of their mean, so a
+        # perfect method would score PSNR(A, B) + 6.02 dB against the mean (the ceiling).
+        row = {"shot": name, "max_radius": max_radius, "band_fraction": float(band.mean()),
+               "ours_s": t_ours, "node_s": t_node, "lens_check_px": lens_check(depth, params),
+               "pinhole_exr": os.path.relpath(exr, ROOT), "render_s": [t_pin, t_truth],
+               "truth_ceiling": {"frame": psnr(A, B) + 10 * math.log10(4),
+                                 "edges": psnr(A, B, band) + 10 * math.log10(4)}}
+        for label, img in (("pinhole", rgba), ("node", node), ("ours", ours)):
+            if img is None:
+                row[label] = {"frame": float("nan"), "edges": float("nan")}
+                continue
+            X = to_metric_space(img, args.space)
+            row[label] = {"frame": psnr(X, T), "edges": psnr(X, T, band)}
+        rows.append(row)
+        tiles = [_display(x) for x in (rgba, ours, node if node is not None else rgba * 0, truth)]
+        labels = [f"{name}: pinhole", "ours (blender_zdepth)", "Defocus node", "Cycles truth"]
+        sheet_tiles += tiles
+        sheet_labels += labels
+        if args.save_images:
+            from blender_zdepth.core.display import contact_sheet
+
+            for suffix, tile in zip(("pinhole", "ours", "defocus", "truth"), tiles):
+                _write_png(os.path.join(args.save_images, f"{name}_{suffix}.png"), tile)
+            band_img = tiles[0] * 0.4
+            band_img[band] = band_img[band] * 0.5 + np.array([0.5, 0.35, 0.0], np.float32)
+            _write_png(os.path.join(args.save_images, f"{name}_edge_band.png"), band_img)
+            _write_png(os.path.join(args.save_images, f"{name}_strip.png"),
+                       contact_sheet(tiles, labels, columns=4))
+
+    # The table.
+    ok_all = True
+    print()
+    print(f"{'shot':<11}{'metric':<8}{'pinhole':>9}{'Defocus':>9}{'ours':>9}{'margin':>9}"
+          f"{'ceiling':>9}  {'target >= +3 dB'}")
+    for r in rows:
+        for metric in ("frame", "edges"):
+            margin = r["ours"][metric] - r["node"][metric]
+            ok = margin >= TARGET_DB
+            ok_all &= ok
+            print(f"{r['shot']:<11}{metric:<8}{r['pinhole'][metric]:9.2f}{r['node'][metric]:9.2f}"
+                  f"{r['ours'][metric]:9.2f}{margin:+9.2f}{r['truth_ceiling'][metric]:9.2f}"
+                  f"  {'PASS' if ok else 'FAIL'}")
+    print()
+    print(f"{'shot':<11}{'max CoC px':>11}{'band %':>8}{'ours s':>8}{'node s':>8}"
+          f"{'lens vs Cycles px':>19}")
+    for r in rows:
+        lc = r["lens_check_px"]
+        print(f"{r['shot']:<11}{r['max_radius']:11.0f}{100 * r['band_fraction']:8.1f}"
+              f"{r['ours_s']:8.2f}{r['node_s']:8.2f}"
+              f"{('%.4f' % lc) if lc is not None else 'n/a':>19}")
+    print()
+    print(f"overall: {'PASS' if ok_all else 'FAIL'} (ours >= Defocus + {TARGET_DB:g} dB on every "
+          f"shot, frame and edges)")
+    if args.picture:
+        from blender_zdepth.core.display import contact_sheet
+
+        _write_png(args.picture, contact_sheet(sheet_tiles, sheet_labels, columns=4))
+        print(f"wrote {args.picture}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"engine": engine[0], "space": args.space, "rows": rows}, f, indent=1)
+    return 0 if ok_all else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
