@@ -309,3 +309,26 @@ def test_unwritable_input_metadata_falls_back_to_ours(tmp_path):
         seq.write_refocused(seq.FrameJob(1, "in.exr", (str(tmp_path / "p.exr"),)), rgba,
                             {"weird": object()})
     assert os.listdir(tmp_path) == ["o.exr"]
+
+
+def test_single_file_without_frame_number(tmp_path):
+    import numpy as np
+
+    from blender_zdepth.core import exr
+
+    rgba = np.ones((8, 8, 4), np.float32)
+    depth = np.full((8, 8), 3.0, np.float32)
+    exr.write_exr(str(tmp_path / "still.exr"),
+                  {**{c: rgba[..., i] for i, c in enumerate("RGBA")}, "Z": depth},
+                  header={"Frame": "042"})
+    lines = []
+    keys = seq.parse_focus_keys("1:2,100:9")
+    report = seq.refocus_sequence(str(tmp_path / "still.exr"), str(tmp_path / "o.exr"),
+                                  seq.lens_resolver(focus_keys=keys, fstop=2,
+                                                    focal_length_mm=50),
+                                  progress=lambda r, i, n: lines.append(seq.progress_line(r, i, n)))
+    assert report.ok and report.results[0].frame is None
+    assert lines[0].startswith("[1/1] frame: still.exr")
+    # the header's frame (Blender's "Frame") places it on the focus keys
+    assert exr.read_exr(str(tmp_path / "o.exr")).header["zdepthDofFocusDistance"] == \
+        pytest.approx(keys(42))

@@ -134,6 +134,17 @@ def derived_path(path, tag="_dof", folder=None, ext=".exr"):
     return os.path.join(src_folder if folder is None else folder, new)
 
 
+def frame_from_header(header):
+    """The frame number an EXR header records (ours: ``zdepthFrame``; Blender's: ``Frame``),
+    or None."""
+    for key in ("zdepthFrame", "Frame"):
+        try:
+            return int(str((header or {})[key]).strip())
+        except (KeyError, ValueError):
+            pass
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Frame ranges
 
@@ -385,9 +396,12 @@ class SequenceReport:
             parts.append(f"{len(self.cancelled)} cancelled")
         lines = [f"{n} frame{'s' if n != 1 else ''}: {', '.join(parts)} in {seconds:.1f} s"]
         for r in self.failed:
-            lines.append(f"  FAILED frame {r.frame}: {r.job.input}: {r.message}")
+            what = f"frame {r.frame}" if r.frame is not None else "frame"
+            lines.append(f"  FAILED {what}: {r.job.input}: {r.message}")
         if self.cancelled:
-            lines.append(f"  cancelled before frames {format_frames(r.frame for r in self.cancelled)}")
+            numbers = [r.frame for r in self.cancelled if r.frame is not None]
+            lines.append(f"  cancelled before frames {format_frames(numbers)}" if numbers
+                         else "  cancelled")
         return "\n".join(lines)
 
 
@@ -478,7 +492,8 @@ class SequenceRun:
 def progress_line(result, index, total):
     """The one-line progress text the command line prints for a frame."""
     width = len(str(total))
-    head = f"[{index:>{width}}/{total}] frame {result.frame}"
+    what = f"frame {result.frame}" if result.frame is not None else "frame"
+    head = f"[{index:>{width}}/{total}] {what}"
     if result.status == "written":
         details = result.info.get("details", "")
         return (f"{head}: {os.path.basename(result.job.input)} -> "
@@ -533,7 +548,7 @@ def plan_jobs(inputs, outputs, frames=None, png=False):
             elif frames is not None:
                 raise UsageError(f"--frames needs a frame pattern such as shot.####.exr, but IN "
                                  f"{pattern.text!r} is a single file")
-            pairs = [(frame if frame is not None else 0, pattern.text)]
+            pairs = [(frame, pattern.text)]  # None: the name holds no frame number
     if not pairs:
         raise UsageError("no frames to process")
 
@@ -625,6 +640,11 @@ def lens_resolver(focus_distance=None, focus_pixel=None, focus_keys=None, fstop=
         camera = getattr(loaded, "camera", None)
         focus, source = focus_distance, "option"
         if focus_keys is not None:
+            if frame is None:
+                frame = frame_from_header(getattr(loaded, "header", None))
+            if frame is None:
+                raise UsageError(f"--focus-keys needs the frame number of {loaded.path}: it is "
+                                 f"neither in the file name nor in the header")
             focus, source = float(focus_keys(frame)), "focus keys"
         elif focus_pixel is not None:
             from .dof import focus_from_pixel
