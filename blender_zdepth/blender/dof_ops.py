@@ -17,7 +17,6 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty
 
 from ..core import sequence
 from ..core.errors import ZDepthError
-from . import compat
 
 #: Name of the image the result is shown in.
 IMAGE_NAME = "Z-Depth DOF"
