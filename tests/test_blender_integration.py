@@ -412,6 +412,24 @@ def test_export_resolution_percentage_border_crop_and_focus_object(bpy, addon, t
     np.testing.assert_allclose(loaded.depth[~bg], z[~bg], rtol=2e-3)  # half float
 
 
+@pytest.mark.slow
+def test_still_render_exports_and_direct_render_is_not_exported_twice(bpy, addon, tmp_path):
+    from blender_zdepth.blender import export
+
+    scene = make_scene(frames=(1, 5))
+    scene.frame_set(4)
+    zd = scene.zdepth
+    zd.output_dir = str(tmp_path / "handler")
+    zd.name_pattern = "shot_###_depth"
+    zd.export_enabled = True
+    bpy.ops.render.render()  # F12: the current frame, no file of Blender's own
+    assert os.listdir(tmp_path / "handler") == ["shot_004_depth.exr"]
+    paths = export.render_with_depth(scene, str(tmp_path / "direct"), frames=[2])
+    assert [os.path.basename(p) for p in paths] == ["shot_002_depth.exr"]
+    assert os.listdir(tmp_path / "handler") == ["shot_004_depth.exr"]  # handler stayed out
+    assert scene.frame_current == 4
+
+
 def test_export_toggle_removes_only_what_it_added(bpy, addon):
     scene = make_scene()
     mine = scene.view_layers[0]

@@ -180,7 +180,10 @@ def save_render_result(scene, path):
 
 
 def _pick_layer(scene, names):
-    layers = rendering_view_layers(scene)
+    try:
+        layers = rendering_view_layers(scene)
+    except Exception:  # no usable context (a render thread)
+        layers = [layer for layer in scene.view_layers if layer.use]
     candidates = [layer.name for layer in layers] + [layer.name for layer in scene.view_layers]
     for name in candidates:
         if f"{name}.Depth.Z" in names:
@@ -246,8 +249,13 @@ def export_render_result(scene, options=None, frame=None):
 
 # -- the handler -------------------------------------------------------------------------------
 
+#: Set (in ``bpy.app.driver_namespace``, shared by every copy of this add-on in the process,
+#: e.g. the installed extension and the command line's import) while :func:`render_with_depth`
+#: exports by itself: the render handlers stay out of the way.
+DIRECT_KEY = "_zdepth_direct_render"
+
+
 class _State:
-    direct = False  # render_with_depth exports itself: the handler stays out of the way
     errors = []  # (frame, message) of failed exports since the last render_init
     written = []  # depth paths written since the last render_init
 
@@ -269,7 +277,7 @@ def _on_render_init(scene, *args):
 @persistent
 def _on_render_post(scene, *args):
     zd = getattr(scene, "zdepth", None)
-    if _state.direct or zd is None or not zd.export_enabled:
+    if bpy.app.driver_namespace.get(DIRECT_KEY) or zd is None or not zd.export_enabled:
         return
     frame = scene.frame_current
     try:
@@ -342,7 +350,7 @@ def render_with_depth(scene, out_dir=None, frames=None, **options):
     z_before = {layer.name: layer.use_pass_z for layer in layers}
     frame_before = scene.frame_current
     written = []
-    _state.direct = True
+    bpy.app.driver_namespace[DIRECT_KEY] = True
     try:
         for layer in layers:
             layer.use_pass_z = True
@@ -351,7 +359,7 @@ def render_with_depth(scene, out_dir=None, frames=None, **options):
             bpy.ops.render.render(write_still=False, scene=scene.name)
             written.append(export_render_result(scene, opts, frame)["depth"])
     finally:
-        _state.direct = False
+        bpy.app.driver_namespace.pop(DIRECT_KEY, None)
         for layer in layers:
             if layer.name in z_before and layer.use_pass_z != z_before[layer.name]:
                 layer.use_pass_z = z_before[layer.name]
