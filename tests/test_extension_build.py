@@ -117,6 +117,9 @@ INVALID = [
     ("wheels", ["./../openexr-3.5.3-cp311-cp311-win_amd64.whl"], "inside the archive"),
     ("wheels", ["./wheels/openexr-3.5.3-cp311-cp311-win_arm64.whl"], "declared platforms"),
     ("build", {"paths": ["a.py"], "paths_exclude_pattern": ["*.pyc"]}, "not both"),
+    ("build", {"paths": ["../outside.py"]}, "inside the project"),
+    ("build", {"paths_exclude_pattern": "*.pyc"}, "list of strings"),
+    ("build", {"exclude": ["*.pyc"]}, "unknown key"),
     ("descripton", "A typo of a key", "unknown key"),
 ]
 

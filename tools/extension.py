@@ -312,11 +312,13 @@ def _check_build(value):
             if not isinstance(item, dict):
                 return f"generated must be a table, not {_type_name(item)}"
             continue
-        if not isinstance(item, list) or (problem := _string_list(item)) is not None:
+        if not isinstance(item, list) or _string_list(item) is not None:
             return f"{key} must be a non-empty list of strings"
         for pattern in item:
-            if "\\" in pattern or pattern.startswith("/" if key == "paths" else "\\"):
-                return f"{key} must hold relative paths with '/', found {pattern!r}"
+            if "\\" in pattern:
+                return f"{key} must use '/' as separator, found {pattern!r}"
+            if key == "paths" and (pattern.startswith("/") or ".." in pattern.split("/")):
+                return f"paths must be relative and inside the project, found {pattern!r}"
     if "paths" in value and "paths_exclude_pattern" in value:
         return "declare either paths or paths_exclude_pattern, not both"
     return None
