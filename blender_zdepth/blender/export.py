@@ -171,6 +171,8 @@ def save_render_result(scene, path):
     saved = _snapshot(settings)
     try:
         compat.set_multilayer_exr(settings, "32", "ZIP")
+        if hasattr(settings, "color_management"):
+            settings.color_management = "FOLLOW_SCENE"  # EXR: scene-linear, as rendered
         image.save_render(path, scene=scene)
     finally:
         _restore(settings, saved)

@@ -229,8 +229,12 @@ def add_encode_node(scene, tree=None, wire=False):
     group, built = encode_group()
     if built:
         changes.append(f"built node group {group.name!r}")
+    scene_tree = compat.compositor_tree(scene, create=False)
+    own = tree is None or tree == scene_tree
     if tree is None:
-        had = compat.compositor_tree(scene, create=False)
+        had = scene_tree
+        if had is not None and not compat.IS_5 and not scene.use_nodes:
+            changes.append("compositing nodes turned on")
         tree = compat.compositor_tree(scene, create=True)
         if had is None:
             _pass_through(tree, scene)
@@ -246,6 +250,8 @@ def add_encode_node(scene, tree=None, wire=False):
     _set_inputs(node, scene)
     if wire:
         rl = find_render_layers(tree, scene)
+        if rl is None and not own:
+            return node, changes  # inside a node group: no render to wire
         if rl is None:
             rl = tree.nodes.new("CompositorNodeRLayers")
             rl.location = (node.location.x - 400, node.location.y)

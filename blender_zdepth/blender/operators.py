@@ -59,6 +59,8 @@ class ZDEPTH_OT_add_node_group(bpy.types.Operator):
         if self.refresh:
             nodes.encode_group(refresh=True)
             changes.append("rebuilt the node group")
+        group = bpy.data.node_groups.get(nodes.ENCODE_GROUP)
+        is_new = tree is not None and (group is None or nodes.find_group_node(tree, group) is None)
         try:
             node, more = nodes.add_encode_node(scene, tree, wire=self.wire)
         except ZDepthError as exc:
@@ -66,6 +68,8 @@ class ZDEPTH_OT_add_node_group(bpy.types.Operator):
             return {"CANCELLED"}
         changes += more
         if tree is not None:
+            if is_new:
+                node.location = space.cursor_location
             for other in tree.nodes:
                 other.select = other == node
             tree.nodes.active = node
