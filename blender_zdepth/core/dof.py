@@ -48,7 +48,7 @@ QUALITIES = ("draft", "default", "high")
 #: larger radii, radius above which a layer may be processed at lower resolution (per factor 2)).
 _QUALITY = {
     "draft": dict(fine=1.0, rel=0.30, lowres=2.0),
-    "default": dict(fine=0.5, rel=0.20, lowres=2.5),
+    "default": dict(fine=0.5, rel=0.20, lowres=6.0),
     "high": dict(fine=0.25, rel=0.12, lowres=5.0),
 }
 
@@ -189,17 +189,26 @@ def _upsample_linear(a, factor, out_h, out_w, y0=0, x0=0):
 
 def _downsample_sum(a, f):
     """Sum of ``f`` x ``f`` blocks of planar ``a`` (..., h, w) (zero padded to a multiple)."""
+    if f == 1:
+        return np.array(a, dtype=_F32)
+    if f > 2 and f & (f - 1) == 0:
+        # Powers of two in steps of two: every pass reads its input once, contiguously enough.
+        out = a
+        while f > 1:
+            out = _downsample_sum(out, 2)
+            f //= 2
+        return out
     h, w = a.shape[-2:]
     hh, ww = -(-h // f), -(-w // f)
     if hh * f != h or ww * f != w:
         pad = [(0, 0)] * (a.ndim - 2) + [(0, hh * f - h), (0, ww * f - w)]
         a = np.pad(a, pad)
-    cols = a[..., 0::f].astype(_F32, copy=True)
-    for j in range(1, f):
-        cols += a[..., j::f]
-    out = cols[..., 0::f, :].copy()
+    rows = a[..., 0::f, :].astype(_F32, copy=True)
     for i in range(1, f):
-        out += cols[..., i::f, :]
+        rows += a[..., i::f, :]
+    out = rows[..., 0::f].copy()
+    for j in range(1, f):
+        out += rows[..., j::f]
     return out
 
 
@@ -267,8 +276,13 @@ def aperture_kernel(radius, settings=DofSettings(), pixel_aspect=1.0, supersampl
 # Layer radii
 
 
-def layer_radii(max_radius, quality="default"):
-    """Sorted signed layer radii from ``-max_radius`` to ``max_radius`` (0 included)."""
+def layer_radii(max_radius, quality="default", coc=None):
+    """Sorted signed layer radii from ``-max_radius`` to ``max_radius`` (0 included).
+
+    Spacing: ``fine`` px near focus, growing as ``rel`` times the radius.  With ``coc`` (the
+    frame's radius map), layers also snap to the radii many pixels share (a far wall, the
+    sky at the lens' far limit, the clamp at the maximum): a surface that sits exactly on one
+    layer blurs into a crisp disk instead of a blend of two neighbouring sizes."""
     q = _QUALITY[quality]
     out = [0.0]
     r = 0.0
@@ -280,7 +294,31 @@ def layer_radii(max_radius, quality="default"):
             r = m
         out.append(r)
     pos = np.array(out[1:], dtype=np.float64)
-    return np.concatenate([-pos[::-1], [0.0], pos])
+    radii = np.concatenate([-pos[::-1], [0.0], pos])
+    if coc is None or m <= 0:
+        return radii
+    # Histogram of radii (0.05 px bins, subsampled frame); peaks holding >= 1 % of the pixels.
+    sample = coc.reshape(-1)[::7]
+    bins = np.round(sample * 20.0).astype(np.int64)
+    lo = int(bins.min())
+    counts = np.bincount(bins - lo)
+    order = np.argsort(counts)[::-1][:12]
+    peaks = [(b + lo) / 20.0 for b in order if counts[b] >= 0.01 * sample.size]
+    for pk in peaks:
+        if abs(pk) < 0.25 or abs(pk) > m:
+            continue
+        k = int(np.argmin(np.abs(radii - pk)))
+        step = np.diff(radii)[min(k, radii.size - 2)]
+        if abs(radii[k] - pk) < 1e-6 or radii[k] == 0.0:
+            continue
+        # Move the nearest layer onto the peak when that keeps the layers apart, else add.
+        lo_n = radii[k - 1] if k > 0 else -np.inf
+        hi_n = radii[k + 1] if k + 1 < radii.size else np.inf
+        if lo_n + 0.3 * step < pk < hi_n - 0.3 * step and abs(radii[k]) != m:
+            radii[k] = pk
+        else:
+            radii = np.sort(np.append(radii, pk))
+    return np.unique(radii)
 
 
 def _assign_layers(r, radii):
@@ -739,9 +777,37 @@ def defocus(rgba, depth, lens, settings=None):
     return _defocus_coc(rgba, coc, settings, lens.pixel_aspect)
 
 
-def _pad_edges(a, pad):
-    """Repeat the edge pixels of the inner block of 2-D ``a`` into its ``pad`` border."""
+_PAD_MODE = "despeckle"
+
+
+def _pad_edges(a, pad, mode="edge"):
+    """Fill the ``pad`` border of 2-D ``a`` from its inner block: ``"reflect"`` mirrors it,
+    ``"edge"`` repeats the edge pixels."""
     if pad <= 0:
+        return
+    h, w = a.shape[0] - 2 * pad, a.shape[1] - 2 * pad
+    if mode == "reflect" and h > pad and w > pad:
+        a[:pad] = a[2 * pad:pad:-1]
+        a[-pad:] = a[-pad - 2:-2 * pad - 2:-1]
+        a[:, :pad] = a[:, 2 * pad:pad:-1]
+        a[:, -pad:] = a[:, -pad - 2:-2 * pad - 2:-1]
+        return
+    if mode == "despeckle":
+        # The edge pixels repeated, except small highlights (above 1 and above twice the
+        # median of the 15 pixels along the edge around them), which get that median: a
+        # surface cut by the frame continues, a highlight on the edge does not turn into a
+        # streak pouring light back into the frame.
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        def clean(v):
+            med = np.median(sliding_window_view(np.pad(v, 7, mode="edge"), 15), axis=-1)
+            med = med.astype(a.dtype)
+            return np.where((v > 1.0) & (v > 2.0 * med), med, v)
+
+        a[:pad, pad:-pad] = clean(a[pad, pad:-pad])
+        a[-pad:, pad:-pad] = clean(a[-pad - 1, pad:-pad])
+        a[:, :pad] = clean(a[:, pad])[:, None]
+        a[:, -pad:] = clean(a[:, -pad - 1])[:, None]
         return
     a[:pad] = a[pad]
     a[-pad:] = a[-pad - 1]
@@ -774,8 +840,12 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
         del bad
         cocp = np.empty((Hp, Wp), _F32)
         cocp[inner] = coc
-        for a in (*col, cocp):
-            _pad_edges(a, pad)
+        # Beyond the frame the geometry continues (radii repeated: a ground plane stays as
+        # near as its last row) while colours are mirrored (a highlight by the edge gets one
+        # mirror image, not a streak of copies that would pour light back into the frame).
+        for a in col:
+            _pad_edges(a, pad, _PAD_MODE)
+        _pad_edges(cocp, pad, "edge")
         cov = np.ones((Hp, Wp), _F32)
     if maxr < 0.25:
         return rgba_out(col, pad, H, W, rgba)
@@ -788,7 +858,7 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
     e_idx, e_col, e_cov, e_coc = extra.arrays()
     del extra
 
-    radii = layer_radii(maxr, q)
+    radii = layer_radii(maxr, q, cocp)
     nl = radii.size
 
     with _stage("assign"):
