@@ -4,6 +4,8 @@ Every builder starts from an empty file (``read_factory_settings(use_empty=True)
 before anything else touches the scene; it returns the new scene.
 """
 
+import math
+
 import bpy
 
 from . import compat
@@ -96,28 +98,35 @@ def set_world_color(scene, color, strength=1.0):
 
 
 def demo_scene(resolution=(480, 270), engine="CYCLES", samples=16):
-    """The demo shot: a checkered ground receding to the horizon, a row of pillars from 2 m to
-    40 m, a sphere in the foreground and a dark sky (the background, no surface hit).
+    """The demo shot: a checkered ground receding to the horizon, a row of checkered pillars
+    from 3 m to 60 m from the camera, a small bright lamp (a highlight above 1) behind the
+    pillars, and a dark sky (the background: no surface hit).
 
-    Camera: 35 mm lens on a 36 mm sensor, f/2.0, focused on the third pillar (about 6 m).
+    Camera: 85 mm lens on a 36 mm sensor at the origin looking along +Y, 1.2 m above the
+    ground, clip 0.5-300 m, depth of field f/1.4 focused at 8 m (off for the render itself:
+    the render is the pinhole image that the tool refocuses).
     """
     scene = empty_scene(resolution, engine, samples)
     set_world_color(scene, (0.02, 0.03, 0.06))
-    ground = checker_material("Ground", (0.55, 0.5, 0.42), (0.12, 0.11, 0.1), scale=60.0)
-    add_object(scene, "plane", "Ground", ground, size=400.0, location=(0.0, 180.0, 0.0))
+    ground = checker_material("Ground", (0.55, 0.5, 0.42), (0.12, 0.11, 0.1), scale=80.0)
+    add_object(scene, "plane", "Ground", ground, size=400.0, location=(0.0, 190.0, 0.0))
     colors = [(0.9, 0.25, 0.2), (0.95, 0.7, 0.2), (0.3, 0.8, 0.35), (0.25, 0.5, 0.95),
               (0.7, 0.35, 0.9), (0.9, 0.9, 0.9)]
-    for i, dist in enumerate((2.5, 4.0, 6.0, 9.0, 15.0, 40.0)):
+    # (distance along the view, angle off the axis in degrees): spread across the frame.
+    placements = [(3.0, -7.5), (5.0, -3.5), (8.0, 0.5), (13.0, 4.0), (25.0, 7.0), (60.0, -9.5)]
+    for i, (dist, angle) in enumerate(placements):
         mat = checker_material(f"Pillar{i}", colors[i], tuple(0.35 * c for c in colors[i]), 6.0)
-        x = -1.2 + 0.9 * i if i < 5 else 3.5
+        x = dist * math.tan(math.radians(angle))
+        height = 1.0 + 0.04 * dist
         add_object(scene, "cube", f"Pillar{i}", mat, size=1.0,
-                   location=(x, dist, 1.0), scale=(0.25, 0.25, 1.0))
-    ball = emission_material("Ball", (0.95, 0.95, 0.95), 1.5)
-    add_object(scene, "uv_sphere", "Ball", ball, radius=0.35, location=(0.9, 1.4, 0.45),
-               segments=32, ring_count=16)
-    cam = add_camera(scene, (0.0, -2.0, 1.3), (0.2, 8.0, 0.8), lens=35.0, clip=(0.1, 500.0))
+                   location=(x, dist, height / 2.0),
+                   scale=(0.15 + 0.01 * dist, 0.15 + 0.01 * dist, height / 2.0))
+    lamp = emission_material("Lamp", (1.0, 0.85, 0.6), 12.0)
+    add_object(scene, "uv_sphere", "Lamp", lamp, radius=0.12, location=(0.9, 18.0, 1.9),
+               segments=16, ring_count=8)
+    cam = add_camera(scene, (0.0, 0.0, 1.2), (0.0, 10.0, 0.9), lens=85.0, clip=(0.5, 300.0))
     cam.data.dof.use_dof = False
     cam.data.dof.focus_distance = 8.0
-    cam.data.dof.aperture_fstop = 2.0
+    cam.data.dof.aperture_fstop = 1.4
     scene.frame_start = scene.frame_end = scene.frame_current = 1
     return scene
