@@ -248,6 +248,30 @@ def test_add_node_group_is_idempotent_and_keeps_user_nodes(bpy, addon):
         ["Encoded", "Preview"]
 
 
+@pytest.mark.slow
+def test_new_compositor_passes_the_render_through(bpy, addon, tmp_path):
+    """A scene without a compositor gets one that leaves the beauty unchanged."""
+    from blender_zdepth.blender import compat
+    from blender_zdepth.core import exr
+
+    scene = make_scene()
+    compat.set_single_layer_exr(scene.render.image_settings)
+
+    def beauty(name):
+        scene.render.filepath = str(tmp_path / name)
+        bpy.ops.render.render(write_still=True)
+        img = exr.read_exr(str(tmp_path / name))
+        return np.stack([img.channels[c] for c in "RGBA"], -1)
+
+    before = beauty("before.exr")
+    assert compat.compositor_tree(scene, create=False) is None
+    assert bpy.ops.zdepth.add_node_group(wire=True) == {"FINISHED"}
+    assert compat.compositor_tree(scene, create=False) is not None
+    after = beauty("after.exr")
+    assert before.max() > 0.1
+    np.testing.assert_array_equal(before, after)
+
+
 def test_add_menu_entry_registered_and_removed(bpy, addon):
     from blender_zdepth.blender import nodes
 

@@ -6,8 +6,6 @@ import bpy
 
 from . import passes
 
-SUPPORTED_ENGINES = {"CYCLES", "BLENDER_EEVEE", "BLENDER_EEVEE_NEXT", "BLENDER_WORKBENCH"}
-
 
 def precision_lines(scene):
     """``(summary, warnings)`` of the precision report for the scene's settings, in words."""
