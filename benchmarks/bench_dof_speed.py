@@ -1,0 +1,331 @@
+"""Depth-of-field speed and memory: ours vs Blender's Defocus node, in one run.
+
+    .venv/bin/python benchmarks/bench_dof_speed.py [--repeats 3] [--node-repeats 3]
+                                                   [--skip-node] [--skip-4k]
+
+The frame: a procedural 1920x1080 "realistic" shot (textured ground receding to the horizon,
+a sky at infinite depth, a sharp subject at the focus distance, a blurred foreground post, a few
+boxes at mid distances, small bright highlights far away). Lens: 50 mm on a 36 mm sensor, f/1.2,
+focused at 1.5 m, so the far field reaches the 32 px blur cap and most pixels are out of focus
+(the share is printed). Max blur radius 32 px for both methods.
+
+Figures (medians of ``--repeats`` runs, all from this one run on this machine):
+
+* ``dof command``: ``python -m blender_zdepth dof IN.exr OUT.exr ...`` as a subprocess, from
+  process start to exit: Python start-up, imports, EXR read, DOF, EXR write (float32 RGBA, ZIP).
+  IN is a single-part RGBA + Z float32 EXR. If the command is missing, the same work is timed
+  in-process (read, defocus, write) and the table says so.
+* ``defocus()``: the engine alone on arrays already in memory.
+* ``Defocus node``: Blender's compositor Defocus node (``blur_max`` 32, ``use_zbuffer``), time of
+  the compositor render minus an identical render without the node (see ``_blender_defocus.py``);
+  all CPU threads.
+* ``peak memory 4K``: ``ru_maxrss`` of the ``dof`` command's process (``os.wait4``) on a
+  3840x2160 version of the frame, blur cap 64 px (the same optics at twice the resolution).
+* ``cost vs radius``: ``defocus()`` on the 1080p frame with the blur cap at 16, 32 and 64 px, the
+  f-stop scaled with it so the far field reaches the cap each time (a radius cap the blur never
+  reaches would not cost anything); target r64 / r16 <= 1.5.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+FOCAL, SENSOR, FOCUS = 50.0, 36.0, 1.5
+FSTOP_32 = 1.2  # CoC radius at infinity ~37 px at 1920 px wide: the far field hits the 32 px cap
+TARGETS = {"ratio": 12.0, "command_s": 1.5, "peak_gb": 1.5, "r64_r16": 1.5}
+
+
+def coc_inf_px(fstop, width):
+    """Cycles' CoC radius at infinity in pixels (``f^2 / (N S)`` diameter on the sensor)."""
+    return 0.5 * FOCAL * FOCAL / (fstop * FOCUS * 1000.0) * width / SENSOR
+
+
+def synthetic_frame(width=1920, height=1080, seed=7):
+    """Procedural premultiplied RGBA (float32 HxWx4, alpha 1) and planar depth (HxW, +inf sky).
+
+    Built in a 1920x1080 frame of reference and scaled, so the 4K frame is the same picture.
+    """
+    rng = np.random.default_rng(seed)
+    s = width / 1920.0
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    X, Y = xx / s, yy / s  # 1080p units
+    fpx = FOCAL / SENSOR * 1920.0  # focal length in 1080p pixels
+    cam_h, horizon = 1.0, 300.0
+    rgb = np.empty((height, width, 3), np.float32)
+    depth = np.full((height, width), np.inf, np.float32)
+    # Sky: a gradient with soft clouds.
+    t = np.clip(Y / horizon, 0, 1)[..., None]
+    rgb[:] = (1 - t) * np.array([0.25, 0.4, 0.8], np.float32) + t * np.array([0.7, 0.75, 0.85])
+    clouds = 0.15 * (np.sin(X / 97.0 + 1.3 * np.sin(Y / 41.0)) * np.sin(Y / 23.0 + X / 180.0))
+    rgb += clouds[..., None].clip(0, None)
+    # Ground: planar depth D = h * f / (y - horizon), checker in ground coordinates.
+    g = Y > horizon + 0.5
+    D = cam_h * fpx / np.maximum(Y - horizon, 0.5)
+    gx = (X - 960.0) * D / fpx
+    check = ((np.floor(gx / 0.4) + np.floor(D / 0.4)) % 2).astype(np.float32)
+    noise = rng.random((height, width), dtype=np.float32) * 0.05
+    ground = (0.18 + 0.35 * check + noise)[..., None] * np.array([0.9, 0.8, 0.6], np.float32)
+    rgb[g] = ground[g]
+    depth[g] = D[g]
+
+    def box(x0, x1, y0, y1, d, c_a, c_b, period):
+        m = (X >= x0) & (X < x1) & (Y >= y0) & (Y < y1) & (depth > d)
+        pat = ((np.floor(X / period) + np.floor(Y / period)) % 2)[..., None]
+        col = np.where(pat > 0, np.array(c_a, np.float32), np.array(c_b, np.float32))
+        rgb[m] = col[m]
+        depth[m] = d
+
+    # Mid-distance boxes, standing on the ground.
+    for x0, w, d, c in ((150, 160, 6.0, (0.7, 0.3, 0.2)), (1500, 220, 4.0, (0.2, 0.5, 0.7)),
+                        (1250, 90, 12.0, (0.6, 0.6, 0.2)), (420, 60, 25.0, (0.5, 0.3, 0.6))):
+        foot = horizon + cam_h * fpx / d
+        box(x0, x0 + w, foot - 1.6 * fpx / d, foot, d, c, tuple(0.4 * v for v in c), 24)
+    # The subject at the focus distance (sharp), a disc head over a box body.
+    cx, cy, r = 900.0, 560.0, 90.0
+    head = ((X - cx) ** 2 + (Y - cy) ** 2 < r * r) & (depth > FOCUS)
+    pat = (np.sin(X / 6.0) * np.sin(Y / 6.0) > 0)[..., None]
+    head_col = np.where(pat, np.array([0.9, 0.75, 0.6], np.float32), np.array([0.5, 0.2, 0.15]))
+    rgb[head] = head_col[head]
+    depth[head] = FOCUS
+    box(780, 1020, 650, 1080, FOCUS, (0.15, 0.3, 0.6), (0.6, 0.65, 0.7), 12)
+    # Foreground post (strong near blur).
+    box(300, 390, 0, 1080, 0.8, (0.1, 0.35, 0.15), (0.2, 0.5, 0.25), 40)
+    # Far highlights (values far above 1).
+    for _ in range(60):
+        hx, hy = rng.uniform(0, 1920), rng.uniform(60, horizon - 10)
+        m = (X - hx) ** 2 + (Y - hy) ** 2 < (2.5 + 2.0 * rng.random()) ** 2
+        m &= ~np.isfinite(depth)
+        rgb[m] = rng.uniform(5.0, 30.0) * np.array([1.0, rng.uniform(0.6, 1.0), 0.5], np.float32)
+        depth[m] = 80.0
+    rgba = np.concatenate([rgb, np.ones((height, width, 1), np.float32)], axis=2)
+    return np.ascontiguousarray(rgba, np.float32), depth
+
+
+def write_input(path, rgba, depth):
+    import OpenEXR
+
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    channels = {c: np.ascontiguousarray(rgba[..., i]) for i, c in enumerate("RGBA")}
+    channels["Z"] = np.ascontiguousarray(np.where(np.isfinite(depth), depth, 1e10), np.float32)
+    OpenEXR.File(header, channels).write(path)
+
+
+def dof_args(inp, out, fstop, max_radius):
+    return [sys.executable, "-m", "blender_zdepth", "dof", inp, out, "--focus-distance",
+            str(FOCUS), "--fstop", str(fstop), "--focal-length", str(FOCAL), "--sensor-width",
+            str(SENSOR), "--max-radius", str(max_radius), "--overwrite"]
+
+
+def command_exists():
+    r = subprocess.run([sys.executable, "-m", "blender_zdepth", "dof", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, env=_env())
+    return r.returncode == 0 and "--max-radius" in r.stdout
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_child(args):
+    """Run ``args``; return (wall seconds, peak RSS in bytes of that child)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args[1:4])} failed ({proc.returncode}):\n"
+                         f"{err.decode(errors='replace')[-2000:]}")
+    return seconds, usage.ru_maxrss * 1024
+
+
+IN_PROCESS = r"""
+import sys, numpy as np
+from blender_zdepth.core import exr
+from blender_zdepth.core.dof import defocus, DofSettings
+from blender_zdepth.core.lens import Lens
+inp, out, focus, fstop, focal, sensor, radius = sys.argv[1:8]
+f = exr.load_frame(inp)
+lens = Lens(focal_length_mm=float(focal), fstop=float(fstop), focus_distance=float(focus),
+            sensor_width_mm=float(sensor))
+img = defocus(f.rgba, f.depth, lens, DofSettings(max_radius=float(radius)))
+exr.write_exr(out, {c: img[..., i] for i, c in enumerate("RGBA")}, overwrite=True)
+"""
+
+
+def fallback_args(inp, out, fstop, max_radius):
+    return [sys.executable, "-c", IN_PROCESS, inp, out, str(FOCUS), str(fstop), str(FOCAL),
+            str(SENSOR), str(max_radius)]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3, help="runs per figure (median), >= 3")
+    ap.add_argument("--node-repeats", type=int, default=3)
+    ap.add_argument("--skip-node", action="store_true", help="skip Blender's Defocus node")
+    ap.add_argument("--skip-4k", action="store_true", help="skip the 4K memory figure")
+    args = ap.parse_args(argv)
+    reps = max(1, args.repeats)
+
+    from dof_quality import engine_info
+
+    desc, defocus, Lens, DofSettings = engine_info()
+    if defocus is None:
+        raise SystemExit(f"the DOF engine is not importable: {desc}")
+    print(f"DOF speed — {desc}")
+    print(f"machine: {os.cpu_count()} CPUs, numpy {np.__version__}; medians of {reps} runs")
+
+    tmp = tempfile.mkdtemp(prefix="zdepth-bench-dof-")
+    rgba, depth = synthetic_frame()
+    h, w = depth.shape
+    inp, out = os.path.join(tmp, "in_1080.exr"), os.path.join(tmp, "out_1080.exr")
+    write_input(inp, rgba, depth)
+
+    def lens_for(fstop):
+        return Lens(focal_length_mm=FOCAL, fstop=fstop, focus_distance=FOCUS,
+                    sensor_width_mm=SENSOR)
+
+    from dof_quality import cycles_coc_radius
+
+    p = {"resolution": [w, h], "focal_length_mm": FOCAL, "fstop": FSTOP_32,
+         "focus_distance": FOCUS, "sensor_width_mm": SENSOR, "sensor_height_mm": 24.0,
+         "sensor_fit": "AUTO"}
+    coc = np.abs(cycles_coc_radius(depth, p))
+    print(f"frame {w}x{h}: {100 * np.mean(coc > 1.0):.0f}% of pixels blurred by more than 1 px, "
+          f"{100 * np.mean(coc >= 32):.0f}% at the 32 px cap; CoC at infinity "
+          f"{coc_inf_px(FSTOP_32, w):.1f} px")
+
+    have_cmd = command_exists()
+    make_args = dof_args if have_cmd else fallback_args
+    cmd_label = "dof command (subprocess)" if have_cmd else \
+        "read+defocus+write (subprocess; NO dof COMMAND YET)"
+    cmd_runs = [run_child(make_args(inp, out, FSTOP_32, 32)) for _ in range(reps)]
+    cmd_s = statistics.median(s for s, _ in cmd_runs)
+    cmd_rss = max(m for _, m in cmd_runs)
+
+    lens = lens_for(FSTOP_32)
+    settings = DofSettings(max_radius=32.0)
+    t0 = time.perf_counter()
+    defocus(rgba, depth, lens, settings)  # warm-up (imports, FFT plans)
+    first_s = time.perf_counter() - t0
+    ours = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        result = defocus(rgba, depth, lens, settings)
+        ours.append(time.perf_counter() - t0)
+    ours_s = statistics.median(ours)
+
+    # Where the command's time goes besides defocus(): start-up, EXR read, EXR write.
+    startup = [run_child([sys.executable, "-m", "blender_zdepth", "dof", "--help"])[0]
+               for _ in range(reps)]
+    io_read, io_write = [], []
+    try:
+        from blender_zdepth.core import exr as exr_mod
+
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            frame = exr_mod.load_frame(inp)
+            t1 = time.perf_counter()
+            exr_mod.write_exr(out, {c: frame.rgba[..., i] for i, c in enumerate("RGBA")},
+                              overwrite=True)
+            io_read.append(t1 - t0)
+            io_write.append(time.perf_counter() - t1)
+            del frame
+    except ImportError:
+        pass
+
+    radius_s = {}
+    for r in (16, 32, 64):
+        fstop = FSTOP_32 * 32.0 / r
+        st = DofSettings(max_radius=float(r))
+        runs = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            defocus(rgba, depth, lens_for(fstop), st)
+            runs.append(time.perf_counter() - t0)
+        radius_s[r] = statistics.median(runs)
+
+    node_s = None
+    if not args.skip_node:
+        from _blender_defocus import DefocusNode
+
+        node = DefocusNode(rgba, depth, focal_length_mm=FOCAL, fstop=FSTOP_32,
+                           focus_distance=FOCUS, blur_max=32.0, sensor_width_mm=SENSOR)
+        _, t = node.timed(repeats=max(1, args.node_repeats), baseline_repeats=3)
+        node.close()
+        node_s = t["median_s"]
+        node_runs = t["node_s"]
+
+    peak = None
+    if not args.skip_4k:
+        rgba4, depth4 = synthetic_frame(3840, 2160)
+        inp4, out4 = os.path.join(tmp, "in_4k.exr"), os.path.join(tmp, "out_4k.exr")
+        write_input(inp4, rgba4, depth4)
+        del rgba4, depth4
+        peak_s, peak = run_child(make_args(inp4, out4, FSTOP_32, 64))
+        os.remove(inp4)
+        os.remove(out4)
+    for path in (inp, out):
+        if os.path.exists(path):
+            os.remove(path)
+    os.rmdir(tmp)
+
+    # The table.
+    def row(name, value, target, ok):
+        status = "" if ok is None else ("PASS" if ok else "FAIL")
+        print(f"{name:<50}{value:>12}  {target:<12}{status}")
+
+    print()
+    print(f"{'figure':<50}{'value':>12}  {'target':<12}")
+    row(f"{cmd_label}, 1080p r32", f"{cmd_s:.3f} s", f"< {TARGETS['command_s']} s",
+        cmd_s < TARGETS["command_s"])
+    row("defocus() alone, 1080p r32", f"{ours_s:.3f} s", "", None)
+    row("  first defocus() call in a process", f"{first_s:.3f} s", "", None)
+    row("  start-up: python -m blender_zdepth dof --help", f"{statistics.median(startup):.3f} s",
+        "", None)
+    if io_read:
+        row("  EXR read (core.exr.load_frame)", f"{statistics.median(io_read):.3f} s", "", None)
+        row("  EXR write (core.exr.write_exr RGBA, ZIP)", f"{statistics.median(io_write):.3f} s",
+            "", None)
+    if node_s is not None:
+        row("Blender Defocus node, 1080p blur_max 32", f"{node_s:.3f} s", "", None)
+        ratio = node_s / ours_s
+        row("speed-up: Defocus node / defocus()", f"{ratio:.1f}x", f">= {TARGETS['ratio']:g}x",
+            ratio >= TARGETS["ratio"])
+        row("speed-up: Defocus node / whole dof command", f"{node_s / cmd_s:.1f}x", "", None)
+    row("peak memory of that command, 1080p", f"{cmd_rss / 2**30:.2f} GB", "", None)
+    if peak is not None:
+        row("peak memory, dof command 3840x2160 r64", f"{peak / 2**30:.2f} GB",
+            f"< {TARGETS['peak_gb']} GB", peak / 2**30 < TARGETS["peak_gb"])
+        row("  (wall time of that 4K run)", f"{peak_s:.2f} s", "", None)
+    for r in (16, 32, 64):
+        row(f"defocus() 1080p, cap {r} px (f/{FSTOP_32 * 32 / r:.2f})", f"{radius_s[r]:.3f} s",
+            "", None)
+    rr = radius_s[64] / radius_s[16]
+    row("cost ratio r64 / r16", f"{rr:.2f}", f"<= {TARGETS['r64_r16']}", rr <= TARGETS["r64_r16"])
+    print()
+    print("runs (s): command " + ", ".join(f"{s:.3f}" for s, _ in cmd_runs)
+          + "; defocus() " + ", ".join(f"{s:.3f}" for s in ours)
+          + ("; node " + ", ".join(f"{s:.2f}" for s in node_runs) if node_s is not None else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
