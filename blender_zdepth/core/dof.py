@@ -48,7 +48,7 @@ QUALITIES = ("draft", "default", "high")
 #: larger radii, radius above which a layer may be processed at lower resolution (per factor 2)).
 _QUALITY = {
     "draft": dict(fine=1.0, rel=0.30, lowres=2.0),
-    "default": dict(fine=0.5, rel=0.20, lowres=6.0),
+    "default": dict(fine=0.5, rel=0.20, lowres=5.0),
     "high": dict(fine=0.25, rel=0.12, lowres=5.0),
 }
 
@@ -388,14 +388,8 @@ def _split_edges(col, coc, cov, extra, threshold=1.0):
     pixel's own sample."""
     _, h, w = col.shape
     # Min / max radius over the 3x3 neighbourhood (edge-replicated).
-    cp = np.pad(coc, 1, mode="edge")
-    lo = coc.copy()
-    hi = coc.copy()
-    for dy in (0, 1, 2):
-        for dx in (0, 1, 2):
-            v = cp[dy:dy + h, dx:dx + w]
-            np.minimum(lo, v, out=lo)
-            np.maximum(hi, v, out=hi)
+    hi = _max3x3(coc)
+    lo = -_max3x3(-coc)
     edge = (hi - lo) > threshold
     # Keep away from the frame border (padding makes it uniform anyway).
     edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
@@ -509,10 +503,13 @@ def _pool_max(a, f):
 
 def _max3x3(a):
     """Max over each pixel's 3x3 neighbourhood (edges repeated)."""
-    h, w = a.shape
-    q = np.pad(a, 1, mode="edge")
-    rows = np.maximum(np.maximum(q[:, :-2], q[:, 1:-1]), q[:, 2:])
-    return np.maximum(np.maximum(rows[:-2], rows[1:-1]), rows[2:])
+    rows = a.copy()
+    np.maximum(rows[:, 1:], a[:, :-1], out=rows[:, 1:])
+    np.maximum(rows[:, :-1], a[:, 1:], out=rows[:, :-1])
+    out = rows.copy()
+    np.maximum(out[1:], rows[:-1], out=out[1:])
+    np.maximum(out[:-1], rows[1:], out=out[:-1])
+    return out
 
 
 def _max_pyramid(a, levels):
@@ -667,11 +664,14 @@ def _occupied_tiles(cov, ty, tx):
     return occ
 
 
-def _convolve_fft_tiled(planes, kernel, occ, fy, fx, ty, tx, batch=24):
-    """Full linear convolution by overlap-add of FFT-convolved tiles (only occupied ones)."""
+def _convolve_fft_tiled(planes, kernel, occ, fy, fx, ty, tx, batch=24, collect=None):
+    """Full linear convolution by overlap-add of FFT-convolved tiles (only occupied ones).
+
+    With a list ``collect``, the tiles are appended to it as ``(y0, x0, array (C, fy, fx))``
+    (offsets in the output) instead of being added into a full output array."""
     c, h, w = planes.shape
     kh, kw = kernel.shape
-    out = np.zeros((c, h + kh - 1, w + kw - 1), _F32)
+    out = None if collect is not None else np.zeros((c, h + kh - 1, w + kw - 1), _F32)
     kpad = np.zeros((fy, fx), _F32)
     kpad[:kh, :kw] = kernel
     kspec = np.fft.rfft2(kpad)
@@ -686,10 +686,60 @@ def _convolve_fft_tiled(planes, kernel, occ, fy, fx, ty, tx, batch=24):
         del buf
         for n, (iy, ix) in enumerate(chunk):
             y0, x0 = iy * ty, ix * tx
+            if collect is not None:
+                collect.append((y0, x0, res[n].astype(_F32)))
+                continue
             dst = out[:, y0:y0 + fy, x0:x0 + fx]
             dst += res[n, :, :dst.shape[1], :dst.shape[2]]
         del res
     return out
+
+
+#: Sparkle detection: brighter than ``abs`` (mean of R, G, B) and ``rel`` times the mean
+#: of the surrounding ``block`` x ``block`` pixels.
+_SPARKLE = {"abs": 1.0, "rel": 2.0, "block": 16}
+
+
+def _extract_sparkles(planes):
+    """Take the light of small highlights out of a layer's full-resolution colour planes.
+
+    ``planes`` (C >= 3, h, w), modified in place.  A sparkle is a pixel brighter than 1 (mean
+    of R, G, B) and than three times the mean of its ``block`` x ``block`` surroundings; the
+    light above that level (same hue) is removed and returned as (3, h, w), or None.  Layers
+    with big radii are blurred at reduced resolution, which would soften the crisp edge of a
+    highlight's bokeh disk; the sparkles are blurred at full resolution instead."""
+    block, rel, absolute = _SPARKLE["block"], _SPARKLE["rel"], 3.0 * _SPARKLE["abs"]
+    lum = planes[0] + planes[1] + planes[2]
+    if not (lum > absolute).any():
+        return None
+    h, w = lum.shape
+    mean = _downsample_sum(lum, block) * _F32(1.0 / (block * block))
+    mean = np.repeat(np.repeat(mean, block, axis=0), block, axis=1)[:h, :w]
+    thr = np.maximum(rel * mean, absolute)
+    hot = lum > thr
+    if not hot.any():
+        return None
+    # Small highlights only: a pixel with bright pixels 6 px away on both sides (across or
+    # down) belongs to a bright area (a lamp shade, a lit window, a strip), which is blurred
+    # with the rest and whose hidden parts the hole fill may continue.
+    # Pixels where the layer has nothing (hidden by nearer surfaces) count as bright: a strip
+    # cut by an occluder is still a strip.
+    d = 6
+    near = hot | (planes[-1] <= 0)
+    wide = np.zeros_like(hot)
+    wide[:, d:-d] = near[:, :-2 * d] & near[:, 2 * d:]
+    wide[d:-d, :] |= near[:-2 * d, :] & near[2 * d:, :]
+    hot &= ~wide
+    if not hot.any():
+        return None
+    ys, xs = np.nonzero(hot)
+    frac = 1.0 - thr[ys, xs] / lum[ys, xs]
+    sp = np.zeros((3, h, w), _F32)
+    for c in range(3):
+        v = planes[c][ys, xs] * frac
+        sp[c][ys, xs] = v
+        planes[c][ys, xs] -= v
+    return sp
 
 
 def _convolve(planes, kernel):
@@ -917,9 +967,24 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
         x0 = min(int(c.min()) for c in cols) // s * s
         x1 = -(-(max(int(c.max()) for c in cols) + 1) // s) * s
         bh, bw = y1 - y0, x1 - x0
-        planes = np.zeros((nch + 1, bh * bw), _F32)
         i = 0
-        if m_sel is not None:
+        if m_sel is not None and m_sel.size > 0.3 * bh * bw:
+            # Dense layer: scatter the layer weights once, multiply whole planes.
+            planes = np.zeros((nch + 1, bh * bw), _F32)
+            wt = np.zeros(bh * bw, _F32)
+            wt[(rows[0] - y0) * bw + (cols[0] - x0)] = m_w
+            # (the box may reach past the frame when rounded to the scale: clip)
+            ch, cw = min(y1, Hp) - y0, min(x1, Wp) - x0
+            wt = wt.reshape(bh, bw)[:ch, :cw]
+            box = (slice(y0, y0 + ch), slice(x0, x0 + cw))
+            for c in range(nch):
+                np.multiply(col[c][box], wt, out=planes[c].reshape(bh, bw)[:ch, :cw])
+            np.multiply(cov[box], wt, out=planes[nch].reshape(bh, bw)[:ch, :cw])
+            del wt
+            i = 1
+        else:
+            planes = np.zeros((nch + 1, bh * bw), _F32)
+        if m_sel is not None and i == 0:
             lidx = (rows[0] - y0) * bw + (cols[0] - x0)
             for c in range(nch):
                 planes[c, lidx] = m_w * flat_col[c, m_sel]
@@ -931,10 +996,12 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
                 np.add.at(planes[c], lidx, e_w * e_col[c, e_sel])
             np.add.at(planes[nch], lidx, e_w * e_cov[e_sel])
         planes = planes.reshape(nch + 1, bh, bw)
+        sparkles = None
         if s > 1:
+            sparkles = _extract_sparkles(planes)
             planes = _downsample_sum(planes, s)
             planes *= _F32(1.0 / (s * s))
-        return y0 // s, x0 // s, planes
+        return y0 // s, x0 // s, planes, (y0, x0, sparkles)
 
     # Groups, near to far: the full-resolution layers around focus, and on each side the
     # reduced-resolution layers, composited together at the side's finest reduced scale and
@@ -965,13 +1032,24 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
             g_budget = np.zeros((gh, gw), _F32)
             g_far = (np.zeros((4, gh, gw), _F32), np.zeros((gh, gw), bool)) if last else None
         touched = None
+        g_sparkles = []  # full-resolution blurred highlight tiles of this group
         for k in ks:
             s = scales[k]
             with _stage(f"layer content s={s}"):
                 content = layer_content(k, s)
             if content is None:
                 continue
-            y0, x0, planes = content
+            y0, x0, planes, (sy0, sx0, sparkles) = content
+            if sparkles is not None:
+                with _stage("sparkles"):
+                    kfull = aperture_kernel(radii[k], settings, pixel_aspect)
+                    fy, fx, ty, tx = _tile_size(*kfull.shape)
+                    occ = _occupied_tiles(sparkles[0] + sparkles[1] + sparkles[2], ty, tx)
+                    tiles = []
+                    _convolve_fft_tiled(sparkles, kfull, occ, fy, fx, ty, tx, collect=tiles)
+                    oy_, ox_ = sy0 - kfull.shape[0] // 2, sx0 - kfull.shape[1] // 2
+                    g_sparkles.extend((oy_ + a, ox_ + b, t) for a, b, t in tiles)
+                    del sparkles, tiles
             radius = radii[k] / s
             kernel = aperture_kernel(radius, settings, pixel_aspect)
             kh, kw = kernel.shape
@@ -1005,11 +1083,12 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
             with _stage("merge groups"):
                 if g_far is not None:
                     _fill_holes(g_acc, g_budget, g_far)
-                stack = np.concatenate([g_acc, g_budget[None]])
+                # (opaque frames: the group's alpha is its budget, no need to carry it)
+                stack = np.concatenate([g_acc[:3] if opaque else g_acc, g_budget[None]])
                 up = _upsample_linear(stack, gs, fy1 - fy0, fx1 - fx0, fy0, fx0)
                 del stack
                 # Merge the group as one layer whose "blurred coverage" is its budget.
-                _merge_group(acc, budget, up, fy0, fx0)
+                _merge_group(acc, budget, up, fy0, fx0, g_sparkles)
                 del up
         del g_acc, g_budget
 
@@ -1042,17 +1121,30 @@ def _fill_holes(acc, budget, far):
     budget += missing
 
 
-def _merge_group(acc, budget, up, y0, x0):
-    """Add a group's (colour, budget) as one layer behind what ``acc`` holds."""
+def _merge_group(acc, budget, up, y0, x0, sparkles=()):
+    """Add a group's (colour, budget) as one layer behind what ``acc`` holds; its
+    full-resolution highlight tiles (``(y, x, array (3, h, w))``) are seen as much as the
+    group is."""
     h, w = up.shape[1:]
     sl = (slice(y0, y0 + h), slice(x0, x0 + w))
-    g = np.clip(up[4], 0, 1)
+    g = np.clip(up[-1], 0, 1)
     s = budget[sl]
     new_s = np.minimum(s + g, 1.0)
-    factor = (new_s - s) / np.maximum(g, 1e-7)
-    for i in range(4):
+    vis = new_s - s
+    factor = vis / np.maximum(g, 1e-7)
+    for i in range(up.shape[0] - 1):
         acc[i][sl] += up[i] * factor
+    if up.shape[0] == 4:  # opaque: alpha is the visible coverage
+        acc[3][sl] += vis
     budget[sl] = new_s
+    for ty, tx, tile in sparkles:
+        ya, xa = max(ty, y0), max(tx, x0)
+        yb, xb = min(ty + tile.shape[1], y0 + h), min(tx + tile.shape[2], x0 + w)
+        if ya >= yb or xa >= xb:
+            continue
+        f = factor[ya - y0:yb - y0, xa - x0:xb - x0]
+        for i in range(3):
+            acc[i][ya:yb, xa:xb] += tile[i, ya - ty:yb - ty, xa - tx:xb - tx] * f
 
 
 def rgba_out(planes, pad, H, W, rgba):
