@@ -500,7 +500,9 @@ def main(argv=None):
                 row[label] = {"frame": float("nan"), "edges": float("nan")}
                 continue
             X = to_metric_space(img, args.space)
-            row[label] = {"frame": psnr(X, T), "edges": psnr(X, T, band)}
+            lin, tl = np.asarray(img, np.float64)[..., :3][band], truth[..., :3][band]
+            row[label] = {"frame": psnr(X, T), "edges": psnr(X, T, band),
+                          "band_bias": float(lin.mean() / max(tl.mean(), 1e-12) - 1.0)}
         rows.append(row)
         tiles = [_display(x) for x in (rgba, ours, node if node is not None else rgba * 0, truth)]
         labels = [f"{name}: pinhole", "ours (blender_zdepth)", "Defocus node", "Cycles truth"]
@@ -531,13 +533,17 @@ def main(argv=None):
                   f"{r['ours'][metric]:9.2f}{margin:+9.2f}{r['truth_ceiling'][metric]:9.2f}"
                   f"  {'PASS' if ok else 'FAIL'}")
     print()
-    print(f"{'shot':<11}{'max CoC px':>11}{'band %':>8}{'ours s':>8}{'node s':>8}"
-          f"{'lens vs Cycles px':>19}")
+    print(f"{'shot':<11}{'max CoC px':>11}{'band %':>8}{'bias ours':>10}{'bias node':>10}"
+          f"{'ours s':>8}{'node s':>8}{'lens vs Cycles px':>19}")
     for r in rows:
         lc = r["lens_check_px"]
         print(f"{r['shot']:<11}{r['max_radius']:11.0f}{100 * r['band_fraction']:8.1f}"
+              f"{100 * r['ours'].get('band_bias', np.nan):+9.1f}%"
+              f"{100 * r['node'].get('band_bias', np.nan):+9.1f}%"
               f"{r['ours_s']:8.2f}{r['node_s']:8.2f}"
               f"{('%.4f' % lc) if lc is not None else 'n/a':>19}")
+    print("(bias: mean scene-linear RGB in the edge band relative to the truth's; negative = "
+          "too dark, e.g. lost energy or dark rims)")
     print()
     print(f"overall: {'PASS' if ok_all else 'FAIL'} (ours >= Defocus + {TARGET_DB:g} dB on every "
           f"shot, frame and edges)")
