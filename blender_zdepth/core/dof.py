@@ -998,7 +998,8 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
         planes = planes.reshape(nch + 1, bh, bw)
         sparkles = None
         if s > 1:
-            sparkles = _extract_sparkles(planes)
+            with _stage("sparkles"):
+                sparkles = _extract_sparkles(planes)
             planes = _downsample_sum(planes, s)
             planes *= _F32(1.0 / (s * s))
         return y0 // s, x0 // s, planes, (y0, x0, sparkles)
@@ -1042,13 +1043,23 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
             y0, x0, planes, (sy0, sx0, sparkles) = content
             if sparkles is not None:
                 with _stage("sparkles"):
-                    kfull = aperture_kernel(radii[k], settings, pixel_aspect)
+                    # Full resolution up to scale 4; beyond, a quarter of the layer's
+                    # reduction (the disk's edge stays within a pixel or two of 40+ px).
+                    ss = max(1, s // 4)
+                    if ss > 1:
+                        sparkles = _downsample_sum(sparkles, ss)
+                        sparkles *= _F32(1.0 / (ss * ss))
+                    kfull = aperture_kernel(radii[k] / ss, settings, pixel_aspect)
                     fy, fx, ty, tx = _tile_size(*kfull.shape)
                     occ = _occupied_tiles(sparkles[0] + sparkles[1] + sparkles[2], ty, tx)
                     tiles = []
                     _convolve_fft_tiled(sparkles, kfull, occ, fy, fx, ty, tx, collect=tiles)
-                    oy_, ox_ = sy0 - kfull.shape[0] // 2, sx0 - kfull.shape[1] // 2
-                    g_sparkles.extend((oy_ + a, ox_ + b, t) for a, b, t in tiles)
+                    oy_ = sy0 // ss - kfull.shape[0] // 2
+                    ox_ = sx0 // ss - kfull.shape[1] // 2
+                    for a, b, t in tiles:
+                        if ss > 1:
+                            t = _upsample_linear(t, ss, t.shape[1] * ss, t.shape[2] * ss)
+                        g_sparkles.append(((oy_ + a) * ss, (ox_ + b) * ss, t))
                     del sparkles, tiles
             radius = radii[k] / s
             kernel = aperture_kernel(radius, settings, pixel_aspect)
