@@ -217,6 +217,20 @@ def test_transparent_film_background():
     np.testing.assert_allclose(out[..., 2][seen] / alpha[seen], 1.0, atol=1e-3)
 
 
+def test_alpha_stays_within_coverage_on_noisy_edges():
+    # Pixels that are either transparent or opaque, at random depths: every pixel is an edge.
+    h, w = 48, 64
+    rng = np.random.default_rng(5)
+    lens = lens_for(10, w, h)
+    img = rng.random((h, w, 4)).astype(np.float32) * 2
+    img[..., 3] = rng.random((h, w)) > 0.3
+    img[..., :3] *= img[..., 3:]
+    depth = (0.5 + rng.random((h, w)) * 10).astype(np.float32)
+    out = defocus(img, depth, lens, DofSettings(max_radius=12))
+    assert out[..., 3].max() <= 1 + 1e-5 and out[..., 3].min() >= -1e-6
+    assert out[..., 3].sum() == pytest.approx(img[..., 3].sum(), rel=0.01)
+
+
 def test_background_depth_is_the_far_limit():
     h, w = 48, 48
     lens = lens_for(8, w, h)

@@ -474,6 +474,8 @@ def _split_edges(col, coc, cov, extra, threshold=1.0):
     far_part = np.minimum(bc * (1 - a), np.maximum(c, 0))
     far_part = np.where(a <= 0, c, np.where(a >= 1, 0, far_part))
     near_part = c - far_part
+    # Premultiplied parts: a part's alpha never exceeds its coverage.
+    a = np.clip(a, near_part[3], np.maximum(1.0 - far_part[3], near_part[3]))
     # The pixel's own sample keeps the part on its side; the other part becomes an extra one.
     own_cov = np.where(own_near, a, 1 - a)
     flat_cov = cov.reshape(-1)
