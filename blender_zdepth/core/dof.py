@@ -955,56 +955,79 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
         return np.concatenate(sels), np.concatenate(wgts)
 
     def layer_content(k, s):
-        """(y0, x0, planes (nch + 1, h, w)) of layer k at scale s: premultiplied colour
-        channels then coverage, on the layer's bounding box (low-res coordinates)."""
+        """Layer k at scale s: ``(y0, x0, planes, (sy0, sx0, sparkles))`` -- premultiplied
+        colour channels then coverage on the layer's bounding box (low-res coordinates
+        y0, x0), and the layer's small highlights (full resolution, origin sy0, sx0) or
+        None."""
         m_sel, m_w = gather(m_order, m_bounds, m_t, k)
         e_sel, e_w = gather(e_order, e_bounds, e_t, k)
         if m_sel is None and e_sel is None:
             return None
-        pix = [p for p in (m_sel, None if e_sel is None else e_idx[e_sel]) if p is not None]
-        rows = [p // Wp for p in pix]
-        cols = [p - r * Wp for p, r in zip(pix, rows)]
-        y0 = min(int(r.min()) for r in rows) // s * s
-        y1 = -(-(max(int(r.max()) for r in rows) + 1) // s) * s
-        x0 = min(int(c.min()) for c in cols) // s * s
-        x1 = -(-(max(int(c.max()) for c in cols) + 1) // s) * s
-        bh, bw = y1 - y0, x1 - x0
-        i = 0
-        if m_sel is not None and m_sel.size > 0.3 * bh * bw:
-            # Dense layer: scatter the layer weights once, multiply whole planes.
-            planes = np.zeros((nch + 1, bh * bw), _F32)
-            wt = np.zeros(bh * bw, _F32)
-            wt[(rows[0] - y0) * bw + (cols[0] - x0)] = m_w
-            # (the box may reach past the frame when rounded to the scale: clip)
-            ch, cw = min(y1, Hp) - y0, min(x1, Wp) - x0
-            wt = wt.reshape(bh, bw)[:ch, :cw]
-            box = (slice(y0, y0 + ch), slice(x0, x0 + cw))
-            for c in range(nch):
-                np.multiply(col[c][box], wt, out=planes[c].reshape(bh, bw)[:ch, :cw])
-            np.multiply(cov[box], wt, out=planes[nch].reshape(bh, bw)[:ch, :cw])
-            del wt
-            i = 1
-        else:
-            planes = np.zeros((nch + 1, bh * bw), _F32)
-        if m_sel is not None and i == 0:
-            lidx = (rows[0] - y0) * bw + (cols[0] - x0)
-            for c in range(nch):
-                planes[c, lidx] = m_w * flat_col[c, m_sel]
-            planes[nch, lidx] = m_w * flat_cov[m_sel]
-            i = 1
+        boxes = []
+        if m_sel is not None:
+            m_rows = m_sel // Wp
+            m_cols = m_sel - m_rows * Wp
+            boxes.append((int(m_rows.min()), int(m_rows.max()) + 1,
+                          int(m_cols.min()), int(m_cols.max()) + 1))
         if e_sel is not None:
-            lidx = (rows[i] - y0) * bw + (cols[i] - x0)
-            for c in range(nch):
-                np.add.at(planes[c], lidx, e_w * e_col[c, e_sel])
-            np.add.at(planes[nch], lidx, e_w * e_cov[e_sel])
-        planes = planes.reshape(nch + 1, bh, bw)
+            e_pix = e_idx[e_sel]
+            e_rows = e_pix // Wp
+            e_cols = e_pix - e_rows * Wp
+            boxes.append((int(e_rows.min()), int(e_rows.max()) + 1,
+                          int(e_cols.min()), int(e_cols.max()) + 1))
+        # The layer's box, aligned to the scale (it may reach past the frame: planes are
+        # zero there).
+        y0 = min(b[0] for b in boxes) // s * s
+        y1 = -(-max(b[1] for b in boxes) // s) * s
+        x0 = min(b[2] for b in boxes) // s * s
+        x1 = -(-max(b[3] for b in boxes) // s) * s
+        bh, bw = (y1 - y0) // s, (x1 - x0) // s
+        planes = np.zeros((nch + 1, bh, bw), _F32)
         sparkles = None
-        if s > 1:
-            with _stage("sparkles"):
-                sparkles = _extract_sparkles(planes)
-            planes = _downsample_sum(planes, s)
-            planes *= _F32(1.0 / (s * s))
-        return y0 // s, x0 // s, planes, (y0, x0, sparkles)
+        sy0 = sx0 = 0
+        if m_sel is not None:
+            # The pixels' own samples, on their own box (extra samples may widen the layer's
+            # box a lot), at full resolution first.
+            my0, my1, mx0, mx1 = boxes[0]
+            my0, mx0 = my0 // s * s, mx0 // s * s
+            my1, mx1 = -(-my1 // s) * s, -(-mx1 // s) * s
+            mh, mw = my1 - my0, mx1 - mx0
+            full = np.zeros((nch + 1, mh, mw), _F32)
+            lidx = (m_rows - my0) * mw + (m_cols - mx0)
+            ch, cw = min(my1, Hp) - my0, min(mx1, Wp) - mx0
+            if m_sel.size > 0.3 * mh * mw:
+                # Dense: scatter the layer weights once, multiply whole planes.
+                wt = np.zeros(mh * mw, _F32)
+                wt[lidx] = m_w
+                wt = wt.reshape(mh, mw)[:ch, :cw]
+                box = (slice(my0, my0 + ch), slice(mx0, mx0 + cw))
+                for c in range(nch):
+                    np.multiply(col[c][box], wt, out=full[c, :ch, :cw])
+                np.multiply(cov[box], wt, out=full[nch, :ch, :cw])
+                del wt
+            else:
+                flat = full.reshape(nch + 1, -1)
+                for c in range(nch):
+                    flat[c, lidx] = m_w * flat_col[c, m_sel]
+                flat[nch, lidx] = m_w * flat_cov[m_sel]
+            del lidx
+            if s > 1:
+                with _stage("sparkles"):
+                    sparkles = _extract_sparkles(full)
+                sy0, sx0 = my0, mx0
+                full = _downsample_sum(full, s)
+                full *= _F32(1.0 / (s * s))
+            oy, ox = (my0 - y0) // s, (mx0 - x0) // s
+            planes[:, oy:oy + full.shape[1], ox:ox + full.shape[2]] = full
+            del full
+        if e_sel is not None:
+            lidx = ((e_rows - y0) // s) * bw + (e_cols - x0) // s
+            flat = planes.reshape(nch + 1, -1)
+            norm = _F32(1.0 / (s * s))
+            for c in range(nch):
+                np.add.at(flat[c], lidx, e_w * e_col[c, e_sel] * norm)
+            np.add.at(flat[nch], lidx, e_w * e_cov[e_sel] * norm)
+        return y0 // s, x0 // s, planes, (sy0, sx0, sparkles)
 
     # Groups, near to far: the full-resolution layers around focus, and on each side the
     # reduced-resolution layers, composited together at the side's finest reduced scale and
