@@ -1068,9 +1068,9 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
             y0, x0, planes, (sy0, sx0, sparkles) = content
             if sparkles is not None:
                 with _stage("sparkles"):
-                    # Full resolution up to scale 4; beyond, a quarter of the layer's
-                    # reduction (the disk's edge stays within a pixel or two of 40+ px).
-                    ss = max(1, s // 4)
+                    # Full resolution for scale 2; beyond, half the layer's reduction (the
+                    # disk's edge stays within a pixel or two on a 20+ px radius).
+                    ss = max(1, s // 2)
                     if ss > 1:
                         sparkles = _downsample_sum(sparkles, ss)
                         sparkles *= _F32(1.0 / (ss * ss))
