@@ -74,3 +74,46 @@ def test_cycles_coc_matches_thin_lens():
     coc = q.cycles_coc_radius(depth, p)
     r_inf = 0.5 * 50.0 ** 2 / (2.0 * 4000.0) * 480 / 36.0
     np.testing.assert_allclose(coc[0], [0.0, -r_inf, r_inf, r_inf], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_cycles_renders_the_coc_the_benchmark_assumes(bpy, tmp_path):
+    """A bright sphere far behind the focal plane, rendered with Cycles' DOF: its blur disk has
+    the radius ``f^2 / (N S) (1 - S/D)`` (Cycles' mapping, used by dof_quality.py), not the
+    textbook ``f^2 / (N (S - f))`` one (5% larger here)."""
+    import math
+
+    import _blender_defocus as bd
+    import dof_quality as q
+    from blender_zdepth.blender import compat, scenes
+
+    w, h, dist, sphere = 400, 200, 50.0, 0.3
+    scene = scenes.empty_scene((w, h), "CYCLES", 256)
+    scene.cycles.max_bounces = 0
+    scene.cycles.filter_width = 0.01
+    scenes.set_world_color(scene, (0.0, 0.0, 0.0), 0.0)
+    scenes.add_object(scene, "uv_sphere", "Light", scenes.emission_material("L", (1, 1, 1), 10.0),
+                      radius=sphere, location=(0.0, dist, 0.0), segments=64, ring_count=32)
+    cam = scenes.add_camera(scene, (0, 0, 0), (0, 10, 0), lens=50.0, sensor_width=36.0)
+    cam.data.dof.use_dof = True
+    cam.data.dof.focus_distance = 1.0
+    cam.data.dof.aperture_fstop = 1.0
+    compat.set_multilayer_exr(scene.render.image_settings)
+    scene.render.filepath = str(tmp_path / "disk.exr")
+    with bd.quiet_stdout():
+        bpy.ops.render.render(write_still=True)
+    rgba, _ = bd.read_render(str(tmp_path / "disk.exr"))
+    lum = rgba[..., 0].astype(np.float64)
+    y, x = np.mgrid[0:h, 0:w] + 0.5
+    total = lum.sum()
+    cx = (lum * x).sum() / total
+    var = (lum * (x - cx) ** 2).sum() / total  # a uniform disk of radius R: R^2 / 4
+    sphere_px = sphere / dist * 50.0 / 36.0 * w  # the sphere's own image, convolved in
+    measured = math.sqrt(4.0 * var - sphere_px ** 2)
+    p = {"resolution": [w, h], "focal_length_mm": 50.0, "fstop": 1.0, "focus_distance": 1.0,
+         "sensor_width_mm": 36.0, "sensor_height_mm": 24.0, "sensor_fit": "AUTO"}
+    expected = float(q.cycles_coc_radius(np.array([[dist]], np.float32), p)[0, 0])
+    textbook = 0.5 * 50.0 ** 2 / (1.0 * (1000.0 - 50.0)) * (1 - 1 / dist) * w / 36.0
+    assert measured == pytest.approx(expected, rel=0.015)
+    assert abs(measured - textbook) > 0.03 * textbook
