@@ -203,11 +203,11 @@ def _downsample_sum(a, f):
     if hh * f != h or ww * f != w:
         pad = [(0, 0)] * (a.ndim - 2) + [(0, hh * f - h), (0, ww * f - w)]
         a = np.pad(a, pad)
-    rows = a[..., 0::f, :].astype(_F32, copy=True)
-    for i in range(1, f):
+    rows = np.add(a[..., 0::f, :], a[..., 1::f, :], dtype=_F32)
+    for i in range(2, f):
         rows += a[..., i::f, :]
-    out = rows[..., 0::f].copy()
-    for j in range(1, f):
+    out = np.add(rows[..., 0::f], rows[..., 1::f])
+    for j in range(2, f):
         out += rows[..., j::f]
     return out
 
