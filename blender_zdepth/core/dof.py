@@ -47,9 +47,9 @@ QUALITIES = ("draft", "default", "high")
 #: Layer spacing and resolution per quality: (fine step near focus in px, relative step for
 #: larger radii, radius above which a layer may be processed at lower resolution (per factor 2)).
 _QUALITY = {
-    "draft": dict(fine=1.0, rel=0.30, lowres=2.0),
+    "draft": dict(fine=1.0, rel=0.30, lowres=4.0),
     "default": dict(fine=0.5, rel=0.20, lowres=5.0),
-    "high": dict(fine=0.25, rel=0.12, lowres=5.0),
+    "high": dict(fine=0.25, rel=0.12, lowres=8.0),
 }
 
 _F32 = np.float32
