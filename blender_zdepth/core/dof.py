@@ -7,28 +7,32 @@ Cycles' 1e10 for background), a :class:`~blender_zdepth.core.lens.Lens` and
 How it works (see ``docs/dof-engine.md`` for the user's view):
 
 1. Every pixel gets a signed circle-of-confusion radius ``r`` (pixels, negative in front of the
-   focal plane) from the lens.  The frame is padded by the largest radius (edge pixels
-   repeated) so borders blur like the picture continued.
+   focal plane) from the lens (:mod:`.lens`, Cycles' camera model).  The frame is padded by the
+   largest radius so borders blur like the picture continued: radii and colours repeated from
+   the edge, except small highlights on the edge (they would pour a streak of light back in).
 2. *Mixed edge pixels.*  Blender's depth comes from one sample while the colour is
    anti-aliased, so a pixel on a depth edge holds two surfaces' colours under one depth.  Such a
    pixel is split into two samples -- the part that looks like the near neighbours, at their
    radius, and the part that looks like the far neighbours, at theirs -- with coverages that add
    up to one, so neither halo nor rim is left behind.
-3. *Hidden surfaces.*  Pixels in front of their surroundings ("occluders") hide what a lens sees
-   around them.  A push-pull fill of the surrounding colours and radii invents that hidden
-   surface as an extra sample behind each occluder.  It only shows where the blurred occluder
-   turns see-through.
+3. *Hidden surfaces.*  Blurred foreground pixels in front of their surroundings ("occluders")
+   hide what a lens sees around them.  A push-pull fill of the surfaces behind (the nearest
+   wins) invents that hidden surface as an extra sample behind each occluder.  It only shows
+   where the blurred occluder turns see-through.
 4. *Layers.*  Samples are assigned softly (linear weights) to layers of signed radius: 0 (the
-   focal plane, copied untouched), fine 0.5 px steps near focus, then steps growing with the
-   radius.  Each layer (premultiplied RGBA and coverage) is convolved with the aperture -- a
-   disk, or a polygon with N blades, optionally squeezed (anamorphic) -- by FFT on the layer's
-   bounding box only, or with a small direct kernel when that is cheaper.  Layers with large
-   radii are processed at reduced resolution (a radius-32 blur needs no full-resolution detail).
+   focal plane, copied untouched), fine 0.5 px steps near focus, steps growing with the radius,
+   and layers snapped onto radii many pixels share.  Each layer (premultiplied colour and
+   coverage) is convolved with the aperture -- a disk, or a polygon with N blades, optionally
+   squeezed (anamorphic), mirrored in front of the focal plane -- by FFT on the tiles it
+   occupies, or with a small direct kernel when that is cheaper.  Layers with large radii are
+   processed at reduced resolution (a radius-32 blur needs no pixel detail), except their small
+   highlights ("sparkles"), which are blurred at (nearly) full resolution so that bokeh disks
+   keep crisp edges.
 5. *Compositing*, near to far, by coverage budget: each layer takes the share of the pixel that
    the nearer layers left free (``min(1, S + a) - S``).  A surface split over two neighbouring
    layers thus adds up instead of hiding itself (which a product of "over" operations would
-   do).  At the end each pixel is normalised by the coverage it received, which fills the small
-   holes that disocclusion leaves behind sharp edges.
+   do).  Coverage still missing at the end (a blurred background reaching behind a sharp edge:
+   disocclusion) is filled with the farthest layers' own colour, else normalised.
 """
 
 import math
@@ -374,11 +378,6 @@ class _Extra:
                     np.zeros(0, _F32))
         return (np.concatenate(self.idx), np.concatenate(self.col, axis=1),
                 np.concatenate(self.cov), np.concatenate(self.coc))
-
-
-def _neighbour_offsets(width):
-    return [(dy, dx, dy * width + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-            if (dy, dx) != (0, 0)]
 
 
 def _split_edges(col, coc, cov, extra, threshold=1.0):
