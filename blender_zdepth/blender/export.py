@@ -251,10 +251,24 @@ def export_render_result(scene, options=None, frame=None):
 
 # -- the handler -------------------------------------------------------------------------------
 
-#: Set (in ``bpy.app.driver_namespace``, shared by every copy of this add-on in the process,
-#: e.g. the installed extension and the command line's import) while :func:`render_with_depth`
-#: exports by itself: the render handlers stay out of the way.
+#: Set (in :func:`_shared_flags`, shared by every copy of this add-on in the process, e.g. the
+#: installed extension and the command line's import) while :func:`render_with_depth` exports by
+#: itself: the render handlers stay out of the way.
 DIRECT_KEY = "_zdepth_direct_render"
+
+
+def _shared_flags():
+    """A dict shared by every copy of the add-on in this process. Not
+    ``bpy.app.driver_namespace``: merely touching it makes the bpy 4.5 module hang at exit."""
+    import sys
+    import types
+
+    shared = sys.modules.get("_blender_zdepth_shared")
+    if shared is None:
+        shared = types.ModuleType("_blender_zdepth_shared")
+        shared.flags = {}
+        sys.modules[shared.__name__] = shared
+    return shared.flags
 
 
 class _State:
@@ -279,7 +293,7 @@ def _on_render_init(scene, *args):
 @persistent
 def _on_render_post(scene, *args):
     zd = getattr(scene, "zdepth", None)
-    if bpy.app.driver_namespace.get(DIRECT_KEY) or zd is None or not zd.export_enabled:
+    if _shared_flags().get(DIRECT_KEY) or zd is None or not zd.export_enabled:
         return
     frame = scene.frame_current
     try:
@@ -352,7 +366,7 @@ def render_with_depth(scene, out_dir=None, frames=None, **options):
     z_before = {layer.name: layer.use_pass_z for layer in layers}
     frame_before = scene.frame_current
     written = []
-    bpy.app.driver_namespace[DIRECT_KEY] = True
+    _shared_flags()[DIRECT_KEY] = True
     try:
         for layer in layers:
             layer.use_pass_z = True
@@ -361,7 +375,7 @@ def render_with_depth(scene, out_dir=None, frames=None, **options):
             bpy.ops.render.render(write_still=False, scene=scene.name)
             written.append(export_render_result(scene, opts, frame)["depth"])
     finally:
-        bpy.app.driver_namespace.pop(DIRECT_KEY, None)
+        _shared_flags().pop(DIRECT_KEY, None)
         for layer in layers:
             if layer.name in z_before and layer.use_pass_z != z_before[layer.name]:
                 layer.use_pass_z = z_before[layer.name]
