@@ -90,7 +90,7 @@ def run(args):
     print(f"rendered and exported the demo frame ({resolution[0]}x{resolution[1]}, Cycles, "
           f"{args.samples} samples) in {t_render:.1f} s")
     print(f"  log-encoded 32-bit EXR (Z + beauty RGBA, camera in the header): {depth_exr}")
-    preview_png = os.path.splitext(depth_exr)[0] + ".png"
+    preview_png = os.path.splitext(depth_exr)[0] + "_preview.png"
     if os.path.exists(preview_png):
         print(f"  16-bit depth preview (white near, black far): {preview_png}")
 
