@@ -47,3 +47,13 @@ def cli(*args, cwd=None, timeout=600, env=None):
 @pytest.fixture
 def run_cli():
     return cli
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _addon_unregistered_at_exit():
+    """Leave no add-on handlers behind when the session ends: the bpy 4.5 module hangs at
+    interpreter exit while anything is left in ``bpy.app.handlers``."""
+    yield
+    addon = sys.modules.get("blender_zdepth.blender")
+    if addon is not None and getattr(addon, "_registered", None):
+        addon.unregister()
