@@ -112,6 +112,11 @@ def test_front_blur_is_the_mirrored_aperture_and_anamorphic_squeezes():
     tri_front = aperture_kernel(-10.0, DofSettings(blades=3))
     np.testing.assert_allclose(tri_front, tri_back[::-1, ::-1], atol=1e-6)
     assert not np.allclose(tri_front, tri_back, atol=1e-3)
+    # As Cycles renders a 3-blade aperture at rotation 0 (checked against renders): behind
+    # the focal plane a corner points left (the light's tail is on the left), in front right.
+    xs = np.arange(tri_back.shape[1]) - tri_back.shape[1] // 2
+    skew_back = (tri_back.sum(axis=0) * xs ** 3).sum()
+    assert skew_back < 0 and (tri_front.sum(axis=0) * xs ** 3).sum() > 0
     oval = aperture_kernel(10.0, DofSettings(anamorphic=2.0))
     assert oval.shape[0] > 1.7 * oval.shape[1]  # Cycles' aperture ratio 2: tall bokeh
 

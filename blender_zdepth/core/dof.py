@@ -240,7 +240,10 @@ def aperture_kernel(radius, settings=DofSettings(), pixel_aspect=1.0, supersampl
     # Camera axes: x right, y up; image rows go down.
     ux = xs[None, :] / max(rx, 1e-9)
     uy = -ys[:, None] / max(ry, 1e-9)
-    if r < 0:  # in front of the focal plane the blur is the mirrored aperture
+    if r > 0:
+        # Behind the focal plane Cycles renders the aperture turned by 180 degrees, in front
+        # of it the aperture as it is (checked against Cycles renders with a 3-blade aperture
+        # at rotations 0 and 90 degrees); the two sides are point mirrors of each other.
         ux, uy = -ux, -uy
     if settings.blades and settings.blades >= 3:
         nb = int(settings.blades)
