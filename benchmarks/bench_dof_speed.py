@@ -181,6 +181,7 @@ def main(argv=None):
     ap.add_argument("--node-repeats", type=int, default=3)
     ap.add_argument("--skip-node", action="store_true", help="skip Blender's Defocus node")
     ap.add_argument("--skip-4k", action="store_true", help="skip the 4K memory figure")
+    ap.add_argument("--json", metavar="PATH", help="also write the table as JSON")
     args = ap.parse_args(argv)
     reps = max(1, args.repeats)
 
@@ -288,8 +289,11 @@ def main(argv=None):
     os.rmdir(tmp)
 
     # The table.
+    table = []
+
     def row(name, value, target, ok):
         status = "" if ok is None else ("PASS" if ok else "FAIL")
+        table.append({"figure": name, "value": value, "target": target, "status": status})
         print(f"{name:<50}{value:>12}  {target:<12}{status}")
 
     print()
@@ -324,6 +328,13 @@ def main(argv=None):
     print("runs (s): command " + ", ".join(f"{s:.3f}" for s, _ in cmd_runs)
           + "; defocus() " + ", ".join(f"{s:.3f}" for s in ours)
           + ("; node " + ", ".join(f"{s:.2f}" for s in node_runs) if node_s is not None else ""))
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump({"engine": desc, "table": table,
+                       "runs": {"command": [s for s, _ in cmd_runs], "defocus": ours,
+                                "node": node_runs if node_s is not None else []}}, f, indent=1)
     return 0
 
 
