@@ -119,15 +119,30 @@ def shot_highlights(p):
     wall = scenes.checker_material("Far", (0.08, 0.06, 0.1), (0.2, 0.12, 0.06), scale=10.0)
     scenes.add_object(scene, "plane", "Far", wall, size=40.0, location=(0.0, 40.0, 1.2),
                       rotation=(math.pi / 2, 0.0, 0.0))
+    # No highlight hides, even partly, behind the subject in the pinhole view: in the truth its
+    # bokeh would peek around the subject, and no post-process can know a hidden light (that
+    # error would be common to both methods and measure missing information, not the method).
+    # Test in angular camera coordinates (camera at z 1.1 looking along +Y), 0.004 rad margin.
+    def hidden(x, y, z, r):
+        u, v, a = x / y, (z - 1.1) / y, r / y + 0.004
+        head = math.hypot(u + 0.05, v - 0.05) < 0.075 / 2.0 + a
+        body = -0.15 / 1.975 - a < u < -0.05 / 1.975 + a and -0.16 / 1.975 - a < v < -0.04 / 1.975 + a
+        return head or body
+
     rng = np.random.default_rng(5)
-    for i in range(44):
+    i = 0
+    while i < 44:
         x, z = rng.uniform(-5.5, 5.5), rng.uniform(-1.6, 4.0)
         y = rng.uniform(22.0, 34.0)
         hue = rng.uniform(0.0, 1.0, 3)
         color = tuple(float(c) for c in 0.35 + 0.65 * hue / hue.max())
-        mat = scenes.emission_material(f"Light{i}", color, float(rng.uniform(4.0, 16.0)))
-        scenes.add_object(scene, "uv_sphere", f"Light{i}", mat, radius=float(rng.uniform(0.05, 0.1)),
+        strength, radius = float(rng.uniform(4.0, 16.0)), float(rng.uniform(0.05, 0.1))
+        if hidden(x, y, z, radius):
+            continue
+        mat = scenes.emission_material(f"Light{i}", color, strength)
+        scenes.add_object(scene, "uv_sphere", f"Light{i}", mat, radius=radius,
                           location=(x, y, z), segments=12, ring_count=6)
+        i += 1
     body = scenes.checker_material("Subject", (0.85, 0.75, 0.6), (0.3, 0.12, 0.1), scale=10.0)
     scenes.add_object(scene, "uv_sphere", "Head", body, radius=0.075, location=(-0.1, 2.0, 1.2),
                       segments=48, ring_count=24)
@@ -448,7 +463,8 @@ def main(argv=None):
     ap.add_argument("--shot", action="append", choices=sorted(SHOTS),
                     help="run only this shot (repeatable; default: all)")
     ap.add_argument("--save-images", metavar="DIR",
-                    help="write pinhole / ours / defocus / truth / strip PNGs per shot")
+                    help="write pinhole / ours / defocus / truth / strip / edge band / error "
+                         "PNGs per shot")
     ap.add_argument("--picture", metavar="PNG",
                     help="write one side-by-side sheet (rows: shots; columns: pinhole, ours, "
                          "Defocus node, Cycles truth), e.g. docs/images/dof_side_by_side.png")
@@ -516,6 +532,11 @@ def main(argv=None):
             band_img = tiles[0] * 0.4
             band_img[band] = band_img[band] * 0.5 + np.array([0.5, 0.35, 0.0], np.float32)
             _write_png(os.path.join(args.save_images, f"{name}_edge_band.png"), band_img)
+            for suffix, img in (("ours", ours), ("defocus", node)):
+                if img is not None:  # |error| on display values, x4, band outlined in blue
+                    err = np.clip(4.0 * np.abs(tiles[3] - _display(img)), 0.0, 1.0)
+                    err[_dilate(band, 1) & ~band] = (0.1, 0.3, 1.0)
+                    _write_png(os.path.join(args.save_images, f"{name}_error_{suffix}.png"), err)
             _write_png(os.path.join(args.save_images, f"{name}_strip.png"),
                        contact_sheet(tiles, labels, columns=4))
 
