@@ -40,7 +40,7 @@ def test_render_command_writes_one_file_per_frame(blend, run_cli, tmp_path):
     out = tmp_path / "out"
     result = run_cli("render", blend, "--out", out, "--frames", "2-3", "--engine", "cycles",
                      "--samples", "1", "--encoding", "inverse", "--resolution-percentage", "50",
-                     "--codec", "rle")
+                     "--codec", "rle", timeout=240)
     assert result.returncode == 0, result.stderr
     files = sorted(glob.glob(str(out / "*.exr")))
     assert [os.path.basename(f) for f in files] == ["zdepth_0002.exr", "zdepth_0003.exr"]
@@ -73,7 +73,7 @@ def test_render_command_errors(bpy, run_cli, tmp_path):
         (("render", blend, "--out", tmp_path / "o", "--frames", "x"), 2, "--frames must look"),
     ]
     for args, code, message in cases:
-        result = run_cli(*args)
+        result = run_cli(*args, timeout=240)
         assert result.returncode == code, (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
