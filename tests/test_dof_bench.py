@@ -50,6 +50,10 @@ def test_defocus_node_passthrough_and_disk(bpy):
     assert abs((xs.max() - xs.min()) / 2.0 - r) <= 1.0
     assert abs((ys.max() - ys.min()) / 2.0 - r) <= 1.0
     assert red.sum() == pytest.approx(50.0, rel=0.02)
+    # blur_max caps the radius.
+    capped = bd.defocus(rgba, depth, focal_length_mm=f, fstop=n, focus_distance=s, blur_max=1.5)
+    ys, xs = np.nonzero(capped[..., 0] > 1e-3)
+    assert (xs.max() - xs.min()) / 2.0 <= 1.5 and (ys.max() - ys.min()) / 2.0 <= 1.5
 
 
 def test_edge_band_follows_coc():
