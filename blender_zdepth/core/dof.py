@@ -48,12 +48,15 @@ from .lens import BACKGROUND_DEPTH, Lens, coc_radius_px  # noqa: F401  (Lens re-
 
 QUALITIES = ("draft", "default", "high")
 
-#: Layer spacing and resolution per quality: (fine step near focus in px, relative step for
-#: larger radii, radius above which a layer may be processed at lower resolution (per factor 2)).
+#: Layer spacing and resolution per quality: ``fine`` step near focus (px), ``rel`` step for
+#: larger radii (times the radius), ``first`` radius from which a layer is processed at half
+#: resolution, then a further factor 2 each time the reduced radius reaches ``lowres`` twice.
+#: (Measured against Cycles: ``first`` 6 instead of 10 loses 0.3 dB on the ground-plane shot
+#: and makes frames whose blur stays under 10 px about 1.6x faster.)
 _QUALITY = {
-    "draft": dict(fine=1.0, rel=0.30, lowres=4.0),
-    "default": dict(fine=0.5, rel=0.20, lowres=5.0),
-    "high": dict(fine=0.25, rel=0.12, lowres=8.0),
+    "draft": dict(fine=1.0, rel=0.30, first=5.0, lowres=4.0),
+    "default": dict(fine=0.5, rel=0.20, first=6.0, lowres=5.0),
+    "high": dict(fine=0.25, rel=0.12, first=16.0, lowres=8.0),
 }
 
 _F32 = np.float32
@@ -350,9 +353,12 @@ def _assign_layers(r, radii):
 
 def _layer_scale(radius, quality):
     """Resolution reduction factor (power of two) for a layer of this radius."""
-    lim = _QUALITY[quality]["lowres"]
+    q = _QUALITY[quality]
+    lim = q["lowres"]
     a = abs(radius)
-    s = 1
+    if a < q["first"]:
+        return 1
+    s = 2
     while a / (2 * s) >= lim:
         s *= 2
     return s
