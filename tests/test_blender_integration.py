@@ -454,6 +454,21 @@ def test_still_render_exports_and_direct_render_is_not_exported_twice(bpy, addon
     assert scene.frame_current == 4
 
 
+@pytest.mark.slow
+def test_export_turns_a_missing_z_pass_on_for_the_render_only(bpy, addon, tmp_path):
+    from blender_zdepth.blender import export
+
+    scene = make_scene()
+    zd = scene.zdepth
+    zd.output_dir = str(tmp_path)
+    zd.export_enabled = True
+    scene.view_layers[0].use_pass_z = False  # turned off by hand afterwards
+    bpy.ops.render.render()
+    assert export.last_errors() == []
+    assert os.listdir(tmp_path) == ["zdepth_0001.exr"]
+    assert scene.view_layers[0].use_pass_z is False
+
+
 def test_export_toggle_removes_only_what_it_added(bpy, addon):
     scene = make_scene()
     mine = scene.view_layers[0]

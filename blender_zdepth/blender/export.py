@@ -272,6 +272,7 @@ def _shared_flags():
 
 
 class _State:
+    temp_z = []  # (scene, view layer) whose Z pass is on for the current render only
     errors = []  # (frame, message) of failed exports since the last render_init
     written = []  # depth paths written since the last render_init
 
@@ -288,6 +289,32 @@ def last_errors():
 def _on_render_init(scene, *args):
     _state.errors = []
     _state.written = []
+    _state.temp_z = []
+    zd = getattr(scene, "zdepth", None)
+    if bpy.app.driver_namespace.get(DIRECT_KEY) or zd is None or not zd.export_enabled:
+        return
+    # export is on but a rendering view layer lacks the Z pass (turned off by hand, or a layer
+    # added later): turn it on for this render only, restored when the render ends
+    try:
+        layers = rendering_view_layers(scene)
+    except Exception:  # no usable context (a render thread)
+        layers = [layer for layer in scene.view_layers if layer.use]
+    for layer in layers:
+        if not layer.use_pass_z:
+            layer.use_pass_z = True
+            _state.temp_z.append((scene.name, layer.name))
+            print(f"blender_zdepth: Z pass turned on for view layer {layer.name!r} for this "
+                  f"render (depth export is on)")
+
+
+@persistent
+def _on_render_end(scene, *args):
+    for scene_name, layer_name in _state.temp_z:
+        sc = bpy.data.scenes.get(scene_name)
+        layer = sc.view_layers.get(layer_name) if sc is not None else None
+        if layer is not None:
+            layer.use_pass_z = False
+    _state.temp_z = []
 
 
 @persistent
@@ -305,7 +332,8 @@ def _on_render_post(scene, *args):
         print(f"blender_zdepth: frame {frame}: depth export failed: {exc}")
 
 
-_HANDLERS = (("render_init", _on_render_init), ("render_post", _on_render_post))
+_HANDLERS = (("render_init", _on_render_init), ("render_post", _on_render_post),
+             ("render_complete", _on_render_end), ("render_cancel", _on_render_end))
 
 
 def register():
