@@ -406,7 +406,6 @@ def _split_edges(col, coc, cov, extra, threshold=1.0):
         return
     flat_coc = coc.reshape(-1)
     flat_col = col.reshape(4, -1)
-    flat_edge = edge.reshape(-1)
     # Pure colours of the two sides: neighbours within two pixels whose own 3x3
     # neighbourhood has one depth (so they are not mixed themselves).
     pure = ~((hi - lo) > threshold).reshape(-1)
@@ -429,7 +428,6 @@ def _split_edges(col, coc, cov, extra, threshold=1.0):
             cj = flat_coc[j]
             pj = pure[j]
             cand.append((flat_col[:, j], pj & (cj <= lo_i + tol), pj & (cj >= hi_i - tol)))
-    del flat_edge
     f_n = sum(m for _, m, _ in cand).astype(_F32)
     b_n = sum(m for _, _, m in cand).astype(_F32)
     ok = (f_n > 0) & (b_n > 0)
