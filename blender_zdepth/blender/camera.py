@@ -160,15 +160,16 @@ def _frustum_test(cam, scene):
     return inside
 
 
-def scene_depth_range(scene, camera_obj=None, max_objects=5000):
+def scene_depth_range(scene, camera_obj=None, max_objects=None):
     """``(near, far)`` planar depth of the renderable objects the camera can see, measured from
     their bounding boxes and clamped to the camera's clip range; None when nothing is in view
-    (or the scene holds more than ``max_objects`` objects: too slow to measure live)."""
+    (or the scene holds more than ``max_objects`` objects, when given: too slow to measure in a
+    panel's redraw)."""
     cam = camera_obj or scene.camera
     if cam is None or cam.type != "CAMERA" or cam.data.type == "PANO":
         return None
     objects = scene.objects
-    if len(objects) > max_objects:
+    if max_objects is not None and len(objects) > max_objects:
         return None
     clip_start, clip_end = float(cam.data.clip_start), float(cam.data.clip_end)
     to_cam = cam.matrix_world.inverted()

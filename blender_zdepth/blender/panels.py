@@ -7,6 +7,10 @@ import bpy
 from . import passes
 
 
+#: The panel measures the scene's depth range on every redraw up to this many objects.
+LIVE_MEASURE_LIMIT = 500
+
+
 def precision_lines(scene):
     """``(summary, warnings)`` of the precision report for the scene's settings, in words."""
     from ..core.precision import precision_report
@@ -108,9 +112,14 @@ class RENDER_PT_zdepth(bpy.types.Panel):
         sub.active = zd.range_source == "MANUAL"
         sub.prop(zd, "near")
         sub.prop(zd, "far")
-        measured = scene_depth_range(scene)
+        live = len(scene.objects) <= LIVE_MEASURE_LIMIT
+        measured = scene_depth_range(scene, max_objects=LIVE_MEASURE_LIMIT) if live else None
         row = col.row(align=True)
-        if measured is not None:
+        if not live:
+            row.label(text="Scene depth: many objects, measure on demand",
+                      icon="DRIVER_DISTANCE")
+            row.operator("zdepth.use_measured_range", text="", icon="EYEDROPPER")
+        elif measured is not None:
             row.label(text=f"Scene depth: {_length(measured[0])} to {_length(measured[1])}",
                       icon="DRIVER_DISTANCE")
             row.operator("zdepth.use_measured_range", text="", icon="EYEDROPPER")
