@@ -291,7 +291,7 @@ def _on_render_init(scene, *args):
     _state.written = []
     _state.temp_z = []
     zd = getattr(scene, "zdepth", None)
-    if bpy.app.driver_namespace.get(DIRECT_KEY) or zd is None or not zd.export_enabled:
+    if _shared_flags().get(DIRECT_KEY) or zd is None or not zd.export_enabled:
         return
     # export is on but a rendering view layer lacks the Z pass (turned off by hand, or a layer
     # added later): turn it on for this render only, restored when the render ends
