@@ -264,3 +264,19 @@ def test_beauty_comes_from_the_depth_layer(tmp_path):
     f = exr.load_frame(tmp_path / "two.exr")
     assert f.depth_channel == "Beta.Depth.Z" and f.beauty_channels[0] == "Beta.Combined.R"
     assert np.allclose(f.rgba[..., 0], 0.7)
+
+
+def test_outputs_get_ordinary_permissions_not_private_temp_ones(tmp_path):
+    """Atomic writes go through a temporary file; the result must still be readable by the
+    rest of the pipeline (0666 less the umask), not private like a mkstemp file."""
+    umask = os.umask(0o022)
+    try:
+        exr_path = tmp_path / "d.exr"
+        exr.write_exr(str(exr_path), {"Z": np.ones((4, 4), np.float32)})
+        png_path = tmp_path / "d.png"
+        write_png(str(png_path), np.zeros((4, 4), np.float32), bits=16)
+    finally:
+        os.umask(umask)
+    for path in (exr_path, png_path):
+        assert os.stat(path).st_mode & 0o777 == 0o644
+    assert sorted(os.listdir(tmp_path)) == ["d.exr", "d.png"]

@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 import threading
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -408,16 +409,27 @@ def _check_target(path, overwrite):
     return path, folder
 
 
+def unique_temp_path(path):
+    """A temporary path in the same folder as ``path``, unique to this process and call.
+
+    The name holds the process id and a random part, so parallel processes (farm chunks)
+    writing into one folder never share a temporary file; it matches ``*.zdepth-tmp*``.
+    """
+    folder, name = os.path.split(os.fspath(path))
+    ext = os.path.splitext(name)[1]
+    return os.path.join(folder, f".{name}.zdepth-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}")
+
+
 @contextlib.contextmanager
 def atomic_target(path, overwrite=False, suffix=""):
     """Yield a temporary path in ``path``'s folder; on success it is renamed to ``path``, on any
     error it is removed. :class:`ZDepthError` if ``path`` exists (unless ``overwrite``) or its
-    folder is missing or not writable."""
+    folder is missing or not writable. The file gets the usual permissions (0666 less the
+    umask), like any file the user writes."""
     path, folder = _check_target(path, overwrite)
-    base = os.path.basename(path)
+    tmp = unique_temp_path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp" + suffix, dir=folder)
-        os.close(fd)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as exc:
         raise ZDepthError(f"{folder}: cannot write in this folder ({exc.strerror})")
     try:

@@ -22,9 +22,9 @@ import dataclasses
 import os
 import re
 import time
-import uuid
 
 from .errors import UsageError, ZDepthError
+from .exr import atomic_target, unique_temp_path  # noqa: F401 (unique_temp_path is API)
 
 # ---------------------------------------------------------------------------------------------
 # Frame patterns
@@ -287,29 +287,14 @@ def parse_focus_keys(text):
 # Atomic outputs
 
 
-def unique_temp_path(path):
-    """A temporary path in the same folder as ``path``, unique to this process and call.
-
-    The name holds the process id and a random part, so parallel processes (farm chunks)
-    writing into one folder never share a temporary file; it matches ``*.zdepth-tmp*``.
-    """
-    folder, name = os.path.split(os.fspath(path))
-    ext = os.path.splitext(name)[1]
-    return os.path.join(folder, f".{name}.zdepth-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}")
-
-
 @contextlib.contextmanager
 def atomic_output(path):
     """``with atomic_output(final) as tmp: write(tmp)`` -- on success ``tmp`` replaces ``final``
-    in one step (``os.replace``); on any error ``tmp`` is removed and ``final`` is untouched."""
-    tmp = unique_temp_path(path)
-    try:
+    in one step (``os.replace``); on any error ``tmp`` is removed and ``final`` is untouched.
+    (:func:`blender_zdepth.core.exr.atomic_target` with overwriting allowed: whether an output
+    may be replaced is decided before the run, by :func:`check_existing`.)"""
+    with atomic_target(path, overwrite=True) as tmp:
         yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def same_file(a, b):
