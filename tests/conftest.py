@@ -57,3 +57,22 @@ def _addon_unregistered_at_exit():
     addon = sys.modules.get("blender_zdepth.blender")
     if addon is not None and getattr(addon, "_registered", None):
         addon.unregister()
+
+
+_exit_status = {}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _exit_status["code"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """With bpy loaded, leave without running C++ static destructors once pytest has reported:
+    the bpy 4.5 module can deadlock at interpreter exit (its delayed file-close thread waits on
+    a condition variable being destroyed), which would hang the test run after it passed.
+    ``python -m blender_zdepth`` does the same (see ``blender_zdepth/__main__.py``)."""
+    if "bpy" in sys.modules and "code" in _exit_status:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status["code"])
