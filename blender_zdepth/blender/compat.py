@@ -123,3 +123,11 @@ def fcurve_value(id_data, data_path, frame, index=0):
     if fc is None or fc.mute:
         return None
     return fc.evaluate(frame)
+
+
+def use_nodes(id_block):
+    """Make a material or world use its node tree: needed up to 4.5; 5.0 always uses nodes and
+    deprecates the switch."""
+    if not IS_5:
+        id_block.use_nodes = True
+    return id_block.node_tree

@@ -31,7 +31,7 @@ def empty_scene(resolution=(320, 180), engine="CYCLES", samples=16):
 def emission_material(name, color, strength=1.0):
     """A material that only emits ``color`` (converges in a few samples, no lights needed)."""
     mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    compat.use_nodes(mat)
     nodes = mat.node_tree.nodes
     nodes.clear()
     emit = nodes.new("ShaderNodeEmission")
@@ -45,7 +45,7 @@ def emission_material(name, color, strength=1.0):
 def checker_material(name, color_a, color_b, scale=4.0, strength=1.0):
     """An emissive checkerboard, so blur and registration are visible in pictures."""
     mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    compat.use_nodes(mat)
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     nodes.clear()
     checker = nodes.new("ShaderNodeTexChecker")
@@ -89,7 +89,7 @@ def add_object(scene, primitive, name, material, **kwargs):
 
 def set_world_color(scene, color, strength=1.0):
     world = bpy.data.worlds.new("World")
-    world.use_nodes = True
+    compat.use_nodes(world)
     bg = world.node_tree.nodes.get("Background")
     bg.inputs["Color"].default_value = (*color, 1.0)
     bg.inputs["Strength"].default_value = strength
