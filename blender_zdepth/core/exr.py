@@ -43,6 +43,32 @@ _STRUCTURAL = {"channels", "chunkCount", "name", "type", "compression", "version
                "dataWindow", "displayWindow", "lineOrder"}
 
 
+def _exr_threads(OpenEXR):
+    """Give the OpenEXR library's global thread pool one thread per usable CPU (at most 8), once.
+
+    The bindings start with no pool (0 threads): every chunk is then compressed on the calling
+    thread, and ZIP compression is most of the cost of writing a float32 frame (a 1920x1080 RGBA
+    frame took 0.18 s with no pool, 0.105 s with 2 threads on two cores). The codec, the bytes
+    written and the values read are the same either way. A pool the caller has already set up
+    (``OpenEXR.set_global_thread_count``) is left as it is."""
+    if _threads_done[0]:
+        return
+    _threads_done[0] = True
+    try:
+        if OpenEXR.global_thread_count() == 0:
+            try:
+                cpus = len(os.sched_getaffinity(0))
+            except (AttributeError, OSError):
+                cpus = os.cpu_count() or 1
+            if cpus > 1:
+                OpenEXR.set_global_thread_count(min(cpus, 8))
+    except (AttributeError, RuntimeError):  # older bindings without the global pool
+        pass
+
+
+_threads_done = [False]
+
+
 def _codec_enum(codec):
     import OpenEXR
 
@@ -356,7 +382,7 @@ def load_frame(path, background="auto", layer=None, depth_channel=None, need_dep
             else:
                 threshold = float(background)
             depth = np.where(is_background(raw, threshold), np.float32(np.inf), raw)
-            depth = depth.astype(np.float32)
+            depth = depth.astype(np.float32, copy=False)  # float32 already: no second copy
     rgba = None
     if beauty is not None:
         chans = [img.channels[c] for c in beauty[:3]]
@@ -368,7 +394,10 @@ def load_frame(path, background="auto", layer=None, depth_channel=None, need_dep
         if len(shapes) != 1:
             raise ZDepthError(f"{img.path}: beauty and depth have different sizes "
                               f"({sorted(shapes)}): they are not registered")
-        rgba = np.stack(chans + [alpha], axis=-1).astype(np.float32)
+        # one interleaving copy (the channels are float32 already: no astype copy after it)
+        rgba = np.empty(chans[0].shape + (4,), np.float32)
+        for i, c in enumerate(chans + [alpha]):
+            rgba[..., i] = c
     half = dname in img.half if dname else False
     return Frame(img.path, depth, rgba, encoding, camera, header, dname, beauty,
                  img.data_window, img.display_window, threshold, half)
@@ -452,6 +481,10 @@ def write_exr(path, channels, header=None, half=False, codec="zip", overwrite=Fa
               data_window=None, display_window=None):
     """Write a single-part scanline EXR with ``channels`` (name -> HxW array, all the same size).
 
+    An interleaved colour image may be given whole as ``{"RGBA": HxWx4}`` (or ``{"RGB": HxWx3}``):
+    it is stored as the channels R, G, B (A), the same file as four HxW planes, without
+    splitting it into planes first.
+
     ``half``: True = every channel as half float, or a collection of the channel names to store
     as half; float32 otherwise. ``codec``: lossless only (:data:`LOSSLESS_CODECS`); lossy codecs
     are a :class:`UsageError`. ``header``: extra attributes (str, int, float, float32 4x4 arrays
@@ -466,9 +499,10 @@ def write_exr(path, channels, header=None, half=False, codec="zip", overwrite=Fa
     arrays, shapes = {}, set()
     for name, value in channels.items():
         a = np.asarray(value)
-        if a.ndim != 2:
+        interleaved = name in ("RGB", "RGBA") and a.ndim == 3 and a.shape[2] == len(name)
+        if a.ndim != 2 and not interleaved:
             raise ZDepthError(f"channel {name!r} must be a HxW array, not shape {a.shape}")
-        shapes.add(a.shape)
+        shapes.add(a.shape[:2])
         as_half = half is True or (half and not isinstance(half, bool) and name in half)
         with np.errstate(over="ignore"):
             arrays[name] = np.ascontiguousarray(a, dtype=np.float16 if as_half else np.float32)
@@ -493,6 +527,7 @@ def write_exr(path, channels, header=None, half=False, codec="zip", overwrite=Fa
     with atomic_target(path, overwrite, ".exr") as tmp:
         with _captured_output() as messages:
             try:
+                _exr_threads(OpenEXR)
                 OpenEXR.File(hdr, arrays).write(tmp)
                 failure = None
             except Exception as exc:

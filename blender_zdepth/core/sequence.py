@@ -706,7 +706,7 @@ def write_refocused(job, rgba, header, data_window=None, display_window=None,
     from . import exr
 
     rgba = np.ascontiguousarray(rgba, dtype=np.float32)
-    channels = {c: np.ascontiguousarray(rgba[..., i]) for i, c in enumerate("RGBA")}
+    channels = {"RGBA": rgba}  # written as R, G, B, A without splitting into planes
     for path in job.outputs[1:]:
         from . import png
 
