@@ -831,8 +831,9 @@ def defocus(rgba, depth, lens, settings=None):
     if depth.shape != rgba.shape[:2]:
         raise ZDepthError(f"depth {depth.shape} and image {rgba.shape[:2]} sizes differ")
     H, W = depth.shape
-    coc = coc_radius_px(depth, lens, W, H, max_radius=settings.max_radius)
-    return _defocus_coc(rgba, coc, settings, lens.pixel_aspect)
+    # (the radius map is not kept here: the engine frees it once it has its padded copy)
+    return _defocus_coc(rgba, coc_radius_px(depth, lens, W, H, max_radius=settings.max_radius),
+                        settings, lens.pixel_aspect)
 
 
 _PAD_MODE = "despeckle"
@@ -898,6 +899,7 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
         del bad
         cocp = np.empty((Hp, Wp), _F32)
         cocp[inner] = coc
+        del coc  # the padded copy is used from here on
         # Beyond the frame the geometry continues (radii repeated: a ground plane stays as
         # near as its last row) while colours are mirrored (a highlight by the edge gets one
         # mirror image, not a streak of copies that would pour light back into the frame).
@@ -922,8 +924,12 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
     with _stage("assign"):
         m_i, m_t = _assign_layers(cocp.reshape(-1), radii)
         e_i, e_t = _assign_layers(e_coc, radii)
+        del cocp, e_coc  # the radii are not needed past the layer assignment
         m_order = np.argsort(m_i, kind="stable")  # radix sort; pixel order kept per layer
         m_bounds = np.searchsorted(m_i[m_order], np.arange(nl + 1))
+        if m_order.size < 2**31:
+            # int32 indices: half the memory of argsort's int64 (35 MB less at 4K), same values
+            m_order = m_order.astype(np.int32)
         e_order = np.argsort(e_i, kind="stable")
         e_bounds = np.searchsorted(e_i[e_order], np.arange(nl + 1))
         del m_i, e_i
@@ -1110,6 +1116,7 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
             with _stage(f"composite s={gs}"):
                 _composite(g_acc, g_budget, blurred, oy, ox, opaque, g_far)
             box = (oy, ox, oy + blurred.shape[1], ox + blurred.shape[2])
+            del content, planes, blurred  # before the next layer's buffers are made
             touched = box if touched is None else (min(touched[0], box[0]),
                                                    min(touched[1], box[1]),
                                                    max(touched[2], box[2]),
@@ -1126,13 +1133,12 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
                 if g_far is not None:
                     _fill_holes(g_acc, g_budget, g_far)
                 # (opaque frames: the group's alpha is its budget, no need to carry it)
-                stack = np.concatenate([g_acc[:3] if opaque else g_acc, g_budget[None]])
-                up = _upsample_linear(stack, gs, fy1 - fy0, fx1 - fx0, fy0, fx0)
-                del stack
-                # Merge the group as one layer whose "blurred coverage" is its budget.
-                _merge_group(acc, budget, up, fy0, fx0, g_sparkles)
-                del up
-        del g_acc, g_budget
+                # Merge the group as one layer whose "blurred coverage" is its budget; its
+                # planes are upsampled one at a time (a 4K frame's full-resolution planes are
+                # 35 MB each).
+                _merge_group(acc, budget, list(g_acc[:3] if opaque else g_acc) + [g_budget],
+                             gs, (fy1 - fy0, fx1 - fx0), fy0, fx0, g_sparkles)
+        del g_acc, g_budget, g_far, g_sparkles
 
     # Disocclusion holes (coverage short of 1: a blurred layer's disk reaches where nearer
     # pixels hid it) take the farthest layers' own colour: the light missing there is that
@@ -1163,20 +1169,33 @@ def _fill_holes(acc, budget, far):
     budget += missing
 
 
-def _merge_group(acc, budget, up, y0, x0, sparkles=()):
+def _merge_group(acc, budget, low, scale, size, y0, x0, sparkles=()):
     """Add a group's (colour, budget) as one layer behind what ``acc`` holds; its
     full-resolution highlight tiles (``(y, x, array (3, h, w))``) are seen as much as the
-    group is."""
-    h, w = up.shape[1:]
+    group is.
+
+    ``low``: the group's planes at 1/``scale`` resolution (colour channels, then its budget);
+    each is upsampled (bilinear) to the full-resolution block of ``size`` (h, w) at (y0, x0)
+    when it is needed, so that only one full-resolution plane lives at a time."""
+    h, w = size
     sl = (slice(y0, y0 + h), slice(x0, x0 + w))
-    g = np.clip(up[-1], 0, 1)
+
+    def up(plane):
+        return _upsample_linear(plane, scale, h, w, y0, x0)
+
+    g = up(low[-1])
+    np.clip(g, 0, 1, out=g)
     s = budget[sl]
-    new_s = np.minimum(s + g, 1.0)
-    vis = new_s - s
-    factor = vis / np.maximum(g, 1e-7)
-    for i in range(up.shape[0] - 1):
-        acc[i][sl] += up[i] * factor
-    if up.shape[0] == 4:  # opaque: alpha is the visible coverage
+    new_s = np.add(s, g)
+    np.minimum(new_s, 1.0, out=new_s)
+    vis = np.subtract(new_s, s)
+    factor = np.divide(vis, np.maximum(g, 1e-7, out=g), out=g)  # g is not needed after this
+    del g
+    for i in range(len(low) - 1):
+        u = up(low[i])
+        acc[i][sl] += np.multiply(u, factor, out=u)
+        del u
+    if len(low) == 4:  # opaque: alpha is the visible coverage
         acc[3][sl] += vis
     budget[sl] = new_s
     for ty, tx, tile in sparkles:
