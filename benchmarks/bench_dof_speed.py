@@ -139,21 +139,34 @@ def _env():
     return env
 
 
+# Linux counts in a process's ru_maxrss the resident size it had before exec, and a child
+# forked (or spawned) by this benchmark starts as big as the benchmark itself (hundreds of MB
+# of frames and buffers by the 4K run): its peak would be this process's, not the command's.
+# So the command runs as the grandchild of a small launcher (python -S, no imports), which
+# times it from spawn to exit and reports its peak; the launcher's start-up is not counted.
+LAUNCHER = r"""
+import os, sys, time
+t0 = time.perf_counter()
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - t0
+sys.stdout.flush()
+print("\nBENCH_CHILD", repr(seconds), usage.ru_maxrss, flush=True)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_child(args):
-    """Run ``args``; return (wall seconds, peak RSS in bytes of that child)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out, err = proc.stdout.read(), proc.stderr.read()
-    proc.stdout.close()
-    proc.stderr.close()
+    """Run ``args``; return (wall seconds from spawn to exit, peak RSS in bytes of that
+    command alone; see :data:`LAUNCHER`)."""
+    proc = subprocess.run([sys.executable, "-S", "-c", LAUNCHER] + list(args), cwd=ROOT,
+                          env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args[1:4])} failed ({proc.returncode}):\n"
-                         f"{err.decode(errors='replace')[-2000:]}")
-    return seconds, usage.ru_maxrss * 1024
+                         f"{proc.stderr.decode(errors='replace')[-2000:]}")
+    tag, seconds, maxrss = proc.stdout.decode().strip().splitlines()[-1].split()
+    assert tag == "BENCH_CHILD", tag
+    return float(seconds), int(maxrss) * 1024
 
 
 IN_PROCESS = r"""
