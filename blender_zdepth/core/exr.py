@@ -46,11 +46,12 @@ _STRUCTURAL = {"channels", "chunkCount", "name", "type", "compression", "version
 def _exr_threads(OpenEXR):
     """Give the OpenEXR library's global thread pool one thread per usable CPU (at most 8), once.
 
-    The bindings start with no pool (0 threads): every chunk is then compressed on the calling
-    thread, and ZIP compression is most of the cost of writing a float32 frame (a 1920x1080 RGBA
-    frame took 0.18 s with no pool, 0.105 s with 2 threads on two cores). The codec, the bytes
-    written and the values read are the same either way. A pool the caller has already set up
-    (``OpenEXR.set_global_thread_count``) is left as it is."""
+    The bindings start with no pool (0 threads): every chunk is then (de)compressed on the
+    calling thread, and ZIP is most of the cost of reading and writing a float32 frame (on two
+    cores, a 1920x1080 RGBA frame: write 0.24 s -> 0.14 s, read of RGBA + Z 0.067 s -> 0.036 s
+    with 2 threads). The codec, the bytes written and the values read are the same either way.
+    A pool the caller has already set up (``OpenEXR.set_global_thread_count``) is left as it
+    is."""
     if _threads_done[0]:
         return
     _threads_done[0] = True
@@ -205,6 +206,7 @@ def read_exr(path):
         try:
             # the header alone says which parts and channels the file declares; a damaged file
             # can drop whole parts from the full read, with only a message on stdout
+            _exr_threads(OpenEXR)
             declared_parts = [[c.name for c in p.header.get("channels", [])]
                               for p in OpenEXR.File(path, header_only=True).parts]
             exr = OpenEXR.File(path, separate_channels=True)
