@@ -221,7 +221,9 @@ class DofBatch:
         if source == "RENDER_RESULT":
             self.tempdir = tempfile.mkdtemp(prefix="zdepth_dof_")
             src = save_render_result(scene, os.path.join(self.tempdir, "render_result.exr"))
-            frame = scene.frame_current
+            from .export import last_render_frame
+
+            frame = last_render_frame(scene)  # 5.0 restores frame_current after an animation
             stem = os.path.basename(_abspath(scene.render.filepath)).replace("#", "").strip("._-")
             name = f"{stem or 'render'}.{frame:04d}.exr"
             out = sequence.derived_path(name, folder=output_folder(scene))

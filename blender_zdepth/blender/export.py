@@ -275,9 +275,19 @@ class _State:
     temp_z = []  # (scene, view layer) whose Z pass is on for the current render only
     errors = []  # (frame, message) of failed exports since the last render_init
     written = []  # depth paths written since the last render_init
+    last_render = None  # (scene name, frame) of the latest render_post: what Render Result holds
 
 
 _state = _State()
+
+
+def last_render_frame(scene):
+    """The frame the Render Result holds when ``scene`` rendered it last (after an animation
+    render Blender 5.0 puts ``frame_current`` back to where it was), else ``frame_current``."""
+    last = _state.last_render
+    if last is not None and last[0] == scene.name:
+        return last[1]
+    return scene.frame_current
 
 
 def last_errors():
@@ -319,6 +329,7 @@ def _on_render_end(scene, *args):
 
 @persistent
 def _on_render_post(scene, *args):
+    _state.last_render = (scene.name, scene.frame_current)
     zd = getattr(scene, "zdepth", None)
     if _shared_flags().get(DIRECT_KEY) or zd is None or not zd.export_enabled:
         return

@@ -92,11 +92,18 @@ class ZDEPTH_OT_export_render_result(bpy.types.Operator):
     def execute(self, context):
         from . import export
 
+        scene = context.scene
+        frame, current = export.last_render_frame(scene), scene.frame_current
         try:
-            out = export.export_render_result(context.scene)
+            if frame != current:  # the camera values of the frame that Render Result holds
+                scene.frame_set(frame)
+            out = export.export_render_result(scene, frame=frame)
         except ZDepthError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        finally:
+            if scene.frame_current != current:
+                scene.frame_set(current)
         self.report({"INFO"}, f"Depth written to {out['depth']}")
         return {"FINISHED"}
 

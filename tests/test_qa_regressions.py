@@ -1,0 +1,79 @@
+"""Regression tests for problems found in QA (user journeys through the CLI and inside Blender).
+
+Each test fails without its fix. Real bpy, tiny renders; CLI through a subprocess.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def addon(bpy):
+    import blender_zdepth
+    from blender_zdepth import blender as blender_side
+
+    was = bool(blender_side._registered)
+    blender_zdepth.register()
+    yield blender_zdepth
+    blender_zdepth.unregister()
+    if was:
+        blender_zdepth.register()
+
+
+def _moving_camera_scene(frames=(1, 3)):
+    """A ball and a box, a camera that moves sideways with a keyed focus distance."""
+    from blender_zdepth.blender import scenes
+
+    scene = scenes.empty_scene((32, 24), "CYCLES", 1)
+    scenes.add_object(scene, "uv_sphere", "Ball", scenes.emission_material("Ball", (1, .5, .2)),
+                      radius=1.0, location=(-0.8, 5, 0), segments=16, ring_count=8)
+    scenes.add_object(scene, "cube", "Box", scenes.emission_material("Box", (.2, .4, .9)),
+                      size=2.0, location=(1.5, 9, 0.3))
+    scenes.add_camera(scene, (0, 0, 0), (0, 5, 0), lens=35.0, clip=(0.1, 100.0))
+    cam = scene.camera
+    for frame, x, focus in ((frames[0], -1.0, 2.0), (frames[1], 1.5, 6.0)):
+        cam.location.x = x
+        cam.keyframe_insert("location", index=0, frame=frame)
+        cam.data.dof.focus_distance = focus
+        cam.data.dof.keyframe_insert("focus_distance", frame=frame)
+    scene.frame_start, scene.frame_end = frames
+    scene.frame_set(frames[0])
+    return scene
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_last_render_export_and_dof_use_the_frame_render_result_holds(bpy, addon, tmp_path):
+    """After an animation render Blender 5.0 puts frame_current back to the first frame while
+    Render Result holds the last one. "Export Depth of Last Render" wrote the last frame's
+    pixels over zdepth_0001.exr (with frame 1's camera in the header), and Apply DOF on the
+    Render Result named its output after frame 1 and used frame 1's focus."""
+    from blender_zdepth.core import exr
+    from blender_zdepth.core.camera import CameraInfo
+
+    scene = _moving_camera_scene((1, 3))
+    zd = scene.zdepth
+    zd.output_dir = str(tmp_path / "depth")
+    zd.export_enabled = True
+    scene.render.filepath = str(tmp_path / "beauty" / "b_####")
+    bpy.ops.render.render(animation=True)
+    first = str(tmp_path / "depth" / "zdepth_0001.exr")
+    last = str(tmp_path / "depth" / "zdepth_0003.exr")
+    before_first = open(first, "rb").read()
+    depth_last = exr.load_frame(last).depth
+    scene.frame_set(1)  # where Blender 5.0 leaves it (4.5 too, when the user goes back)
+
+    assert bpy.ops.zdepth.export_render_result() == {"FINISHED"}
+    assert open(first, "rb").read() == before_first  # the good frame-1 export is untouched
+    again = exr.load_frame(last)
+    np.testing.assert_array_equal(again.depth, depth_last)
+    cam = CameraInfo.from_header(again.header)
+    assert cam.frame == 3 and cam.focus_distance == pytest.approx(6.0)
+    assert scene.frame_current == 1  # the user's frame is restored
+
+    zd.dof_output_dir = str(tmp_path / "dof")
+    assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
+    assert os.listdir(tmp_path / "dof") == ["b_dof.0003.exr"]
+    assert scene.frame_current == 1
