@@ -77,3 +77,50 @@ def test_last_render_export_and_dof_use_the_frame_render_result_holds(bpy, addon
     assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
     assert os.listdir(tmp_path / "dof") == ["b_dof.0003.exr"]
     assert scene.frame_current == 1
+
+
+# -- encode / inspect on depth that is no camera depth ------------------------------------------
+
+def _write_depth(path, z):
+    import OpenEXR
+
+    h, w = z.shape
+    channels = {c: np.full((h, w), 0.5, np.float32) for c in "RGBA"}
+    channels["Z"] = z.astype(np.float32)
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION}, channels).write(str(path))
+
+
+@pytest.mark.parametrize("ranged", [False, True])
+def test_encode_negative_depth_is_one_clear_error(run_cli, tmp_path, ranged):
+    """Was: a bogus 'EEVEE background, pass --background -1.9998' warning plus an error that
+    asked for --near/--far -- which then failed with another message."""
+    src = tmp_path / "neg.exr"
+    _write_depth(src, np.full((8, 8), -2.0))
+    out = tmp_path / "out.exr"
+    r = run_cli("encode", src, out, *(["--near", "1", "--far", "10"] if ranged else []))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "negative depth" in lines[0] and "--background" not in lines[0]
+    assert "Traceback" not in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["neg.exr"]
+
+
+@pytest.mark.parametrize("value", [-2.0, 0.0])
+def test_inspect_shows_a_file_with_zero_or_negative_depth(run_cli, tmp_path, value):
+    """Was: exit 1 with 'give --near and --far' -- options inspect does not have."""
+    src = tmp_path / "bad.exr"
+    _write_depth(src, np.full((8, 8), value))
+    r = run_cli("inspect", src)
+    assert r.returncode == 0, r.stderr
+    assert "--near" not in r.stdout + r.stderr and "--background" not in r.stdout
+    assert "zero or negative depth" in r.stdout
+    assert f"depth values: {value:g} to {value:g}" in r.stdout
+
+
+def test_encode_out_of_range_share_is_readable(run_cli, tmp_path):
+    """Was: 'note: 1e+02 % of the surface pixels lie outside the range'."""
+    src = tmp_path / "far.exr"
+    _write_depth(src, np.full((8, 8), 50.0))
+    r = run_cli("encode", src, tmp_path / "out.exr", "--near", "1", "--far", "10")
+    assert r.returncode == 0, r.stderr
+    assert "note: 100 % of the surface pixels" in r.stdout

@@ -98,9 +98,14 @@ def run(args):
     if not surface.any():
         raise ZDepthError(f"{args.input}: depth channel {frame.depth_channel!r} holds no "
                           f"surface (all background, NaN or inf): nothing to encode")
+    negative = surface & (frame.depth < 0)
+    if negative.any():
+        raise ZDepthError(f"{args.input}: {int(negative.sum())} pixel(s) of {frame.depth_channel!r} "
+                          f"have negative depth (smallest {float(frame.depth[negative].min()):g}):"
+                          f" camera depth is never negative; is this really a depth pass?")
     if background == "auto":
         suspect = exr.suspected_clip_end_background(frame)
-        if suspect is not None:
+        if suspect is not None and suspect > 0:  # zero/negative: not a clip end (refused below)
             import sys
 
             print(f"blender_zdepth: warning: {int((frame.depth == suspect).sum())} pixels hold "
@@ -142,6 +147,6 @@ def run(args):
     out_of_range = surface & ((frame.depth < enc.near) | (frame.depth > enc.far))
     if out_of_range.any():
         share = 100.0 * out_of_range.sum() / surface.sum()
-        print(f"note: {share:.2g} % of the surface pixels lie outside the range; they are "
+        print(f"note: {share:.3g} % of the surface pixels lie outside the range; they are "
               f"stored exactly all the same (no clamping)")
     return 0

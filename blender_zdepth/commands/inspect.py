@@ -70,9 +70,9 @@ def describe(path, focus=None, layer=None, background="auto", compare=False):
         info["background_rule"] = (f"depth >= {frame.background:g} or non-finite"
                                    if frame.background is not None else "non-finite")
         suspect = exr.suspected_clip_end_background(frame) if background == "auto" else None
-        info["suspected_clip_end_background"] = suspect
+        info["suspected_clip_end_background"] = suspect if suspect is None or suspect > 0 else None
         report_enc = None
-        if surface.any():
+        if (surface & (d > 0)).any():  # zero/negative depth is no range to report on
             near, far = encodings.range_from_data(d)
             report_enc = encodings.DepthEncoding("linear", near, far)
     cam = frame.camera
@@ -133,6 +133,9 @@ def run(args):
     if "min" in st:
         print(f"  depth values: {st['min']:.6g} to {st['max']:.6g} (median {st['median']:.6g}), "
               f"{st['background_pixels']} background pixel(s) of {st['pixels']}")
+        if st["min"] <= 0:
+            print("    warning: zero or negative depth: camera depth is always positive; is "
+                  "this really a depth pass?")
     else:
         print(f"  depth values: all {st['pixels']} pixels are background")
     cam = info["camera"]
