@@ -124,3 +124,28 @@ def test_encode_out_of_range_share_is_readable(run_cli, tmp_path):
     r = run_cli("encode", src, tmp_path / "out.exr", "--near", "1", "--far", "10")
     assert r.returncode == 0, r.stderr
     assert "note: 100 % of the surface pixels" in r.stdout
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+@pytest.mark.parametrize("cam_type", ["ORTHO", "PANO"])
+def test_apply_dof_refuses_a_non_perspective_camera_before_any_work(bpy, addon, tmp_path,
+                                                                     cam_type):
+    """Was: the Render Result was saved to a temporary file, then the frame 'FAILED' with that
+    temporary path in a warning ('camera is ortho'); now one error, nothing saved or written."""
+    import tempfile
+
+    scene = _moving_camera_scene((1, 1))
+    bpy.ops.render.render()
+    scene.camera.data.type = cam_type
+    scene.zdepth.dof_output_dir = str(tmp_path / "dof")
+    temps_before = set(os.listdir(tempfile.gettempdir()))
+    with pytest.raises(RuntimeError) as err:
+        bpy.ops.zdepth.apply_dof(source="RENDER_RESULT")
+    message = str(err.value)
+    assert "needs a perspective camera" in message
+    assert ("orthographic" if cam_type == "ORTHO" else "panoramic") in message
+    assert "render_result.exr" not in message
+    assert not (tmp_path / "dof").exists()
+    new = set(os.listdir(tempfile.gettempdir())) - temps_before
+    assert not [n for n in new if n.startswith("zdepth_dof_")]

@@ -48,6 +48,19 @@ def planar_distance(camera_obj, point):
     return max(-local.z, 1e-4)
 
 
+def check_dof_camera(scene):
+    """The scene camera, or :class:`ZDepthError` when there is none or it is not perspective."""
+    cam = scene.camera
+    if cam is None or cam.type != "CAMERA":
+        raise ZDepthError("the scene has no camera: set Scene > Camera")
+    if cam.data.type != "PERSP":
+        kind = {"ORTHO": "orthographic", "PANO": "panoramic"}.get(cam.data.type,
+                                                                  cam.data.type.lower())
+        raise ZDepthError(f"camera {cam.name!r} is {kind}: depth of field needs a perspective "
+                          f"camera")
+    return cam
+
+
 def camera_lens(scene, loaded=None):
     """The :class:`~blender_zdepth.core.lens.Lens` of ``scene``'s camera at the current frame,
     with the panel's overrides; returns ``(lens, focus_source)``.
@@ -59,13 +72,8 @@ def camera_lens(scene, loaded=None):
     """
     from ..core.lens import Lens
 
-    cam = scene.camera
-    if cam is None or cam.type != "CAMERA":
-        raise ZDepthError("the scene has no camera: set Scene > Camera")
+    cam = check_dof_camera(scene)
     data = cam.data
-    if data.type != "PERSP":
-        raise ZDepthError(f"camera {cam.name!r} is {data.type.lower()}: depth of field needs a "
-                          f"perspective camera")
     zd = dof_settings(scene)
     mode = _get(zd, "dof_focus_mode", "CAMERA")
     if mode == "DISTANCE":
@@ -382,6 +390,7 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
             if b < a:
                 raise ZDepthError(f"frame range {a}-{b} runs backwards")
             frames = list(range(a, b + 1))
+        check_dof_camera(scene)  # one clear error before any work, not one failed frame
         layer = getattr(context, "view_layer", None)
         return DofBatch(scene, source, frames, self.diagnostic, self.skip_existing,
                         layer=layer.name if layer is not None else None)
