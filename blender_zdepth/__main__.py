@@ -6,7 +6,13 @@ import sys
 from .cli import main
 
 if __name__ == "__main__":
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # 'python -m blender_zdepth inspect x.exr | head': no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        code = 1  # as Python advises; the reader stopped, the output is incomplete
     if "bpy" in sys.modules:
         # The bpy 4.5 module can deadlock at exit in a C++ static destructor (its delayed
         # file-close thread waits on a condition variable being destroyed): with everything

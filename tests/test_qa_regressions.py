@@ -149,3 +149,52 @@ def test_apply_dof_refuses_a_non_perspective_camera_before_any_work(bpy, addon, 
     assert not (tmp_path / "dof").exists()
     new = set(os.listdir(tempfile.gettempdir())) - temps_before
     assert not [n for n in new if n.startswith("zdepth_dof_")]
+
+
+# -- --layer that the file does not have, output into a closed pipe ---------------------------
+
+def _write_two_layer_render(path):
+    """A Blender 4.x-style single-part multilayer EXR with view layers ViewLayer and Second."""
+    import OpenEXR
+
+    channels = {}
+    for layer, depth in (("ViewLayer", 2.0), ("Second", 7.0)):
+        for c in "RGBA":
+            channels[f"{layer}.Combined.{c}"] = np.full((6, 8), 0.5, np.float32)
+        channels[f"{layer}.Depth.Z"] = np.full((6, 8), depth, np.float32)
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION}, channels).write(str(path))
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "inspect"])
+def test_unknown_layer_is_refused_not_silently_replaced(run_cli, tmp_path, command):
+    """Was: --layer Nope quietly read ViewLayer and wrote its depth."""
+    src = tmp_path / "render.exr"
+    _write_two_layer_render(src)
+    out = [tmp_path / "out.exr"] if command != "inspect" else []
+    r = run_cli(command, src, *out, "--layer", "Nope")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"blender_zdepth: error: --layer Nope: {src} has no view layer 'Nope' with depth; its "
+        f"view layers: Second, ViewLayer"]  # the order in the file (sorted channels)
+    assert sorted(os.listdir(tmp_path)) == ["render.exr"]
+    ok = run_cli("inspect", src, "--layer", "Second")
+    assert ok.returncode == 0 and "depth: Second.Depth.Z" in ok.stdout
+
+
+def test_output_into_a_closed_pipe_is_no_traceback(tmp_path):
+    """Was: 'inspect x.exr | head -1' ended in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    src = tmp_path / "render.exr"
+    _write_two_layer_render(src)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "blender_zdepth", "inspect", str(src), "--all"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    proc.stdout.read(1)
+    proc.stdout.close()  # the reader goes away, like 'head'
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -24,12 +24,13 @@ def run(args):
 
     from ..core import encodings, exr
     from ..core.errors import ZDepthError
-    from .encode import background_arg, carried_header
+    from .encode import background_arg, carried_header, check_layer
 
     background = background_arg(args.background)
     exr._codec_enum(args.codec)
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ZDepthError("the output must not be the input file")
+    check_layer(args.input, args.layer)
     frame = exr.load_frame(args.input, background=background, layer=args.layer)
     exr._check_target(args.output, args.overwrite)
     if frame.encoding is not None:

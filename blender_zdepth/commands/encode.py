@@ -50,6 +50,32 @@ def background_arg(text):
     return value
 
 
+def check_layer(path, layer):
+    """:class:`UsageError` when ``layer`` is given and ``path`` has view layers with depth but
+    not that one (the readers would quietly fall back to another layer). Reads headers only."""
+    if not layer:
+        return
+    import os
+
+    from ..core.errors import UsageError
+
+    if not os.path.isfile(path):
+        return  # the reader says what is wrong with the path
+    try:
+        import OpenEXR
+
+        names = [getattr(c, "name", str(c)) for part in OpenEXR.File(path, header_only=True).parts
+                 for c in part.header.get("channels", [])]
+    except Exception:
+        return  # not readable: the reader reports it
+    layers = list(dict.fromkeys(n.rsplit(".", 2)[0] for n in names
+                                if n.endswith((".Depth.Z", ".depth.Z", ".Depth.V")) and
+                                n.count(".") >= 2))
+    if layers and layer not in layers:
+        raise UsageError(f"--layer {layer}: {path} has no view layer {layer!r} with depth; "
+                         f"its view layers: {', '.join(layers)}")
+
+
 def carried_header(header):
     """The input's plain metadata (strings and numbers) worth keeping in an output file."""
     from ..core.exr import _STRUCTURAL
@@ -93,6 +119,7 @@ def run(args):
     exr._codec_enum(args.codec)  # lossy or unknown codec: usage error before reading anything
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ZDepthError("the output must not be the input file")
+    check_layer(args.input, args.layer)
     frame = exr.load_frame(args.input, background=background, layer=args.layer)
     surface = ~encodings.is_background(frame.depth, None)
     if not surface.any():

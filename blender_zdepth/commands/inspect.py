@@ -33,6 +33,9 @@ def describe(path, focus=None, layer=None, background="auto", compare=False):
 
     from ..core import encodings, exr, precision
 
+    from .encode import check_layer
+
+    check_layer(path, layer)
     img = exr.read_exr(path)
     info = {
         "path": os.path.abspath(path),
