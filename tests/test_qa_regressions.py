@@ -198,3 +198,19 @@ def test_output_into_a_closed_pipe_is_no_traceback(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 1
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+@pytest.mark.parametrize("preview", ["out.exr", "depth.jpg", "in.png"])
+def test_encode_preview_name_checked_before_any_work(run_cli, tmp_path, preview):
+    """Was: --preview out.exr wrote a PNG there, then failed with 'out.exr: already exists';
+    --preview depth.jpg wrote PNG bytes into a .jpg."""
+    src = tmp_path / "in.exr"
+    _write_depth(src, np.linspace(1, 9, 64).reshape(8, 8))
+    if preview == "in.png":
+        src = tmp_path / "in.png"  # the preview would replace the input
+        _write_depth(src, np.linspace(1, 9, 64).reshape(8, 8))
+    before = sorted(os.listdir(tmp_path))
+    r = run_cli("encode", src, tmp_path / "out.exr", "--preview", tmp_path / preview)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "--preview" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == before

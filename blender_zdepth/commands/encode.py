@@ -119,6 +119,14 @@ def run(args):
     exr._codec_enum(args.codec)  # lossy or unknown codec: usage error before reading anything
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ZDepthError("the output must not be the input file")
+    if args.preview:
+        from ..core.errors import UsageError
+
+        if not args.preview.lower().endswith(".png"):
+            raise UsageError(f"--preview {args.preview}: the preview is a PNG file: name it .png")
+        if os.path.abspath(args.preview) in (os.path.abspath(args.input),
+                                              os.path.abspath(args.output)):
+            raise UsageError(f"--preview {args.preview}: must be another file than IN and OUT")
     check_layer(args.input, args.layer)
     frame = exr.load_frame(args.input, background=background, layer=args.layer)
     surface = ~encodings.is_background(frame.depth, None)
