@@ -213,3 +213,20 @@ def test_encode_preview_name_checked_before_any_work(run_cli, tmp_path, preview)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "--preview" in r.stderr
     assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.blender
+@pytest.mark.parametrize("prop, value", [("output_dir", "//zdepth/"),
+                                         ("dof_input", "//render/shot.####.exr"),
+                                         ("dof_output_dir", "//dof/")])
+def test_path_settings_take_blend_relative_paths_without_warning(bpy, addon, prop, value):
+    """Was (4.5 and 5.0): setting the documented '//render/shot.####.exr' (or the default
+    '//zdepth/') printed 'RuntimeWarning: ZDepthSettings.dof_input: does not support blend
+    relative "//" prefix'."""
+    import warnings
+
+    zd = bpy.context.scene.zdepth
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        setattr(zd, prop, value)
+    assert getattr(zd, prop) == value

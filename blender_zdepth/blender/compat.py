@@ -131,3 +131,23 @@ def use_nodes(id_block):
     if not IS_5:
         id_block.use_nodes = True
     return id_block.node_tree
+
+
+def path_options():
+    """``options`` for a file/folder StringProperty: with ``PATH_SUPPORTS_BLEND_RELATIVE`` where
+    Blender knows the flag (4.5+), so that a blend-relative ``//`` path is accepted without
+    Blender's 'does not support blend relative "//" prefix' warning; plain where it does not."""
+    global _PATH_OPTIONS
+    if _PATH_OPTIONS is None:
+        options = {"ANIMATABLE", "PATH_SUPPORTS_BLEND_RELATIVE"}
+        probe = "zdepth_path_option_probe"
+        try:  # property options are only checked when the property is registered
+            setattr(bpy.types.WindowManager, probe, bpy.props.StringProperty(options=options))
+            delattr(bpy.types.WindowManager, probe)
+        except (TypeError, ValueError):
+            options = {"ANIMATABLE"}
+        _PATH_OPTIONS = options
+    return set(_PATH_OPTIONS)
+
+
+_PATH_OPTIONS = None

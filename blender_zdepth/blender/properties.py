@@ -10,6 +10,7 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntVectorPrope
                        PointerProperty, StringProperty)
 
 from ..core.encodings import ENCODINGS
+from . import compat
 
 ENCODING_ITEMS = [
     ("log", "Log", "ln(z/near)/ln(far/near): the same relative precision at every distance "
@@ -108,6 +109,7 @@ class ZDepthSettings(bpy.types.PropertyGroup):
         description="Write one depth EXR per rendered frame (F12, Ctrl+F12, blender -b -a); "
                     "turns the Z pass on where needed, and off again when unticked")
     output_dir: StringProperty(name="Output Folder", default="//zdepth/", subtype="DIR_PATH",
+                               options=compat.path_options(),
                                description="Folder of the depth EXRs (// = next to the .blend)")
     name_pattern: StringProperty(name="Name", default="zdepth_####",
                                  description="File name; # is replaced by the zero-padded "
@@ -144,8 +146,10 @@ class ZDepthSettings(bpy.types.PropertyGroup):
     dof_source: EnumProperty(name="Source", items=DOF_SOURCE_ITEMS, default="RENDER_RESULT",
                              description="Frames to refocus")
     dof_input: StringProperty(name="Input", default="", subtype="FILE_PATH",
+                              options=compat.path_options(),
                               description="EXR file or pattern (#### = frame) to refocus")
     dof_output_dir: StringProperty(name="Output Folder", default="", subtype="DIR_PATH",
+                                   options=compat.path_options(),
                                    description="Folder of the refocused frames")
     dof_write_png: BoolProperty(name="PNG Too", default=False,
                                 description="Also write an 8-bit sRGB PNG per refocused frame")
