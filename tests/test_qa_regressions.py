@@ -230,3 +230,19 @@ def test_path_settings_take_blend_relative_paths_without_warning(bpy, addon, pro
         warnings.simplefilter("error")
         setattr(zd, prop, value)
     assert getattr(zd, prop) == value
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_focal_plane_view_says_where_it_is_not_that_it_was_written(bpy, addon, tmp_path, capsys):
+    """Was: 'Focal-plane view: 1 frame: 1 written' although the diagnostic writes no file."""
+    scene = _moving_camera_scene((1, 1))
+    bpy.ops.render.render()
+    scene.zdepth.dof_output_dir = str(tmp_path / "dof")
+    assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT", diagnostic=True) == {"FINISHED"}
+    out = capsys.readouterr()
+    reported = out.out + out.err
+    assert "Focal-plane view of frame 1: shown in the image 'Z-Depth DOF'" in reported
+    assert "Focal-plane view: 1 frame: 1 written" not in reported
+    assert bpy.data.images.get("Z-Depth DOF") is not None
+    assert not (tmp_path / "dof").exists() or not os.listdir(tmp_path / "dof")

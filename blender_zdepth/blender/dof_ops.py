@@ -400,6 +400,10 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
         text = report.summary().splitlines()
         what = "Focal-plane view" if self.diagnostic else "Depth of field"
         head = f"{what}: {text[0]}"
+        if self.diagnostic and not report.failed and batch.last_frame is not None:
+            # nothing is written: the summary's 'written' would send the user looking for a file
+            head = (f"{what} of frame {batch.last_frame}: shown in the image '{IMAGE_NAME}' "
+                    f"(Image Editor), not written to disk")
         if report.failed:
             for line in text[1:]:
                 self.report({"WARNING"}, line.strip())
