@@ -85,14 +85,25 @@ def cmd_extension(args, extra):
 
 
 def cmd_bench(args, extra):
-    python = venv_python("5.0")
     bench_dir = os.path.join(ROOT, "benchmarks")
     names = args.names or sorted(
         n[:-3] for n in os.listdir(bench_dir) if n.startswith("bench_") and n.endswith(".py")
     )
+    scripts = []
+    for name in names:  # 'dof_quality', 'bench_exr', 'exr' or 'bench_exr.py'
+        stem = name[:-3] if name.endswith(".py") else name
+        found = [c for c in (stem, "bench_" + stem)
+                 if os.path.isfile(os.path.join(bench_dir, c + ".py"))]
+        if not found:
+            known = sorted(n[:-3] for n in os.listdir(bench_dir)
+                           if n.endswith(".py") and not n.startswith("_"))
+            print(f"python3 build.py bench: error: no benchmark {name!r}; there are: "
+                  f"{', '.join(known)}", file=sys.stderr)
+            return 2
+        scripts.append(os.path.join("benchmarks", found[0] + ".py"))
+    python = venv_python("5.0")
     status = 0
-    for name in names:
-        script = os.path.join("benchmarks", name if name.endswith(".py") else name + ".py")
+    for script in scripts:
         log(f"benchmark {script}")
         status = run(python, script, *extra) or status
     return status

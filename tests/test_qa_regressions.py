@@ -246,3 +246,21 @@ def test_focal_plane_view_says_where_it_is_not_that_it_was_written(bpy, addon, t
     assert "Focal-plane view: 1 frame: 1 written" not in reported
     assert bpy.data.images.get("Z-Depth DOF") is not None
     assert not (tmp_path / "dof").exists() or not os.listdir(tmp_path / "dof")
+
+
+def test_build_bench_unknown_name_is_one_clear_line():
+    """Was: 'can't open file .../benchmarks/nonexistent.py' from Python, after setting up the
+    venv, and exit status 2 from the interpreter."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    r = subprocess.run([sys.executable, "build.py", "bench", "no_such_bench"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "python3 build.py bench: error: no benchmark 'no_such_bench'; there are: "
+        + ", ".join(sorted(n[:-3] for n in os.listdir(os.path.join(ROOT, "benchmarks"))
+                           if n.endswith(".py") and not n.startswith("_")))]
+    assert "[build]" not in r.stdout + r.stderr
