@@ -264,3 +264,38 @@ def test_build_bench_unknown_name_is_one_clear_line():
         + ", ".join(sorted(n[:-3] for n in os.listdir(os.path.join(ROOT, "benchmarks"))
                            if n.endswith(".py") and not n.startswith("_")))]
     assert "[build]" not in r.stdout + r.stderr
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_apply_dof_panel_focus_errors_speak_the_panels_language(bpy, addon, tmp_path):
+    """Was: Pixel (100, 100) on a 32x24 frame failed as 'focus pixel (100, -77) is outside'
+    (a flipped row the user never typed); Object mode without an object failed per frame
+    after saving the Render Result; Blender's default output path '/tmp/' named the result
+    'tmp_dof.0001.exr'."""
+    scene = _moving_camera_scene((1, 1))
+    scene.render.filepath = "/tmp/"
+    bpy.ops.render.render()
+    zd = scene.zdepth
+    zd.dof_output_dir = str(tmp_path / "dof")
+
+    zd.dof_focus_mode = "OBJECT"
+    with pytest.raises(RuntimeError, match="no object is set in the Depth of Field panel"):
+        bpy.ops.zdepth.apply_dof(source="RENDER_RESULT")
+
+    zd.dof_focus_mode = "PIXEL"
+    zd.dof_focus_pixel = (100, 100)
+    from blender_zdepth.blender.dof_ops import DofBatch
+
+    batch = DofBatch(scene, "RENDER_RESULT")
+    while not batch.done:
+        batch.step()
+    report = batch.finish()
+    assert len(report.failed) == 1
+    assert "focus pixel 100,100 (from the bottom left) is outside the 32x24 frame" in \
+        report.summary()
+    assert "-77" not in report.summary()
+
+    zd.dof_focus_pixel = (16, 12)
+    assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
+    assert os.listdir(tmp_path / "dof") == ["render_dof.0001.exr"]

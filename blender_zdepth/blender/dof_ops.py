@@ -92,7 +92,12 @@ def camera_lens(scene, loaded=None):
         # The panel counts pixels from the bottom left (as Blender's Image Editor shows them);
         # the depth array's row 0 is the top.
         x, y = (int(v) for v in zd.dof_focus_pixel)
-        row = loaded.depth.shape[0] - 1 - y
+        height, width = loaded.depth.shape
+        if not (0 <= x < width and 0 <= y < height):  # say it in the panel's own coordinates
+            raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) is outside the "
+                              f"{width}x{height} frame: pick it again or change Pixel in the "
+                              f"Depth of Field panel")
+        row = height - 1 - y
         focus, source = float(focus_from_pixel(loaded.depth, x, row)), f"pixel {x},{y}"
     elif data.dof.focus_object is not None:
         obj = data.dof.focus_object
@@ -232,7 +237,10 @@ class DofBatch:
             from .export import last_render_frame
 
             frame = last_render_frame(scene)  # 5.0 restores frame_current after an animation
-            stem = os.path.basename(_abspath(scene.render.filepath)).replace("#", "").strip("._-")
+            filepath = scene.render.filepath
+            # a folder (Blender's default '/tmp/') names no file: 'render', not 'tmp'
+            stem = ("" if filepath.endswith(("/", "\\")) else
+                    os.path.basename(_abspath(filepath)).replace("#", "").strip("._-"))
             name = f"{stem or 'render'}.{frame:04d}.exr"
             out = sequence.derived_path(name, folder=output_folder(scene))
             outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
@@ -391,6 +399,11 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
                 raise ZDepthError(f"frame range {a}-{b} runs backwards")
             frames = list(range(a, b + 1))
         check_dof_camera(scene)  # one clear error before any work, not one failed frame
+        zd = dof_settings(scene)
+        if (_get(zd, "dof_focus_mode", "CAMERA") == "OBJECT"
+                and _get(zd, "dof_focus_object", None) is None):
+            raise ZDepthError("focus on an object was chosen but no object is set in the "
+                              "Depth of Field panel")
         layer = getattr(context, "view_layer", None)
         return DofBatch(scene, source, frames, self.diagnostic, self.skip_existing,
                         layer=layer.name if layer is not None else None)
