@@ -70,6 +70,13 @@ def main(argv=None, prog="python -m blender_zdepth"):
     except ZDepthError as exc:
         print(f"blender_zdepth: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("OpenEXR", "numpy"):
+            raise
+        print(f"blender_zdepth: error: this command needs the Python package {exc.name!r}, "
+              f"which this Python ({sys.executable}) does not have: install it with "
+              f"'{sys.executable} -m pip install {exc.name}'", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("blender_zdepth: interrupted", file=sys.stderr)
         return 130

@@ -299,3 +299,25 @@ def test_apply_dof_panel_focus_errors_speak_the_panels_language(bpy, addon, tmp_
     zd.dof_focus_pixel = (16, 12)
     assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
     assert os.listdir(tmp_path / "dof") == ["render_dof.0001.exr"]
+
+
+@pytest.mark.parametrize("command", ["inspect", "encode", "decode"])
+def test_missing_openexr_package_is_one_clear_line(tmp_path, command):
+    """Was: a ModuleNotFoundError traceback on a workstation Python without OpenEXR."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    src = tmp_path / "in.exr"
+    _write_depth(src, np.linspace(1, 9, 64).reshape(8, 8))
+    args = [str(src)] + ([] if command == "inspect" else [str(tmp_path / "out.exr")])
+    code = ("import sys; sys.modules['OpenEXR'] = None\n"  # as if not installed
+            "from blender_zdepth.cli import main\n"
+            f"sys.exit(main({[command] + args!r}))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs the Python package 'OpenEXR'" in lines[0], r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["in.exr"]
