@@ -321,3 +321,32 @@ def test_missing_openexr_package_is_one_clear_line(tmp_path, command):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "needs the Python package 'OpenEXR'" in lines[0], r.stderr
     assert sorted(os.listdir(tmp_path)) == ["in.exr"]
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_demo_never_deletes_the_users_files_in_out(run_cli, tmp_path):
+    """Was: 'demo --out DIR' ran shutil.rmtree on DIR/depth and DIR/refocus, whatever they
+    held; and an --out that is a file or cannot be created ended in a traceback."""
+    out = tmp_path / "shots"
+    (out / "depth").mkdir(parents=True)
+    (out / "depth" / "seq010_0001.exr").write_bytes(b"the user's render")
+    (out / "refocus" / "keep").mkdir(parents=True)
+    (out / "refocus" / "keep" / "notes.txt").write_text("mine")
+    r = run_cli("demo", "--out", out, "--resolution", "64x36", "--samples", "1", timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert (out / "depth" / "seq010_0001.exr").read_bytes() == b"the user's render"
+    assert (out / "refocus" / "keep" / "notes.txt").read_text() == "mine"
+    from blender_zdepth.commands.demo import DEMO_FILES
+
+    written = sorted(str(p.relative_to(out)).replace(os.sep, "/") for p in out.rglob("*")
+                     if p.is_file())
+    assert written == sorted(DEMO_FILES + ["depth/seq010_0001.exr", "refocus/keep/notes.txt"])
+
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for bad in (a_file, a_file / "sub"):
+        r = run_cli("demo", "--out", bad, "--resolution", "64x36", "--samples", "1")
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "--out" in r.stderr
+    assert a_file.read_text() == "x"

@@ -12,7 +12,6 @@ Steps (all through the same code paths a user reaches from the panel and the com
 """
 
 import os
-import shutil
 import time
 
 NAME = "demo"
@@ -42,13 +41,18 @@ def _resolution(text):
     return w, h
 
 
+#: The files the demo writes under --out (and only those are ever removed or replaced).
+DEMO_FILES = ["depth/demo_0001.exr", "depth/demo_0001_preview.png", "contact_sheet.png",
+              "beauty.png"] + [f"refocus/refocus.{i:04d}.{ext}" for i in (1, 2, 3)
+                               for ext in ("exr", "png")]
+
+
 def _clear(folder, names):
-    """Remove the demo's own earlier outputs (only those names) so a rerun starts clean."""
+    """Remove the demo's own earlier outputs (only those files: never a folder, whose other
+    files may be the user's) so a rerun starts clean."""
     for name in names:
-        path = os.path.join(folder, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
+        path = os.path.join(folder, *name.split("/"))
+        if os.path.isfile(path) or os.path.islink(path):
             os.remove(path)
 
 
@@ -74,8 +78,13 @@ def run(args):
     from ..core.lens import Lens
 
     out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
-    _clear(out, ["depth", "refocus", "contact_sheet.png", "beauty.png"])
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ZDepthError(f"--out {out}: exists and is not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise ZDepthError(f"--out {out}: cannot create this folder ({exc.strerror})")
+    _clear(out, DEMO_FILES)
     t0 = time.perf_counter()
 
     # 1-2. Render with Cycles and export depth through the export-on-render path.
