@@ -350,3 +350,29 @@ def test_demo_never_deletes_the_users_files_in_out(run_cli, tmp_path):
         assert r.returncode == 1 and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and "--out" in r.stderr
     assert a_file.read_text() == "x"
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_render_command_default_frames_follow_the_frame_step(run_cli, tmp_path):
+    """Was: with Frame Step 2 over 1-5, 'render' (no --frames) rendered all five frames where
+    Blender renders 1, 3, 5."""
+    script = tmp_path / "make.py"
+    blend = tmp_path / "step.blend"
+    script.write_text(
+        "import sys, bpy\n"
+        "from blender_zdepth.blender import scenes\n"
+        "s = scenes.demo_scene(resolution=(16, 9), samples=1)\n"
+        "s.frame_start, s.frame_end, s.frame_step = 1, 5, 2\n"
+        f"bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})\n")
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    subprocess.run([sys.executable, str(script)], cwd=ROOT, check=True, capture_output=True,
+                   env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    r = run_cli("render", blend, "--out", tmp_path / "z", timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path / "z")) == ["zdepth_0001.exr", "zdepth_0003.exr",
+                                                  "zdepth_0005.exr"]

@@ -26,7 +26,7 @@ def add_arguments(parser):
                         help="output folder (created when missing)")
     parser.add_argument("--frames", metavar="A-B",
                         help="frames to render: A-B, A or A,B,C (default: the scene's frame "
-                             "range); they must lie inside the scene's frame range")
+                             "range and frame step); they must lie inside the scene's frame range")
     parser.add_argument("--scene", metavar="NAME", help="scene to render (default: the active one)")
     parser.add_argument("--engine", choices=("cycles", "eevee"),
                         help="render engine (default: the file's; it must be Cycles or EEVEE)")
@@ -53,12 +53,13 @@ def add_arguments(parser):
                         help="also write a 16-bit white-near depth preview PNG per frame")
 
 
-def parse_frames(text, start, end):
-    """Frame numbers from ``A-B``, ``A`` or ``A,B,C`` (each inside ``[start, end]``)."""
+def parse_frames(text, start, end, step=1):
+    """Frame numbers from ``A-B``, ``A`` or ``A,B,C`` (each inside ``[start, end]``); without
+    ``text``, the scene's range every ``step`` frames (its Frame Step, as Blender renders it)."""
     from ..core.errors import UsageError
 
     if text is None:
-        return list(range(start, end + 1))
+        return list(range(start, end + 1, max(1, int(step))))
     frames = []
     for part in text.split(","):
         part = part.strip()
@@ -139,7 +140,7 @@ def run(args):
         if args.engine:
             scene.render.engine = "CYCLES" if args.engine == "cycles" else compat.eevee_engine_id()
         export.check_renderable(scene)
-        frames = parse_frames(args.frames, scene.frame_start, scene.frame_end)
+        frames = parse_frames(args.frames, scene.frame_start, scene.frame_end, scene.frame_step)
         out = os.path.abspath(args.out)
         if os.path.exists(out) and not os.path.isdir(out):
             raise ZDepthError(f"{out}: exists and is not a folder")
