@@ -376,3 +376,22 @@ def test_render_command_default_frames_follow_the_frame_step(run_cli, tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(tmp_path / "z")) == ["zdepth_0001.exr", "zdepth_0003.exr",
                                                   "zdepth_0005.exr"]
+
+
+def test_inspect_shows_an_exr_without_depth(run_cli, tmp_path):
+    """Was: 'inspect' of a refocused frame (RGBA only) or a 'Beside' beauty file failed with
+    exit 1 ('no depth channel') instead of showing what the file holds."""
+    import OpenEXR
+
+    src = tmp_path / "rgba.exr"
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION},
+                 {c: np.full((6, 10), 0.25, np.float32) for c in "RGBA"}).write(str(src))
+    r = run_cli("inspect", src)
+    assert r.returncode == 0, r.stderr
+    assert "size 10x6" in r.stdout and "channels: A (float), B (float)" in r.stdout
+    assert "depth: none" in r.stdout
+    j = run_cli("inspect", src, "--json")
+    import json
+
+    info = json.loads(j.stdout)
+    assert info["size"] == [10, 6] and info["depth_channel"] is None and info["depth"] is None

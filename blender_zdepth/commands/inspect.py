@@ -47,7 +47,13 @@ def describe(path, focus=None, layer=None, background="auto", compare=False):
     }
     comp = img.header.get("compression")
     info["compression"] = getattr(comp, "name", str(comp)) if comp is not None else None
-    frame = exr.load_frame(path, background=background, layer=layer)
+    frame = exr.load_frame(path, background=background, layer=layer, need_depth=False)
+    if frame.depth is None:  # e.g. a refocused frame (RGBA only): channels, no depth report
+        (x0, y0), (x1, y1) = img.data_window
+        info.update(size=[int(x1) - int(x0) + 1, int(y1) - int(y0) + 1], depth_channel=None,
+                    beauty_channels=frame.beauty_channels, depth=None, encoding=None,
+                    camera=None, precision=None, comparison=[])
+        return info
     h, w = frame.depth.shape
     info["size"] = [w, h]
     info["depth_channel"] = frame.depth_channel
@@ -118,6 +124,9 @@ def run(args):
     print(f"  channels: {chans}")
     beauty = info["beauty_channels"]
     print(f"  beauty: {', '.join(c for c in beauty if c) if beauty else 'none'}")
+    if info["depth_channel"] is None:
+        print("  depth: none (no Z pass in this file: nothing to decode or refocus)")
+        return 0
     print(f"  depth: {info['depth_channel']}")
     enc = info["encoding"]
     if enc:
