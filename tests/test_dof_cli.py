@@ -280,3 +280,26 @@ def test_layer_option_picks_the_view_layer(tmp_path, run_cli):
         r = run_cli("dof", tmp_path / "two.exr", out, "--focus-pixel", "5,20", *LENS, *extra)
         assert r.returncode == 0, r.stderr
         assert rgba_of(out)[1]["zdepthDofFocusDistance"] == pytest.approx(expected)
+
+
+def test_failed_frames_are_reported_on_stderr_and_bad_depth_is_refused(tmp_path, run_cli):
+    rgba, depth = scene_arrays()
+    write_plain(tmp_path / "r.0001.exr", rgba, depth)
+    write_plain(tmp_path / "r.0002.exr", rgba, -depth)  # not a camera depth pass
+    r = run_cli("dof", tmp_path / "r.####.exr", tmp_path / "o.####.exr",
+                "--focus-distance", "2", "--fstop", "2", "--focal-length", "50")
+    assert r.returncode == 1
+    assert (tmp_path / "o.0001.exr").exists() and not (tmp_path / "o.0002.exr").exists()
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "frame 2 failed" in lines[0] and "negative" in lines[0]
+    missing = run_cli("dof", tmp_path / "nope.exr", tmp_path / "x.exr",
+                      "--focus-distance", "2", "--fstop", "2", "--focal-length", "50")
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_lens_option_errors_name_the_option_before_reading_anything(tmp_path, run_cli):
+    r = run_cli("dof", tmp_path / "not-read.exr", tmp_path / "o.exr",
+                "--focus-distance", "2", "--fstop", "2", "--focal-length", "0")
+    assert r.returncode == 2
+    assert "--focal-length: the focal length must be a positive number" in r.stderr
+    assert "None" not in r.stderr

@@ -11,6 +11,7 @@ and skipped, and the exit code is 1 when any frame failed (0 when all succeeded)
 """
 
 import os
+import sys
 
 NAME = "dof"
 HELP = "apply a lens depth of field to rendered EXR frames (beauty + Z pass) and write RGBA EXR"
@@ -87,6 +88,14 @@ def run(args):
 
     if args.overwrite and args.skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other: choose one")
+    for option, what, value in (
+            ("--fstop", "f-stop", args.fstop),
+            ("--focal-length", "focal length", args.focal_length),
+            ("--sensor-width", "sensor width", args.sensor_width),
+            ("--sensor-height", "sensor height", args.sensor_height),
+            ("--focus-distance", "focus distance", args.focus_distance)):
+        if value is not None and not (value > 0 and value != float("inf")):
+            raise UsageError(f"{option}: the {what} must be a positive number, not {value:g}")
     frames = sequence.parse_frames(args.frames) if args.frames else None
     keys = sequence.parse_focus_keys(args.focus_keys) if args.focus_keys else None
     pixel = _focus_pixel(args.focus_pixel) if args.focus_pixel else None
@@ -105,7 +114,8 @@ def run(args):
             lens = lens_for(frame, loaded)
         except UsageError as exc:
             if not seen["lens"]:
-                raise sequence.AbortRun(f"frame {frame} ({loaded.path}): {exc}")
+                where = f"frame {frame} ({loaded.path})" if frame is not None else loaded.path
+                raise sequence.AbortRun(f"{where}: {exc}")
             raise
         seen["lens"] = True
         return lens
@@ -119,6 +129,11 @@ def run(args):
         skip_existing=args.skip_existing, overwrite=args.overwrite, progress=progress,
         layer=args.layer)
     print(report.summary(), flush=True)
+    for result in report.failed:
+        # The summary is on stdout with the progress; each failure also gets its line on stderr.
+        what = f"frame {result.frame}" if result.frame is not None else "frame"
+        print(f"blender_zdepth: error: {what} failed: {result.job.input}: {result.message}",
+              file=sys.stderr, flush=True)
     return 0 if report.ok else 1
 
 

@@ -672,6 +672,9 @@ def load_dof_frame(path, expect_size=None, layer=None):
                           "or export with blender_zdepth")
     if frame.rgba is None:
         raise ZDepthError("no colour channels (R, G, B or ViewLayer.Combined) to refocus")
+    if (frame.depth <= 0).any():
+        raise ZDepthError("the depth channel holds zero or negative distances: it is not a "
+                          "camera depth pass (use Blender's Z pass or a blender_zdepth export)")
     h, w = frame.depth.shape
     if frame.rgba.shape[:2] != (h, w):
         raise ZDepthError(f"colour is {frame.rgba.shape[1]}x{frame.rgba.shape[0]} but depth is "
