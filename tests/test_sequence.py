@@ -285,7 +285,7 @@ def test_refocus_sequence_lens_per_frame_png_and_cancel(tmp_path):
     assert (tmp_path / "out.0001.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = exr.read_exr(str(tmp_path / "out.0002.exr"))
     assert out.header["zdepthDofFocusDistance"] == 5.0 and set(out.channels) == set("RGBA")
-    with pytest.raises(ZDepthError, match="already exists"):
+    with pytest.raises(ZDepthError, match="outputs .* and 1 more already exist:"):
         seq.refocus_sequence(str(tmp_path / "in.####.exr"), str(tmp_path / "out.####.exr"),
                              lenses)
     report = seq.refocus_sequence(str(tmp_path / "in.####.exr"), str(tmp_path / "out.####.exr"),

@@ -811,9 +811,10 @@ def check_existing(jobs, overwrite=False, skip_existing=False):
         return
     there = [p for j in jobs for p in j.outputs if os.path.exists(p)]
     if there:
-        more = f" and {len(there) - 1} more" if len(there) > 1 else ""
-        raise ZDepthError(f"output {there[0]!r}{more} already exists: pass --overwrite to replace, "
-                         f"or --skip-existing to keep it and do only the missing frames")
+        what = (f"outputs {there[0]!r} and {len(there) - 1} more already exist" if len(there) > 1
+                else f"output {there[0]!r} already exists")
+        raise ZDepthError(f"{what}: pass --overwrite to replace, "
+                         f"or --skip-existing to keep what is there and do only the missing frames")
 
 
 def _lens_getter(lens_per_frame):
