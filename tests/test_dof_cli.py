@@ -303,3 +303,32 @@ def test_lens_option_errors_name_the_option_before_reading_anything(tmp_path, ru
     assert r.returncode == 2
     assert "--focal-length: the focal length must be a positive number" in r.stderr
     assert "None" not in r.stderr
+
+
+def test_depth_export_with_the_beauty_beside_it(tmp_path, run_cli):
+    """Export on render with Beauty 'Beside' writes zdepth_0001.exr (depth only) and
+    zdepth_0001_beauty.exr: refocusing the depth file takes its colour from the file beside it,
+    with the same result as an export with the beauty in the same file."""
+    rgba, depth = scene_arrays()
+    cam = CameraInfo(focal_length_mm=100.0, fstop=0.8, focus_distance=NEAR)
+    write_ours(tmp_path / "same.exr", rgba, depth, cam)
+    exr.write_depth_exr(str(tmp_path / "zdepth_0001.exr"), depth,
+                        DepthEncoding("log", 0.1, 100.0), camera=cam)
+    args = ["--focus-distance", str(NEAR)]
+    r = run_cli("dof", tmp_path / "zdepth_0001.exr", tmp_path / "out_missing.exr", *args)
+    assert r.returncode == 1 and "zdepth_0001_beauty.exr" in r.stderr
+    assert not (tmp_path / "out_missing.exr").exists()
+    exr.write_exr(str(tmp_path / "zdepth_0001_beauty.exr"),
+                  {c: rgba[..., i] for i, c in enumerate("RGBA")})
+    for name in ("zdepth_0001.exr", "same.exr"):
+        r = run_cli("dof", tmp_path / name, tmp_path / f"out_{name}", *args)
+        assert r.returncode == 0, r.stderr
+    beside, _ = rgba_of(tmp_path / "out_zdepth_0001.exr")
+    same, _ = rgba_of(tmp_path / "out_same.exr")
+    np.testing.assert_array_equal(beside, same)
+    assert sharpness(beside, FAR_REGION) < 0.8 * sharpness(rgba, FAR_REGION)
+    # A beauty of another size is refused, never resampled.
+    exr.write_exr(str(tmp_path / "zdepth_0001_beauty.exr"),
+                  {c: rgba[:-2, :, i] for i, c in enumerate("RGBA")}, overwrite=True)
+    r = run_cli("dof", tmp_path / "zdepth_0001.exr", tmp_path / "out_bad.exr", *args)
+    assert r.returncode == 1 and "refusing to resample" in r.stderr

@@ -671,7 +671,7 @@ def load_dof_frame(path, expect_size=None, layer=None):
         raise ZDepthError("no depth channel: render with the Z pass (View Layer > Passes > Z) "
                           "or export with blender_zdepth")
     if frame.rgba is None:
-        raise ZDepthError("no colour channels (R, G, B or ViewLayer.Combined) to refocus")
+        frame.rgba = _beauty_beside(path, frame.depth.shape)
     if (frame.depth <= 0).any():
         raise ZDepthError("the depth channel holds zero or negative distances: it is not a "
                           "camera depth pass (use Blender's Z pass or a blender_zdepth export)")
@@ -683,6 +683,41 @@ def load_dof_frame(path, expect_size=None, layer=None):
         raise FrameSizeError(f"wrong size: {w}x{h}, the sequence is "
                              f"{expect_size[0]}x{expect_size[1]}")
     return frame
+
+
+def beauty_beside_path(path):
+    """Where export on render writes the beauty when it goes *beside* the depth file:
+    ``zdepth_0001.exr`` -> ``zdepth_0001_beauty.exr``."""
+    stem, ext = os.path.splitext(os.fspath(path))
+    return stem + "_beauty" + ext
+
+
+def _beauty_beside(path, shape):
+    """The RGBA of the ``<name>_beauty.exr`` written beside a depth-only export; an error that
+    says what to do when there is none, or when it is not registered with the depth."""
+    import numpy as np
+
+    from . import exr
+
+    beside = beauty_beside_path(path)
+    if not os.path.exists(beside):
+        raise ZDepthError(f"no colour channels (R, G, B or ViewLayer.Combined) to refocus, and no "
+                          f"{os.path.basename(beside)} beside it: export with the beauty in the "
+                          f"same file or beside it")
+    image = exr.read_exr(beside)
+    if not all(c in image.channels for c in "RGB"):
+        raise ZDepthError(f"{beside}: no R, G, B channels (it has "
+                          f"{', '.join(sorted(image.channels))})")
+    h, w = shape
+    if image.channels["R"].shape != (h, w):
+        hb, wb = image.channels["R"].shape
+        raise ZDepthError(f"{beside} is {wb}x{hb} but the depth is {w}x{h}: not the same frame "
+                          f"size, refusing to resample")
+    alpha = image.channels.get("A")
+    if alpha is None:
+        alpha = np.ones((h, w), np.float32)
+    return np.dstack([image.channels["R"], image.channels["G"], image.channels["B"],
+                      alpha]).astype(np.float32, copy=False)
 
 
 def refocus_array(frame, lens, settings, diagnostic=False):
