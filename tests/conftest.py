@@ -33,6 +33,20 @@ def blender_version(bpy_module):
     return tuple(bpy_module.app.version)
 
 
+@pytest.fixture
+def addon(bpy):
+    """The blender_zdepth package registered for the test (its former state restored after)."""
+    import blender_zdepth
+    from blender_zdepth import blender as blender_side
+
+    was = bool(blender_side._registered)
+    blender_zdepth.register()
+    yield blender_zdepth
+    blender_zdepth.unregister()
+    if was:
+        blender_zdepth.register()
+
+
 def cli(*args, cwd=None, timeout=600, env=None):
     """Run ``python -m blender_zdepth *args`` with this interpreter; return CompletedProcess."""
     full_env = dict(os.environ)

@@ -16,20 +16,6 @@ pytestmark = pytest.mark.blender
 
 # -- fixtures and scene helpers -----------------------------------------------------------------
 
-@pytest.fixture
-def addon(bpy):
-    """blender_zdepth registered for the test (and its former state restored afterwards)."""
-    import blender_zdepth
-    from blender_zdepth import blender as blender_side
-
-    was = bool(blender_side._registered)
-    blender_zdepth.register()
-    yield blender_zdepth
-    blender_zdepth.unregister()
-    if was:
-        blender_zdepth.register()
-
-
 def make_scene(engine="CYCLES", size=(32, 24), clip=(0.1, 100.0), frames=(1, 1)):
     """A sphere 5 m in front of the camera, a cube behind it at 9 m, empty sky around (the
     background); emission only, converges in one sample."""

@@ -9,19 +9,6 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture
-def addon(bpy):
-    import blender_zdepth
-    from blender_zdepth import blender as blender_side
-
-    was = bool(blender_side._registered)
-    blender_zdepth.register()
-    yield blender_zdepth
-    blender_zdepth.unregister()
-    if was:
-        blender_zdepth.register()
-
-
 def _moving_camera_scene(frames=(1, 3)):
     """A ball and a box, a camera that moves sideways with a keyed focus distance."""
     from blender_zdepth.blender import scenes
