@@ -332,3 +332,13 @@ def test_depth_export_with_the_beauty_beside_it(tmp_path, run_cli):
                   {c: rgba[:-2, :, i] for i, c in enumerate("RGBA")}, overwrite=True)
     r = run_cli("dof", tmp_path / "zdepth_0001.exr", tmp_path / "out_bad.exr", *args)
     assert r.returncode == 1 and "refusing to resample" in r.stderr
+
+
+def test_a_failed_frame_names_its_file_once(tmp_path, run_cli):
+    rgba, _ = scene_arrays()
+    path = tmp_path / "colour_only.exr"
+    exr.write_exr(str(path), {c: rgba[..., i] for i, c in enumerate("RGBA")})
+    r = run_cli("dof", path, tmp_path / "o.exr", "--focus-distance", "2", "--fstop", "2",
+                "--focal-length", "50")
+    assert r.returncode == 1 and "no depth channel" in r.stderr
+    assert r.stderr.count(str(path)) == 1, r.stderr

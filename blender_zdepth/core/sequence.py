@@ -395,9 +395,13 @@ class AbortRun(UsageError):
     any frame); :class:`SequenceRun` lets it through instead of recording a failed frame."""
 
 
-def _error_message(exc):
+def _error_message(exc, path=None):
+    """The message of a frame's failure; the input's path is dropped from its start, since
+    every report line names the input already."""
     if isinstance(exc, (ZDepthError, OSError)):
-        return str(exc)
+        text = str(exc)
+        prefix = f"{path}: " if path else None
+        return text[len(prefix):] if prefix and text.startswith(prefix) else text
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -449,7 +453,7 @@ class SequenceRun:
                 self.index -= 1
                 raise
             except Exception as exc:  # one bad frame must not stop the others
-                result = FrameResult(job, "failed", _error_message(exc))
+                result = FrameResult(job, "failed", _error_message(exc, job.input))
         result.seconds = time.perf_counter() - t0
         self.report.results.append(result)
         if self.progress is not None:
