@@ -16,11 +16,11 @@ import os
 import re
 import tempfile
 import threading
-import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .atomic import atomic_target, check_target as _check_target, unique_temp_path  # noqa: F401
 from .camera import CameraInfo
 from .encodings import DEFAULT_BACKGROUND, DepthEncoding, background_threshold, is_background
 from .errors import UsageError, ZDepthError
@@ -427,53 +427,6 @@ def suspected_clip_end_background(frame, share=0.001):
 
 # -- writing --------------------------------------------------------------------------------------
 
-def _check_target(path, overwrite):
-    path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    if os.path.isdir(path):
-        raise ZDepthError(f"{path}: is a folder; give a file name")
-    if os.path.exists(path) and not overwrite:
-        raise ZDepthError(f"{path}: already exists; pass --overwrite to "
-                          f"replace it")
-    if not os.path.isdir(folder):
-        raise ZDepthError(f"{folder}: output folder does not exist")
-    return path, folder
-
-
-def unique_temp_path(path):
-    """A temporary path in the same folder as ``path``, unique to this process and call.
-
-    The name holds the process id and a random part, so parallel processes (farm chunks)
-    writing into one folder never share a temporary file; it matches ``*.zdepth-tmp*``.
-    """
-    folder, name = os.path.split(os.fspath(path))
-    ext = os.path.splitext(name)[1]
-    return os.path.join(folder, f".{name}.zdepth-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}")
-
-
-@contextlib.contextmanager
-def atomic_target(path, overwrite=False, suffix=""):
-    """Yield a temporary path in ``path``'s folder; on success it is renamed to ``path``, on any
-    error it is removed. :class:`ZDepthError` if ``path`` exists (unless ``overwrite``) or its
-    folder is missing or not writable. The file gets the usual permissions (0666 less the
-    umask), like any file the user writes."""
-    path, folder = _check_target(path, overwrite)
-    tmp = unique_temp_path(path)
-    try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as exc:
-        raise ZDepthError(f"{folder}: cannot write in this folder ({exc.strerror})")
-    try:
-        yield tmp
-        if os.path.exists(path) and not overwrite:  # appeared meanwhile
-            raise ZDepthError(f"{path}: already exists; pass --overwrite to replace it")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def _window_value(window):
     (x0, y0), (x1, y1) = window
     return (np.array([x0, y0], dtype=np.int32), np.array([x1, y1], dtype=np.int32))
@@ -526,7 +479,7 @@ def write_exr(path, channels, header=None, half=False, codec="zip", overwrite=Fa
     hdr["type"] = OpenEXR.scanlineimage
     hdr["dataWindow"] = _window_value(data_window)
     hdr["displayWindow"] = _window_value(display_window or data_window)
-    with atomic_target(path, overwrite, ".exr") as tmp:
+    with atomic_target(path, overwrite) as tmp:
         with _captured_output() as messages:
             try:
                 _exr_threads(OpenEXR)

@@ -43,10 +43,10 @@ def encode_png(array, bits=8):
 def write_png(path, array, bits=8, overwrite=False):
     """Write ``array`` (see :func:`encode_png`) to ``path`` atomically; an existing file is
     replaced only with ``overwrite``. Returns the absolute path."""
-    from .exr import atomic_target
+    from .atomic import atomic_target
 
     data = encode_png(array, bits)
-    with atomic_target(path, overwrite, ".png") as tmp:
+    with atomic_target(path, overwrite) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
     return os.path.abspath(os.fspath(path))

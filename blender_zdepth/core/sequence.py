@@ -24,7 +24,7 @@ import re
 import time
 
 from .errors import UsageError, ZDepthError
-from .exr import atomic_target, unique_temp_path  # noqa: F401 (unique_temp_path is API)
+from .atomic import atomic_target, unique_temp_path  # noqa: F401 (unique_temp_path is API)
 
 # ---------------------------------------------------------------------------------------------
 # Frame patterns
@@ -291,7 +291,7 @@ def parse_focus_keys(text):
 def atomic_output(path):
     """``with atomic_output(final) as tmp: write(tmp)`` -- on success ``tmp`` replaces ``final``
     in one step (``os.replace``); on any error ``tmp`` is removed and ``final`` is untouched.
-    (:func:`blender_zdepth.core.exr.atomic_target` with overwriting allowed: whether an output
+    (:func:`blender_zdepth.core.atomic.atomic_target` with overwriting allowed: whether an output
     may be replaced is decided before the run, by :func:`check_existing`.)"""
     with atomic_target(path, overwrite=True) as tmp:
         yield tmp
@@ -650,13 +650,6 @@ def lens_resolver(focus_distance=None, focus_pixel=None, focus_keys=None, fstop=
     return lens_for
 
 
-def to_display(rgba):
-    """Premultiplied linear RGBA (HxWx4) -> display sRGB RGB (HxWx3, 0..1) for a PNG preview."""
-    from .display import to_display as display
-
-    return display(rgba)
-
-
 class FrameSizeError(ZDepthError):
     """A frame of a sequence has another resolution than the first one."""
 
@@ -750,10 +743,10 @@ def write_refocused(job, rgba, header, data_window=None, display_window=None,
     rgba = np.ascontiguousarray(rgba, dtype=np.float32)
     channels = {"RGBA": rgba}  # written as R, G, B, A without splitting into planes
     for path in job.outputs[1:]:
-        from . import png
+        from . import display, png
 
         with atomic_output(path) as tmp:
-            png.write_png(tmp, to_display(rgba), bits=8, overwrite=True)
+            png.write_png(tmp, display.to_display(rgba), bits=8, overwrite=True)
     for attempt in (header, fallback_header):
         try:
             with atomic_output(job.output) as tmp:
