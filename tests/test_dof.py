@@ -205,6 +205,52 @@ def test_mixed_edge_pixels_grow_no_halo_and_no_rim(highlight):
     assert err.mean() < 0.02
 
 
+def test_split_edges_stage_conserves_colour_and_coverage():
+    """The edge split only redistributes a pixel between its own sample and one extra
+    sample: colours and coverages of the two parts add up to the pixel; the far part sits
+    at the far side's radius."""
+    from blender_zdepth.core import dof as dofmod
+
+    h, w = 64, 96
+    img, depth, lens, cov, fg, bg = _antialiased_edge(h, w, 0.0, 10.0, True)
+    coc = coc_radius_px(depth, lens, w, h, max_radius=12).astype(np.float32)
+    frame = dofmod.prepare(img, coc, DofSettings(max_radius=12))
+    before = frame.col.copy()
+    parts = dofmod.split_edges(frame.col, frame.coc, frame.cov)
+    assert len(parts) == 1
+    extra = parts[0]
+    assert extra.idx.size > h  # every row crosses the edge: at least one split per row
+    total_col = frame.col.reshape(4, -1).copy()
+    total_cov = frame.cov.reshape(-1).copy()
+    np.add.at(total_col, (slice(None), extra.idx), extra.col)
+    np.add.at(total_cov, extra.idx, extra.cov)
+    np.testing.assert_allclose(total_col, before.reshape(4, -1), atol=1e-5)
+    np.testing.assert_allclose(total_cov, 1.0, atol=1e-5)
+    # Extra samples carry the radius of one side of the edge (0 or 10 px).
+    assert np.all((np.abs(extra.coc) < 0.5) | (np.abs(extra.coc - 10.0) < 0.5))
+
+
+def test_pipeline_stages_compose_to_defocus():
+    """The named stages run by hand give exactly what defocus() gives."""
+    from blender_zdepth.core import dof as dofmod
+
+    h, w = 64, 96
+    img, depth, lens, _, _, _ = _antialiased_edge(h, w, -6.0, 10.0, True)
+    st = DofSettings(max_radius=12)
+    want = defocus(img, depth, lens, st)
+    frame = dofmod.prepare(img, coc_radius_px(depth, lens, w, h, max_radius=12), st)
+    parts = dofmod.split_edges(frame.col, frame.coc, frame.cov)
+    parts += dofmod.fill_hidden(frame.col, frame.coc, frame.maxr)
+    assert len(parts) >= 2  # an edge split and a hidden-surface fill behind the blurred front
+    extra = dofmod._concat_samples(parts)
+    layers = dofmod.assign_layers(frame.coc, extra.coc,
+                                  dofmod.layer_radii(frame.maxr, st.quality, frame.coc))
+    acc, budget, far = dofmod.composite_layers(frame, extra, layers, st)
+    dofmod.finish(acc, budget, far, frame.col)
+    got = dofmod.rgba_out(acc, frame.pad, h, w, img)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_transparent_film_background():
     h, w = 64, 64
     lens = lens_for(12, w, h)

@@ -33,6 +33,13 @@ How it works (see ``docs/dof-engine.md`` for the user's view):
    layers thus adds up instead of hiding itself (which a product of "over" operations would
    do).  Coverage still missing at the end (a blurred background reaching behind a sharp edge:
    disocclusion) is filled with the farthest layers' own colour, else normalised.
+
+The code is a pipeline of named stages, each a function of explicit inputs and outputs:
+:func:`prepare` (padded planar :class:`Frame`) -> :func:`split_edges` and :func:`fill_hidden`
+(extra :class:`Samples`) -> :func:`assign_layers` (:class:`LayerAssignment`) -> per layer
+:func:`layer_content` and :func:`convolve_layer` (:class:`BlurredLayer`) -> compositing near
+to far (:func:`composite_layers`) -> :func:`finish` -> :func:`rgba_out`.  With the environment
+variable ``BLENDER_ZDEPTH_DOF_TIMING`` set, :data:`TIMING` collects seconds per stage.
 """
 
 import math
@@ -40,6 +47,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -368,32 +376,41 @@ def _layer_scale(radius, quality):
 # Samples: the pixels themselves plus sparse extra samples (edge splits, hidden-surface fill)
 
 
-class _Extra:
-    """Sparse extra samples: flat pixel index, colour (4, n), coverage, signed radius."""
+class Samples(NamedTuple):
+    """Sparse extra samples (edge splits, hidden surfaces): flat index into the padded frame
+    (int64, n), premultiplied colour (float32, (4, n)), coverage (float32, n) and signed
+    radius (float32, n)."""
 
-    def __init__(self):
-        self.idx, self.col, self.cov, self.coc = [], [], [], []
-
-    def add(self, idx, col, cov, coc):
-        if idx.size:
-            self.idx.append(idx.astype(np.int64))
-            self.col.append(col.astype(_F32))
-            self.cov.append(cov.astype(_F32))
-            self.coc.append(coc.astype(_F32))
-
-    def arrays(self):
-        if not self.idx:
-            return (np.zeros(0, np.int64), np.zeros((4, 0), _F32), np.zeros(0, _F32),
-                    np.zeros(0, _F32))
-        return (np.concatenate(self.idx), np.concatenate(self.col, axis=1),
-                np.concatenate(self.cov), np.concatenate(self.coc))
+    idx: np.ndarray
+    col: np.ndarray
+    cov: np.ndarray
+    coc: np.ndarray
 
 
-def _split_edges(col, coc, cov, extra, threshold=1.0):
-    """Split mixed-colour pixels on depth edges into a near and a far sample (in place).
+def _samples(idx, col, cov, coc):
+    """:class:`Samples` with the engine's dtypes."""
+    return Samples(idx.astype(np.int64), col.astype(_F32), cov.astype(_F32), coc.astype(_F32))
 
-    ``col`` (4, H, W) premultiplied colour, ``coc`` (H, W), ``cov`` (H, W) coverage of the
-    pixel's own sample."""
+
+def _concat_samples(parts):
+    """One :class:`Samples` from a list of them (in order; empty ones skipped)."""
+    parts = [p for p in parts if p.idx.size]
+    if not parts:
+        return Samples(np.zeros(0, np.int64), np.zeros((4, 0), _F32), np.zeros(0, _F32),
+                       np.zeros(0, _F32))
+    return Samples(np.concatenate([p.idx for p in parts]),
+                   np.concatenate([p.col for p in parts], axis=1),
+                   np.concatenate([p.cov for p in parts]),
+                   np.concatenate([p.coc for p in parts]))
+
+
+def split_edges(col, coc, cov, threshold=1.0):
+    """Stage *split edges*: split mixed-colour pixels on depth edges into a near and a far
+    sample.
+
+    ``col`` (4, H, W) premultiplied colour and ``cov`` (H, W) coverage of each pixel's own
+    sample (both updated in place: the pixel keeps the part on its own side), ``coc`` (H, W)
+    signed radii.  Returns the other parts as a list of :class:`Samples` (empty or one)."""
     _, h, w = col.shape
     # Min / max radius over the 3x3 neighbourhood (edge-replicated).
     hi = _max3x3(coc)
@@ -403,7 +420,7 @@ def _split_edges(col, coc, cov, extra, threshold=1.0):
     edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
     idx = np.flatnonzero(edge)
     if idx.size == 0:
-        return
+        return []
     flat_coc = coc.reshape(-1)
     flat_col = col.reshape(4, -1)
     # Pure colours of the two sides: neighbours within two pixels whose own 3x3
@@ -414,7 +431,7 @@ def _split_edges(col, coc, cov, extra, threshold=1.0):
     inner = (ys >= 2) & (ys < h - 2) & (xs >= 2) & (xs < w - 2)
     idx = idx[inner]
     if idx.size == 0:
-        return
+        return []
     lo_i, hi_i = lo.reshape(-1)[idx], hi.reshape(-1)[idx]
     mid = 0.5 * (lo_i + hi_i)
     tol = np.maximum(0.25 * (hi_i - lo_i), 0.5)
@@ -432,7 +449,7 @@ def _split_edges(col, coc, cov, extra, threshold=1.0):
     b_n = sum(m for _, _, m in cand).astype(_F32)
     ok = (f_n > 0) & (b_n > 0)
     if not ok.any():
-        return
+        return []
     sel = np.flatnonzero(ok)
     idx, lo_i, hi_i, mid = idx[sel], lo_i[sel], hi_i[sel], mid[sel]
     cand = [(cc[:, sel], nm[sel], fm[sel]) for cc, nm, fm in cand]
@@ -492,7 +509,9 @@ def _split_edges(col, coc, cov, extra, threshold=1.0):
     other_coc = np.where(own_near, hi_i, lo_i)
     other_cov = base * (1 - own_cov)
     keep = other_cov > 1e-4
-    extra.add(idx[keep], other_col[:, keep], other_cov[keep], other_coc[keep])
+    if not keep.any():
+        return []
+    return [_samples(idx[keep], other_col[:, keep], other_cov[keep], other_coc[keep])]
 
 
 def _pool_max(a, f):
@@ -565,8 +584,9 @@ def _push_pull(values, weight, levels):
 _FILL_BANDS = (-1e9, -24.0, -12.0, -6.0, -3.0, -1.0)
 
 
-def _fill_hidden(col, coc, extra, max_radius, block=4):
-    """Add hidden-surface samples behind occluders.
+def fill_hidden(col, coc, max_radius, block=4):
+    """Stage *fill hidden*: hidden-surface samples behind occluders, as a list of
+    :class:`Samples` (one per band of occluder radii that has any).
 
     Works on ``block`` x ``block`` pixel blocks (hidden surfaces are only ever seen through a
     blur).  An occluder block has a clearly larger radius (something farther) within its own
@@ -599,16 +619,17 @@ def _fill_hidden(col, coc, extra, max_radius, block=4):
     local_max = at_own_level(_max_pyramid(cmax_pyr_base, levels), np.ones_like(cmin, bool))
     occ = local_max > cmin + (1.0 + 0.25 * np.abs(cmin))
     if not occ.any():
-        return
+        return []
     # Where can the hidden surface be seen?  Within the occluder's radius of a non-occluder.
     seen = occ & (at_own_level(_max_pyramid((~occ).astype(_F32), levels), occ) > 0)
     if not seen.any():
-        return
+        return []
     blocks = np.concatenate([_downsample_sum(col, f), _downsample_sum(coc[None], f)])
     blocks *= _F32(1.0 / (f * f))
     flat_coc = coc.reshape(-1)
     offs_y = np.repeat(np.arange(f), f)
     offs_x = np.tile(np.arange(f), f)
+    out = []
     for lo, hi in zip(_FILL_BANDS[:-1], _FILL_BANDS[1:]):
         band = seen & (cmin >= lo) & (cmin < hi)
         if not band.any():
@@ -630,7 +651,8 @@ def _fill_hidden(col, coc, extra, max_radius, block=4):
         behind = fv[4] > flat_coc[idx] + 0.5
         n = int(behind.sum())
         if n:
-            extra.add(idx[behind], fv[:4, behind], np.ones(n, _F32), fv[4, behind])
+            out.append(_samples(idx[behind], fv[:4, behind], np.ones(n, _F32), fv[4, behind]))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -874,189 +896,302 @@ def _pad_edges(a, pad, mode="edge"):
     a[:, -pad:] = a[:, -pad - 1:-pad]
 
 
-def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
-    """:func:`defocus` from a signed radius map (horizontal pixels)."""
+# --------------------------------------------------------------------------------------------
+# The pipeline: prepare -> split edges -> fill hidden -> assign layers -> convolve (per layer)
+# -> composite (near to far) -> finish -> output.  Each stage is a function of explicit inputs.
+
+
+@dataclass
+class Frame:
+    """Output of :func:`prepare`: the padded, planar working copy of a frame.
+
+    ``col`` float32 (4, Hp, Wp) premultiplied colour (alpha 1 for RGB input, non-finite values
+    zeroed), ``coc`` float32 (Hp, Wp) signed radii (None once the layers are assigned), ``cov``
+    float32 (Hp, Wp) coverage of each pixel's own sample (1, lowered by the edge split), ``pad``
+    border width, ``H, W`` the frame's size, ``maxr`` the largest radius that occurs (capped),
+    ``opaque`` whether every alpha is 1."""
+
+    col: np.ndarray
+    coc: np.ndarray
+    cov: np.ndarray
+    pad: int
+    H: int
+    W: int
+    maxr: float
+    opaque: bool
+
+    @property
+    def shape(self):
+        return self.cov.shape
+
+
+def prepare(rgba, coc, settings, pixel_aspect=1.0):
+    """Stage *prepare*: pad the frame by the largest radius (radii repeated from the edge,
+    colours too except small highlights on the edge) and make planar working copies."""
     H, W = coc.shape
-    q = settings.quality
     maxr = float(min(settings.max_radius, np.max(np.abs(coc)) if coc.size else 0))
     ry_scale = max(1.0, float(pixel_aspect), 1.0 / float(settings.anamorphic))
     pad = int(math.ceil(maxr * ry_scale)) + 2
     opaque = rgba.shape[2] == 3 or bool(np.all(rgba[..., 3] == 1.0))
+    Hp, Wp = H + 2 * pad, W + 2 * pad
+    col = np.empty((4, Hp, Wp), _F32)
+    inner = (slice(pad, pad + H), slice(pad, pad + W))
+    for i in range(4):
+        if i < rgba.shape[2]:
+            col[i][inner] = rgba[..., i]
+        else:
+            col[i][inner] = 1.0
+    bad = ~np.isfinite(col[(slice(None),) + inner])
+    if bad.any():
+        col[(slice(None),) + inner][bad] = 0.0
+    del bad
+    cocp = np.empty((Hp, Wp), _F32)
+    cocp[inner] = coc
+    # Beyond the frame the geometry continues (radii repeated: a ground plane stays as near
+    # as its last row); colours are repeated too, except small highlights on the edge (they
+    # would pour a streak of light back into the frame).
+    for a in col:
+        _pad_edges(a, pad, _PAD_MODE)
+    _pad_edges(cocp, pad, "edge")
+    cov = np.ones((Hp, Wp), _F32)
+    return Frame(col, cocp, cov, pad, H, W, maxr, opaque)
 
-    # Planar, padded (edge pixels repeated) working copies.
-    with _stage("prepare"):
-        Hp, Wp = H + 2 * pad, W + 2 * pad
-        col = np.empty((4, Hp, Wp), _F32)
-        inner = (slice(pad, pad + H), slice(pad, pad + W))
-        for i in range(4):
-            if i < rgba.shape[2]:
-                col[i][inner] = rgba[..., i]
-            else:
-                col[i][inner] = 1.0
-        bad = ~np.isfinite(col[(slice(None),) + inner])
-        if bad.any():
-            col[(slice(None),) + inner][bad] = 0.0
-        del bad
-        cocp = np.empty((Hp, Wp), _F32)
-        cocp[inner] = coc
-        del coc  # the padded copy is used from here on
-        # Beyond the frame the geometry continues (radii repeated: a ground plane stays as
-        # near as its last row) while colours are mirrored (a highlight by the edge gets one
-        # mirror image, not a streak of copies that would pour light back into the frame).
-        for a in col:
-            _pad_edges(a, pad, _PAD_MODE)
-        _pad_edges(cocp, pad, "edge")
-        cov = np.ones((Hp, Wp), _F32)
-    if maxr < 0.25:
-        return rgba_out(col, pad, H, W, rgba)
 
-    extra = _Extra()
-    with _stage("split edges"):
-        _split_edges(col, cocp, cov, extra)
-    with _stage("fill hidden"):
-        _fill_hidden(col, cocp, extra, maxr)
-    e_idx, e_col, e_cov, e_coc = extra.arrays()
-    del extra
+@dataclass
+class LayerAssignment:
+    """Output of :func:`assign_layers`: for the pixels' own samples (``m_*``, flat indices
+    into the padded frame) and the extra samples (``e_*``, indices into :class:`Samples`),
+    the samples sorted by lower layer (``order``), where each layer's run starts
+    (``bounds``, nl + 1) and the upper layer's weight of each sample (``t``)."""
 
-    radii = layer_radii(maxr, q, cocp)
+    radii: np.ndarray
+    m_order: np.ndarray
+    m_bounds: np.ndarray
+    m_t: np.ndarray
+    e_order: np.ndarray
+    e_bounds: np.ndarray
+    e_t: np.ndarray
+
+
+def assign_layers(coc, extra_coc, radii):
+    """Stage *assign layers*: soft (tent) assignment of every sample to the two layers
+    around its radius, sorted by layer (a stable radix sort: pixel order kept per layer)."""
     nl = radii.size
+    m_i, m_t = _assign_layers(coc.reshape(-1), radii)
+    e_i, e_t = _assign_layers(extra_coc, radii)
+    m_order = np.argsort(m_i, kind="stable")
+    m_bounds = np.searchsorted(m_i[m_order], np.arange(nl + 1))
+    if m_order.size < 2**31:
+        # int32 indices: half the memory of argsort's int64 (35 MB less at 4K), same values
+        m_order = m_order.astype(np.int32)
+    e_order = np.argsort(e_i, kind="stable")
+    e_bounds = np.searchsorted(e_i[e_order], np.arange(nl + 1))
+    return LayerAssignment(radii, m_order, m_bounds, m_t, e_order, e_bounds, e_t)
 
-    with _stage("assign"):
-        m_i, m_t = _assign_layers(cocp.reshape(-1), radii)
-        e_i, e_t = _assign_layers(e_coc, radii)
-        del cocp, e_coc  # the radii are not needed past the layer assignment
-        m_order = np.argsort(m_i, kind="stable")  # radix sort; pixel order kept per layer
-        m_bounds = np.searchsorted(m_i[m_order], np.arange(nl + 1))
-        if m_order.size < 2**31:
-            # int32 indices: half the memory of argsort's int64 (35 MB less at 4K), same values
-            m_order = m_order.astype(np.int32)
-        e_order = np.argsort(e_i, kind="stable")
-        e_bounds = np.searchsorted(e_i[e_order], np.arange(nl + 1))
-        del m_i, e_i
 
-    flat_col = col.reshape(4, -1)
-    flat_cov = cov.reshape(-1)
-    acc = np.zeros((4, Hp, Wp), _F32)
-    budget = np.zeros((Hp, Wp), _F32)
-    far = None  # allocated below if the last group is at full resolution
-    nch = 3 if opaque else 4
+def _gather(order, bounds, tt, k, nl):
+    """Indices (into the sample arrays) and layer weights of layer k's samples, or
+    (None, None)."""
+    sels, wgts = [], []
+    if k < nl - 1:
+        sel = order[bounds[k]:bounds[k + 1]]
+        if sel.size:
+            sels.append(sel)
+            wgts.append(1 - tt[sel])
+    if k > 0:
+        sel = order[bounds[k - 1]:bounds[k]]
+        if sel.size:
+            w = tt[sel]
+            keep = w > 0
+            if not keep.all():
+                sel, w = sel[keep], w[keep]
+            if sel.size == 0:
+                return (sels[0], wgts[0]) if sels else (None, None)
+            sels.append(sel)
+            wgts.append(w)
+    if not sels:
+        return None, None
+    if len(sels) == 1:
+        return sels[0], wgts[0]
+    return np.concatenate(sels), np.concatenate(wgts)
 
-    def gather(order, bounds, tt, k):
-        """Indices (into the sample arrays) and layer weights of layer k's samples."""
-        sels, wgts = [], []
-        if k < nl - 1:
-            sel = order[bounds[k]:bounds[k + 1]]
-            if sel.size:
-                sels.append(sel)
-                wgts.append(1 - tt[sel])
-        if k > 0:
-            sel = order[bounds[k - 1]:bounds[k]]
-            if sel.size:
-                w = tt[sel]
-                keep = w > 0
-                if not keep.all():
-                    sel, w = sel[keep], w[keep]
-                if sel.size == 0:
-                    return (sels[0], wgts[0]) if sels else (None, None)
-                sels.append(sel)
-                wgts.append(w)
-        if not sels:
-            return None, None
-        if len(sels) == 1:
-            return sels[0], wgts[0]
-        return np.concatenate(sels), np.concatenate(wgts)
 
-    def layer_content(k, s):
-        """Layer k at scale s: ``(y0, x0, planes, (sy0, sx0, sparkles))`` -- premultiplied
-        colour channels then coverage on the layer's bounding box (low-res coordinates
-        y0, x0), and the layer's small highlights (full resolution, origin sy0, sx0) or
-        None."""
-        m_sel, m_w = gather(m_order, m_bounds, m_t, k)
-        e_sel, e_w = gather(e_order, e_bounds, e_t, k)
-        if m_sel is None and e_sel is None:
-            return None
-        boxes = []
-        if m_sel is not None:
-            m_rows = m_sel // Wp
-            m_cols = m_sel - m_rows * Wp
-            boxes.append((int(m_rows.min()), int(m_rows.max()) + 1,
-                          int(m_cols.min()), int(m_cols.max()) + 1))
-        if e_sel is not None:
-            e_pix = e_idx[e_sel]
-            e_rows = e_pix // Wp
-            e_cols = e_pix - e_rows * Wp
-            boxes.append((int(e_rows.min()), int(e_rows.max()) + 1,
-                          int(e_cols.min()), int(e_cols.max()) + 1))
-        # The layer's box, aligned to the scale (it may reach past the frame: planes are
-        # zero there).
-        y0 = min(b[0] for b in boxes) // s * s
-        y1 = -(-max(b[1] for b in boxes) // s) * s
-        x0 = min(b[2] for b in boxes) // s * s
-        x1 = -(-max(b[3] for b in boxes) // s) * s
-        bh, bw = (y1 - y0) // s, (x1 - x0) // s
-        planes = np.zeros((nch + 1, bh, bw), _F32)
-        sparkles = None
-        sy0 = sx0 = 0
-        if m_sel is not None:
-            # The pixels' own samples, on their own box (extra samples may widen the layer's
-            # box a lot), at full resolution first.
-            my0, my1, mx0, mx1 = boxes[0]
-            my0, mx0 = my0 // s * s, mx0 // s * s
-            my1, mx1 = -(-my1 // s) * s, -(-mx1 // s) * s
-            mh, mw = my1 - my0, mx1 - mx0
-            full = np.zeros((nch + 1, mh, mw), _F32)
-            lidx = (m_rows - my0) * mw + (m_cols - mx0)
-            ch, cw = min(my1, Hp) - my0, min(mx1, Wp) - mx0
-            if m_sel.size > 0.3 * mh * mw:
-                # Dense: scatter the layer weights once, multiply whole planes.
-                wt = np.zeros(mh * mw, _F32)
-                wt[lidx] = m_w
-                wt = wt.reshape(mh, mw)[:ch, :cw]
-                box = (slice(my0, my0 + ch), slice(mx0, mx0 + cw))
-                for c in range(nch):
-                    np.multiply(col[c][box], wt, out=full[c, :ch, :cw])
-                np.multiply(cov[box], wt, out=full[nch, :ch, :cw])
-                del wt
-            else:
-                flat = full.reshape(nch + 1, -1)
-                for c in range(nch):
-                    flat[c, lidx] = m_w * flat_col[c, m_sel]
-                flat[nch, lidx] = m_w * flat_cov[m_sel]
-            del lidx
-            if s > 1:
-                with _stage("sparkles"):
-                    sparkles = _extract_sparkles(full)
-                sy0, sx0 = my0, mx0
-                full = _downsample_sum(full, s)
-                full *= _F32(1.0 / (s * s))
-            oy, ox = (my0 - y0) // s, (mx0 - x0) // s
-            planes[:, oy:oy + full.shape[1], ox:ox + full.shape[2]] = full
-            del full
-        if e_sel is not None:
-            lidx = ((e_rows - y0) // s) * bw + (e_cols - x0) // s
-            flat = planes.reshape(nch + 1, -1)
-            norm = _F32(1.0 / (s * s))
+def layer_content(frame, extra, layers, k, s):
+    """Layer k at scale s: ``(y0, x0, planes, (sy0, sx0, sparkles))`` -- premultiplied colour
+    channels (3 for opaque frames, else 4) then coverage on the layer's bounding box (low-res
+    coordinates y0, x0), and the layer's small highlights (full resolution, origin sy0, sx0)
+    or None -- or None when the layer is empty."""
+    Hp, Wp = frame.shape
+    nl = layers.radii.size
+    nch = 3 if frame.opaque else 4
+    col, cov = frame.col, frame.cov
+    m_sel, m_w = _gather(layers.m_order, layers.m_bounds, layers.m_t, k, nl)
+    e_sel, e_w = _gather(layers.e_order, layers.e_bounds, layers.e_t, k, nl)
+    if m_sel is None and e_sel is None:
+        return None
+    boxes = []
+    if m_sel is not None:
+        m_rows = m_sel // Wp
+        m_cols = m_sel - m_rows * Wp
+        boxes.append((int(m_rows.min()), int(m_rows.max()) + 1,
+                      int(m_cols.min()), int(m_cols.max()) + 1))
+    if e_sel is not None:
+        e_pix = extra.idx[e_sel]
+        e_rows = e_pix // Wp
+        e_cols = e_pix - e_rows * Wp
+        boxes.append((int(e_rows.min()), int(e_rows.max()) + 1,
+                      int(e_cols.min()), int(e_cols.max()) + 1))
+    # The layer's box, aligned to the scale (it may reach past the frame: planes are zero
+    # there).
+    y0 = min(b[0] for b in boxes) // s * s
+    y1 = -(-max(b[1] for b in boxes) // s) * s
+    x0 = min(b[2] for b in boxes) // s * s
+    x1 = -(-max(b[3] for b in boxes) // s) * s
+    bh, bw = (y1 - y0) // s, (x1 - x0) // s
+    planes = np.zeros((nch + 1, bh, bw), _F32)
+    sparkles = None
+    sy0 = sx0 = 0
+    if m_sel is not None:
+        # The pixels' own samples, on their own box (extra samples may widen the layer's box a
+        # lot), at full resolution first.
+        my0, my1, mx0, mx1 = boxes[0]
+        my0, mx0 = my0 // s * s, mx0 // s * s
+        my1, mx1 = -(-my1 // s) * s, -(-mx1 // s) * s
+        mh, mw = my1 - my0, mx1 - mx0
+        full = np.zeros((nch + 1, mh, mw), _F32)
+        lidx = (m_rows - my0) * mw + (m_cols - mx0)
+        ch, cw = min(my1, Hp) - my0, min(mx1, Wp) - mx0
+        if m_sel.size > 0.3 * mh * mw:
+            # Dense: scatter the layer weights once, multiply whole planes.
+            wt = np.zeros(mh * mw, _F32)
+            wt[lidx] = m_w
+            wt = wt.reshape(mh, mw)[:ch, :cw]
+            box = (slice(my0, my0 + ch), slice(mx0, mx0 + cw))
             for c in range(nch):
-                np.add.at(flat[c], lidx, e_w * e_col[c, e_sel] * norm)
-            np.add.at(flat[nch], lidx, e_w * e_cov[e_sel] * norm)
-        return y0 // s, x0 // s, planes, (sy0, sx0, sparkles)
+                np.multiply(col[c][box], wt, out=full[c, :ch, :cw])
+            np.multiply(cov[box], wt, out=full[nch, :ch, :cw])
+            del wt
+        else:
+            flat = full.reshape(nch + 1, -1)
+            flat_col = col.reshape(4, -1)
+            for c in range(nch):
+                flat[c, lidx] = m_w * flat_col[c, m_sel]
+            flat[nch, lidx] = m_w * cov.reshape(-1)[m_sel]
+        del lidx
+        if s > 1:
+            with _stage("sparkles"):
+                sparkles = _extract_sparkles(full)
+            sy0, sx0 = my0, mx0
+            full = _downsample_sum(full, s)
+            full *= _F32(1.0 / (s * s))
+        oy, ox = (my0 - y0) // s, (mx0 - x0) // s
+        planes[:, oy:oy + full.shape[1], ox:ox + full.shape[2]] = full
+        del full
+    if e_sel is not None:
+        lidx = ((e_rows - y0) // s) * bw + (e_cols - x0) // s
+        flat = planes.reshape(nch + 1, -1)
+        norm = _F32(1.0 / (s * s))
+        for c in range(nch):
+            np.add.at(flat[c], lidx, e_w * extra.col[c, e_sel] * norm)
+        np.add.at(flat[nch], lidx, e_w * extra.cov[e_sel] * norm)
+    return y0 // s, x0 // s, planes, (sy0, sx0, sparkles)
 
-    # Groups, near to far: the full-resolution layers around focus, and on each side the
-    # reduced-resolution layers, composited together at the side's finest reduced scale and
-    # merged into the frame once.
-    scales = [_layer_scale(r, q) for r in radii]
+
+class BlurredLayer(NamedTuple):
+    """Output of :func:`convolve_layer`: the layer's blurred planes (colour channels then
+    coverage) at its group's scale with their origin ``(y0, x0)`` in that scale's
+    coordinates, and its blurred highlight tiles (full resolution, ``(y, x, (3, h, w))``)."""
+
+    y0: int
+    x0: int
+    planes: np.ndarray
+    sparkles: list
+
+
+def convolve_layer(content, radius, s, gs, settings, pixel_aspect):
+    """Stage *convolve*: blur one layer's content (from :func:`layer_content`, scale ``s``)
+    with the aperture of signed ``radius`` (full-resolution pixels), its highlights at
+    (nearly) full resolution, and bring it to its group's scale ``gs``."""
+    y0, x0, planes, (sy0, sx0, sparkles) = content
+    tiles_out = []
+    if sparkles is not None:
+        with _stage("sparkles"):
+            # Full resolution for scale 2; beyond, half the layer's reduction (the disk's edge
+            # stays within a pixel or two on a 20+ px radius).
+            ss = max(1, s // 2)
+            if ss > 1:
+                sparkles = _downsample_sum(sparkles, ss)
+                sparkles *= _F32(1.0 / (ss * ss))
+            kfull = aperture_kernel(radius / ss, settings, pixel_aspect)
+            fy, fx, ty, tx = _tile_size(*kfull.shape)
+            occ = _occupied_tiles(sparkles[0] + sparkles[1] + sparkles[2], ty, tx)
+            tiles = []
+            _convolve_fft_tiled(sparkles, kfull, occ, fy, fx, ty, tx, collect=tiles)
+            oy_ = sy0 // ss - kfull.shape[0] // 2
+            ox_ = sx0 // ss - kfull.shape[1] // 2
+            for a, b, t in tiles:
+                if ss > 1:
+                    t = _upsample_linear(t, ss, t.shape[1] * ss, t.shape[2] * ss)
+                tiles_out.append(((oy_ + a) * ss, (ox_ + b) * ss, t))
+            del sparkles, tiles
+    kernel = aperture_kernel(radius / s, settings, pixel_aspect)
+    kh, kw = kernel.shape
+    with _stage(f"convolve s={s}"):
+        if kh == 1 and kw == 1:
+            blurred = planes
+        else:
+            blurred = _convolve(planes, kernel)
+    oy, ox = y0 - kh // 2, x0 - kw // 2
+    if s > gs:
+        with _stage("upsample layers"):
+            f = s // gs
+            bh, bw = blurred.shape[1:]
+            blurred = _upsample_linear(blurred, f, bh * f, bw * f)
+            oy, ox = oy * f, ox * f
+    return BlurredLayer(oy, ox, blurred, tiles_out)
+
+
+def layer_groups(radii, quality):
+    """Groups of consecutive layers, near to far: ``(scale of each layer, [(low, [k, ...])])``
+    -- the full-resolution layers around focus and, on each side, the reduced-resolution
+    layers (composited together at the side's finest reduced scale, merged once)."""
+    scales = [_layer_scale(r, quality) for r in radii]
     groups = []
-    for k in range(nl):
+    for k in range(len(radii)):
         low = scales[k] > 1
         if groups and groups[-1][0] == low:
             groups[-1][1].append(k)
         else:
             groups.append((low, [k]))
+    return scales, groups
+
+
+def _blur_layer(frame, extra, layers, k, s, gs, settings, pixel_aspect):
+    """Layer k's content and convolution (a :class:`BlurredLayer`, or None when empty)."""
+    with _stage(f"layer content s={s}"):
+        content = layer_content(frame, extra, layers, k, s)
+    if content is None:
+        return None
+    return convolve_layer(content, layers.radii[k], s, gs, settings, pixel_aspect)
+
+
+def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0):
+    """Stages *convolve* and *composite*: every layer blurred and composited near to far by
+    coverage budget.  Returns ``(acc, budget, far)``: accumulated premultiplied colour
+    (4, Hp, Wp), coverage budget (Hp, Wp), and the farthest layers' own colour (for the
+    disocclusion holes, or None)."""
+    Hp, Wp = frame.shape
+    opaque = frame.opaque
+    radii = layers.radii
+    acc = np.zeros((4, Hp, Wp), _F32)
+    budget = np.zeros((Hp, Wp), _F32)
+    far = None  # allocated below if the last group is at full resolution
+    scales, groups = layer_groups(radii, settings.quality)
 
     for gi, (low, ks) in enumerate(groups):
         last = gi == len(groups) - 1
-        # The farthest layers' own colour fills disocclusion holes (see below); it is tracked
-        # in the last group only (nothing lies behind it).
+        # The farthest layers' own colour fills disocclusion holes (see finish); it is
+        # tracked in the last group only (nothing lies behind it).
         if not low:
             gs = 1
             g_acc, g_budget = acc, budget
@@ -1072,51 +1207,15 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
         touched = None
         g_sparkles = []  # full-resolution blurred highlight tiles of this group
         for k in ks:
-            s = scales[k]
-            with _stage(f"layer content s={s}"):
-                content = layer_content(k, s)
-            if content is None:
+            layer = _blur_layer(frame, extra, layers, k, scales[k], gs, settings, pixel_aspect)
+            if layer is None:
                 continue
-            y0, x0, planes, (sy0, sx0, sparkles) = content
-            if sparkles is not None:
-                with _stage("sparkles"):
-                    # Full resolution for scale 2; beyond, half the layer's reduction (the
-                    # disk's edge stays within a pixel or two on a 20+ px radius).
-                    ss = max(1, s // 2)
-                    if ss > 1:
-                        sparkles = _downsample_sum(sparkles, ss)
-                        sparkles *= _F32(1.0 / (ss * ss))
-                    kfull = aperture_kernel(radii[k] / ss, settings, pixel_aspect)
-                    fy, fx, ty, tx = _tile_size(*kfull.shape)
-                    occ = _occupied_tiles(sparkles[0] + sparkles[1] + sparkles[2], ty, tx)
-                    tiles = []
-                    _convolve_fft_tiled(sparkles, kfull, occ, fy, fx, ty, tx, collect=tiles)
-                    oy_ = sy0 // ss - kfull.shape[0] // 2
-                    ox_ = sx0 // ss - kfull.shape[1] // 2
-                    for a, b, t in tiles:
-                        if ss > 1:
-                            t = _upsample_linear(t, ss, t.shape[1] * ss, t.shape[2] * ss)
-                        g_sparkles.append(((oy_ + a) * ss, (ox_ + b) * ss, t))
-                    del sparkles, tiles
-            radius = radii[k] / s
-            kernel = aperture_kernel(radius, settings, pixel_aspect)
-            kh, kw = kernel.shape
-            with _stage(f"convolve s={s}"):
-                if kh == 1 and kw == 1:
-                    blurred = planes
-                else:
-                    blurred = _convolve(planes, kernel)
-            oy, ox = y0 - kh // 2, x0 - kw // 2
-            if s > gs:
-                with _stage("upsample layers"):
-                    f = s // gs
-                    bh, bw = blurred.shape[1:]
-                    blurred = _upsample_linear(blurred, f, bh * f, bw * f)
-                    oy, ox = oy * f, ox * f
+            g_sparkles.extend(layer.sparkles)
+            oy, ox, blurred = layer.y0, layer.x0, layer.planes
             with _stage(f"composite s={gs}"):
                 _composite(g_acc, g_budget, blurred, oy, ox, opaque, g_far)
             box = (oy, ox, oy + blurred.shape[1], ox + blurred.shape[2])
-            del content, planes, blurred  # before the next layer's buffers are made
+            del layer, blurred  # before the next layer's buffers are made
             touched = box if touched is None else (min(touched[0], box[0]),
                                                    min(touched[1], box[1]),
                                                    max(touched[2], box[2]),
@@ -1139,23 +1238,52 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
                 _merge_group(acc, budget, list(g_acc[:3] if opaque else g_acc) + [g_budget],
                              gs, (fy1 - fy0, fx1 - fx0), fy0, fx0, g_sparkles)
         del g_acc, g_budget, g_far, g_sparkles
+    return acc, budget, far
 
-    # Disocclusion holes (coverage short of 1: a blurred layer's disk reaches where nearer
-    # pixels hid it) take the farthest layers' own colour: the light missing there is that
-    # background's.  Elsewhere (nothing recorded) normalise by the coverage received.
+
+def finish(acc, budget, far, col):
+    """Stage *finish* (in place on ``acc``): disocclusion holes (coverage short of 1: a
+    blurred layer's disk reaches where nearer pixels hid it) take the farthest layers' own
+    colour -- the light missing there is that background's; elsewhere normalise by the
+    coverage received; pixels that received nothing keep their own colour ``col``."""
+    if far is not None:
+        _fill_holes(acc, budget, far)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inv = np.where(budget > 1e-4, 1.0 / np.maximum(budget, 1e-4), 0.0).astype(_F32)
+    hole = budget <= 1e-4
+    for i in range(4):
+        acc[i] *= inv
+        if hole.any():
+            acc[i][hole] = col[i][hole]
+    return acc
+
+
+def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
+    """:func:`defocus` from a signed radius map (horizontal pixels): the pipeline."""
+    with _stage("prepare"):
+        frame = prepare(rgba, coc, settings, pixel_aspect)
+        del coc  # the padded copy is used from here on
+    if frame.maxr < 0.25:
+        return rgba_out(frame.col, frame.pad, frame.H, frame.W, rgba)
+    with _stage("split edges"):
+        parts = split_edges(frame.col, frame.coc, frame.cov)
+    with _stage("fill hidden"):
+        parts += fill_hidden(frame.col, frame.coc, frame.maxr)
+    extra = _concat_samples(parts)
+    del parts
+    radii = layer_radii(frame.maxr, settings.quality, frame.coc)
+    with _stage("assign"):
+        layers = assign_layers(frame.coc, extra.coc, radii)
+        # the radii are not needed past the layer assignment
+        frame.coc = None
+        extra = extra._replace(coc=None)
+    acc, budget, far = composite_layers(frame, extra, layers, settings, pixel_aspect)
+    del layers, extra
     with _stage("finish"):
-        if far is not None:
-            _fill_holes(acc, budget, far)
-            del far
-        with np.errstate(invalid="ignore", divide="ignore"):
-            inv = np.where(budget > 1e-4, 1.0 / np.maximum(budget, 1e-4), 0.0).astype(_F32)
-        hole = budget <= 1e-4
-        for i in range(4):
-            acc[i] *= inv
-            if hole.any():
-                acc[i][hole] = col[i][hole]
+        finish(acc, budget, far, frame.col)
+        del far
     with _stage("output"):
-        return rgba_out(acc, pad, H, W, rgba)
+        return rgba_out(acc, frame.pad, frame.H, frame.W, rgba)
 
 
 def _fill_holes(acc, budget, far):
