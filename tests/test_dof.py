@@ -324,6 +324,87 @@ def test_bad_input_is_reported():
                 DofSettings(blades=2))
 
 
+@pytest.mark.parametrize("bad", [-1, 1.5, "2", None, True])
+def test_threads_must_be_a_whole_number_from_zero(bad):
+    with pytest.raises(UsageError, match="threads must be a whole number >= 0"):
+        DofSettings(threads=bad).validate()
+
+
+def test_threads_zero_means_every_usable_core():
+    from blender_zdepth.core.dof import usable_cores
+
+    assert DofSettings().thread_count() == usable_cores() >= 1
+    assert DofSettings(threads=3).thread_count() == 3
+
+
+def _busy_frame(h=96, w=144, seed=5):
+    """Blocks at random depths on both sides of the focal plane, highlights, an
+    anti-aliased look: many layers, edge splits, hidden-surface fills and sparkles."""
+    rng = np.random.default_rng(seed)
+    lens = lens_for(10, w, h)
+    radii = rng.uniform(-14, 10, (h // 8 + 1, w // 8 + 1))
+    blocks = np.array([[depth_for_coc(r, lens, w, h) for r in row] for row in radii])
+    depth = np.kron(blocks, np.ones((8, 8)))[:h, :w].astype(np.float32)
+    rgb = np.kron(rng.random((h // 8 + 1, w // 8 + 1, 3)), np.ones((8, 8, 1)))[:h, :w]
+    rgb[1:-1, 1:-1] = 0.5 * rgb[1:-1, 1:-1] + 0.25 * (rgb[:-2, 1:-1] + rgb[1:-1, 2:])
+    rgb[rng.random((h, w)) < 0.003] = 40.0
+    return opaque(rgb), depth, lens
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_threads_give_the_same_result_as_one(threads):
+    img, depth, lens = _busy_frame()
+    one = defocus(img, depth, lens, DofSettings(max_radius=16, threads=1))
+    many = defocus(img, depth, lens, DofSettings(max_radius=16, threads=threads))
+    np.testing.assert_array_equal(many, one)
+
+
+def test_layers_in_flight_stay_within_the_memory_budget():
+    """The ordered map behind the threads yields in order, never runs more than its window
+    at once, and keeps the summed cost of started-but-unconsumed items within its budget
+    (one item always runs)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from blender_zdepth.core.dof import _ordered_map
+
+    costs = [5, 1, 1, 1, 9, 1, 1, 3, 3, 3, 1, 1]
+    lock = threading.Lock()
+    state = {"held": 0, "peak": 0, "running": 0, "peak_running": 0}
+
+    def cost(i):
+        return costs[i]
+
+    def work(i):
+        with lock:
+            state["running"] += 1
+            state["peak_running"] = max(state["peak_running"], state["running"])
+        time.sleep(0.005)
+        with lock:
+            state["running"] -= 1
+        return i
+
+    def started(i):  # what the budget accounts for: started and not yet consumed
+        with lock:
+            state["held"] += costs[i]
+            state["peak"] = max(state["peak"], state["held"] if state["held"] > costs[i]
+                                else 0)
+        return work(i)
+
+    got = []
+    with ThreadPoolExecutor(4) as pool:
+        for i in _ordered_map(pool, started, range(len(costs)), cost=cost, budget=6,
+                              window=3):
+            got.append(i)
+            time.sleep(0.002)  # the consumer composites
+            with lock:
+                state["held"] -= costs[i]
+    assert got == list(range(len(costs)))
+    assert state["peak_running"] <= 3
+    assert state["peak"] <= 6  # several at once only while they fit the budget
+
+
 def test_focal_plane_view_colours_near_focus_far():
     h, w = 16, 48
     lens = lens_for(8, w, h)

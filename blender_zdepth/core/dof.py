@@ -44,7 +44,10 @@ variable ``BLENDER_ZDEPTH_DOF_TIMING`` set, :data:`TIMING` collects seconds per 
 
 import math
 import os
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -71,7 +74,9 @@ _F32 = np.float32
 
 #: Seconds spent per stage of the last :func:`defocus` calls, filled only when the
 #: environment variable ``BLENDER_ZDEPTH_DOF_TIMING`` is set (for profiling).
+#: With threads, a stage's figure is the sum of the seconds every thread spent in it.
 TIMING = {}
+_TIMING_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -83,7 +88,17 @@ def _stage(name):
     try:
         yield
     finally:
-        TIMING[name] = TIMING.get(name, 0.0) + time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        with _TIMING_LOCK:
+            TIMING[name] = TIMING.get(name, 0.0) + dt
+
+
+def usable_cores():
+    """CPU cores this process may run on (its affinity where the OS tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -96,6 +111,8 @@ class DofSettings:
     Cycles' blade rotation).
     ``anamorphic``: aperture height / width (Cycles' aperture ratio); > 1 makes tall bokeh.
     ``quality``: ``"draft"``, ``"default"`` or ``"high"`` (layer spacing and resolution).
+    ``threads``: worker threads inside one frame; 0 (default) uses every usable core
+    (:func:`usable_cores`).  The result does not depend on it (bit-identical).
     """
 
     max_radius: float = 64.0
@@ -103,6 +120,7 @@ class DofSettings:
     rotation_deg: float = 0.0
     anamorphic: float = 1.0
     quality: str = "default"
+    threads: int = 0
 
     def validate(self):
         try:
@@ -124,7 +142,15 @@ class DofSettings:
         if self.quality not in QUALITIES:
             raise UsageError(f"quality must be one of {', '.join(QUALITIES)}, not "
                              f"{self.quality!r}")
+        t = self.threads
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
+            raise UsageError(f"threads must be a whole number >= 0 (0 = every core), not "
+                             f"{t!r}")
         return self
+
+    def thread_count(self):
+        """Threads a frame uses: ``threads``, or every usable core when it is 0."""
+        return int(self.threads) if self.threads else usable_cores()
 
 
 # --------------------------------------------------------------------------------------------
@@ -971,11 +997,34 @@ class LayerAssignment:
     e_order: np.ndarray
     e_bounds: np.ndarray
     e_t: np.ndarray
+    boxes: np.ndarray = None  # (nl, 4) int64: y0, y1, x0, x1 bounding each layer (estimate)
 
 
-def assign_layers(coc, extra_coc, radii):
+def _run_boxes(pix, bounds, width):
+    """Bounding boxes ``(n_runs, 4)`` (y0, y1, x0, x1; empty runs: y0 >= y1) of the runs
+    ``pix[bounds[k]:bounds[k + 1]]`` of flat pixel indices."""
+    n = bounds.size - 1
+    out = np.zeros((n, 4), np.int64)
+    out[:, 0] = out[:, 2] = np.iinfo(np.int64).max
+    out[:, 1] = out[:, 3] = np.iinfo(np.int64).min
+    sizes = np.diff(bounds)
+    nz = np.flatnonzero(sizes)
+    if nz.size == 0:
+        return out
+    rows, cols = np.divmod(pix, width)
+    starts = bounds[nz]
+    out[nz, 0] = np.minimum.reduceat(rows, starts)
+    out[nz, 1] = np.maximum.reduceat(rows, starts) + 1
+    out[nz, 2] = np.minimum.reduceat(cols, starts)
+    out[nz, 3] = np.maximum.reduceat(cols, starts) + 1
+    return out
+
+
+def assign_layers(coc, extra_coc, radii, extra_idx=None):
     """Stage *assign layers*: soft (tent) assignment of every sample to the two layers
-    around its radius, sorted by layer (a stable radix sort: pixel order kept per layer)."""
+    around its radius, sorted by layer (a stable radix sort: pixel order kept per layer).
+    ``extra_idx`` (the extra samples' pixels) lets it also bound each layer's box, which
+    the threads use to keep the memory in flight bounded."""
     nl = radii.size
     m_i, m_t = _assign_layers(coc.reshape(-1), radii)
     e_i, e_t = _assign_layers(extra_coc, radii)
@@ -986,7 +1035,18 @@ def assign_layers(coc, extra_coc, radii):
         m_order = m_order.astype(np.int32)
     e_order = np.argsort(e_i, kind="stable")
     e_bounds = np.searchsorted(e_i[e_order], np.arange(nl + 1))
-    return LayerAssignment(radii, m_order, m_bounds, m_t, e_order, e_bounds, e_t)
+    boxes = None
+    if extra_idx is not None:
+        width = coc.shape[-1]
+        runs = _run_boxes(m_order, m_bounds, width)
+        e_runs = _run_boxes(extra_idx[e_order], e_bounds, width)
+        runs[:, ::2] = np.minimum(runs[:, ::2], e_runs[:, ::2])
+        runs[:, 1::2] = np.maximum(runs[:, 1::2], e_runs[:, 1::2])
+        # Layer k holds the runs k (lower layer k) and k - 1 (upper layer k).
+        boxes = runs.copy()
+        boxes[1:, ::2] = np.minimum(runs[1:, ::2], runs[:-1, ::2])
+        boxes[1:, 1::2] = np.maximum(runs[1:, 1::2], runs[:-1, 1::2])
+    return LayerAssignment(radii, m_order, m_bounds, m_t, e_order, e_bounds, e_t, boxes)
 
 
 def _gather(order, bounds, tt, k, nl):
@@ -1175,11 +1235,70 @@ def _blur_layer(frame, extra, layers, k, s, gs, settings, pixel_aspect):
     return convolve_layer(content, layers.radii[k], s, gs, settings, pixel_aspect)
 
 
-def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0):
-    """Stages *convolve* and *composite*: every layer blurred and composited near to far by
-    coverage budget.  Returns ``(acc, budget, far)``: accumulated premultiplied colour
-    (4, Hp, Wp), coverage budget (Hp, Wp), and the farthest layers' own colour (for the
-    disocclusion holes, or None)."""
+#: Memory (bytes, estimated) that layers being blurred in parallel may hold at once; one
+#: layer always runs, however big.  It bounds the peak of a 4K frame with many threads.
+_INFLIGHT_BYTES = 256 * 2**20
+
+
+def _ordered_map(pool, fn, items, cost=None, budget=_INFLIGHT_BYTES, window=None):
+    """``fn(item)`` for every item, yielded in order; with a thread pool, later items are
+    computed ahead while earlier results are consumed -- at most ``window`` at once, and no
+    more than ``budget`` of their summed ``cost(item)`` (the first pending one always runs).
+    An item's cost is released when the next result is asked for (its consumer is done)."""
+    if pool is None:
+        for item in items:
+            yield fn(item)
+        return
+    window = window or 1
+    pending = deque()  # (future, cost)
+    held = 0
+    items = iter(items)
+    nxt = next(items, _DONE)
+    try:
+        while True:
+            while nxt is not _DONE and len(pending) < window:
+                c = cost(nxt) if cost else 0
+                if pending and held + c > budget:
+                    break
+                pending.append((pool.submit(fn, nxt), c))
+                held += c
+                nxt = next(items, _DONE)
+            if not pending:
+                return
+            fut, c = pending.popleft()
+            result = fut.result()
+            yield result
+            del result
+            held -= c
+    finally:
+        for fut, _ in pending:
+            fut.cancel()
+
+
+_DONE = object()
+
+
+def _layer_bytes(layers, k, s, nch):
+    """Rough peak bytes of blurring layer k at scale s (its planes, the convolution's output
+    and FFT buffers, the full-resolution content of reduced layers)."""
+    if layers.boxes is None:
+        return 0
+    y0, y1, x0, x1 = (int(v) for v in layers.boxes[k])
+    if y0 >= y1 or x0 >= x1:
+        return 0
+    area = (y1 - y0) * (x1 - x0)
+    r = abs(float(layers.radii[k]))
+    low = (y1 - y0) // s + 2 * r / s + 2, (x1 - x0) // s + 2 * r / s + 2
+    n = 4 * (nch + 1) * (2.5 * low[0] * low[1] + (area if s > 1 else 0))
+    return int(n) + 48 * 2**20
+
+
+def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None):
+    """Stages *convolve* and *composite*: every layer blurred (on ``pool``'s threads, if
+    given, several at once) and composited near to far by coverage budget (in order, so the
+    result does not depend on the threads).  Returns ``(acc, budget, far)``: accumulated
+    premultiplied colour (4, Hp, Wp), coverage budget (Hp, Wp), and the farthest layers' own
+    colour (for the disocclusion holes, or None)."""
     Hp, Wp = frame.shape
     opaque = frame.opaque
     radii = layers.radii
@@ -1187,6 +1306,18 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0):
     budget = np.zeros((Hp, Wp), _F32)
     far = None  # allocated below if the last group is at full resolution
     scales, groups = layer_groups(radii, settings.quality)
+    nch = 3 if opaque else 4
+    group_scale = {}
+    for low, ks in groups:
+        gs = min(scales[k] for k in ks) if low else 1
+        for k in ks:
+            group_scale[k] = gs
+    stream = _ordered_map(
+        pool,
+        lambda k: _blur_layer(frame, extra, layers, k, scales[k], group_scale[k], settings,
+                              pixel_aspect),
+        range(radii.size), cost=lambda k: _layer_bytes(layers, k, scales[k], nch),
+        window=(pool._max_workers + 1) if pool is not None else None)
 
     for gi, (low, ks) in enumerate(groups):
         last = gi == len(groups) - 1
@@ -1207,7 +1338,7 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0):
         touched = None
         g_sparkles = []  # full-resolution blurred highlight tiles of this group
         for k in ks:
-            layer = _blur_layer(frame, extra, layers, k, scales[k], gs, settings, pixel_aspect)
+            layer = next(stream)
             if layer is None:
                 continue
             g_sparkles.extend(layer.sparkles)
@@ -1238,6 +1369,7 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0):
                 _merge_group(acc, budget, list(g_acc[:3] if opaque else g_acc) + [g_budget],
                              gs, (fy1 - fy0, fx1 - fx0), fy0, fx0, g_sparkles)
         del g_acc, g_budget, g_far, g_sparkles
+    stream.close()
     return acc, budget, far
 
 
@@ -1272,12 +1404,20 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
     extra = _concat_samples(parts)
     del parts
     radii = layer_radii(frame.maxr, settings.quality, frame.coc)
+    threads = settings.thread_count()
     with _stage("assign"):
-        layers = assign_layers(frame.coc, extra.coc, radii)
+        layers = assign_layers(frame.coc, extra.coc, radii,
+                               extra.idx if threads > 1 else None)
         # the radii are not needed past the layer assignment
         frame.coc = None
         extra = extra._replace(coc=None)
-    acc, budget, far = composite_layers(frame, extra, layers, settings, pixel_aspect)
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=threads,
+                                thread_name_prefix="zdepth-dof") as pool:
+            acc, budget, far = composite_layers(frame, extra, layers, settings,
+                                                pixel_aspect, pool)
+    else:
+        acc, budget, far = composite_layers(frame, extra, layers, settings, pixel_aspect)
     del layers, extra
     with _stage("finish"):
         finish(acc, budget, far, frame.col)
