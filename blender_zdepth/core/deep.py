@@ -26,6 +26,7 @@ a pixel has no sample); :func:`read_deep` converts them to the packed form once,
 after that is vectorised numpy. ``benchmarks/bench_deep.py`` measures what this costs.
 """
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 
@@ -332,6 +333,9 @@ def read_deep(path):
                for a in px.ravel()[:4096]):
             half.add(base)
         c, values = _object_to_packed(px)
+        del px
+        with contextlib.suppress(Exception):  # let the bindings drop their per-pixel arrays now
+            chans[name].pixels = np.zeros(0, np.float32)
         if counts is None:
             counts = c
         elif c.shape != counts.shape or not np.array_equal(c, counts):
