@@ -608,3 +608,54 @@ def describe(image):
     if image.tidied:
         text += f"; {image.tidied} pixel(s) had overlapping volume samples (split and merged)"
     return text
+
+
+# -- a deep frame for the depth of field ----------------------------------------------------------
+
+def load_deep_frame(path, max_layers=DEFAULT_MAX_LAYERS, flat_path=None):
+    """A deep OpenEXR as the depth of field's input: an :class:`~.exr.Frame` (``rgba`` the
+    flattened image, ``depth`` its visible depth, ``camera`` from the header) with two extra
+    attributes: ``hidden`` (the engine's hidden layers, see :func:`to_engine`; at most
+    ``max_layers``) and ``deep_note`` (one line saying what was used).
+
+    ``flat_path``: the flat export the deep file was found beside (``<name>_deep.exr`` next to
+    ``<name>.exr``): its camera is used when the deep header has none, and a size that differs
+    from the deep file's is an error (they are not the same frame)."""
+    from . import exr
+    from .camera import CameraInfo
+
+    image = read_deep(path)
+    header = dict(image.header)
+    h, w = image.shape
+    if flat_path is not None:
+        import OpenEXR
+
+        with exr._captured_output():
+            try:
+                flat_header = exr._clean_header(
+                    OpenEXR.File(os.fspath(flat_path), header_only=True).parts[0].header)
+            except Exception:
+                flat_header = None
+        if flat_header is None:
+            raise ZDepthError(f"{flat_path}: damaged or unreadable OpenEXR header")
+        window = exr._window(flat_header.get("dataWindow"))
+        if window is not None:
+            (x0, y0), (x1, y1) = window
+            if (x1 - x0 + 1, y1 - y0 + 1) != (w, h):
+                raise ZDepthError(f"{path} is {w}x{h} but {os.path.basename(flat_path)} is "
+                                  f"{x1 - x0 + 1}x{y1 - y0 + 1}: not the same frame; move or "
+                                  f"delete the deep file to refocus the flat one alone")
+        for key, value in flat_header.items():
+            header.setdefault(key, value)
+    rgba, depth, hidden = to_engine(image, max_layers)
+    frame = exr.Frame(os.fspath(path), depth, rgba, None, CameraInfo.from_header(header), header,
+                      "Z", list("RGBA"), image.data_window, image.display_window)
+    frame.hidden = hidden
+    covered = int(np.count_nonzero(hidden[0][0][..., 3] > 0)) if hidden else 0
+    frame.deep_note = (f"deep {os.path.basename(os.fspath(path))}: {len(hidden)} hidden "
+                       f"layer(s), {100.0 * covered / max(1, h * w):.1f}% of pixels see behind")
+    if image.resorted:
+        frame.deep_note += f", {image.resorted} pixel(s) sorted"
+    if image.tidied:
+        frame.deep_note += f", {image.tidied} overlapping pixel(s) tidied"
+    return frame
