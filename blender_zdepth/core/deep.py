@@ -258,14 +258,18 @@ def is_deep(path):
                for p in parts)
 
 
-def _object_to_packed(obj, dtype=np.float32):
-    """(H, W) object array of per-pixel 1-D arrays (or None) -> (counts (H, W) int64, values)."""
+def _object_to_packed(obj, dtype=np.float32, counts=None):
+    """(H, W) object array of per-pixel 1-D arrays (or None) -> (counts (H, W) int64, values).
+    ``counts`` given (from another channel of the file: a deep file has one sample-count table
+    for all its channels) saves counting again."""
     flat = obj.ravel()
-    counts = np.fromiter((0 if a is None else len(a) for a in flat), np.int64, count=flat.size)
-    pieces = [a for a in flat if a is not None and len(a)]
+    if counts is None:
+        counts = np.fromiter((0 if a is None else len(a) for a in flat), np.int64,
+                             count=flat.size).reshape(obj.shape)
+    pieces = [a for a in flat if a is not None]
     values = (np.concatenate(pieces).astype(dtype, copy=False) if pieces
               else np.zeros(0, dtype))
-    return counts.reshape(obj.shape), values
+    return counts, values
 
 
 def _find_channel(names, base):
@@ -332,13 +336,13 @@ def read_deep(path):
         if any(a is not None and getattr(a, "dtype", None) == np.float16
                for a in px.ravel()[:4096]):
             half.add(base)
-        c, values = _object_to_packed(px)
+        c, values = _object_to_packed(px, counts=counts)
         del px
         with contextlib.suppress(Exception):  # let the bindings drop their per-pixel arrays now
             chans[name].pixels = np.zeros(0, np.float32)
         if counts is None:
             counts = c
-        elif c.shape != counts.shape or not np.array_equal(c, counts):
+        if values.size != int(counts.sum()):
             raise ZDepthError(f"{path}: damaged deep file: channel {name!r} has other sample "
                               f"counts than the others")
         packed[base] = values
@@ -376,18 +380,35 @@ def tidy(image):
     # out of order: a later sample of the same pixel in front of an earlier one
     wrong = same & ((z[1:] < z[:-1]) | ((z[1:] == z[:-1]) & (zb[1:] < zb[:-1])))
     if wrong.any():
-        bad_pixels = np.unique(pix[1:][wrong])
-        image.resorted = int(bad_pixels.size)
-        sel = np.flatnonzero(np.isin(pix, bad_pixels))
-        order = np.lexsort((zb[sel], z[sel], pix[sel]))
-        for name in ch:
-            ch[name][sel] = ch[name][sel[order]]
+        bad = np.zeros(flat.size, bool)
+        bad[pix[1:][wrong]] = True
+        image.resorted = int(bad.sum())
+        _sort_pixels(image, np.flatnonzero(bad))
         z, zb = ch["Z"], ch["ZBack"]
     # overlapping volume samples: a sample starting before the previous one ends
     overlap = same & (z[1:] < zb[:-1])
     if overlap.any():
         _tidy_overlaps(image, pix, np.unique(pix[1:][overlap]))
     return image
+
+
+def _sort_pixels(image, pixels):
+    """Sort the samples of ``pixels`` by ``(Z, ZBack)``, in place: the pixels are grouped by
+    sample count and each group is sorted as one (pixels, count) matrix along its rows."""
+    ch = image.channels
+    counts = image.counts.ravel()
+    off = image.offsets
+    names = list(ch)
+    per = counts[pixels]
+    for c in np.unique(per):
+        group = pixels[per == c]
+        idx = off[group][:, None] + np.arange(c)[None, :]            # (pixels, c)
+        first = np.argsort(ch["ZBack"][idx], axis=1, kind="stable")
+        idx2 = np.take_along_axis(idx, first, axis=1)
+        second = np.argsort(ch["Z"][idx2], axis=1, kind="stable")
+        src = np.take_along_axis(idx2, second, axis=1)
+        for name in names:
+            ch[name][idx] = ch[name][src]
 
 
 def _split(sample, z0, z1):
