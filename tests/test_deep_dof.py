@@ -149,3 +149,23 @@ def test_hidden_layers_reach_the_engine(tmp_path, monkeypatch):
     # a budget of 0 hands nothing over; --no-deep on a flat file beside a deep one neither
     frame = sequence.load_dof_frame(src, deep=0)
     assert frame.hidden == []
+
+
+def test_inspect_shows_a_deep_files_sample_counts(tmp_path, run_cli):
+    import json
+
+    rgba, depth, hidden = layers()
+    src = deep.write_deep_exr(tmp_path / "d.exr", rgba, depth, hidden, camera=CAMERA)
+    r = run_cli("inspect", src)
+    assert r.returncode == 0, r.stderr
+    behind = 20 * 24  # the subject's pixels hold a second sample (the wall behind)
+    assert f"samples: {H * W + behind} in {H * W} of {H * W} pixels" in r.stdout
+    assert f"1: {H * W - behind}, 2: {behind}" in r.stdout
+    assert "depth layers: 2" in r.stdout
+    info = json.loads(run_cli("inspect", src, "--json").stdout)
+    assert info["deep"] and info["max_samples"] == 2 and info["depth"] == {"min": 2.0,
+                                                                            "max": 8.0}
+    bad = tmp_path / "bad.exr"
+    bad.write_bytes(open(src, "rb").read()[:300])
+    r = run_cli("inspect", bad)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
