@@ -229,3 +229,15 @@ def test_packed_from_layers_matches_the_file(tmp_path):
     assert np.array_equal(a.counts, b.counts)
     for name in deep.DEEP_CHANNELS:
         assert np.array_equal(a.channels[name], b.channels[name])
+
+
+def test_flat_encoding_attributes_are_not_copied(tmp_path):
+    from blender_zdepth.core.encodings import DepthEncoding
+
+    rgba, depth, behind, bdepth = _frame()
+    extra = {**DepthEncoding("log", 0.1, 100.0).to_header(), "zdepthDepthChannel": "Z",
+             "zdepthFrame": 12}
+    path = deep.write_deep_exr(tmp_path / "d.exr", rgba, depth, camera=None, extra_header=extra)
+    header = OpenEXR.File(path, header_only=True).parts[0].header
+    assert "zdepthEncoding" not in header and "zdepthNear" not in header
+    assert header["zdepthFrame"] == 12 and header[deep.LAYERS_KEY] == 1

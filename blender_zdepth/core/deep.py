@@ -177,7 +177,8 @@ def write_deep_exr(path, rgba, depth, hidden=(), camera=None, extra_header=None,
     ``min_gap`` relatively: a pass that sees the same surface as the beauty adds nothing) and
     the beauty is opaque (so that flattening the file gives the beauty exactly).
     ``camera`` (:class:`CameraInfo`) and ``extra_header`` go into the header with
-    ``zdepthDepthLayers`` = 1 + len(hidden). Atomic; an existing file is replaced only with
+    ``zdepthDepthLayers`` = 1 + len(hidden) (less the attributes that describe a flat file's
+    encoded depth channel -- ``zdepthEncoding``, ``zdepthNear`` ...: Z is linear here). Atomic; an existing file is replaced only with
     ``overwrite``. Returns the absolute path written.
     """
     import OpenEXR
@@ -198,12 +199,15 @@ def write_deep_exr(path, rgba, depth, hidden=(), camera=None, extra_header=None,
     h, w = depth.shape
     if data_window is None:
         data_window = ((0, 0), (w - 1, h - 1))
+    from .encodings import DepthEncoding
+
+    # the flat file's description of its encoded depth channel does not apply: Z is linear here
+    encoded = set(DepthEncoding().to_header()) | {"zdepthDepthChannel"}
     header = {}
     if camera is not None:
         header.update(camera.to_header())
     for key, value in (extra_header or {}).items():
-        if key not in exr._STRUCTURAL and value is not None and not key.startswith(
-                "zdepthEncoding") and key != "zdepthDepthChannel":
+        if key not in exr._STRUCTURAL and key not in encoded and value is not None:
             header[key] = value
     header[LAYERS_KEY] = int(1 + len(hidden))
     header["zdepthDeepDepth"] = "linear planar camera depth in Z and ZBack (not encoded)"
