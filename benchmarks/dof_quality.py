@@ -171,6 +171,70 @@ def shot_ground(p):
     return scene
 
 
+def _subject(scene, scenes):
+    """The sharp subject of the highlight shots: a head and a coat at 2 m (camera at z 1.1)."""
+    body = scenes.checker_material("Subject", (0.85, 0.75, 0.6), (0.3, 0.12, 0.1), scale=10.0)
+    scenes.add_object(scene, "uv_sphere", "Head", body, radius=0.075, location=(-0.1, 2.0, 1.2),
+                      segments=48, ring_count=24)
+    coat = scenes.checker_material("Coat", (0.15, 0.3, 0.6), (0.6, 0.65, 0.7), scale=6.0)
+    scenes.add_object(scene, "cube", "Body", coat, size=1.0, location=(-0.1, 2.0, 1.0),
+                      scale=(0.1, 0.05, 0.12))
+
+
+def shot_peek(p):
+    """(d) Highlights partly behind a sharp subject: a lens sees their bokeh around the subject's
+    edge, a pinhole sees only the part outside it. The subject of ``highlights`` at 2 m; small
+    bright lights at 25 m straddle its silhouette (head and coat edges), a few more are free."""
+    scene, scenes = _base(p)
+    scenes.set_world_color(scene, (0.02, 0.02, 0.03))
+    wall = scenes.checker_material("Far", (0.08, 0.06, 0.1), (0.2, 0.12, 0.06), scale=10.0)
+    scenes.add_object(scene, "plane", "Far", wall, size=40.0, location=(0.0, 40.0, 1.2),
+                      rotation=(math.pi / 2, 0.0, 0.0))
+    y = 25.0
+    spots = []  # angular camera coordinates (u = x / y, v = (z - 1.1) / y)
+    for k in range(10):  # around the head (centre (-0.05, 0.05), angular radius 0.0375)
+        ang = 2 * math.pi * (k + 0.5) / 10
+        rr = 0.0375 + (0.002 if k % 2 else -0.003)
+        spots.append((-0.05 + rr * math.cos(ang), 0.05 + rr * math.sin(ang)))
+    for v in (-0.095, -0.07, -0.045, -0.02):  # along both sides of the coat
+        spots += [(-0.0253 + 0.001 * (v * 100 % 2), v), (-0.0757, v + 0.012)]
+    rng = np.random.default_rng(9)
+    for _ in range(14):
+        spots.append((rng.uniform(-0.2, 0.2), rng.uniform(-0.12, 0.1)))
+    for i, (u, v) in enumerate(spots):
+        hue = rng.uniform(0.0, 1.0, 3)
+        color = tuple(float(c) for c in 0.35 + 0.65 * hue / hue.max())
+        mat = scenes.emission_material(f"Light{i}", color, float(rng.uniform(4.0, 12.0)))
+        scenes.add_object(scene, "uv_sphere", f"Light{i}", mat, radius=0.09,
+                          location=(u * y, y, 1.1 + v * y), segments=12, ring_count=6)
+    _subject(scene, scenes)
+    _camera(scene, scenes, p)
+    return scene
+
+
+def shot_bars(p):
+    """(e) A sharp subject seen through thin, strongly blurred foreground bars: vertical rods at
+    0.7 m (about 11 px wide, blurred over ~26 px) before a checker panel and a ball at the focus
+    distance (3 m), a textured wall behind (6 m)."""
+    scene, scenes = _base(p)
+    scenes.set_world_color(scene, (0.05, 0.06, 0.08))
+    wall = scenes.checker_material("Wall", (0.35, 0.3, 0.25), (0.12, 0.14, 0.2), scale=30.0)
+    scenes.add_object(scene, "plane", "Wall", wall, size=12.0, location=(0.0, 6.0, 1.2),
+                      rotation=(math.pi / 2, 0.0, 0.0))
+    panel = scenes.checker_material("Panel", (0.95, 0.85, 0.2), (0.1, 0.25, 0.8), scale=8.0)
+    scenes.add_object(scene, "cube", "Panel", panel, size=1.0, location=(0.1, 3.0, 1.2),
+                      scale=(0.6, 0.02, 0.45))
+    ball = scenes.checker_material("Ball", (0.9, 0.2, 0.15), (0.95, 0.9, 0.85), scale=6.0)
+    scenes.add_object(scene, "uv_sphere", "Ball", ball, radius=0.22, location=(-0.75, 3.1, 0.95),
+                      segments=48, ring_count=24)
+    bar = scenes.emission_material("Bar", (0.12, 0.3, 0.1), 1.0)
+    for i, x in enumerate(np.arange(-0.33, 0.34, 0.1)):
+        scenes.add_object(scene, "cylinder", f"Bar{i}", bar, radius=0.006, depth=3.0,
+                          location=(float(x), 0.7, 1.2), vertices=24)
+    _camera(scene, scenes, p)
+    return scene
+
+
 COMMON = {"resolution": list(RES), "sensor_width_mm": 36.0, "sensor_height_mm": 24.0,
           "sensor_fit": "AUTO"}
 
@@ -184,7 +248,20 @@ SHOTS = {
     "ground": (shot_ground, {**COMMON, "focal_length_mm": 50.0, "fstop": 1.4,
                              "focus_distance": 5.0, "cam_location": [0.0, 0.0, 0.35],
                              "cam_target": [0.0, 10.0, 0.35 - 10.0 * math.tan(math.radians(8.0))]}),
+    "peek": (shot_peek, {**COMMON, "focal_length_mm": 85.0, "fstop": 1.4,
+                         "focus_distance": 2.0, "cam_location": [0.0, 0.0, 1.1],
+                         "cam_target": [0.0, 10.0, 1.1]}),
+    "bars": (shot_bars, {**COMMON, "focal_length_mm": 50.0, "fstop": 1.4,
+                         "focus_distance": 3.0, "cam_location": [0.0, -0.0, 1.2],
+                         "cam_target": [0.0, 10.0, 1.2]}),
 }
+
+#: Shots where a lens sees what the pinhole hides: layered input must gain >= 5 dB (edges) there.
+SEE_BEHIND = ("peek", "bars")
+LAYER_TARGET_DB = 5.0
+LAYER_LOSS_DB = 0.1
+#: Camera clip range of every shot (see _camera).
+CLIP = (0.05, 5000.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,13 +274,17 @@ def _blender_version():
     return ".".join(map(str, bpy.app.version))
 
 
-def shot_key(name, kind, samples, seed=1):
+def shot_key(name, kind, samples, seed=1, clip=None):
     builder, params = SHOTS[name]
-    blob = json.dumps({"params": params, "source": inspect.getsource(builder),
-                       "base": inspect.getsource(_base) + inspect.getsource(_camera),
-                       "kind": kind, "samples": samples, "seed": seed,
-                       "blender": _blender_version()},
-                      sort_keys=True)
+    fields = {"params": params, "source": inspect.getsource(builder),
+              "base": inspect.getsource(_base) + inspect.getsource(_camera),
+              "kind": kind, "samples": samples, "seed": seed,
+              "blender": _blender_version()}
+    if builder in (shot_peek,):
+        fields["source"] += inspect.getsource(_subject)
+    if clip is not None:  # a peeled pass (the key of the other renders is unchanged)
+        fields["clip"] = round(float(clip), 6)
+    blob = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -213,12 +294,15 @@ def _read_multilayer(path):
     return read_render(path)
 
 
-def render_shot(name, kind, samples, log, seed=1):
-    """Render (or load from the cache) shot ``name`` with ``kind`` 'pinhole' or 'truth';
+def render_shot(name, kind, samples, log, seed=1, clip=None):
+    """Render (or load from the cache) shot ``name`` with ``kind`` 'pinhole', 'truth' or
+    'peel' (a pinhole pass with the camera's clip start at ``clip``: a depth layer);
     return ``(rgba HxWx4, depth HxW or None, seconds, cached, exr_path)``."""
     os.makedirs(CACHE, exist_ok=True)
-    key = shot_key(name, kind, samples, seed)
+    key = shot_key(name, kind, samples, seed, clip)
     tag = kind if seed == 1 else f"{kind}{seed}"
+    if clip is not None:
+        tag += f"{clip:.3f}"
     exr = os.path.join(CACHE, f"{name}-{tag}-{key}.exr")
     if os.path.exists(exr):
         rgba, depth = _read_multilayer(exr)
@@ -235,6 +319,8 @@ def render_shot(name, kind, samples, log, seed=1):
     scene.cycles.samples = samples
     scene.cycles.seed = seed
     scene.camera.data.dof.use_dof = kind == "truth"
+    if clip is not None:
+        scene.camera.data.clip_start = float(clip)
     compat.set_multilayer_exr(scene.render.image_settings, "32", "ZIP")
     tmp = exr[:-4] + ".zdepth-tmp.exr"
     scene.render.filepath = tmp
@@ -389,6 +475,34 @@ def run_ours(rgba, depth, p, max_radius, engine):
     return np.asarray(out, np.float32), time.perf_counter() - t0
 
 
+def engine_takes_hidden(engine):
+    defocus = engine[1]
+    return defocus is not None and "hidden" in inspect.signature(defocus).parameters
+
+
+def run_layered(rgba, depth, peels, p, max_radius, engine, max_layers=None):
+    """The same engine on layered input, as ``dof`` gets it from a deep file: our deep samples
+    of the pinhole render and its peeled passes (:func:`core.deep.packed_from_layers`), then
+    :func:`core.deep.to_engine` (flattened image, visible depth, hidden layers)."""
+    from blender_zdepth.core import deep
+
+    desc, defocus, Lens, DofSettings = engine
+    image = deep.packed_from_layers(rgba, depth, peels)
+    budget = deep.DEFAULT_MAX_LAYERS if max_layers is None else max_layers
+    flat, front, hidden = deep.to_engine(image, budget)
+    lens = Lens(focal_length_mm=p["focal_length_mm"], fstop=p["fstop"],
+                focus_distance=p["focus_distance"], sensor_width_mm=p["sensor_width_mm"],
+                sensor_height_mm=p["sensor_height_mm"], sensor_fit=p["sensor_fit"])
+    t0 = time.perf_counter()
+    settings = DofSettings(max_radius=float(max_radius))
+    if engine_takes_hidden(engine):
+        out = defocus(flat, front, lens, settings, hidden=hidden)
+    else:
+        out = defocus(flat, front, lens, settings)
+    covered = float(np.mean(hidden[0][0][..., 3] > 0)) if hidden else 0.0
+    return np.asarray(out, np.float32), time.perf_counter() - t0, len(hidden), covered
+
+
 def run_node(rgba, depth, p, max_radius):
     from _blender_defocus import DefocusNode
 
@@ -474,6 +588,12 @@ def main(argv=None):
     ap.add_argument("--pinhole-samples", type=int, default=PINHOLE_SAMPLES)
     ap.add_argument("--no-node", action="store_true", help="skip the Defocus node (faster)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    ap.add_argument("--layers", type=int, default=2, metavar="N",
+                    help="depth layers for the layered comparison: the pinhole render + N-1 "
+                         "peeled passes at core.layers.clip_distances (default 2; 1 = skip)")
+    ap.add_argument("--layer-samples", type=int, default=None, metavar="S",
+                    help="samples of a peeled pass (default: the pinhole's / 8, as the "
+                         "render's depth layers do)")
     args = ap.parse_args(argv)
     names = args.shot or list(SHOTS)
 
@@ -497,6 +617,19 @@ def main(argv=None):
         coc = cycles_coc_radius(depth, params)
         max_radius = max(1.0, math.ceil(float(np.abs(coc).max())))
         ours, t_ours = run_ours(rgba, depth, params, max_radius, engine)
+        layered = None
+        if args.layers > 1:
+            from blender_zdepth.core import layers as core_layers
+
+            clips = core_layers.clip_distances(depth, args.layers,
+                                               focus_distance=params["focus_distance"],
+                                               clip_start=CLIP[0], clip_end=CLIP[1])
+            peel_samples = args.layer_samples or max(1, round(args.pinhole_samples / 8))
+            peels = [render_shot(name, "peel", peel_samples, log, clip=c)[:2] for c in clips]
+            layered, t_layered, n_hidden, covered = run_layered(rgba, depth, peels, params,
+                                                                max_radius, engine)
+            # N = 1: the deep path with no peeled pass must give today's result bit for bit
+            single = run_layered(rgba, depth, [], params, max_radius, engine)[0]
         if args.no_node:
             node, t_node = None, float("nan")
         else:
@@ -511,7 +644,15 @@ def main(argv=None):
                "pinhole_exr": os.path.relpath(exr, ROOT), "render_s": [t_pin, t_truth],
                "truth_ceiling": {"frame": psnr(A, B) + 10 * math.log10(4),
                                  "edges": psnr(A, B, band) + 10 * math.log10(4)}}
-        for label, img in (("pinhole", rgba), ("node", node), ("ours", ours)):
+        if layered is not None:
+            row["layers"] = {"clips": clips, "peel_samples": peel_samples,
+                             "hidden_layers": n_hidden, "covered": covered,
+                             "layered_s": t_layered,
+                             "single_identical": bool(np.array_equal(single, ours))}
+        for label, img in (("pinhole", rgba), ("node", node), ("ours", ours),
+                           ("layered", layered)):
+            if img is None and label == "layered":
+                continue
             if img is None:
                 row[label] = {"frame": float("nan"), "edges": float("nan")}
                 continue
@@ -565,9 +706,40 @@ def main(argv=None):
               f"{('%.4f' % lc) if lc is not None else 'n/a':>19}")
     print("(bias: mean scene-linear RGB in the edge band relative to the truth's; negative = "
           "too dark, e.g. lost energy or dark rims)")
+    layered_rows = [r for r in rows if "layered" in r]
+    if layered_rows:
+        hidden_ok = engine_takes_hidden(engine)
+        print()
+        print(f"Layered input ({args.layers} depth layers: the pinhole render + peeled passes "
+              f"at core.layers.clip_distances, through core.deep) vs flat, same engine"
+              + ("" if hidden_ok else " -- NOTE: this engine has no hidden= input, the layers "
+                                      "cannot be used: layered = flat"))
+        print(f"{'shot':<11}{'metric':<8}{'flat':>9}{'layered':>9}{'gain':>9}  target")
+        for r in layered_rows:
+            for metric in ("frame", "edges"):
+                gain = r["layered"][metric] - r["ours"][metric]
+                need = LAYER_TARGET_DB if (metric == "edges" and r["shot"] in SEE_BEHIND) \
+                    else -LAYER_LOSS_DB
+                ok = gain >= need
+                ok_all &= ok
+                print(f"{r['shot']:<11}{metric:<8}{r['ours'][metric]:9.2f}"
+                      f"{r['layered'][metric]:9.2f}{gain:+9.2f}  >= {need:+.1f} dB "
+                      f"{'PASS' if ok else 'FAIL'}")
+        print()
+        print(f"{'shot':<11}{'clip distances (m)':<26}{'peel spp':>9}{'hidden':>7}"
+              f"{'covered %':>10}{'layered s':>10}  N=1 bit-identical")
+        for r in layered_rows:
+            L = r["layers"]
+            ok_all &= L["single_identical"]
+            print(f"{r['shot']:<11}{', '.join(f'{c:.3g}' for c in L['clips']):<26}"
+                  f"{L['peel_samples']:9d}{L['hidden_layers']:7d}{100 * L['covered']:10.1f}"
+                  f"{L['layered_s']:10.2f}  {'yes' if L['single_identical'] else 'NO'}")
     print()
     print(f"overall: {'PASS' if ok_all else 'FAIL'} (ours >= Defocus + {TARGET_DB:g} dB on every "
-          f"shot, frame and edges)")
+          f"shot, frame and edges"
+          + (f"; layered >= flat + {LAYER_TARGET_DB:g} dB in the edge band on "
+             f"{', '.join(SEE_BEHIND)}, never below flat - {LAYER_LOSS_DB:g} dB, N=1 "
+             f"bit-identical)" if layered_rows else ")"))
     if args.picture:
         from blender_zdepth.core.display import contact_sheet
 

@@ -6,7 +6,9 @@
 
 IN is a plain Blender render with the Z pass (multilayer EXR) or one of our own exports; camera
 values (lens, sensor, f-stop, focus) come from our header when present, and options override
-them. Each frame is written atomically as a single-part float32 RGBA EXR; a bad frame is reported
+them. A deep OpenEXR (ours, or another renderer's) is read too, and an export with its
+<name>_deep.exr beside it is refocused from the deep file (the progress line says so): the
+surfaces it holds behind the visible ones are what a lens sees past an edge. Each frame is written atomically as a single-part float32 RGBA EXR; a bad frame is reported
 and skipped, and the exit code is 1 when any frame failed (0 when all succeeded).
 """
 
@@ -69,6 +71,13 @@ def add_arguments(parser):
                         help="replace outputs that exist")
     parser.add_argument("--skip-existing", action="store_true",
                         help="keep outputs that exist and do only the missing frames (resume)")
+    parser.add_argument("--no-deep", action="store_true",
+                        help="ignore deep data: a <name>_deep.exr beside a flat IN is not "
+                             "read, a deep IN is refocused flattened (by default the deep "
+                             "file's hidden surfaces are used, and the progress line says so)")
+    parser.add_argument("--deep-layers", type=int, default=None, metavar="K",
+                        help="deep input: at most K hidden layers per pixel handed to the "
+                             "engine (memory: 20 bytes per pixel per layer; default 3)")
 
 
 def _focus_pixel(text):
@@ -96,6 +105,10 @@ def run(args):
             ("--focus-distance", "focus distance", args.focus_distance)):
         if value is not None and not (value > 0 and value != float("inf")):
             raise UsageError(f"{option}: the {what} must be a positive number, not {value:g}")
+    deep_layers = getattr(args, "deep_layers", None)
+    if deep_layers is not None and not 0 <= deep_layers <= 16:
+        raise UsageError(f"--deep-layers: from 0 to 16 hidden layers, not {deep_layers}")
+    deep = False if getattr(args, "no_deep", False) else deep_layers
     frames = sequence.parse_frames(args.frames) if args.frames else None
     keys = sequence.parse_focus_keys(args.focus_keys) if args.focus_keys else None
     pixel = _focus_pixel(args.focus_pixel) if args.focus_pixel else None
@@ -127,7 +140,7 @@ def run(args):
         os.path.abspath(args.input), _abs_out(args.output), lens_for_frame, settings,
         frames=frames, png=args.png, diagnostic=args.diagnostic,
         skip_existing=args.skip_existing, overwrite=args.overwrite, progress=progress,
-        layer=args.layer)
+        layer=args.layer, deep=deep)
     print(report.summary(), flush=True)
     for result in report.failed:
         # The summary is on stdout with the progress; each failure also gets its line on stderr.

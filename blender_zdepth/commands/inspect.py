@@ -35,6 +35,10 @@ def describe(path, focus=None, layer=None, background="auto", compare=False):
 
     from .encode import check_layer
 
+    from ..core import deep
+
+    if deep.is_deep(path):
+        return describe_deep(path)
     check_layer(path, layer)
     img = exr.read_exr(path)
     info = {
@@ -114,6 +118,8 @@ def run(args):
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
+    if info.get("deep"):
+        return _print_deep(info)
     w, h = info["size"]
     print(f"{info['path']}")
     print(f"  size {w}x{h}, data window {info['data_window']}, "
@@ -182,4 +188,72 @@ def run(args):
                                                            for w in r["warnings"]) else "")
             print(f"    {r['encoding']:<10} {r['label']:<22} "
                   f"{format_relative(r['worst_relative_error']):>10}{flag}")
+    return 0
+
+
+def describe_deep(path):
+    """What ``inspect`` reports about a deep OpenEXR: size, channels, samples per pixel (a
+    histogram), depth range, layers, camera."""
+    import os
+
+    import numpy as np
+
+    from ..core import deep
+    from ..core.camera import CameraInfo
+
+    image = deep.read_deep(path)
+    h, w = image.shape
+    counts = image.counts.ravel()
+    z = image.channels["Z"]
+    surface = z[np.isfinite(z) & (z < deep.BACKGROUND_DEPTH)]
+    edges = [0, 1, 2, 3, 5, 9, 17, 33, 65]
+    histogram = {}
+    for lo, hi in zip(edges, edges[1:] + [None]):
+        n = int(np.count_nonzero((counts >= lo) & ((counts < hi) if hi else True)))
+        label = str(lo) if hi == lo + 1 else (f"{lo}-{hi - 1}" if hi else f"{lo}+")
+        histogram[label] = n
+    comp = image.header.get("compression")
+    cam = CameraInfo.from_header(image.header)
+    return {
+        "path": os.path.abspath(path), "deep": True, "size": [w, h],
+        "type": str(image.header.get("type", "")).rsplit(".", 1)[-1],
+        "compression": getattr(comp, "name", str(comp)) if comp is not None else None,
+        "channels": {n: ("half" if n in image.half else "float") for n in deep.DEEP_CHANNELS},
+        "samples": image.total, "pixels_with_samples": int(np.count_nonzero(counts)),
+        "max_samples": int(counts.max()) if counts.size else 0,
+        "mean_samples": float(counts.mean()) if counts.size else 0.0,
+        "samples_per_pixel": histogram,
+        "depth": ({"min": float(surface.min()), "max": float(surface.max())}
+                  if surface.size else None),
+        "depth_layers": image.header.get(deep.LAYERS_KEY),
+        "resorted_pixels": image.resorted, "tidied_pixels": image.tidied,
+        "camera": ({k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in vars(cam).items()}
+                   if cam is not None else None),
+        "summary": deep.describe(image),
+    }
+
+
+def _print_deep(info):
+    w, h = info["size"]
+    print(info["path"])
+    print(f"  deep {info['type']}, size {w}x{h}, compression {info['compression']}")
+    print(f"  channels: {', '.join(f'{n} ({t})' for n, t in info['channels'].items())}")
+    print(f"  samples: {info['samples']} in {info['pixels_with_samples']} of {w * h} pixels, "
+          f"{info['mean_samples']:.2f} per pixel on average, at most {info['max_samples']}")
+    print("  samples per pixel: " + ", ".join(f"{k}: {v}" for k, v in
+                                             info["samples_per_pixel"].items() if v))
+    if info["depth"]:
+        print(f"  depth (Z, linear): {info['depth']['min']:.6g} to {info['depth']['max']:.6g}")
+    if info["depth_layers"]:
+        print(f"  depth layers: {info['depth_layers']} (the beauty and "
+              f"{int(info['depth_layers']) - 1} peeled pass(es))")
+    if info["resorted_pixels"] or info["tidied_pixels"]:
+        print(f"  note: {info['resorted_pixels']} pixel(s) had unsorted samples, "
+              f"{info['tidied_pixels']} overlapping volume samples (fixed when read)")
+    cam = info["camera"]
+    if cam:
+        print(f"  camera: {cam.get('focal_length_mm')} mm lens, f/{cam.get('fstop')}, "
+              f"focus {cam.get('focus_distance')}")
+    else:
+        print("  camera: not recorded")
     return 0

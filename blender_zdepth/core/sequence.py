@@ -654,16 +654,21 @@ class FrameSizeError(ZDepthError):
     """A frame of a sequence has another resolution than the first one."""
 
 
-def load_dof_frame(path, expect_size=None, layer=None):
+def load_dof_frame(path, expect_size=None, layer=None, deep=None):
     """Load a frame for depth of field with :func:`core.exr.load_frame`; check it has colour
     and depth (and ``expect_size`` ``(width, height)`` when given). ``layer``: the view layer
     to read from a multilayer render with several (default: ``ViewLayer`` or the first).
-    Raises :class:`ZDepthError`."""
+    A deep OpenEXR, or a flat export with its ``<name>_deep.exr`` beside it, is read with
+    :func:`core.deep.load_deep_frame` (the frame then has ``hidden`` layers and a
+    ``deep_note``); ``deep``: None = that, with the default budget of hidden layers; an int =
+    that budget; False = ignore a deep file beside a flat one. Raises :class:`ZDepthError`."""
     from . import exr
 
     if not os.path.exists(path):
         raise ZDepthError("missing: the file does not exist")
-    frame = exr.load_frame(path, layer=layer)
+    frame = _load_deep_or_none(path, deep)
+    if frame is None:
+        frame = exr.load_frame(path, layer=layer)
     if frame.depth is None:
         raise ZDepthError("no depth channel: render with the Z pass (View Layer > Passes > Z) "
                           "or export with blender_zdepth")
@@ -680,6 +685,20 @@ def load_dof_frame(path, expect_size=None, layer=None):
         raise FrameSizeError(f"wrong size: {w}x{h}, the sequence is "
                              f"{expect_size[0]}x{expect_size[1]}")
     return frame
+
+
+def _load_deep_or_none(path, deep):
+    """The deep frame for ``path`` (a deep file, or a flat one with ``<name>_deep.exr`` beside
+    it unless ``deep`` is False), or None for a flat frame."""
+    from . import deep as core_deep
+
+    budget = core_deep.DEFAULT_MAX_LAYERS if deep is None or deep is True else int(deep)
+    if core_deep.is_deep(path):
+        return core_deep.load_deep_frame(path, budget)
+    beside = core_deep.deep_beside_path(path)
+    if deep is not False and os.path.isfile(beside):
+        return core_deep.load_deep_frame(beside, budget, flat_path=path)
+    return None
 
 
 def beauty_beside_path(path):
@@ -724,7 +743,19 @@ def refocus_array(frame, lens, settings, diagnostic=False):
 
     if diagnostic:
         return dof.focal_plane_view(frame.rgba, frame.depth, lens, settings)
+    hidden = getattr(frame, "hidden", None)
+    if hidden and _engine_takes_hidden():
+        return dof.defocus(frame.rgba, frame.depth, lens, settings, hidden=hidden)
     return dof.defocus(frame.rgba, frame.depth, lens, settings)
+
+
+def _engine_takes_hidden():
+    """Whether the engine's ``defocus`` has the ``hidden=`` input (hidden-surface layers)."""
+    import inspect
+
+    from . import dof
+
+    return "hidden" in inspect.signature(dof.defocus).parameters
 
 
 def write_refocused(job, rgba, header, data_window=None, display_window=None,
@@ -760,7 +791,7 @@ def write_refocused(job, rgba, header, data_window=None, display_window=None,
 
 
 def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
-                  extra_header=None, keep_result=False, layer=None):
+                  extra_header=None, keep_result=False, layer=None, deep=None):
     """Refocus one :class:`FrameJob`: load, defocus (or diagnostic), write atomically (all of
     ``job.outputs``; none when it is empty).
 
@@ -770,7 +801,7 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
     line (``details``, ``lens``; ``rgba`` too with ``keep_result``).
     """
     state = {} if state is None else state
-    frame = load_dof_frame(job.input, state.get("size"), layer)
+    frame = load_dof_frame(job.input, state.get("size"), layer, deep)
     h, w = frame.depth.shape
     state.setdefault("size", (w, h))
     got = lens_for_frame(job.frame, frame)
@@ -787,6 +818,10 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
     if focus_source:
         details += f" ({focus_source})"
     details += f", f/{lens.fstop:g}, {lens.focal_length_mm:g} mm"
+    if getattr(frame, "deep_note", None):
+        unused = "" if diagnostic or not frame.hidden or _engine_takes_hidden() else \
+            " (unused: this engine has no hidden-surface input)"
+        details += f", {frame.deep_note}{unused}"
     info = {"details": details, "lens": lens, "focus_source": focus_source}
     if keep_result:
         info["rgba"] = out
@@ -795,7 +830,7 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
 
 def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None, png=False,
                      diagnostic=False, skip_existing=False, overwrite=False, progress=None,
-                     should_cancel=None, extra_header=None, layer=None):
+                     should_cancel=None, extra_header=None, layer=None, deep=None):
     """Refocus a whole sequence (or one frame); return the :class:`SequenceReport`.
 
     * ``inputs`` / ``outputs`` / ``frames`` / ``png``: as :func:`plan_jobs` (patterns like
@@ -809,6 +844,9 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
     * ``progress(result, index, total)`` after each frame (e.g. print :func:`progress_line`);
       ``should_cancel()`` is asked between frames.
     * ``layer``: the view layer of multilayer renders with several (default: ``ViewLayer``).
+    * ``deep``: deep input (see :func:`load_dof_frame`): None = deep files and ``<name>_deep.exr``
+      beside flat ones are used with the default hidden-layer budget, an int = that budget,
+      False = deep files beside flat ones are ignored.
 
     Each output is a single-part float32 RGBA EXR (ZIP, lossless) with the input's header plus
     ``zdepthDof*`` attributes (focus, f-stop, lens, max radius, blades, rotation), and with
@@ -830,7 +868,7 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
 
     def process(job):
         return refocus_frame(job, lens_for, settings, diagnostic, state, extra_header,
-                             layer=layer)
+                             layer=layer, deep=deep)
 
     run = SequenceRun(jobs, process, skip_existing, progress)
     return run.run(should_cancel)

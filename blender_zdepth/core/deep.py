@@ -1,0 +1,686 @@
+"""Deep OpenEXR: write our depth layers as a standard deep scanline file, read any deep file
+(ours or another renderer's), flatten it, and turn it into the depth-of-field engine's input.
+
+Conventions (OpenEXR's "Interpreting OpenEXR Deep Pixels"):
+
+* channels ``R, G, B, A`` (premultiplied colour and coverage), ``Z`` (front depth) and
+  ``ZBack`` (back depth; ``ZBack == Z`` is a point sample, ``ZBack > Z`` a volume sample);
+  depth is linear planar camera depth in scene units (never our log encoding);
+* samples of a pixel are sorted front to back (by ``Z``, then ``ZBack``) before use; a file with
+  unsorted samples is sorted, not refused;
+* overlapping volume samples are *tidied* as the document describes: every sample is split at
+  the other samples' ``Z`` and ``ZBack`` (a volume sample keeps its optical density when split:
+  ``alpha' = 1 - (1 - alpha) ** fraction``, colour scaled by ``alpha' / alpha``), then samples
+  covering the same interval are merged (``alpha = 1 - prod(1 - alpha_i)``, colour weighted by
+  ``-log(1 - alpha_i) / alpha_i``; opaque samples average);
+* flattening composites the tidy samples front to back with "over".
+
+Our own files (:func:`write_deep_exr`) hold, per pixel, the beauty as the front sample at the
+visible depth and the surfaces the depth-layer passes saw behind it; flattening one gives the
+beauty exactly.
+
+In memory a deep image is *packed*: ``counts`` (H, W) samples per pixel and one flat float32
+array per channel with every pixel's samples one after the other (row by row). The official
+bindings hand deep channels over as (H, W) object arrays of per-pixel 1-D arrays (``None`` where
+a pixel has no sample); :func:`read_deep` converts them to the packed form once, and everything
+after that is vectorised numpy. ``benchmarks/bench_deep.py`` measures what this costs.
+"""
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import UsageError, ZDepthError
+
+#: Channels of our deep files, in this order.
+DEEP_CHANNELS = ("R", "G", "B", "A", "Z", "ZBack")
+
+#: Header attribute: how many depth layers the deep file was made from (beauty + peeled passes).
+LAYERS_KEY = "zdepthDepthLayers"
+
+#: Depth at or beyond which a sample is background (Cycles writes 1e10 for the sky).
+BACKGROUND_DEPTH = 1e9
+
+#: Depth written for background (sky / world) samples, as Cycles' Z pass does.
+BACKGROUND_Z = 1e10
+
+#: Samples whose front depths differ by less than this fraction belong to one surface: they are
+#: grouped into one engine layer (hair strands, the two faces of a thin sheet, a volume's slices).
+SURFACE_GAP = 0.02
+
+#: Default budget of hidden layers per pixel handed to the engine.
+DEFAULT_MAX_LAYERS = 3
+
+
+def deep_beside_path(path):
+    """Where our deep export of a frame goes: ``shot_0001.exr`` -> ``shot_0001_deep.exr``."""
+    stem, ext = os.path.splitext(os.fspath(path))
+    return stem + "_deep" + (ext or ".exr")
+
+
+# -- the packed deep image ------------------------------------------------------------------------
+
+@dataclass
+class DeepImage:
+    """A deep image in packed form, samples sorted front to back and tidy.
+
+    ``counts``: int64 (H, W) samples per pixel. ``channels``: name -> float32 (N,) with the
+    samples of pixel 0, then pixel 1, ... (row by row, top row first); always ``R, G, B, A, Z,
+    ZBack`` (``A`` = 1 and ``ZBack`` = ``Z`` when the file has none; colour 0 when it has no
+    ``R, G, B``). ``header``: the first deep part's attributes (``channels`` left out).
+    ``resorted``: pixels whose samples were out of order; ``tidied``: pixels with overlapping
+    volume samples that were split and merged; ``half``: channels stored as half float.
+    """
+
+    path: str
+    counts: np.ndarray
+    channels: dict
+    header: dict = field(default_factory=dict)
+    data_window: tuple = None
+    display_window: tuple = None
+    half: set = field(default_factory=set)
+    resorted: int = 0
+    tidied: int = 0
+
+    @property
+    def shape(self):
+        return self.counts.shape
+
+    @property
+    def total(self):
+        return int(self.channels["Z"].size)
+
+    @property
+    def offsets(self):
+        """int64 (H*W + 1,): where each pixel's samples start in the packed arrays."""
+        off = np.zeros(self.counts.size + 1, np.int64)
+        np.cumsum(self.counts.ravel(), out=off[1:])
+        return off
+
+    def nbytes(self):
+        return int(self.counts.nbytes + sum(a.nbytes for a in self.channels.values()))
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+def _sample_arrays(rgba, depth, hidden, min_gap):
+    """Packed samples of our own deep file: the beauty at the visible depth, then each hidden
+    layer's sample where it lies behind the last one written (by more than ``min_gap``
+    relatively) and the beauty is opaque there (so that flattening still gives the beauty)."""
+    h, w = depth.shape
+    vis = np.asarray(depth, np.float32).ravel()
+    vis = np.where(np.isfinite(vis) & (vis < BACKGROUND_DEPTH), vis, np.float32(BACKGROUND_Z))
+    front = rgba.reshape(-1, 4)
+    has_front = (front[:, 3] > 0) | np.any(front[:, :3] != 0, axis=1)
+    opaque = front[:, 3] >= 1.0 - 1e-6
+    per_layer = [(front, vis, has_front)]
+    last = np.where(has_front, vis, np.float32(0)).astype(np.float32)
+    for k, (lrgba, ldepth) in enumerate(hidden):
+        lrgba = np.asarray(lrgba, np.float32)
+        ldepth = np.asarray(ldepth, np.float32)
+        if lrgba.shape != (h, w, 4) or ldepth.shape != (h, w):
+            raise ZDepthError(f"depth layer {k + 1} is {lrgba.shape[:2]} / {ldepth.shape}, the "
+                              f"beauty {h}x{w}: layers must be registered pixel for pixel")
+        c = lrgba.reshape(-1, 4)
+        d = ldepth.ravel()
+        with np.errstate(invalid="ignore"):
+            ok = (opaque & (c[:, 3] > 0) & np.isfinite(d) & (d > 0) & (d < BACKGROUND_DEPTH)
+                  & (d > last * (1 + min_gap)))
+        per_layer.append((c, d, ok))
+        last = np.where(ok, d, last)
+    masks = np.stack([m for _, _, m in per_layer])  # (L, P)
+    counts = masks.sum(axis=0).astype(np.int64)
+    # Sample order: pixel-major, layer within pixel -> select from the (P, L) transposed masks.
+    order = np.flatnonzero(masks.T.ravel())
+    pix, layer = np.divmod(order, len(per_layer))
+    out = {}
+    colours = np.stack([c for c, _, _ in per_layer])  # (L, P, 4)
+    depths = np.stack([d for _, d, _ in per_layer]).astype(np.float32)  # (L, P)
+    for i, name in enumerate("RGBA"):
+        out[name] = np.ascontiguousarray(colours[layer, pix, i], np.float32)
+    out["Z"] = np.ascontiguousarray(depths[layer, pix], np.float32)
+    out["ZBack"] = out["Z"].copy()
+    return counts.reshape(h, w), out
+
+
+def _to_object_arrays(counts, channels, dtypes=None):
+    """The bindings' form: (H, W) object arrays holding one 1-D array per pixel (``None`` for a
+    pixel without samples)."""
+    h, w = counts.shape
+    flat = counts.ravel()
+    off = np.zeros(flat.size + 1, np.int64)
+    np.cumsum(flat, out=off[1:])
+    nonempty = np.flatnonzero(flat)
+    result = {}
+    for name, values in channels.items():
+        dtype = (dtypes or {}).get(name, np.float32)
+        values = np.ascontiguousarray(values, dtype)
+        obj = np.empty(flat.size, dtype=object)
+        for i in nonempty.tolist():  # one view per pixel, no copy
+            obj[i] = values[off[i]:off[i + 1]]
+        result[name] = obj.reshape(h, w)
+    return result
+
+
+def write_deep_exr(path, rgba, depth, hidden=(), camera=None, extra_header=None,
+                   overwrite=False, data_window=None, display_window=None, min_gap=1e-3):
+    """Write our deep OpenEXR of one frame: deep scanline, ZIPS, channels R, G, B, A, Z, ZBack
+    (float32), premultiplied point samples sorted front to back.
+
+    ``rgba`` (H, W, 4) premultiplied and ``depth`` (H, W) linear planar depth are the frame as
+    rendered (the beauty and its visible depth; background = non-finite or >= 1e9, written as
+    1e10 like Cycles). ``hidden``: the depth-layer passes, near to far, each ``(rgba_k,
+    depth_k)`` registered with the beauty; a pass's pixel becomes a sample behind the beauty
+    where it has coverage, a finite depth behind the previous sample of that pixel (by more than
+    ``min_gap`` relatively: a pass that sees the same surface as the beauty adds nothing) and
+    the beauty is opaque (so that flattening the file gives the beauty exactly).
+    ``camera`` (:class:`CameraInfo`) and ``extra_header`` go into the header with
+    ``zdepthDepthLayers`` = 1 + len(hidden) (less the attributes that describe a flat file's
+    encoded depth channel -- ``zdepthEncoding``, ``zdepthNear`` ...: Z is linear here). Atomic; an existing file is replaced only with
+    ``overwrite``. Returns the absolute path written.
+    """
+    import OpenEXR
+
+    from . import exr
+
+    rgba = np.asarray(rgba, np.float32)
+    depth = np.asarray(depth, np.float32)
+    if depth.ndim != 2:
+        raise ZDepthError(f"depth must be a HxW array, not shape {depth.shape}")
+    if rgba.ndim != 3 or rgba.shape[2] != 4 or rgba.shape[:2] != depth.shape:
+        raise ZDepthError(f"beauty {rgba.shape} and depth {depth.shape} are not registered "
+                          f"(H x W x 4 premultiplied RGBA of the depth's size needed)")
+    hidden = list(hidden or ())
+    exr._check_target(path, overwrite)
+    counts, samples = _sample_arrays(rgba, depth, hidden, min_gap)
+    channels = _to_object_arrays(counts, samples)
+    h, w = depth.shape
+    if data_window is None:
+        data_window = ((0, 0), (w - 1, h - 1))
+    from .encodings import DepthEncoding
+
+    # the flat file's description of its encoded depth channel does not apply: Z is linear here
+    encoded = set(DepthEncoding().to_header()) | {"zdepthDepthChannel"}
+    header = {}
+    if camera is not None:
+        header.update(camera.to_header())
+    for key, value in (extra_header or {}).items():
+        if key not in exr._STRUCTURAL and key not in encoded and value is not None:
+            header[key] = value
+    header[LAYERS_KEY] = int(1 + len(hidden))
+    header["zdepthDeepDepth"] = "linear planar camera depth in Z and ZBack (not encoded)"
+    header["zdepthSoftware"] = "blender_zdepth"
+    header["type"] = OpenEXR.deepscanline
+    header["compression"] = OpenEXR.ZIPS_COMPRESSION
+    header["dataWindow"] = exr._window_value(data_window)
+    header["displayWindow"] = exr._window_value(display_window or data_window)
+    with exr.atomic_target(path, overwrite) as tmp:
+        with exr._captured_output() as messages:
+            try:
+                exr._exr_threads(OpenEXR)
+                OpenEXR.File(header, channels).write(tmp)
+                failure = None
+            except Exception as exc:  # the bindings raise RuntimeError / TypeError
+                failure = exc
+        if failure is not None:
+            text = (messages[0] if messages else "").strip()
+            raise ZDepthError(f"{path}: could not write the deep EXR file "
+                              f"({text.splitlines()[-1] if text else failure})")
+    return os.path.abspath(os.fspath(path))
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+def is_deep(path):
+    """True when ``path`` is an OpenEXR file whose first part is deep (scanline or tiled); False
+    for a flat EXR; :class:`ZDepthError` when it is missing or not an EXR."""
+    import OpenEXR
+
+    from . import exr
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ZDepthError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head[:4] != b"\x76\x2f\x31\x01":
+        raise ZDepthError(f"{path}: not an OpenEXR file")
+    # version field, bit 11 (0x800) = "non-image" (deep) data in a single-part file
+    flags = int.from_bytes(head[4:8], "little")
+    if flags & 0x800:
+        return True
+    if not flags & 0x1000:  # single part, not deep
+        return False
+    with exr._captured_output():
+        try:
+            parts = OpenEXR.File(path, header_only=True).parts
+        except Exception:
+            return False
+    return any(str(p.header.get("type", "")).endswith(("deepscanline", "deeptile"))
+               for p in parts)
+
+
+def _object_to_packed(obj, dtype=np.float32, counts=None):
+    """(H, W) object array of per-pixel 1-D arrays (or None) -> (counts (H, W) int64, values).
+    ``counts`` given (from another channel of the file: a deep file has one sample-count table
+    for all its channels) saves counting again."""
+    flat = obj.ravel()
+    if counts is None:
+        counts = np.fromiter((0 if a is None else len(a) for a in flat), np.int64,
+                             count=flat.size).reshape(obj.shape)
+    pieces = [a for a in flat if a is not None]
+    values = (np.concatenate(pieces).astype(dtype, copy=False) if pieces
+              else np.zeros(0, dtype))
+    return counts, values
+
+
+def _find_channel(names, base):
+    if base in names:
+        return base
+    matches = [n for n in names if n.rsplit(".", 1)[-1] == base]
+    return matches[0] if len(matches) == 1 else None
+
+
+def read_deep(path):
+    """Read the deep OpenEXR at ``path`` (deep scanline or deep tiled; HALF, FLOAT or UINT
+    channels) into a :class:`DeepImage`, sorted front to back and tidy.
+
+    :class:`ZDepthError` (one line) when the file is missing, not an EXR, not deep, damaged or
+    truncated, has no ``Z`` channel, channels with different sample counts, or samples with NaN
+    depth. Unsorted samples are sorted; ``ZBack < Z`` is read as a point sample at ``Z``;
+    overlapping volume samples are split and merged."""
+    import OpenEXR
+
+    from . import exr
+
+    path = os.fspath(path)
+    if not is_deep(path):
+        raise ZDepthError(f"{path}: not a deep OpenEXR file (its first part is a flat image)")
+    failure = None
+    with exr._captured_output() as messages:
+        try:
+            exr._exr_threads(OpenEXR)
+            declared = [p.header for p in OpenEXR.File(path, header_only=True).parts]
+            parts = list(OpenEXR.File(path, separate_channels=True).parts)
+            loaded = [(exr._clean_header(p.header), dict(p.channels)) for p in parts]
+        except Exception as exc:
+            failure = str(exc)
+    text = (messages[0] if messages else "").strip()
+    if failure is not None or not loaded:
+        detail = text.splitlines()[-1].strip() if text else (failure or "no part")
+        raise ZDepthError(f"{path}: damaged or truncated deep OpenEXR file ({detail})")
+    deep_parts = [(h, c) for h, c in loaded
+                  if str(h.get("type", "")).endswith(("deepscanline", "deeptile"))]
+    if not deep_parts:
+        raise ZDepthError(f"{path}: not a deep OpenEXR file")
+    header, chans = deep_parts[0]
+    want = [c.name for c in declared[loaded.index(deep_parts[0])].get("channels", [])]
+    missing = [n for n in want if n not in chans]
+    if missing:
+        detail = text.splitlines()[-1].strip() if text else f"channels {missing} unreadable"
+        raise ZDepthError(f"{path}: damaged or truncated deep OpenEXR file ({detail})")
+    names = list(chans)
+    zname = _find_channel(names, "Z")
+    if zname is None:
+        raise ZDepthError(f"{path}: the deep file has no Z channel (it has "
+                          f"{', '.join(sorted(names)) or 'no channels'}): without depth its "
+                          f"samples cannot be placed; write Z (and ZBack) with the samples")
+    half = set()
+    counts = None
+    packed = {}
+    for base in DEEP_CHANNELS:
+        name = _find_channel(names, base)
+        if name is None:
+            continue
+        px = chans[name].pixels
+        if px is None or px.dtype != object or px.ndim != 2:
+            raise ZDepthError(f"{path}: channel {name!r} is not deep data")
+        if any(a is not None and getattr(a, "dtype", None) == np.float16
+               for a in px.ravel()[:4096]):
+            half.add(base)
+        c, values = _object_to_packed(px, counts=counts)
+        del px
+        with contextlib.suppress(Exception):  # let the bindings drop their per-pixel arrays now
+            chans[name].pixels = np.zeros(0, np.float32)
+        if counts is None:
+            counts = c
+        if values.size != int(counts.sum()):
+            raise ZDepthError(f"{path}: damaged deep file: channel {name!r} has other sample "
+                              f"counts than the others")
+        packed[base] = values
+    n = packed["Z"].size
+    for base in "RGB":
+        packed.setdefault(base, np.zeros(n, np.float32))
+    packed.setdefault("A", np.ones(n, np.float32))
+    if "ZBack" not in packed:
+        packed["ZBack"] = packed["Z"].copy()
+    image = DeepImage(path, counts, packed, header, exr._window(header.get("dataWindow")),
+                      exr._window(header.get("displayWindow")), half)
+    return tidy(image)
+
+
+# -- sorting and tidying --------------------------------------------------------------------------
+
+def _pixel_of_sample(counts_flat):
+    return np.repeat(np.arange(counts_flat.size, dtype=np.int64), counts_flat)
+
+
+def tidy(image):
+    """Sort every pixel's samples front to back and resolve overlapping volume samples (in
+    place; returns ``image``). NaN depths are an error (a damaged file)."""
+    ch = image.channels
+    z, zb = ch["Z"], ch["ZBack"]
+    if np.isnan(z).any() or np.isnan(zb).any():
+        bad = int(np.isnan(z).sum() + np.isnan(zb).sum())
+        raise ZDepthError(f"{image.path}: damaged deep file: {bad} sample depth(s) are NaN")
+    np.maximum(zb, z, out=zb)  # ZBack < Z: a point sample at Z
+    if z.size < 2:
+        return image
+    flat = image.counts.ravel()
+    pix = _pixel_of_sample(flat)
+    same = pix[1:] == pix[:-1]
+    # out of order: a later sample of the same pixel in front of an earlier one
+    wrong = same & ((z[1:] < z[:-1]) | ((z[1:] == z[:-1]) & (zb[1:] < zb[:-1])))
+    if wrong.any():
+        bad = np.zeros(flat.size, bool)
+        bad[pix[1:][wrong]] = True
+        image.resorted = int(bad.sum())
+        _sort_pixels(image, np.flatnonzero(bad))
+        z, zb = ch["Z"], ch["ZBack"]
+    # overlapping volume samples: a sample starting before the previous one ends
+    overlap = same & (z[1:] < zb[:-1])
+    if overlap.any():
+        _tidy_overlaps(image, pix, np.unique(pix[1:][overlap]))
+    return image
+
+
+def _sort_pixels(image, pixels):
+    """Sort the samples of ``pixels`` by ``(Z, ZBack)``, in place: the pixels are grouped by
+    sample count and each group is sorted as one (pixels, count) matrix along its rows."""
+    ch = image.channels
+    counts = image.counts.ravel()
+    off = image.offsets
+    names = list(ch)
+    per = counts[pixels]
+    for c in np.unique(per):
+        group = pixels[per == c]
+        idx = off[group][:, None] + np.arange(c)[None, :]            # (pixels, c)
+        first = np.argsort(ch["ZBack"][idx], axis=1, kind="stable")
+        idx2 = np.take_along_axis(idx, first, axis=1)
+        second = np.argsort(ch["Z"][idx2], axis=1, kind="stable")
+        src = np.take_along_axis(idx2, second, axis=1)
+        for name in names:
+            ch[name][idx] = ch[name][src]
+
+
+def _split(sample, z0, z1):
+    """The part ``[z0, z1]`` of a volume sample ``(r, g, b, a, z, zback)``."""
+    r, g, b, a, z, zb = sample
+    frac = (z1 - z0) / (zb - z)
+    if a >= 1.0:
+        na = 1.0
+    elif a <= 0.0:
+        na = 0.0
+    else:
+        na = -np.expm1(frac * np.log1p(-a))
+    scale = na / a if a > 0 else frac
+    return (r * scale, g * scale, b * scale, na, z0, z1)
+
+
+def _merge(samples):
+    """Merge samples that cover the same interval (the deep document's rule)."""
+    if len(samples) == 1:
+        return samples[0]
+    z, zb = samples[0][4], samples[0][5]
+    opaque = [s for s in samples if s[3] >= 1.0]
+    if opaque:
+        k = len(opaque)
+        return (sum(s[0] for s in opaque) / k, sum(s[1] for s in opaque) / k,
+                sum(s[2] for s in opaque) / k, 1.0, z, zb)
+    u_total, v = 0.0, [0.0, 0.0, 0.0]
+    for r, g, b, a, _, _ in samples:
+        a = max(a, 0.0)
+        u = -np.log1p(-a)
+        w = u / a if a > 0 else 1.0
+        u_total += u
+        v = [v[0] + r * w, v[1] + g * w, v[2] + b * w]
+    alpha = -np.expm1(-u_total)
+    w = alpha / u_total if u_total > 0 else 1.0
+    return (v[0] * w, v[1] * w, v[2] * w, alpha, z, zb)
+
+
+def tidy_pixel(samples):
+    """Split and merge one pixel's samples (tuples ``(r, g, b, a, z, zback)``, sorted by z):
+    the tidy, non-overlapping list, front to back."""
+    edges = sorted({s[4] for s in samples} | {s[5] for s in samples})
+    pieces = {}
+    for s in samples:
+        if s[5] <= s[4]:
+            pieces.setdefault((s[4], s[4]), []).append(s)
+            continue
+        inside = [e for e in edges if s[4] <= e <= s[5]]
+        for z0, z1 in zip(inside[:-1], inside[1:]):
+            pieces.setdefault((z0, z1), []).append(_split(s, z0, z1))
+    return [_merge(pieces[key]) for key in sorted(pieces)]
+
+
+def _tidy_overlaps(image, pix, bad_pixels):
+    ch = image.channels
+    names = list(DEEP_CHANNELS)
+    flat = image.counts.ravel().copy()
+    keep = ~np.isin(pix, bad_pixels)
+    off = np.zeros(flat.size + 1, np.int64)
+    np.cumsum(flat, out=off[1:])
+    new_pix, new_vals = [], []
+    stack = np.stack([ch[n] for n in names], axis=1).astype(np.float64)
+    for p in bad_pixels:
+        rows = [tuple(r) for r in stack[off[p]:off[p + 1]]]
+        out = tidy_pixel(rows)
+        flat[p] = len(out)
+        new_pix.extend([p] * len(out))
+        new_vals.extend(out)
+    all_pix = np.concatenate([pix[keep], np.asarray(new_pix, np.int64)])
+    order = np.argsort(all_pix, kind="stable")
+    added = np.asarray(new_vals, np.float64).reshape(-1, len(names))
+    for i, name in enumerate(names):
+        ch[name] = np.concatenate([ch[name][keep], added[:, i].astype(np.float32)])[order]
+    image.counts = flat.reshape(image.counts.shape)
+    image.tidied = int(len(bad_pixels))
+
+
+# -- flattening and the engine's layers ----------------------------------------------------------
+
+def _walk(image):
+    """Yield ``(rank, pixels, sample_index)`` for rank 0, 1, ...: the pixels that have a sample
+    of that rank (front to back) and where it is in the packed arrays."""
+    flat = image.counts.ravel()
+    off = image.offsets
+    active = np.flatnonzero(flat)
+    rank = 0
+    while active.size:
+        yield rank, active, off[active] + rank
+        rank += 1
+        active = active[flat[active] > rank]
+
+
+def flatten(image, visible_alpha=0.5):
+    """Composite every pixel's samples front to back ("over").
+
+    Returns ``(rgba, depth)``: float32 (H, W, 4) premultiplied and float32 (H, W) visible depth:
+    the depth of the sample at which the accumulated alpha first reaches ``visible_alpha`` (as
+    Blender's Z pass follows surfaces above its alpha threshold), else -- a pixel that never gets
+    that opaque -- of the sample that contributes most; ``+inf`` where a pixel has no sample or
+    that sample is background (>= 1e9)."""
+    rgba, depth, _ = _composite(image, 0, visible_alpha)
+    return rgba, depth
+
+
+def to_engine(image, max_layers=DEFAULT_MAX_LAYERS, visible_alpha=0.5, gap=SURFACE_GAP):
+    """The depth-of-field engine's input from a deep image: ``(rgba, depth, hidden)``.
+
+    ``rgba``/``depth``: :func:`flatten`. ``hidden``: at most ``max_layers`` (the per-pixel
+    budget) ``(rgba_k, depth_k)`` near to far, float32 (H, W, 4) premultiplied / (H, W): the
+    samples behind the visible surface, grouped by depth -- a sample starts a new group when it
+    lies more than ``gap`` (relatively) behind the front of the current one; samples beyond the
+    budget join the last group. A group's colour is its own samples composited over each other
+    (not darkened by what is in front: it is the surface as a lens sees it past the edge of the
+    nearer one) and its depth that of its front sample. Pixels without hidden samples have
+    alpha 0 and depth +inf there. Memory: ``max_layers`` x 20 bytes per pixel."""
+    if max_layers < 0:
+        raise UsageError(f"the hidden-layer budget must be 0 or more, not {max_layers}")
+    return _composite(image, int(max_layers), visible_alpha, gap)
+
+
+def _composite(image, max_layers, visible_alpha=0.5, gap=SURFACE_GAP):
+    h, w = image.shape
+    p = h * w
+    ch = image.channels
+    R, G, B, A, Z = ch["R"], ch["G"], ch["B"], ch["A"], ch["Z"]
+    acc = np.zeros((p, 4), np.float64)
+    trans = np.ones(p, np.float64)
+    vis_rank = np.full(p, -1, np.int64)
+    vis_z = np.full(p, np.inf, np.float64)
+    best = np.full(p, -1.0)
+    best_z = np.full(p, np.inf, np.float64)
+    for rank, px, idx in _walk(image):
+        a = np.clip(A[idx].astype(np.float64), 0.0, 1.0)
+        t = trans[px]
+        acc[px, 0] += t * R[idx]
+        acc[px, 1] += t * G[idx]
+        acc[px, 2] += t * B[idx]
+        acc[px, 3] += t * a
+        trans[px] = t * (1.0 - a)
+        contrib = t * a
+        better = contrib > best[px]
+        best[px[better]] = contrib[better]
+        best_z[px[better]] = Z[idx[better]]
+        reached = (vis_rank[px] < 0) & (1.0 - trans[px] >= visible_alpha)
+        vis_rank[px[reached]] = rank
+        vis_z[px[reached]] = Z[idx[reached]]
+    fallback = vis_rank < 0
+    vis_z[fallback] = best_z[fallback]
+    # the fallback pixels' visible sample: the first with the best contribution's depth
+    rgba = acc.astype(np.float32).reshape(h, w, 4)
+    depth = np.where(np.isfinite(vis_z) & (vis_z < BACKGROUND_DEPTH), vis_z, np.inf)
+    depth = depth.astype(np.float32).reshape(h, w)
+    if max_layers == 0:
+        return rgba, depth, []
+    # hidden groups: samples after the visible one, clustered by depth
+    counts = image.counts.ravel()
+    if fallback.any():
+        # rank of the fallback pixels' visible sample: the first sample at that depth
+        for rank, px, idx in _walk(image):
+            sel = fallback[px] & (vis_rank[px] < 0) & (Z[idx] == vis_z[px])
+            vis_rank[px[sel]] = rank
+    colour = np.zeros((max_layers, p, 4), np.float32)
+    gdepth = np.full((max_layers, p), np.inf, np.float32)
+    group = np.full(p, -1, np.int64)
+    front = vis_z.copy()   # front depth of the current group (the visible surface at first)
+    gtrans = np.ones(p, np.float64)
+    off = image.offsets
+    has = np.flatnonzero((vis_rank >= 0) & (counts > vis_rank + 1))
+    rank = 1
+    while has.size:
+        idx = off[has] + vis_rank[has] + rank
+        z = Z[idx].astype(np.float64)
+        usable = np.isfinite(z) & (z < BACKGROUND_DEPTH) & (z > 0)
+        new = usable & (z > front[has] * (1.0 + gap))
+        can_open = new & (group[has] < max_layers - 1)
+        g_px = has[can_open]
+        group[g_px] += 1
+        front[g_px] = z[can_open]
+        gtrans[g_px] = 1.0
+        gdepth[group[g_px], g_px] = z[can_open]
+        add = usable & (group[has] >= 0)
+        px, ix = has[add], idx[add]
+        a = np.clip(A[ix].astype(np.float64), 0.0, 1.0)
+        t = gtrans[px]
+        g = group[px]
+        colour[g, px, 0] += (t * R[ix]).astype(np.float32)
+        colour[g, px, 1] += (t * G[ix]).astype(np.float32)
+        colour[g, px, 2] += (t * B[ix]).astype(np.float32)
+        colour[g, px, 3] += (t * a).astype(np.float32)
+        gtrans[px] = t * (1.0 - a)
+        rank += 1
+        has = has[counts[has] > vis_rank[has] + rank]
+    hidden = [(colour[k].reshape(h, w, 4), gdepth[k].reshape(h, w)) for k in range(max_layers)
+              if np.any(colour[k][:, 3] > 0)]
+    return rgba, depth, hidden
+
+
+def packed_from_layers(rgba, depth, hidden=(), min_gap=1e-3):
+    """The :class:`DeepImage` our writer would store for these layers (no file): for tests and
+    for handing layers to the engine the way a deep file would."""
+    rgba = np.asarray(rgba, np.float32)
+    depth = np.asarray(depth, np.float32)
+    counts, samples = _sample_arrays(rgba, depth, list(hidden), min_gap)
+    return tidy(DeepImage("<layers>", counts, samples))
+
+
+def describe(image):
+    """One line about a deep image's samples, for ``inspect`` and ``dof``'s report."""
+    c = image.counts
+    nonempty = int(np.count_nonzero(c))
+    mean = image.total / nonempty if nonempty else 0.0
+    text = (f"deep: {image.total} samples, {nonempty} of {c.size} pixels hold some, "
+            f"{mean:.2f} per pixel on average, at most {int(c.max()) if c.size else 0}")
+    if image.half:
+        text += f"; half float: {', '.join(sorted(image.half))}"
+    if image.resorted:
+        text += f"; {image.resorted} pixel(s) had unsorted samples (sorted)"
+    if image.tidied:
+        text += f"; {image.tidied} pixel(s) had overlapping volume samples (split and merged)"
+    return text
+
+
+# -- a deep frame for the depth of field ----------------------------------------------------------
+
+def load_deep_frame(path, max_layers=DEFAULT_MAX_LAYERS, flat_path=None):
+    """A deep OpenEXR as the depth of field's input: an :class:`~.exr.Frame` (``rgba`` the
+    flattened image, ``depth`` its visible depth, ``camera`` from the header) with two extra
+    attributes: ``hidden`` (the engine's hidden layers, see :func:`to_engine`; at most
+    ``max_layers``) and ``deep_note`` (one line saying what was used).
+
+    ``flat_path``: the flat export the deep file was found beside (``<name>_deep.exr`` next to
+    ``<name>.exr``): its camera is used when the deep header has none, and a size that differs
+    from the deep file's is an error (they are not the same frame)."""
+    from . import exr
+    from .camera import CameraInfo
+
+    image = read_deep(path)
+    header = dict(image.header)
+    h, w = image.shape
+    if flat_path is not None:
+        import OpenEXR
+
+        with exr._captured_output():
+            try:
+                flat_header = exr._clean_header(
+                    OpenEXR.File(os.fspath(flat_path), header_only=True).parts[0].header)
+            except Exception:
+                flat_header = None
+        if flat_header is None:
+            raise ZDepthError(f"{flat_path}: damaged or unreadable OpenEXR header")
+        window = exr._window(flat_header.get("dataWindow"))
+        if window is not None:
+            (x0, y0), (x1, y1) = window
+            if (x1 - x0 + 1, y1 - y0 + 1) != (w, h):
+                raise ZDepthError(f"{path} is {w}x{h} but {os.path.basename(flat_path)} is "
+                                  f"{x1 - x0 + 1}x{y1 - y0 + 1}: not the same frame; move or "
+                                  f"delete the deep file to refocus the flat one alone")
+        for key, value in flat_header.items():
+            header.setdefault(key, value)
+    rgba, depth, hidden = to_engine(image, max_layers)
+    frame = exr.Frame(os.fspath(path), depth, rgba, None, CameraInfo.from_header(header), header,
+                      "Z", list("RGBA"), image.data_window, image.display_window)
+    frame.hidden = hidden
+    covered = int(np.count_nonzero(hidden[0][0][..., 3] > 0)) if hidden else 0
+    frame.deep_note = (f"deep {os.path.basename(os.fspath(path))}: {len(hidden)} hidden "
+                       f"layer(s), {100.0 * covered / max(1, h * w):.1f}% of pixels see behind")
+    if image.resorted:
+        frame.deep_note += f", {image.resorted} pixel(s) sorted"
+    if image.tidied:
+        frame.deep_note += f", {image.tidied} overlapping pixel(s) tidied"
+    return frame
