@@ -33,7 +33,8 @@ def _state(scene):
     cam = scene.camera.data
     values = {"clip_start": cam.clip_start, "clip_end": cam.clip_end}
     if scene.render.engine == "CYCLES":
-        values.update(samples=scene.cycles.samples, denoise=scene.cycles.use_denoising)
+        values.update(samples=scene.cycles.samples, denoise=scene.cycles.use_denoising,
+                      persistent=scene.render.use_persistent_data)
     else:
         values.update(samples=scene.eevee.taa_render_samples)
     return values
@@ -81,6 +82,7 @@ def test_settings_are_restored_after_an_error_inside_a_pass(bpy):
         # inside the pass: the clip start and samples are the pass's own
         assert scene.camera.data.clip_start == pytest.approx(6.0)
         assert scene.cycles.samples == 3 and scene.cycles.use_denoising is False
+        assert scene.render.use_persistent_data is True
         raise RuntimeError("boom inside the pass")
 
     with pytest.raises(RuntimeError, match="boom"):

@@ -20,7 +20,8 @@ Settings (``scene.zdepth``; the ``render`` command's options of the same names):
   between the camera's clip start and clip end); empty = automatic, from the frame's own depth
   with :func:`blender_zdepth.core.layers.clip_distances` (focus distance of the camera).
 
-Every setting a pass changes (the camera's clip start, the engine's samples and denoising, a
+Every setting a pass changes (the camera's clip start, the engine's samples and denoising,
+Cycles' persistent data -- on during the passes so that they reuse the synced scene --, a
 muted F-Curve or driver of the clip start) is restored afterwards, also after an error or a
 cancel (:func:`peel_settings`).
 
@@ -182,7 +183,9 @@ def _clip_animation(cam_data):
 def _engine_settings(scene):
     """``[(struct, attribute)]`` the passes may change for ``scene``'s engine."""
     if scene.render.engine == "CYCLES":
-        return [(scene.cycles, "samples"), (scene.cycles, "use_denoising")]
+        # persistent data: the passes after the first reuse the synced scene and its BVH
+        return [(scene.cycles, "samples"), (scene.cycles, "use_denoising"),
+                (scene.render, "use_persistent_data")]
     return [(scene.eevee, "taa_render_samples")]
 
 
@@ -204,6 +207,7 @@ def peel_settings(scene):
         if scene.render.engine == "CYCLES":
             scene.cycles.samples = int(samples)
             scene.cycles.use_denoising = False
+            scene.render.use_persistent_data = True
         else:
             scene.eevee.taa_render_samples = int(samples)
 
