@@ -94,7 +94,8 @@ def output_folder(options):
 
 
 def frame_paths(options, frame):
-    """``{"depth": path, "beauty": path or None, "preview": path or None}`` for ``frame``."""
+    """``{"depth": path, "beauty": path or None, "preview": path or None, "deep": path}`` for
+    ``frame`` (the deep file is written only with depth layers)."""
     folder = output_folder(options)
     depth = os.path.join(folder, frame_file_name(options.name_pattern, frame))
     stem = depth[:-4]
@@ -102,6 +103,7 @@ def frame_paths(options, frame):
         "depth": depth,
         "beauty": stem + "_beauty.exr" if options.beauty == "BESIDE" else None,
         "preview": stem + "_preview.png" if options.write_preview else None,
+        "deep": stem + "_deep.exr",  # written only with depth layers
     }
 
 
@@ -193,20 +195,11 @@ def _pick_layer(scene, names):
     return None
 
 
-def export_render_result(scene, options=None, frame=None):
-    """Write the depth EXR (and beauty / preview, as ``options`` say) of the Render Result that
-    was just rendered from ``scene`` at ``frame`` (default: the current frame). Call it right
-    after the render, at that frame: the camera values in the header are read now.
-    Returns ``frame_paths(...)`` with None for the files not written."""
-    options = options or ExportOptions.from_scene(scene)
-    frame = scene.frame_current if frame is None else int(frame)
-    cam = bcam.check_camera(scene)
-    paths = frame_paths(options, frame)
-    folder = os.path.dirname(paths["depth"])
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise ZDepthError(f"{folder}: cannot create the output folder ({exc.strerror})")
+def read_render_result(scene, folder=None):
+    """Read the Render Result just rendered from ``scene``: ``(frame, layer, threshold)`` --
+    its beauty and linear depth (:class:`blender_zdepth.core.exr.Frame`), the view layer they
+    come from and the background threshold applied. ``folder``: where the temporary file goes
+    (default: the system's temporary folder); it is removed before returning."""
     fd, tmp = tempfile.mkstemp(prefix=".zdepth_render_", suffix=".exr", dir=folder)
     os.close(fd)
     try:
@@ -223,18 +216,52 @@ def export_render_result(scene, options=None, frame=None):
             os.remove(tmp)
         except OSError:
             pass
+    return loaded, layer, threshold
+
+
+def export_render_result(scene, options=None, frame=None, depth_layers=None):
+    """Write the depth EXR (and beauty / preview, as ``options`` say) of the Render Result that
+    was just rendered from ``scene`` at ``frame`` (default: the current frame). Call it right
+    after the render, at that frame: the camera values in the header are read now.
+
+    ``depth_layers`` (:class:`.layers.LayerOptions` with more than one layer): render the
+    frame's extra passes now (see :mod:`.layers`; not from a render handler) and write the deep
+    EXR ``<name>_deep.exr`` beside the flat file, which does not change. Without layers a
+    ``<name>_deep.exr`` left from an earlier export of that name is removed (it would no longer
+    match). Returns ``frame_paths(...)`` with None for the files not written."""
+    options = options or ExportOptions.from_scene(scene)
+    frame = scene.frame_current if frame is None else int(frame)
+    cam = bcam.check_camera(scene)
+    paths = frame_paths(options, frame)
+    folder = os.path.dirname(paths["depth"])
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ZDepthError(f"{folder}: cannot create the output folder ({exc.strerror})")
+    loaded, layer, threshold = read_render_result(scene, folder)
     near, far = resolve_range(scene, options)
     encoding = DepthEncoding(options.encoding, near, far,
                              background=threshold if math.isfinite(threshold) else 1e9)
     info = bcam.camera_info(scene, cam, frame, bcam.frame_depsgraph())
     extra = bcam.extra_header(scene, cam)
     extra["zdepthViewLayer"] = layer
+    peeled = None
+    if depth_layers is not None and depth_layers.enabled:
+        from . import layers as blayers
+
+        def read_pass():
+            result = read_render_result(scene, folder)[0]
+            return result.rgba, result.depth
+
+        # before any file is written: a failed pass leaves no half-made frame behind
+        peeled = blayers.render_passes(scene, depth_layers, loaded.depth, info.focus_distance,
+                                       read_pass)
     rgba = loaded.rgba if options.beauty == "SAME_FILE" else None
     codec = options.codec.lower()
     half = options.bit_depth == "16"
     out = {"depth": core_exr.write_depth_exr(
         paths["depth"], loaded.depth, encoding, rgba=rgba, camera=info, half=half, codec=codec,
-        overwrite=True, extra_header=extra), "beauty": None, "preview": None}
+        overwrite=True, extra_header=extra), "beauty": None, "preview": None, "deep": None}
     if paths["beauty"] and loaded.rgba is not None:
         channels = {c: loaded.rgba[..., i] for i, c in enumerate("RGBA")}
         header = dict(info.to_header())
@@ -246,6 +273,14 @@ def export_render_result(scene, options=None, frame=None):
 
         out["preview"] = write_png(paths["preview"], preview(loaded.depth, near, far), bits=16,
                                    overwrite=True)
+    if peeled is not None:
+        from ..core import deep as core_deep
+
+        out["deep"] = core_deep.write_deep_exr(
+            paths["deep"], loaded.rgba, loaded.depth, [(p.rgba, p.depth) for p in peeled],
+            camera=info, extra_header=extra, overwrite=True)
+    elif os.path.isfile(paths["deep"]):
+        os.remove(paths["deep"])  # the deep file of an earlier layered export of this name
     return out
 
 
@@ -338,6 +373,10 @@ def _on_render_post(scene, *args):
         out = export_render_result(scene, ExportOptions.from_scene(scene), frame)
         _state.written.append(out["depth"])
         print(f"blender_zdepth: frame {frame}: depth written to {out['depth']}")
+        if getattr(zd, "depth_layers", 1) > 1:
+            print(f"blender_zdepth: frame {frame}: depth layers are not rendered from F12 or an "
+                  f"animation render (Blender cannot start a render from a render handler): use "
+                  f"Render Depth Layers in the Z-Depth panel, or the 'render' command")
     except Exception as exc:  # a handler must not break the render; say why, loudly
         _state.errors.append((frame, str(exc)))
         print(f"blender_zdepth: frame {frame}: depth export failed: {exc}")
@@ -387,15 +426,24 @@ def check_output_folder(folder):
     return folder
 
 
-def render_with_depth(scene, out_dir=None, frames=None, **options):
+def render_with_depth(scene, out_dir=None, frames=None, depth_layers=None, layer_samples=None,
+                      layer_clips=None, with_paths=False, **options):
     """Render ``frames`` of ``scene`` (default: the current frame; a range or list of frame
     numbers) and write each frame's depth EXR in ``out_dir`` (default: the scene's Z-Depth output
     folder). ``options``: :class:`ExportOptions` fields overriding the scene's settings
     (``encoding``, ``range_source``, ``near``, ``far``, ``bit_depth``, ``codec``,
-    ``name_pattern``, ``write_preview``, ``beauty``). The Z pass is turned on for the render and
-    restored afterwards, as is the current frame. Returns the depth EXR paths, in frame order.
+    ``name_pattern``, ``write_preview``, ``beauty``). ``depth_layers``, ``layer_samples``,
+    ``layer_clips`` override the scene's depth-layer settings (see :mod:`.layers`): with more
+    than one layer every frame also gets its extra passes and a ``<name>_deep.exr``. Bad layer
+    settings are refused before anything renders. The Z pass is turned on for the render and
+    restored afterwards, as is the current frame. Returns the depth EXR paths in frame order
+    (with ``with_paths``: each frame's :func:`frame_paths` dict, None for files not written).
     Works whether or not the add-on is registered."""
+    from . import layers as blayers
+
     check_renderable(scene)
+    layer_opts = blayers.LayerOptions.from_scene(scene, depth_layers, layer_samples, layer_clips)
+    blayers.check_options(scene, layer_opts)
     if out_dir is not None:
         options["output_dir"] = os.path.abspath(out_dir)
     opts = ExportOptions.from_scene(scene, **options)
@@ -412,7 +460,8 @@ def render_with_depth(scene, out_dir=None, frames=None, **options):
         for frame in frames:
             scene.frame_set(frame)
             bpy.ops.render.render(write_still=False, scene=scene.name)
-            written.append(export_render_result(scene, opts, frame)["depth"])
+            out = export_render_result(scene, opts, frame, depth_layers=layer_opts)
+            written.append(out if with_paths else out["depth"])
     finally:
         _shared_flags().pop(DIRECT_KEY, None)
         for layer in layers:

@@ -144,6 +144,16 @@ class RENDER_PT_zdepth(bpy.types.Panel):
         sub.prop(zd, "name_pattern")
         sub.prop(zd, "beauty")
         sub.prop(zd, "write_preview")
+        # depth layers (blender/layers.py)
+        if hasattr(zd, "depth_layers"):
+            col = layout.column()
+            col.prop(zd, "depth_layers")
+            sub = col.column()
+            sub.active = zd.depth_layers > 1
+            sub.prop(zd, "depth_layer_samples")
+            sub.prop(zd, "depth_layer_clips")
+            if zd.depth_layers > 1:
+                sub.operator("zdepth.render_depth_layers", icon="RENDER_STILL")
         row = layout.row(align=True)
         row.operator("zdepth.export_render_result", icon="EXPORT")
         row.operator("zdepth.add_node_group", icon="NODETREE", text="Add Compositor Node")

@@ -154,6 +154,23 @@ class ZDepthSettings(bpy.types.PropertyGroup):
     dof_write_png: BoolProperty(name="PNG Too", default=False,
                                 description="Also write an 8-bit sRGB PNG per refocused frame")
 
+    # Depth layers (see blender/layers.py): extra passes with the clip start moved.
+    depth_layers: bpy.props.IntProperty(
+        name="Depth Layers", default=1, min=1, max=8,
+        description="Layers per frame, the beauty included: each extra pass renders the same "
+                    "camera with its clip start moved past nearer surfaces, so the depth of "
+                    "field sees what they hide; written as a deep EXR beside the depth EXR. "
+                    "1 = no extra pass")
+    depth_layer_samples: bpy.props.IntProperty(
+        name="Layer Samples", default=0, min=0, soft_max=1024,
+        description="Render samples of each extra pass (they are only seen blurred). 0 = "
+                    "automatic: an eighth of the render's samples, at least 1")
+    depth_layer_clips: StringProperty(
+        name="Layer Clips", default="",
+        description="Clip distances of the extra passes, e.g. 4.5, 12 (one per extra layer, "
+                    "increasing, inside the camera's clip range). Empty = automatic, from the "
+                    "frame's depth around the focus distance")
+
 
 def resolve_range(scene, settings=None):
     """``(near, far)`` of the encoding for ``scene`` from its range settings.

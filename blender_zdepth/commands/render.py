@@ -51,6 +51,17 @@ def add_arguments(parser):
                         help="file name pattern, # = frame digits (default: zdepth_####)")
     parser.add_argument("--preview", action="store_true",
                         help="also write a 16-bit white-near depth preview PNG per frame")
+    parser.add_argument("--depth-layers", type=int, metavar="N",
+                        help="layers per frame, the beauty included (1-8; default: the file's "
+                             "setting, else 1): N-1 extra passes with the clip start moved past "
+                             "nearer surfaces, written as <name>_deep.exr beside each depth EXR")
+    parser.add_argument("--layer-samples", type=int, metavar="S",
+                        help="samples of each extra pass (default: the file's setting; 0 = an "
+                             "eighth of the render's samples, at least 1)")
+    parser.add_argument("--layer-clips", metavar="D1,D2",
+                        help="clip distances of the extra passes, increasing, inside the "
+                             "camera's clip range (default: automatic from each frame's depth; "
+                             "given alone, N = their count + 1)")
 
 
 def parse_frames(text, start, end, step=1):
@@ -122,8 +133,16 @@ def run(args):
         raise UsageError("--near and --far go together")
     if args.near is not None and not 0 < args.near < args.far:
         raise UsageError(f"need 0 < --near < --far, not {args.near:g} and {args.far:g}")
+    if args.depth_layers is not None and not 1 <= args.depth_layers <= 8:
+        raise UsageError(f"--depth-layers must be between 1 and 8, not {args.depth_layers}")
+    if args.layer_samples is not None and args.layer_samples < 0:
+        raise UsageError(f"--layer-samples must be 0 (automatic) or more, not "
+                         f"{args.layer_samples}")
 
     from ..blender import compat, export, properties
+    from ..blender import layers as blayers
+
+    clips = blayers.parse_clips(args.layer_clips) if args.layer_clips is not None else None
 
     _load(args.blend)
     registered_here = False
@@ -140,6 +159,9 @@ def run(args):
         if args.engine:
             scene.render.engine = "CYCLES" if args.engine == "cycles" else compat.eevee_engine_id()
         export.check_renderable(scene)
+        layer_opts = blayers.LayerOptions.from_scene(scene, args.depth_layers,
+                                                     args.layer_samples, clips)
+        blayers.check_options(scene, layer_opts)
         frames = parse_frames(args.frames, scene.frame_start, scene.frame_end, scene.frame_step)
         out = os.path.abspath(args.out)
         if os.path.exists(out) and not os.path.isdir(out):
@@ -168,11 +190,23 @@ def run(args):
         print(f"rendering {len(frames)} frame(s) of scene {scene.name!r} with "
               f"{'Cycles' if r.engine == 'CYCLES' else 'EEVEE'} at "
               f"{int(r.resolution_x * scale)}x{int(r.resolution_y * scale)}", flush=True)
+        if layer_opts.enabled:
+            where = "automatic clip distances" if not layer_opts.clips else \
+                "clip at " + ", ".join(f"{c:g}" for c in layer_opts.clips)
+            print(f"  with {layer_opts.layers} depth layers: {layer_opts.layers - 1} extra "
+                  f"pass(es) per frame of {blayers.pass_samples(scene, layer_opts)} samples, "
+                  f"{where}", flush=True)
         t0 = time.perf_counter()
-        written = export.render_with_depth(scene, out, frames, **options)
-        for path in written:
-            print(f"  {path}")
-        print(f"wrote {len(written)} depth EXR(s) in {time.perf_counter() - t0:.1f} s")
+        written = export.render_with_depth(
+            scene, out, frames, depth_layers=layer_opts.layers, layer_samples=layer_opts.samples,
+            layer_clips=layer_opts.clips, with_paths=True, **options)
+        for paths in written:
+            print(f"  {paths['depth']}")
+            if paths.get("deep"):
+                print(f"  {paths['deep']}")
+        deep = sum(1 for p in written if p.get("deep"))
+        print(f"wrote {len(written)} depth EXR(s)" + (f" and {deep} deep EXR(s)" if deep else "")
+              + f" in {time.perf_counter() - t0:.1f} s")
     finally:
         if registered_here:
             properties.unregister()

@@ -1,0 +1,76 @@
+"""Cost of depth layers: the whole render of a frame with its extra passes against the plain
+render of the same frame, in the same run.
+
+What is timed is :func:`blender_zdepth.blender.export.render_with_depth` end to end (the render,
+reading the Render Result back, writing the depth EXR; with layers also the extra passes, each
+read back, and the deep EXR), on the demo scene (:func:`blender_zdepth.blender.scenes.demo_scene`)
+with Cycles on the CPU. Each configuration runs ``--repeat`` times (median shown), alternating
+so that the load of a shared machine falls on all of them alike.
+
+    .venv/bin/python benchmarks/bench_layers.py [--resolution 480x270] [--samples 64]
+        [--layers 2,3] [--repeat 3] [--engine cycles|eevee]
+
+Target (issue #9): with the default settings (automatic layer samples: an eighth of the
+render's, denoising off in the extra passes) the whole render with layers takes at most 1.6x the
+plain render. Exit status 1 when a configuration misses it.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TARGET = 1.6
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolution", default="480x270")
+    parser.add_argument("--samples", type=int, default=64, help="render samples (default 64)")
+    parser.add_argument("--layers", default="2,3", help="layer counts to time (default 2,3)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--engine", choices=("cycles", "eevee"), default="cycles")
+    args = parser.parse_args(argv)
+
+    import bpy  # noqa: F401  (the real Blender module)
+
+    from blender_zdepth.blender import export, layers, scenes
+
+    w, h = (int(v) for v in args.resolution.lower().split("x"))
+    counts = [int(v) for v in args.layers.split(",")]
+    scene = scenes.demo_scene((w, h), args.engine.upper(), args.samples)
+    if args.engine == "cycles":
+        scene.cycles.use_denoising = False  # the plain render as the demo makes it
+    print(f"demo scene {w}x{h}, {args.engine}, {args.samples} samples, "
+          f"{os.cpu_count()} CPU(s); median of {args.repeat} run(s)")
+    print("measured while the machine may be shared with other work: ratios are taken within "
+          "this run, alternating the configurations")
+    times = {n: [] for n in [1] + counts}
+    with tempfile.TemporaryDirectory() as tmp:
+        # one warm-up render (kernel and scene set-up happen once per process)
+        export.render_with_depth(scene, tmp, depth_layers=1)
+        for _ in range(args.repeat):
+            for n in times:
+                t0 = time.perf_counter()
+                export.render_with_depth(scene, os.path.join(tmp, str(n)), depth_layers=n)
+                times[n].append(time.perf_counter() - t0)
+    plain = statistics.median(times[1])
+    print(f"{'layers':>6} {'pass samples':>12} {'seconds':>8} {'x plain':>8}")
+    failed = False
+    for n, values in times.items():
+        med = statistics.median(values)
+        ratio = med / plain
+        samples = "-" if n == 1 else str(layers.pass_samples(scene, layers.LayerOptions(n)))
+        flag = ""
+        if n > 1 and ratio > TARGET:
+            flag, failed = f"  over the {TARGET}x target", True
+        print(f"{n:>6} {samples:>12} {med:>8.2f} {ratio:>8.2f}{flag}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""Depth layers: extra renders of the same camera that see behind the nearer surfaces.
+
+After a frame's normal render (the *beauty*), ``N - 1`` extra passes render the same camera with
+its clip start moved past nearer surfaces: camera rays then start at the clip distance, so each
+pass shows the first surface beyond it (the clipped objects still cast their shadows and
+reflections). Every pass has the beauty's resolution, so its pixels are registered with the
+beauty's one for one. The depth of field engine uses those surfaces as the hidden surfaces a
+real lens sees around a sharp subject or through a blurred foreground (instead of inventing
+them), and export writes them as a deep OpenEXR beside the flat file.
+
+Settings (``scene.zdepth``; the ``render`` command's options of the same names):
+
+* ``depth_layers`` (N, 1-8; 1 = no extra pass, the default): layers per frame, the beauty
+  included.
+* ``depth_layer_samples`` (0 = automatic): render samples of each extra pass. Automatic is an
+  eighth of the beauty's samples (at least 1): those surfaces are only ever seen blurred, and
+  with it a frame with three layers costs about 1.25x a plain render plus each pass's set-up.
+  Denoising is off for the extra passes for the same reason.
+* ``depth_layer_clips``: the clip distances typed in (``"4.5, 12"``, N - 1 increasing values
+  between the camera's clip start and clip end); empty = automatic, from the frame's own depth
+  with :func:`blender_zdepth.core.layers.clip_distances` (focus distance of the camera).
+
+Every setting a pass changes (the camera's clip start, the engine's samples and denoising,
+Cycles' persistent data -- on during the passes so that they reuse the synced scene --, a
+muted F-Curve or driver of the clip start) is restored afterwards, also after an error or a
+cancel (:func:`peel_settings`).
+
+Where it runs: the ``render`` command, :func:`blender_zdepth.blender.export.render_with_depth`
+(``blender -b file.blend -P cli.py -- render ...``), the demo, and the panel's "Render Depth
+Layers" button (the current frame, blocking). A plain F12 or animation render cannot start more
+renders from its handlers (Blender forbids it), so there export writes the flat file only and
+says how to get the layers.
+"""
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import bpy
+
+from ..core.errors import UsageError, ZDepthError
+
+#: Allowed range of ``depth_layers``.
+MIN_LAYERS, MAX_LAYERS = 1, 8
+
+#: Automatic extra-pass samples: the beauty's samples divided by this (at least 1).
+AUTO_SAMPLE_DIVISOR = 8
+
+
+@dataclass
+class LayerOptions:
+    """Depth-layer settings as plain values (see the module text)."""
+
+    layers: int = 1
+    samples: int = 0  # 0 = automatic
+    clips: tuple = ()  # () = automatic
+
+    @classmethod
+    def from_scene(cls, scene, layers=None, samples=None, clips=None):
+        """The scene's settings (defaults without the add-on's properties), with the non-None
+        arguments overriding them. ``clips`` may be a text ("4.5, 12") or a sequence."""
+        zd = getattr(scene, "zdepth", None)
+        opts = cls()
+        if zd is not None and hasattr(zd, "depth_layers"):
+            opts = cls(int(zd.depth_layers), int(zd.depth_layer_samples),
+                       parse_clips(zd.depth_layer_clips, "the Depth Layer Clips setting"))
+        if clips is not None:
+            opts.clips = parse_clips(clips) if isinstance(clips, str) else \
+                tuple(float(c) for c in clips)
+        if layers is not None:
+            opts.layers = int(layers)
+        elif clips is not None and opts.clips:
+            opts.layers = len(opts.clips) + 1  # clips given alone decide the layer count
+        if samples is not None:
+            opts.samples = int(samples)
+        return opts
+
+    @property
+    def enabled(self):
+        return self.layers > 1
+
+
+def parse_clips(text, what="--layer-clips"):
+    """Clip distances from ``"D1,D2"`` (commas and/or spaces); () for an empty text."""
+    parts = [p for p in str(text or "").replace(",", " ").split() if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"{what} must be distances separated by commas, like 4.5,12, "
+                         f"not {text!r}")
+    return values
+
+
+def check_options(scene, opts):
+    """:class:`UsageError` (one line, before anything renders) unless ``opts`` can be rendered
+    with ``scene``'s camera: N in range, samples not negative, manual clips (N - 1 of them,
+    increasing) inside the camera's clip range."""
+    if not MIN_LAYERS <= opts.layers <= MAX_LAYERS:
+        raise UsageError(f"depth layers must be between {MIN_LAYERS} and {MAX_LAYERS}, "
+                         f"not {opts.layers}")
+    if opts.samples < 0:
+        raise UsageError(f"depth layer samples must be 0 (automatic) or more, not {opts.samples}")
+    if not opts.clips:
+        return
+    if not opts.enabled:
+        return  # one layer: the clips are not used
+    if len(opts.clips) != opts.layers - 1:
+        raise UsageError(f"{opts.layers} depth layers need {opts.layers - 1} clip distance(s), "
+                         f"not {len(opts.clips)} ({_fmt(opts.clips)})")
+    cam = scene.camera
+    start, end = float(cam.data.clip_start), float(cam.data.clip_end)
+    for d in opts.clips:
+        if not math.isfinite(d) or d <= start:
+            raise UsageError(f"clip distance {d:g} is not beyond the camera's clip start "
+                             f"{start:g}: give distances between {start:g} and {end:g}")
+        if d >= end:
+            raise UsageError(f"clip distance {d:g} is beyond the camera's clip end {end:g}: "
+                             f"give distances between {start:g} and {end:g}")
+    if any(b <= a for a, b in zip(opts.clips, opts.clips[1:])):
+        raise UsageError(f"clip distances must increase, not {_fmt(opts.clips)}")
+
+
+def _fmt(values):
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def pass_samples(scene, opts):
+    """Render samples of each extra pass (``opts.samples``, or automatic)."""
+    if opts.samples > 0:
+        return int(opts.samples)
+    if scene.render.engine == "CYCLES":
+        beauty = int(scene.cycles.samples)
+    else:
+        beauty = int(getattr(scene.eevee, "taa_render_samples", 16))
+    return max(1, int(round(beauty / AUTO_SAMPLE_DIVISOR)))
+
+
+def clip_distances(scene, opts, depth, focus_distance):
+    """The clip distances of ``opts`` (manual), or automatic ones from ``depth`` (the beauty's
+    linear planar depth, inf = background) and the camera's focus."""
+    if opts.clips:
+        return list(opts.clips)
+    from ..core.layers import clip_distances as rule
+
+    cam = scene.camera
+    return [float(d) for d in rule(depth, opts.layers, focus_distance=focus_distance,
+                                   clip_start=float(cam.data.clip_start),
+                                   clip_end=float(cam.data.clip_end))]
+
+
+# -- settings changed by the passes, and their restore ------------------------------------------
+
+def _clip_animation(cam_data):
+    """F-Curves and drivers that would set ``clip_start`` during a render (they would undo the
+    moved clip start): muted for the passes."""
+    found = []
+    ad = getattr(cam_data, "animation_data", None)
+    if ad is None:
+        return found
+    drv = ad.drivers.find("clip_start") if ad.drivers is not None else None
+    if drv is not None:
+        found.append(drv)
+    action = ad.action
+    if action is not None:
+        fcurves = None
+        slot = getattr(ad, "action_slot", None)
+        if slot is not None:
+            try:
+                from bpy_extras import anim_utils
+
+                bag = anim_utils.action_get_channelbag_for_slot(action, slot)
+                fcurves = bag.fcurves if bag is not None else None
+            except (ImportError, AttributeError):
+                fcurves = None
+        if fcurves is None:
+            fcurves = getattr(action, "fcurves", None)
+        fc = fcurves.find("clip_start") if fcurves is not None else None
+        if fc is not None:
+            found.append(fc)
+    return found
+
+
+def _engine_settings(scene):
+    """``[(struct, attribute)]`` the passes may change for ``scene``'s engine."""
+    if scene.render.engine == "CYCLES":
+        # persistent data: the passes after the first reuse the synced scene and its BVH
+        return [(scene.cycles, "samples"), (scene.cycles, "use_denoising"),
+                (scene.render, "use_persistent_data")]
+    return [(scene.eevee, "taa_render_samples")]
+
+
+@contextmanager
+def peel_settings(scene):
+    """Context for the extra passes: yields ``set_pass(clip, samples)``, which moves the scene
+    camera's clip start to ``clip`` and sets the pass samples (denoising off). On leaving --
+    normally, after an error, or after a cancel (KeyboardInterrupt) -- every value it touched
+    is put back as it was."""
+    cam_data = scene.camera.data
+    saved = [(cam_data, "clip_start", cam_data.clip_start)]
+    saved += [(s, a, getattr(s, a)) for s, a in _engine_settings(scene)]
+    muted = [(item, item.mute) for item in _clip_animation(cam_data)]
+
+    def set_pass(clip, samples):
+        for item, _ in muted:
+            item.mute = True
+        cam_data.clip_start = float(clip)
+        if scene.render.engine == "CYCLES":
+            scene.cycles.samples = int(samples)
+            scene.cycles.use_denoising = False
+            scene.render.use_persistent_data = True
+        else:
+            scene.eevee.taa_render_samples = int(samples)
+
+    try:
+        yield set_pass
+    finally:
+        for struct, attr, value in reversed(saved):
+            if getattr(struct, attr) != value:
+                setattr(struct, attr, value)
+        for item, mute in muted:
+            if item.mute != mute:
+                item.mute = mute
+
+
+@dataclass
+class Layer:
+    """One extra pass: ``clip`` distance, ``rgba`` (HxWx4 float32 premultiplied) and ``depth``
+    (HxW float32 linear planar, inf = nothing beyond the clip), registered with the beauty."""
+
+    clip: float
+    rgba: object
+    depth: object
+
+
+def render_passes(scene, opts, beauty_depth, focus_distance, read_result, clips=None):
+    """Render the extra passes of the current frame and return their :class:`Layer` list
+    (near to far). ``read_result()`` reads the Render Result just rendered as ``(rgba,
+    depth)``; ``beauty_depth`` (the beauty's depth) decides the automatic clip distances, or
+    ``clips`` when given. Settings are restored afterwards (see :func:`peel_settings`); the
+    Render Result holds the last pass afterwards."""
+    if not opts.enabled:
+        return []
+    if clips is None:
+        clips = clip_distances(scene, opts, beauty_depth, focus_distance)
+    samples = pass_samples(scene, opts)
+    end = float(scene.camera.data.clip_end)
+    layers = []
+    with peel_settings(scene) as set_pass:
+        for clip in clips:
+            if not clip < end:
+                raise ZDepthError(f"clip distance {clip:g} is beyond the camera's clip end "
+                                  f"{end:g}")
+            set_pass(clip, samples)
+            bpy.ops.render.render(write_still=False, scene=scene.name)
+            rgba, depth = read_result()
+            if rgba.shape[:2] != tuple(beauty_depth.shape):
+                raise ZDepthError(f"the depth layer at {clip:g} rendered at "
+                                  f"{rgba.shape[1]}x{rgba.shape[0]}, not at the beauty's "
+                                  f"{beauty_depth.shape[1]}x{beauty_depth.shape[0]}")
+            _check_peeled(depth, clip)
+            layers.append(Layer(float(clip), rgba, depth))
+    return layers
+
+
+def _check_peeled(depth, clip):
+    import numpy as np
+
+    hit = np.isfinite(depth) & (depth > 0)
+    if hit.any() and float(depth[hit].min()) < clip * 0.99:
+        raise ZDepthError(f"the depth layer at {clip:g} still shows surfaces at "
+                          f"{float(depth[hit].min()):.3g}: the camera's clip start did not move "
+                          f"(is it set by a driver or a constraint of another datablock?)")
+
+
+# -- the panel's button -------------------------------------------------------------------------
+
+class ZDEPTH_OT_render_depth_layers(bpy.types.Operator):
+    bl_idname = "zdepth.render_depth_layers"
+    bl_label = "Render Depth Layers"
+    bl_description = ("Render the current frame with its depth layers (the beauty, then the "
+                      "extra passes with the clip start moved) and write the depth EXR and the "
+                      "deep EXR beside it to the export folder. Blocks until done; F12 writes "
+                      "the flat file only")
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and hasattr(context.scene, "zdepth")
+
+    def execute(self, context):
+        from . import export
+
+        scene = context.scene
+        try:
+            written = export.render_with_depth(scene, with_paths=True)
+        except ZDepthError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        paths = written[0]
+        deep = paths.get("deep")
+        self.report({"INFO"}, f"Wrote {paths['depth']}" + (f" and {deep}" if deep else ""))
+        return {"FINISHED"}
+
+
+CLASSES = (ZDEPTH_OT_render_depth_layers,)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
