@@ -471,3 +471,52 @@ def test_stale_temp_paths_lists_only_the_given_processes(tmp_path):
                  "abcdef12.exr", "o.0001.exr"):
         (tmp_path / name).write_text("x")
     assert seq.stale_temp_paths([out], [12345]) == [str(tmp_path / mine)]
+
+
+BL_EXT_SCRIPT = r'''
+import os, sys, types
+root, tmp = sys.argv[1], sys.argv[2]
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.abspath(root)]
+os.makedirs(os.path.join(tmp, "repo"))
+os.symlink(os.path.join(root, "blender_zdepth"), os.path.join(tmp, "repo", "blender_zdepth"))
+for name, path in (("fakeext", tmp), ("fakeext.repo", os.path.join(tmp, "repo"))):
+    module = types.ModuleType(name)
+    module.__path__ = [path]
+    sys.modules[name] = module  # like Blender's bl_ext: not importable by a plain Python
+import numpy as np
+from fakeext.repo.blender_zdepth.core import exr, sequence
+from fakeext.repo.blender_zdepth.core.dof import DofSettings
+from fakeext.repo.blender_zdepth.core.lens import Lens
+rgba = np.ones((16, 24, 4), np.float32)
+for f in (1, 2, 3):
+    exr.write_exr(os.path.join(tmp, f"in.{f}.exr"),
+                  {**{c: rgba[..., i] for i, c in enumerate("RGBA")},
+                   "Z": np.full((16, 24), 2.0 + f, np.float32)})
+report = sequence.refocus_sequence(os.path.join(tmp, "in.#.exr"), os.path.join(tmp, "o.#.exr"),
+                                   Lens(50.0, 2.0, 3.0), DofSettings(max_radius=4), workers=2)
+print(report.summary())
+print("workers:", report.workers)
+'''
+
+
+def test_workers_start_inside_a_package_a_plain_python_cannot_import(tmp_path):
+    """Blender loads extensions as ``bl_ext.<repository>.blender_zdepth``, a package its Python
+    cannot import in a fresh process: the workers recreate the parents. The parent here is also
+    a script without a ``__main__`` guard, which the workers must not re-run."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = tmp_path / "script.py"
+    script.write_text(BL_EXT_SCRIPT)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, str(script), ROOT, str(work)], cwd=str(tmp_path),
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 frames: 3 written" in r.stdout and "workers: 2" in r.stdout, r.stdout + r.stderr
+    assert r.stderr == ""
+    assert sorted(n for n in os.listdir(work) if n.startswith("o")) == ["o.1.exr", "o.2.exr",
+                                                                         "o.3.exr"]

@@ -674,11 +674,15 @@ def _worker_main(conn, task_bytes, threads):
 
 
 #: What a worker process runs first (``exec`` is its target, so nothing of ours has to be
-#: importable by name before this ran): when the package lives inside a package the worker's
+#: importable by name before this ran): it limits BLAS threads (before numpy is imported);
+#: when the package lives inside a package the worker's
 #: Python cannot import (Blender's extensions: ``bl_ext.<repository>.blender_zdepth``), the
 #: parents are recreated from their folders; then the worker loop starts.
 _BOOT = """
-import importlib, sys, types
+import importlib, os, sys, types
+if threads:  # numpy's BLAS (matrix products) must not start a thread per core in every worker
+    for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(threads))
 for _name, _path in parents:
     if _name not in sys.modules:
         try:
