@@ -1416,11 +1416,14 @@ def _lens_getter(lens_per_frame):
     if callable(lens_per_frame) and not hasattr(lens_per_frame, "focus_distance"):
         return lens_per_frame
     if isinstance(lens_per_frame, dict):
-        return functools.partial(_lens_from_table, dict(lens_per_frame))
+        return functools.partial(lens_from_table, dict(lens_per_frame))
     return functools.partial(_same_lens, lens_per_frame)
 
 
-def _lens_from_table(table, frame, _loaded):
+def lens_from_table(table, frame, _loaded=None):
+    """The lens of ``frame`` in ``table`` (``{frame: Lens}``); a :class:`ZDepthError` for a
+    frame it does not hold. ``functools.partial(lens_from_table, table)`` is a picklable
+    ``lens_for_frame`` for worker processes."""
     try:
         return table[frame]
     except KeyError:
