@@ -342,3 +342,159 @@ def test_a_failed_frame_names_its_file_once(tmp_path, run_cli):
                 "--focal-length", "50")
     assert r.returncode == 1 and "no depth channel" in r.stderr
     assert r.stderr.count(str(path)) == 1, r.stderr
+
+
+# --- several frames at once (--jobs) and engine threads (--threads) ------------------------------
+
+def _bad_sequence(folder):
+    """Frames 1-6: 2 truncated, 3 missing, 4 without depth, 5 of another size; 1 and 6 good."""
+    rgba, depth = scene_arrays()
+    for f in (1, 2, 3, 4, 5, 6):
+        write_plain(folder / f"r.{f:04d}.exr", rgba, depth)
+    data = (folder / "r.0002.exr").read_bytes()
+    (folder / "r.0002.exr").write_bytes(data[:len(data) // 2])
+    os.remove(folder / "r.0003.exr")
+    exr.write_exr(str(folder / "r.0004.exr"), {c: rgba[..., i] for i, c in enumerate("RGBA")},
+                  overwrite=True)
+    write_plain(folder / "r.0005.exr", rgba[:20, :32], depth[:20, :32])
+    return rgba, depth
+
+
+def test_jobs_same_outputs_reports_and_exit_codes_as_serial_then_resume(tmp_path, run_cli):
+    rgba, depth = _bad_sequence(tmp_path)
+    write_plain(tmp_path / "r.0007.exr", *scene_arrays(seed=1))
+    runs = {}
+    for jobs in ("1", "3"):
+        out = tmp_path / f"out{jobs}"
+        out.mkdir()
+        r = run_cli("dof", tmp_path / "r.####.exr", out / "o.####.exr", "--frames", "1-7",
+                    "--focus-distance", "2", *LENS, "--max-radius", "8", "--png",
+                    "--jobs", jobs)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "7 frames: 3 written, 4 failed" in r.stdout
+        assert r.stdout.count("] frame ") == 7
+        runs[jobs] = r
+    serial, parallel = runs["1"], runs["3"]
+    assert "(3 at a time)" in parallel.stdout and "at a time" not in serial.stdout
+    # failures: by name, the same lines, the same stderr
+    def failed(stdout):  # progress lines without their "[i/n]" (the order frames finish)
+        return sorted(line.split("] ", 1)[-1] for line in stdout.splitlines() if "FAILED" in line)
+
+    assert len(failed(serial.stdout)) == 8
+    assert failed(parallel.stdout) == failed(serial.stdout)
+    summary = serial.stdout[serial.stdout.index("7 frames"):].splitlines()[1:]
+    assert parallel.stdout[parallel.stdout.index("7 frames"):].splitlines()[1:] == summary
+    assert serial.stderr == parallel.stderr and serial.stderr.count("\n") == 4
+    # the same files, bit for bit (EXR and PNG)
+    names = sorted(os.listdir(tmp_path / "out1"))
+    assert names == ["o.0001.exr", "o.0001.png", "o.0006.exr", "o.0006.png", "o.0007.exr",
+                     "o.0007.png"]
+    assert sorted(os.listdir(tmp_path / "out3")) == names
+    for name in names:
+        a, b = (tmp_path / "out1" / name), (tmp_path / "out3" / name)
+        if name.endswith(".png"):
+            assert a.read_bytes() == b.read_bytes()
+        else:
+            np.testing.assert_array_equal(rgba_of(a)[0], rgba_of(b)[0])
+    # repair and resume in parallel: only the missing frames are made
+    stamp = os.stat(tmp_path / "out3" / "o.0001.exr").st_mtime_ns
+    for f in (2, 3, 4, 5):
+        write_plain(tmp_path / f"r.{f:04d}.exr", rgba, depth)
+    r = run_cli("dof", tmp_path / "r.####.exr", tmp_path / "out3" / "o.####.exr", "--frames",
+                "1-7", "--focus-distance", "2", *LENS, "--max-radius", "8", "--png", "--jobs",
+                "2", "--skip-existing")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "4 written, 3 skipped" in r.stdout and r.stderr == ""
+    assert os.stat(tmp_path / "out3" / "o.0001.exr").st_mtime_ns == stamp
+    assert len(os.listdir(tmp_path / "out3")) == 14
+
+
+def test_threads_give_the_same_result(tmp_path, run_cli):
+    rgba, depth = scene_arrays()
+    write_plain(tmp_path / "plain.exr", rgba, depth)
+    results = []
+    for threads in ("1", "2", "0"):
+        out = tmp_path / f"t{threads}.exr"
+        r = run_cli("dof", tmp_path / "plain.exr", out, "--focus-distance", FAR, *LENS,
+                    "--threads", threads)
+        assert r.returncode == 0, r.stderr
+        results.append(rgba_of(out)[0])
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], atol=1e-6)
+
+
+def test_jobs_stop_on_options_that_cannot_work(tmp_path, run_cli):
+    rgba, depth = scene_arrays()
+    for f in (1, 2, 3, 4):
+        write_plain(tmp_path / f"r.{f:04d}.exr", rgba, depth)
+    r = run_cli("dof", tmp_path / "r.####.exr", tmp_path / "o.####.exr", "--focus-distance", "2",
+                "--fstop", "2", "--jobs", "2")
+    assert r.returncode == 2 and "--focal-length" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not any(n.startswith(("o.", ".o.")) for n in os.listdir(tmp_path))
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--jobs", "0", "0 is too small: give 1 or more"),
+    ("--jobs", "-2", "-2 is too small"),
+    ("--jobs", "many", "'many' is not a whole number"),
+    ("--jobs", "1.5", "not a whole number"),
+    ("--threads", "-1", "-1 is too small: give 0 or more"),
+    ("--threads", "all", "not a whole number"),
+])
+def test_bad_jobs_and_threads(tmp_path, run_cli, option, value, message):
+    rgba, depth = scene_arrays()
+    write_plain(tmp_path / "r.0001.exr", rgba, depth)
+    r = run_cli("dof", tmp_path / "r.####.exr", tmp_path / "o.####.exr", "--focus-distance", "2",
+                *LENS, option, value)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0] and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    assert sorted(os.listdir(tmp_path)) == ["r.0001.exr"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT to a process group")
+def test_ctrl_c_stops_the_workers_and_leaves_no_partial_file(tmp_path):
+    import signal
+
+    rng = np.random.default_rng(3)
+    size = 384
+    rgba = np.ones((size, size, 4), np.float32)
+    rgba[..., :3] = rng.random((size, size, 3))
+    depth = (1.0 + 19.0 * rng.random((size // 8, size // 8))).astype(np.float32)
+    depth = np.kron(depth, np.ones((8, 8), np.float32))  # dense depth edges: slow frames
+    for f in range(1, 25):
+        write_plain(tmp_path / f"r.{f:04d}.exr", rgba, depth)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "blender_zdepth", "dof", str(tmp_path / "r.####.exr"),
+         str(out / "o.####.exr"), "--focus-distance", "2", "--fstop", "0.5", "--focal-length",
+         "100", "--max-radius", "32", "--png", "--jobs", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        first = proc.stdout.readline()  # a frame is done: the workers are running
+        assert "frame" in first, first + proc.stderr.read()
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl+C in a terminal does
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stdout + stderr
+    assert stderr.strip() == "blender_zdepth: interrupted"
+    names = os.listdir(out)
+    assert 0 < len(names) < 48 and not [n for n in names if n.startswith(".")]
+    for name in names:  # whatever is there is whole
+        if name.endswith(".exr"):
+            assert rgba_of(out / name)[0].shape == (size, size, 4)
+    # no worker is left behind
+    import time
+
+    time.sleep(0.5)
+    ps = subprocess.run(["ps", "-o", "stat=,pid=,args=", "-g", str(proc.pid)],
+                        capture_output=True, text=True)
+    running = [line for line in ps.stdout.splitlines() if not line.strip().startswith("Z")]
+    assert running == [], ps.stdout  # (a zombie is an exited process its parent has not reaped)

@@ -332,3 +332,191 @@ def test_single_file_without_frame_number(tmp_path):
     # the header's frame (Blender's "Frame") places it on the focus keys
     assert exr.read_exr(str(tmp_path / "o.exr")).header["zdepthDofFocusDistance"] == \
         pytest.approx(keys(42))
+
+
+# --- several frames at once (ParallelRun, choose_jobs) -------------------------------------------
+
+GB = 2 ** 30
+
+
+def test_choose_jobs_from_cores_memory_and_frame_size():
+    hd, uhd = 1920 * 1080, 3840 * 2160
+    # cores and frames limit; the cores are shared between the jobs
+    assert seq.choose_jobs(8, hd, cores=2, memory=16 * GB) == (2, 1, "")
+    assert seq.choose_jobs(100, hd, cores=16, memory=64 * GB) == (16, 1, "")
+    assert seq.choose_jobs(3, hd, cores=16, memory=64 * GB) == (3, 5, "")
+    # memory limits: 4K frames need about 1.2 GB each, 80% of 4 GB holds two
+    assert seq.choose_jobs(100, uhd, cores=16, memory=4 * GB) == (2, 8, "")
+    n, threads, note = seq.choose_jobs(100, uhd, jobs=8, cores=16, memory=4 * GB)
+    assert (n, threads) == (2, 8) and "--jobs 8 lowered to 2" in note and "GB" in note
+    # a given number is used as given (not more than the frames); threads as given
+    assert seq.choose_jobs(100, hd, jobs=3, cores=2, memory=64 * GB) == (3, 1, "")
+    assert seq.choose_jobs(2, hd, jobs=8, cores=16, memory=64 * GB)[0] == 2
+    assert seq.choose_jobs(8, hd, jobs=2, threads=3, cores=16, memory=64 * GB) == (2, 3, "")
+    # one job: threads 0 = the engine's all cores
+    assert seq.choose_jobs(8, hd, jobs=1, cores=16, memory=64 * GB) == (1, 0, "")
+    # a small sequence is not worth starting processes for; memory unknown: at most 4
+    assert seq.choose_jobs(4, 64 * 40, cores=16, memory=64 * GB) == (1, 0, "")
+    assert seq.choose_jobs(100, hd, cores=16, memory=None)[0] == seq.UNKNOWN_MEMORY_JOBS
+    # never less than one, even without memory to spare
+    assert seq.choose_jobs(100, uhd, cores=16, memory=0)[0] == 1
+
+
+def test_machine_figures():
+    assert seq.usable_cores() >= 1
+    memory = seq.available_memory()
+    if os.path.exists("/proc/meminfo"):
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        assert 0 < memory <= int(fields["MemAvailable"].split()[0]) * 1024
+
+
+def _slow_writer(job):
+    """A worker task (module level: picklable): frame 2 fails, frame 4 kills its own process
+    halfway through writing, the others are written after a pause inside the atomic write."""
+    import signal
+    import time
+
+    if job.frame == 2:
+        raise ZDepthError("truncated")
+    with seq.atomic_output(job.output) as tmp:
+        with open(tmp, "w") as f:
+            f.write("half")
+        if job.frame == 4:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(float(os.path.basename(job.input).split("-")[-1] or 0))
+        with open(tmp, "w") as f:
+            f.write(str(job.frame))
+    return {"details": f"done {job.frame}"}
+
+
+def _timed_jobs(folder, frames, pause=0.0):
+    """Jobs writing ``out.F`` in ``folder`` (inputs: names only, never read)."""
+    return [seq.FrameJob(f, f"in.{f}-{pause}", (str(folder / f"out.{f}"),)) for f in frames]
+
+
+def test_parallel_run_same_report_as_serial(tmp_path):
+    serial_dir, parallel_dir = tmp_path / "s", tmp_path / "p"
+    serial_dir.mkdir()
+    parallel_dir.mkdir()
+    frames = [1, 2, 3, 5, 6]
+    serial = seq.SequenceRun(_timed_jobs(serial_dir, frames), _slow_writer).run()
+    lines = []
+    run = seq.ParallelRun(_timed_jobs(parallel_dir, frames), _slow_writer, workers=3,
+                          progress=lambda r, i, n: lines.append(seq.progress_line(r, i, n)))
+    parallel = run.run()
+    assert [r.frame for r in parallel.results] == frames  # job order, whatever finished first
+    assert [r.status for r in parallel.results] == [r.status for r in serial.results]
+    assert [r.message for r in parallel.results] == [r.message for r in serial.results]
+    assert [r.info for r in parallel.results] == [r.info for r in serial.results]
+    assert len(lines) == 5 and sorted(line[:5] for line in lines) == [f"[{i}/5]" for i in
+                                                                      range(1, 6)]
+    assert any("FAILED" in line and "truncated" in line and "frame 2" in line for line in lines)
+    assert sorted(os.listdir(parallel_dir)) == sorted(os.listdir(serial_dir))
+    for f in (1, 3, 5, 6):
+        assert (parallel_dir / f"out.{f}").read_text() == str(f)
+    # the summary's failure lines are the serial run's
+    assert parallel.summary().splitlines()[1:] == serial.summary().splitlines()[1:]
+    assert "(3 at a time)" in parallel.summary()
+    assert not run._pool  # workers gone
+
+
+def test_killed_worker_fails_its_frame_only_and_leaves_no_temp_file(tmp_path):
+    jobs = _timed_jobs(tmp_path, [3, 4, 5, 6])
+    report = seq.ParallelRun(jobs, _slow_writer, workers=2).run()
+    assert [r.status for r in report.results] == ["written", "failed", "written", "written"]
+    assert "killed by signal 9" in report.results[1].message
+    assert sorted(os.listdir(tmp_path)) == ["out.3", "out.5", "out.6"]
+
+
+def test_cancel_stops_workers_and_leaves_no_partial_file(tmp_path):
+    jobs = _timed_jobs(tmp_path, [1, 3, 5, 6, 7, 8], pause=30)
+    run = seq.ParallelRun(jobs, _slow_writer, workers=2).start()
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until both workers are writing
+        run.poll(0.1)
+        if len([n for n in os.listdir(tmp_path) if ".zdepth-tmp-" in n]) == 2:
+            break
+    assert len(run.running) == 2
+    t0 = time.monotonic()
+    run.cancel()
+    assert time.monotonic() - t0 < 15  # stopped, not waited for (each frame takes 30 s)
+    assert run.done and all(r.status == "cancelled" for r in run.report.results)
+    assert os.listdir(tmp_path) == []
+    assert not run.report.ok and "cancelled" in run.report.summary()
+
+
+def test_parallel_skip_existing_and_abort(tmp_path):
+    (tmp_path / "out.3").write_text("old")
+    report = seq.ParallelRun(_timed_jobs(tmp_path, [1, 3, 5]), _slow_writer, workers=2,
+                             skip_existing=True).run()
+    assert [r.status for r in report.results] == ["written", "skipped", "written"]
+    assert (tmp_path / "out.3").read_text() == "old"
+    run = seq.ParallelRun(_timed_jobs(tmp_path, [7, 8]), _abort_task, workers=2)
+    with pytest.raises(seq.AbortRun, match="cannot work"):
+        run.run()
+    assert run.cancelled and not run._pool
+
+
+def _abort_task(job):
+    raise seq.AbortRun("these options cannot work")
+
+
+def test_stale_temp_paths_lists_only_the_given_processes(tmp_path):
+    out = str(tmp_path / "o.0001.exr")
+    mine = os.path.basename(seq.unique_temp_path(out)).replace(str(os.getpid()), "12345")
+    for name in (mine, ".o.0001.exr.zdepth-tmp-999-abcdef12.exr", ".o.0002.exr.zdepth-tmp-12345-"
+                 "abcdef12.exr", "o.0001.exr"):
+        (tmp_path / name).write_text("x")
+    assert seq.stale_temp_paths([out], [12345]) == [str(tmp_path / mine)]
+
+
+BL_EXT_SCRIPT = r'''
+import os, sys, types
+root, tmp = sys.argv[1], sys.argv[2]
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.abspath(root)]
+os.makedirs(os.path.join(tmp, "repo"))
+os.symlink(os.path.join(root, "blender_zdepth"), os.path.join(tmp, "repo", "blender_zdepth"))
+for name, path in (("fakeext", tmp), ("fakeext.repo", os.path.join(tmp, "repo"))):
+    module = types.ModuleType(name)
+    module.__path__ = [path]
+    sys.modules[name] = module  # like Blender's bl_ext: not importable by a plain Python
+import numpy as np
+from fakeext.repo.blender_zdepth.core import exr, sequence
+from fakeext.repo.blender_zdepth.core.dof import DofSettings
+from fakeext.repo.blender_zdepth.core.lens import Lens
+rgba = np.ones((16, 24, 4), np.float32)
+for f in (1, 2, 3):
+    exr.write_exr(os.path.join(tmp, f"in.{f}.exr"),
+                  {**{c: rgba[..., i] for i, c in enumerate("RGBA")},
+                   "Z": np.full((16, 24), 2.0 + f, np.float32)})
+report = sequence.refocus_sequence(os.path.join(tmp, "in.#.exr"), os.path.join(tmp, "o.#.exr"),
+                                   Lens(50.0, 2.0, 3.0), DofSettings(max_radius=4), workers=2)
+print(report.summary())
+print("workers:", report.workers)
+'''
+
+
+def test_workers_start_inside_a_package_a_plain_python_cannot_import(tmp_path):
+    """Blender loads extensions as ``bl_ext.<repository>.blender_zdepth``, a package its Python
+    cannot import in a fresh process: the workers recreate the parents. The parent here is also
+    a script without a ``__main__`` guard, which the workers must not re-run."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = tmp_path / "script.py"
+    script.write_text(BL_EXT_SCRIPT)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, str(script), ROOT, str(work)], cwd=str(tmp_path),
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 frames: 3 written" in r.stdout and "workers: 2" in r.stdout, r.stdout + r.stderr
+    assert r.stderr == ""
+    assert sorted(n for n in os.listdir(work) if n.startswith("o")) == ["o.1.exr", "o.2.exr",
+                                                                         "o.3.exr"]

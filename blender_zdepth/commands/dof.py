@@ -78,6 +78,35 @@ def add_arguments(parser):
     parser.add_argument("--deep-layers", type=int, default=None, metavar="K",
                         help="deep input: at most K hidden layers per pixel handed to the "
                              "engine (memory: 20 bytes per pixel per layer; default 3)")
+    parser.add_argument("--jobs", type=_count("--jobs", 1), metavar="N",
+                        help="frames refocused at once, each in its own worker process "
+                             "(default: chosen from the cores and the available memory, about "
+                             "1 GB for a 4K frame, never more than fit; 1 = one after another)")
+    parser.add_argument("--threads", type=_count("--threads", 0), default=0, metavar="N",
+                        help="threads for each frame (default 0 = all cores, shared between "
+                             "the --jobs)")
+
+
+def _count(option, smallest):
+    """An argparse type: a whole number >= ``smallest``; anything else is one clear line and
+    exit code 2 (argparse's error path)."""
+    import argparse
+
+    what = ("frames to refocus at once, or leave --jobs out to choose from the cores and memory"
+            if option == "--jobs" else "threads for each frame, 0 for all cores")
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give the number "
+                                             f"of {what}")
+        if value < smallest:
+            raise argparse.ArgumentTypeError(f"{value} is too small: give {smallest} or more "
+                                             f"({what})")
+        return value
+    parse.__name__ = option  # argparse names the type in some messages
+    return parse
 
 
 def _focus_pixel(text):
@@ -114,24 +143,12 @@ def run(args):
     pixel = _focus_pixel(args.focus_pixel) if args.focus_pixel else None
     settings = DofSettings(max_radius=args.max_radius, blades=args.blades,
                            rotation_deg=args.rotation).validate()
+    settings = sequence.with_threads(settings, args.threads)
     lens_for = sequence.lens_resolver(
         focus_distance=args.focus_distance, focus_pixel=pixel, focus_keys=keys,
         fstop=args.fstop, focal_length_mm=args.focal_length, sensor_width_mm=args.sensor_width,
         sensor_height_mm=args.sensor_height, sensor_fit=args.sensor_fit)
-    # Options that cannot work (no focal length in the file and none given, ...) stop the run
-    # with a usage error on the first frame instead of failing every frame alike.
-    seen = {"lens": False}
-
-    def lens_for_frame(frame, loaded):
-        try:
-            lens = lens_for(frame, loaded)
-        except UsageError as exc:
-            if not seen["lens"]:
-                where = f"frame {frame} ({loaded.path})" if frame is not None else loaded.path
-                raise sequence.AbortRun(f"{where}: {exc}")
-            raise
-        seen["lens"] = True
-        return lens
+    lens_for_frame = _LensOrStop(lens_for)
 
     def progress(result, index, total):
         print(sequence.progress_line(result, index, total), flush=True)
@@ -140,7 +157,7 @@ def run(args):
         os.path.abspath(args.input), _abs_out(args.output), lens_for_frame, settings,
         frames=frames, png=args.png, diagnostic=args.diagnostic,
         skip_existing=args.skip_existing, overwrite=args.overwrite, progress=progress,
-        layer=args.layer, deep=deep)
+        layer=args.layer, deep=deep, workers=args.jobs, notify=_note)
     print(report.summary(), flush=True)
     for result in report.failed:
         # The summary is on stdout with the progress; each failure also gets its line on stderr.
@@ -148,6 +165,34 @@ def run(args):
         print(f"blender_zdepth: error: {what} failed: {result.job.input}: {result.message}",
               file=sys.stderr, flush=True)
     return 0 if report.ok else 1
+
+
+class _LensOrStop:
+    """The lens of a frame; options that cannot work (no focal length in the file and none
+    given, ...) stop the run with a usage error on the first frame instead of failing every
+    frame alike. A class, not a closure: worker processes (--jobs) get their own copy."""
+
+    def __init__(self, lens_for):
+        self.lens_for = lens_for
+        self.seen = False
+
+    def __call__(self, frame, loaded):
+        from ..core import sequence
+        from ..core.errors import UsageError
+
+        try:
+            lens = self.lens_for(frame, loaded)
+        except UsageError as exc:
+            if not self.seen:
+                where = f"frame {frame} ({loaded.path})" if frame is not None else loaded.path
+                raise sequence.AbortRun(f"{where}: {exc}")
+            raise
+        self.seen = True
+        return lens
+
+
+def _note(text):
+    print(f"blender_zdepth: note: {text}", file=sys.stderr, flush=True)
 
 
 def _abs_out(text):

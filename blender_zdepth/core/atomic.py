@@ -35,6 +35,31 @@ def unique_temp_path(path):
     return os.path.join(folder, f".{name}.zdepth-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}")
 
 
+def stale_temp_paths(paths, pids):
+    """The temporary files that processes ``pids`` left for outputs ``paths`` (made by
+    :func:`unique_temp_path` in a process that was killed before it could remove them): the
+    names ``.<output name>.zdepth-tmp-<pid>-*`` in each output's folder. Other processes'
+    temporary files (farm chunks writing into the same folder) are never listed."""
+    pids = {str(int(p)) for p in pids}
+    wanted = {}
+    for path in paths:
+        folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+        wanted.setdefault(folder, set()).add(name)
+    found = []
+    for folder, names in sorted(wanted.items()):
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for entry in sorted(entries):
+            if not entry.startswith(".") or ".zdepth-tmp-" not in entry:
+                continue
+            name, rest = entry[1:].rsplit(".zdepth-tmp-", 1)
+            if name in names and rest.split("-", 1)[0] in pids:
+                found.append(os.path.join(folder, entry))
+    return found
+
+
 @contextlib.contextmanager
 def atomic_target(path, overwrite=False):
     """Yield a temporary path in ``path``'s folder; on success it is renamed to ``path``, on any

@@ -11,6 +11,9 @@ Pure Python (numpy only inside :func:`refocus_sequence`); never imports ``bpy``.
 * :class:`SequenceRun` -- runs one job per frame, one frame per :meth:`SequenceRun.step`, with
   skip-existing, failure collection (one bad frame never stops the others) and cancellation
   between frames. The command line runs it in a loop, the Blender operator from a modal timer.
+* :class:`ParallelRun` -- the same for several frames at once, each in a worker process
+  (``start()`` / ``poll()`` / ``cancel()``, usable from a background thread);
+  :func:`choose_jobs` picks how many from the cores and the memory available.
 * :func:`unique_temp_path` / :func:`atomic_output` -- outputs appear complete or not at all;
   temporary names are unique per process, so farm chunks writing into one folder never collide.
 * :func:`refocus_sequence` -- the whole thing for depth of field: load each frame, defocus it
@@ -19,12 +22,18 @@ Pure Python (numpy only inside :func:`refocus_sequence`); never imports ``bpy``.
 
 import contextlib
 import dataclasses
+import functools
+import math
 import os
+import pickle
 import re
+import sys
+import threading
 import time
+import types
 
 from .errors import UsageError, ZDepthError
-from .atomic import atomic_target, unique_temp_path  # noqa: F401 (unique_temp_path is API)
+from .atomic import atomic_target, stale_temp_paths, unique_temp_path  # noqa: F401 (API)
 
 # ---------------------------------------------------------------------------------------------
 # Frame patterns
@@ -343,6 +352,11 @@ class SequenceReport:
 
     def __init__(self):
         self.results = []
+        #: Wall-clock seconds of a parallel run (:class:`ParallelRun`); None for a serial one,
+        #: whose time is the sum of its frames'.
+        self.elapsed = None
+        #: How many frames a parallel run refocused at once (None: one after another).
+        self.workers = None
 
     def _with(self, status):
         return [r for r in self.results if r.status == status]
@@ -371,7 +385,7 @@ class SequenceReport:
     def summary(self):
         """A few lines for the end of a run: counts, then one line per failed frame."""
         n = len(self.results)
-        seconds = sum(r.seconds for r in self.results)
+        seconds = sum(r.seconds for r in self.results) if self.elapsed is None else self.elapsed
         parts = [f"{len(self.written)} written"]
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped (output already there)")
@@ -380,6 +394,8 @@ class SequenceReport:
         if self.cancelled:
             parts.append(f"{len(self.cancelled)} cancelled")
         lines = [f"{n} frame{'s' if n != 1 else ''}: {', '.join(parts)} in {seconds:.1f} s"]
+        if self.workers:
+            lines[0] += f" ({self.workers} at a time)"
         for r in self.failed:
             what = f"frame {r.frame}" if r.frame is not None else "frame"
             lines.append(f"  FAILED {what}: {r.job.input}: {r.message}")
@@ -493,6 +509,489 @@ def progress_line(result, index, total):
     if result.status == "failed":
         return f"{head}: FAILED: {result.job.input}: {result.message}"
     return f"{head}: cancelled"
+
+
+# ---------------------------------------------------------------------------------------------
+# Several frames at once: worker processes
+
+#: Memory a worker needs for a frame, per pixel (the loaded frame, the engine's buffers, the
+#: output): a 3840x2160 frame needs about 1 GB. Used to choose how many frames run at once.
+FRAME_BYTES_PER_PIXEL = 130
+#: Memory of a worker process itself (Python, numpy, OpenEXR), on top of its frame.
+WORKER_BYTES = 150 * 2 ** 20
+#: Share of the available memory the workers may plan to use (the rest is headroom).
+MEMORY_SHARE = 0.8
+#: Frames at once when the available memory cannot be found out (no /proc/meminfo, no sysconf).
+UNKNOWN_MEMORY_JOBS = 4
+#: Below this many pixels in all (frames x pixels a frame, about one HD frame), the automatic
+#: choice runs the frames one after another: starting worker processes (a second or so) would
+#: cost more than it saves.
+AUTO_MIN_PIXELS = 2_000_000
+
+
+def usable_cores():
+    """CPU cores this process may use: its affinity mask (where the OS has one, e.g. ``taskset``)
+    or the CPU count, lowered to a container's CPU quota (cgroup v2 ``cpu.max``) when set."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def available_memory():
+    """Bytes that can still be used without swapping, or None when unknown: ``MemAvailable``
+    from ``/proc/meminfo`` (Linux), else the free physical pages (``os.sysconf``), lowered to
+    what a container's memory limit (cgroup v2 ``memory.max``) leaves."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            avail = None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                left = max(0, int(limit) - int(f.read().strip()))
+            avail = left if avail is None else min(avail, left)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+_MACHINE = object()  # "ask this machine" (None means unknown)
+
+
+def choose_jobs(frames, pixels=None, jobs=None, threads=0, cores=None, memory=_MACHINE):
+    """How many of ``frames`` frames to refocus at once, and with how many threads each.
+
+    * ``pixels``: pixels of a frame (default: 1920x1080); a frame needs about
+      :data:`FRAME_BYTES_PER_PIXEL` bytes a pixel plus :data:`WORKER_BYTES` for its process.
+    * ``jobs``: None chooses: as many as there are cores and frames, as long as they fit in
+      :data:`MEMORY_SHARE` of the available memory (so the machine never swaps), and one when
+      the whole sequence is small (under :data:`AUTO_MIN_PIXELS`); a number is used as given,
+      but never more than there are frames nor more than fit in memory.
+    * ``threads``: 0 shares the cores between the jobs (``cores // jobs`` each; with one job,
+      0 = the engine's "all cores"); a number is used for each job as given.
+    * ``cores`` / ``memory`` (bytes; None: unknown): the machine's (default: this one's,
+      :func:`usable_cores`, :func:`available_memory`).
+
+    Returns ``(jobs, threads_per_job, note)``; ``note`` says why a given ``jobs`` was lowered
+    for memory ('' when it was not).
+    """
+    cores = usable_cores() if cores is None else max(1, int(cores))
+    memory = available_memory() if memory is _MACHINE else memory
+    pixels = 1920 * 1080 if not pixels else int(pixels)
+    per_job = WORKER_BYTES + FRAME_BYTES_PER_PIXEL * pixels
+    if memory is None:
+        fit = UNKNOWN_MEMORY_JOBS
+    else:
+        fit = max(1, int(memory * MEMORY_SHARE // per_job))
+    frames = max(1, int(frames))
+    note = ""
+    if jobs is None:
+        n = min(cores, frames, fit) if frames * pixels >= AUTO_MIN_PIXELS else 1
+    else:
+        n = min(int(jobs), frames)
+        if n > fit:
+            note = (f"--jobs {jobs} lowered to {fit}: "
+                    + (f"{memory / 2 ** 30:.1f} GB of memory available, about "
+                       f"{per_job / 2 ** 30:.1f} GB a frame" if memory is not None else
+                       "the available memory is unknown"))
+            n = fit
+    n = max(1, n)
+    if threads:
+        per = int(threads)
+    else:
+        per = 0 if n == 1 else max(1, cores // n)
+    return n, per, note
+
+
+class _Stop(BaseException):
+    """Raised in a worker by SIGTERM (:meth:`ParallelRun.cancel`): unwinds the frame being
+    written, so that its temporary file is removed, and ends the worker."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Stop()
+
+
+def _worker_main(conn, task_bytes, threads):
+    """A worker process: receive ``(index, FrameJob)`` on ``conn``, run the task on it, send
+    ``(index, status, message, info, seconds)`` back; stop on None or when the parent is gone."""
+    import signal
+
+    # Ctrl+C reaches the whole process group: the parent decides what happens (cancel()).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        if threads:
+            try:
+                import OpenEXR
+
+                if OpenEXR.global_thread_count() == 0:
+                    OpenEXR.set_global_thread_count(int(threads))
+            except (ImportError, AttributeError, RuntimeError):
+                pass
+        task = pickle.loads(task_bytes)
+        while True:
+            message = conn.recv()
+            if message is None:
+                break
+            index, job = message
+            t0 = time.perf_counter()
+            try:
+                reply = (index, "written", "", task(job) or {})
+            except AbortRun as exc:
+                reply = (index, "abort", str(exc), {})
+            except Exception as exc:  # one bad frame must not stop the others
+                reply = (index, "failed", _error_message(exc, job.input), {})
+            seconds = time.perf_counter() - t0
+            try:
+                conn.send(reply + (seconds,))
+            except (pickle.PicklingError, TypeError, AttributeError):
+                # a value in the info that cannot travel: keep the progress line's details
+                conn.send(reply[:3] + ({"details": str(reply[3].get("details", ""))}, seconds))
+    except (_Stop, EOFError, OSError, KeyboardInterrupt):
+        pass
+
+
+#: What a worker process runs first (``exec`` is its target, so nothing of ours has to be
+#: importable by name before this ran): it limits BLAS threads (before numpy is imported);
+#: when the package lives inside a package the worker's
+#: Python cannot import (Blender's extensions: ``bl_ext.<repository>.blender_zdepth``), the
+#: parents are recreated from their folders; then the worker loop starts.
+_BOOT = """
+import importlib, os, sys, types
+if threads:  # numpy's BLAS (matrix products) must not start a thread per core in every worker
+    for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(threads))
+for _name, _path in parents:
+    if _name not in sys.modules:
+        try:
+            importlib.import_module(_name)
+        except ImportError:
+            _module = types.ModuleType(_name)
+            _module.__path__ = list(_path)
+            sys.modules[_name] = _module
+importlib.import_module(module)._worker_main(conn, task, threads)
+"""
+
+
+def _package_parents():
+    """``[(name, __path__)]`` of the packages above ours (empty for a plain ``blender_zdepth``)."""
+    names = __name__.split(".")  # [..., 'blender_zdepth', 'core', 'sequence']
+    parents = []
+    for i in range(1, len(names) - 2):
+        name = ".".join(names[:i])
+        parents.append((name, list(getattr(sys.modules.get(name), "__path__", []) or [])))
+    return parents
+
+
+class _Worker:
+    def __init__(self, context, task_bytes, threads):
+        self.conn, child = context.Pipe()
+        env = {"parents": _package_parents(), "module": __name__, "conn": child,
+               "task": task_bytes, "threads": threads}
+        self.process = context.Process(target=exec, args=(_BOOT, env), daemon=True,
+                                       name="blender_zdepth frame worker")
+        self.index = None  # the job it is working on
+        # A spawned process first re-runs its parent's main script (as '__mp_main__') unless it
+        # was started with 'python -m'; that script may be a user's Blender script (bpy, a
+        # render...) or a module without the 'if __name__ == "__main__"' guard. The worker
+        # needs nothing from it: hide it while the process starts.
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            self.process.start()
+        finally:
+            sys.modules["__main__"] = main
+        child.close()
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+
+def _worker_death(worker):
+    code = worker.process.exitcode
+    if code is not None and code < 0:
+        why = f"killed by signal {-code}"
+        if -code == 9:
+            why += " (out of memory?)"
+    else:
+        why = f"exit code {code}"
+    return f"the worker process refocusing this frame stopped ({why})"
+
+
+class ParallelRun:
+    """Run a picklable ``task(job) -> dict`` on each :class:`FrameJob` in ``workers`` worker
+    processes at once; the same results as :class:`SequenceRun` (skip-existing, one failed
+    frame never stops the others, cancellation, no partial file), several frames at a time.
+
+    * ``task``: a picklable callable (a module-level function, a :func:`functools.partial` of
+      one, an object of a module-level class) -- each worker gets its own copy; e.g.
+      ``functools.partial(refocus_frame, lens_for_frame=..., settings=...)``. It may raise
+      :class:`AbortRun` to stop the whole run: :meth:`poll` then cancels and raises it.
+    * ``threads``: given to each worker's OpenEXR library (the task carries its own engine
+      threads, e.g. in its ``DofSettings``).
+    * ``progress(result, index, total)`` after each frame, in the order frames finish (index:
+      how many are done); :attr:`report` keeps the results in job order.
+
+    Workers are started with the ``spawn`` method (fresh Python processes: safe inside Blender,
+    where ``bpy`` is loaded in this process, and on every OS). Use it from any one thread::
+
+        run = ParallelRun(jobs, task, workers=4)
+        run.start()
+        while not run.done:
+            for result in run.poll(timeout=0.1):
+                ...            # a FrameResult: 'written', 'skipped' or 'failed'
+        report = run.report
+
+    :meth:`cancel` (from any thread: Esc, Ctrl+C) stops the workers at once: frames being
+    refocused are not written (their temporary files are removed, also those of a worker that
+    had to be killed), finished frames stay, the rest are recorded as cancelled. A worker that
+    dies (killed, out of memory) fails its frame by name and is replaced. :meth:`run` is the
+    whole loop, as :meth:`SequenceRun.run`.
+    """
+
+    def __init__(self, jobs, task, workers=2, threads=0, skip_existing=False, progress=None):
+        self.jobs = list(jobs)
+        self.task = task
+        self.workers = max(1, int(workers))
+        self.threads = max(0, int(threads or 0))
+        self.skip_existing = skip_existing
+        self.progress = progress
+        self.report = SequenceReport()
+        self.report.workers = self.workers
+        self.cancelled = False
+        self._results = {}
+        self._next = 0
+        self._pool = []
+        self._pids = set()
+        self._lock = threading.RLock()
+        self._started = None
+        self._task_bytes = None
+        self._context = None
+
+    @property
+    def total(self):
+        return len(self.jobs)
+
+    @property
+    def done(self):
+        return self.cancelled or len(self._results) >= len(self.jobs)
+
+    @property
+    def running(self):
+        """The :class:`FrameJob` s being refocused now."""
+        return [self.jobs[w.index] for w in self._pool if w.index is not None]
+
+    def start(self):
+        """Start the worker processes (at most one per frame to do); returns self."""
+        import multiprocessing
+
+        with self._lock:
+            if self._started is not None:
+                return self
+            self._started = time.perf_counter()
+            self._task_bytes = pickle.dumps(self.task)
+            self._context = multiprocessing.get_context("spawn")
+            todo = sum(1 for job in self.jobs if not self._skip(job))
+            for _ in range(min(self.workers, todo)):
+                self._spawn()
+            return self
+
+    def _skip(self, job):
+        return self.skip_existing and all(os.path.exists(p) for p in job.outputs)
+
+    def _spawn(self):
+        import signal
+
+        # Started with Ctrl+C ignored (a child inherits it), so a Ctrl+C during a worker's
+        # start-up cannot print its traceback; the worker keeps ignoring it.
+        main = threading.current_thread() is threading.main_thread()
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            worker = _Worker(self._context, self._task_bytes, self.threads)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, before)
+        self._pool.append(worker)
+        self._pids.add(worker.pid)
+        return worker
+
+    def _record(self, index, result, new):
+        self._results[index] = result
+        self.report.results = [self._results[i] for i in sorted(self._results)]
+        self.report.elapsed = time.perf_counter() - self._started
+        new.append(result)
+        if self.progress is not None:
+            self.progress(result, len(self._results), len(self.jobs))
+
+    def _dispatch(self, new):
+        """Give every idle worker its next frame (recording skipped frames on the way); stop the
+        workers left without work."""
+        for worker in list(self._pool):
+            while worker.index is None and self._next < len(self.jobs):
+                index = self._next
+                self._next += 1
+                job = self.jobs[index]
+                if self._skip(job):
+                    self._record(index, FrameResult(job, "skipped", "output already there"), new)
+                    continue
+                try:
+                    worker.conn.send((index, job))
+                except OSError:  # it died while idle: a fresh one takes the frame
+                    self._bury(worker)
+                    worker = self._spawn()
+                    worker.conn.send((index, job))
+                worker.index, worker.t0 = index, time.perf_counter()
+            if worker.index is None:
+                self._retire(worker)
+
+    def _retire(self, worker, kill=False):
+        if worker in self._pool:
+            self._pool.remove(worker)
+        if kill:
+            worker.process.terminate()
+        else:
+            with contextlib.suppress(OSError, ValueError):
+                worker.conn.send(None)
+        worker.process.join(10 if kill else 30)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(5)
+        worker.conn.close()
+
+    def _bury(self, worker):
+        """Forget a worker that died: join it, remove the temporary files it left."""
+        if worker in self._pool:
+            self._pool.remove(worker)
+        worker.process.join(5)
+        worker.conn.close()
+        self._sweep([worker.pid])
+
+    def _sweep(self, pids=None):
+        """Remove the temporary files stopped workers left behind (``pids``; default: every
+        worker of this run, once none is running) -- theirs only."""
+        outputs = [p for job in self.jobs for p in job.outputs]
+        for path in stale_temp_paths(outputs, self._pids if pids is None else pids):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+    def poll(self, timeout=0.0):
+        """Hand out frames, wait up to ``timeout`` seconds for one to finish, and return the
+        :class:`FrameResult` s that finished since the last call (completion order). Starts
+        the run if needed. Raises :class:`AbortRun` (after cancelling) when a frame's task
+        did."""
+        from multiprocessing.connection import wait
+
+        with self._lock:
+            self.start()
+            new = []
+            if self.done:
+                self._close()
+                return new
+            self._dispatch(new)
+            busy = [w for w in self._pool if w.index is not None]
+            if not busy:
+                self._close()
+                return new
+            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
+                             timeout if not new else 0))
+            for worker in busy:
+                if worker.conn not in ready and worker.process.sentinel not in ready:
+                    continue
+                job = self.jobs[worker.index]
+                try:
+                    index, status, message, info, seconds = worker.conn.recv()
+                except (EOFError, OSError):  # the worker died with this frame
+                    index, status, info = worker.index, "failed", {}
+                    seconds = time.perf_counter() - worker.t0
+                    self._bury(worker)
+                    message = _worker_death(worker)
+                    if self._next < len(self.jobs):
+                        self._spawn()
+                worker.index = None
+                if status == "abort":
+                    self.cancel()
+                    raise AbortRun(message)
+                result = FrameResult(job, status, message, seconds, info if status == "written"
+                                     else {})
+                self._record(index, result, new)
+            if self.done:
+                self._close()
+            else:
+                self._dispatch(new)
+            return new
+
+    def _close(self):
+        for worker in list(self._pool):
+            self._retire(worker)
+        self._sweep()
+
+    def cancel(self):
+        """Stop now: workers are stopped (frames in progress are not written and leave no
+        file), finished frames stay, the others are recorded as cancelled. Any thread."""
+        with self._lock:
+            if self.cancelled:
+                return
+            self.cancelled = True
+            for worker in list(self._pool):
+                worker.process.terminate()
+            for worker in list(self._pool):
+                self._retire(worker, kill=True)
+            self._sweep()
+            for index, job in enumerate(self.jobs):
+                if index not in self._results:
+                    self._results[index] = FrameResult(job, "cancelled", "cancelled")
+            self.report.results = [self._results[i] for i in sorted(self._results)]
+            if self._started is not None:
+                self.report.elapsed = time.perf_counter() - self._started
+
+    def run(self, should_cancel=None, interval=0.1):
+        """Process every frame (``should_cancel()`` is asked every ``interval`` seconds); return
+        the report. On any error or Ctrl+C the workers are stopped (no partial file) before
+        it propagates."""
+        try:
+            self.start()
+            while not self.done:
+                if should_cancel is not None and should_cancel():
+                    self.cancel()
+                    break
+                self.poll(interval)
+        except BaseException:
+            self.cancel()
+            raise
+        return self.report
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if not self.done:
+            self.cancel()
+        else:
+            with self._lock:
+                self._close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -623,6 +1122,8 @@ def lens_resolver(focus_distance=None, focus_pixel=None, focus_keys=None, fstop=
     ``focus_pixel`` ``(x, y)`` (the depth under that pixel, per frame), ``focus_distance``, the
     header's focus distance. Raises :class:`UsageError` (via ``Lens.from_camera``) when a
     needed value is in neither."""
+    arguments = dict(locals())  # to remake it in a worker process (see _Remade)
+
     def lens_for(frame, loaded):
         from .lens import Lens
 
@@ -647,7 +1148,25 @@ def lens_resolver(focus_distance=None, focus_pixel=None, focus_keys=None, fstop=
                                 sensor_height_mm=sensor_height_mm, sensor_fit=sensor_fit,
                                 pixel_aspect=pixel_aspect)
         return lens, source
-    return lens_for
+    return _Remade(lens_for, lens_resolver, arguments)
+
+
+class _Remade:
+    """A function made by ``factory(**arguments)`` (a closure), picklable as the factory and its
+    arguments, so that worker processes (:class:`ParallelRun`) can use it."""
+
+    def __init__(self, function, factory, arguments):
+        self.function, self.factory, self.arguments = function, factory, arguments
+
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+    def __reduce__(self):
+        return _remake, (self.factory, self.arguments)
+
+
+def _remake(factory, arguments):
+    return factory(**arguments)
 
 
 class FrameSizeError(ZDepthError):
@@ -830,7 +1349,8 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
 
 def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None, png=False,
                      diagnostic=False, skip_existing=False, overwrite=False, progress=None,
-                     should_cancel=None, extra_header=None, layer=None, deep=None):
+                     should_cancel=None, extra_header=None, layer=None, deep=None, workers=1,
+                     notify=None):
     """Refocus a whole sequence (or one frame); return the :class:`SequenceReport`.
 
     * ``inputs`` / ``outputs`` / ``frames`` / ``png``: as :func:`plan_jobs` (patterns like
@@ -847,6 +1367,12 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
     * ``deep``: deep input (see :func:`load_dof_frame`): None = deep files and ``<name>_deep.exr``
       beside flat ones are used with the default hidden-layer budget, an int = that budget,
       False = deep files beside flat ones are ignored.
+    * ``workers``: frames refocused at once, each in a worker process (:class:`ParallelRun`):
+      1 (default) one after another in this process; None chooses from the cores and the
+      available memory (:func:`choose_jobs`; ``settings.threads`` 0 then shares the cores
+      between them). Output, reports, skip-existing and failures are the same either way;
+      progress comes in the order frames finish. ``notify(text)`` gets a note when a given
+      number was lowered to fit in memory.
 
     Each output is a single-part float32 RGBA EXR (ZIP, lossless) with the input's header plus
     ``zdepthDof*`` attributes (focus, f-stop, lens, max radius, blades, rotation), and with
@@ -865,13 +1391,49 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
                 raise ZDepthError(f"cannot create the output folder {folder}: {exc.strerror}")
     lens_for = _lens_getter(lens_per_frame)
     state = {}
-
-    def process(job):
-        return refocus_frame(job, lens_for, settings, diagnostic, state, extra_header,
-                             layer=layer, deep=deep)
-
+    n, threads = _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify)
+    if n > 1:
+        settings = with_threads(settings, threads)
+    # a partial, not a closure: worker processes get their own copy (state included)
+    process = functools.partial(refocus_frame, lens_for_frame=lens_for, settings=settings,
+                                diagnostic=diagnostic, state=state, extra_header=extra_header,
+                                layer=layer, deep=deep)
+    if n > 1:
+        return ParallelRun(jobs, process, n, threads, skip_existing, progress).run(should_cancel)
     run = SequenceRun(jobs, process, skip_existing, progress)
     return run.run(should_cancel)
+
+
+def _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify):
+    """``(frames at once, engine threads each)`` for :func:`refocus_sequence`; with more than
+    one, ``state['size']`` is set from the first frame to do that loads (a serial run takes the
+    sequence's size from it too), before the workers start."""
+    if workers == 1:
+        return 1, 0
+    todo = [j for j in jobs if not (skip_existing and all(os.path.exists(p) for p in j.outputs))]
+    if len(todo) < 2:
+        return 1, 0
+    size = None
+    for job in todo:
+        try:
+            h, w = load_dof_frame(job.input, None, layer).depth.shape
+        except Exception:  # that frame fails in its worker, with its message
+            continue
+        size = state["size"] = (w, h)
+        break
+    n, threads, note = choose_jobs(len(todo), size[0] * size[1] if size else None, workers,
+                                   getattr(settings, "threads", 0))
+    if note and notify is not None:
+        notify(note)
+    return n, threads
+
+
+def with_threads(settings, threads):
+    """``settings`` (a :class:`~blender_zdepth.core.dof.DofSettings`) with the engine's
+    ``threads`` set to ``threads`` (0 = all cores), when the settings have that field."""
+    if any(f.name == "threads" for f in dataclasses.fields(settings)):
+        return dataclasses.replace(settings, threads=threads)
+    return settings
 
 
 def check_existing(jobs, overwrite=False, skip_existing=False):
@@ -888,15 +1450,23 @@ def check_existing(jobs, overwrite=False, skip_existing=False):
 
 
 def _lens_getter(lens_per_frame):
+    # partials of module-level functions: picklable, so that worker processes can use them
     if callable(lens_per_frame) and not hasattr(lens_per_frame, "focus_distance"):
         return lens_per_frame
     if isinstance(lens_per_frame, dict):
-        table = lens_per_frame
+        return functools.partial(lens_from_table, dict(lens_per_frame))
+    return functools.partial(_same_lens, lens_per_frame)
 
-        def lookup(frame, _loaded):
-            try:
-                return table[frame]
-            except KeyError:
-                raise ZDepthError(f"no lens given for frame {frame}")
-        return lookup
-    return lambda frame, _loaded: lens_per_frame
+
+def lens_from_table(table, frame, _loaded=None):
+    """The lens of ``frame`` in ``table`` (``{frame: Lens}``); a :class:`ZDepthError` for a
+    frame it does not hold. ``functools.partial(lens_from_table, table)`` is a picklable
+    ``lens_for_frame`` for worker processes."""
+    try:
+        return table[frame]
+    except KeyError:
+        raise ZDepthError(f"no lens given for frame {frame}")
+
+
+def _same_lens(lens, _frame, _loaded):
+    return lens
