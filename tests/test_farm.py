@@ -252,6 +252,30 @@ def save_tiny_shot(bpy, path):
     return str(path)
 
 
+def isolated_env(home):
+    home.mkdir(exist_ok=True)
+    return {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+            "BLENDER_USER_RESOURCES": str(home / "blender")}
+
+
+def isolated_blender_with_extension(home):
+    """Environment of a Blender whose user extension repository holds blender_zdepth (copied
+    there as Blender installs an extension's files); returns ``(env, path of its cli.py)``."""
+    env = isolated_env(home)
+    probe = ("import bpy; print([r.directory for r in bpy.context.preferences.extensions.repos "
+             "if r.module == 'user_default'][0])")
+    full_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    full_env.update(env)
+    done = subprocess.run([sys.executable, "-c", probe], env=full_env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    repo = done.stdout.strip().splitlines()[-1]
+    assert repo.startswith(str(home)), repo
+    shutil.copytree(os.path.join(ROOT, "blender_zdepth"), os.path.join(repo, "blender_zdepth"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return env, os.path.join(repo, "blender_zdepth", "cli.py")
+
+
 @needs_node
 @pytest.mark.blender
 @pytest.mark.slow
@@ -268,13 +292,22 @@ def test_worker_runs_render_then_refocus_tasks_end_to_end(bpy, tmp_path):
     out = tmp_path / "render" / "shot" / STAMP
     worker_cwd = tmp_path / "worker"
     worker_cwd.mkdir()
+    # The last refocus task comes from the same job submitted with zdepth_cli empty: it finds
+    # blender_zdepth where Blender installs extensions (a copy of the package in the user
+    # extension repository of an isolated home).
+    searched = compile_job(tmp_path, dict(result["settings"], zdepth_cli="",
+                                          render_output_path=str(out)))["tasks"]
+    tasks["refocus-3"] = searched[-1]
+    env, installed_cli = isolated_blender_with_extension(tmp_path / "home")
+    expected_cli = {name: CLI for name in tasks}
+    expected_cli["refocus-3"] = installed_cli
 
     done_tasks = set()
     for name, task in tasks.items():  # in an order that honours the dependencies
         assert set(task["dependencies"]) <= done_tasks
-        done = run_on_worker(task, worker_cwd)
+        done = run_on_worker(task, worker_cwd, env=env)
         assert done.returncode == 0, f"{name}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-        assert f"blender_zdepth farm: running {CLI}" in done.stdout
+        assert f"blender_zdepth farm: running {expected_cli[name]}" in done.stdout
         done_tasks.add(name)
 
     depth = sorted(os.path.basename(p) for p in glob.glob(str(out / "depth" / "*.exr")))
@@ -297,10 +330,7 @@ def test_worker_runs_render_then_refocus_tasks_end_to_end(bpy, tmp_path):
 @needs_node
 @pytest.mark.blender
 def test_worker_without_the_extension_or_openexr_gets_one_clear_error(bpy, tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    isolated = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
-                "BLENDER_USER_RESOURCES": str(home / "blender")}
+    isolated = isolated_env(tmp_path / "home")
     job = settings(frames="1-2", chunk_size=2, render_output_path=str(tmp_path / "out"),
                    blendfile=str(tmp_path / "missing.blend"))
 
