@@ -54,7 +54,7 @@ def build_parser(prog="python -m blender_zdepth"):
     for module in _command_modules():
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _needs=tuple(getattr(module, "NEEDS", ())))
     return parser
 
 
@@ -66,6 +66,8 @@ def main(argv=None, prog="python -m blender_zdepth"):
         parser.print_help(sys.stderr)
         return 2
     try:
+        for name in args._needs:  # packages the command needs, checked before any work
+            importlib.import_module(name)
         return int(args._run(args) or 0)
     except ZDepthError as exc:
         print(f"blender_zdepth: error: {exc}", file=sys.stderr)
@@ -73,9 +75,12 @@ def main(argv=None, prog="python -m blender_zdepth"):
     except ModuleNotFoundError as exc:
         if exc.name not in ("OpenEXR", "numpy"):
             raise
+        in_blender = "bpy" in sys.modules  # e.g. a farm worker's Blender: the extension brings it
         print(f"blender_zdepth: error: this command needs the Python package {exc.name!r}, "
               f"which this Python ({sys.executable}) does not have: install it with "
-              f"'{sys.executable} -m pip install {exc.name}'", file=sys.stderr)
+              f"'{sys.executable} -m pip install {exc.name}'"
+              + (" or install the blender_zdepth extension in this Blender (it brings OpenEXR)"
+                 if in_blender else ""), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("blender_zdepth: interrupted", file=sys.stderr)

@@ -240,6 +240,11 @@ def test_zip_layout(tmp_path):
     assert not any("__pycache__" in n or n.endswith(".pyc") or "/." in "/" + n for n in names)
     package_names = {n for n in names if n != ext.MANIFEST and not n.startswith("wheels/")}
     assert package_names == source_files(pkg)
+    # The Flamenco job type ships as it is in the package (farm flamenco writes the same bytes).
+    assert "farm/zdepth_render_refocus.js" in names
+    with zipfile.ZipFile(out) as zf:
+        assert zf.read("farm/zdepth_render_refocus.js") == (
+            pkg / "farm" / "zdepth_render_refocus.js").read_bytes()
     listed = archive_manifest["wheels"]
     assert sorted(w[2:] for w in listed) == sorted(n for n in names if n.startswith("wheels/"))
     assert sorted(os.path.basename(w) for w in listed) == sorted(os.path.basename(w) for w in wheels)
@@ -301,6 +306,8 @@ def test_validate_archive_finds_bad_layouts(tmp_path):
     assert any("compiled Python" in p for p in rewrite("c.zip", extra=[("core/__pycache__/x.pyc", b"")]))
     assert any("not listed" in p for p in rewrite("d.zip", extra=[("wheels/x-1-py3-none-any.whl", b"")]))
     assert any(ext.MANIFEST in p for p in rewrite("e.zip", skip=[ext.MANIFEST]))
+    assert any("farm/zdepth_render_refocus.js is missing" in p
+               for p in rewrite("g.zip", skip=["farm/zdepth_render_refocus.js"]))
     (tmp_path / "f.zip").write_bytes(b"not a zip")
     assert ext.validate_archive(str(tmp_path / "f.zip"))[0].startswith("archive:")
 
@@ -453,6 +460,9 @@ def test_real_build_ships_one_openexr_wheel_per_platform(built_zip):
     assert sorted(by_platform) == sorted(data["platforms"]) == sorted(FAKE_WHEEL_TAGS)
     assert all(len(v) == 1 for v in by_platform.values()), by_platform
     assert len([n for n in names if n.endswith(".whl")]) == 4
+    with zipfile.ZipFile(built_zip) as zf:
+        with open(os.path.join(ROOT, ext.PACKAGE, "farm", "zdepth_render_refocus.js"), "rb") as f:
+            assert zf.read("farm/zdepth_render_refocus.js") == f.read()
     with zipfile.ZipFile(built_zip) as zf:  # each wheel is itself a readable zip with OpenEXR
         import io
 

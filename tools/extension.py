@@ -48,6 +48,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "blender_zdepth"
 MANIFEST = "blender_manifest.toml"
 WHEELS_DIR = "wheels"
+#: Files of the package that are not Python but must ship (checked in every built archive).
+SHIPPED_FILES = (
+    "farm/zdepth_render_refocus.js",  # the Flamenco 3 job type (docs/farm.md)
+)
 TMP_MARK = ".zdepth-tmp"
 
 # --------------------------------------------------------------------------------------------
@@ -437,6 +441,10 @@ def validate_archive(zip_path):
     problems = validate_manifest(data, archive_names=names)
     if data.get("type", "add-on") == "add-on" and "__init__.py" not in names:
         problems.append("archive: no __init__.py at the archive root (Blender imports it)")
+    if data.get("id") == PACKAGE:
+        for name in SHIPPED_FILES:
+            if name not in names:
+                problems.append(f"archive: {name} is missing (it ships with {PACKAGE})")
     junk = [n for n in names if "__pycache__/" in n or n.endswith((".pyc", ".pyo"))]
     if junk:
         problems.append(f"archive: holds compiled Python files, e.g. {junk[0]!r}")

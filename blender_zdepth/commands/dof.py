@@ -17,6 +17,7 @@ import sys
 
 NAME = "dof"
 HELP = "apply a lens depth of field to rendered EXR frames (beauty + Z pass) and write RGBA EXR"
+NEEDS = ("numpy", "OpenEXR")  # checked by cli.main before the command runs
 
 
 def add_arguments(parser):

@@ -14,6 +14,7 @@ import time
 
 NAME = "render"
 HELP = "render a .blend headless (Cycles or EEVEE) and write one depth EXR per frame"
+NEEDS = ("numpy", "OpenEXR")  # checked by cli.main before the command runs
 
 _ENCODINGS = ("log", "linear", "normalized", "inverse")
 
