@@ -9,7 +9,7 @@ menu entry.
 import importlib
 
 #: Submodules with register()/unregister(), in registration order.
-MODULES = ["properties", "operators", "nodes", "export", "panels", "dof_ops"]
+MODULES = ["properties", "operators", "nodes", "export", "panels", "dof_ops", "preview"]
 
 _registered = []
 
