@@ -72,3 +72,38 @@ def test_preview_has_the_full_frames_optics():
     # the in-focus band is that of the full view: green only where the full blur is <= 0.5 px
     green = view[..., 1] > view[..., 0] + 0.3
     assert green.any() and (np.abs(small[green]) <= 0.5 / 3 + 1e-6).all()
+
+
+def test_cli_anamorphic_and_quality(tmp_path, run_cli):
+    """``dof --anamorphic`` (the camera's aperture ratio) stretches the bokeh of a point light
+    vertically; ``--quality`` is accepted; bad values are one line and exit 2."""
+    from blender_zdepth.core import exr
+
+    h, w = 64, 64
+    rgba = np.zeros((h, w, 4), np.float32)
+    rgba[..., 3] = 1.0
+    rgba[32, 32, :3] = 100.0  # a point light far behind the focus
+    depth = np.full((h, w), 50.0, np.float32)
+    src = tmp_path / "point.exr"
+    exr.write_exr(str(src), {**{c: rgba[..., i] for i, c in enumerate("RGBA")}, "Z": depth},
+                  overwrite=True)
+    lens = ["--focus-distance", "1", "--fstop", "0.5", "--focal-length", "100", "--max-radius",
+            "8"]
+
+    def spread(name, *extra):
+        out = tmp_path / name
+        r = run_cli("dof", src, out, *lens, *extra)
+        assert r.returncode == 0, r.stderr
+        img = exr.read_exr(str(out)).channels["R"]
+        ys, xs = np.nonzero(img > img.max() * 0.05)
+        return ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+
+    tall_h, tall_w = spread("tall.exr", "--anamorphic", "2", "--quality", "draft")
+    round_h, round_w = spread("round.exr", "--quality", "high")
+    assert abs(round_h - round_w) <= 1
+    assert tall_h > tall_w + 3
+    for bad in (["--anamorphic", "0"], ["--anamorphic", "x"], ["--quality", "best"]):
+        r = run_cli("dof", src, tmp_path / "bad.exr", *lens, *bad)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) <= 2
+    assert not (tmp_path / "bad.exr").exists()
