@@ -355,3 +355,58 @@ def test_apply_in_a_worker_thread_completes_and_cancels(addon, tmp_path, monkeyp
     assert not [n for n in names if "tmp" in n]
     result, _ = rgba_file(tmp_path / "r_dof_0001.exr")
     assert result.shape == (H, W, 4)
+
+
+def test_modal_polls_the_worker_and_esc_cancels(addon, tmp_path, monkeypatch):
+    """The operator's modal() on timer and Esc events, called as the window manager would call
+    it (a modal cannot run headless): it only polls the worker thread, passes other events
+    through (the interface stays usable), and concludes once the worker has stopped."""
+    import threading
+    import types
+
+    import bpy
+    from blender_zdepth.blender import dof_ops
+    from blender_zdepth.core import sequence
+
+    scene = _render_focus_pull(bpy, tmp_path)
+    configure(scene, tmp_path, dof_output_dir="")
+    op_cls = dof_ops.ZDEPTH_OT_apply_dof
+    reports, statuses = [], []
+
+    def fake_operator(batch):
+        op = types.SimpleNamespace(_batch=batch, _timer=None, diagnostic=False,
+                                   report=lambda kind, text: reports.append((kind, text)))
+        op._set_status = lambda context, text: statuses.append(text)
+        op._end_modal = lambda context: op_cls._end_modal(op, context)
+        op._conclude = lambda b: op_cls._conclude(op, b)
+        return op
+
+    def event(kind):
+        return types.SimpleNamespace(type=kind)
+
+    started, release = threading.Event(), threading.Event()
+    real = sequence.refocus_frame
+
+    def slow(job, *args, **kwargs):
+        started.set()
+        assert release.wait(30)
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(sequence, "refocus_frame", slow)
+    batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
+    op = fake_operator(batch)
+    batch.start()
+    assert started.wait(30)
+    ctx = bpy.context
+    assert op_cls.modal(op, ctx, event("MOUSEMOVE")) == {"PASS_THROUGH"}
+    assert op_cls.modal(op, ctx, event("TIMER")) == {"PASS_THROUGH"}  # still running
+    assert "1/3" in statuses[-1]
+    assert op_cls.modal(op, ctx, event("ESC")) == {"RUNNING_MODAL"}
+    assert "cancelling" in statuses[-1]
+    release.set()
+    assert batch.wait(60)
+    result = op_cls.modal(op, ctx, event("TIMER"))
+    assert result == {"FINISHED"} and op._batch is None
+    assert any("1 written" in text and "2 cancelled" in text for _, text in reports)
+    assert sorted(n for n in os.listdir(tmp_path) if n.startswith("r_dof_")) == \
+        ["r_dof_0001.exr"]

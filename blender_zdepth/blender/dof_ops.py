@@ -170,16 +170,25 @@ def engine_settings(scene):
                        quality=str(_get(zd, "dof_quality", "default")))
 
 
+def header_had_dof(header):
+    """What a header says of the camera's own depth of field at render time (our exports record
+    ``zdepthCameraDofEnabled``): True / False, or None when it says nothing. No bpy."""
+    value = (header or {}).get("zdepthCameraDofEnabled")
+    if value is None:
+        return None
+    try:
+        return bool(int(str(value).strip()))
+    except ValueError:
+        return None
+
+
 def camera_had_dof(scene, header=None):
     """Whether the frame was rendered with the camera's own depth of field on: the header's
     ``zdepthCameraDofEnabled`` (our exports record it) when there is one, else the scene
     camera's Depth of Field setting now (the Render Result and plain renders record nothing)."""
-    value = (header or {}).get("zdepthCameraDofEnabled")
-    if value is not None:
-        try:
-            return bool(int(str(value).strip()))
-        except ValueError:
-            pass
+    recorded = header_had_dof(header)
+    if recorded is not None:
+        return recorded
     cam = scene.camera
     return bool(cam is not None and cam.type == "CAMERA" and cam.data.dof.use_dof)
 
@@ -382,10 +391,9 @@ class DofBatch:
         plan, settings, cam_dof = self.plans[job.frame]
         seen = {}
 
-        def lens_for(frame, loaded):
-            header = getattr(loaded, "header", None) or {}
-            value = header.get("zdepthCameraDofEnabled")
-            seen["dof"] = cam_dof if value is None else camera_had_dof(self.scene, header)
+        def lens_for(frame, loaded):  # in the worker thread: no bpy here
+            recorded = header_had_dof(getattr(loaded, "header", None))
+            seen["dof"] = cam_dof if recorded is None else recorded
             return plan(loaded)
 
         info = sequence.refocus_frame(job, lens_for, settings, self.diagnostic,
@@ -466,9 +474,9 @@ class DofBatch:
     def status_text(self):
         if self._stop.is_set():
             return "Z-Depth DOF: cancelling after the current frame ..."
-        job = self.run.jobs[min(self.run.index, self.total - 1)]
-        return (f"Z-Depth DOF: frame {job.frame} ({min(self.run.index + 1, self.total)}/"
-                f"{self.total}), Esc to cancel")
+        i = min(len(self.run.report.results), self.total - 1)  # the frame being done next
+        return (f"Z-Depth DOF: frame {self.run.jobs[i].frame} ({i + 1}/{self.total}), "
+                f"Esc to cancel")
 
     def finish(self):
         """Restore the frame, show the last result, remove temporary files; return the report."""

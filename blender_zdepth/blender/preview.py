@@ -147,8 +147,8 @@ def prepare(scene):
         frame = load()
         lens, focus_source = plan(frame)
         rgba = core_preview.render_preview(frame, lens, settings, view)
-        recorded = frame.header.get("zdepthCameraDofEnabled")
-        had = camera_dof if recorded is None else dof_ops.camera_had_dof(scene, frame.header)
+        recorded = dof_ops.header_had_dof(frame.header)
+        had = camera_dof if recorded is None else recorded
         return Refresh(rgba, frame, lens, focus_source, time.perf_counter() - t0, had, view)
     return task
 
