@@ -214,8 +214,8 @@ def test_pick_pixel_mapping_and_registration(addon):
 
 def test_panel_focus_modes_and_overrides(addon, tmp_path):
     """The Depth of Field panel's settings reach the lens: focus by distance, object, pixel
-    (counted from the bottom left) and the camera's focus object; f-stop override, blades and
-    rotation."""
+    (counted from the bottom left) and the camera's focus object; f-stop override, the
+    aperture override's blades and rotation."""
     bpy = addon
     scene = build_two_plane_scene(bpy)
     scene.render.filepath = str(tmp_path / "shot_")
@@ -243,8 +243,8 @@ def test_panel_focus_modes_and_overrides(addon, tmp_path):
     h = applied(dof_focus_pixel=(5, 1))  # bottom left: the far plane shows under the near one
     assert h["zdepthDofFocusDistance"] == pytest.approx(FAR, rel=1e-3)
     scene.camera.data.dof.focus_object = bpy.data.objects["FarPlane"]
-    h = applied(dof_focus_mode="CAMERA", dof_fstop_override=True, dof_fstop=1.6, dof_blades=6,
-                dof_rotation=math.radians(30.0))
+    h = applied(dof_focus_mode="CAMERA", dof_fstop_override=True, dof_fstop=1.6,
+                dof_aperture_override=True, dof_blades=6, dof_rotation=math.radians(30.0))
     assert h["zdepthDofFocusDistance"] == pytest.approx(FAR, rel=1e-4)
     assert h["zdepthDofFocusSource"] == "camera focus object FarPlane"
     assert h["zdepthDofFstop"] == pytest.approx(1.6)

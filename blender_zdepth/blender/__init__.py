@@ -9,7 +9,7 @@ menu entry.
 import importlib
 
 #: Submodules with register()/unregister(), in registration order.
-MODULES = ["properties", "operators", "nodes", "export", "panels", "dof_ops", "layers"]
+MODULES = ["properties", "operators", "nodes", "export", "panels", "dof_ops", "layers", "preview"]
 
 _registered = []
 

@@ -70,12 +70,21 @@ def camera_lens(scene, loaded=None):
     under the panel's pixel in ``loaded`` (the frame being refocused). f-stop: the camera's,
     unless the panel overrides it.
     """
+    return lens_plan(scene)(loaded)
+
+
+def lens_plan(scene):
+    """Read everything the lens needs from ``scene`` now (main thread: it touches bpy) and
+    return ``plan(loaded) -> (lens, focus_source)``, which touches no bpy and so may run in a
+    worker thread; ``loaded`` (anything with a ``depth`` array) is needed for PIXEL focus only.
+    See :func:`camera_lens`."""
     from ..core.lens import Lens
 
     cam = check_dof_camera(scene)
     data = cam.data
     zd = dof_settings(scene)
     mode = _get(zd, "dof_focus_mode", "CAMERA")
+    focus = source = pixel = None
     if mode == "DISTANCE":
         focus, source = float(zd.dof_focus_distance), "panel distance"
     elif mode == "OBJECT":
@@ -85,20 +94,7 @@ def camera_lens(scene, loaded=None):
                               "Depth of Field panel")
         focus, source = planar_distance(cam, obj.matrix_world.translation), f"object {obj.name}"
     elif mode == "PIXEL":
-        if loaded is None:
-            raise ZDepthError("focus on a pixel needs the frame's depth")
-        from ..core.dof import focus_from_pixel
-
-        # The panel counts pixels from the bottom left (as Blender's Image Editor shows them);
-        # the depth array's row 0 is the top.
-        x, y = (int(v) for v in zd.dof_focus_pixel)
-        height, width = loaded.depth.shape
-        if not (0 <= x < width and 0 <= y < height):  # say it in the panel's own coordinates
-            raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) is outside the "
-                              f"{width}x{height} frame: pick it again or change Pixel in the "
-                              f"Depth of Field panel")
-        row = height - 1 - y
-        focus, source = float(focus_from_pixel(loaded.depth, x, row)), f"pixel {x},{y}"
+        pixel = tuple(int(v) for v in zd.dof_focus_pixel)
     elif data.dof.focus_object is not None:
         obj = data.dof.focus_object
         focus = planar_distance(cam, obj.matrix_world.translation)
@@ -110,28 +106,110 @@ def camera_lens(scene, loaded=None):
     else:
         fstop = float(data.dof.aperture_fstop)
     render = scene.render
-    lens = Lens(focal_length_mm=float(data.lens), fstop=fstop, focus_distance=focus,
-                sensor_width_mm=float(data.sensor_width),
-                sensor_height_mm=float(data.sensor_height), sensor_fit=data.sensor_fit,
-                pixel_aspect=float(render.pixel_aspect_x) / float(render.pixel_aspect_y))
-    return lens, source
+    values = dict(focal_length_mm=float(data.lens), fstop=fstop,
+                  sensor_width_mm=float(data.sensor_width),
+                  sensor_height_mm=float(data.sensor_height), sensor_fit=data.sensor_fit,
+                  pixel_aspect=float(render.pixel_aspect_x) / float(render.pixel_aspect_y))
+
+    def plan(loaded=None):
+        if pixel is None:
+            return Lens(focus_distance=focus, **values), source
+        if loaded is None:
+            raise ZDepthError("focus on a pixel needs the frame's depth")
+        from ..core.dof import focus_from_pixel
+
+        # The panel counts pixels from the bottom left (as Blender's Image Editor shows them);
+        # the depth array's row 0 is the top.
+        x, y = pixel
+        height, width = loaded.depth.shape
+        if not (0 <= x < width and 0 <= y < height):  # say it in the panel's own coordinates
+            raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) is outside the "
+                              f"{width}x{height} frame: pick it again or change Pixel in the "
+                              f"Depth of Field panel")
+        row = height - 1 - y
+        return (Lens(focus_distance=float(focus_from_pixel(loaded.depth, x, row)), **values),
+                f"pixel {x},{y}")
+    return plan
+
+
+def camera_aperture(scene):
+    """``(blades, rotation_degrees, ratio, source)`` of the aperture at the current frame: the
+    scene camera's (Camera > Depth of Field > Aperture: blades, rotation, ratio, with their
+    animated values) unless the panel's Aperture Override is on. As in Cycles, fewer than 3
+    blades is a round aperture (blades 0); the ratio is clamped to the engine's 0.1 to 10."""
+    import math
+
+    zd = dof_settings(scene)
+    cam = scene.camera
+    if _get(zd, "dof_aperture_override", False) or cam is None or cam.type != "CAMERA":
+        blades = int(_get(zd, "dof_blades", 0))
+        rotation = math.degrees(float(_get(zd, "dof_rotation", 0.0)))
+        ratio = float(_get(zd, "dof_anamorphic", 1.0))
+        source = "panel"
+    else:
+        dof = cam.data.dof
+        blades = int(dof.aperture_blades)
+        rotation = math.degrees(float(dof.aperture_rotation))
+        ratio = float(dof.aperture_ratio)
+        source = "camera"
+    if blades < 3:
+        blades = 0  # Cycles' rule: 1 or 2 blades make no polygon, the aperture is round
+    ratio = min(max(ratio, 0.1), 10.0)
+    return blades, rotation, ratio, source
 
 
 def engine_settings(scene):
-    """:class:`~blender_zdepth.core.dof.DofSettings` from the panel."""
+    """:class:`~blender_zdepth.core.dof.DofSettings` at the current frame: the panel's radius
+    cap and quality, the aperture of :func:`camera_aperture`."""
     from ..core.dof import DofSettings
 
     zd = dof_settings(scene)
-    return DofSettings(max_radius=float(_get(zd, "dof_max_radius", 64.0)),
-                       blades=int(_get(zd, "dof_blades", 0)),
-                       rotation_deg=float(_rotation_degrees(_get(zd, "dof_rotation", 0.0))))
+    blades, rotation, ratio, _ = camera_aperture(scene)
+    return DofSettings(max_radius=float(_get(zd, "dof_max_radius", 64.0)), blades=blades,
+                       rotation_deg=rotation, anamorphic=ratio,
+                       quality=str(_get(zd, "dof_quality", "default")))
 
 
-def _rotation_degrees(value):
-    """``dof_rotation`` is an angle property: radians inside Blender, degrees for the engine."""
-    import math
+def header_had_dof(header):
+    """What a header says of the camera's own depth of field at render time (our exports record
+    ``zdepthCameraDofEnabled``): True / False, or None when it says nothing. No bpy."""
+    value = (header or {}).get("zdepthCameraDofEnabled")
+    if value is None:
+        return None
+    try:
+        return bool(int(str(value).strip()))
+    except ValueError:
+        return None
 
-    return math.degrees(value)
+
+def camera_had_dof(scene, header=None):
+    """Whether the frame was rendered with the camera's own depth of field on: the header's
+    ``zdepthCameraDofEnabled`` (our exports record it) when there is one, else the scene
+    camera's Depth of Field setting now (the Render Result and plain renders record nothing)."""
+    recorded = header_had_dof(header)
+    if recorded is not None:
+        return recorded
+    cam = scene.camera
+    return bool(cam is not None and cam.type == "CAMERA" and cam.data.dof.use_dof)
+
+
+DOUBLE_DOF_WARNING = ("the render already has the camera's depth of field (Camera > Depth of "
+                      "Field was on): refocusing blurs it a second time; render with it off")
+
+
+def panel_frames(scene):
+    """The frames Apply refocuses from files: the sub-panel's Start, End and Step (the scene's
+    range and step while Scene Range is ticked). :class:`ZDepthError` when the range runs
+    backwards."""
+    zd = dof_settings(scene)
+    if zd is None or _get(zd, "dof_use_scene_range", True):
+        a, b, step = scene.frame_start, scene.frame_end, scene.frame_step
+    else:
+        a, b, step = zd.dof_frame_start, zd.dof_frame_end, zd.dof_frame_step
+    if b < a:
+        raise ZDepthError(f"frame range {a}-{b} runs backwards: set End after Start in the "
+                          f"Depth of Field panel")
+    return list(range(a, b + 1, max(1, step)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,15 +285,23 @@ def file_inputs(scene, frames):
 
 
 class DofBatch:
-    """Everything one run of the operator needs: jobs, lens per frame, the run, the result.
+    """Everything one run of the operator needs: jobs, lens and aperture per frame, the run,
+    the result.
 
-    ``source``: 'RENDER_RESULT' or 'FILES'. ``frames``: for FILES (default: the scene range).
+    ``source``: 'RENDER_RESULT' or 'FILES'. ``frames``: for FILES (default: the sub-panel's
+    range, :func:`panel_frames`).
     ``layer``: the view layer to read from multilayer renders (the operator passes the active
     one; files without it fall back to ``ViewLayer`` or the first).
     ``diagnostic``: the focal-plane view of the current frame instead of the blur; shown, not
-    written. :meth:`step` does one frame (it calls ``scene.frame_set`` so animated focus,
-    f-stop and lens are honoured), :meth:`cancel` stops between frames, :meth:`finish` restores
-    the scene's frame, shows the result in the "Z-Depth DOF" image and cleans temporary files.
+    written.
+
+    The scene is read on the main thread when the batch is made: every frame's camera (focus,
+    f-stop, lens, aperture: ``scene.frame_set`` so animated values are honoured) becomes a plan
+    that touches no bpy, so the frames can then be refocused in a worker thread
+    (:meth:`start`, :meth:`request_cancel`, :attr:`running`: Blender's interface stays
+    responsive) or one by one here (:meth:`step`, :meth:`cancel`). :meth:`finish` (main thread)
+    restores the scene's frame, shows the result in the "Z-Depth DOF" image and cleans
+    temporary files.
     """
 
     def __init__(self, scene, source="RENDER_RESULT", frames=None, diagnostic=False,
@@ -228,12 +314,22 @@ class DofBatch:
         self.tempdir = None
         self.last_rgba = None
         self.last_frame = None
+        self.warnings = []  # (frame, text): frames that already had the camera's DOF
+        self.error = None  # an unexpected exception of the worker thread
+        self._thread = None
+        import threading
+
+        self._stop = threading.Event()
         zd = dof_settings(scene)
         png = bool(_get(zd, "dof_write_png", False)) if write_png is None else write_png
-        self.settings = engine_settings(scene)
         if source == "RENDER_RESULT":
             self.tempdir = tempfile.mkdtemp(prefix="zdepth_dof_")
-            src = save_render_result(scene, os.path.join(self.tempdir, "render_result.exr"))
+            try:
+                src = save_render_result(scene, os.path.join(self.tempdir,
+                                                             "render_result.exr"))
+            except BaseException:
+                shutil.rmtree(self.tempdir, ignore_errors=True)
+                raise
             from .export import last_render_frame
 
             frame = last_render_frame(scene)  # 5.0 restores frame_current after an animation
@@ -250,7 +346,7 @@ class DofBatch:
             if diagnostic:
                 frames = [scene.frame_current]
             elif frames is None:
-                frames = list(range(scene.frame_start, scene.frame_end + 1, scene.frame_step))
+                frames = panel_frames(scene)
             inputs = file_inputs(scene, frames)
             if inputs and not any(os.path.exists(p) for p in inputs.values()):
                 first = inputs[min(inputs)]
@@ -270,17 +366,41 @@ class DofBatch:
                 os.makedirs(zd_out, exist_ok=True)
         else:
             raise ZDepthError(f"unknown source {source!r}")
+        self.plans = self._read_frames([j.frame for j in jobs])
+        self.settings = self.plans[jobs[0].frame][1] if jobs else engine_settings(scene)
         self.state = {}
         self.run = sequence.SequenceRun(jobs, self._process, skip_existing=skip_existing)
 
-    def _lens(self, frame, loaded):
-        if self.scene.frame_current != frame:
-            self.scene.frame_set(frame)
-        return camera_lens(self.scene, loaded)
+    def _read_frames(self, frames):
+        """``{frame: (lens plan, DofSettings, camera DOF on)}`` read from the scene at each
+        frame (main thread), the scene's frame restored afterwards."""
+        scene = self.scene
+        plans = {}
+        try:
+            for f in frames:
+                if scene.frame_current != f:
+                    scene.frame_set(f)
+                cam_dof = camera_had_dof(scene)
+                plans[f] = (lens_plan(scene), engine_settings(scene), cam_dof)
+        finally:
+            if scene.frame_current != self.frame_before:
+                scene.frame_set(self.frame_before)
+        return plans
 
     def _process(self, job):
-        info = sequence.refocus_frame(job, self._lens, self.settings, self.diagnostic,
+        plan, settings, cam_dof = self.plans[job.frame]
+        seen = {}
+
+        def lens_for(frame, loaded):  # in the worker thread: no bpy here
+            recorded = header_had_dof(getattr(loaded, "header", None))
+            seen["dof"] = cam_dof if recorded is None else recorded
+            return plan(loaded)
+
+        info = sequence.refocus_frame(job, lens_for, settings, self.diagnostic,
                                       self.state, keep_result=True, layer=self.layer)
+        if seen.get("dof") and not self.diagnostic:
+            self.warnings.append((job.frame, DOUBLE_DOF_WARNING))
+            info["details"] = info.get("details", "") + "; WARNING: double depth of field"
         self.last_rgba, self.last_frame = info.pop("rgba"), job.frame
         return info
 
@@ -290,7 +410,7 @@ class DofBatch:
 
     @property
     def done(self):
-        return self.run.done
+        return self.run.done and not self.running
 
     @property
     def report(self):
@@ -300,15 +420,67 @@ class DofBatch:
         return self.run.step()
 
     def cancel(self):
-        self.run.cancel()
+        """Stop now (no worker running) or ask the worker to stop after its frame."""
+        if self.running:
+            self.request_cancel()
+        else:
+            self.run.cancel()
+
+    # -- in a worker thread ------------------------------------------------------------------
+
+    @property
+    def running(self):
+        """True while the worker thread of :meth:`start` is refocusing frames."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self):
+        """Refocus every frame in a worker thread (numpy only, no bpy); poll :attr:`running`
+        and :attr:`progress` from the main thread, then call :meth:`finish` there."""
+        import threading
+
+        if self._thread is not None:
+            raise RuntimeError("this batch was started already")
+        self._thread = threading.Thread(target=self._work, name="zdepth-apply-dof",
+                                        daemon=True)
+        self._thread.start()
+
+    def _work(self):
+        try:
+            while not self.run.done:
+                if self._stop.is_set():
+                    self.run.cancel()
+                    break
+                self.run.step()
+        except BaseException as exc:  # a bug, not a bad frame (those are recorded)
+            self.error = exc
+            self.run.cancel()
+
+    def request_cancel(self):
+        """Ask the worker to stop before its next frame (the frame being refocused is
+        finished and written whole; outputs are atomic, so no partial file is ever left)."""
+        self._stop.set()
+
+    def wait(self, timeout=None):
+        """Wait for the worker thread to end (True when it has)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
+    @property
+    def progress(self):
+        """Frames finished (written, skipped or failed) so far."""
+        return len(self.run.report.results) - len(self.run.report.cancelled)
 
     def status_text(self):
-        job = self.run.jobs[min(self.run.index, self.total - 1)]
-        return (f"Z-Depth DOF: frame {job.frame} ({self.run.index + 1}/{self.total}), "
+        if self._stop.is_set():
+            return "Z-Depth DOF: cancelling after the current frame ..."
+        i = min(len(self.run.report.results), self.total - 1)  # the frame being done next
+        return (f"Z-Depth DOF: frame {self.run.jobs[i].frame} ({i + 1}/{self.total}), "
                 f"Esc to cancel")
 
     def finish(self):
         """Restore the frame, show the last result, remove temporary files; return the report."""
+        self.wait()
         if self.scene.frame_current != self.frame_before:
             self.scene.frame_set(self.frame_before)
         if self.last_rgba is not None:
@@ -319,9 +491,11 @@ class DofBatch:
         return self.report
 
 
-def show_image(rgba, name=IMAGE_NAME):
+def show_image(rgba, name=IMAGE_NAME, full_size=None):
     """Put ``rgba`` (float32 HxWx4 premultiplied, top row first) into the float image ``name``
-    (created or resized as needed) and show it in the open Image Editors; return the image."""
+    (created or resized as needed) and show it in the open Image Editors; return the image.
+    ``full_size``: ``(width, height)`` of the frame when ``rgba`` is a smaller preview of it
+    (kept on the image, so a pixel picked on the preview is a pixel of the full frame)."""
     import numpy as np
 
     h, w = rgba.shape[:2]
@@ -337,6 +511,10 @@ def show_image(rgba, name=IMAGE_NAME):
     if linear and image.colorspace_settings.name != linear:
         image.colorspace_settings.name = linear
     image.alpha_mode = "PREMUL"
+    if full_size is not None:
+        image["zdepth_full_size"] = [int(full_size[0]), int(full_size[1])]
+    elif "zdepth_full_size" in image:
+        del image["zdepth_full_size"]
     image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1], dtype=np.float32).ravel())
     image.update()
     wm = bpy.context.window_manager
@@ -375,7 +553,8 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
         description="Show what is in front of the focal plane (red), in focus (green) and "
                     "behind it (blue) for the current frame, instead of blurring; writes no file",
         default=False)
-    frame_start: IntProperty(name="Start", description="First frame (files; -1: the scene's)",
+    frame_start: IntProperty(name="Start", description="First frame (files; -1 with End -1: "
+                                                       "the panel's range)",
                              default=-1)
     frame_end: IntProperty(name="End", description="Last frame (files; -1: the scene's)",
                            default=-1)
@@ -398,6 +577,8 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
             if b < a:
                 raise ZDepthError(f"frame range {a}-{b} runs backwards")
             frames = list(range(a, b + 1))
+        elif source == "FILES" and not self.diagnostic:
+            frames = panel_frames(scene)  # the sub-panel's Start / End / Step
         check_dof_camera(scene)  # one clear error before any work, not one failed frame
         zd = dof_settings(scene)
         if (_get(zd, "dof_focus_mode", "CAMERA") == "OBJECT"
@@ -417,6 +598,10 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
             # nothing is written: the summary's 'written' would send the user looking for a file
             head = (f"{what} of frame {batch.last_frame}: shown in the image '{IMAGE_NAME}' "
                     f"(Image Editor), not written to disk")
+        if batch.warnings:
+            frames = sequence.format_frames([f for f, _ in batch.warnings])
+            self.report({"WARNING"}, f"frame{'s' if len(batch.warnings) > 1 else ''} "
+                                     f"{frames}: {DOUBLE_DOF_WARNING}")
         if report.failed:
             for line in text[1:]:
                 self.report({"WARNING"}, line.strip())
@@ -426,6 +611,14 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
         print(report.summary())
         return {"FINISHED"} if (report.written or report.skipped) else {"CANCELLED"}
 
+    def _warn_before(self, scene):
+        """Say before any work when the render already had the camera's depth of field."""
+        source = self.source
+        if source == "PANEL":
+            source = _get(dof_settings(scene), "dof_source", "RENDER_RESULT")
+        if not self.diagnostic and source == "RENDER_RESULT" and camera_had_dof(scene):
+            self.report({"WARNING"}, DOUBLE_DOF_WARNING)
+
     def execute(self, context):
         try:
             batch = self._make_batch(context)
@@ -433,7 +626,7 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         try:
-            while not batch.done:
+            while not batch.run.done:
                 result = batch.step()
                 print(sequence.progress_line(result, batch.run.index, batch.total))
         except KeyboardInterrupt:
@@ -442,15 +635,19 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
 
     def invoke(self, context, event):
         if bpy.app.background or context.window is None:
-            return self.execute(context)
+            return self.execute(context)  # headless: synchronous
+        self._warn_before(context.scene)
         try:
             self._batch = self._make_batch(context)
         except ZDepthError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        # the frames are refocused in a worker thread; this modal only polls it on a timer,
+        # so the interface stays responsive (progress bar, status text, Esc)
+        self._batch.start()
         wm = context.window_manager
         wm.progress_begin(0, max(1, self._batch.total))
-        self._timer = wm.event_timer_add(0.05, window=context.window)
+        self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.modal_handler_add(self)
         self._set_status(context, self._batch.status_text())
         return {"RUNNING_MODAL"}
@@ -471,27 +668,21 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
     def modal(self, context, event):
         batch = self._batch
         if event.type == "ESC":
-            batch.cancel()
-        elif event.type == "TIMER" and not batch.done:
-            try:
-                batch.step()
-            except Exception:  # a bug, not a bad frame (those are recorded): stop cleanly
-                batch.cancel()
-                self._end_modal(context)
-                batch.finish()
-                self._batch = None
-                raise
-            context.window_manager.progress_update(batch.run.index)
-            if not batch.done:
-                self._set_status(context, batch.status_text())
-        else:
+            batch.request_cancel()
+            self._set_status(context, batch.status_text())
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        if batch.done:
-            self._end_modal(context)
-            result = self._conclude(batch)
-            self._batch = None
-            return result
-        return {"RUNNING_MODAL"}
+        if batch.running:
+            context.window_manager.progress_update(batch.progress)
+            self._set_status(context, batch.status_text())
+            return {"PASS_THROUGH"}
+        self._end_modal(context)
+        self._batch = None
+        if batch.error is not None:  # a bug in the worker: clean up, then show it
+            batch.finish()
+            raise batch.error
+        return self._conclude(batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,6 +699,9 @@ def uv_to_pixel(u, v, width, height):
 
 
 def _image_size(image, scene):
+    full = image.get("zdepth_full_size") if hasattr(image, "get") else None
+    if full is not None and len(full) == 2:  # a live preview: pixels of the full frame
+        return int(full[0]), int(full[1])
     w, h = (int(v) for v in image.size)
     if w < 1 or h < 1:  # the Render Result reports no size: use the scene's resolution
         pct = scene.render.resolution_percentage / 100.0
@@ -632,18 +826,61 @@ class RENDER_PT_zdepth_dof(bpy.types.Panel):
         if not zd.dof_fstop_override and cam is not None and cam.type == "CAMERA":
             col.prop(cam.data.dof, "aperture_fstop", text="Camera F-Stop")
         col.prop(zd, "dof_max_radius", text="Max Radius")
-        col.prop(zd, "dof_blades", text="Blades")
-        sub = col.column()
-        sub.active = zd.dof_blades >= 3
-        sub.prop(zd, "dof_rotation", text="Rotation")
+        col.prop(zd, "dof_quality", text="Quality")
+
+        # the aperture: the camera's, unless overridden here
+        col = layout.column()
+        row = col.row(heading="Aperture Override")
+        row.prop(zd, "dof_aperture_override", text="")
+        has_cam = cam is not None and cam.type == "CAMERA"
+        if zd.dof_aperture_override or not has_cam:
+            sub = col.column()
+            sub.prop(zd, "dof_blades", text="Blades")
+            sub2 = sub.column()
+            sub2.active = zd.dof_blades >= 3
+            sub2.prop(zd, "dof_rotation", text="Rotation")
+            sub.prop(zd, "dof_anamorphic", text="Ratio")
+        else:
+            dof = cam.data.dof
+            sub = col.column()
+            sub.prop(dof, "aperture_blades", text="Camera Blades")
+            sub2 = sub.column()
+            sub2.active = dof.aperture_blades >= 3
+            sub2.prop(dof, "aperture_rotation", text="Camera Rotation")
+            sub.prop(dof, "aperture_ratio", text="Camera Ratio")
+        blades = zd.dof_blades if (zd.dof_aperture_override or not has_cam) else \
+            cam.data.dof.aperture_blades
+        if 0 < blades < 3:
+            col.label(text="Fewer than 3 blades: round, as in Cycles", icon="INFO")
 
         col = layout.column()
         col.prop(zd, "dof_source", text="Source")
         if zd.dof_source == "FILES":
             col.prop(zd, "dof_input", text="Input")
-            col.label(text=f"Frames {scene.frame_start}-{scene.frame_end} (scene range)")
+            row = col.row(heading="Scene Range")
+            row.prop(zd, "dof_use_scene_range", text="")
+            sub = col.column(align=True)
+            sub.prop(zd, "dof_frame_start", text="Frame Start")
+            sub.prop(zd, "dof_frame_end", text="End")
+            sub.prop(zd, "dof_frame_step", text="Step")
+        elif has_cam and cam.data.dof.use_dof:
+            box = col.box()
+            box.label(text="Camera depth of field is on: the render", icon="ERROR")
+            box.label(text="is blurred already, refocusing blurs it twice", icon="BLANK1")
         col.prop(zd, "dof_output_dir", text="Output")
         col.prop(zd, "dof_write_png", text="PNG Preview")
+
+        # live preview
+        from . import preview
+
+        box = layout.box()
+        row = box.row(align=True)
+        row.prop(zd, "live_preview", text="Live Preview", icon="RESTRICT_VIEW_OFF", toggle=True)
+        row.prop(zd, "live_preview_mode", text="")
+        row.operator("zdepth.refresh_preview", text="", icon="FILE_REFRESH")
+        status = preview.status_text()
+        if status:
+            box.label(text=status, icon="ERROR" if preview.LIVE.error else "INFO")
 
         row = layout.row(align=True)
         row.scale_y = 1.3

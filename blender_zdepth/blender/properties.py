@@ -88,6 +88,56 @@ def _undo_z_for_export(scene, settings):
     settings.added_z_layers = ""
 
 
+def _dof_update(self, context):
+    """A depth-of-field setting changed: refresh the live preview (when it is on)."""
+    from . import preview
+
+    preview.settings_changed(self.id_data)
+
+
+def _live_toggle(self, context):
+    from . import preview
+
+    preview.toggled(self.id_data)
+
+
+QUALITY_ITEMS = [
+    ("draft", "Draft", "Coarser layers: fastest"),
+    ("default", "Default", "The engine's default layer spacing"),
+    ("high", "High", "Finer layers near focus: slowest, best small blur"),
+]
+
+PREVIEW_VIEW_ITEMS = [
+    ("DEFOCUS", "Depth of Field", "The refocused frame"),
+    ("FOCAL_PLANE", "Focal Plane", "In front of the focal plane red, in focus green, behind blue"),
+]
+
+
+def _range_prop(key, scene_attr):
+    """get / set of a frame range field that shows the scene's value while Scene Range is on;
+    typing a value turns Scene Range off (the other two fields keep the scene's values)."""
+    def get(self):
+        scene = self.id_data
+        if self.dof_use_scene_range:
+            return int(getattr(scene, scene_attr))
+        return int(self.get(key, getattr(scene, scene_attr)))
+
+    def set(self, value):
+        scene = self.id_data
+        if self.dof_use_scene_range:
+            self["dof_frame_start_value"] = int(scene.frame_start)
+            self["dof_frame_end_value"] = int(scene.frame_end)
+            self["dof_frame_step_value"] = int(scene.frame_step)
+            self.dof_use_scene_range = False
+        self[key] = int(value)
+    return get, set
+
+
+_START = _range_prop("dof_frame_start_value", "frame_start")
+_END = _range_prop("dof_frame_end_value", "frame_end")
+_STEP = _range_prop("dof_frame_step_value", "frame_step")
+
+
 class ZDepthSettings(bpy.types.PropertyGroup):
     """blender_zdepth settings of a scene."""
 
@@ -125,29 +175,37 @@ class ZDepthSettings(bpy.types.PropertyGroup):
 
     # Depth of field on rendered frames (used by bpy.ops.zdepth.apply_dof).
     dof_focus_mode: EnumProperty(name="Focus", items=FOCUS_ITEMS, default="CAMERA",
-                                 description="What decides the focus distance")
+                                 description="What decides the focus distance",
+                                 update=_dof_update)
     dof_focus_distance: FloatProperty(name="Focus Distance", default=5.0, min=1e-4,
-                                      unit="LENGTH", description="Focus distance (Distance mode)")
+                                      unit="LENGTH", description="Focus distance (Distance mode)",
+                                      update=_dof_update)
     dof_focus_object: PointerProperty(name="Focus Object", type=bpy.types.Object,
-                                      description="Object to focus on (Object mode)")
+                                      description="Object to focus on (Object mode)",
+                                      update=_dof_update)
     dof_focus_pixel: IntVectorProperty(name="Focus Pixel", size=2, default=(0, 0), min=0,
                                        description="Pixel x, y (from the bottom left) to focus "
-                                                   "on (Pixel mode)")
+                                                   "on (Pixel mode)", update=_dof_update)
     dof_fstop_override: BoolProperty(name="Override f-stop", default=False,
-                                     description="Use this f-stop instead of the camera's")
+                                     description="Use this f-stop instead of the camera's",
+                                     update=_dof_update)
     dof_fstop: FloatProperty(name="f-stop", default=2.8, min=0.1, soft_max=64.0, precision=2,
-                             description="Aperture f-number")
+                             description="Aperture f-number", update=_dof_update)
     dof_max_radius: FloatProperty(name="Max Radius", default=64.0, min=0.5, soft_max=256.0,
-                                  subtype="PIXEL", description="Largest blur radius in pixels")
+                                  subtype="PIXEL", description="Largest blur radius in pixels",
+                                  update=_dof_update)
     dof_blades: bpy.props.IntProperty(name="Blades", default=0, min=0, max=16,
-                                      description="Aperture blades (0 = round)")
+                                      description="Aperture blades (0 = round)",
+                                      update=_dof_update)
     dof_rotation: FloatProperty(name="Rotation", default=0.0, subtype="ANGLE",
-                                description="Rotation of the aperture polygon")
+                                description="Rotation of the aperture polygon",
+                                update=_dof_update)
     dof_source: EnumProperty(name="Source", items=DOF_SOURCE_ITEMS, default="RENDER_RESULT",
-                             description="Frames to refocus")
+                             description="Frames to refocus", update=_dof_update)
     dof_input: StringProperty(name="Input", default="", subtype="FILE_PATH",
                               options=compat.path_options(),
-                              description="EXR file or pattern (#### = frame) to refocus")
+                              description="EXR file or pattern (#### = frame) to refocus",
+                              update=_dof_update)
     dof_output_dir: StringProperty(name="Output Folder", default="", subtype="DIR_PATH",
                                    options=compat.path_options(),
                                    description="Folder of the refocused frames")
@@ -170,6 +228,37 @@ class ZDepthSettings(bpy.types.PropertyGroup):
         description="Clip distances of the extra passes, e.g. 4.5, 12 (one per extra layer, "
                     "increasing, inside the camera's clip range). Empty = automatic, from the "
                     "frame's depth around the focus distance")
+
+    # Aperture from the camera (or overridden), quality, frame range, live preview
+    dof_aperture_override: BoolProperty(
+        name="Aperture Override", default=False, update=_dof_update,
+        description="Use the panel's blades, rotation and ratio instead of the camera's "
+                    "(Camera > Depth of Field > Aperture)")
+    dof_anamorphic: FloatProperty(
+        name="Ratio", default=1.0, min=0.1, max=10.0, precision=3, update=_dof_update,
+        description="Aperture height / width, as the camera's aperture ratio: above 1 tall "
+                    "(anamorphic) bokeh, below 1 wide")
+    dof_quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="default",
+                              description="Layer spacing of the engine (Apply; the live "
+                                          "preview always uses Draft)")
+    dof_use_scene_range: BoolProperty(
+        name="Scene Range", default=True,
+        description="Refocus the scene's frame range (Start, End, Step); typing a frame below "
+                    "turns this off")
+    dof_frame_start: bpy.props.IntProperty(name="Start", get=_START[0], set=_START[1],
+                                           description="First frame to refocus (Rendered Files)")
+    dof_frame_end: bpy.props.IntProperty(name="End", get=_END[0], set=_END[1],
+                                         description="Last frame to refocus (Rendered Files)")
+    dof_frame_step: bpy.props.IntProperty(name="Step", get=_STEP[0], set=_STEP[1], min=1,
+                                          description="Refocus every Step-th frame")
+    live_preview: BoolProperty(
+        name="Live Preview", default=False, update=_live_toggle,
+        description="Refresh the 'Z-Depth DOF' image at preview resolution on every change of "
+                    "focus, f-stop or aperture (computed in the background; Apply makes the "
+                    "full-resolution result)")
+    live_preview_mode: EnumProperty(name="Preview", items=PREVIEW_VIEW_ITEMS, default="DEFOCUS",
+                                    update=_dof_update,
+                                    description="What the live preview shows")
 
 
 def resolve_range(scene, settings=None):

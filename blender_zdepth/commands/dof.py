@@ -60,6 +60,12 @@ def add_arguments(parser):
                         help="aperture blades: 0 = round, 3 or more = polygon (default 0)")
     parser.add_argument("--rotation", type=float, default=0.0, metavar="DEG",
                         help="rotation of a polygonal aperture in degrees (default 0)")
+    parser.add_argument("--anamorphic", type=float, default=1.0, metavar="RATIO",
+                        help="aperture height / width, as the camera's aperture ratio: above 1 "
+                             "tall (anamorphic) bokeh, below 1 wide; 0.1 to 10 (default 1)")
+    parser.add_argument("--quality", choices=("draft", "default", "high"), default="default",
+                        help="layer spacing of the engine: draft is fastest, high best for "
+                             "small blur (default: default)")
     parser.add_argument("--layer", metavar="NAME",
                         help="view layer to refocus in a multilayer render with several "
                              "(default: ViewLayer, else the first)")
@@ -144,6 +150,8 @@ def run(args):
     pixel = _focus_pixel(args.focus_pixel) if args.focus_pixel else None
     settings = DofSettings(max_radius=args.max_radius, blades=args.blades,
                            rotation_deg=args.rotation).validate()
+    settings.anamorphic, settings.quality = args.anamorphic, args.quality
+    settings.validate()
     settings = sequence.with_threads(settings, args.threads)
     lens_for = sequence.lens_resolver(
         focus_distance=args.focus_distance, focus_pixel=pixel, focus_keys=keys,
