@@ -12,9 +12,9 @@ from . import nodes, passes
 class ZDEPTH_OT_setup_passes(bpy.types.Operator):
     bl_idname = "zdepth.setup_passes"
     bl_label = "Set Up Depth Pass"
-    bl_description = ("Turn the Z (depth) pass on for the view layers that render (Cycles and "
-                      "EEVEE); optionally the mist pass matched to the depth range. Running it "
-                      "again changes nothing more")
+    bl_description = ("Turn the Z (depth) pass on for the view layers that render (Cycles, "
+                      "EEVEE, Workbench); optionally the mist pass matched to the depth range. "
+                      "Running it again changes nothing more")
     bl_options = {"REGISTER", "UNDO"}
 
     all_layers: BoolProperty(name="All View Layers", default=False,

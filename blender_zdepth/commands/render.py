@@ -1,6 +1,7 @@
 """``render``: render a .blend headless and write one depth EXR per frame.
 
-    python -m blender_zdepth render SCENE.blend --out DIR [--frames A-B] [--engine cycles|eevee]
+    python -m blender_zdepth render SCENE.blend --out DIR [--frames A-B]
+        [--engine cycles|eevee|workbench]
         [--encoding log|linear|normalized|inverse] [--samples N] [--resolution-percentage P] ...
     blender -b SCENE.blend -P .../blender_zdepth/cli.py -- render --out DIR ...
 
@@ -13,7 +14,7 @@ import re
 import time
 
 NAME = "render"
-HELP = "render a .blend headless (Cycles or EEVEE) and write one depth EXR per frame"
+HELP = "render a .blend headless (Cycles, EEVEE or Workbench) and write one depth EXR per frame"
 
 _ENCODINGS = ("log", "linear", "normalized", "inverse")
 
@@ -28,9 +29,12 @@ def add_arguments(parser):
                         help="frames to render: A-B, A or A,B,C (default: the scene's frame "
                              "range and frame step); they must lie inside the scene's frame range")
     parser.add_argument("--scene", metavar="NAME", help="scene to render (default: the active one)")
-    parser.add_argument("--engine", choices=("cycles", "eevee"),
-                        help="render engine (default: the file's; it must be Cycles or EEVEE)")
-    parser.add_argument("--samples", type=int, metavar="N", help="render samples")
+    parser.add_argument("--engine", choices=("cycles", "eevee", "workbench"),
+                        help="render engine (default: the file's; it must be Cycles, EEVEE or "
+                             "Workbench)")
+    parser.add_argument("--samples", type=int, metavar="N",
+                        help="render samples (Workbench: anti-aliasing samples, rounded up to "
+                             "its nearest setting: 1 = off, 5, 8, 11, 16 or 32)")
     parser.add_argument("--resolution-percentage", type=int, metavar="P",
                         help="resolution scale in percent (1-10000)")
     parser.add_argument("--encoding", choices=_ENCODINGS,
@@ -76,6 +80,19 @@ def parse_frames(text, start, end, step=1):
         raise UsageError(f"--frames {text}: frame(s) {_short(outside)} outside the scene's frame "
                          f"range {start}-{end}")
     return list(dict.fromkeys(frames))
+
+
+#: Workbench's anti-aliasing settings (``scene.display.render_aa``) and their sample counts.
+_WORKBENCH_AA = (("OFF", 1), ("5", 5), ("8", 8), ("11", 11), ("16", 16), ("32", 32))
+
+
+def workbench_aa(samples):
+    """Workbench's ``render_aa`` for ``--samples N``: the first setting with at least N samples
+    (32 beyond)."""
+    for name, count in _WORKBENCH_AA:
+        if count >= samples:
+            return name
+    return _WORKBENCH_AA[-1][0]
 
 
 def _short(values, limit=6):
@@ -124,6 +141,7 @@ def run(args):
         raise UsageError(f"need 0 < --near < --far, not {args.near:g} and {args.far:g}")
 
     from ..blender import compat, export, properties
+    from ..blender.passes import engine_label
 
     _load(args.blend)
     registered_here = False
@@ -138,7 +156,8 @@ def run(args):
                 raise UsageError(f"no scene {args.scene!r} in the file; it has: "
                                  f"{', '.join(s.name for s in bpy.data.scenes)}")
         if args.engine:
-            scene.render.engine = "CYCLES" if args.engine == "cycles" else compat.eevee_engine_id()
+            scene.render.engine = {"cycles": "CYCLES", "workbench": "BLENDER_WORKBENCH"}.get(
+                args.engine) or compat.eevee_engine_id()
         export.check_renderable(scene)
         frames = parse_frames(args.frames, scene.frame_start, scene.frame_end, scene.frame_step)
         out = os.path.abspath(args.out)
@@ -148,6 +167,8 @@ def run(args):
         if args.samples is not None:
             if scene.render.engine == "CYCLES":
                 scene.cycles.samples = args.samples
+            elif scene.render.engine == "BLENDER_WORKBENCH":
+                scene.display.render_aa = workbench_aa(args.samples)
             else:
                 scene.eevee.taa_render_samples = args.samples
         if args.resolution_percentage is not None:
@@ -166,7 +187,7 @@ def run(args):
         r = scene.render
         scale = r.resolution_percentage / 100.0
         print(f"rendering {len(frames)} frame(s) of scene {scene.name!r} with "
-              f"{'Cycles' if r.engine == 'CYCLES' else 'EEVEE'} at "
+              f"{engine_label(r.engine)} at "
               f"{int(r.resolution_x * scale)}x{int(r.resolution_y * scale)}", flush=True)
         t0 = time.perf_counter()
         written = export.render_with_depth(scene, out, frames, **options)
