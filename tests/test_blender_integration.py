@@ -302,7 +302,7 @@ def test_node_group_equals_core_encoding(bpy, addon, tmp_path):
         tree.links.new(rl.outputs["Depth"], node.inputs["Depth"])
         node.inputs["Near"].default_value = near
         node.inputs["Far"].default_value = far
-        node.inputs["Encoding"].default_value = nodes.encoding_index(name)
+        nodes.set_encoding(node.inputs["Encoding"], name)
         tree.links.new(node.outputs["Encoded"], socks[name])
         if name == "log":
             tree.links.new(node.outputs["Preview"], socks["preview"])
