@@ -167,16 +167,27 @@ def test_setup_passes_changes_rendering_layers_once(bpy, addon, engine):
     assert again == []
 
 
-def test_setup_passes_on_workbench_changes_nothing(bpy, addon):
+def test_setup_passes_on_an_engine_without_depth_changes_nothing(bpy, addon):
+    """A third-party engine (a real one registered here, with no Z pass of its own): nothing is
+    changed and the message says which engines have depth."""
     from blender_zdepth.blender import passes
 
-    scene = make_scene()
-    scene.render.engine = "BLENDER_WORKBENCH"
-    scene.view_layers[0].use_pass_z = False
-    changes, problem = passes.setup_passes(scene, mist=True)
-    assert changes == [] and "Workbench" in problem and "no depth pass" in problem
-    assert bpy.ops.zdepth.setup_passes() == {"CANCELLED"}
-    assert not scene.view_layers[0].use_pass_z and scene.world is None
+    class ThirdPartyEngine(bpy.types.RenderEngine):
+        bl_idname = "ZDEPTH_TEST_ENGINE"
+        bl_label = "Third Party"
+
+    bpy.utils.register_class(ThirdPartyEngine)
+    try:
+        scene = make_scene()
+        scene.render.engine = "ZDEPTH_TEST_ENGINE"
+        scene.view_layers[0].use_pass_z = False
+        changes, problem = passes.setup_passes(scene, mist=True)
+        assert changes == [] and "no depth pass" in problem and "Workbench" in problem
+        assert bpy.ops.zdepth.setup_passes() == {"CANCELLED"}
+        assert not scene.view_layers[0].use_pass_z and scene.world is None
+        scene.render.engine = "CYCLES"
+    finally:
+        bpy.utils.unregister_class(ThirdPartyEngine)
 
 
 # -- compositor node group -------------------------------------------------------------------
@@ -291,7 +302,7 @@ def test_node_group_equals_core_encoding(bpy, addon, tmp_path):
         tree.links.new(rl.outputs["Depth"], node.inputs["Depth"])
         node.inputs["Near"].default_value = near
         node.inputs["Far"].default_value = far
-        node.inputs["Encoding"].default_value = nodes.encoding_index(name)
+        nodes.set_encoding(node.inputs["Encoding"], name)
         tree.links.new(node.outputs["Encoded"], socks[name])
         if name == "log":
             tree.links.new(node.outputs["Preview"], socks["preview"])
@@ -493,10 +504,6 @@ def test_render_errors_are_clear(bpy, addon, tmp_path):
         export.render_with_depth(scene, str(tmp_path))
     bpy.data.objects.remove(scene.camera)
     with pytest.raises(ZDepthError, match="no camera"):
-        export.render_with_depth(scene, str(tmp_path))
-    scene = make_scene()
-    scene.render.engine = "BLENDER_WORKBENCH"
-    with pytest.raises(ZDepthError, match="no depth pass"):
         export.render_with_depth(scene, str(tmp_path))
     assert export.frame_file_name("shot_##_z", 7) == "shot_07_z.exr"
     assert export.frame_file_name("depth", 12) == "depth_0012.exr"

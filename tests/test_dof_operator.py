@@ -184,7 +184,7 @@ def test_diagnostic_and_missing_render(addon, tmp_path):
     # nothing rendered yet: a clear error, no file
     with pytest.raises(RuntimeError, match="render"):
         bpy.ops.zdepth.apply_dof(source="RENDER_RESULT")
-    with pytest.raises(RuntimeError, match="no rendered frames"):
+    with pytest.raises(RuntimeError, match="nothing to refocus: the scene renders PNG"):
         bpy.ops.zdepth.apply_dof(source="FILES")
     bpy.ops.render.render()
     assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT", diagnostic=True) == {"FINISHED"}

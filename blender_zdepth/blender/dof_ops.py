@@ -127,8 +127,13 @@ def lens_plan(scene):
                               f"{width}x{height} frame: pick it again or change Pixel in the "
                               f"Depth of Field panel")
         row = height - 1 - y
-        return (Lens(focus_distance=float(focus_from_pixel(loaded.depth, x, row)), **values),
-                f"pixel {x},{y}")
+        try:
+            focus = float(focus_from_pixel(loaded.depth, x, row))
+        except ZDepthError:  # the engine counts rows from the top: say it in the panel's terms
+            raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) looks at the "
+                              f"background (no surface): pick a pixel on an object, or choose "
+                              f"another Focus in the Depth of Field panel") from None
+        return Lens(focus_distance=focus, **values), f"pixel {x},{y}"
     return plan
 
 
@@ -226,22 +231,41 @@ def _abspath(path):
     return os.path.normpath(bpy.path.abspath(path))
 
 
+def render_output_folder(scene):
+    """The folder of the scene's render output path (Output Properties > Output): the path
+    itself when it ends with a separator (Blender's default ``/tmp/``), else its folder; ''
+    when the path is empty."""
+    path = scene.render.filepath
+    if not path:
+        return ""
+    full = _abspath(path)
+    return full if path.endswith(("/", "\\")) else os.path.dirname(full)
+
+
+def ensure_output_folder(folder):
+    """Create ``folder`` when missing and check a file can be written there; a
+    :class:`ZDepthError` saying what to do otherwise (never a silent fallback elsewhere)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".zdepth_probe_", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise ZDepthError(f"cannot write the refocused frames into {folder} "
+                          f"({exc.strerror or exc}): choose another Output folder in the Depth "
+                          f"of Field panel")
+    return folder
+
+
 def output_folder(scene, near=None):
     """Where results go: the panel's output folder, else ``near`` (the renders' folder), else
-    the scene's render output folder, else the system's temporary folder."""
+    the folder of the scene's render output path, else (no output path at all) the system's
+    temporary folder. The folder is created when missing; :class:`ZDepthError` when it cannot
+    be written."""
     zd = dof_settings(scene)
-    folder = _abspath(_get(zd, "dof_output_dir", ""))
-    if not folder:
-        folder = near or os.path.dirname(_abspath(scene.render.filepath))
-    if not folder or not os.path.isdir(folder):
-        if folder and not os.path.exists(folder):
-            try:
-                os.makedirs(folder, exist_ok=True)
-                return folder
-            except OSError:
-                pass
-        folder = folder if folder and os.path.isdir(folder) else tempfile.gettempdir()
-    return folder
+    folder = (_abspath(_get(zd, "dof_output_dir", "")) or near or render_output_folder(scene)
+              or tempfile.gettempdir())
+    return ensure_output_folder(folder)
 
 
 def save_render_result(scene, path):
@@ -262,8 +286,10 @@ def save_render_result(scene, path):
 def file_inputs(scene, frames):
     """``{frame: path}`` of the rendered files: the panel's input (a file or a pattern like
     ``//render/shot.####.exr``); else where the scene renders its frames when that is a
-    multilayer EXR; else the depth exports of "Export Depth on Render" when they hold the beauty
-    too; else the scene's render output anyway (missing files are then reported)."""
+    multilayer EXR; else the depth exports of "Export Depth on Render" when they carry the
+    beauty (Beauty: Same File, or Beside: the ``<name>_beauty.exr`` next to each) and exist on
+    disk. Otherwise :class:`ZDepthError` once, up front (the scene's own renders are not
+    multilayer EXRs with depth, so reading them would fail every frame)."""
     zd = dof_settings(scene)
     text = _abspath(_get(zd, "dof_input", ""))
     if text:
@@ -272,12 +298,24 @@ def file_inputs(scene, frames):
     rendered = {f: _abspath(scene.render.frame_path(frame=f)) for f in frames}
     if scene.render.image_settings.file_format == "OPEN_EXR_MULTILAYER":
         return rendered
-    if _get(zd, "export_enabled", False) and _get(zd, "beauty", "") == "SAME_FILE":
+    exports = {}
+    if _get(zd, "beauty", "NONE") in ("SAME_FILE", "BESIDE"):
         from . import export
 
         options = export.ExportOptions.from_scene(scene)
-        return {f: export.frame_paths(options, f)["depth"] for f in frames}
-    return rendered
+        exports = {f: export.frame_paths(options, f)["depth"] for f in frames}
+        if _get(zd, "export_enabled", False) or any(os.path.exists(p)
+                                                     for p in exports.values()):
+            return exports
+    settings = scene.render.image_settings
+    fmt = settings.bl_rna.properties["file_format"].enum_items[settings.file_format].name
+    fmt = fmt.split(" (")[0]  # "PNG (.png)" in 5.0
+    hint = (f" or turn on Export Depth on Render (Beauty: Same File or Beside) and render "
+            f"again" if not exports else f" (no depth exports found either, e.g. "
+            f"{exports[min(exports)]})")
+    raise ZDepthError(f"nothing to refocus: the scene renders {fmt} files, which hold no depth; "
+                      f"set Input in the Depth of Field panel to EXRs with depth, render as "
+                      f"OpenEXR MultiLayer with the Z pass{hint}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +350,7 @@ class DofBatch:
         self.layer = layer
         self.frame_before = scene.frame_current
         self.tempdir = None
+        self.aliases = {}  # temporary input path -> what the user knows it as
         self.last_rgba = None
         self.last_frame = None
         self.warnings = []  # (frame, text): frames that already had the camera's DOF
@@ -322,6 +361,20 @@ class DofBatch:
         self._stop = threading.Event()
         zd = dof_settings(scene)
         png = bool(_get(zd, "dof_write_png", False)) if write_png is None else write_png
+        try:
+            jobs = self._jobs(source, frames, png)
+            self.plans = self._read_frames([j.frame for j in jobs])
+        except BaseException:  # leave no temporary folder behind
+            if self.tempdir:
+                shutil.rmtree(self.tempdir, ignore_errors=True)
+                self.tempdir = None
+            raise
+        self.settings = self.plans[jobs[0].frame][1] if jobs else engine_settings(scene)
+        self.state = {}
+        self.run = sequence.SequenceRun(jobs, self._process, skip_existing=skip_existing)
+
+    def _jobs(self, source, frames, png):
+        scene, diagnostic, zd = self.scene, self.diagnostic, dof_settings(self.scene)
         if source == "RENDER_RESULT":
             self.tempdir = tempfile.mkdtemp(prefix="zdepth_dof_")
             try:
@@ -338,10 +391,12 @@ class DofBatch:
             stem = ("" if filepath.endswith(("/", "\\")) else
                     os.path.basename(_abspath(filepath)).replace("#", "").strip("._-"))
             name = f"{stem or 'render'}.{frame:04d}.exr"
-            out = sequence.derived_path(name, folder=output_folder(scene))
+            out = sequence.derived_path(
+                name, folder=self.tempdir if diagnostic else output_folder(scene))
             outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
                                           else (out,))
             jobs = [sequence.FrameJob(frame, src, outs)]
+            self.aliases[src] = f"Render Result (frame {frame})"
         elif source == "FILES":
             if diagnostic:
                 frames = [scene.frame_current]
@@ -362,14 +417,11 @@ class DofBatch:
                 outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
                                               else (out,))
                 jobs.append(sequence.FrameJob(f, src, outs))
-            if zd_out:
-                os.makedirs(zd_out, exist_ok=True)
+            if zd_out and not diagnostic:
+                ensure_output_folder(zd_out)
         else:
             raise ZDepthError(f"unknown source {source!r}")
-        self.plans = self._read_frames([j.frame for j in jobs])
-        self.settings = self.plans[jobs[0].frame][1] if jobs else engine_settings(scene)
-        self.state = {}
-        self.run = sequence.SequenceRun(jobs, self._process, skip_existing=skip_existing)
+        return jobs
 
     def _read_frames(self, frames):
         """``{frame: (lens plan, DofSettings, camera DOF on)}`` read from the scene at each
@@ -418,6 +470,13 @@ class DofBatch:
 
     def step(self):
         return self.run.step()
+
+    def describe(self, text):
+        """``text`` (a summary or progress line) with temporary input files named as the user
+        knows them (the Render Result is saved to a temporary file the user never sees)."""
+        for path, alias in self.aliases.items():
+            text = text.replace(path, alias).replace(os.path.basename(path), alias)
+        return text
 
     def cancel(self):
         """Stop now (no worker running) or ask the worker to stop after its frame."""
@@ -591,7 +650,7 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
 
     def _conclude(self, batch):
         report = batch.finish()
-        text = report.summary().splitlines()
+        text = batch.describe(report.summary()).splitlines()
         what = "Focal-plane view" if self.diagnostic else "Depth of field"
         head = f"{what}: {text[0]}"
         if self.diagnostic and not report.failed and batch.last_frame is not None:
@@ -608,7 +667,8 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
             self.report({"WARNING"}, head)
         else:
             self.report({"INFO"}, head)
-        print(report.summary())
+        # a diagnostic writes nothing: print what the status bar says, not "1 written"
+        print(head if self.diagnostic and not report.failed else "\n".join(text))
         return {"FINISHED"} if (report.written or report.skipped) else {"CANCELLED"}
 
     def _warn_before(self, scene):
@@ -628,7 +688,8 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
         try:
             while not batch.run.done:
                 result = batch.step()
-                print(sequence.progress_line(result, batch.run.index, batch.total))
+                print(batch.describe(sequence.progress_line(result, batch.run.index,
+                                                            batch.total)))
         except KeyboardInterrupt:
             batch.cancel()
         return self._conclude(batch)

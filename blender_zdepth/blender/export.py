@@ -12,8 +12,8 @@ sensor, f-stop, focus distance -- the focus object's distance when one is set --
 The result is registered with the beauty: it is the Render Result itself, so resolution
 percentage, border and crop are those of the render.
 
-Both engines give the same depth semantics: planar depth, background (Cycles' 1e10, EEVEE's clip
-end) stored as the encoding's background value.
+Cycles, EEVEE and Workbench give the same depth semantics: planar depth, background (Cycles'
+1e10, EEVEE's clip end, Workbench's +inf) stored as the encoding's background value.
 
 :func:`render_with_depth` renders frames from Python (the ``render`` command and the demo use it)
 and returns the written paths. Nothing here touches the user's compositor or output settings.
@@ -369,6 +369,10 @@ def _on_render_post(scene, *args):
     if _shared_flags().get(DIRECT_KEY) or zd is None or not zd.export_enabled:
         return
     frame = scene.frame_current
+    if scene.camera is None:  # Blender refuses to render then: nothing rendered, nothing failed
+        print(f"blender_zdepth: frame {frame}: no depth exported: the render did not run (the "
+              f"scene has no camera)")
+        return
     try:
         out = export_render_result(scene, ExportOptions.from_scene(scene), frame)
         _state.written.append(out["depth"])
@@ -411,7 +415,7 @@ def check_renderable(scene):
     bcam.check_camera(scene)
     if not engine_has_depth(scene.render.engine):
         raise ZDepthError(f"the {engine_label(scene.render.engine)} engine has no depth pass: "
-                          f"render with Cycles or EEVEE")
+                          f"render with Cycles, EEVEE or Workbench")
 
 
 def check_output_folder(folder):

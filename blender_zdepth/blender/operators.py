@@ -3,7 +3,7 @@ the latest render's depth, measure the scene's depth range. Each has a tooltip a
 it did on the status bar."""
 
 import bpy
-from bpy.props import BoolProperty
+from bpy.props import BoolProperty, EnumProperty
 
 from ..core.errors import ZDepthError
 from . import nodes, passes
@@ -12,9 +12,9 @@ from . import nodes, passes
 class ZDEPTH_OT_setup_passes(bpy.types.Operator):
     bl_idname = "zdepth.setup_passes"
     bl_label = "Set Up Depth Pass"
-    bl_description = ("Turn the Z (depth) pass on for the view layers that render (Cycles and "
-                      "EEVEE); optionally the mist pass matched to the depth range. Running it "
-                      "again changes nothing more")
+    bl_description = ("Turn the Z (depth) pass on for the view layers that render (Cycles, "
+                      "EEVEE, Workbench); optionally the mist pass matched to the depth range. "
+                      "Running it again changes nothing more")
     bl_options = {"REGISTER", "UNDO"}
 
     all_layers: BoolProperty(name="All View Layers", default=False,
@@ -37,11 +37,18 @@ class ZDEPTH_OT_setup_passes(bpy.types.Operator):
 
 class ZDEPTH_OT_add_node_group(bpy.types.Operator):
     bl_idname = "zdepth.add_node_group"
-    bl_label = "Add Z-Depth Encode Node"
+    bl_label = "Add Z-Depth Node"
     bl_description = ("Build (or refresh) the \"Z-Depth Encode\" compositor node group and add "
                       "one node using it to the compositor (reused if already there); "
-                      "optionally wire it after the Render Layers node")
+                      "optionally wire it after the Render Layers node. Or add a \"Z-Depth "
+                      "Decode\" node: our encoded depth back to linear depth")
     bl_options = {"REGISTER", "UNDO"}
+
+    group: EnumProperty(name="Group", default="ENCODE", items=[
+        ("ENCODE", "Z-Depth Encode", "Depth -> encoded depth and a preview"),
+        ("DECODE", "Z-Depth Decode", "Encoded depth (a file's Z) -> linear depth, for the "
+                                     "Defocus node, fog or a mist mix"),
+    ])
 
     wire: BoolProperty(name="Wire After Render Layers", default=True,
                        description="Feed it the Render Layers node's Depth output")
@@ -56,6 +63,18 @@ class ZDEPTH_OT_add_node_group(bpy.types.Operator):
                 getattr(space, "tree_type", "") == "CompositorNodeTree" and space.edit_tree:
             tree = space.edit_tree
         changes = []
+        if self.group == "DECODE":
+            if self.refresh:
+                nodes.decode_group(refresh=True)
+                changes.append("rebuilt the node group")
+            node, more = nodes.add_decode_node(scene, tree)
+            if tree is not None:
+                node.location = space.cursor_location
+                for other in tree.nodes:
+                    other.select = other == node
+                tree.nodes.active = node
+            self.report({"INFO"}, "; ".join(changes + more))
+            return {"FINISHED"}
         if self.refresh:
             nodes.encode_group(refresh=True)
             changes.append("rebuilt the node group")

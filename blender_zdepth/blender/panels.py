@@ -2,6 +2,8 @@
 range (with the scene's measured depth range), bit depth and codec, export on render and its
 output, the precision report in words and a warning row when a choice bands or loses data."""
 
+import math
+
 import bpy
 
 from . import passes
@@ -28,10 +30,13 @@ def precision_lines(scene):
             if not near < focus < far:
                 focus = None
         report = precision_report(zd.encoding, bits, near, far, focus=focus)
-    except Exception as exc:  # an impossible range, e.g. near >= far
-        return str(exc), [str(exc)]
+    except Exception as exc:  # an impossible range, e.g. near >= far: said once, as a warning
+        return "", [str(exc)]
     parts = []
     for step in report.steps:
+        if not math.isfinite(step.step):
+            parts.append(f"not storable at {_length(step.depth)}")
+            continue
         # the decoded depth is float32 itself: no step is finer than one float32 step of depth
         fine = max(step.step, step.depth * 2.0 ** -23)
         parts.append(f"{_length(fine)} at {_length(step.depth)}")
@@ -131,7 +136,8 @@ class RENDER_PT_zdepth(bpy.types.Panel):
         # precision in words + warnings
         summary, warnings = precision_lines(scene)
         box = layout.box()
-        _wrap(box, summary, icon="INFO")
+        if summary:
+            _wrap(box, summary, icon="INFO")
         for warning in warnings:
             _wrap(box, warning, icon="ERROR")
 

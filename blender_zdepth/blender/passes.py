@@ -1,7 +1,8 @@
 """Depth pass set-up: :func:`setup_passes` and ``bpy.ops.zdepth.setup_passes``.
 
-Cycles and EEVEE (``BLENDER_EEVEE_NEXT`` in 4.2-4.5, ``BLENDER_EEVEE`` in 5.0) have a Z pass
-(``view_layer.use_pass_z``); other engines (Workbench, third-party) have none, and nothing is
+Cycles, EEVEE (``BLENDER_EEVEE_NEXT`` in 4.2-4.5, ``BLENDER_EEVEE`` in 5.0) and Workbench have a
+Z pass (``view_layer.use_pass_z``): planar camera depth in all three (background: Cycles 1e10,
+EEVEE the clip end, Workbench +inf). Other engines (third-party) may have none, and nothing is
 changed for them. The operator is in :mod:`.operators`.
 """
 
@@ -9,10 +10,13 @@ import bpy
 
 from . import compat
 
+#: Engines with a Z pass besides EEVEE (whose id depends on the version).
+DEPTH_ENGINES = ("CYCLES", "BLENDER_WORKBENCH")
+
 
 def engine_has_depth(engine):
-    """True for the engines with a Z pass: Cycles and EEVEE (either id)."""
-    return engine == "CYCLES" or compat.is_eevee(engine)
+    """True for the engines with a Z pass: Cycles, EEVEE (either id) and Workbench."""
+    return engine in DEPTH_ENGINES or compat.is_eevee(engine)
 
 
 def engine_label(engine):
@@ -32,7 +36,8 @@ def depth_status(scene):
     """``(ok, text)``: whether every rendering view layer has its Z pass, in words."""
     engine = scene.render.engine
     if not engine_has_depth(engine):
-        return False, f"{engine_label(engine)} has no depth pass: use Cycles or EEVEE"
+        return False, (f"{engine_label(engine)} has no depth pass: use Cycles, EEVEE or "
+                       f"Workbench")
     layers = rendering_view_layers(scene)
     if not layers:
         return False, "no view layer renders (all are disabled)"
@@ -53,8 +58,8 @@ def setup_passes(scene, all_layers=False, mist=False, near=None, far=None):
     """
     engine = scene.render.engine
     if not engine_has_depth(engine):
-        return [], (f"the {engine_label(engine)} engine has no depth pass; switch to Cycles or "
-                    f"EEVEE (nothing was changed)")
+        return [], (f"the {engine_label(engine)} engine has no depth pass; switch to Cycles, "
+                    f"EEVEE or Workbench (nothing was changed)")
     layers = list(scene.view_layers) if all_layers else rendering_view_layers(scene)
     changes = []
     for layer in layers:

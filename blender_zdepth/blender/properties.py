@@ -80,10 +80,13 @@ def _enable_z_for_export(scene, settings):
 
 
 def _undo_z_for_export(scene, settings):
-    """Turn the Z pass off again only on the layers export itself turned it on for."""
+    """Turn the Z pass off again only on the layers export itself turned it on for, and not on
+    those whose Depth feeds a compositor node (e.g. the "Z-Depth Encode" node): that link would
+    hang from a hidden socket."""
+    used = depth_used_in_compositor(scene)
     for name in [n for n in settings.added_z_layers.split("\n") if n]:
         layer = scene.view_layers.get(name)
-        if layer is not None:
+        if layer is not None and name not in used:
             layer.use_pass_z = False
     settings.added_z_layers = ""
 
@@ -136,6 +139,20 @@ def _range_prop(key, scene_attr):
 _START = _range_prop("dof_frame_start_value", "frame_start")
 _END = _range_prop("dof_frame_end_value", "frame_end")
 _STEP = _range_prop("dof_frame_step_value", "frame_step")
+
+
+def depth_used_in_compositor(scene):
+    """Names of ``scene``'s view layers whose Render Layers node has its Depth output linked in
+    the scene's compositor."""
+    tree = compat.compositor_tree(scene, create=False)
+    used = set()
+    for node in (tree.nodes if tree is not None else ()):
+        if node.bl_idname != "CompositorNodeRLayers" or node.scene not in (None, scene):
+            continue
+        depth = node.outputs.get("Depth")
+        if depth is not None and depth.is_linked:
+            used.add(node.layer)
+    return used
 
 
 class ZDepthSettings(bpy.types.PropertyGroup):
@@ -195,7 +212,8 @@ class ZDepthSettings(bpy.types.PropertyGroup):
                                   subtype="PIXEL", description="Largest blur radius in pixels",
                                   update=_dof_update)
     dof_blades: bpy.props.IntProperty(name="Blades", default=0, min=0, max=16,
-                                      description="Aperture blades (0 = round)",
+                                      description="Aperture blades: 3 or more for a "
+                                                  "polygon; 0, 1 or 2 = round (as Cycles)",
                                       update=_dof_update)
     dof_rotation: FloatProperty(name="Rotation", default=0.0, subtype="ANGLE",
                                 description="Rotation of the aperture polygon",

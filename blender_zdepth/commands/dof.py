@@ -57,7 +57,8 @@ def add_arguments(parser):
     parser.add_argument("--max-radius", type=float, default=64.0, metavar="PX",
                         help="largest blur radius in pixels (default 64)")
     parser.add_argument("--blades", type=int, default=0, metavar="N",
-                        help="aperture blades: 0 = round, 3 or more = polygon (default 0)")
+                        help="aperture blades: 3 or more = polygon; 0, 1 or 2 = round, as "
+                             "Cycles (default 0)")
     parser.add_argument("--rotation", type=float, default=0.0, metavar="DEG",
                         help="rotation of a polygonal aperture in degrees (default 0)")
     parser.add_argument("--anamorphic", type=float, default=1.0, metavar="RATIO",
@@ -148,7 +149,11 @@ def run(args):
     frames = sequence.parse_frames(args.frames) if args.frames else None
     keys = sequence.parse_focus_keys(args.focus_keys) if args.focus_keys else None
     pixel = _focus_pixel(args.focus_pixel) if args.focus_pixel else None
-    settings = DofSettings(max_radius=args.max_radius, blades=args.blades,
+    if args.blades < 0:
+        raise UsageError(f"--blades must be 0 (round) or 3 or more, not {args.blades}")
+    # as Cycles: fewer than 3 blades is a round aperture
+    blades = args.blades if args.blades >= 3 else 0
+    settings = DofSettings(max_radius=args.max_radius, blades=blades,
                            rotation_deg=args.rotation).validate()
     settings.anamorphic, settings.quality = args.anamorphic, args.quality
     settings.validate()

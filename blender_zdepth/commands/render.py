@@ -1,6 +1,7 @@
 """``render``: render a .blend headless and write one depth EXR per frame.
 
-    python -m blender_zdepth render SCENE.blend --out DIR [--frames A-B] [--engine cycles|eevee]
+    python -m blender_zdepth render SCENE.blend --out DIR [--frames A-B]
+        [--engine cycles|eevee|workbench]
         [--encoding log|linear|normalized|inverse] [--samples N] [--resolution-percentage P] ...
     blender -b SCENE.blend -P .../blender_zdepth/cli.py -- render --out DIR ...
 
@@ -13,7 +14,7 @@ import re
 import time
 
 NAME = "render"
-HELP = "render a .blend headless (Cycles or EEVEE) and write one depth EXR per frame"
+HELP = "render a .blend headless (Cycles, EEVEE or Workbench) and write one depth EXR per frame"
 NEEDS = ("numpy", "OpenEXR")  # checked by cli.main before the command runs
 
 _ENCODINGS = ("log", "linear", "normalized", "inverse")
@@ -29,9 +30,12 @@ def add_arguments(parser):
                         help="frames to render: A-B, A or A,B,C (default: the scene's frame "
                              "range and frame step); they must lie inside the scene's frame range")
     parser.add_argument("--scene", metavar="NAME", help="scene to render (default: the active one)")
-    parser.add_argument("--engine", choices=("cycles", "eevee"),
-                        help="render engine (default: the file's; it must be Cycles or EEVEE)")
-    parser.add_argument("--samples", type=int, metavar="N", help="render samples")
+    parser.add_argument("--engine", choices=("cycles", "eevee", "workbench"),
+                        help="render engine (default: the file's; it must be Cycles, EEVEE or "
+                             "Workbench)")
+    parser.add_argument("--samples", type=int, metavar="N",
+                        help="render samples (Workbench: anti-aliasing samples, rounded up to "
+                             "its nearest setting: 1 = off, 5, 8, 11, 16 or 32)")
     parser.add_argument("--resolution-percentage", type=int, metavar="P",
                         help="resolution scale in percent (1-10000)")
     parser.add_argument("--encoding", choices=_ENCODINGS,
@@ -90,6 +94,19 @@ def parse_frames(text, start, end, step=1):
     return list(dict.fromkeys(frames))
 
 
+#: Workbench's anti-aliasing settings (``scene.display.render_aa``) and their sample counts.
+_WORKBENCH_AA = (("OFF", 1), ("5", 5), ("8", 8), ("11", 11), ("16", 16), ("32", 32))
+
+
+def workbench_aa(samples):
+    """Workbench's ``render_aa`` for ``--samples N``: the first setting with at least N samples
+    (32 beyond)."""
+    for name, count in _WORKBENCH_AA:
+        if count >= samples:
+            return name
+    return _WORKBENCH_AA[-1][0]
+
+
 def _short(values, limit=6):
     text = ", ".join(str(v) for v in values[:limit])
     return text + (", ..." if len(values) > limit else "")
@@ -144,6 +161,7 @@ def run(args):
     from ..blender import layers as blayers
 
     clips = blayers.parse_clips(args.layer_clips) if args.layer_clips is not None else None
+    from ..blender.passes import engine_label
 
     _load(args.blend)
     registered_here = False
@@ -158,7 +176,8 @@ def run(args):
                 raise UsageError(f"no scene {args.scene!r} in the file; it has: "
                                  f"{', '.join(s.name for s in bpy.data.scenes)}")
         if args.engine:
-            scene.render.engine = "CYCLES" if args.engine == "cycles" else compat.eevee_engine_id()
+            scene.render.engine = {"cycles": "CYCLES", "workbench": "BLENDER_WORKBENCH"}.get(
+                args.engine) or compat.eevee_engine_id()
         export.check_renderable(scene)
         layer_opts = blayers.LayerOptions.from_scene(scene, args.depth_layers,
                                                      args.layer_samples, clips)
@@ -171,6 +190,8 @@ def run(args):
         if args.samples is not None:
             if scene.render.engine == "CYCLES":
                 scene.cycles.samples = args.samples
+            elif scene.render.engine == "BLENDER_WORKBENCH":
+                scene.display.render_aa = workbench_aa(args.samples)
             else:
                 scene.eevee.taa_render_samples = args.samples
         if args.resolution_percentage is not None:
@@ -189,7 +210,7 @@ def run(args):
         r = scene.render
         scale = r.resolution_percentage / 100.0
         print(f"rendering {len(frames)} frame(s) of scene {scene.name!r} with "
-              f"{'Cycles' if r.engine == 'CYCLES' else 'EEVEE'} at "
+              f"{engine_label(r.engine)} at "
               f"{int(r.resolution_x * scale)}x{int(r.resolution_y * scale)}", flush=True)
         if layer_opts.enabled:
             where = "automatic clip distances" if not layer_opts.clips else \

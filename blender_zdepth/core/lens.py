@@ -97,11 +97,15 @@ class Lens:
                 raise TypeError(f"Lens has no field {name!r}")
             if value is not None:
                 values[name] = value
-        for name, option in (("focal_length_mm", "--focal-length"), ("fstop", "--fstop"),
-                             ("focus_distance", "--focus-distance")):
-            if name not in values:
-                raise UsageError(f"no {name.replace('_', ' ')} in the file's camera: give "
-                                 f"{option}")
+        missing = [(what, option) for name, what, option in
+                   (("focal_length_mm", "focal length", "--focal-length"),
+                    ("fstop", "f-stop", "--fstop"),
+                    ("focus_distance", "focus distance", "--focus-distance"))
+                   if name not in values]
+        if missing:  # all of them in one message, not one per run
+            what = " and ".join(", ".join(m[0] for m in missing).rsplit(", ", 1))
+            give = " ".join(f"{m[1]} ..." for m in missing)
+            raise UsageError(f"no {what} in the file's camera: give {give}")
         return cls(**values)
 
     def with_focus(self, focus_distance):

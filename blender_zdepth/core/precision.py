@@ -168,7 +168,16 @@ def _warnings(enc, bits, worst_step, worst_at, report):
     u = enc.units
     out = []
     step_there = worst_step * worst_at
-    if worst_step > BANDING_WILL_SHOW:
+    label = _LABELS.get(bits, bits)
+    far_overflows = bits == "16-half" and enc.name != "log" and \
+        abs(float(enc.encode_value(enc.far))) > HALF_MAX
+    if not math.isfinite(worst_step):
+        # some depths overflow the file's float type: no step to speak of there
+        if not far_overflows:  # (that case has its own warning below)
+            out.append(f"{label} cannot store the {enc.name} value of depths around "
+                       f"{worst_at:.4g} {u} (beyond its largest number): those depths are "
+                       f"lost; write 32-bit float or use log")
+    elif worst_step > BANDING_WILL_SHOW:
         out.append(f"banding will show: depth steps of {step_there:.3g} {u} at {worst_at:.4g} "
                    f"{u} ({format_relative(worst_step)} of the depth) -- too coarse for a "
                    f"defocus or fog driven by this depth; store 32-bit float (log)")
@@ -183,16 +192,16 @@ def _warnings(enc, bits, worst_step, worst_at, report):
         out.append(f"integer files clip depth outside [{enc.near:g}, {enc.far:g}] {u} and "
                    f"cannot mark background apart from far")
     if bits == "16-half":
-        v_far = abs(float(enc.encode_value(enc.far)))
-        if enc.name != "log" and v_far > HALF_MAX:
+        if far_overflows:
             out.append(f"half float stores at most 65504: far ({enc.far:g} {u}) does not fit "
                        f"with the {enc.name} encoding; write 32-bit float or use log")
         if enc.name == "inverse" and enc.far > 1e4:
             out.append("half float inverse depth loses precision beyond 10000 units "
                        "(1/z falls into half's subnormal range)")
         half_linear = 2.0 ** -11
-        if enc.name != "linear" and enc.far <= HALF_MAX and report.worst_relative_error > \
-                half_linear * 1.05:
+        if enc.name != "linear" and enc.far <= HALF_MAX and \
+                math.isfinite(report.worst_relative_error) and \
+                report.worst_relative_error > half_linear * 1.05:
             out.append(f"half linear would serve better here: about {half_linear:.1e} "
                        f"relative error (vs {report.worst_relative_error:.1e} for "
                        f"{enc.name}), as long as depth stays below 65504 {u}")

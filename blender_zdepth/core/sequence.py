@@ -1083,7 +1083,7 @@ def copyable_header(header):
     channel (``zdepthEncoding``, ``zdepthNear`` ...: the output has no depth channel)."""
     from .encodings import DepthEncoding
 
-    depth_keys = set(DepthEncoding().to_header())
+    depth_keys = set(DepthEncoding().to_header()) | {"zdepthDepthChannel"}
     return {k: v for k, v in (header or {}).items()
             if k not in _LAYOUT_KEYS and k not in depth_keys}
 
