@@ -128,12 +128,12 @@ def lens_plan(scene):
                               f"Depth of Field panel")
         row = height - 1 - y
         try:
-            focus = float(focus_from_pixel(loaded.depth, x, row))
+            picked = float(focus_from_pixel(loaded.depth, x, row))
         except ZDepthError:  # the engine counts rows from the top: say it in the panel's terms
             raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) looks at the "
                               f"background (no surface): pick a pixel on an object, or choose "
                               f"another Focus in the Depth of Field panel") from None
-        return Lens(focus_distance=focus, **values), f"pixel {x},{y}"
+        return Lens(focus_distance=picked, **values), f"pixel {x},{y}"
     return plan
 
 
