@@ -359,6 +359,18 @@ def test_threads_give_the_same_result_as_one(threads):
     np.testing.assert_array_equal(many, one)
 
 
+def test_edge_split_in_row_batches_on_threads_equals_one_batch(monkeypatch):
+    from blender_zdepth.core import dof as dofmod
+
+    img, depth, lens = _busy_frame()
+    st = DofSettings(max_radius=16, threads=1)
+    one = defocus(img, depth, lens, st)
+    monkeypatch.setattr(dofmod, "_SPLIT_CHUNK", 97)  # many batches, uneven
+    np.testing.assert_array_equal(defocus(img, depth, lens, st), one)
+    np.testing.assert_array_equal(
+        defocus(img, depth, lens, DofSettings(max_radius=16, threads=3)), one)
+
+
 def test_layers_in_flight_stay_within_the_memory_budget():
     """The ordered map behind the threads yields in order, never runs more than its window
     at once, and keeps the summed cost of started-but-unconsumed items within its budget

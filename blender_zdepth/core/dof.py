@@ -430,85 +430,135 @@ def _concat_samples(parts):
                    np.concatenate([p.coc for p in parts]))
 
 
-def split_edges(col, coc, cov, threshold=1.0):
+#: Edge pixels per batch of the edge split (bounds its temporaries: ~2 KB a pixel).
+_SPLIT_CHUNK = 16384
+
+#: The 24 neighbours within two pixels (row, column offsets), in a fixed order.
+_SPLIT_OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy or dx]
+
+
+def split_edges(col, coc, cov, threshold=1.0, pool=None):
     """Stage *split edges*: split mixed-colour pixels on depth edges into a near and a far
     sample.
 
     ``col`` (4, H, W) premultiplied colour and ``cov`` (H, W) coverage of each pixel's own
     sample (both updated in place: the pixel keeps the part on its own side), ``coc`` (H, W)
-    signed radii.  Returns the other parts as a list of :class:`Samples` (empty or one)."""
+    signed radii.  Returns the other parts as a list of :class:`Samples` (empty or one).
+    The edge pixels are handled in batches of rows (on ``pool``'s threads if given), all
+    reading the frame before any pixel is changed, so the result does not depend on it."""
     _, h, w = col.shape
     # Min / max radius over the 3x3 neighbourhood (edge-replicated).
     hi = _max3x3(coc)
     lo = -_max3x3(-coc)
-    edge = (hi - lo) > threshold
+    mixed = (hi - lo) > threshold
+    edge = mixed.copy()
     # Keep away from the frame border (padding makes it uniform anyway).
     edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
+    # Pixels two away from the border have no 5x5 neighbourhood: drop them.
+    edge[:2, :] = edge[-2:, :] = edge[:, :2] = edge[:, -2:] = False
     idx = np.flatnonzero(edge)
     if idx.size == 0:
         return []
-    flat_coc = coc.reshape(-1)
-    flat_col = col.reshape(4, -1)
     # Pure colours of the two sides: neighbours within two pixels whose own 3x3
     # neighbourhood has one depth (so they are not mixed themselves).
-    pure = ~((hi - lo) > threshold).reshape(-1)
-    # Pixels two away from the border have no 5x5 neighbourhood: drop them.
-    ys, xs = np.divmod(idx, w)
-    inner = (ys >= 2) & (ys < h - 2) & (xs >= 2) & (xs < w - 2)
-    idx = idx[inner]
-    if idx.size == 0:
+    pure = ~mixed.reshape(-1)
+    flat_coc = coc.reshape(-1)
+    flat_col = col.reshape(4, -1)
+    lo_f, hi_f = lo.reshape(-1), hi.reshape(-1)
+    chunks = [idx[i:i + _SPLIT_CHUNK] for i in range(0, idx.size, _SPLIT_CHUNK)]
+
+    def work(chunk):
+        return _split_chunk(chunk, flat_col, flat_coc, pure, lo_f[chunk], hi_f[chunk], w)
+
+    results = list(pool.map(work, chunks)) if pool is not None and len(chunks) > 1 else \
+        [work(c) for c in chunks]
+    results = [r for r in results if r is not None]
+    if not results:
         return []
-    lo_i, hi_i = lo.reshape(-1)[idx], hi.reshape(-1)[idx]
+    idx, own_col, own_cov, other_col, other_cov, other_coc = (
+        np.concatenate([r[i] for r in results], axis=-1) for i in range(6))
+    # The pixel's own sample keeps the part on its side; the other part becomes an extra one.
+    flat_cov = cov.reshape(-1)
+    base = flat_cov[idx]
+    flat_cov[idx] = base * own_cov
+    flat_col[:, idx] = own_col
+    other_cov = base * other_cov
+    keep = other_cov > 1e-4
+    if not keep.any():
+        return []
+    return [_samples(idx[keep], other_col[:, keep], other_cov[keep], other_coc[keep])]
+
+
+def _split_fit(c, f, b):
+    """Best mix ``b + a (f - b)`` of colours ``f`` (near) and ``b`` (far) for pixel colours
+    ``c`` (4 channels on the first axis; ``f`` or ``b`` may hold candidates, (4, m, n)):
+    returns (a, squared residual, squared contrast).  Channel by channel, so that the
+    candidates' arrays stay contiguous."""
+    d = [f[i] - b[i] for i in range(4)]
+    dd = d[0] * d[0]
+    for i in range(1, 4):
+        dd += d[i] * d[i]
+    ed = (c[0] - b[0]) * d[0]
+    for i in range(1, 4):
+        ed += (c[i] - b[i]) * d[i]
+    a = np.clip(ed / np.maximum(dd, 1e-12), 0.0, 1.0)
+    del ed
+    res = None
+    for i in range(4):
+        r = c[i] - (b[i] + a * d[i])
+        r *= r
+        if res is None:
+            res = r
+        else:
+            res += r
+    return a, res, dd
+
+
+def _split_chunk(idx, flat_col, flat_coc, pure, lo_i, hi_i, w):
+    """The edge split of the pixels ``idx`` (read only): ``(idx, own colour, own coverage
+    share, other colour, other coverage share, other radius)`` of the pixels that split, or
+    None."""
     mid = 0.5 * (lo_i + hi_i)
     tol = np.maximum(0.25 * (hi_i - lo_i), 0.5)
-    n = idx.size
-    cand = []  # (colour (4, n), near mask, far mask) of each pure neighbour
-    for dy in range(-2, 3):
-        for dx in range(-2, 3):
-            if max(abs(dy), abs(dx)) < 1:
-                continue
-            j = idx + (dy * w + dx)
-            cj = flat_coc[j]
-            pj = pure[j]
-            cand.append((flat_col[:, j], pj & (cj <= lo_i + tol), pj & (cj >= hi_i - tol)))
-    f_n = sum(m for _, m, _ in cand).astype(_F32)
-    b_n = sum(m for _, _, m in cand).astype(_F32)
+    # The 24 neighbours at once: colours (4, 24, n), near / far masks (24, n).
+    j = idx[None, :] + np.array([dy * w + dx for dy, dx in _SPLIT_OFFSETS])[:, None]
+    cj = flat_coc[j]
+    pj = pure[j]
+    near = pj & (cj <= lo_i + tol)
+    far = pj & (cj >= hi_i - tol)
+    del cj, pj
+    f_n = near.sum(axis=0, dtype=np.int64).astype(_F32)
+    b_n = far.sum(axis=0, dtype=np.int64).astype(_F32)
     ok = (f_n > 0) & (b_n > 0)
     if not ok.any():
-        return []
+        return None
     sel = np.flatnonzero(ok)
     idx, lo_i, hi_i, mid = idx[sel], lo_i[sel], hi_i[sel], mid[sel]
-    cand = [(cc[:, sel], nm[sel], fm[sel]) for cc, nm, fm in cand]
+    j, near, far = j[:, sel], near[:, sel], far[:, sel]
+    cand = flat_col[:, j]  # (4, 24, n)
+    del j
     c = flat_col[:, idx]
-    fc = sum(cc * nm for cc, nm, _ in cand) / f_n[sel]
-    bc = sum(cc * fm for cc, _, fm in cand) / b_n[sel]
-
-    def fit(f, b):
-        d = f - b
-        dd = (d * d).sum(axis=0)
-        a = np.clip(((c - b) * d).sum(axis=0) / np.maximum(dd, 1e-12), 0.0, 1.0)
-        r = c - (b + a * d)
-        return a, (r * r).sum(axis=0), dd
-
+    fc = np.empty_like(c)
+    bc = np.empty_like(c)
+    nf, bf = near.astype(_F32), far.astype(_F32)
+    for i in range(4):
+        fc[i] = (cand[i] * nf).sum(axis=0)
+        bc[i] = (cand[i] * bf).sum(axis=0)
+    fc /= f_n[sel]
+    bc /= b_n[sel]
+    del nf, bf
+    cols = np.arange(idx.size)
     # Colours vary along an edge (texture, highlights): pick, among the pure neighbours, the
-    # far colour and then the near colour that explain the pixel best as a mix.
-    for side in (2, 1):
-        best = np.full(idx.size, np.inf, _F32)
-        pick = bc.copy() if side == 2 else fc.copy()
-        for cc, nm, fm in cand:
-            mask = fm if side == 2 else nm
-            if not mask.any():
-                continue
-            _, res, _ = fit(fc, cc) if side == 2 else fit(cc, bc)
-            better = mask & (res < best)
-            best = np.where(better, res, best)
-            pick[:, better] = cc[:, better]
-        if side == 2:
-            bc = pick
-        else:
-            fc = pick
-    a, res2, dd = fit(fc, bc)
-    d = fc - bc
+    # far colour and then the near colour that explain the pixel best as a mix (the first
+    # of equally good ones).
+    _, res, _ = _split_fit(c, fc[:, None, :], cand)
+    res[~far] = np.inf
+    bc = cand[:, np.argmin(res, axis=0), cols]
+    _, res, _ = _split_fit(c, cand, bc[:, None, :])
+    res[~near] = np.inf
+    fc = cand[:, np.argmin(res, axis=0), cols]
+    del cand, res
+    a, res2, dd = _split_fit(c, fc, bc)
     # Only split a pixel whose colour really lies between the two sides: the part of it the
     # near/far mix does not explain must be small next to the near/far contrast, and a clear
     # majority snaps to one side (texture on one surface is not a mix).
@@ -525,19 +575,10 @@ def split_edges(col, coc, cov, threshold=1.0):
     near_part = c - far_part
     # Premultiplied parts: a part's alpha never exceeds its coverage.
     a = np.clip(a, near_part[3], np.maximum(1.0 - far_part[3], near_part[3]))
-    # The pixel's own sample keeps the part on its side; the other part becomes an extra one.
     own_cov = np.where(own_near, a, 1 - a)
-    flat_cov = cov.reshape(-1)
-    base = flat_cov[idx]
-    flat_cov[idx] = base * own_cov
-    flat_col[:, idx] = np.where(own_near, near_part, far_part)
-    other_col = np.where(own_near, far_part, near_part)
-    other_coc = np.where(own_near, hi_i, lo_i)
-    other_cov = base * (1 - own_cov)
-    keep = other_cov > 1e-4
-    if not keep.any():
-        return []
-    return [_samples(idx[keep], other_col[:, keep], other_cov[keep], other_coc[keep])]
+    return (idx, np.where(own_near, near_part, far_part), own_cov,
+            np.where(own_near, far_part, near_part), 1 - own_cov,
+            np.where(own_near, hi_i, lo_i))
 
 
 def _pool_max(a, f):
@@ -704,12 +745,14 @@ def _tile_size(kh, kw, target=128):
     return fy, fx, fy - kh + 1, fx - kw + 1
 
 
-def _occupied_tiles(cov, ty, tx):
-    """Boolean (ny, nx) map of the ty x tx tiles of ``cov`` that hold anything."""
+def _occupied_tiles(cov, ty, tx, nz=None):
+    """Boolean (ny, nx) map of the ty x tx tiles of ``cov`` that hold anything (``nz``:
+    ``cov != 0`` if already known)."""
     h, w = cov.shape
     ny, nx = -(-h // ty), -(-w // tx)
     occ = np.zeros((ny, nx), bool)
-    nz = cov != 0
+    if nz is None:
+        nz = cov != 0
     rows = np.flatnonzero(nz.any(axis=1))
     if rows.size == 0:
         return occ
@@ -1397,27 +1440,29 @@ def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
         del coc  # the padded copy is used from here on
     if frame.maxr < 0.25:
         return rgba_out(frame.col, frame.pad, frame.H, frame.W, rgba)
+    threads = settings.thread_count()
+    if threads <= 1:
+        return _run_pipeline(frame, rgba, settings, pixel_aspect, None)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zdepth-dof") as pool:
+        return _run_pipeline(frame, rgba, settings, pixel_aspect, pool)
+
+
+def _run_pipeline(frame, rgba, settings, pixel_aspect, pool):
+    """The stages after :func:`prepare` (``pool``: a thread pool, or None for one thread)."""
     with _stage("split edges"):
-        parts = split_edges(frame.col, frame.coc, frame.cov)
+        parts = split_edges(frame.col, frame.coc, frame.cov, pool=pool)
     with _stage("fill hidden"):
         parts += fill_hidden(frame.col, frame.coc, frame.maxr)
     extra = _concat_samples(parts)
     del parts
     radii = layer_radii(frame.maxr, settings.quality, frame.coc)
-    threads = settings.thread_count()
     with _stage("assign"):
         layers = assign_layers(frame.coc, extra.coc, radii,
-                               extra.idx if threads > 1 else None)
+                               extra.idx if pool is not None else None)
         # the radii are not needed past the layer assignment
         frame.coc = None
         extra = extra._replace(coc=None)
-    if threads > 1:
-        with ThreadPoolExecutor(max_workers=threads,
-                                thread_name_prefix="zdepth-dof") as pool:
-            acc, budget, far = composite_layers(frame, extra, layers, settings,
-                                                pixel_aspect, pool)
-    else:
-        acc, budget, far = composite_layers(frame, extra, layers, settings, pixel_aspect)
+    acc, budget, far = composite_layers(frame, extra, layers, settings, pixel_aspect, pool)
     del layers, extra
     with _stage("finish"):
         finish(acc, budget, far, frame.col)
