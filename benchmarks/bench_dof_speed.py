@@ -112,6 +112,45 @@ def synthetic_frame(width=1920, height=1080, seed=7):
     return np.ascontiguousarray(rgba, np.float32), depth
 
 
+def smooth_frame(width=1920, height=1080, seed=11):
+    """A smooth depth ramp (1 m at the bottom row to 20 m at the top) under a textured,
+    anti-aliasing-free picture: every pixel's neighbours lie at nearly its depth (issue #12's
+    "smooth" frame).  Premultiplied RGBA (alpha 1) and planar depth."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    t = 1.0 - yy / max(height - 1, 1)
+    depth = (1.0 + 19.0 * t).astype(np.float32)
+    rgb = np.empty((height, width, 3), np.float32)
+    rgb[..., 0] = 0.4 + 0.3 * np.sin(xx / 37.0) * np.cos(yy / 23.0)
+    rgb[..., 1] = 0.35 + 0.25 * np.sin((xx + yy) / 51.0)
+    rgb[..., 2] = 0.3 + 0.2 * np.cos(xx / 19.0)
+    rgb += rng.random((height, width, 3), dtype=np.float32) * 0.05
+    rgba = np.concatenate([rgb, np.ones((height, width, 1), np.float32)], axis=2)
+    return np.ascontiguousarray(rgba, np.float32), depth
+
+
+def dense_frame(width=1920, height=1080, block=8, seed=12):
+    """Dense depth edges (issue #12): ``block`` px squares at random depths from 1 to 20 m
+    (particles, leaves, rain, crowds), each a random colour, edges anti-aliased the way a
+    render's beauty is (a 2x2 box filter) while the depth stays one sample per pixel."""
+    rng = np.random.default_rng(seed)
+    by, bx = -(-height // block), -(-width // block)
+    d = rng.uniform(1.0, 20.0, (by, bx)).astype(np.float32)
+    c = rng.uniform(0.05, 0.9, (by, bx, 3)).astype(np.float32)
+    depth = np.repeat(np.repeat(d, block, 0), block, 1)[:height, :width]
+    rgb = np.repeat(np.repeat(c, block, 0), block, 1)[:height, :width]
+    aa = rgb.copy()
+    aa[1:, :] += rgb[:-1, :]
+    aa[:, 1:] += rgb[:, :-1]
+    aa[1:, 1:] += rgb[:-1, :-1]
+    aa[0, :] += rgb[0, :]
+    aa[:, 0] += rgb[:, 0]
+    aa[0, 0] += rgb[0, 0]
+    rgb = aa * np.float32(0.25)
+    rgba = np.concatenate([rgb, np.ones((height, width, 1), np.float32)], axis=2)
+    return np.ascontiguousarray(rgba, np.float32), np.ascontiguousarray(depth)
+
+
 def write_input(path, rgba, depth):
     import OpenEXR
 

@@ -359,6 +359,18 @@ def test_threads_give_the_same_result_as_one(threads):
     np.testing.assert_array_equal(many, one)
 
 
+def test_edge_split_in_row_batches_on_threads_equals_one_batch(monkeypatch):
+    from blender_zdepth.core import dof as dofmod
+
+    img, depth, lens = _busy_frame()
+    st = DofSettings(max_radius=16, threads=1)
+    one = defocus(img, depth, lens, st)
+    monkeypatch.setattr(dofmod, "_SPLIT_CHUNK", 97)  # many batches, uneven
+    np.testing.assert_array_equal(defocus(img, depth, lens, st), one)
+    np.testing.assert_array_equal(
+        defocus(img, depth, lens, DofSettings(max_radius=16, threads=3)), one)
+
+
 def test_layers_in_flight_stay_within_the_memory_budget():
     """The ordered map behind the threads yields in order, never runs more than its window
     at once, and keeps the summed cost of started-but-unconsumed items within its budget
@@ -449,3 +461,125 @@ def test_dof_command_single_frame(tmp_path, run_cli):
     missing = run_cli("dof", src, tmp_path / "x.exr", "--fstop", 2, "--focal-length", 50)
     assert missing.returncode == 2 and "--focus-distance" in missing.stderr
     assert not (tmp_path / "x.exr").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Hidden surfaces given by the caller (depth-peeled layers, deep samples)
+
+
+def _subject_over_hidden_texture(h=64, w=128, bg_radius=8.0):
+    """A sharp green subject (columns 48..80) in front of a blurred background: blue, with a
+    red band (columns 52..76) that lies entirely behind the subject.  Returns the visible
+    frame, its depth, the full background (what a peeled render sees), its depth, the subject
+    mask and the lens."""
+    lens = lens_for(12, w, h)
+    d_bg = depth_of(bg_radius, lens, w, h, (h, w))
+    d_fg = depth_of(0.0, lens, w, h, (h, w))
+    xx = np.arange(w)[None, :].repeat(h, 0)
+    subject = (xx >= 48) & (xx < 80)
+    bg = np.zeros((h, w, 3), np.float32)
+    bg[..., 2] = 0.5
+    band = (xx >= 52) & (xx < 76)
+    bg[band] = (0.9, 0.1, 0.0)
+    bg *= (1.0 + 0.3 * np.sin(np.arange(h) / 3.0))[:, None, None].astype(np.float32)
+    img = bg.copy()
+    img[subject] = (0.1, 0.8, 0.2)
+    depth = np.where(subject, d_fg, d_bg).astype(np.float32)
+    return opaque(img), depth, opaque(bg), d_bg, subject, lens
+
+
+def test_hidden_layer_shows_the_true_hidden_surface_around_a_sharp_subject():
+    img, depth, bg, d_bg, subject, lens = _subject_over_hidden_texture()
+    st = DofSettings(max_radius=12)
+    hidden_rgba = bg * subject[..., None]           # only what the subject hides
+    hidden_depth = np.where(subject, d_bg, np.inf).astype(np.float32)
+    got = defocus(img, depth, lens, st, hidden=[(hidden_rgba, hidden_depth)])
+    flat = defocus(img, depth, lens, st)
+    # Reference by compositing: the whole background blurred, the sharp subject over it.
+    want = defocus(bg, d_bg, lens, st)
+    want[subject] = img[subject]
+    near_edge = np.zeros_like(subject)
+    near_edge[:, 38:48] = near_edge[:, 80:90] = True   # where the blurred red band shows
+    err = np.abs(got[..., :3] - want[..., :3]).max(axis=2)
+    err_flat = np.abs(flat[..., :3] - want[..., :3]).max(axis=2)
+    assert err[near_edge].max() < 0.03, err[near_edge].max()
+    assert err_flat[near_edge].max() > 0.15          # the invented fill cannot know the red
+    assert got[..., 0][near_edge].max() > 0.1        # red light around the subject
+    # The subject stays sharp and untouched.
+    np.testing.assert_array_equal(got[subject], img[subject])
+    assert err.mean() < 0.01
+
+
+def test_hidden_samples_at_a_pinhole_give_the_main_image():
+    img, depth, bg, d_bg, subject, _ = _subject_over_hidden_texture()
+    h, w = depth.shape
+    pin = Lens(focal_length_mm=50, fstop=1000.0, focus_distance=float(depth[0, 60]),
+               sensor_width_mm=36)
+    hidden = [(bg * subject[..., None], np.where(subject, d_bg, np.inf).astype(np.float32))]
+    out = defocus(img, depth, pin, DofSettings(max_radius=12), hidden=hidden)
+    np.testing.assert_array_equal(out, img)
+
+
+@pytest.mark.parametrize("empty", [None, [], ()])
+def test_no_hidden_layers_is_exactly_the_plain_result(empty):
+    img, depth, lens = _busy_frame()
+    st = DofSettings(max_radius=16, threads=1)
+    np.testing.assert_array_equal(defocus(img, depth, lens, st, hidden=empty),
+                                  defocus(img, depth, lens, st))
+
+
+def test_hidden_samples_in_front_or_empty_change_nothing():
+    """Samples that are not clearly behind the visible surface (in front of it, at its
+    depth, alpha 0, invalid depth) hold nothing."""
+    img, depth, bg, d_bg, subject, lens = _subject_over_hidden_texture()
+    st = DofSettings(max_radius=12, threads=1)
+    plain = defocus(img, depth, lens, st)
+    h, w = depth.shape
+    junk = np.full((h, w, 4), 0.7, np.float32)
+    cases = [(junk, depth * 0.5), (junk, depth.copy()), (junk * 0, depth * 2),
+             (junk, np.full((h, w), np.nan, np.float32)), (junk, np.full((h, w), 1e10))]
+    np.testing.assert_array_equal(defocus(img, depth, lens, st, hidden=cases), plain)
+
+
+def test_hidden_layers_are_used_where_given_and_the_fill_elsewhere():
+    """A blurred foreground bar over a sharp subject: with the subject's hidden part given,
+    the bar's see-through edge shows it; the result equals the compositing reference better
+    than the invented fill does."""
+    h, w = 48, 96
+    lens = lens_for(12, w, h)
+    d_fg = depth_of(-8.0, lens, w, h, (h, w))
+    d_sub = depth_of(0.0, lens, w, h, (h, w))
+    xx = np.arange(w)[None, :].repeat(h, 0)
+    bar = (xx >= 40) & (xx < 56)
+    sub = np.zeros((h, w, 3), np.float32)
+    sub[..., 0] = 0.2 + 0.6 * ((xx // 3) % 2)          # a fine stripe texture
+    sub[..., 1] = 0.3
+    img = sub.copy()
+    img[bar] = (0.05, 0.05, 0.6)
+    depth = np.where(bar, d_fg, d_sub).astype(np.float32)
+    st = DofSettings(max_radius=12, threads=1)
+    got = defocus(opaque(img), depth, lens, st,
+                  hidden=[(opaque(sub) * bar[..., None], np.where(bar, d_sub, np.inf))])
+    flat = defocus(opaque(img), depth, lens, st)
+    # Reference: the blurred bar alone over the sharp subject.
+    bar_only = np.zeros((h, w, 4), np.float32)
+    bar_only[bar] = (0.05, 0.05, 0.6, 1.0)
+    bar_blur = defocus(bar_only, np.where(bar, d_fg, d_fg).astype(np.float32), lens, st)
+    want = bar_blur[..., :3] + (1 - bar_blur[..., 3:]) * sub
+    edge = np.zeros_like(bar)
+    edge[8:-8, 32:64] = True
+    e_got = np.abs(got[..., :3] - want)[edge].mean()
+    e_flat = np.abs(flat[..., :3] - want)[edge].mean()
+    assert e_got < 0.5 * e_flat, (e_got, e_flat)
+    assert e_got < 0.02, e_got
+
+
+def test_bad_hidden_layers_are_reported():
+    img, depth, lens = _busy_frame()
+    h, w = depth.shape
+    with pytest.raises(ZDepthError, match="hidden layer 1: the image must be"):
+        defocus(img, depth, lens, hidden=[(np.zeros((h, w + 1, 4), np.float32), depth)])
+    with pytest.raises(ZDepthError, match="hidden layer 2: depth"):
+        defocus(img, depth, lens, hidden=[(img, depth), (img, depth[:-1])])
+    with pytest.raises(ZDepthError, match="must be a pair"):
+        defocus(img, depth, lens, hidden=[img])

@@ -430,85 +430,135 @@ def _concat_samples(parts):
                    np.concatenate([p.coc for p in parts]))
 
 
-def split_edges(col, coc, cov, threshold=1.0):
+#: Edge pixels per batch of the edge split (bounds its temporaries: ~2 KB a pixel).
+_SPLIT_CHUNK = 16384
+
+#: The 24 neighbours within two pixels (row, column offsets), in a fixed order.
+_SPLIT_OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy or dx]
+
+
+def split_edges(col, coc, cov, threshold=1.0, pool=None):
     """Stage *split edges*: split mixed-colour pixels on depth edges into a near and a far
     sample.
 
     ``col`` (4, H, W) premultiplied colour and ``cov`` (H, W) coverage of each pixel's own
     sample (both updated in place: the pixel keeps the part on its own side), ``coc`` (H, W)
-    signed radii.  Returns the other parts as a list of :class:`Samples` (empty or one)."""
+    signed radii.  Returns the other parts as a list of :class:`Samples` (empty or one).
+    The edge pixels are handled in batches of rows (on ``pool``'s threads if given), all
+    reading the frame before any pixel is changed, so the result does not depend on it."""
     _, h, w = col.shape
     # Min / max radius over the 3x3 neighbourhood (edge-replicated).
     hi = _max3x3(coc)
     lo = -_max3x3(-coc)
-    edge = (hi - lo) > threshold
+    mixed = (hi - lo) > threshold
+    edge = mixed.copy()
     # Keep away from the frame border (padding makes it uniform anyway).
     edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
+    # Pixels two away from the border have no 5x5 neighbourhood: drop them.
+    edge[:2, :] = edge[-2:, :] = edge[:, :2] = edge[:, -2:] = False
     idx = np.flatnonzero(edge)
     if idx.size == 0:
         return []
-    flat_coc = coc.reshape(-1)
-    flat_col = col.reshape(4, -1)
     # Pure colours of the two sides: neighbours within two pixels whose own 3x3
     # neighbourhood has one depth (so they are not mixed themselves).
-    pure = ~((hi - lo) > threshold).reshape(-1)
-    # Pixels two away from the border have no 5x5 neighbourhood: drop them.
-    ys, xs = np.divmod(idx, w)
-    inner = (ys >= 2) & (ys < h - 2) & (xs >= 2) & (xs < w - 2)
-    idx = idx[inner]
-    if idx.size == 0:
+    pure = ~mixed.reshape(-1)
+    flat_coc = coc.reshape(-1)
+    flat_col = col.reshape(4, -1)
+    lo_f, hi_f = lo.reshape(-1), hi.reshape(-1)
+    chunks = [idx[i:i + _SPLIT_CHUNK] for i in range(0, idx.size, _SPLIT_CHUNK)]
+
+    def work(chunk):
+        return _split_chunk(chunk, flat_col, flat_coc, pure, lo_f[chunk], hi_f[chunk], w)
+
+    results = list(pool.map(work, chunks)) if pool is not None and len(chunks) > 1 else \
+        [work(c) for c in chunks]
+    results = [r for r in results if r is not None]
+    if not results:
         return []
-    lo_i, hi_i = lo.reshape(-1)[idx], hi.reshape(-1)[idx]
+    idx, own_col, own_cov, other_col, other_cov, other_coc = (
+        np.concatenate([r[i] for r in results], axis=-1) for i in range(6))
+    # The pixel's own sample keeps the part on its side; the other part becomes an extra one.
+    flat_cov = cov.reshape(-1)
+    base = flat_cov[idx]
+    flat_cov[idx] = base * own_cov
+    flat_col[:, idx] = own_col
+    other_cov = base * other_cov
+    keep = other_cov > 1e-4
+    if not keep.any():
+        return []
+    return [_samples(idx[keep], other_col[:, keep], other_cov[keep], other_coc[keep])]
+
+
+def _split_fit(c, f, b):
+    """Best mix ``b + a (f - b)`` of colours ``f`` (near) and ``b`` (far) for pixel colours
+    ``c`` (4 channels on the first axis; ``f`` or ``b`` may hold candidates, (4, m, n)):
+    returns (a, squared residual, squared contrast).  Channel by channel, so that the
+    candidates' arrays stay contiguous."""
+    d = [f[i] - b[i] for i in range(4)]
+    dd = d[0] * d[0]
+    for i in range(1, 4):
+        dd += d[i] * d[i]
+    ed = (c[0] - b[0]) * d[0]
+    for i in range(1, 4):
+        ed += (c[i] - b[i]) * d[i]
+    a = np.clip(ed / np.maximum(dd, 1e-12), 0.0, 1.0)
+    del ed
+    res = None
+    for i in range(4):
+        r = c[i] - (b[i] + a * d[i])
+        r *= r
+        if res is None:
+            res = r
+        else:
+            res += r
+    return a, res, dd
+
+
+def _split_chunk(idx, flat_col, flat_coc, pure, lo_i, hi_i, w):
+    """The edge split of the pixels ``idx`` (read only): ``(idx, own colour, own coverage
+    share, other colour, other coverage share, other radius)`` of the pixels that split, or
+    None."""
     mid = 0.5 * (lo_i + hi_i)
     tol = np.maximum(0.25 * (hi_i - lo_i), 0.5)
-    n = idx.size
-    cand = []  # (colour (4, n), near mask, far mask) of each pure neighbour
-    for dy in range(-2, 3):
-        for dx in range(-2, 3):
-            if max(abs(dy), abs(dx)) < 1:
-                continue
-            j = idx + (dy * w + dx)
-            cj = flat_coc[j]
-            pj = pure[j]
-            cand.append((flat_col[:, j], pj & (cj <= lo_i + tol), pj & (cj >= hi_i - tol)))
-    f_n = sum(m for _, m, _ in cand).astype(_F32)
-    b_n = sum(m for _, _, m in cand).astype(_F32)
+    # The 24 neighbours at once: colours (4, 24, n), near / far masks (24, n).
+    j = idx[None, :] + np.array([dy * w + dx for dy, dx in _SPLIT_OFFSETS])[:, None]
+    cj = flat_coc[j]
+    pj = pure[j]
+    near = pj & (cj <= lo_i + tol)
+    far = pj & (cj >= hi_i - tol)
+    del cj, pj
+    f_n = near.sum(axis=0, dtype=np.int64).astype(_F32)
+    b_n = far.sum(axis=0, dtype=np.int64).astype(_F32)
     ok = (f_n > 0) & (b_n > 0)
     if not ok.any():
-        return []
+        return None
     sel = np.flatnonzero(ok)
     idx, lo_i, hi_i, mid = idx[sel], lo_i[sel], hi_i[sel], mid[sel]
-    cand = [(cc[:, sel], nm[sel], fm[sel]) for cc, nm, fm in cand]
+    j, near, far = j[:, sel], near[:, sel], far[:, sel]
+    cand = flat_col[:, j]  # (4, 24, n)
+    del j
     c = flat_col[:, idx]
-    fc = sum(cc * nm for cc, nm, _ in cand) / f_n[sel]
-    bc = sum(cc * fm for cc, _, fm in cand) / b_n[sel]
-
-    def fit(f, b):
-        d = f - b
-        dd = (d * d).sum(axis=0)
-        a = np.clip(((c - b) * d).sum(axis=0) / np.maximum(dd, 1e-12), 0.0, 1.0)
-        r = c - (b + a * d)
-        return a, (r * r).sum(axis=0), dd
-
+    fc = np.empty_like(c)
+    bc = np.empty_like(c)
+    nf, bf = near.astype(_F32), far.astype(_F32)
+    for i in range(4):
+        fc[i] = (cand[i] * nf).sum(axis=0)
+        bc[i] = (cand[i] * bf).sum(axis=0)
+    fc /= f_n[sel]
+    bc /= b_n[sel]
+    del nf, bf
+    cols = np.arange(idx.size)
     # Colours vary along an edge (texture, highlights): pick, among the pure neighbours, the
-    # far colour and then the near colour that explain the pixel best as a mix.
-    for side in (2, 1):
-        best = np.full(idx.size, np.inf, _F32)
-        pick = bc.copy() if side == 2 else fc.copy()
-        for cc, nm, fm in cand:
-            mask = fm if side == 2 else nm
-            if not mask.any():
-                continue
-            _, res, _ = fit(fc, cc) if side == 2 else fit(cc, bc)
-            better = mask & (res < best)
-            best = np.where(better, res, best)
-            pick[:, better] = cc[:, better]
-        if side == 2:
-            bc = pick
-        else:
-            fc = pick
-    a, res2, dd = fit(fc, bc)
-    d = fc - bc
+    # far colour and then the near colour that explain the pixel best as a mix (the first
+    # of equally good ones).
+    _, res, _ = _split_fit(c, fc[:, None, :], cand)
+    res[~far] = np.inf
+    bc = cand[:, np.argmin(res, axis=0), cols]
+    _, res, _ = _split_fit(c, cand, bc[:, None, :])
+    res[~near] = np.inf
+    fc = cand[:, np.argmin(res, axis=0), cols]
+    del cand, res
+    a, res2, dd = _split_fit(c, fc, bc)
     # Only split a pixel whose colour really lies between the two sides: the part of it the
     # near/far mix does not explain must be small next to the near/far contrast, and a clear
     # majority snaps to one side (texture on one surface is not a mix).
@@ -525,19 +575,10 @@ def split_edges(col, coc, cov, threshold=1.0):
     near_part = c - far_part
     # Premultiplied parts: a part's alpha never exceeds its coverage.
     a = np.clip(a, near_part[3], np.maximum(1.0 - far_part[3], near_part[3]))
-    # The pixel's own sample keeps the part on its side; the other part becomes an extra one.
     own_cov = np.where(own_near, a, 1 - a)
-    flat_cov = cov.reshape(-1)
-    base = flat_cov[idx]
-    flat_cov[idx] = base * own_cov
-    flat_col[:, idx] = np.where(own_near, near_part, far_part)
-    other_col = np.where(own_near, far_part, near_part)
-    other_coc = np.where(own_near, hi_i, lo_i)
-    other_cov = base * (1 - own_cov)
-    keep = other_cov > 1e-4
-    if not keep.any():
-        return []
-    return [_samples(idx[keep], other_col[:, keep], other_cov[keep], other_coc[keep])]
+    return (idx, np.where(own_near, near_part, far_part), own_cov,
+            np.where(own_near, far_part, near_part), 1 - own_cov,
+            np.where(own_near, hi_i, lo_i))
 
 
 def _pool_max(a, f):
@@ -681,6 +722,105 @@ def fill_hidden(col, coc, max_radius, block=4):
     return out
 
 
+def _samples_where(samples, keep):
+    """The samples whose ``keep`` is True."""
+    if keep.all():
+        return samples
+    return Samples(samples.idx[keep], samples.col[:, keep], samples.cov[keep],
+                   samples.coc[keep])
+
+
+def _reach_max(values, reach, block=4):
+    """Per ``block`` x ``block`` block of 2-D ``values``: (a bound of) the largest value within
+    ``reach`` (per block, pixels) of the block -- at least that far, at most about twice."""
+    vb = _pool_max(values, block)
+    rb = _pool_max(reach, block)
+    levels = max(1, int(math.ceil(math.log2(max(float(rb.max()), 2.0) / block))) + 1)
+    lev = np.clip(np.ceil(np.log2(np.maximum(rb / block, 1.0))), 0, levels - 1).astype(np.int8)
+    hh, hw = vb.shape
+    out = np.full(vb.shape, -np.inf, _F32)
+    for lv, p in enumerate(_max_pyramid(vb, levels)):
+        m = lev == lv
+        if not m.any():
+            continue
+        if lv:
+            p = np.repeat(np.repeat(p, 1 << lv, axis=0), 1 << lv, axis=1)[:hh, :hw]
+        out[m] = p[m]
+    return out
+
+
+def hidden_samples(frame, hidden, block=4):
+    """Stage *hidden samples* (part of *fill hidden*): the given hidden surfaces (a list of
+    :class:`HiddenLayer`, already those clearly behind the visible surface) as extra samples
+    of the padded frame -- coverage their alpha, radius their own -- where a lens can see
+    them: near a visible surface farther than the pixel's own (within the larger of the two
+    blur radii; elsewhere nearer surfaces cover them whatever the blur).  Returns (list of
+    :class:`Samples`, (Hp * Wp,) bool map of the pixels that got one)."""
+    Hp, Wp = frame.shape
+    pad, H, W = frame.pad, frame.H, frame.W
+    coc = frame.coc
+    h_max = np.full((Hp, Wp), -np.inf, _F32)  # per pixel, the farthest hidden radius
+    placed = []
+    for layer in hidden:
+        src, flat = _padded_positions(layer.idx, H, W, pad)
+        placed.append((src, flat))
+        hm = h_max.reshape(-1)
+        hm[flat] = np.maximum(hm[flat], layer.coc[src])  # (a layer's positions are unique)
+    reach = np.maximum(np.abs(coc), np.where(np.isfinite(h_max), np.abs(h_max), 0)) + 1.0
+    far_near = _reach_max(coc, reach, block)
+    # A block is "open" when something visible within reach lies clearly behind its
+    # front-most pixel.
+    open_blk = far_near > -_pool_max(-coc, block) + _HIDDEN_BEHIND_PX
+    open_px = np.repeat(np.repeat(open_blk, block, axis=0), block, axis=1)[:Hp, :Wp]
+    open_px = open_px.reshape(-1)
+    has = np.zeros(Hp * Wp, bool)
+    out = []
+    for layer, (src, flat) in zip(hidden, placed):
+        keep = open_px[flat]
+        if not keep.any():
+            continue
+        flat, src = flat[keep], src[keep]
+        has[flat] = True
+        out.append(_samples(flat, layer.col[:, src], layer.cov[src], layer.coc[src]))
+    return out, has
+
+
+def _padded_positions(idx, H, W, pad):
+    """Where the samples at flat unpadded pixels ``idx`` lie in the frame padded by ``pad``:
+    ``(source sample, padded flat index)``, the samples on the frame's edge repeated across
+    the border as the frame's own edge pixels are (see :func:`prepare`)."""
+    Wp = W + 2 * pad
+    y, x = np.divmod(idx, W)
+    src = [np.arange(idx.size)]
+    pos_y, pos_x = [y], [x]
+    ks = np.arange(1, pad + 1)
+    # Each edge, then each corner (a pad x pad block).
+    for sel, dy, dx in (((y == 0), -ks, None), ((y == H - 1), ks, None),
+                        ((x == 0), None, -ks), ((x == W - 1), None, ks)):
+        i = np.flatnonzero(sel)
+        if i.size == 0 or pad == 0:
+            continue
+        src.append(np.repeat(i, pad))
+        if dy is not None:
+            pos_y.append((y[i][:, None] + dy[None, :]).ravel())
+            pos_x.append(np.repeat(x[i], pad))
+        else:
+            pos_y.append(np.repeat(y[i], pad))
+            pos_x.append((x[i][:, None] + dx[None, :]).ravel())
+    for cy, cx, sy, sx in ((0, 0, -1, -1), (0, W - 1, -1, 1), (H - 1, 0, 1, -1),
+                           (H - 1, W - 1, 1, 1)):
+        i = np.flatnonzero((y == cy) & (x == cx))
+        if i.size == 0 or pad == 0:
+            continue
+        gy, gx = np.meshgrid(ks * sy, ks * sx, indexing="ij")
+        src.append(np.repeat(i, pad * pad))
+        pos_y.append((cy + np.tile(gy.ravel(), i.size)))
+        pos_x.append((cx + np.tile(gx.ravel(), i.size)))
+    src = np.concatenate(src)
+    flat = (np.concatenate(pos_y) + pad) * Wp + (np.concatenate(pos_x) + pad)
+    return src, flat
+
+
 # --------------------------------------------------------------------------------------------
 # Convolution of one layer
 
@@ -704,12 +844,14 @@ def _tile_size(kh, kw, target=128):
     return fy, fx, fy - kh + 1, fx - kw + 1
 
 
-def _occupied_tiles(cov, ty, tx):
-    """Boolean (ny, nx) map of the ty x tx tiles of ``cov`` that hold anything."""
+def _occupied_tiles(cov, ty, tx, nz=None):
+    """Boolean (ny, nx) map of the ty x tx tiles of ``cov`` that hold anything (``nz``:
+    ``cov != 0`` if already known)."""
     h, w = cov.shape
     ny, nx = -(-h // ty), -(-w // tx)
     occ = np.zeros((ny, nx), bool)
-    nz = cov != 0
+    if nz is None:
+        nz = cov != 0
     rows = np.flatnonzero(nz.any(axis=1))
     if rows.size == 0:
         return occ
@@ -864,12 +1006,20 @@ def _track_far(far, colour, cov, sl, opaque):
     is_set[sl] |= m
 
 
-def defocus(rgba, depth, lens, settings=None):
+def defocus(rgba, depth, lens, settings=None, hidden=None):
     """Depth of field of a rendered frame.
 
     ``rgba``: float32 (H, W, 4) premultiplied (RGB (H, W, 3) is taken as opaque); ``depth``:
     float32 (H, W) planar depth (``+inf``/1e10 = background); ``lens``: a
     :class:`~blender_zdepth.core.lens.Lens`; ``settings``: :class:`DofSettings`.
+    ``hidden``: None, or a sequence of ``(rgba_k, depth_k)`` -- premultiplied RGBA (H, W, 4)
+    and planar depth (H, W) of surfaces behind the visible ones (depth-peeled renders, deep
+    samples behind the front), registered pixel for pixel with the frame, near to far.  A
+    pixel of such a layer with alpha <= 0 or a depth that is not finite, <= 0 or >= 1e10
+    holds no sample.  Where one lies clearly behind the visible surface it is used as that
+    pixel's hidden-surface sample (coverage = its alpha, blurred at its own radius) instead
+    of the invented fill (see :func:`hidden_samples`).  ``rgba`` stays the full flattened
+    image and ``depth`` its visible depth; None or empty gives exactly the result without.
     Returns float32 (H, W, 4) premultiplied RGBA."""
     settings = (settings or DofSettings()).validate()
     rgba = np.asarray(rgba)
@@ -879,9 +1029,67 @@ def defocus(rgba, depth, lens, settings=None):
     if depth.shape != rgba.shape[:2]:
         raise ZDepthError(f"depth {depth.shape} and image {rgba.shape[:2]} sizes differ")
     H, W = depth.shape
+    coc = coc_radius_px(depth, lens, W, H, max_radius=settings.max_radius)
+    behind = None
+    if hidden is not None and len(hidden):
+        behind = _hidden_layers(hidden, depth, coc, lens, settings)
     # (the radius map is not kept here: the engine frees it once it has its padded copy)
-    return _defocus_coc(rgba, coc_radius_px(depth, lens, W, H, max_radius=settings.max_radius),
-                        settings, lens.pixel_aspect)
+    return _defocus_coc(rgba, coc, settings, lens.pixel_aspect, behind)
+
+
+#: A hidden sample is used where its radius exceeds the visible one's by this much (px) and
+#: it lies farther than the visible surface (as the push-pull fill's own samples).
+_HIDDEN_BEHIND_PX = 0.5
+
+
+class HiddenLayer(NamedTuple):
+    """One layer of hidden samples, unpadded: flat pixel index (int64, n), premultiplied
+    colour (float32, (4, n)), coverage = alpha (float32, n), signed radius (float32, n)."""
+
+    idx: np.ndarray
+    col: np.ndarray
+    cov: np.ndarray
+    coc: np.ndarray
+
+
+def _hidden_layers(hidden, depth, coc, lens, settings):
+    """Validate ``hidden`` (see :func:`defocus`) and keep, per layer, the samples that lie
+    clearly behind the visible surface, with their radii from the same lens."""
+    H, W = depth.shape
+    out = []
+    vis_depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.inf)
+    for n, item in enumerate(hidden):
+        try:
+            h_rgba, h_depth = item
+        except (TypeError, ValueError):
+            raise ZDepthError(f"hidden layer {n + 1} must be a pair (rgba, depth)") from None
+        h_rgba = np.asarray(h_rgba)
+        h_depth = np.asarray(h_depth)
+        if h_rgba.ndim != 3 or h_rgba.shape[:2] != (H, W) or h_rgba.shape[2] not in (3, 4):
+            raise ZDepthError(f"hidden layer {n + 1}: the image must be {H} x {W} x 4 like "
+                              f"the frame, not {h_rgba.shape}")
+        if h_depth.shape != (H, W):
+            raise ZDepthError(f"hidden layer {n + 1}: depth {h_depth.shape} and frame "
+                              f"{(H, W)} sizes differ")
+        alpha = h_rgba[..., 3] if h_rgba.shape[2] == 4 else np.ones((H, W), _F32)
+        ok = (alpha > 0) & np.isfinite(h_depth) & (h_depth > 0) & (h_depth < BACKGROUND_DEPTH)
+        ok &= np.all(np.isfinite(h_rgba), axis=2)
+        if not ok.any():
+            continue
+        h_coc = coc_radius_px(np.where(ok, h_depth, 1.0), lens, W, H,
+                              max_radius=settings.max_radius)
+        ok &= (h_depth > vis_depth * (1 + 1e-4)) & (h_coc > coc + _HIDDEN_BEHIND_PX)
+        idx = np.flatnonzero(ok)
+        if idx.size == 0:
+            continue
+        col = np.empty((4, idx.size), _F32)
+        flat = h_rgba.reshape(-1, h_rgba.shape[2])
+        for c in range(4):
+            col[c] = flat[idx, c] if c < h_rgba.shape[2] else 1.0
+        out.append(HiddenLayer(idx.astype(np.int64), col,
+                               np.minimum(alpha.reshape(-1)[idx], 1.0).astype(_F32),
+                               h_coc.reshape(-1)[idx].astype(_F32)))
+    return out
 
 
 _PAD_MODE = "despeckle"
@@ -951,11 +1159,13 @@ class Frame:
         return self.cov.shape
 
 
-def prepare(rgba, coc, settings, pixel_aspect=1.0):
+def prepare(rgba, coc, settings, pixel_aspect=1.0, hidden_max=0.0):
     """Stage *prepare*: pad the frame by the largest radius (radii repeated from the edge,
-    colours too except small highlights on the edge) and make planar working copies."""
+    colours too except small highlights on the edge) and make planar working copies.
+    ``hidden_max``: the largest radius of the hidden samples, if any."""
     H, W = coc.shape
-    maxr = float(min(settings.max_radius, np.max(np.abs(coc)) if coc.size else 0))
+    maxr = float(min(settings.max_radius, max(np.max(np.abs(coc)) if coc.size else 0,
+                                              float(hidden_max))))
     ry_scale = max(1.0, float(pixel_aspect), 1.0 / float(settings.anamorphic))
     pad = int(math.ceil(maxr * ry_scale)) + 2
     opaque = rgba.shape[2] == 3 or bool(np.all(rgba[..., 3] == 1.0))
@@ -1390,34 +1600,45 @@ def finish(acc, budget, far, col):
     return acc
 
 
-def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0):
-    """:func:`defocus` from a signed radius map (horizontal pixels): the pipeline."""
+def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0, hidden=None):
+    """:func:`defocus` from a signed radius map (horizontal pixels): the pipeline.
+    ``hidden``: a list of :class:`HiddenLayer` (or None)."""
+    hidden_max = max((float(np.max(np.abs(h.coc))) for h in hidden or ()), default=0.0)
     with _stage("prepare"):
-        frame = prepare(rgba, coc, settings, pixel_aspect)
+        frame = prepare(rgba, coc, settings, pixel_aspect, hidden_max)
         del coc  # the padded copy is used from here on
     if frame.maxr < 0.25:
         return rgba_out(frame.col, frame.pad, frame.H, frame.W, rgba)
+    threads = settings.thread_count()
+    if threads <= 1:
+        return _run_pipeline(frame, rgba, settings, pixel_aspect, None, hidden)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zdepth-dof") as pool:
+        return _run_pipeline(frame, rgba, settings, pixel_aspect, pool, hidden)
+
+
+def _run_pipeline(frame, rgba, settings, pixel_aspect, pool, hidden=None):
+    """The stages after :func:`prepare` (``pool``: a thread pool, or None for one thread)."""
     with _stage("split edges"):
-        parts = split_edges(frame.col, frame.coc, frame.cov)
+        parts = split_edges(frame.col, frame.coc, frame.cov, pool=pool)
     with _stage("fill hidden"):
-        parts += fill_hidden(frame.col, frame.coc, frame.maxr)
+        fill = fill_hidden(frame.col, frame.coc, frame.maxr)
+        if hidden:
+            given, has = hidden_samples(frame, hidden)
+            # The invented fill stays only where no real hidden sample is given.
+            fill = [_samples_where(f, ~has[f.idx]) for f in fill]
+            fill += given
+        parts += fill
+        del fill
     extra = _concat_samples(parts)
     del parts
     radii = layer_radii(frame.maxr, settings.quality, frame.coc)
-    threads = settings.thread_count()
     with _stage("assign"):
         layers = assign_layers(frame.coc, extra.coc, radii,
-                               extra.idx if threads > 1 else None)
+                               extra.idx if pool is not None else None)
         # the radii are not needed past the layer assignment
         frame.coc = None
         extra = extra._replace(coc=None)
-    if threads > 1:
-        with ThreadPoolExecutor(max_workers=threads,
-                                thread_name_prefix="zdepth-dof") as pool:
-            acc, budget, far = composite_layers(frame, extra, layers, settings,
-                                                pixel_aspect, pool)
-    else:
-        acc, budget, far = composite_layers(frame, extra, layers, settings, pixel_aspect)
+    acc, budget, far = composite_layers(frame, extra, layers, settings, pixel_aspect, pool)
     del layers, extra
     with _stage("finish"):
         finish(acc, budget, far, frame.col)
