@@ -431,6 +431,7 @@ def test_jobs_stop_on_options_that_cannot_work(tmp_path, run_cli):
                 "--fstop", "2", "--jobs", "2")
     assert r.returncode == 2 and "--focal-length" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    assert f"frame 1 ({tmp_path / 'r.0001.exr'})" in r.stderr  # the first, as in a serial run
     assert not any(n.startswith(("o.", ".o.")) for n in os.listdir(tmp_path))
 
 

@@ -660,7 +660,10 @@ def _worker_main(conn, task_bytes, threads):
             try:
                 reply = (index, "written", "", task(job) or {})
             except AbortRun as exc:
-                reply = (index, "abort", str(exc), {})
+                # with the failure it stands for: a serial run records that instead once an
+                # earlier frame was written (see ParallelRun._aborted)
+                cause = exc.__cause__ or exc.__context__ or exc
+                reply = (index, "abort", str(exc), {"failed": _error_message(cause, job.input)})
             except Exception as exc:  # one bad frame must not stop the others
                 reply = (index, "failed", _error_message(exc, job.input), {})
             seconds = time.perf_counter() - t0
@@ -790,6 +793,7 @@ class ParallelRun:
         self._started = None
         self._task_bytes = None
         self._context = None
+        self._abort = None  # (index, message, failure message) of the first AbortRun
 
     @property
     def total(self):
@@ -849,6 +853,8 @@ class ParallelRun:
     def _dispatch(self, new):
         """Give every idle worker its next frame (recording skipped frames on the way); stop the
         workers left without work."""
+        if self._abort is not None:
+            return  # nothing new until it is settled
         for worker in list(self._pool):
             while worker.index is None and self._next < len(self.jobs):
                 index = self._next
@@ -932,16 +938,34 @@ class ParallelRun:
                         self._spawn()
                 worker.index = None
                 if status == "abort":
-                    self.cancel()
-                    raise AbortRun(message)
+                    if self._abort is None or index < self._abort[0]:
+                        self._abort = (index, message, info.get("failed", message), seconds)
+                    continue
                 result = FrameResult(job, status, message, seconds, info if status == "written"
                                      else {})
                 self._record(index, result, new)
+            self._aborted(new)
             if self.done:
                 self._close()
             else:
                 self._dispatch(new)
             return new
+
+    def _aborted(self, new):
+        """Settle an :class:`AbortRun` from frame k as a serial run would: once the frames
+        before k that are running have finished, the run stops (cancel, raise) unless one of the
+        frames before k was written -- then frame k only fails, like any bad frame."""
+        if self._abort is None:
+            return
+        index, message, failure, seconds = self._abort
+        if any(w.index is not None and w.index < index for w in self._pool):
+            return  # wait for them
+        self._abort = None
+        if any(r.status == "written" for i, r in self._results.items() if i < index):
+            self._record(index, FrameResult(self.jobs[index], "failed", failure, seconds), new)
+            return
+        self.cancel()
+        raise AbortRun(message)
 
     def _close(self):
         for worker in list(self._pool):
