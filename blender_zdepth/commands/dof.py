@@ -149,10 +149,9 @@ def run(args):
     keys = sequence.parse_focus_keys(args.focus_keys) if args.focus_keys else None
     pixel = _focus_pixel(args.focus_pixel) if args.focus_pixel else None
     settings = DofSettings(max_radius=args.max_radius, blades=args.blades,
-                           rotation_deg=args.rotation).validate()
+                           rotation_deg=args.rotation, threads=args.threads).validate()
     settings.anamorphic, settings.quality = args.anamorphic, args.quality
     settings.validate()
-    settings = sequence.with_threads(settings, args.threads)
     lens_for = sequence.lens_resolver(
         focus_distance=args.focus_distance, focus_pixel=pixel, focus_keys=keys,
         fstop=args.fstop, focal_length_mm=args.focal_length, sensor_width_mm=args.sensor_width,

@@ -1415,7 +1415,8 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
                 raise ZDepthError(f"cannot create the output folder {folder}: {exc.strerror}")
     lens_for = _lens_getter(lens_per_frame)
     state = {}
-    n, threads = _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify)
+    n, threads = _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify,
+                               deep)
     if n > 1:
         settings = with_threads(settings, threads)
     # a partial, not a closure: worker processes get their own copy (state included)
@@ -1428,7 +1429,7 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
     return run.run(should_cancel)
 
 
-def _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify):
+def _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify, deep=None):
     """``(frames at once, engine threads each)`` for :func:`refocus_sequence`; with more than
     one, ``state['size']`` is set from the first frame to do that loads (a serial run takes the
     sequence's size from it too), before the workers start."""
@@ -1440,7 +1441,7 @@ def _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify):
     size = None
     for job in todo:
         try:
-            h, w = load_dof_frame(job.input, None, layer).depth.shape
+            h, w = load_dof_frame(job.input, None, layer, deep).depth.shape
         except Exception:  # that frame fails in its worker, with its message
             continue
         size = state["size"] = (w, h)
