@@ -523,10 +523,10 @@ WORKER_BYTES = 150 * 2 ** 20
 MEMORY_SHARE = 0.8
 #: Frames at once when the available memory cannot be found out (no /proc/meminfo, no sysconf).
 UNKNOWN_MEMORY_JOBS = 4
-#: Below this many pixels in all (frames x pixels a frame, about one HD frame), the automatic
-#: choice runs the frames one after another: starting worker processes (a second or so) would
-#: cost more than it saves.
-AUTO_MIN_PIXELS = 2_000_000
+#: Below this many pixels in all (frames x pixels a frame, about two HD frames), the automatic
+#: choice runs the frames one after another: starting worker processes (half a second or more
+#: each, importing numpy and OpenEXR) would cost about what it saves.
+AUTO_MIN_PIXELS = 4_000_000
 
 
 def usable_cores():
