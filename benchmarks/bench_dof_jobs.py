@@ -9,8 +9,9 @@ The frames: ``bench_dof_speed.py``'s procedural shot (ground to the horizon, sky
 subject at 1.5 m, a foreground post, boxes; 50 mm, f/1.2, blur cap 32 px), written ``--frames``
 times as single-part float32 RGBA + Z EXRs (ZIP). Each figure is the median of ``--repeats``
 runs of ``python -m blender_zdepth dof IN.####.exr OUT.####.exr ... --overwrite`` as a
-subprocess, start-up, reading and writing included. ``--jobs N`` (repeatable) adds runs with
-that many jobs.
+subprocess, start-up, reading and writing included; with it, the CPU seconds the command and
+its workers used (a figure other work on the machine disturbs less than the wall-clock time).
+``--jobs N`` (repeatable) adds runs with that many jobs.
 
 Targets (issue 12): on 2 cores, an 8-frame 1080p sequence with ``--jobs 1`` at least 1.6x
 slower than the default; on 16 cores, a 100-frame 1080p sequence (``--frames 100``) at 8 frames
@@ -54,13 +55,27 @@ def run_dof(inp, out, jobs=None):
             str(SENSOR), "--max-radius", str(MAX_RADIUS), "--overwrite"]
     if jobs is not None:
         args += ["--jobs", str(jobs)]
+    before = _children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(args, cwd=ROOT, env=_env(), capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    cpu = _children_cpu() - before
     if proc.returncode != 0:
         raise SystemExit(f"dof --jobs {jobs} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     summary = [line for line in proc.stdout.splitlines() if " frames: " in line]
-    return seconds, summary[-1] if summary else ""
+    return seconds, cpu, summary[-1] if summary else ""
+
+
+def _children_cpu():
+    """CPU seconds (user + system) of the finished child processes and their own waited-for
+    children (the command's workers), or nan where the OS does not say."""
+    try:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+    except (ImportError, AttributeError, OSError):
+        return float("nan")
 
 
 def main(argv=None):
@@ -103,20 +118,24 @@ def main(argv=None):
         configs += [(f"--jobs {n}", n) for n in args.jobs if n not in (1,)]
         figures = {}
         for label, jobs in configs:
-            runs, summary = [], ""
+            runs, cpus, summary = [], [], ""
             for _ in range(args.repeats):
-                seconds, summary = run_dof(inp, out, jobs)
+                seconds, cpu, summary = run_dof(inp, out, jobs)
                 runs.append(seconds)
-            median = statistics.median(runs)
-            figures[label] = {"median_s": median, "runs_s": runs,
+                cpus.append(cpu)
+            median, cpu = statistics.median(runs), statistics.median(cpus)
+            figures[label] = {"median_s": median, "runs_s": runs, "cpu_s": cpu,
                               "frames_per_s": args.frames / median, "summary": summary}
             print(f"  {label:<10} median {median:7.2f} s  {args.frames / median:6.2f} frames/s"
+                  f"  CPU {cpu:6.1f} s ({cpu / median:.2f} cores busy)"
                   f"   runs {', '.join(f'{s:.2f}' for s in runs)}   [{summary}]", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     ratio = figures["--jobs 1"]["median_s"] / figures["default"]["median_s"]
-    print(f"ratio --jobs 1 / default: {ratio:.2f}x")
+    print(f"ratio --jobs 1 / default: {ratio:.2f}x (load average at the end: "
+          f"{', '.join(f'{v:.1f}' for v in os.getloadavg()) if hasattr(os, 'getloadavg') else '?'};"
+          f" other work on the machine lowers it)")
     status = 0
     if cores == 2:
         ok = ratio >= TARGET_RATIO_2_CORES

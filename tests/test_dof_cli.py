@@ -431,6 +431,7 @@ def test_jobs_stop_on_options_that_cannot_work(tmp_path, run_cli):
                 "--fstop", "2", "--jobs", "2")
     assert r.returncode == 2 and "--focal-length" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    assert f"frame 1 ({tmp_path / 'r.0001.exr'})" in r.stderr  # the first, as in a serial run
     assert not any(n.startswith(("o.", ".o.")) for n in os.listdir(tmp_path))
 
 
@@ -498,3 +499,31 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_partial_file(tmp_path):
                         capture_output=True, text=True)
     running = [line for line in ps.stdout.splitlines() if not line.strip().startswith("Z")]
     assert running == [], ps.stdout  # (a zombie is an exited process its parent has not reaped)
+
+
+def test_jobs_with_deep_input_beside_flat_exports(tmp_path, run_cli):
+    """Deep input (a <name>_deep.exr beside each flat export) in worker processes: the same
+    results and progress details as one frame after another."""
+    from blender_zdepth.core import deep
+
+    rgba, depth = scene_arrays()
+    behind = rgba.copy()
+    behind[..., :3] = 0.5
+    cam = CameraInfo(focal_length_mm=100.0, sensor_width_mm=36.0, fstop=0.8, focus_distance=FAR)
+    for f in (1, 2, 3):
+        exr.write_depth_exr(str(tmp_path / f"shot.{f:04d}.exr"), depth,
+                            DepthEncoding("log", 0.1, 100.0), rgba=rgba, camera=cam)
+        deep.write_deep_exr(tmp_path / f"shot.{f:04d}_deep.exr", rgba, depth,
+                            [(behind, np.full_like(depth, 12.0))], camera=cam)
+    outs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        out.mkdir()
+        r = run_cli("dof", tmp_path / "shot.####.exr", out / "o.####.exr", "--frames", "1-3",
+                    "--jobs", jobs)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.count("deep shot.") == 3, r.stdout
+        outs[jobs] = out
+    for f in (1, 2, 3):
+        np.testing.assert_array_equal(rgba_of(outs["1"] / f"o.{f:04d}.exr")[0],
+                                      rgba_of(outs["2"] / f"o.{f:04d}.exr")[0])

@@ -421,6 +421,7 @@ def test_parallel_run_same_report_as_serial(tmp_path):
     assert not run._pool  # workers gone
 
 
+@pytest.mark.skipif(os.name != "posix", reason="the task kills its process with SIGKILL")
 def test_killed_worker_fails_its_frame_only_and_leaves_no_temp_file(tmp_path):
     jobs = _timed_jobs(tmp_path, [3, 4, 5, 6])
     report = seq.ParallelRun(jobs, _slow_writer, workers=2).run()
@@ -458,10 +459,29 @@ def test_parallel_skip_existing_and_abort(tmp_path):
     with pytest.raises(seq.AbortRun, match="cannot work"):
         run.run()
     assert run.cancelled and not run._pool
+    assert not (tmp_path / "out.7").exists() and not (tmp_path / "out.8").exists()
 
 
 def _abort_task(job):
-    raise seq.AbortRun("these options cannot work")
+    try:
+        raise UsageError("no focal length")
+    except UsageError as exc:
+        if job.frame in (2, 7, 8):
+            raise seq.AbortRun(f"frame {job.frame}: these options cannot work: {exc}")
+    return _slow_writer(job)
+
+
+def test_an_abort_stops_the_run_only_before_any_frame_was_written(tmp_path):
+    """As in a serial run: options that cannot work stop the run on the first frame; once a
+    frame was written, a frame that cannot work is a failed frame like any other."""
+    run = seq.ParallelRun(_timed_jobs(tmp_path, [1, 2, 3, 5], pause=1.0), _abort_task,
+                          workers=2)
+    report = run.run()
+    assert [r.status for r in report.results] == ["written", "failed", "written", "written"]
+    assert report.results[1].message == "no focal length"
+    run = seq.ParallelRun(_timed_jobs(tmp_path, [7, 8, 9]), _abort_task, workers=3)
+    with pytest.raises(seq.AbortRun, match="frame 7: these options cannot work"):
+        run.run()
 
 
 def test_stale_temp_paths_lists_only_the_given_processes(tmp_path):

@@ -154,10 +154,9 @@ def run(args):
     # as Cycles: fewer than 3 blades is a round aperture
     blades = args.blades if args.blades >= 3 else 0
     settings = DofSettings(max_radius=args.max_radius, blades=blades,
-                           rotation_deg=args.rotation).validate()
+                           rotation_deg=args.rotation, threads=args.threads).validate()
     settings.anamorphic, settings.quality = args.anamorphic, args.quality
     settings.validate()
-    settings = sequence.with_threads(settings, args.threads)
     lens_for = sequence.lens_resolver(
         focus_distance=args.focus_distance, focus_pixel=pixel, focus_keys=keys,
         fstop=args.fstop, focal_length_mm=args.focal_length, sensor_width_mm=args.sensor_width,

@@ -523,10 +523,10 @@ WORKER_BYTES = 150 * 2 ** 20
 MEMORY_SHARE = 0.8
 #: Frames at once when the available memory cannot be found out (no /proc/meminfo, no sysconf).
 UNKNOWN_MEMORY_JOBS = 4
-#: Below this many pixels in all (frames x pixels a frame, about one HD frame), the automatic
-#: choice runs the frames one after another: starting worker processes (a second or so) would
-#: cost more than it saves.
-AUTO_MIN_PIXELS = 2_000_000
+#: Below this many pixels in all (frames x pixels a frame, about two HD frames), the automatic
+#: choice runs the frames one after another: starting worker processes (half a second or more
+#: each, importing numpy and OpenEXR) would cost about what it saves.
+AUTO_MIN_PIXELS = 4_000_000
 
 
 def usable_cores():
@@ -660,7 +660,10 @@ def _worker_main(conn, task_bytes, threads):
             try:
                 reply = (index, "written", "", task(job) or {})
             except AbortRun as exc:
-                reply = (index, "abort", str(exc), {})
+                # with the failure it stands for: a serial run records that instead once an
+                # earlier frame was written (see ParallelRun._aborted)
+                cause = exc.__cause__ or exc.__context__ or exc
+                reply = (index, "abort", str(exc), {"failed": _error_message(cause, job.input)})
             except Exception as exc:  # one bad frame must not stop the others
                 reply = (index, "failed", _error_message(exc, job.input), {})
             seconds = time.perf_counter() - t0
@@ -790,6 +793,7 @@ class ParallelRun:
         self._started = None
         self._task_bytes = None
         self._context = None
+        self._abort = None  # (index, message, failure message) of the first AbortRun
 
     @property
     def total(self):
@@ -849,6 +853,8 @@ class ParallelRun:
     def _dispatch(self, new):
         """Give every idle worker its next frame (recording skipped frames on the way); stop the
         workers left without work."""
+        if self._abort is not None:
+            return  # nothing new until it is settled
         for worker in list(self._pool):
             while worker.index is None and self._next < len(self.jobs):
                 index = self._next
@@ -932,16 +938,34 @@ class ParallelRun:
                         self._spawn()
                 worker.index = None
                 if status == "abort":
-                    self.cancel()
-                    raise AbortRun(message)
+                    if self._abort is None or index < self._abort[0]:
+                        self._abort = (index, message, info.get("failed", message), seconds)
+                    continue
                 result = FrameResult(job, status, message, seconds, info if status == "written"
                                      else {})
                 self._record(index, result, new)
+            self._aborted(new)
             if self.done:
                 self._close()
             else:
                 self._dispatch(new)
             return new
+
+    def _aborted(self, new):
+        """Settle an :class:`AbortRun` from frame k as a serial run would: once the frames
+        before k that are running have finished, the run stops (cancel, raise) unless one of the
+        frames before k was written -- then frame k only fails, like any bad frame."""
+        if self._abort is None:
+            return
+        index, message, failure, seconds = self._abort
+        if any(w.index is not None and w.index < index for w in self._pool):
+            return  # wait for them
+        self._abort = None
+        if any(r.status == "written" for i, r in self._results.items() if i < index):
+            self._record(index, FrameResult(self.jobs[index], "failed", failure, seconds), new)
+            return
+        self.cancel()
+        raise AbortRun(message)
 
     def _close(self):
         for worker in list(self._pool):
@@ -1391,7 +1415,8 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
                 raise ZDepthError(f"cannot create the output folder {folder}: {exc.strerror}")
     lens_for = _lens_getter(lens_per_frame)
     state = {}
-    n, threads = _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify)
+    n, threads = _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify,
+                               deep)
     if n > 1:
         settings = with_threads(settings, threads)
     # a partial, not a closure: worker processes get their own copy (state included)
@@ -1404,7 +1429,7 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
     return run.run(should_cancel)
 
 
-def _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify):
+def _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify, deep=None):
     """``(frames at once, engine threads each)`` for :func:`refocus_sequence`; with more than
     one, ``state['size']`` is set from the first frame to do that loads (a serial run takes the
     sequence's size from it too), before the workers start."""
@@ -1416,7 +1441,7 @@ def _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify):
     size = None
     for job in todo:
         try:
-            h, w = load_dof_frame(job.input, None, layer).depth.shape
+            h, w = load_dof_frame(job.input, None, layer, deep).depth.shape
         except Exception:  # that frame fails in its worker, with its message
             continue
         size = state["size"] = (w, h)
