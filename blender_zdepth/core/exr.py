@@ -334,12 +334,13 @@ def read_layout(path):
             _exr_threads(OpenEXR)
             headers = [(p.name() if callable(getattr(p, "name", None)) else "",
                         dict(p.header)) for p in OpenEXR.File(path, header_only=True).parts]
-        except Exception as exc:
+            layout = _layout(headers)
+        except Exception as exc:  # the bindings raise RuntimeError (or a decoding error)
             failure = str(exc)
     text = (messages[0] if messages else "").strip()
     if failure is not None:
         raise _damaged(path, text, failure)
-    return _layout(headers)
+    return layout
 
 
 def _layout(headers):
@@ -348,7 +349,7 @@ def _layout(headers):
     parts = []
     for i, info in enumerate(infos):
         h = info["header"]
-        names = [getattr(c, "name", str(c)) for c in h.get("channels", [])]
+        names = [c.name if hasattr(c, "name") else str(c) for c in h.get("channels", [])]
         parts.append(ExrPart(info["name"], _clean_header(h), names, _window(h.get("dataWindow")),
                              _window(h.get("displayWindow")), part_views[i], _part_type(h), i))
     return parts, views
@@ -628,6 +629,11 @@ def load_frame(path, background="auto", layer=None, depth_channel=None, need_dep
     """
     from .encodings import apply_background
 
+    parts, views = read_layout(path)  # headers only: a deep-only view is refused at once
+    chosen = view if view is not None else (views[0] if views else None)
+    mine = [p for p in parts if p.view in (chosen, None) or chosen is None]
+    if mine and all(p.deep for p in mine) and (view is None or view in views) and not layer:
+        raise _deep_refusal(os.fspath(path), mine[0])
     img = read_exr(path, view=view)
     names = list(img.channels)
     header = img.header
