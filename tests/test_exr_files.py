@@ -279,6 +279,11 @@ def test_eevee_sky_without_our_header(tmp_path, capsys):
     code, out, err = run(capsys, "encode", path, tmp_path / "e.exr")
     assert code == 0 and "EEVEE's sky" in out
     assert np.isposinf(exr.load_frame(tmp_path / "e.exr").depth[:10]).all()
+    # a patch at the same depth that the sky does not reach is kept (not connected)
+    depth[20:26, 20:30] = np.float32(1000.55)
+    S.plain_file(path, rgba, depth)
+    f = exr.load_frame(path)
+    assert f.background_info.sky == 10 * w and np.isfinite(f.depth[20:26, 20:30]).all()
     # 'none' keeps them, a depth marks what is at or beyond it
     assert np.isfinite(exr.load_frame(path, background="none").depth).all()
     assert np.isposinf(exr.load_frame(path, background=500).depth[:10]).all()

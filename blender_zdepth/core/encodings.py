@@ -430,8 +430,48 @@ def parse_background(text):
     return value
 
 
-def _touches_border(mask):
-    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+def border_region(mask, max_runs=1 << 18):
+    """The pixels of ``mask`` (HxW bool) 4-connected to the frame's border, or None when the
+    mask breaks into more than ``max_runs`` row runs (a textured surface, no sky). Runs of each
+    row are joined with the overlapping runs of the next row (union-find over runs)."""
+    m = np.asarray(mask, dtype=bool)
+    h, w = m.shape
+    pad = np.zeros((h, w + 2), np.int8)
+    pad[:, 1:-1] = m
+    edges = np.diff(pad, axis=1)
+    rows_s, starts = np.nonzero(edges == 1)
+    _, ends = np.nonzero(edges == -1)  # exclusive; same order (row-major) as the starts
+    n = starts.size
+    if n == 0 or n > max_runs:
+        return None if n > max_runs else np.zeros_like(m)
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first = np.searchsorted(rows_s, np.arange(h + 1))  # runs of row r: first[r]:first[r + 1]
+    for r in range(h - 1):
+        a0, a1, b0, b1 = first[r], first[r + 1], first[r + 1], first[r + 2]
+        i, j = a0, b0
+        while i < a1 and j < b1:  # both lists sorted by start: a merge walk
+            if starts[i] < ends[j] and starts[j] < ends[i]:
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[ri] = rj
+            if ends[i] < ends[j]:
+                i += 1
+            else:
+                j += 1
+    roots = np.array([find(i) for i in range(n)])
+    touching = (rows_s == 0) | (rows_s == h - 1) | (starts == 0) | (ends == w)
+    keep = np.isin(roots, roots[touching])
+    out = np.zeros_like(m)
+    for r, a, b in zip(rows_s[keep], starts[keep], ends[keep]):
+        out[r, a:b] = True
+    return out
 
 
 def apply_background(depth, rule="auto", alpha=None, camera=None, header=None):
@@ -441,8 +481,8 @@ def apply_background(depth, rule="auto", alpha=None, camera=None, header=None):
     ``rule``: ``"auto"`` (default) -- non-finite, ``>= 1e9`` (Cycles writes 1e10), EEVEE's sky at
     the clip end (from ``camera.clip_end`` when the file records it and was not rendered by
     Cycles; without a camera: the pixels within :data:`SKY_TOLERANCE` of the frame's largest
-    depth when it is at least :data:`SKY_MIN_DEPTH` and they cover at least
-    :data:`SKY_MIN_SHARE` of the frame and reach its border), and
+    depth when it is at least :data:`SKY_MIN_DEPTH`: those of them connected to the frame's
+    border, when they cover at least :data:`SKY_MIN_SHARE` of the frame), and
     ``Z <= 0`` where ``alpha`` is 0 (renderers that write "no surface" as 0);
     ``"none"``/None -- non-finite only; a number -- non-finite or at least that depth.
     ``Z <= 0`` on a covered pixel is never changed: it is counted in
@@ -477,11 +517,14 @@ def apply_background(depth, rule="auto", alpha=None, camera=None, header=None):
                     top = float(d[surface].max())
                     sky = surface & (d >= top * (1.0 - SKY_TOLERANCE))
                     n = int(sky.sum())
+                    if top >= SKY_MIN_DEPTH and n >= max(2, SKY_MIN_SHARE * d.size):
+                        sky = border_region(sky)  # only what is connected to the border
+                        n = int(sky.sum()) if sky is not None else 0
                     if top >= SKY_MIN_DEPTH and n >= max(2, SKY_MIN_SHARE * d.size) and \
-                            _touches_border(sky) and n < surface.sum():
+                            n < surface.sum():
                         report.sky, report.sky_depth = n, top
                         report.sky_source = (f"{100.0 * n / d.size:.3g} % of the frame at its "
-                                             f"largest depth, reaching its border")
+                                             f"largest depth, connected to its border")
                         bg |= sky
         elif rule != "none":
             report.threshold = float(rule)
