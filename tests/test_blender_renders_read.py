@@ -101,14 +101,21 @@ def test_eevee_render_background_is_the_clip_end(bpy, tmp_path, run_cli):
     exr.write_exr(plain, {"Z": raw}, header=camera.to_header())
     assert np.isposinf(exr.load_frame(plain).depth[:, -4:]).all()
     _reencode_all(tmp_path, frame, camera, "eevee")
-    # a plain EEVEE render through the command line: a warning names the suspect value, and
-    # --background marks it
-    assert exr.suspected_clip_end_background(exr.load_frame(path)) == far_value
+    # a plain EEVEE render without our header: the automatic rule recognises the sky (a large
+    # region at the frame's largest depth, reaching its border) and says so in one line
+    auto = exr.load_frame(path)
+    assert exr.suspected_clip_end_background(auto) == far_value
+    assert auto.background_info.sky == int((raw >= threshold).sum())
+    _check_plane_and_background(auto, 32)
     r = run_cli("encode", path, tmp_path / "cli_auto.exr")
-    assert r.returncode == 0 and "warning" in r.stderr and "--background" in r.stderr
+    assert r.returncode == 0 and "EEVEE's sky" in r.stdout and "--background none" in r.stdout
+    _check_plane_and_background(exr.load_frame(tmp_path / "cli_auto.exr"), 32, "Z")
     r = run_cli("encode", path, tmp_path / "cli_bg.exr", "--background", threshold)
     assert r.returncode == 0 and r.stderr == ""
     _check_plane_and_background(exr.load_frame(tmp_path / "cli_bg.exr"), 32, "Z")
+    # --background none keeps the sky as a surface at the clip end
+    kept = exr.load_frame(path, background="none")
+    assert np.isfinite(kept.depth[:, -4:]).all()
 
 
 def test_cycles_render_with_two_view_layers(bpy, tmp_path):

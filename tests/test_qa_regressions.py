@@ -161,7 +161,7 @@ def test_unknown_layer_is_refused_not_silently_replaced(run_cli, tmp_path, comma
     r = run_cli(command, src, *out, "--layer", "Nope")
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
-        f"blender_zdepth: error: --layer Nope: {src} has no view layer 'Nope' with depth; its "
+        f"blender_zdepth: error: --layer Nope: {src} has no view layer 'Nope'; its "
         f"view layers: Second, ViewLayer"]  # the order in the file (sorted channels)
     assert sorted(os.listdir(tmp_path)) == ["render.exr"]
     ok = run_cli("inspect", src, "--layer", "Second")

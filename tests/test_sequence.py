@@ -210,7 +210,7 @@ def test_plan_jobs_patterns_folders_and_refusals(tmp_path):
     with pytest.raises(UsageError, match="no file matches"):
         seq.plan_jobs(str(tmp_path / "none.####.exr"), str(out))
     single = seq.plan_jobs(str(src / "r.0002.exr"), str(tmp_path / "x.exr"))
-    assert single[0].frame == 2
+    assert single[0].frame is None  # only ####, %04d or --frames make frame numbers
     jobs = seq.plan_jobs(str(src / "r.####.exr"), str(tmp_path / "o.####.exr"))
     (tmp_path / "o.0001.exr").write_bytes(b"y")
     with pytest.raises(ZDepthError, match="already exists"):

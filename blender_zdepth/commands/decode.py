@@ -9,10 +9,9 @@ def add_arguments(parser):
     parser.add_argument("output", metavar="OUT.exr", help="the file to write")
     parser.add_argument("--no-beauty", action="store_true",
                         help="leave the beauty (R,G,B,A) out of the output")
-    parser.add_argument("--layer", help="view layer to read when the input has several")
-    parser.add_argument("--background", default="auto", metavar="auto|M",
-                        help="for plain renders: depth at or beyond M (or non-finite) is "
-                        "background (default auto: 1e9, or the camera clip end for EEVEE)")
+    from .encode import add_source_arguments
+
+    add_source_arguments(parser)
     parser.add_argument("--codec", default="zip", help="lossless EXR codec (default zip)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
@@ -24,14 +23,15 @@ def run(args):
 
     from ..core import encodings, exr
     from ..core.errors import ZDepthError
-    from .encode import background_arg, carried_header, check_layer
+    from .encode import background_arg, carried_header, report_background
 
     background = background_arg(args.background)
     exr._codec_enum(args.codec)
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ZDepthError("the output must not be the input file")
-    check_layer(args.input, args.layer)
-    frame = exr.load_frame(args.input, background=background, layer=args.layer)
+    frame = exr.load_frame(args.input, background=background, layer=args.layer,
+                           view=args.view)
+    report_background(frame)
     exr._check_target(args.output, args.overwrite)
     if frame.encoding is not None:
         near, far, units = frame.encoding.near, frame.encoding.far, frame.encoding.units
@@ -50,5 +50,6 @@ def run(args):
     source = frame.encoding.name if frame.encoding else "plain render"
     print(f"wrote {args.output}: linear planar depth in 'Z' (float32, from {source} "
           f"{frame.depth_channel!r}), background = +inf"
-          f"{', beauty R,G,B,A' if rgba is not None else ''}")
+          f"{', beauty R,G,B,A' if rgba is not None else ''}"
+          f"{', view ' + frame.view if frame.view else ''}")
     return 0

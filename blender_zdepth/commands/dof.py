@@ -35,8 +35,9 @@ def add_arguments(parser):
     focus.add_argument("--focus-distance", type=float, metavar="M",
                        help="focus distance in metres (scene units); default: the file's camera")
     focus.add_argument("--focus-pixel", metavar="X,Y",
-                       help="focus on the surface under pixel X,Y (from the top-left corner), "
-                            "read from each frame's depth")
+                       help="focus on the surface under pixel X,Y of the display window, "
+                            "counted from the BOTTOM-LEFT corner (x right, y up), as Blender's "
+                            "Image Editor and Nuke show it; read from each frame's depth")
     focus.add_argument("--focus-keys", metavar="F:M,...",
                        help="focus rack: frame:distance keys, e.g. 1001:2.5,1048:8.0, eased "
                             "smoothly between keys (monotone cubic, flat at the keys' ends); "
@@ -70,6 +71,13 @@ def add_arguments(parser):
     parser.add_argument("--layer", metavar="NAME",
                         help="view layer to refocus in a multilayer render with several "
                              "(default: ViewLayer, else the first)")
+    parser.add_argument("--view", metavar="NAME",
+                        help="view of stereo / multi-view files (default: the file's default "
+                             "view); beauty and depth always come from the same view")
+    from .encode import BACKGROUND_HELP
+
+    parser.add_argument("--background", default="auto", metavar="auto|none|M",
+                        help=BACKGROUND_HELP)
     parser.add_argument("--diagnostic", action="store_true",
                         help="write the focal-plane view instead of the blur: red in front of "
                              "the focal plane, green in focus, blue behind")
@@ -149,6 +157,9 @@ def run(args):
     frames = sequence.parse_frames(args.frames) if args.frames else None
     keys = sequence.parse_focus_keys(args.focus_keys) if args.focus_keys else None
     pixel = _focus_pixel(args.focus_pixel) if args.focus_pixel else None
+    from .encode import background_arg
+
+    background = background_arg(args.background)
     if args.blades < 0:
         raise UsageError(f"--blades must be 0 (round) or 3 or more, not {args.blades}")
     # as Cycles: fewer than 3 blades is a round aperture
@@ -170,7 +181,8 @@ def run(args):
         os.path.abspath(args.input), _abs_out(args.output), lens_for_frame, settings,
         frames=frames, png=args.png, diagnostic=args.diagnostic,
         skip_existing=args.skip_existing, overwrite=args.overwrite, progress=progress,
-        layer=args.layer, deep=deep, workers=args.jobs, notify=_note)
+        layer=args.layer, deep=deep, workers=args.jobs, notify=_note, view=args.view,
+        background=background)
     print(report.summary(), flush=True)
     for result in report.failed:
         # The summary is on stdout with the progress; each failure also gets its line on stderr.

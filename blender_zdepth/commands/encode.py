@@ -26,54 +26,61 @@ def add_arguments(parser):
                         "depth.Z (Nuke style)")
     parser.add_argument("--no-beauty", action="store_true",
                         help="leave the beauty (R,G,B,A) out of the output")
-    parser.add_argument("--layer", help="view layer to read when the input has several")
-    parser.add_argument("--background", default="auto", metavar="auto|M",
-                        help="for plain renders: depth at or beyond M (or non-finite) is "
-                        "background; auto (default) = 1e9, or the camera clip end for EEVEE "
-                        "renders whose header records the camera")
+    add_source_arguments(parser)
     parser.add_argument("--preview", metavar="OUT.png", help="also write a 16-bit PNG preview "
                         "(white near, black far)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
-def background_arg(text):
-    from ..core.errors import UsageError
+BACKGROUND_HELP = ("what holds no surface in a plain render: auto (default) = NaN/inf, "
+                   "Cycles' 1e10, EEVEE's sky at the clip end (recorded camera, or a large "
+                   "region at the frame's largest depth reaching its border) and Z <= 0 on "
+                   "fully transparent pixels; none = only NaN/inf; a depth M = at or beyond M")
 
-    if text is None or str(text).lower() == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"--background must be 'auto' or a depth, not {text!r}")
-    if not value > 0:
-        raise UsageError(f"--background must be a positive depth, not {text!r}")
-    return value
+
+def add_source_arguments(parser):
+    """``--layer``, ``--view`` and ``--background``: the same on encode, decode and inspect."""
+    parser.add_argument("--layer", metavar="NAME",
+                        help="view layer to read when the input has several (default ViewLayer, "
+                             "else the first); a layer the file lacks is an error listing its "
+                             "layers")
+    parser.add_argument("--view", metavar="NAME",
+                        help="view of a stereo / multi-view file (default: the file's default "
+                             "view, the first of its multiView list or of its parts); beauty and "
+                             "depth always come from the same view")
+    parser.add_argument("--background", default="auto", metavar="auto|none|M",
+                        help=BACKGROUND_HELP)
+
+
+def background_arg(text):
+    """``--background`` -> ``"auto"``, ``"none"`` or a depth (:class:`UsageError` else)."""
+    from ..core.encodings import parse_background
+
+    return parse_background(text)
 
 
 def check_layer(path, layer):
-    """:class:`UsageError` when ``layer`` is given and ``path`` has view layers with depth but
-    not that one (the readers would quietly fall back to another layer). Reads headers only."""
-    if not layer:
+    """Kept for callers of the old API: the readers now refuse a layer the file lacks."""
+    return None
+
+
+def report_background(frame, stream=None):
+    """Print the background rule's one line (plain renders), and refuse ``Z <= 0`` on covered
+    pixels with how many there are."""
+    import sys
+
+    from ..core.errors import ZDepthError
+
+    info = frame.background_info
+    if info is None:
         return
-    import os
-
-    from ..core.errors import UsageError
-
-    if not os.path.isfile(path):
-        return  # the reader says what is wrong with the path
-    try:
-        import OpenEXR
-
-        names = [getattr(c, "name", str(c)) for part in OpenEXR.File(path, header_only=True).parts
-                 for c in part.header.get("channels", [])]
-    except Exception:
-        return  # not readable: the reader reports it
-    layers = list(dict.fromkeys(n.rsplit(".", 2)[0] for n in names
-                                if n.endswith((".Depth.Z", ".depth.Z", ".Depth.V")) and
-                                n.count(".") >= 2))
-    if layers and layer not in layers:
-        raise UsageError(f"--layer {layer}: {path} has no view layer {layer!r} with depth; "
-                         f"its view layers: {', '.join(layers)}")
+    if info.covered_nonpositive:
+        raise ZDepthError(f"{frame.path}: {info.covered_nonpositive} covered pixel(s) of "
+                          f"{frame.depth_channel!r} have zero or negative depth: camera depth is "
+                          f"always positive; is this really a depth pass? (Z <= 0 is taken as "
+                          f"'no surface' only where alpha is 0)")
+    if info.background:
+        print(f"note: {info.line()}", file=stream or sys.stdout)
 
 
 def carried_header(header):
@@ -127,26 +134,13 @@ def run(args):
         if os.path.abspath(args.preview) in (os.path.abspath(args.input),
                                               os.path.abspath(args.output)):
             raise UsageError(f"--preview {args.preview}: must be another file than IN and OUT")
-    check_layer(args.input, args.layer)
-    frame = exr.load_frame(args.input, background=background, layer=args.layer)
+    frame = exr.load_frame(args.input, background=background, layer=args.layer,
+                           view=args.view)
+    report_background(frame)
     surface = ~encodings.is_background(frame.depth, None)
     if not surface.any():
         raise ZDepthError(f"{args.input}: depth channel {frame.depth_channel!r} holds no "
                           f"surface (all background, NaN or inf): nothing to encode")
-    negative = surface & (frame.depth < 0)
-    if negative.any():
-        raise ZDepthError(f"{args.input}: {int(negative.sum())} pixel(s) of {frame.depth_channel!r} "
-                          f"have negative depth (smallest {float(frame.depth[negative].min()):g}):"
-                          f" camera depth is never negative; is this really a depth pass?")
-    if background == "auto":
-        suspect = exr.suspected_clip_end_background(frame)
-        if suspect is not None and suspect > 0:  # zero/negative: not a clip end (refused below)
-            import sys
-
-            print(f"blender_zdepth: warning: {int((frame.depth == suspect).sum())} pixels hold "
-                  f"exactly the largest depth, {suspect:g}: if this is an EEVEE render, that is "
-                  f"its background (the camera clip end); pass --background "
-                  f"{suspect * 0.9999:.6g} to mark it as background", file=sys.stderr)
     near, far, source = choose_range(args, frame)
     enc = encodings.DepthEncoding(args.encoding, near, far,
                                   units=frame.encoding.units if frame.encoding else "m")
@@ -176,7 +170,8 @@ def run(args):
           f"{enc.near:g}-{enc.far:g} {enc.units} (from {source}), "
           f"{'half' if args.half else 'float32'}, {args.codec.lower()}"
           f"{', beauty R,G,B,A' if rgba is not None else ''}; "
-          f"{bg} background pixel(s) of {frame.depth.size}")
+          f"{bg} background pixel(s) of {frame.depth.size}"
+          f"{', view ' + frame.view if frame.view else ''}")
     if args.preview:
         print(f"wrote {args.preview}: 16-bit preview (white = {enc.near:g}, black = {enc.far:g})")
     out_of_range = surface & ((frame.depth < enc.near) | (frame.depth > enc.far))

@@ -11,9 +11,9 @@ def add_arguments(parser):
                         "precision report (default: the camera's, when recorded)")
     parser.add_argument("--all", action="store_true", help="also compare every encoding and "
                         "bit depth over the file's range")
-    parser.add_argument("--layer", help="view layer to read when the file has several")
-    parser.add_argument("--background", default="auto", metavar="auto|M",
-                        help="background rule for plain renders (see encode --help)")
+    from .encode import add_source_arguments
+
+    add_source_arguments(parser)
 
 
 def _num(x):
@@ -25,7 +25,20 @@ def _num(x):
     return x if math.isfinite(x) else ("inf" if x > 0 else ("-inf" if x < 0 else "nan"))
 
 
-def describe(path, focus=None, layer=None, background="auto", compare=False):
+def _part_info(part):
+    import numpy as np
+
+    info = {"name": part.name, "view": part.view, "type": part.type,
+            "data_window": part.data_window, "display_window": part.display_window,
+            "channels": list(part.channel_names)}
+    if part.deep and part.sample_counts is not None:
+        c = part.sample_counts
+        info["samples"] = {"total": int(c.sum()), "min": int(c.min()),
+                           "median": float(np.median(c)), "max": int(c.max())}
+    return info
+
+
+def describe(path, focus=None, layer=None, background="auto", compare=False, view=None):
     """Everything ``inspect`` reports, as a JSON-ready dict."""
     import os
 
@@ -33,31 +46,37 @@ def describe(path, focus=None, layer=None, background="auto", compare=False):
 
     from ..core import encodings, exr, precision
 
-    from .encode import check_layer
-
-    from ..core import deep
-
-    if deep.is_deep(path):
-        return describe_deep(path)
-    check_layer(path, layer)
-    img = exr.read_exr(path)
+    img = exr.read_exr(path, view=view, sample_counts=True)
     info = {
         "path": os.path.abspath(path),
         "size": None,
         "data_window": img.data_window,
         "display_window": img.display_window,
-        "parts": [p.name for p in img.parts],
+        "parts": [_part_info(p) for p in img.parts],
+        "views": list(img.views),
+        "view": img.view,
         "channels": {n: ("half" if n in img.half else "float") for n in sorted(img.channels)},
     }
     comp = img.header.get("compression")
     info["compression"] = getattr(comp, "name", str(comp)) if comp is not None else None
-    frame = exr.load_frame(path, background=background, layer=layer, need_depth=False)
-    if frame.depth is None:  # e.g. a refocused frame (RGBA only): channels, no depth report
+    if img.parts and all(p.deep for p in img.parts):
+        from ..core import deep
+
+        if deep.is_deep(path):  # deep samples only: what they hold, besides the parts
+            info.update(describe_deep(path))
+            return info
+    try:
+        frame = exr.load_frame(path, background=background, layer=layer, need_depth=False,
+                               view=view)
+    except exr.DeepFileError as exc:
+        frame, info["deep_note"] = None, str(exc)
+    if frame is None or frame.depth is None:  # a refocused frame (RGBA only), a deep file
         (x0, y0), (x1, y1) = img.data_window
         info.update(size=[int(x1) - int(x0) + 1, int(y1) - int(y0) + 1], depth_channel=None,
-                    beauty_channels=frame.beauty_channels, depth=None, encoding=None,
-                    camera=None, precision=None, comparison=[])
+                    beauty_channels=frame.beauty_channels if frame else None, depth=None,
+                    encoding=None, camera=None, precision=None, comparison=[])
         return info
+    info["data_window"], info["display_window"] = frame.data_window, frame.display_window
     h, w = frame.depth.shape
     info["size"] = [w, h]
     info["depth_channel"] = frame.depth_channel
@@ -80,10 +99,10 @@ def describe(path, focus=None, layer=None, background="auto", compare=False):
         report_enc = enc
     else:
         info["encoding"] = None
-        info["background_rule"] = (f"depth >= {frame.background:g} or non-finite"
-                                   if frame.background is not None else "non-finite")
-        suspect = exr.suspected_clip_end_background(frame) if background == "auto" else None
-        info["suspected_clip_end_background"] = suspect if suspect is None or suspect > 0 else None
+        bg = frame.background_info
+        info["background_rule"] = bg.rule if bg is not None else None
+        info["background"] = bg.to_dict() if bg is not None else None
+        info["background_line"] = bg.line() if bg is not None else None
         report_enc = None
         if (surface & (d > 0)).any():  # zero/negative depth is no range to report on
             near, far = encodings.range_from_data(d)
@@ -114,20 +133,27 @@ def run(args):
     from .encode import background_arg
 
     info = describe(args.input, args.focus, args.layer, background_arg(args.background),
-                    args.all)
+                    args.all, args.view)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
     if info.get("deep"):
+        print(info["path"])
+        _print_parts(info)
         return _print_deep(info)
     w, h = info["size"]
     print(f"{info['path']}")
     print(f"  size {w}x{h}, data window {info['data_window']}, "
           f"display window {info['display_window']}, compression {info['compression']}")
-    if len(info["parts"]) > 1:
-        print(f"  parts: {', '.join(info['parts'])}")
+    if info["views"]:
+        print(f"  views: {', '.join(info['views'])} (default {info['views'][0]}); "
+              f"showing view {info['view']}")
+    _print_parts(info)
     chans = ", ".join(f"{n} ({t})" for n, t in info["channels"].items())
-    print(f"  channels: {chans}")
+    print(f"  channels{' of view ' + info['view'] if info['view'] else ''}: {chans or 'none'}")
+    if info.get("deep_note"):
+        print("  flat image: none (deep samples only: encode and decode need a flat image)")
+        return 0
     beauty = info["beauty_channels"]
     print(f"  beauty: {', '.join(c for c in beauty if c) if beauty else 'none'}")
     if info["depth_channel"] is None:
@@ -141,17 +167,20 @@ def run(args):
         print(f"    decode: {enc['formula']}")
         print(f"    background: {enc['background']}")
     else:
-        print(f"  encoding: none (plain render depth, linear planar); background: "
+        print(f"  encoding: none (plain render depth, linear planar); background rule: "
               f"{info['background_rule']}")
-        if info.get("suspected_clip_end_background") is not None:
-            print(f"    note: many pixels hold exactly the largest depth "
-                  f"({info['suspected_clip_end_background']:g}); in an EEVEE render that is the "
-                  f"background (clip end): use --background")
+        if info.get("background_line"):
+            print(f"    {info['background_line']}")
+        bg = info.get("background") or {}
+        if bg.get("covered_nonpositive"):
+            print(f"    warning: {bg['covered_nonpositive']} covered pixel(s) have zero or "
+                  f"negative depth: camera depth is always positive; encode, decode and dof "
+                  f"refuse this file")
     st = info["depth"]
     if "min" in st:
         print(f"  depth values: {st['min']:.6g} to {st['max']:.6g} (median {st['median']:.6g}), "
               f"{st['background_pixels']} background pixel(s) of {st['pixels']}")
-        if st["min"] <= 0:
+        if st["min"] <= 0 and not (info.get("background") or {}).get("covered_nonpositive"):
             print("    warning: zero or negative depth: camera depth is always positive; is "
                   "this really a depth pass?")
     else:
@@ -233,9 +262,24 @@ def describe_deep(path):
     }
 
 
+def _print_parts(info):
+    """One line per part (name, type, view, windows, channels; deep sample counts)."""
+    for part in info["parts"]:
+        (x0, y0), (x1, y1) = part["data_window"]
+        (dx0, dy0), (dx1, dy1) = part["display_window"] or part["data_window"]
+        name = part["name"] or "(unnamed)"
+        view = f", view {part['view']}" if part["view"] else ""
+        print(f"  part {name}: {part['type']}{view}, data window ({x0},{y0})-({x1},{y1}) "
+              f"{x1 - x0 + 1}x{y1 - y0 + 1}, display window ({dx0},{dy0})-({dx1},{dy1}) "
+              f"{dx1 - dx0 + 1}x{dy1 - dy0 + 1}; channels {', '.join(part['channels'])}")
+        if "samples" in part:
+            st = part["samples"]
+            print(f"    deep samples per pixel: min {st['min']}, median {st['median']:g}, "
+                  f"max {st['max']} ({st['total']} in all)")
+
+
 def _print_deep(info):
     w, h = info["size"]
-    print(info["path"])
     print(f"  deep {info['type']}, size {w}x{h}, compression {info['compression']}")
     print(f"  channels: {', '.join(f'{n} ({t})' for n, t in info['channels'].items())}")
     print(f"  samples: {info['samples']} in {info['pixels_with_samples']} of {w * h} pixels, "

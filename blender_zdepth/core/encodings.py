@@ -344,3 +344,200 @@ def preview(depth, near, far, background=DEFAULT_BACKGROUND):
     out = 1.0 - np.clip(np.nan_to_num(t, nan=1.0), 0.0, 1.0)
     out[bg] = 0.0
     return out.astype(np.float32)
+
+
+# -- the background rule ---------------------------------------------------------------------------
+
+#: Relative distance below the frame's largest depth within which the automatic rule looks for
+#: EEVEE's sky (the clip end, read back through a depth buffer) in a file without a camera.
+SKY_TOLERANCE = 2e-3
+
+#: Share of the frame the sky must cover (and touch the frame's border) to be recognised.
+SKY_MIN_SHARE = 0.01
+
+#: Smallest depth taken for a sky without a recorded camera (clip ends are 100 m and more in
+#: practice). A flat backdrop facing the camera looks the same as a sky; at 50 m or more, taking
+#: it for infinitely far changes its blur by at most focus/50 of the far limit.
+SKY_MIN_DEPTH = 50.0
+
+
+@dataclass
+class BackgroundReport:
+    """What :func:`apply_background` took for "no surface", and why.
+
+    ``nonfinite``: NaN / inf pixels; ``far``: pixels at or beyond ``threshold`` (Cycles' 1e10,
+    or the given depth); ``sky``: pixels taken for EEVEE's sky at ``sky_depth`` (the clip end);
+    ``transparent``: pixels with ``Z <= 0`` and alpha 0; ``covered_nonpositive``: pixels with
+    ``Z <= 0`` that are NOT transparent (left as they are: not a camera depth). ``total``:
+    pixels in the frame."""
+
+    rule: str
+    threshold: float = None
+    total: int = 0
+    nonfinite: int = 0
+    far: int = 0
+    sky: int = 0
+    sky_depth: float = None
+    sky_source: str = ""
+    transparent: int = 0
+    covered_nonpositive: int = 0
+
+    @property
+    def background(self):
+        return self.nonfinite + self.far + self.sky + self.transparent
+
+    def line(self):
+        """One line for the user: how many pixels hold no surface, and why."""
+        if not self.background:
+            return f"background: none of the {self.total} pixels (rule: {self.rule})"
+        why = []
+        if self.nonfinite:
+            why.append(f"{self.nonfinite} NaN/inf")
+        if self.far:
+            why.append(f"{self.far} at or beyond {self.threshold:g}")
+        if self.sky:
+            why.append(f"{self.sky} at {self.sky_depth:g}, EEVEE's sky at the clip end "
+                       f"({self.sky_source}; --background none keeps them as a surface)")
+        if self.transparent:
+            why.append(f"{self.transparent} transparent with Z <= 0")
+        return (f"background: {self.background} of {self.total} pixels hold no surface "
+                f"({', '.join(why)})")
+
+    def to_dict(self):
+        return {k: getattr(self, k) for k in ("rule", "threshold", "total", "nonfinite", "far",
+                                              "sky", "sky_depth", "sky_source", "transparent",
+                                              "covered_nonpositive")} | {
+            "background": self.background}
+
+
+def parse_background(text):
+    """``--background auto|none|DEPTH`` -> ``"auto"``, ``"none"`` or a positive float;
+    :class:`UsageError` otherwise."""
+    if text is None:
+        return "auto"
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        word = str(text).strip().lower()
+        if word in ("auto", "none"):
+            return word
+        try:
+            value = float(word)
+        except ValueError:
+            raise UsageError(f"--background must be auto, none or a depth, not {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"--background must be a positive depth, not {text!r}")
+    return value
+
+
+def border_region(mask, max_runs=1 << 18):
+    """The pixels of ``mask`` (HxW bool) 4-connected to the frame's border, or None when the
+    mask breaks into more than ``max_runs`` row runs (a textured surface, no sky). Runs of each
+    row are joined with the overlapping runs of the next row (union-find over runs)."""
+    m = np.asarray(mask, dtype=bool)
+    h, w = m.shape
+    pad = np.zeros((h, w + 2), np.int8)
+    pad[:, 1:-1] = m
+    edges = np.diff(pad, axis=1)
+    rows_s, starts = np.nonzero(edges == 1)
+    _, ends = np.nonzero(edges == -1)  # exclusive; same order (row-major) as the starts
+    n = starts.size
+    if n == 0 or n > max_runs:
+        return None if n > max_runs else np.zeros_like(m)
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first = np.searchsorted(rows_s, np.arange(h + 1))  # runs of row r: first[r]:first[r + 1]
+    for r in range(h - 1):
+        a0, a1, b0, b1 = first[r], first[r + 1], first[r + 1], first[r + 2]
+        i, j = a0, b0
+        while i < a1 and j < b1:  # both lists sorted by start: a merge walk
+            if starts[i] < ends[j] and starts[j] < ends[i]:
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[ri] = rj
+            if ends[i] < ends[j]:
+                i += 1
+            else:
+                j += 1
+    roots = np.array([find(i) for i in range(n)])
+    touching = (rows_s == 0) | (rows_s == h - 1) | (starts == 0) | (ends == w)
+    keep = np.isin(roots, roots[touching])
+    out = np.zeros_like(m)
+    for r, a, b in zip(rows_s[keep], starts[keep], ends[keep]):
+        out[r, a:b] = True
+    return out
+
+
+def apply_background(depth, rule="auto", alpha=None, camera=None, header=None):
+    """Linear planar ``depth`` (HxW) of a plain render with "no surface" set to ``+inf``, and a
+    :class:`BackgroundReport`. The one rule every command and Blender's Apply use.
+
+    ``rule``: ``"auto"`` (default) -- non-finite, ``>= 1e9`` (Cycles writes 1e10), EEVEE's sky at
+    the clip end (from ``camera.clip_end`` when the file records it and was not rendered by
+    Cycles; without a camera: the pixels within :data:`SKY_TOLERANCE` of the frame's largest
+    depth when it is at least :data:`SKY_MIN_DEPTH`: those of them connected to the frame's
+    border, when they cover at least :data:`SKY_MIN_SHARE` of the frame), and
+    ``Z <= 0`` where ``alpha`` is 0 (renderers that write "no surface" as 0);
+    ``"none"``/None -- non-finite only; a number -- non-finite or at least that depth.
+    ``Z <= 0`` on a covered pixel is never changed: it is counted in
+    ``covered_nonpositive`` (callers that need a camera depth refuse it)."""
+    d = np.asarray(depth, dtype=np.float32)
+    rule = parse_background(rule) if rule is not None else "none"
+    report = BackgroundReport(rule=str(rule), total=int(d.size))
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(d)
+        bg = ~finite
+        report.nonfinite = int(bg.sum())
+        cycles = any(str(k).startswith("cycles.") for k in (header or {}))
+        if rule == "auto":
+            threshold = DEFAULT_BACKGROUND
+            clip_end = getattr(camera, "clip_end", None) if camera is not None else None
+            if clip_end and not cycles:
+                threshold = background_threshold(clip_end, getattr(camera, "clip_start", None),
+                                                  "EEVEE")
+            report.threshold = threshold
+            far = finite & (d >= DEFAULT_BACKGROUND)
+            report.far = int(far.sum())
+            bg |= far
+            if threshold < DEFAULT_BACKGROUND:
+                sky = finite & ~far & (d >= threshold)
+                if sky.any():
+                    report.sky, report.sky_depth = int(sky.sum()), float(d[sky].max())
+                    report.sky_source = f"the recorded camera's clip end {clip_end:g}"
+                    bg |= sky
+            elif not cycles:
+                surface = finite & ~far & (d > 0)
+                if surface.any():
+                    top = float(d[surface].max())
+                    sky = surface & (d >= top * (1.0 - SKY_TOLERANCE))
+                    n = int(sky.sum())
+                    if top >= SKY_MIN_DEPTH and n >= max(2, SKY_MIN_SHARE * d.size):
+                        sky = border_region(sky)  # only what is connected to the border
+                        n = int(sky.sum()) if sky is not None else 0
+                    if top >= SKY_MIN_DEPTH and n >= max(2, SKY_MIN_SHARE * d.size) and \
+                            n < surface.sum():
+                        report.sky, report.sky_depth = n, top
+                        report.sky_source = (f"{100.0 * n / d.size:.3g} % of the frame at its "
+                                             f"largest depth, connected to its border")
+                        bg |= sky
+        elif rule != "none":
+            report.threshold = float(rule)
+            far = finite & (d >= float(rule))
+            report.far = int(far.sum())
+            bg |= far
+        nonpositive = finite & (d <= 0)
+        if nonpositive.any():
+            if alpha is not None and rule == "auto":
+                clear = nonpositive & (np.asarray(alpha) <= 0)
+                report.transparent = int(clear.sum())
+                bg |= clear
+                nonpositive &= ~clear
+            report.covered_nonpositive = int(nonpositive.sum())
+    out = np.where(bg, np.float32(np.inf), d).astype(np.float32, copy=False)
+    return out, report

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import exrscan
 from .atomic import atomic_target, check_target as _check_target, unique_temp_path  # noqa: F401
 from .camera import CameraInfo
-from .encodings import DEFAULT_BACKGROUND, DepthEncoding, background_threshold, is_background
+from .encodings import DepthEncoding
 from .errors import UsageError, ZDepthError
 
 #: Lossless codecs we write, by their name on the command line.
@@ -145,23 +146,44 @@ def _captured_output():
 
 # -- reading --------------------------------------------------------------------------------------
 
+class DeepFileError(ZDepthError):
+    """The image asked for is stored as deep samples, and the caller reads flat images only."""
+
+
 @dataclass
 class ExrPart:
+    """One part of a file: ``type`` is ``scanline``, ``tiled``, ``deep scanline`` or ``deep
+    tiled``; ``view`` the part's view (its ``view`` attribute, or a view name its part name ends
+    with), None for a part shared by all views; ``sample_counts`` (deep parts, when read): int32
+    HxW samples per pixel."""
+
     name: str
     header: dict
     channel_names: list
     data_window: tuple
     display_window: tuple
+    view: str = None
+    type: str = "scanline"
+    index: int = 0
+    sample_counts: np.ndarray = None
+
+    @property
+    def deep(self):
+        return self.type.startswith("deep")
 
 
 @dataclass
 class ExrImage:
-    """Every channel of an EXR file (all parts), as float32 HxW arrays.
+    """The channels of one view of an EXR file (all parts), as float32 HxW arrays.
 
-    ``channels``: full channel names (Blender's ``ViewLayer.Depth.Z`` etc.) -> float32 HxW.
-    ``header``: attributes of the first part (``channels`` left out).
-    ``data_window`` / ``display_window``: ``((xmin, ymin), (xmax, ymax))`` of the first part.
-    ``parts``: one :class:`ExrPart` per part. ``half``: channel names stored as half.
+    ``channels``: channel names (the view's own names with the view taken out: ``left.R`` and a
+    part ``rgba_left``'s ``R`` are both ``R`` in view ``left``; Blender's
+    ``ViewLayer.Depth.Z``...) -> float32 HxW, each covering its own part's data window,
+    ``windows[name]``. ``header``: attributes of the first part of the view (``channels`` left
+    out). ``data_window`` / ``display_window``: ``((xmin, ymin), (xmax, ymax))`` of that part.
+    ``parts``: one :class:`ExrPart` per part of the file (all views). ``half``: channel names
+    stored as half. ``views``: the file's views in order, the default first ([] when it has
+    none); ``view``: the view read (None when the file has no views).
     """
 
     path: str
@@ -171,6 +193,10 @@ class ExrImage:
     display_window: tuple
     parts: list
     half: set = field(default_factory=set)
+    windows: dict = field(default_factory=dict)
+    views: list = field(default_factory=list)
+    view: str = None
+    deep_channels: dict = field(default_factory=dict)
 
 
 def _window(value):
@@ -184,11 +210,98 @@ def _clean_header(header):
     return {k: v for k, v in header.items() if k != "channels"}
 
 
-def read_exr(path):
-    """Read every channel of the EXR at ``path``; :class:`ZDepthError` if it is missing, not an
-    EXR, truncated or unreadable."""
-    import OpenEXR
+_TYPES = {"scanlineimage": "scanline", "tiledimage": "tiled", "deepscanline": "deep scanline",
+          "deeptile": "deep tiled"}
 
+
+def _part_type(header):
+    t = header.get("type")
+    name = getattr(t, "name", None) or str(t or "scanlineimage")
+    name = name.split(".")[-1]
+    if t is None and header.get("tiles") is not None:
+        name = "tiledimage"
+    return _TYPES.get(name, name)
+
+
+def _as_str_list(value):
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        value = [value]
+    out = []
+    for v in value:
+        out.append(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+    return out
+
+
+def _infer_part_views(names):
+    """Views given only by part names (``rgba_left``, ``depth_left``, ``rgba_right``...): a
+    suffix after the last ``_`` shared by several parts whose other halves repeat with another
+    suffix. Returns {part index: view}."""
+    split = {}
+    for i, n in enumerate(names):
+        if "_" in n:
+            base, suffix = n.rsplit("_", 1)
+            if base and suffix:
+                split[i] = (base, suffix)
+    by_base = {}
+    for i, (base, suffix) in split.items():
+        by_base.setdefault(base, set()).add(suffix)
+    groups = [s for s in by_base.values() if len(s) >= 2]
+    if not groups:
+        return {}
+    views = set.intersection(*groups) if len(groups) > 1 else groups[0]
+    if len(views) < 2:
+        return {}
+    return {i: s for i, (b, s) in split.items() if s in views}
+
+
+def _layout_views(infos):
+    """``(views, part_views)``: the file's views (default first) and each part's view (None =
+    shared, or per channel by the ``multiView`` rule)."""
+    multi = []
+    for info in infos:
+        multi = _as_str_list(info["header"].get("multiView"))
+        if multi:
+            break
+    part_views = [None] * len(infos)
+    for i, info in enumerate(infos):
+        v = info["header"].get("view")
+        if v is not None:
+            part_views[i] = _as_str_list(v)[0] if _as_str_list(v) else None
+    if not any(part_views) and len(infos) > 1:
+        for i, v in _infer_part_views([info["name"] for info in infos]).items():
+            part_views[i] = v
+    views = list(multi)
+    for v in part_views:
+        if v and v not in views:
+            views.append(v)
+    return views, part_views
+
+
+def _channel_view(name, views, part_view):
+    """``(view, name without the view)`` of a channel (OpenEXR's multi-view rule: the view is
+    the second-to-last ``.`` component; a name without one belongs to the default view)."""
+    parts = name.split(".")
+    if len(parts) >= 2 and parts[-2] in views and (part_view is None or parts[-2] == part_view):
+        return parts[-2], ".".join(parts[:-2] + parts[-1:])
+    if part_view is not None:
+        return part_view, name
+    if views:
+        return views[0], name  # OpenEXR: a channel without a view name is the default view's
+    return None, name
+
+
+def describe_views(views):
+    return ", ".join(views) if views else "none (the file has no views)"
+
+
+def _damaged(path, text, fallback):
+    detail = text.splitlines()[-1].strip() if text else fallback
+    return ZDepthError(f"{path}: damaged or truncated OpenEXR file ({detail})")
+
+
+def _open_checks(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ZDepthError(f"{path}: no such file")
@@ -201,54 +314,137 @@ def read_exr(path):
         raise ZDepthError(f"{path}: cannot read ({exc.strerror})")
     if magic != b"\x76\x2f\x31\x01":
         raise ZDepthError(f"{path}: not an OpenEXR file")
+    try:
+        exrscan.check_file(path)
+    except OSError as exc:
+        raise ZDepthError(f"{path}: cannot read ({exc.strerror})")
+    return path
+
+
+def read_layout(path):
+    """The parts of the EXR at ``path`` (headers only, no pixels): ``(parts, views)`` with one
+    :class:`ExrPart` per part and the file's views, default first. :class:`ZDepthError` for a
+    missing, damaged or hostile file."""
+    import OpenEXR
+
+    path = _open_checks(path)
     failure = None
     with _captured_output() as messages:
         try:
-            # the header alone says which parts and channels the file declares; a damaged file
-            # can drop whole parts from the full read, with only a message on stdout
             _exr_threads(OpenEXR)
-            declared_parts = [[c.name for c in p.header.get("channels", [])]
-                              for p in OpenEXR.File(path, header_only=True).parts]
-            exr = OpenEXR.File(path, separate_channels=True)
-            parts = list(exr.parts)
-            loaded = [(p, dict(p.channels), _clean_header(p.header), p.header.get("channels", []))
-                      for p in parts]
-        except Exception as exc:  # the bindings raise RuntimeError for damaged files
+            headers = [(p.name() if callable(getattr(p, "name", None)) else "",
+                        dict(p.header)) for p in OpenEXR.File(path, header_only=True).parts]
+            layout = _layout(headers)
+        except Exception as exc:  # the bindings raise RuntimeError (or a decoding error)
             failure = str(exc)
     text = (messages[0] if messages else "").strip()
     if failure is not None:
-        detail = text.splitlines()[-1] if text else failure
-        raise ZDepthError(f"{path}: damaged or truncated OpenEXR file ({detail.strip()})")
-    if len(loaded) != len(declared_parts):
-        detail = text.splitlines()[-1].strip() if text else \
-            f"{len(declared_parts) - len(loaded)} part(s) unreadable"
-        raise ZDepthError(f"{path}: damaged or truncated OpenEXR file ({detail})")
-    channels, half, infos = {}, set(), []
-    for part, chans, header, declared in loaded:
-        declared_names = [c.name for c in declared]
-        missing = [n for n in declared_names if n not in chans]
+        raise _damaged(path, text, failure)
+    return layout
+
+
+def _layout(headers):
+    infos = [{"name": n or "", "header": h} for n, h in headers]
+    views, part_views = _layout_views(infos)
+    parts = []
+    for i, info in enumerate(infos):
+        h = info["header"]
+        names = [c.name if hasattr(c, "name") else str(c) for c in h.get("channels", [])]
+        parts.append(ExrPart(info["name"], _clean_header(h), names, _window(h.get("dataWindow")),
+                             _window(h.get("displayWindow")), part_views[i], _part_type(h), i))
+    return parts, views
+
+
+def read_exr(path, view=None, sample_counts=False):
+    """Read the channels of one view of the EXR at ``path`` (see :class:`ExrImage`).
+
+    ``view``: the view to read (default: the file's default view -- the first of ``multiView``,
+    else the first part's); a view the file lacks is a :class:`UsageError` listing its views.
+    Deep parts are not turned into images: their channels are listed in ``deep_channels``
+    (name -> part), and with ``sample_counts`` their per-pixel sample counts are read. Sizes the
+    file declares are checked before anything is allocated (:mod:`.exrscan`).
+    :class:`ZDepthError` if the file is missing, not an EXR, damaged or hostile."""
+    import OpenEXR
+
+    path = _open_checks(path)
+    failure = None
+    with _captured_output() as messages:
+        try:
+            _exr_threads(OpenEXR)
+            declared = OpenEXR.File(path, header_only=True).parts
+            headers = [(p.name() if callable(getattr(p, "name", None)) else "", dict(p.header))
+                       for p in declared]
+            parts_info, views = _layout(headers)
+            if view is not None and view not in views:
+                failure = UsageError(f"--view {view}: {path} has no view {view!r}; its views: "
+                                     f"{describe_views(views)}")
+            else:
+                exr = OpenEXR.File(path, separate_channels=True)
+                loaded = [(dict(p.channels), p) for p in exr.parts]
+        except Exception as exc:  # the bindings raise RuntimeError for damaged files
+            failure = exc
+    text = (messages[0] if messages else "").strip()
+    if isinstance(failure, ZDepthError):
+        raise failure
+    if failure is not None:
+        raise _damaged(path, text, str(failure))
+    if len(loaded) != len(parts_info) or not parts_info:
+        raise _damaged(path, text, f"{len(parts_info) - len(loaded)} part(s) unreadable")
+    chosen = view if view is not None else (views[0] if views else None)
+    channels, half, windows, deep = {}, set(), {}, {}
+    first = None
+    shared = []  # channels of parts without a view: used where the view has none of its own
+    for info, (chans, _part) in zip(parts_info, loaded):
+        missing = [n for n in info.channel_names if n not in chans]
         if missing:
-            detail = text.splitlines()[-1].strip() if text else f"channels {missing} unreadable"
-            raise ZDepthError(f"{path}: damaged or truncated OpenEXR file ({detail})")
-        pname = part.name() if callable(getattr(part, "name", None)) else ""
+            raise _damaged(path, text, f"channels {missing} unreadable")
         for name, ch in chans.items():
+            cview, short = _channel_view(name, views, info.view)
+            if info.deep:
+                if sample_counts and info.sample_counts is None:
+                    info.sample_counts = _sample_counts(ch.pixels, path)
+                if cview in (chosen, None) and short not in deep:
+                    deep[short] = info
+                continue
+            if cview is not None and cview != chosen:
+                continue
             px = ch.pixels
             if px is None or px.ndim != 2:
                 raise ZDepthError(f"{path}: channel {name!r} is not a flat image "
-                                  f"(deep or subsampled data is not supported)")
-            key = name if name not in channels else f"{pname}.{name}"
-            if px.dtype == np.float16:
-                half.add(key)
-            channels[key] = np.ascontiguousarray(px, dtype=np.float32)
-        infos.append(ExrPart(pname or "", header, list(chans),
-                             _window(header.get("dataWindow")),
-                             _window(header.get("displayWindow"))))
-    if not infos:
-        detail = text.splitlines()[-1].strip() if text else "no image part"
-        raise ZDepthError(f"{path}: damaged or truncated OpenEXR file ({detail})")
-    first = infos[0]
+                                  f"(subsampled data is not supported)")
+            entry = (short, px, info)
+            if cview is None and info.view is None and views:
+                shared.append(entry)
+            else:
+                _add_channel(channels, half, windows, entry)
+                if first is None:
+                    first = info
+    for entry in shared:
+        if entry[0] not in channels:
+            _add_channel(channels, half, windows, entry)
+            first = first or entry[2]
+    if first is None:
+        first = next((p for p in parts_info if not p.deep), parts_info[0])
     return ExrImage(path, channels, first.header, first.data_window, first.display_window,
-                    infos, half)
+                    parts_info, half, windows, views, chosen, deep)
+
+
+def _add_channel(channels, half, windows, entry):
+    short, px, info = entry
+    key = short if short not in channels else f"{info.name}.{short}"
+    if px.dtype == np.float16:
+        half.add(key)
+    channels[key] = np.ascontiguousarray(px, dtype=np.float32)
+    windows[key] = info.data_window
+
+
+def _sample_counts(pixels, path):
+    """Samples per pixel of a deep channel (an object array of 1-D arrays, None = no sample)."""
+    if pixels is None or pixels.dtype != object:
+        raise ZDepthError(f"{path}: damaged deep part (no per-pixel samples)")
+    flat = pixels.ravel()
+    counts = np.fromiter((0 if a is None else len(a) for a in flat), np.int64, flat.size)
+    return counts.reshape(pixels.shape)
 
 
 def _match(pattern, name):
@@ -296,6 +492,19 @@ def find_beauty_channels(names, layer=None):
     return None
 
 
+def file_layers(names):
+    """The layer names among channel ``names``: ``X`` of ``X.Depth.Z``, ``X.Combined.R``,
+    ``X.R`` (three or more components: the layer is all but the last two)."""
+    layers = []
+    for n in names:
+        bits = n.split(".")
+        if len(bits) >= 3:
+            layers.append(".".join(bits[:-2]))
+        elif len(bits) == 2 and bits[1] in ("R", "G", "B", "A", "Z"):
+            layers.append(bits[0])
+    return list(dict.fromkeys(layers))
+
+
 def _describe(names, limit=12):
     names = sorted(names)
     shown = ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit
@@ -303,14 +512,39 @@ def _describe(names, limit=12):
     return shown or "no channels"
 
 
+def _union(windows):
+    wins = [w for w in windows if w is not None]
+    if not wins:
+        return None
+    return ((min(w[0][0] for w in wins), min(w[0][1] for w in wins)),
+            (max(w[1][0] for w in wins), max(w[1][1] for w in wins)))
+
+
+def _place(array, window, target, fill):
+    """``array`` (covering ``window``) in a new array covering ``target``, ``fill`` elsewhere;
+    the same array when the windows are equal."""
+    if window == target or window is None:
+        return array
+    (tx0, ty0), (tx1, ty1) = target
+    (x0, y0), (x1, y1) = window
+    out = np.full((ty1 - ty0 + 1, tx1 - tx0 + 1) + array.shape[2:], fill, dtype=array.dtype)
+    out[y0 - ty0:y1 - ty0 + 1, x0 - tx0:x1 - tx0 + 1] = array
+    return out
+
+
 @dataclass
 class Frame:
-    """One rendered frame: beauty and depth, registered.
+    """One rendered frame: beauty and depth of one view, registered.
 
     ``rgba``: float32 HxWx4 premultiplied, or None. ``depth``: float32 HxW linear planar depth,
-    ``+inf`` where background. ``encoding``: the file's :class:`DepthEncoding`, or None for a plain
+    ``+inf`` where background. Both cover ``data_window`` (absolute pixel coordinates; each
+    part's pixels were placed by its own data window: beauty where a part has none is
+    transparent black, depth background). ``display_window``: the frame the camera saw (the
+    lens' width and height). ``encoding``: the file's :class:`DepthEncoding`, or None for a plain
     render. ``camera``: :class:`CameraInfo` or None. ``background``: the threshold that was
-    applied to a plain render's depth (None when the file held encoded depth).
+    applied to a plain render's depth (None when the file held encoded depth);
+    ``background_info``: :class:`~.encodings.BackgroundReport` (what was taken as "no surface"
+    and why). ``view``/``views``: the view read and the file's views.
     """
 
     path: str
@@ -325,24 +559,82 @@ class Frame:
     display_window: tuple = None
     background: float = None
     half: bool = False
+    view: str = None
+    views: list = field(default_factory=list)
+    background_info: object = None
 
     @property
     def shape(self):
         return self.depth.shape
 
+    @property
+    def display_size(self):
+        """``(width, height)`` of the display window (the data's size when unknown)."""
+        win = self.display_window or self.data_window
+        if win is None:
+            h, w = self.depth.shape
+            return w, h
+        (x0, y0), (x1, y1) = win
+        return x1 - x0 + 1, y1 - y0 + 1
 
-def load_frame(path, background="auto", layer=None, depth_channel=None, need_depth=True):
-    """Read beauty and depth of the EXR at ``path`` (see :class:`Frame`).
+    def array_index(self, x, y):
+        """``(row, column)`` in :attr:`depth` of the pixel ``x, y`` given in display-window
+        coordinates with the origin at the BOTTOM-LEFT (x right, y up: Blender's Image Editor,
+        Nuke). :class:`UsageError` when it lies outside the display window; the row or column
+        may lie outside the array when the data window does not cover that pixel (the caller
+        says so)."""
+        disp = self.display_window or self.data_window
+        if disp is None:
+            h, w = self.depth.shape
+            disp = ((0, 0), (w - 1, h - 1))
+        (dx0, dy0), (dx1, dy1) = disp
+        w, h = dx1 - dx0 + 1, dy1 - dy0 + 1
+        x, y = int(round(float(x))), int(round(float(y)))
+        if not (0 <= x < w and 0 <= y < h):
+            raise UsageError(f"focus pixel {x},{y} is outside the {w}x{h} frame (display "
+                             f"window; origin at the bottom left, x right, y up)")
+        data = self.data_window or disp
+        col = dx0 + x - data[0][0]
+        row = dy1 - y - data[0][1]
+        return row, col
 
-    ``background`` applies to plain renders (files without our encoding header): ``"auto"`` =
-    non-finite or ``>= 1e9`` (Cycles writes 1e10), or just under the camera's clip end when the
-    header records the camera and the file was not rendered by Cycles (EEVEE writes the clip end);
-    a number = that threshold; None = only non-finite values. ``layer``: view layer to read when
-    the file has several (default: ``ViewLayer``, Blender's default, when present, else the first
-    in the file); beauty and depth always come from the same layer. ``depth_channel``: explicit
-    channel name.
+
+def _deep_refusal(path, part):
+    try:
+        from . import deep  # noqa: F401  (the dof path reads deep files when it is there)
+        hint = "the dof command reads deep files"
+    except ImportError:
+        hint = "flatten it first (e.g. in your compositor)"
+    return DeepFileError(f"{path}: part {part.name or part.index!r} holds deep samples "
+                         f"({part.type}): this command reads flat images only; {hint} "
+                         f"('inspect' shows its sample counts)")
+
+
+def load_frame(path, background="auto", layer=None, depth_channel=None, need_depth=True,
+               view=None, layer_required=True):
+    """Read beauty and depth of one view of the EXR at ``path`` (see :class:`Frame`).
+
+    ``background``: the rule for "no surface" (:func:`~.encodings.apply_background`): ``"auto"``
+    (non-finite, Cycles' ``>= 1e9``, EEVEE's sky at the clip end -- from the recorded camera, or
+    recognised as a large region at the frame's largest depth touching the border --, and
+    ``Z <= 0`` on fully transparent pixels), ``"none"`` / None (non-finite only) or a depth (at
+    or beyond it). For our own files the encoding says what is background.
+    ``layer``: view layer to read when the file has several (default: ``ViewLayer``, Blender's
+    default, when present, else the first in the file); beauty and depth always come from the
+    same layer; a layer the file lacks is a :class:`UsageError` listing its layers (with
+    ``layer_required=False``, a file without any layers is read whole instead: Blender's Apply
+    names the active view layer, which files without layers simply do not divide into).
+    ``view``: the view (stereo/multi-view files; default the file's default view).
+    ``depth_channel``: explicit channel name.
     """
-    img = read_exr(path)
+    from .encodings import apply_background
+
+    parts, views = read_layout(path)  # headers only: a deep-only view is refused at once
+    chosen = view if view is not None else (views[0] if views else None)
+    mine = [p for p in parts if p.view in (chosen, None) or chosen is None]
+    if mine and all(p.deep for p in mine) and (view is None or view in views) and not layer:
+        raise _deep_refusal(os.fspath(path), mine[0])
+    img = read_exr(path, view=view)
     names = list(img.channels)
     header = img.header
     encoding = DepthEncoding.from_header(header)
@@ -351,6 +643,21 @@ def load_frame(path, background="auto", layer=None, depth_channel=None, need_dep
     if depth_channel and depth_channel not in names:
         raise ZDepthError(f"{img.path}: no channel {depth_channel!r}; the file has: "
                           f"{_describe(names)}")
+    all_names = names + list(img.deep_channels)
+    if layer:
+        layers = file_layers(all_names)
+        if not layers and not layer_required:
+            layer = None
+        elif layer not in layers:
+            raise UsageError(f"--layer {layer}: {img.path} has no view layer {layer!r}; its view "
+                             f"layers: {', '.join(layers) if layers else 'none'}")
+    if img.deep_channels:
+        dnames = list(img.deep_channels)
+        ddepth = find_depth_channel(dnames, layer, preferred)
+        dbeauty = find_beauty_channels(dnames, layer)
+        if (ddepth and find_depth_channel(names, layer, preferred) is None) or \
+                (dbeauty and find_beauty_channels(names, layer) is None):
+            raise _deep_refusal(img.path, img.deep_channels[ddepth or dbeauty[0]])
     if layer is None and not preferred:
         layers = [n[: -len(".Depth.Z")] for n in names if n.endswith(".Depth.Z")]
         if len(layers) > 1 and "ViewLayer" in layers:
@@ -361,68 +668,65 @@ def load_frame(path, background="auto", layer=None, depth_channel=None, need_dep
         if len(head) == 3 and head[1].lower() == "depth":
             layer = head[0]  # beauty from the same view layer as the depth
     if dname is None and need_depth:
-        raise ZDepthError(f"{img.path}: no depth channel (looked for Z, depth.Z, "
+        views = f" (view {img.view})" if img.view else ""
+        raise ZDepthError(f"{img.path}: no depth channel{views} (looked for Z, depth.Z, "
                           f"<layer>.Depth.Z, <layer>.Depth.V); the file has: {_describe(names)}. "
                           f"Render with the Z pass on (View Layer > Passes > Z) and save a "
                           f"multilayer EXR")
     beauty = find_beauty_channels(names, layer)
-    threshold = None
-    depth = None
-    if dname is not None:
-        raw = img.channels[dname]
-        if encoding is not None:
-            depth = encoding.decode(raw)
-        else:
-            if background == "auto":
-                threshold = DEFAULT_BACKGROUND
-                cycles = any(str(k).startswith("cycles.") for k in header)
-                if camera is not None and camera.clip_end and not cycles:
-                    threshold = background_threshold(camera.clip_end, camera.clip_start,
-                                                     "EEVEE")
-            elif background is None:
-                threshold = None
-            else:
-                threshold = float(background)
-            depth = np.where(is_background(raw, threshold), np.float32(np.inf), raw)
-            depth = depth.astype(np.float32, copy=False)  # float32 already: no second copy
+    used = ([dname] if dname else []) + [c for c in (beauty or []) if c]
+    window = _union(img.windows.get(n) for n in used) or img.data_window
     rgba = None
     if beauty is not None:
-        chans = [img.channels[c] for c in beauty[:3]]
-        shapes = {c.shape for c in chans}
-        alpha = img.channels[beauty[3]] if beauty[3] else np.ones_like(chans[0])
-        shapes.add(alpha.shape)
-        if depth is not None:
-            shapes.add(depth.shape)
-        if len(shapes) != 1:
-            raise ZDepthError(f"{img.path}: beauty and depth have different sizes "
-                              f"({sorted(shapes)}): they are not registered")
-        # one interleaving copy (the channels are float32 already: no astype copy after it)
-        rgba = np.empty(chans[0].shape + (4,), np.float32)
-        for i, c in enumerate(chans + [alpha]):
-            rgba[..., i] = c
+        bwin = _union(img.windows.get(n) for n in beauty if n)
+        shapes = {img.channels[n].shape for n in beauty[:3]}
+        if len(shapes) != 1 or len({img.windows.get(n) for n in beauty[:3]}) != 1:
+            raise ZDepthError(f"{img.path}: the beauty's R, G, B channels cover different "
+                              f"windows ({sorted(shapes)}): they are not registered")
+        (bx0, by0), (bx1, by1) = window
+        rgba = np.zeros((by1 - by0 + 1, bx1 - bx0 + 1, 4), np.float32)
+        for i, n in enumerate(beauty):
+            if n is None:
+                plane = np.ones(img.channels[beauty[0]].shape, np.float32)
+                win = img.windows.get(beauty[0])
+            else:
+                plane, win = img.channels[n], img.windows.get(n)
+            win = win or bwin or window
+            (x0, y0), (x1, y1) = win
+            rgba[y0 - by0:y1 - by0 + 1, x0 - bx0:x1 - bx0 + 1, i] = plane
+    raw = None
+    if dname is not None:
+        raw = _place(img.channels[dname], img.windows.get(dname), window, np.inf)
+    depth, threshold, report = None, None, None
+    if raw is not None:
+        if encoding is not None:
+            depth = encoding.decode(raw)
+            if background not in ("auto", None, "none"):
+                depth = np.where(depth >= float(background), np.float32(np.inf), depth)
+                depth = depth.astype(np.float32, copy=False)
+        else:
+            alpha = rgba[..., 3] if rgba is not None else None
+            depth, report = apply_background(raw, background, alpha=alpha, camera=camera,
+                                             header=header)
+            threshold = report.threshold
     half = dname in img.half if dname else False
+    display = img.display_window
+    if dname is not None and img.windows.get(dname) is not None:
+        for part in img.parts:
+            if part.data_window == img.windows.get(dname) and part.display_window:
+                display = part.display_window
+                break
     return Frame(img.path, depth, rgba, encoding, camera, header, dname, beauty,
-                 img.data_window, img.display_window, threshold, half)
+                 window, display, threshold, half, img.view, img.views, report)
 
 
 def suspected_clip_end_background(frame, share=0.001):
-    """For a plain render not known to come from Cycles and without a recorded camera: the
-    largest finite depth when at least ``share`` of the pixels hold exactly that value -- the
-    signature of EEVEE's background (the clip end) -- else None. A hint for the user, never
-    applied silently (a flat backdrop facing the camera looks the same)."""
-    if frame.encoding is not None or frame.depth is None:
+    """How many pixels ``load_frame``'s automatic rule took for EEVEE's sky at the clip end and
+    at which depth: the depth, or None when it recognised none."""
+    report = getattr(frame, "background_info", None)
+    if report is None or not report.sky:
         return None
-    if any(str(k).startswith("cycles.") for k in frame.header):
-        return None
-    if frame.camera is not None and frame.camera.clip_end:
-        return None
-    d = frame.depth[np.isfinite(frame.depth)]
-    if d.size == 0:
-        return None
-    top = float(d.max())
-    if np.count_nonzero(d == top) >= max(2, share * frame.depth.size):
-        return top
-    return None
+    return report.sky_depth
 
 
 # -- writing --------------------------------------------------------------------------------------

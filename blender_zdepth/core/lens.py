@@ -51,6 +51,9 @@ class Lens:
     sensor_height_mm: float = 24.0
     sensor_fit: str = "AUTO"
     pixel_aspect: float = 1.0
+    #: ``(width, height)`` of the frame the camera saw (an EXR's display window), when it is not
+    #: the image the depth array covers (crop, border render, overscan); None: the array's size.
+    frame_size: tuple = None
 
     def __post_init__(self):
         self.validate()
@@ -76,6 +79,15 @@ class Lens:
             raise UsageError(f"sensor fit must be one of {', '.join(SENSOR_FITS)}, "
                              f"not {self.sensor_fit!r}")
         self.sensor_fit = fit
+        if self.frame_size is not None:
+            try:
+                w, h = (int(v) for v in self.frame_size)
+            except (TypeError, ValueError):
+                w = h = 0
+            if w < 1 or h < 1:
+                raise UsageError(f"the frame size must be two positive integers, not "
+                                 f"{self.frame_size!r}")
+            self.frame_size = (w, h)
         return self
 
     @classmethod
@@ -113,7 +125,11 @@ class Lens:
         return replace(self, focus_distance=float(focus_distance))
 
     def pixels_per_mm(self, width, height):
-        """Horizontal image pixels per millimetre of sensor for a ``width`` x ``height`` image."""
+        """Horizontal image pixels per millimetre of sensor for a ``width`` x ``height`` image
+        (:attr:`frame_size`, when set, wins: the sensor spans the display window, whatever part
+        of it the pixels cover)."""
+        if self.frame_size is not None:
+            width, height = self.frame_size
         width, height = int(width), int(height)
         if width < 1 or height < 1:
             raise UsageError(f"image size must be positive, not {width}x{height}")

@@ -1054,13 +1054,15 @@ def plan_jobs(inputs, outputs, frames=None, png=False):
                                      f"the frames with --frames A-B")
             pairs = [(f, pattern.path_for(f)) for f in frames]
         else:
-            frame = frame_from_name(pattern.text)
+            # only '####', '%04d' or --frames make frame numbers: the digits of a single
+            # file's name ('v1.7.test.exr') are no frame (the header's frame is used instead)
+            frame = None
             if frames is not None and len(frames) == 1:
                 frame = frames[0]
             elif frames is not None:
                 raise UsageError(f"--frames needs a frame pattern such as shot.####.exr, but IN "
                                  f"{pattern.text!r} is a single file")
-            pairs = [(frame, pattern.text)]  # None: the name holds no frame number
+            pairs = [(frame, pattern.text)]
     if not pairs:
         raise UsageError("no frames to process")
 
@@ -1161,10 +1163,7 @@ def lens_resolver(focus_distance=None, focus_pixel=None, focus_keys=None, fstop=
                                  f"neither in the file name nor in the header")
             focus, source = float(focus_keys(frame)), "focus keys"
         elif focus_pixel is not None:
-            from .dof import focus_from_pixel
-
-            x, y = focus_pixel
-            focus, source = float(focus_from_pixel(loaded.depth, x, y)), f"pixel {x},{y}"
+            focus, source = pixel_focus(loaded, *focus_pixel), f"pixel {focus_pixel[0]},{focus_pixel[1]}"
         elif focus_distance is None:
             source = "camera"
         lens = Lens.from_camera(camera, focal_length_mm=focal_length_mm, fstop=fstop,
@@ -1193,33 +1192,62 @@ def _remake(factory, arguments):
     return factory(**arguments)
 
 
+def pixel_focus(loaded, x, y):
+    """The focus distance under pixel ``x, y`` of a loaded frame, given in display-window
+    coordinates with the origin at the BOTTOM-LEFT (x right, y up), as Blender's Image Editor
+    and Nuke count them; an error when the frame's data window holds no pixel there."""
+    from .dof import focus_from_pixel
+
+    if hasattr(loaded, "array_index"):
+        row, col = loaded.array_index(x, y)
+    else:  # a bare array-like frame: its own size is the display window
+        h = loaded.depth.shape[0]
+        row, col = h - 1 - int(round(float(y))), int(round(float(x)))
+    h, w = loaded.depth.shape
+    if not (0 <= row < h and 0 <= col < w):
+        raise ZDepthError(f"focus pixel {x},{y} lies outside the pixels the file holds (its data "
+                          f"window is smaller than the frame): pick a pixel on the image")
+    return float(focus_from_pixel(loaded.depth, col, row))
+
+
 class FrameSizeError(ZDepthError):
     """A frame of a sequence has another resolution than the first one."""
 
 
-def load_dof_frame(path, expect_size=None, layer=None, deep=None):
+def load_dof_frame(path, expect_size=None, layer=None, deep=None, view=None, background="auto",
+                   layer_required=False):
     """Load a frame for depth of field with :func:`core.exr.load_frame`; check it has colour
     and depth (and ``expect_size`` ``(width, height)`` when given). ``layer``: the view layer
     to read from a multilayer render with several (default: ``ViewLayer`` or the first).
     A deep OpenEXR, or a flat export with its ``<name>_deep.exr`` beside it, is read with
     :func:`core.deep.load_deep_frame` (the frame then has ``hidden`` layers and a
     ``deep_note``); ``deep``: None = that, with the default budget of hidden layers; an int =
-    that budget; False = ignore a deep file beside a flat one. Raises :class:`ZDepthError`."""
+    that budget; False = ignore a deep file beside a flat one. ``view``: the view of a stereo /
+    multi-view file; ``background``: the rule for "no surface". Raises :class:`ZDepthError`."""
+    import numpy as np
+
     from . import exr
 
     if not os.path.exists(path):
         raise ZDepthError("missing: the file does not exist")
     frame = _load_deep_or_none(path, deep)
     if frame is None:
-        frame = exr.load_frame(path, layer=layer)
+        try:
+            frame = exr.load_frame(path, layer=layer, view=view, background=background,
+                                   layer_required=layer_required)
+        except UsageError as exc:  # a --view / --layer the file lacks: stop the run (exit 2)
+            raise AbortRun(str(exc)) from None
     if frame.depth is None:
         raise ZDepthError("no depth channel: render with the Z pass (View Layer > Passes > Z) "
                           "or export with blender_zdepth")
     if frame.rgba is None:
         frame.rgba = _beauty_beside(path, frame.depth.shape)
-    if (frame.depth <= 0).any():
-        raise ZDepthError("the depth channel holds zero or negative distances: it is not a "
-                          "camera depth pass (use Blender's Z pass or a blender_zdepth export)")
+    bad = int(np.count_nonzero(frame.depth <= 0))
+    if bad:
+        raise ZDepthError(f"the depth channel holds zero or negative distances on {bad} covered "
+                          f"pixel(s): it is not a camera depth pass (use Blender's Z pass or a "
+                          f"blender_zdepth export; Z <= 0 counts as 'no surface' only where "
+                          f"alpha is 0)")
     h, w = frame.depth.shape
     if frame.rgba.shape[:2] != (h, w):
         raise ZDepthError(f"colour is {frame.rgba.shape[1]}x{frame.rgba.shape[0]} but depth is "
@@ -1284,6 +1312,9 @@ def refocus_array(frame, lens, settings, diagnostic=False):
     premultiplied RGBA."""
     from . import dof
 
+    if getattr(lens, "frame_size", None) is None and hasattr(frame, "display_size"):
+        # the lens sees the display window: crop, border and overscan change no blur size
+        lens = dataclasses.replace(lens, frame_size=frame.display_size)
     if diagnostic:
         return dof.focal_plane_view(frame.rgba, frame.depth, lens, settings)
     hidden = getattr(frame, "hidden", None)
@@ -1334,7 +1365,8 @@ def write_refocused(job, rgba, header, data_window=None, display_window=None,
 
 
 def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
-                  extra_header=None, keep_result=False, layer=None, deep=None):
+                  extra_header=None, keep_result=False, layer=None, deep=None, view=None,
+                  background="auto", layer_required=False):
     """Refocus one :class:`FrameJob`: load, defocus (or diagnostic), write atomically (all of
     ``job.outputs``; none when it is empty).
 
@@ -1344,7 +1376,8 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
     line (``details``, ``lens``; ``rgba`` too with ``keep_result``).
     """
     state = {} if state is None else state
-    frame = load_dof_frame(job.input, state.get("size"), layer, deep)
+    frame = load_dof_frame(job.input, state.get("size"), layer, deep, view, background,
+                           layer_required)
     h, w = frame.depth.shape
     state.setdefault("size", (w, h))
     got = lens_for_frame(job.frame, frame)
@@ -1365,6 +1398,9 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
         unused = "" if diagnostic or not frame.hidden or _engine_takes_hidden() else \
             " (unused: this engine has no hidden-surface input)"
         details += f", {frame.deep_note}{unused}"
+    bg = getattr(frame, "background_info", None)
+    if bg is not None and (bg.sky or bg.transparent):  # a rule the user may want to know of
+        details += f"; {bg.line()}"
     info = {"details": details, "lens": lens, "focus_source": focus_source}
     if keep_result:
         info["rgba"] = out
@@ -1374,7 +1410,7 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
 def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None, png=False,
                      diagnostic=False, skip_existing=False, overwrite=False, progress=None,
                      should_cancel=None, extra_header=None, layer=None, deep=None, workers=1,
-                     notify=None):
+                     notify=None, view=None, background="auto"):
     """Refocus a whole sequence (or one frame); return the :class:`SequenceReport`.
 
     * ``inputs`` / ``outputs`` / ``frames`` / ``png``: as :func:`plan_jobs` (patterns like
@@ -1397,6 +1433,8 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
       between them). Output, reports, skip-existing and failures are the same either way;
       progress comes in the order frames finish. ``notify(text)`` gets a note when a given
       number was lowered to fit in memory.
+    * ``view``: the view of stereo / multi-view files (default: the file's default view);
+      ``background``: the rule for "no surface" (:func:`core.encodings.apply_background`).
 
     Each output is a single-part float32 RGBA EXR (ZIP, lossless) with the input's header plus
     ``zdepthDof*`` attributes (focus, f-stop, lens, max radius, blades, rotation), and with
@@ -1416,20 +1454,22 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
     lens_for = _lens_getter(lens_per_frame)
     state = {}
     n, threads = _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify,
-                               deep)
+                               deep, view, background)
     if n > 1:
         settings = with_threads(settings, threads)
     # a partial, not a closure: worker processes get their own copy (state included)
     process = functools.partial(refocus_frame, lens_for_frame=lens_for, settings=settings,
                                 diagnostic=diagnostic, state=state, extra_header=extra_header,
-                                layer=layer, deep=deep)
+                                layer=layer, deep=deep, view=view, background=background,
+                                layer_required=layer is not None)
     if n > 1:
         return ParallelRun(jobs, process, n, threads, skip_existing, progress).run(should_cancel)
     run = SequenceRun(jobs, process, skip_existing, progress)
     return run.run(should_cancel)
 
 
-def _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify, deep=None):
+def _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify, deep=None,
+                  view=None, background="auto"):
     """``(frames at once, engine threads each)`` for :func:`refocus_sequence`; with more than
     one, ``state['size']`` is set from the first frame to do that loads (a serial run takes the
     sequence's size from it too), before the workers start."""
@@ -1441,7 +1481,7 @@ def _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify, 
     size = None
     for job in todo:
         try:
-            h, w = load_dof_frame(job.input, None, layer, deep).depth.shape
+            h, w = load_dof_frame(job.input, None, layer, deep, view, background).depth.shape
         except Exception:  # that frame fails in its worker, with its message
             continue
         size = state["size"] = (w, h)
