@@ -410,3 +410,27 @@ def test_modal_polls_the_worker_and_esc_cancels(addon, tmp_path, monkeypatch):
     assert any("1 written" in text and "2 cancelled" in text for _, text in reports)
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith("r_dof_")) == \
         ["r_dof_0001.exr"]
+
+
+def test_a_dragged_slider_refreshes_as_it_goes(addon, tmp_path):
+    """Debounce, but not starvation: a steady stream of changes (every 30 ms, closer than the
+    debounce) still starts refreshes, and the last value is the one shown at the end."""
+    import bpy
+    from blender_zdepth.blender import preview
+
+    scene = rendered(bpy, tmp_path, dof_focus_mode="DISTANCE", dof_focus_distance=NEAR)
+    zd = scene.zdepth
+    zd.live_preview = True
+    run_timer(preview)
+    started, distance = 0, NEAR
+    t_end = time.monotonic() + 4 * preview.MAX_WAIT_S
+    while time.monotonic() < t_end:
+        distance += 0.05
+        zd.dof_focus_distance = distance
+        busy_before = preview.LIVE.thread is not None
+        preview._tick()
+        started += (not busy_before) and preview.LIVE.thread is not None
+        time.sleep(0.03)
+    assert started >= 1
+    run_timer(preview)
+    assert preview.LIVE.last.lens.focus_distance == pytest.approx(distance)
