@@ -261,6 +261,7 @@ def test_double_depth_of_field_warning(addon, tmp_path):
         batch.step()
     batch.finish()
     assert batch.warnings == []
+    assert "zdepthDofWarning" not in rgba_file(tmp_path / "shot_dof.0001.exr")[1]
     scene.camera.data.dof.use_dof = True  # the render had (would have had) the camera's DOF
     batch = dof_ops.DofBatch(scene, "RENDER_RESULT")
     while not batch.done:
@@ -268,6 +269,8 @@ def test_double_depth_of_field_warning(addon, tmp_path):
     batch.finish()
     assert batch.warnings and "second time" in batch.warnings[0][1]
     assert batch.report.written  # a warning, not a refusal
+    _, header = rgba_file(tmp_path / "shot_dof.0001.exr")
+    assert "camera's depth of field" in header["zdepthDofWarning"]
     assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
     assert "camera DOF" in preview.status_text()
     # the header records it for files: that wins over the camera's setting now

@@ -442,14 +442,18 @@ class DofBatch:
     def _process(self, job):
         plan, settings, cam_dof = self.plans[job.frame]
         seen = {}
+        extra = {}  # filled in once the frame is loaded, written into the output's header
 
         def lens_for(frame, loaded):  # in the worker thread: no bpy here
             recorded = header_had_dof(getattr(loaded, "header", None))
             seen["dof"] = cam_dof if recorded is None else recorded
+            if seen["dof"]:
+                extra["zdepthDofWarning"] = "the input already had the camera's depth of field"
             return plan(loaded)
 
         info = sequence.refocus_frame(job, lens_for, settings, self.diagnostic,
-                                      self.state, keep_result=True, layer=self.layer)
+                                      self.state, extra_header=extra, keep_result=True,
+                                      layer=self.layer)
         if seen.get("dof") and not self.diagnostic:
             self.warnings.append((job.frame, DOUBLE_DOF_WARNING))
             info["details"] = info.get("details", "") + "; WARNING: double depth of field"
