@@ -972,8 +972,10 @@ class RENDER_PT_zdepth_dof(bpy.types.Panel):
         row.prop(zd, "live_preview_mode", text="")
         row.operator("zdepth.refresh_preview", text="", icon="FILE_REFRESH")
         status = preview.status_text()
-        if status:
-            box.label(text=status, icon="ERROR" if preview.LIVE.error else "INFO")
+        if status:  # wrapped: an error can be a sentence long
+            from .panels import _wrap
+
+            _wrap(box, status, icon="ERROR" if preview.LIVE.error else "INFO", width=48)
 
         row = layout.row(align=True)
         row.scale_y = 1.3
