@@ -239,8 +239,8 @@ def test_animated_aperture_is_read_per_frame(addon, tmp_path):
     scene.frame_set(2)
     batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
     assert scene.frame_current == 2
-    rot = [batch.plans[f][1].rotation_deg for f in (1, 2, 3)]
-    ratio = [batch.plans[f][1].anamorphic for f in (1, 2, 3)]
+    rot = [batch.plans[f].settings.rotation_deg for f in (1, 2, 3)]
+    ratio = [batch.plans[f].settings.anamorphic for f in (1, 2, 3)]
     assert rot[0] == pytest.approx(0) and rot[2] == pytest.approx(40) and 0 < rot[1] < 40
     assert ratio[0] == pytest.approx(1) and ratio[2] == pytest.approx(3) and 1 < ratio[1] < 3
     while not batch.done:
@@ -261,6 +261,7 @@ def test_double_depth_of_field_warning(addon, tmp_path):
         batch.step()
     batch.finish()
     assert batch.warnings == []
+    assert "zdepthDofWarning" not in rgba_file(tmp_path / "shot_dof.0001.exr")[1]
     scene.camera.data.dof.use_dof = True  # the render had (would have had) the camera's DOF
     batch = dof_ops.DofBatch(scene, "RENDER_RESULT")
     while not batch.done:
@@ -268,6 +269,8 @@ def test_double_depth_of_field_warning(addon, tmp_path):
     batch.finish()
     assert batch.warnings and "second time" in batch.warnings[0][1]
     assert batch.report.written  # a warning, not a refusal
+    _, header = rgba_file(tmp_path / "shot_dof.0001.exr")
+    assert "camera's depth of field" in header["zdepthDofWarning"]
     assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
     assert "camera DOF" in preview.status_text()
     # the header records it for files: that wins over the camera's setting now
@@ -410,3 +413,82 @@ def test_modal_polls_the_worker_and_esc_cancels(addon, tmp_path, monkeypatch):
     assert any("1 written" in text and "2 cancelled" in text for _, text in reports)
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith("r_dof_")) == \
         ["r_dof_0001.exr"]
+
+
+def test_a_dragged_slider_refreshes_as_it_goes(addon, tmp_path):
+    """Debounce, but not starvation: a steady stream of changes (every 30 ms, closer than the
+    debounce) still starts refreshes, and the last value is the one shown at the end."""
+    import bpy
+    from blender_zdepth.blender import preview
+
+    scene = rendered(bpy, tmp_path, dof_focus_mode="DISTANCE", dof_focus_distance=NEAR)
+    zd = scene.zdepth
+    zd.live_preview = True
+    run_timer(preview)
+    started, distance = 0, NEAR
+    t_end = time.monotonic() + 4 * preview.MAX_WAIT_S
+    while time.monotonic() < t_end:
+        distance += 0.05
+        zd.dof_focus_distance = distance
+        busy_before = preview.LIVE.thread is not None
+        preview._tick()
+        started += (not busy_before) and preview.LIVE.thread is not None
+        time.sleep(0.03)
+    assert started >= 1
+    run_timer(preview)
+    assert preview.LIVE.last.lens.focus_distance == pytest.approx(distance)
+
+
+def test_apply_in_worker_processes_completes_and_cancels(addon, tmp_path):
+    """Several frames at once (core.sequence.ParallelRun, what Apply chooses for a long or
+    large sequence on a machine with the cores and memory for it): the same outputs as one at a
+    time, the double-DOF warning and the last frame come back, Esc stops the workers at once
+    and leaves no partial file."""
+    import pickle
+
+    import bpy
+    from blender_zdepth.blender import dof_ops
+
+    scene = _render_focus_pull(bpy, tmp_path)
+    configure(scene, tmp_path, dof_output_dir="")
+    scene.camera.data.dof.use_dof = True  # a double-DOF warning travels back from the workers
+    batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
+    assert batch.workers_for(None)[0] == 1  # 3 tiny frames: not worth starting processes
+    pickle.loads(pickle.dumps(batch.task))  # what the workers get
+    serial = {}
+    while not batch.done:
+        result = batch.step()
+        serial[result.frame] = rgba_file(tmp_path / f"r_dof_{result.frame:04d}.exr")[0]
+    batch.finish()
+    for f in (1, 2, 3):
+        os.remove(tmp_path / f"r_dof_{f:04d}.exr")
+    batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
+    batch.start(workers=2)
+    assert batch.parallel is not None and batch.parallel.workers == 2
+    assert "at once" in batch.status_text()
+    assert batch.wait(120)
+    report = batch.finish()
+    assert batch.error is None, batch.error
+    assert [r.status for r in report.results] == ["written"] * 3, report.summary()
+    for f in (1, 2, 3):
+        result, header = rgba_file(tmp_path / f"r_dof_{f:04d}.exr")
+        np.testing.assert_allclose(result, serial[f], atol=1e-6)
+        assert "zdepthDofWarning" in header
+    assert [f for f, _ in batch.warnings] == [1, 2, 3]
+    assert batch.last_frame == 3
+    np.testing.assert_allclose(image_rgba(bpy), serial[3], atol=1e-5)
+    # Esc right away: the workers are stopped, nothing half-written is left
+    for f in (1, 2, 3):
+        os.remove(tmp_path / f"r_dof_{f:04d}.exr")
+    batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
+    batch.start(workers=2)
+    batch.request_cancel()
+    assert batch.wait(120)
+    report = batch.finish()
+    assert "cancelled" in {r.status for r in report.results}
+    names = os.listdir(tmp_path)
+    assert not [n for n in names if "tmp" in n]
+    for f in (1, 2, 3):
+        path = tmp_path / f"r_dof_{f:04d}.exr"
+        if path.exists():  # a frame finished before the stop is whole
+            assert rgba_file(path)[0].shape == (H, W, 4)

@@ -66,7 +66,10 @@ class Recorder:
         module, _, name = idname.partition(".")
         ops = getattr(self._bpy.ops, module)
         assert hasattr(ops, name), f"no operator {idname}"
-        rna = getattr(ops, name).get_rna_type()
+        try:  # (bpy.ops answers hasattr for any name; the RNA type exists only when registered)
+            rna = getattr(ops, name).get_rna_type()
+        except KeyError:
+            raise AssertionError(f"no operator {idname}") from None
         self._log.append(("operator", idname))
         return OperatorProps(rna, idname)
 
@@ -118,7 +121,7 @@ def _enum(data, name):
 
 @pytest.mark.slow
 def test_every_panel_draws_over_the_scene_states(bpy, addon):
-    from blender_zdepth.blender import compat
+    from blender_zdepth.blender import compat, preview
 
     scene = _scene(bpy)
     camera = scene.camera
@@ -147,6 +150,13 @@ def test_every_panel_draws_over_the_scene_states(bpy, addon):
         zd.dof_blades = (0, 2, 6)[i % 3]
         zd.dof_focus_object = box if i % 4 else None
         camera.data.dof.focus_object = box if i % 5 == 0 else None
+        zd.dof_aperture_override = bool((i // 2) % 2)
+        camera.data.dof.use_dof = bool((i // 4) % 2)
+        camera.data.dof.aperture_blades = (0, 6)[(i // 8) % 2]
+        zd.dof_use_scene_range = bool((i // 16) % 2)
+        zd.live_preview_mode = _enum(zd, "live_preview_mode")[(i // 32) % 2]
+        preview.LIVE.error = "no render yet" if i % 7 == 0 else ""
+        preview.LIVE.status = "Preview 32x24 in 0.01 s" if i % 7 == 1 else ""
         scene.camera = camera if cam_kind else None
         if cam_kind:
             camera.data.type = cam_kind
@@ -169,8 +179,30 @@ def test_every_panel_draws_over_the_scene_states(bpy, addon):
                  "dof_focus_mode", "dof_focus_distance", "dof_focus_object", "dof_focus_pixel",
                  "dof_fstop_override", "dof_fstop", "dof_max_radius", "dof_blades",
                  "dof_rotation", "dof_source", "dof_input", "dof_output_dir", "dof_write_png",
-                 "focus_distance", "aperture_fstop"):
+                 "focus_distance", "aperture_fstop",
+                 "dof_quality", "dof_aperture_override", "dof_anamorphic", "dof_use_scene_range",
+                 "dof_frame_start", "dof_frame_end", "dof_frame_step", "live_preview",
+                 "live_preview_mode", "aperture_blades", "aperture_rotation", "aperture_ratio"):
         assert name in shown, name
+    preview.LIVE.reset()
     ops = {rest[0] for kind, *rest in drawn if kind == "operator"}
     assert {"zdepth.setup_passes", "zdepth.apply_dof", "zdepth.add_node_group",
-            "zdepth.export_render_result", "zdepth.dof_pick_focus"} <= ops
+            "zdepth.export_render_result", "zdepth.dof_pick_focus",
+            "zdepth.refresh_preview"} <= ops
+
+
+def test_the_recorder_refuses_what_blender_would(bpy, addon):
+    """The stand-in layout fails on names Blender would refuse (else the test above could not
+    fail)."""
+    scene = _scene(bpy)
+    rec = Recorder(bpy, [])
+    with pytest.raises(AssertionError, match="no property"):
+        rec.prop(scene.zdepth, "dof_no_such_setting")
+    with pytest.raises(AssertionError, match="no icon"):
+        rec.prop(scene.zdepth, "live_preview", icon="NO_SUCH_ICON")
+    with pytest.raises(AssertionError, match="no operator"):
+        rec.operator("zdepth.no_such_operator")
+    with pytest.raises(AssertionError, match="has no property"):
+        rec.operator("zdepth.apply_dof").no_such_option = 1
+    with pytest.raises(AssertionError, match="no method"):
+        rec.no_such_method()

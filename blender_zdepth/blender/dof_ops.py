@@ -17,6 +17,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty
 
 from ..core import sequence
 from ..core.errors import ZDepthError
+from ..core.planned import FramePlan, PlannedRefocus, header_had_dof
 
 #: Name of the image the result is shown in.
 IMAGE_NAME = "Z-Depth DOF"
@@ -75,11 +76,10 @@ def camera_lens(scene, loaded=None):
 
 def lens_plan(scene):
     """Read everything the lens needs from ``scene`` now (main thread: it touches bpy) and
-    return ``plan(loaded) -> (lens, focus_source)``, which touches no bpy and so may run in a
-    worker thread; ``loaded`` (anything with a ``depth`` array) is needed for PIXEL focus only.
+    return a :class:`~blender_zdepth.core.planned.LensPlan`, ``plan(loaded) -> (lens,
+    focus_source)``, which touches no bpy and is picklable, so it may run in a worker thread or
+    process; ``loaded`` (anything with a ``depth`` array) is needed for PIXEL focus only.
     See :func:`camera_lens`."""
-    from ..core.lens import Lens
-
     cam = check_dof_camera(scene)
     data = cam.data
     zd = dof_settings(scene)
@@ -108,33 +108,12 @@ def lens_plan(scene):
     render = scene.render
     values = dict(focal_length_mm=float(data.lens), fstop=fstop,
                   sensor_width_mm=float(data.sensor_width),
-                  sensor_height_mm=float(data.sensor_height), sensor_fit=data.sensor_fit,
+                  sensor_height_mm=float(data.sensor_height), sensor_fit=str(data.sensor_fit),
                   pixel_aspect=float(render.pixel_aspect_x) / float(render.pixel_aspect_y))
+    from ..core.planned import LensPlan
 
-    def plan(loaded=None):
-        if pixel is None:
-            return Lens(focus_distance=focus, **values), source
-        if loaded is None:
-            raise ZDepthError("focus on a pixel needs the frame's depth")
-        from ..core.dof import focus_from_pixel
-
-        # The panel counts pixels from the bottom left (as Blender's Image Editor shows them);
-        # the depth array's row 0 is the top.
-        x, y = pixel
-        height, width = loaded.depth.shape
-        if not (0 <= x < width and 0 <= y < height):  # say it in the panel's own coordinates
-            raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) is outside the "
-                              f"{width}x{height} frame: pick it again or change Pixel in the "
-                              f"Depth of Field panel")
-        row = height - 1 - y
-        try:
-            picked = float(focus_from_pixel(loaded.depth, x, row))
-        except ZDepthError:  # the engine counts rows from the top: say it in the panel's terms
-            raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) looks at the "
-                              f"background (no surface): pick a pixel on an object, or choose "
-                              f"another Focus in the Depth of Field panel") from None
-        return Lens(focus_distance=picked, **values), f"pixel {x},{y}"
-    return plan
+    return LensPlan(values, focus=None if focus is None else float(focus), source=source or "",
+                    pixel=pixel)
 
 
 def camera_aperture(scene):
@@ -173,18 +152,6 @@ def engine_settings(scene):
     return DofSettings(max_radius=float(_get(zd, "dof_max_radius", 64.0)), blades=blades,
                        rotation_deg=rotation, anamorphic=ratio,
                        quality=str(_get(zd, "dof_quality", "default")))
-
-
-def header_had_dof(header):
-    """What a header says of the camera's own depth of field at render time (our exports record
-    ``zdepthCameraDofEnabled``): True / False, or None when it says nothing. No bpy."""
-    value = (header or {}).get("zdepthCameraDofEnabled")
-    if value is None:
-        return None
-    try:
-        return bool(int(str(value).strip()))
-    except ValueError:
-        return None
 
 
 def camera_had_dof(scene, header=None):
@@ -334,12 +301,13 @@ class DofBatch:
     written.
 
     The scene is read on the main thread when the batch is made: every frame's camera (focus,
-    f-stop, lens, aperture: ``scene.frame_set`` so animated values are honoured) becomes a plan
-    that touches no bpy, so the frames can then be refocused in a worker thread
-    (:meth:`start`, :meth:`request_cancel`, :attr:`running`: Blender's interface stays
-    responsive) or one by one here (:meth:`step`, :meth:`cancel`). :meth:`finish` (main thread)
-    restores the scene's frame, shows the result in the "Z-Depth DOF" image and cleans
-    temporary files.
+    f-stop, lens, aperture: ``scene.frame_set`` so animated values are honoured) becomes a
+    :class:`~blender_zdepth.core.planned.FramePlan` that touches no bpy, so the frames can then
+    be refocused in the background (:meth:`start`: a worker thread, or several frames at once in
+    worker processes; :meth:`request_cancel`, :attr:`running`, :attr:`progress`: Blender's
+    interface stays responsive) or one by one here (:meth:`step`, :meth:`cancel`).
+    :meth:`finish` (main thread) restores the scene's frame, shows the result in the
+    "Z-Depth DOF" image and cleans temporary files.
     """
 
     def __init__(self, scene, source="RENDER_RESULT", frames=None, diagnostic=False,
@@ -369,9 +337,11 @@ class DofBatch:
                 shutil.rmtree(self.tempdir, ignore_errors=True)
                 self.tempdir = None
             raise
-        self.settings = self.plans[jobs[0].frame][1] if jobs else engine_settings(scene)
-        self.state = {}
+        self.settings = self.plans[jobs[0].frame].settings if jobs else engine_settings(scene)
+        self.task = PlannedRefocus(self.plans, diagnostic, layer, keep_result=True)
+        self.state = self.task.state
         self.run = sequence.SequenceRun(jobs, self._process, skip_existing=skip_existing)
+        self.parallel = None  # the ParallelRun when start() chose worker processes
 
     def _jobs(self, source, frames, png):
         scene, diagnostic, zd = self.scene, self.diagnostic, dof_settings(self.scene)
@@ -424,8 +394,8 @@ class DofBatch:
         return jobs
 
     def _read_frames(self, frames):
-        """``{frame: (lens plan, DofSettings, camera DOF on)}`` read from the scene at each
-        frame (main thread), the scene's frame restored afterwards."""
+        """``{frame: FramePlan}`` (lens plan, DofSettings, camera DOF on) read from the scene at
+        each frame (main thread), the scene's frame restored afterwards."""
         scene = self.scene
         plans = {}
         try:
@@ -433,28 +403,21 @@ class DofBatch:
                 if scene.frame_current != f:
                     scene.frame_set(f)
                 cam_dof = camera_had_dof(scene)
-                plans[f] = (lens_plan(scene), engine_settings(scene), cam_dof)
+                plans[f] = FramePlan(lens_plan(scene), engine_settings(scene), cam_dof)
         finally:
             if scene.frame_current != self.frame_before:
                 scene.frame_set(self.frame_before)
         return plans
 
-    def _process(self, job):
-        plan, settings, cam_dof = self.plans[job.frame]
-        seen = {}
-
-        def lens_for(frame, loaded):  # in the worker thread: no bpy here
-            recorded = header_had_dof(getattr(loaded, "header", None))
-            seen["dof"] = cam_dof if recorded is None else recorded
-            return plan(loaded)
-
-        info = sequence.refocus_frame(job, lens_for, settings, self.diagnostic,
-                                      self.state, keep_result=True, layer=self.layer)
-        if seen.get("dof") and not self.diagnostic:
-            self.warnings.append((job.frame, DOUBLE_DOF_WARNING))
-            info["details"] = info.get("details", "") + "; WARNING: double depth of field"
+    def _process(self, job):  # in the worker thread too: no bpy here
+        info = self.task(job)
+        self._noted(job.frame, info)
         self.last_rgba, self.last_frame = info.pop("rgba"), job.frame
         return info
+
+    def _noted(self, frame, info):
+        if info.pop("double_dof", False):
+            self.warnings.append((frame, DOUBLE_DOF_WARNING))
 
     @property
     def total(self):
@@ -462,11 +425,12 @@ class DofBatch:
 
     @property
     def done(self):
-        return self.run.done and not self.running
+        run = self.parallel if self.parallel is not None else self.run
+        return run.done and not self.running
 
     @property
     def report(self):
-        return self.run.report
+        return (self.parallel if self.parallel is not None else self.run).report
 
     def step(self):
         return self.run.step()
@@ -485,22 +449,58 @@ class DofBatch:
         else:
             self.run.cancel()
 
-    # -- in a worker thread ------------------------------------------------------------------
+    # -- in the background -------------------------------------------------------------------
 
     @property
     def running(self):
-        """True while the worker thread of :meth:`start` is refocusing frames."""
+        """True while :meth:`start`'s background work is refocusing frames."""
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self):
-        """Refocus every frame in a worker thread (numpy only, no bpy); poll :attr:`running`
-        and :attr:`progress` from the main thread, then call :meth:`finish` there."""
+    def workers_for(self, workers=None):
+        """``(frames at once, engine threads each)`` for :meth:`start`: ``workers`` None
+        chooses from the cores and the memory available for the frames' size
+        (:func:`~blender_zdepth.core.sequence.choose_jobs`; one for a small sequence, where
+        starting processes would cost more than it saves); the Render Result and the
+        focal-plane view are one frame."""
+        if workers == 1 or self.source != "FILES" or self.diagnostic:
+            return 1, 0
+        todo = [j for j in self.run.jobs
+                if not (self.run.skip_existing and all(os.path.exists(p) for p in j.outputs))]
+        if len(todo) < 2:
+            return 1, 0
+        pixels = None
+        for job in todo:
+            try:  # the size from the first readable header (the frames are loaded by workers)
+                import OpenEXR
+
+                lo, hi = OpenEXR.File(job.input, header_only=True).header()["dataWindow"]
+                pixels = int(hi[0] - lo[0] + 1) * int(hi[1] - lo[1] + 1)
+                break
+            except Exception:
+                continue
+        n, threads, _ = sequence.choose_jobs(len(todo), pixels, workers, 0)
+        return n, threads
+
+    def start(self, workers=None):
+        """Refocus every frame in the background, then poll :attr:`running` and
+        :attr:`progress` from the main thread and call :meth:`finish` there. One frame at a
+        time runs in a worker thread (numpy only, no bpy); several at once (``workers``, or
+        chosen by :meth:`workers_for`) run in worker processes
+        (:class:`~blender_zdepth.core.sequence.ParallelRun`) that a thread looks after."""
         import threading
 
         if self._thread is not None:
             raise RuntimeError("this batch was started already")
-        self._thread = threading.Thread(target=self._work, name="zdepth-apply-dof",
-                                        daemon=True)
+        n, threads = self.workers_for(workers)
+        target = self._work
+        if n > 1:
+            task = PlannedRefocus(self.plans, self.diagnostic, self.layer, keep_result=False)
+            task.state.update(self.state)
+            task = task.with_settings(lambda s: sequence.with_threads(s, threads))
+            self.parallel = sequence.ParallelRun(self.run.jobs, task, n, threads,
+                                                 self.run.skip_existing)
+            target = self._work_parallel
+        self._thread = threading.Thread(target=target, name="zdepth-apply-dof", daemon=True)
         self._thread.start()
 
     def _work(self):
@@ -514,13 +514,21 @@ class DofBatch:
             self.error = exc
             self.run.cancel()
 
+    def _work_parallel(self):
+        try:  # Esc: cancel() stops the workers at once; frames in progress leave no file
+            self.parallel.run(should_cancel=self._stop.is_set)
+        except BaseException as exc:
+            self.error = exc
+
     def request_cancel(self):
-        """Ask the worker to stop before its next frame (the frame being refocused is
-        finished and written whole; outputs are atomic, so no partial file is ever left)."""
+        """Ask the background work to stop: one frame at a time, the frame being refocused is
+        finished and written whole; in worker processes, they are stopped at once and the frames
+        they were refocusing are not written. Outputs are atomic: no partial file is ever
+        left."""
         self._stop.set()
 
     def wait(self, timeout=None):
-        """Wait for the worker thread to end (True when it has)."""
+        """Wait for the background work to end (True when it has)."""
         if self._thread is not None:
             self._thread.join(timeout)
         return not self.running
@@ -528,18 +536,42 @@ class DofBatch:
     @property
     def progress(self):
         """Frames finished (written, skipped or failed) so far."""
-        return len(self.run.report.results) - len(self.run.report.cancelled)
+        report = self.report
+        return len(report.results) - len(report.cancelled)
 
     def status_text(self):
         if self._stop.is_set():
-            return "Z-Depth DOF: cancelling after the current frame ..."
+            return "Z-Depth DOF: cancelling ..."
+        if self.parallel is not None:
+            return (f"Z-Depth DOF: {self.progress}/{self.total} frames done, "
+                    f"{self.parallel.workers} at once, Esc to cancel")
         i = min(len(self.run.report.results), self.total - 1)  # the frame being done next
         return (f"Z-Depth DOF: frame {self.run.jobs[i].frame} ({i + 1}/{self.total}), "
                 f"Esc to cancel")
 
+    def _collect_parallel(self):
+        """After worker processes: the double-DOF warnings from the frames' infos, and the last
+        frame written read back for the image."""
+        written = [r for r in self.parallel.report.results if r.status == "written"]
+        for result in written:
+            self._noted(result.frame, result.info)
+        if written and written[-1].job.output:
+            import numpy as np
+
+            from ..core import exr
+
+            try:
+                image = exr.read_exr(written[-1].job.output)
+                self.last_rgba = np.dstack([image.channels[c] for c in "RGBA"])
+                self.last_frame = written[-1].frame
+            except (ZDepthError, KeyError, OSError):
+                pass
+
     def finish(self):
         """Restore the frame, show the last result, remove temporary files; return the report."""
         self.wait()
+        if self.parallel is not None and self.last_rgba is None:
+            self._collect_parallel()
         if self.scene.frame_current != self.frame_before:
             self.scene.frame_set(self.frame_before)
         if self.last_rgba is not None:
@@ -940,8 +972,10 @@ class RENDER_PT_zdepth_dof(bpy.types.Panel):
         row.prop(zd, "live_preview_mode", text="")
         row.operator("zdepth.refresh_preview", text="", icon="FILE_REFRESH")
         status = preview.status_text()
-        if status:
-            box.label(text=status, icon="ERROR" if preview.LIVE.error else "INFO")
+        if status:  # wrapped: an error can be a sentence long
+            from .panels import _wrap
+
+            _wrap(box, status, icon="ERROR" if preview.LIVE.error else "INFO", width=48)
 
         row = layout.row(align=True)
         row.scale_y = 1.3

@@ -8,7 +8,8 @@ camera), radius cap or view refreshes the image at preview resolution
 * a change calls :meth:`LivePreview.request` (property update callbacks; a depsgraph handler
   for the camera and the focus object; a frame-change handler; a finished render), which
   (re)arms a ``bpy.app.timers`` timer: changes closer together than :data:`DEBOUNCE_S` make one
-  refresh (debounce);
+  refresh (debounce), though a steady stream of them (a slider dragged) still refreshes every
+  :data:`MAX_WAIT_S`;
 * the timer (main thread) reads the scene -- lens, aperture, the source's cache key -- into plain
   values (:func:`prepare`) and hands the work to a worker thread (numpy only: load and shrink the
   source when it is new, refocus the small copy); it then polls the thread and, on the main thread
@@ -35,6 +36,8 @@ from . import dof_ops
 
 #: Changes closer together than this (seconds) make one refresh.
 DEBOUNCE_S = 0.15
+#: A steady stream of changes (dragging a slider) still refreshes at least this often (seconds).
+MAX_WAIT_S = 0.5
 #: How often the timer looks whether the worker has finished (seconds).
 POLL_S = 0.04
 
@@ -189,6 +192,7 @@ class LivePreview:
     def reset(self):
         self.scene_name = None
         self.due = None
+        self.first_request = 0.0
         self.thread = None
         self.outcome = None
         self.status = ""
@@ -202,9 +206,14 @@ class LivePreview:
         return self.due is not None or self.thread is not None
 
     def request(self, scene, delay=DEBOUNCE_S):
-        """Refresh ``scene``'s preview ``delay`` seconds after the last request."""
+        """Refresh ``scene``'s preview ``delay`` seconds after the last request (but no later
+        than :data:`MAX_WAIT_S` after the first one still waiting, so that dragging a slider
+        refreshes as it goes)."""
+        now = time.monotonic()
+        if self.due is None:
+            self.first_request = now
         self.scene_name = scene.name
-        self.due = time.monotonic() + delay
+        self.due = min(now + delay, self.first_request + MAX_WAIT_S)
         if not bpy.app.timers.is_registered(_tick):
             bpy.app.timers.register(_tick, first_interval=delay)
 

@@ -1,0 +1,129 @@
+"""Refocusing frames from plans read out of a Blender scene: plain, picklable values (no bpy).
+
+Blender's Apply (:mod:`blender_zdepth.blender.dof_ops`) reads the scene on the main thread --
+each frame's camera (focus, f-stop, lens, aperture) at that frame's time -- into a
+:class:`FramePlan` per frame. From there on nothing needs Blender: :class:`PlannedRefocus` is a
+task ``task(job) -> info`` for :class:`~blender_zdepth.core.sequence.SequenceRun` (one frame
+after another, in a thread) or :class:`~blender_zdepth.core.sequence.ParallelRun` (several
+frames at once in worker processes, which get a pickled copy). The live preview uses
+:class:`LensPlan` the same way in its worker thread.
+"""
+
+import dataclasses
+
+from .errors import ZDepthError
+
+#: Header attribute of a refocused frame whose render already had the camera's depth of field.
+DOUBLE_DOF_KEY = "zdepthDofWarning"
+
+
+@dataclasses.dataclass
+class LensPlan:
+    """The lens of one frame: ``values`` (the :class:`~blender_zdepth.core.lens.Lens` fields but
+    the focus distance) and either a focus distance ``focus`` (with its ``source`` text) or a
+    ``pixel`` ``(x, y)`` counted from the bottom left, whose depth is looked up in the loaded
+    frame. Call it with the loaded frame (anything with a ``depth`` array; only needed for
+    pixel focus): returns ``(Lens, focus_source)``."""
+
+    values: dict
+    focus: float = None
+    source: str = ""
+    pixel: tuple = None
+
+    def __call__(self, loaded=None):
+        from .lens import Lens
+
+        if self.pixel is None:
+            return Lens(focus_distance=self.focus, **self.values), self.source
+        if loaded is None:
+            raise ZDepthError("focus on a pixel needs the frame's depth")
+        from .dof import focus_from_pixel
+
+        # The panel counts pixels from the bottom left (as Blender's Image Editor shows them);
+        # the depth array's row 0 is the top.
+        x, y = self.pixel
+        height, width = loaded.depth.shape
+        if not (0 <= x < width and 0 <= y < height):  # say it in the panel's own coordinates
+            raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) is outside the "
+                              f"{width}x{height} frame: pick it again or change Pixel in the "
+                              f"Depth of Field panel")
+        row = height - 1 - y
+        try:
+            picked = float(focus_from_pixel(loaded.depth, x, row))
+        except ZDepthError:  # the engine counts rows from the top: say it in the panel's terms
+            raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) looks at the "
+                              f"background (no surface): pick a pixel on an object, or choose "
+                              f"another Focus in the Depth of Field panel") from None
+        return Lens(focus_distance=picked, **self.values), f"pixel {x},{y}"
+
+
+def header_had_dof(header):
+    """What a header says of the camera's own depth of field at render time (our exports record
+    ``zdepthCameraDofEnabled``): True / False, or None when it says nothing."""
+    value = (header or {}).get("zdepthCameraDofEnabled")
+    if value is None:
+        return None
+    try:
+        return bool(int(str(value).strip()))
+    except ValueError:
+        return None
+
+
+@dataclasses.dataclass
+class FramePlan:
+    """One frame's plan: its :class:`LensPlan`, its engine settings
+    (:class:`~blender_zdepth.core.dof.DofSettings`, the aperture of that frame) and whether
+    the camera's own depth of field was on (used when the file's header does not say)."""
+
+    lens: LensPlan
+    settings: object
+    camera_dof: bool = False
+
+
+class PlannedRefocus:
+    """``task(job) -> info``: refocus a :class:`~blender_zdepth.core.sequence.FrameJob` with the
+    plan of its frame (``plans``: ``{frame: FramePlan}``), writing atomically as
+    :func:`~blender_zdepth.core.sequence.refocus_frame` does. Picklable (worker processes).
+
+    ``info`` gets ``double_dof`` (True when the render already had the camera's depth of field:
+    the output's header then carries :data:`DOUBLE_DOF_KEY`) and, with ``keep_result``, the
+    refocused ``rgba``. ``diagnostic``, ``layer``, ``deep``: as for ``refocus_frame``."""
+
+    def __init__(self, plans, diagnostic=False, layer=None, keep_result=False, deep=None):
+        self.plans = dict(plans)
+        self.diagnostic = diagnostic
+        self.layer = layer
+        self.keep_result = keep_result
+        self.deep = deep
+        self.state = {}  # the sequence's frame size, once the first frame is loaded
+
+    def with_settings(self, change):
+        """A copy whose every frame's settings are ``change(settings)``."""
+        other = PlannedRefocus({}, self.diagnostic, self.layer, self.keep_result, self.deep)
+        other.plans = {f: dataclasses.replace(p, settings=change(p.settings))
+                       for f, p in self.plans.items()}
+        other.state = dict(self.state)
+        return other
+
+    def __call__(self, job):
+        from . import sequence
+
+        plan = self.plans[job.frame]
+        seen = {}
+        extra = {}  # filled in once the frame is loaded, written into the output's header
+
+        def lens_for(frame, loaded):
+            recorded = header_had_dof(getattr(loaded, "header", None))
+            seen["dof"] = plan.camera_dof if recorded is None else recorded
+            if seen["dof"] and not self.diagnostic:
+                extra[DOUBLE_DOF_KEY] = "the input already had the camera's depth of field"
+            return plan.lens(loaded)
+
+        kwargs = {"deep": self.deep} if self.deep is not None else {}
+        info = sequence.refocus_frame(job, lens_for, plan.settings, self.diagnostic, self.state,
+                                      extra_header=extra, keep_result=self.keep_result,
+                                      layer=self.layer, **kwargs)
+        info["double_dof"] = bool(seen.get("dof")) and not self.diagnostic
+        if info["double_dof"]:
+            info["details"] = info.get("details", "") + "; WARNING: double depth of field"
+        return info
