@@ -151,12 +151,16 @@ def test_one_or_two_blades_are_a_round_aperture(bpy, addon, blades):
     from blender_zdepth.blender.dof_ops import engine_settings
 
     scene = make_scene()
+    scene.zdepth.dof_aperture_override = True  # the panel's blades
     scene.zdepth.dof_blades = blades
     settings = engine_settings(scene)
     assert settings.blades == 0
     settings.validate()  # was: "blades must be 0 ... or 3 to 64" on every frame
     scene.zdepth.dof_blades = 6
     assert engine_settings(scene).blades == 6
+    scene.zdepth.dof_aperture_override = False  # the camera's own (Blender stores 1-2 as 3)
+    scene.camera.data.dof.aperture_blades = 0
+    assert engine_settings(scene).validate().blades == 0
 
 
 def test_cli_blades_below_three_are_round(tmp_path, run_cli):

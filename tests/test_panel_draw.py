@@ -179,6 +179,7 @@ def test_every_panel_draws_over_the_scene_states(bpy, addon):
                  "dof_focus_mode", "dof_focus_distance", "dof_focus_object", "dof_focus_pixel",
                  "dof_fstop_override", "dof_fstop", "dof_max_radius", "dof_blades",
                  "dof_rotation", "dof_source", "dof_input", "dof_output_dir", "dof_write_png",
+                 "dof_output_name", "dof_multilayer",
                  "focus_distance", "aperture_fstop",
                  "dof_quality", "dof_aperture_override", "dof_anamorphic", "dof_use_scene_range",
                  "dof_frame_start", "dof_frame_end", "dof_frame_step", "live_preview",

@@ -329,6 +329,7 @@ class DofBatch:
         self._stop = threading.Event()
         zd = dof_settings(scene)
         png = bool(_get(zd, "dof_write_png", False)) if write_png is None else write_png
+        self.multilayer = bool(_get(zd, "dof_multilayer", False))  # read here: no bpy in workers
         try:
             jobs = self._jobs(source, frames, png)
             self.plans = self._read_frames([j.frame for j in jobs])
@@ -338,7 +339,8 @@ class DofBatch:
                 self.tempdir = None
             raise
         self.settings = self.plans[jobs[0].frame].settings if jobs else engine_settings(scene)
-        self.task = PlannedRefocus(self.plans, diagnostic, layer, keep_result=True)
+        self.task = PlannedRefocus(self.plans, diagnostic, layer, keep_result=True,
+                                   multilayer=self.multilayer)
         self.state = self.task.state
         self.run = sequence.SequenceRun(jobs, self._process, skip_existing=skip_existing)
         self.parallel = None  # the ParallelRun when start() chose worker processes
@@ -361,8 +363,8 @@ class DofBatch:
             stem = ("" if filepath.endswith(("/", "\\")) else
                     os.path.basename(_abspath(filepath)).replace("#", "").strip("._-"))
             name = f"{stem or 'render'}.{frame:04d}.exr"
-            out = sequence.derived_path(
-                name, folder=self.tempdir if diagnostic else output_folder(scene))
+            out = self._output_path(
+                name, frame, self.tempdir if diagnostic else output_folder(scene))
             outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
                                           else (out,))
             jobs = [sequence.FrameJob(frame, src, outs)]
@@ -380,8 +382,10 @@ class DofBatch:
                                   f"Input in the Depth of Field panel")
             zd_out = _abspath(_get(zd, "dof_output_dir", ""))
             jobs = []
+            if _get(zd, "dof_output_name", ""):
+                sequence.check_output_name(zd.dof_output_name, sequence=len(inputs) > 1)
             for f, src in sorted(inputs.items()):
-                out = sequence.derived_path(src, folder=zd_out or None)
+                out = self._output_path(src, f, zd_out or os.path.dirname(src))
                 if sequence.same_file(src, out):
                     raise ZDepthError(f"the output would overwrite the input {src}")
                 outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
@@ -392,6 +396,14 @@ class DofBatch:
         else:
             raise ZDepthError(f"unknown source {source!r}")
         return jobs
+
+    def _output_path(self, src, frame, folder):
+        """The output of input ``src`` (frame ``frame``) in ``folder``: named by the panel's
+        Output Name pattern, else the input's name with ``_dof`` before the frame number."""
+        pattern = _get(dof_settings(self.scene), "dof_output_name", "")
+        if pattern:
+            return os.path.join(folder, sequence.output_name(pattern, src, frame))
+        return sequence.derived_path(src, folder=folder)
 
     def _read_frames(self, frames):
         """``{frame: FramePlan}`` (lens plan, DofSettings, camera DOF on) read from the scene at
@@ -961,6 +973,8 @@ class RENDER_PT_zdepth_dof(bpy.types.Panel):
             box.label(text="Camera depth of field is on: the render", icon="ERROR")
             box.label(text="is blurred already, refocusing blurs it twice", icon="BLANK1")
         col.prop(zd, "dof_output_dir", text="Output")
+        col.prop(zd, "dof_output_name", text="Name")
+        col.prop(zd, "dof_multilayer", text="Keep All Passes")
         col.prop(zd, "dof_write_png", text="PNG Preview")
 
         # live preview

@@ -229,6 +229,15 @@ class ZDepthSettings(bpy.types.PropertyGroup):
                                    description="Folder of the refocused frames")
     dof_write_png: BoolProperty(name="PNG Too", default=False,
                                 description="Also write an 8-bit sRGB PNG per refocused frame")
+    dof_output_name: StringProperty(
+        name="Output Name", default="",
+        description="Names of the refocused files: {name} = the input's name without frame "
+                    "number, {frame} or #### = the frame number, e.g. {name}_dof.####.exr "
+                    "(empty: the input's name with _dof before the frame number)")
+    dof_multilayer: BoolProperty(
+        name="Keep All Passes", default=False,
+        description="Write a multilayer EXR keeping every pass of the input (depth, normals, "
+                    "AOVs... and its header), the beauty refocused, instead of RGBA only")
 
     # Depth layers (see blender/layers.py): extra passes with the clip start moved.
     depth_layers: bpy.props.IntProperty(

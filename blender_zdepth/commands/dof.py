@@ -81,6 +81,14 @@ def add_arguments(parser):
     parser.add_argument("--diagnostic", action="store_true",
                         help="write the focal-plane view instead of the blur: red in front of "
                              "the focal plane, green in focus, blue behind")
+    parser.add_argument("--output-name", metavar="PATTERN",
+                        help="names of the outputs when OUT is a folder: {name} = the input's "
+                             "name without frame number, {frame} or #### = the frame number, "
+                             "e.g. '{name}_dof.####.exr' (default: the input's name)")
+    parser.add_argument("--multilayer", action="store_true",
+                        help="write a multilayer EXR that keeps every pass of the input (depth, "
+                             "normals, AOVs ... and its header), the beauty refocused, instead "
+                             "of RGBA only")
     parser.add_argument("--png", action="store_true",
                         help="also write an 8-bit sRGB PNG preview beside each EXR")
     parser.add_argument("--overwrite", action="store_true",
@@ -182,7 +190,7 @@ def run(args):
         frames=frames, png=args.png, diagnostic=args.diagnostic,
         skip_existing=args.skip_existing, overwrite=args.overwrite, progress=progress,
         layer=args.layer, deep=deep, workers=args.jobs, notify=_note, view=args.view,
-        background=background)
+        background=background, name_pattern=args.output_name, multilayer=args.multilayer)
     print(report.summary(), flush=True)
     for result in report.failed:
         # The summary is on stdout with the progress; each failure also gets its line on stderr.

@@ -87,19 +87,23 @@ class PlannedRefocus:
 
     ``info`` gets ``double_dof`` (True when the render already had the camera's depth of field:
     the output's header then carries :data:`DOUBLE_DOF_KEY`) and, with ``keep_result``, the
-    refocused ``rgba``. ``diagnostic``, ``layer``, ``deep``: as for ``refocus_frame``."""
+    refocused ``rgba``. ``diagnostic``, ``layer``, ``deep``, ``multilayer``: as for
+    ``refocus_frame``."""
 
-    def __init__(self, plans, diagnostic=False, layer=None, keep_result=False, deep=None):
+    def __init__(self, plans, diagnostic=False, layer=None, keep_result=False, deep=None,
+                 multilayer=False):
         self.plans = dict(plans)
         self.diagnostic = diagnostic
         self.layer = layer
         self.keep_result = keep_result
         self.deep = deep
+        self.multilayer = multilayer
         self.state = {}  # the sequence's frame size, once the first frame is loaded
 
     def with_settings(self, change):
         """A copy whose every frame's settings are ``change(settings)``."""
-        other = PlannedRefocus({}, self.diagnostic, self.layer, self.keep_result, self.deep)
+        other = PlannedRefocus({}, self.diagnostic, self.layer, self.keep_result, self.deep,
+                               self.multilayer)
         other.plans = {f: dataclasses.replace(p, settings=change(p.settings))
                        for f, p in self.plans.items()}
         other.state = dict(self.state)
@@ -122,7 +126,7 @@ class PlannedRefocus:
         kwargs = {"deep": self.deep} if self.deep is not None else {}
         info = sequence.refocus_frame(job, lens_for, plan.settings, self.diagnostic, self.state,
                                       extra_header=extra, keep_result=self.keep_result,
-                                      layer=self.layer, **kwargs)
+                                      layer=self.layer, multilayer=self.multilayer, **kwargs)
         info["double_dof"] = bool(seen.get("dof")) and not self.diagnostic
         if info["double_dof"]:
             info["details"] = info.get("details", "") + "; WARNING: double depth of field"

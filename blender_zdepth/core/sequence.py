@@ -143,6 +143,60 @@ def derived_path(path, tag="_dof", folder=None, ext=".exr"):
     return os.path.join(src_folder if folder is None else folder, new)
 
 
+_NAME_FIELDS = re.compile(r"\{(\w*)\}")
+
+
+def check_output_name(pattern, sequence=True):
+    """:class:`UsageError` unless ``pattern`` is a usable output name pattern (see
+    :func:`output_name`); ``sequence``: several frames will be named by it, so it needs the
+    frame number."""
+    text = str(pattern)
+    if not text.strip():
+        raise UsageError("the output name pattern is empty: e.g. {name}_dof.####.exr")
+    if "/" in text or "\\" in text or (os.sep in text):
+        raise UsageError(f"the output name pattern {text!r} must be a file name, not a path: "
+                         f"choose the folder separately")
+    unknown = [f for f in _NAME_FIELDS.findall(text) if f not in ("name", "frame")]
+    if unknown:
+        raise UsageError(f"the output name pattern {text!r} has an unknown field "
+                         f"{{{unknown[0]}}}: use {{name}}, {{frame}} or #### (the frame, "
+                         f"zero-padded)")
+    if sequence and "{frame}" not in text and "#" not in text:
+        raise UsageError(f"the output name pattern {text!r} has no frame number, so every frame "
+                         f"would get the same name: add {{frame}} or ####")
+    ext = os.path.splitext(text)[1].lower()
+    if ext in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dpx", ".hdr", ".webp", ".bmp"):
+        raise UsageError(f"the output name pattern {text!r} must end in .exr (or have no "
+                         f"extension: .exr is added)")
+
+
+def output_name(pattern, src, frame=None, ext=".exr"):
+    """The output file name for input ``src`` at ``frame`` from a name ``pattern``:
+    ``{name}`` is the input's name without its frame number and extension (``shot`` for
+    ``shot.0042.exr``), ``{frame}`` the frame number (4 digits at least), a run of ``#`` the
+    frame zero-padded to that many digits; ``.exr`` is added when missing. Without a frame
+    number the frame fields are dropped (with the separator before them)."""
+    check_output_name(pattern, sequence=False)
+    stem = os.path.splitext(os.path.basename(os.fspath(src)))[0]
+    m = re.match(r"^(.*?)[._-]?(-?\d+)$", stem)
+    name = m.group(1) if m and m.group(1) else stem
+    if frame is None:
+        frame = frame_from_name(src)
+    text = str(pattern)
+    if text.lower().endswith(ext):
+        text = text[:-len(ext)]
+    if frame is None:
+        text = re.sub(r"[._-]?(\{frame\}|#+)", "", text)
+    else:
+        sign = "-" if frame < 0 else ""
+        text = text.replace("{frame}", f"{sign}{abs(int(frame)):04d}")
+        text = re.sub(r"#+", lambda g: f"{sign}{abs(int(frame)):0{len(g.group())}d}", text)
+    text = text.replace("{name}", name).strip()
+    if not text.strip("._-"):
+        raise UsageError(f"the output name pattern {pattern!r} gives an empty name for {src}")
+    return text + ext
+
+
 def frame_from_header(header):
     """The frame number an EXR header records (ours: ``zdepthFrame``; Blender's: ``Frame``),
     or None."""
@@ -1022,12 +1076,13 @@ class ParallelRun:
 # Planning input -> output paths
 
 
-def plan_jobs(inputs, outputs, frames=None, png=False):
+def plan_jobs(inputs, outputs, frames=None, png=False, name_pattern=None):
     """Pair input and output paths frame by frame; return a list of :class:`FrameJob`.
 
     ``inputs``: one file, a pattern (``shot.####.exr``, ``shot.%04d.exr``) or a dict
     ``{frame: path}``. ``outputs``: one file, a pattern, or an existing folder (the output keeps
-    the input's file name; a folder must not be the inputs' own folder). ``frames``: the frames to
+    the input's file name, or ``name_pattern`` (:func:`output_name`) when given; a folder must
+    not be the inputs' own folder unless the names differ). ``frames``: the frames to
     do (default: the pattern's files found on disk). With ``png`` every job gets a second output,
     the main output's path with ``.png``.
 
@@ -1076,9 +1131,16 @@ def plan_jobs(inputs, outputs, frames=None, png=False):
         raise UsageError(f"OUT {out_text!r} must be an .exr file, pattern or folder (add --png "
                          f"for a PNG preview beside each EXR)")
 
+    if name_pattern:
+        if not is_folder:
+            raise UsageError(f"--output-name needs OUT to be a folder (ending in '/'), not "
+                             f"{out_text!r}: OUT as a pattern already names the files")
+        check_output_name(name_pattern, sequence=len(pairs) > 1)
     jobs = []
     for frame, src in pairs:
-        if is_folder:
+        if is_folder and name_pattern:
+            dst = os.path.join(out_text, output_name(name_pattern, src, frame))
+        elif is_folder:
             dst = os.path.join(out_text, os.path.basename(src))
         else:
             dst = out_pattern.path_for(frame)
@@ -1332,21 +1394,55 @@ def _engine_takes_hidden():
     return "hidden" in inspect.signature(dof.defocus).parameters
 
 
+def multilayer_channels(path, rgba, layer=None):
+    """Every channel of the input EXR at ``path`` with the refocused ``rgba`` (HxWx4) in place
+    of its beauty (``<layer>.Combined.R/G/B/A`` of a Blender render, ``R, G, B, A`` of ours; an
+    input without colour -- an export whose beauty was written beside it -- gets ``R, G, B, A``
+    added). Returns ``(channels, half)``: name -> HxW float32 plane, and the names stored as
+    half in the input (kept half). :class:`ZDepthError` when the input's passes are not all
+    the frame's size."""
+    import numpy as np
+
+    from . import exr
+
+    image = exr.read_exr(path)
+    h, w = rgba.shape[:2]
+    odd = sorted(n for n, a in image.channels.items() if a.shape != (h, w))
+    if odd:
+        raise ZDepthError(f"cannot keep the other passes in a multilayer output: {odd[0]} is not "
+                          f"{w}x{h} like the beauty (views or parts of other sizes)")
+    beauty = exr.find_beauty_channels(list(image.channels), layer)
+    if beauty is None:
+        beauty = ["R", "G", "B", "A"]
+    elif beauty[3] is None:
+        beauty[3] = beauty[0][:-1] + "A"
+    channels = dict(image.channels)
+    for i, name in enumerate(beauty):
+        channels[name] = np.ascontiguousarray(rgba[..., i], dtype=np.float32)
+    half = {n for n in image.half if n not in beauty}
+    return channels, half
+
+
 def write_refocused(job, rgba, header, data_window=None, display_window=None,
-                    fallback_header=None):
+                    fallback_header=None, passes=None):
     """Write ``rgba`` (HxWx4) to ``job.output`` as a single-part float32 RGBA EXR (ZIP,
     lossless) with ``header`` (and the input's data / display windows, so overscan and border
     renders line up), and to ``job.outputs[1]`` (if any) as an 8-bit sRGB PNG preview.
     Each file is written under a unique temporary name and renamed into place: it appears
     complete or not at all. The PNG is written first, so an existing EXR means a finished
     frame. If the EXR cannot be written with ``header`` (an attribute the library refuses) and
-    ``fallback_header`` is given, it is written with that one instead."""
+    ``fallback_header`` is given, it is written with that one instead. ``passes``: ``(channels,
+    half)`` of :func:`multilayer_channels` -- the output is then a multilayer EXR holding every
+    pass of the input, with the refocused beauty."""
     import numpy as np
 
     from . import exr
 
     rgba = np.ascontiguousarray(rgba, dtype=np.float32)
     channels = {"RGBA": rgba}  # written as R, G, B, A without splitting into planes
+    half = False
+    if passes is not None:
+        channels, half = passes
     for path in job.outputs[1:]:
         from . import display, png
 
@@ -1355,7 +1451,7 @@ def write_refocused(job, rgba, header, data_window=None, display_window=None,
     for attempt in (header, fallback_header):
         try:
             with atomic_output(job.output) as tmp:
-                exr.write_exr(tmp, channels, header=attempt, half=False, codec="zip",
+                exr.write_exr(tmp, channels, header=attempt, half=half, codec="zip",
                               overwrite=True, data_window=data_window,
                               display_window=display_window)
             return attempt
@@ -1366,14 +1462,16 @@ def write_refocused(job, rgba, header, data_window=None, display_window=None,
 
 def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
                   extra_header=None, keep_result=False, layer=None, deep=None, view=None,
-                  background="auto", layer_required=False):
+                  background="auto", layer_required=False, multilayer=False):
     """Refocus one :class:`FrameJob`: load, defocus (or diagnostic), write atomically (all of
     ``job.outputs``; none when it is empty).
 
     ``lens_for_frame(frame_number, loaded_frame) -> Lens`` or ``-> (Lens, focus_source_text)``.
     ``state`` (a dict shared across the frames of one run) remembers the first frame's size, so a
     frame of another size fails with a clear message. Returns the info dict for the progress
-    line (``details``, ``lens``; ``rgba`` too with ``keep_result``).
+    line (``details``, ``lens``; ``rgba`` too with ``keep_result``). ``multilayer``: the output
+    keeps every pass of the input (:func:`multilayer_channels`) and the input's whole header,
+    its depth description included, since the depth channel is kept too.
     """
     state = {} if state is None else state
     frame = load_dof_frame(job.input, state.get("size"), layer, deep, view, background,
@@ -1386,10 +1484,16 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
     if job.outputs:
         applied = dof_header(lens, settings, focus_source, diagnostic, job.input)
         applied.update(extra_header or {})
-        header = {**copyable_header(frame.header), **applied}
+        passes = None
+        if multilayer:
+            passes = multilayer_channels(job.input, out, layer)
+            kept = {k: v for k, v in (frame.header or {}).items() if k not in _LAYOUT_KEYS}
+            header = {**kept, **applied}
+        else:
+            header = {**copyable_header(frame.header), **applied}
         fallback = {**applied, "zdepthDofNote": "the input's metadata could not be copied"}
         write_refocused(job, out, header, getattr(frame, "data_window", None),
-                        getattr(frame, "display_window", None), fallback)
+                        getattr(frame, "display_window", None), fallback, passes)
     details = f"focus {lens.focus_distance:.3g} m"
     if focus_source:
         details += f" ({focus_source})"
@@ -1410,7 +1514,8 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
 def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None, png=False,
                      diagnostic=False, skip_existing=False, overwrite=False, progress=None,
                      should_cancel=None, extra_header=None, layer=None, deep=None, workers=1,
-                     notify=None, view=None, background="auto"):
+                     notify=None, view=None, background="auto", name_pattern=None,
+                     multilayer=False):
     """Refocus a whole sequence (or one frame); return the :class:`SequenceReport`.
 
     * ``inputs`` / ``outputs`` / ``frames`` / ``png``: as :func:`plan_jobs` (patterns like
@@ -1435,6 +1540,9 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
       number was lowered to fit in memory.
     * ``view``: the view of stereo / multi-view files (default: the file's default view);
       ``background``: the rule for "no surface" (:func:`core.encodings.apply_background`).
+    * ``name_pattern``: output file names when ``outputs`` is a folder (:func:`output_name`).
+    * ``multilayer``: each output keeps every pass of its input, the beauty refocused
+      (:func:`multilayer_channels`), instead of RGBA only.
 
     Each output is a single-part float32 RGBA EXR (ZIP, lossless) with the input's header plus
     ``zdepthDof*`` attributes (focus, f-stop, lens, max radius, blades, rotation), and with
@@ -1443,7 +1551,7 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
     from . import dof
 
     settings = (settings if settings is not None else dof.DofSettings()).validate()
-    jobs = plan_jobs(inputs, outputs, frames, png)
+    jobs = plan_jobs(inputs, outputs, frames, png, name_pattern=name_pattern)
     check_existing(jobs, overwrite, skip_existing)
     for folder in sorted({os.path.dirname(p) for j in jobs for p in j.outputs}):
         if folder and not os.path.isdir(folder):
@@ -1461,7 +1569,7 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
     process = functools.partial(refocus_frame, lens_for_frame=lens_for, settings=settings,
                                 diagnostic=diagnostic, state=state, extra_header=extra_header,
                                 layer=layer, deep=deep, view=view, background=background,
-                                layer_required=layer is not None)
+                                layer_required=layer is not None, multilayer=multilayer)
     if n > 1:
         return ParallelRun(jobs, process, n, threads, skip_existing, progress).run(should_cancel)
     run = SequenceRun(jobs, process, skip_existing, progress)
