@@ -225,7 +225,8 @@ def run(args):
         for paths in written:
             print(f"  {paths['depth']}")
             if paths.get("deep"):
-                print(f"  {paths['deep']}")
+                clips = ", ".join(f"{c:.3g}" for c in paths.get("layer_clips", ()))
+                print(f"  {paths['deep']}  (clip distances {clips})")
         deep = sum(1 for p in written if p.get("deep"))
         print(f"wrote {len(written)} depth EXR(s)" + (f" and {deep} deep EXR(s)" if deep else "")
               + f" in {time.perf_counter() - t0:.1f} s")
