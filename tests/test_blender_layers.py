@@ -35,6 +35,8 @@ def _state(scene):
     if scene.render.engine == "CYCLES":
         values.update(samples=scene.cycles.samples, denoise=scene.cycles.use_denoising,
                       persistent=scene.render.use_persistent_data)
+    elif scene.render.engine == "BLENDER_WORKBENCH":
+        values.update(aa=scene.display.render_aa)
     else:
         values.update(samples=scene.eevee.taa_render_samples)
     return values
@@ -117,6 +119,18 @@ def test_eevee_honours_the_clip_start(bpy):
     assert box.sum() > 5
     assert np.allclose(passes[0].depth[box], 10.0, atol=0.1)
     assert (passes[0].rgba[box][:, 1] > 0.5).all()
+
+
+@pytest.mark.slow
+def test_workbench_honours_the_clip_start(bpy):
+    scene = _shot("CYCLES", (32, 18), 1)
+    scene.render.engine = "BLENDER_WORKBENCH"
+    before = _state(scene)
+    rgba, depth, passes = _passes(bpy, scene, [6.0])
+    assert _state(scene) == before
+    box = np.abs(depth - 3.5) < 0.6
+    assert box.sum() > 5
+    assert np.allclose(passes[0].depth[box], 10.0, atol=0.1)
 
 
 def test_options_are_refused_before_rendering(bpy):

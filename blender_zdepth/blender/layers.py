@@ -15,7 +15,8 @@ Settings (``scene.zdepth``; the ``render`` command's options of the same names):
 * ``depth_layer_samples`` (0 = automatic): render samples of each extra pass. Automatic is an
   eighth of the beauty's samples (at least 1): those surfaces are only ever seen blurred, and
   with it a frame with three layers costs about 1.25x a plain render plus each pass's set-up.
-  Denoising is off for the extra passes for the same reason.
+  Denoising is off for the extra passes for the same reason. Workbench passes keep the scene's
+  anti-aliasing (they are cheap).
 * ``depth_layer_clips``: the clip distances typed in (``"4.5, 12"``, N - 1 increasing values
   between the camera's clip start and clip end); empty = automatic, from the frame's own depth
   with :func:`blender_zdepth.core.layers.clip_distances` (focus distance of the camera).
@@ -125,7 +126,10 @@ def _fmt(values):
 
 
 def pass_samples(scene, opts):
-    """Render samples of each extra pass (``opts.samples``, or automatic)."""
+    """Render samples of each extra pass (``opts.samples``, or automatic); None for Workbench,
+    whose anti-aliasing setting is left as it is (its renders are cheap)."""
+    if scene.render.engine == "BLENDER_WORKBENCH":
+        return None
     if opts.samples > 0:
         return int(opts.samples)
     if scene.render.engine == "CYCLES":
@@ -186,6 +190,8 @@ def _engine_settings(scene):
         # persistent data: the passes after the first reuse the synced scene and its BVH
         return [(scene.cycles, "samples"), (scene.cycles, "use_denoising"),
                 (scene.render, "use_persistent_data")]
+    if scene.render.engine == "BLENDER_WORKBENCH":
+        return []
     return [(scene.eevee, "taa_render_samples")]
 
 
@@ -204,11 +210,13 @@ def peel_settings(scene):
         for item, _ in muted:
             item.mute = True
         cam_data.clip_start = float(clip)
+        if samples is None:
+            return
         if scene.render.engine == "CYCLES":
             scene.cycles.samples = int(samples)
             scene.cycles.use_denoising = False
             scene.render.use_persistent_data = True
-        else:
+        elif scene.render.engine != "BLENDER_WORKBENCH":
             scene.eevee.taa_render_samples = int(samples)
 
     try:
