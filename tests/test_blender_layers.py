@@ -1,6 +1,8 @@
 """Depth layers in the render (blender/layers.py): the extra passes with the clip start moved,
 their settings restored (also after an error), and the options refused before rendering."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -74,7 +76,8 @@ def test_cycles_pass_sees_behind_the_box_and_settings_come_back(bpy):
 
 
 @pytest.mark.slow
-def test_settings_are_restored_after_an_error_inside_a_pass(bpy):
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_settings_are_restored_after_an_error_inside_a_pass(bpy, error):
     scene = _shot()
     scene.cycles.samples = 7
     scene.cycles.use_denoising = True
@@ -85,9 +88,9 @@ def test_settings_are_restored_after_an_error_inside_a_pass(bpy):
         assert scene.camera.data.clip_start == pytest.approx(6.0)
         assert scene.cycles.samples == 3 and scene.cycles.use_denoising is False
         assert scene.render.use_persistent_data is True
-        raise RuntimeError("boom inside the pass")
+        raise error("boom inside the pass")  # a failure, or a cancel (Ctrl+C)
 
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(error, match="boom"):
         _passes(bpy, scene, [6.0], samples=3, read=failing_read)
     assert _state(scene) == before
 
@@ -173,3 +176,31 @@ def test_layer_options_from_scene_and_automatic_samples(addon):
     assert layers.LayerOptions.from_scene(scene, clips="7").layers == 2
     scene.cycles.samples = 3
     assert layers.pass_samples(scene, layers.LayerOptions(2)) == 1
+
+
+@pytest.mark.slow
+def test_render_depth_layers_button_writes_flat_and_deep_files(addon, tmp_path):
+    import bpy
+
+    from blender_zdepth.core import deep, exr
+
+    scene = _shot(samples=2)
+    scene.frame_start, scene.frame_end = 1, 2
+    zd = scene.zdepth
+    zd.output_dir = str(tmp_path)
+    zd.depth_layers = 2
+    zd.depth_layer_clips = "6"
+    before = _state(scene)
+    assert bpy.ops.zdepth.render_depth_layers(animation=True) == {"FINISHED"}
+    assert _state(scene) == before
+    assert sorted(os.listdir(tmp_path)) == ["zdepth_0001.exr", "zdepth_0001_deep.exr",
+                                            "zdepth_0002.exr", "zdepth_0002_deep.exr"]
+    image = deep.read_deep(str(tmp_path / "zdepth_0002_deep.exr"))
+    flat = exr.load_frame(str(tmp_path / "zdepth_0002.exr"))
+    np.testing.assert_allclose(deep.flatten(image)[0], flat.rgba, atol=1e-6)
+    assert (image.counts == 2).sum() > 10
+    # a clip distance beyond the clip end: an error report, nothing rendered or written
+    zd.depth_layer_clips = "80"
+    with pytest.raises(RuntimeError, match="beyond the camera's clip end 50"):
+        bpy.ops.zdepth.render_depth_layers()
+    assert len(os.listdir(tmp_path)) == 4

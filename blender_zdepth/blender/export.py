@@ -465,7 +465,8 @@ def render_with_depth(scene, out_dir=None, frames=None, depth_layers=None, layer
             layer.use_pass_z = True
         for frame in frames:
             scene.frame_set(frame)
-            bpy.ops.render.render(write_still=False, scene=scene.name)
+            if "CANCELLED" in bpy.ops.render.render(write_still=False, scene=scene.name):
+                raise ZDepthError(f"frame {frame}: the render was cancelled")
             out = export_render_result(scene, opts, frame, depth_layers=layer_opts)
             written.append(out if with_paths else out["depth"])
     finally:

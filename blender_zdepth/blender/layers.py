@@ -34,6 +34,7 @@ says how to get the layers.
 """
 
 import math
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -259,7 +260,9 @@ def render_passes(scene, opts, beauty_depth, focus_distance, read_result, clips=
                 raise ZDepthError(f"clip distance {clip:g} is beyond the camera's clip end "
                                   f"{end:g}")
             set_pass(clip, samples)
-            bpy.ops.render.render(write_still=False, scene=scene.name)
+            if "CANCELLED" in bpy.ops.render.render(write_still=False, scene=scene.name):
+                raise ZDepthError(f"the depth layer at {clip:g} was cancelled: no deep file "
+                                  f"written for this frame")
             rgba, depth = read_result()
             if rgba.shape[:2] != tuple(beauty_depth.shape):
                 raise ZDepthError(f"the depth layer at {clip:g} rendered at "
@@ -285,11 +288,16 @@ def _check_peeled(depth, clip):
 class ZDEPTH_OT_render_depth_layers(bpy.types.Operator):
     bl_idname = "zdepth.render_depth_layers"
     bl_label = "Render Depth Layers"
-    bl_description = ("Render the current frame with its depth layers (the beauty, then the "
-                      "extra passes with the clip start moved) and write the depth EXR and the "
-                      "deep EXR beside it to the export folder. Blocks until done; F12 writes "
-                      "the flat file only")
+    bl_description = ("Render the current frame (or the frame range) with its depth layers: the "
+                      "beauty, then the extra passes with the clip start moved; write the depth "
+                      "EXR and the deep EXR beside it to the export folder. Blender is busy until "
+                      "it is done; F12 writes the flat file only")
     bl_options = {"REGISTER"}
+
+    animation: bpy.props.BoolProperty(
+        name="Animation", default=False,
+        description="Every frame of the scene's frame range (with its frame step), not only the "
+                    "current frame")
 
     @classmethod
     def poll(cls, context):
@@ -299,14 +307,22 @@ class ZDEPTH_OT_render_depth_layers(bpy.types.Operator):
         from . import export
 
         scene = context.scene
+        frames = None
+        if self.animation:
+            frames = range(scene.frame_start, scene.frame_end + 1, max(1, scene.frame_step))
         try:
-            written = export.render_with_depth(scene, with_paths=True)
+            written = export.render_with_depth(scene, frames=frames, with_paths=True)
         except ZDepthError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        paths = written[0]
-        deep = paths.get("deep")
-        self.report({"INFO"}, f"Wrote {paths['depth']}" + (f" and {deep}" if deep else ""))
+        if len(written) == 1:
+            paths = written[0]
+            deep = paths.get("deep")
+            self.report({"INFO"}, f"Wrote {paths['depth']}" + (f" and {deep}" if deep else ""))
+        else:
+            deep = sum(1 for p in written if p.get("deep"))
+            self.report({"INFO"}, f"Wrote {len(written)} depth EXRs and {deep} deep EXRs to "
+                                  f"{os.path.dirname(written[0]['depth'])}")
         return {"FINISHED"}
 
 
