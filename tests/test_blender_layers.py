@@ -204,3 +204,22 @@ def test_render_depth_layers_button_writes_flat_and_deep_files(addon, tmp_path):
     with pytest.raises(RuntimeError, match="beyond the camera's clip end 50"):
         bpy.ops.zdepth.render_depth_layers()
     assert len(os.listdir(tmp_path)) == 4
+
+
+@pytest.mark.slow
+def test_f12_with_layers_writes_the_flat_file_and_says_how_to_get_layers(addon, tmp_path,
+                                                                         capsys):
+    import bpy
+
+    scene = _shot(samples=1)
+    zd = scene.zdepth
+    zd.output_dir = str(tmp_path)
+    zd.export_enabled = True
+    zd.depth_layers = 3
+    stale = tmp_path / "zdepth_0001_deep.exr"
+    stale.write_bytes(b"from an earlier layered export")
+    bpy.ops.render.render(write_still=False)
+    assert sorted(os.listdir(tmp_path)) == ["zdepth_0001.exr"]  # the stale deep file is gone
+    out = capsys.readouterr().out
+    assert "depth layers are not rendered from F12" in out
+    assert "Render Depth Layers" in out
