@@ -145,6 +145,7 @@ def test_every_panel_draws_over_the_scene_states(bpy, addon):
         zd.beauty = _enum(zd, "beauty")[i % 3]
         zd.dof_fstop_override = bool(i % 2)
         zd.dof_blades = (0, 2, 6)[i % 3]
+        zd.depth_layers = (1, 3)[(i // 2) % 2]
         zd.dof_focus_object = box if i % 4 else None
         camera.data.dof.focus_object = box if i % 5 == 0 else None
         scene.camera = camera if cam_kind else None
@@ -169,8 +170,10 @@ def test_every_panel_draws_over_the_scene_states(bpy, addon):
                  "dof_focus_mode", "dof_focus_distance", "dof_focus_object", "dof_focus_pixel",
                  "dof_fstop_override", "dof_fstop", "dof_max_radius", "dof_blades",
                  "dof_rotation", "dof_source", "dof_input", "dof_output_dir", "dof_write_png",
-                 "focus_distance", "aperture_fstop"):
+                 "focus_distance", "aperture_fstop", "depth_layers", "depth_layer_samples",
+                 "depth_layer_clips"):
         assert name in shown, name
     ops = {rest[0] for kind, *rest in drawn if kind == "operator"}
     assert {"zdepth.setup_passes", "zdepth.apply_dof", "zdepth.add_node_group",
-            "zdepth.export_render_result", "zdepth.dof_pick_focus"} <= ops
+            "zdepth.export_render_result", "zdepth.dof_pick_focus",
+            "zdepth.render_depth_layers"} <= ops
