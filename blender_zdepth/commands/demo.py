@@ -54,7 +54,7 @@ def _resolution(text):
 #: The files the demo writes under --out (and only those are ever removed or replaced).
 DEMO_FILES = ["depth/demo_0001.exr", "depth/demo_0001_preview.png", "depth/demo_0001_deep.exr",
               "contact_sheet.png", "beauty.png", "before_after.png",
-              "refocus/flat.0001.exr", "refocus/flat.0001.png"] + \
+              "refocus/flat.0003.exr", "refocus/flat.0003.png"] + \
     [f"refocus/refocus.{i:04d}.{ext}" for i in (1, 2, 3) for ext in ("exr", "png")]
 
 
