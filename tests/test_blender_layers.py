@@ -1,6 +1,8 @@
 """Depth layers in the render (blender/layers.py): the extra passes with the clip start moved,
 their settings restored (also after an error), and the options refused before rendering."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,8 @@ def _state(scene):
     if scene.render.engine == "CYCLES":
         values.update(samples=scene.cycles.samples, denoise=scene.cycles.use_denoising,
                       persistent=scene.render.use_persistent_data)
+    elif scene.render.engine == "BLENDER_WORKBENCH":
+        values.update(aa=scene.display.render_aa)
     else:
         values.update(samples=scene.eevee.taa_render_samples)
     return values
@@ -72,7 +76,8 @@ def test_cycles_pass_sees_behind_the_box_and_settings_come_back(bpy):
 
 
 @pytest.mark.slow
-def test_settings_are_restored_after_an_error_inside_a_pass(bpy):
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_settings_are_restored_after_an_error_inside_a_pass(bpy, error):
     scene = _shot()
     scene.cycles.samples = 7
     scene.cycles.use_denoising = True
@@ -83,9 +88,9 @@ def test_settings_are_restored_after_an_error_inside_a_pass(bpy):
         assert scene.camera.data.clip_start == pytest.approx(6.0)
         assert scene.cycles.samples == 3 and scene.cycles.use_denoising is False
         assert scene.render.use_persistent_data is True
-        raise RuntimeError("boom inside the pass")
+        raise error("boom inside the pass")  # a failure, or a cancel (Ctrl+C)
 
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(error, match="boom"):
         _passes(bpy, scene, [6.0], samples=3, read=failing_read)
     assert _state(scene) == before
 
@@ -117,6 +122,18 @@ def test_eevee_honours_the_clip_start(bpy):
     assert box.sum() > 5
     assert np.allclose(passes[0].depth[box], 10.0, atol=0.1)
     assert (passes[0].rgba[box][:, 1] > 0.5).all()
+
+
+@pytest.mark.slow
+def test_workbench_honours_the_clip_start(bpy):
+    scene = _shot("CYCLES", (32, 18), 1)
+    scene.render.engine = "BLENDER_WORKBENCH"
+    before = _state(scene)
+    rgba, depth, passes = _passes(bpy, scene, [6.0])
+    assert _state(scene) == before
+    box = np.abs(depth - 3.5) < 0.6
+    assert box.sum() > 5
+    assert np.allclose(passes[0].depth[box], 10.0, atol=0.1)
 
 
 def test_options_are_refused_before_rendering(bpy):
@@ -159,3 +176,50 @@ def test_layer_options_from_scene_and_automatic_samples(addon):
     assert layers.LayerOptions.from_scene(scene, clips="7").layers == 2
     scene.cycles.samples = 3
     assert layers.pass_samples(scene, layers.LayerOptions(2)) == 1
+
+
+@pytest.mark.slow
+def test_render_depth_layers_button_writes_flat_and_deep_files(addon, tmp_path):
+    import bpy
+
+    from blender_zdepth.core import deep, exr
+
+    scene = _shot(samples=2)
+    scene.frame_start, scene.frame_end = 1, 2
+    zd = scene.zdepth
+    zd.output_dir = str(tmp_path)
+    zd.depth_layers = 2
+    zd.depth_layer_clips = "6"
+    before = _state(scene)
+    assert bpy.ops.zdepth.render_depth_layers(animation=True) == {"FINISHED"}
+    assert _state(scene) == before
+    assert sorted(os.listdir(tmp_path)) == ["zdepth_0001.exr", "zdepth_0001_deep.exr",
+                                            "zdepth_0002.exr", "zdepth_0002_deep.exr"]
+    image = deep.read_deep(str(tmp_path / "zdepth_0002_deep.exr"))
+    flat = exr.load_frame(str(tmp_path / "zdepth_0002.exr"))
+    np.testing.assert_allclose(deep.flatten(image)[0], flat.rgba, atol=1e-6)
+    assert (image.counts == 2).sum() > 10
+    # a clip distance beyond the clip end: an error report, nothing rendered or written
+    zd.depth_layer_clips = "80"
+    with pytest.raises(RuntimeError, match="beyond the camera's clip end 50"):
+        bpy.ops.zdepth.render_depth_layers()
+    assert len(os.listdir(tmp_path)) == 4
+
+
+@pytest.mark.slow
+def test_f12_with_layers_writes_the_flat_file_and_says_how_to_get_layers(addon, tmp_path,
+                                                                         capsys):
+    import bpy
+
+    scene = _shot(samples=1)
+    zd = scene.zdepth
+    zd.output_dir = str(tmp_path)
+    zd.export_enabled = True
+    zd.depth_layers = 3
+    stale = tmp_path / "zdepth_0001_deep.exr"
+    stale.write_bytes(b"from an earlier layered export")
+    bpy.ops.render.render(write_still=False)
+    assert sorted(os.listdir(tmp_path)) == ["zdepth_0001.exr"]  # the stale deep file is gone
+    out = capsys.readouterr().out
+    assert "depth layers are not rendered from F12" in out
+    assert "Render Depth Layers" in out

@@ -40,6 +40,7 @@ def test_render_with_layers_writes_a_deep_file_beside_the_unchanged_flat_one(bpy
     assert result.returncode == 0, result.stderr
     assert "with 3 depth layers: 2 extra pass(es) per frame of 2 samples" in result.stdout
     assert "and 1 deep EXR(s)" in result.stdout
+    assert "zdepth_0001_deep.exr  (clip distances " in result.stdout
     assert sorted(os.listdir(tmp_path / "layered")) == ["zdepth_0001.exr",
                                                         "zdepth_0001_deep.exr"]
     flat = exr.load_frame(str(tmp_path / "layered" / "zdepth_0001.exr"))

@@ -34,6 +34,20 @@ def test_demo_writes_depth_refocus_and_contact_sheet(bpy_module, run_cli, tmp_pa
     assert bits == 8
     assert sheet.shape[0] > 2 * 108 and sheet.shape[1] > 2 * 192
     assert "contact sheet" in result.stdout
+    # depth layers: the deep file beside the flat one flattens to its beauty, holds surfaces
+    # behind the near pillars, and the refocus used it; the flat-only comparison is written
+    from blender_zdepth.core import deep
+
+    image = deep.read_deep(str(out / "depth" / "demo_0001_deep.exr"))
+    assert image.header[deep.LAYERS_KEY] == 3
+    flat_rgba, _ = deep.flatten(image)
+    np.testing.assert_allclose(flat_rgba, frame.rgba, atol=1e-6)
+    assert (image.counts >= 2).sum() > 100
+    assert "3 depth layers (2 extra of 1 samples)" in result.stdout
+    assert "demo_0001_deep.exr" in result.stdout.split("refocused")[0].split("[1/3]")[1]
+    pair, _ = png.read_png(str(out / "before_after.png"))
+    assert pair.shape[1] > 2 * 192
+    assert (out / "refocus" / "flat.0003.exr").exists()
 
 
 def test_demo_rejects_a_bad_resolution(run_cli, tmp_path):

@@ -148,6 +148,7 @@ def test_every_panel_draws_over_the_scene_states(bpy, addon):
         zd.beauty = _enum(zd, "beauty")[i % 3]
         zd.dof_fstop_override = bool(i % 2)
         zd.dof_blades = (0, 2, 6)[i % 3]
+        zd.depth_layers = (1, 3)[(i // 2) % 2]
         zd.dof_focus_object = box if i % 4 else None
         camera.data.dof.focus_object = box if i % 5 == 0 else None
         zd.dof_aperture_override = bool((i // 2) % 2)
@@ -180,7 +181,8 @@ def test_every_panel_draws_over_the_scene_states(bpy, addon):
                  "dof_fstop_override", "dof_fstop", "dof_max_radius", "dof_blades",
                  "dof_rotation", "dof_source", "dof_input", "dof_output_dir", "dof_write_png",
                  "dof_output_name", "dof_multilayer",
-                 "focus_distance", "aperture_fstop",
+                 "focus_distance", "aperture_fstop", "depth_layers", "depth_layer_samples",
+                 "depth_layer_clips",
                  "dof_quality", "dof_aperture_override", "dof_anamorphic", "dof_use_scene_range",
                  "dof_frame_start", "dof_frame_end", "dof_frame_step", "live_preview",
                  "live_preview_mode", "aperture_blades", "aperture_rotation", "aperture_ratio"):
@@ -189,7 +191,7 @@ def test_every_panel_draws_over_the_scene_states(bpy, addon):
     ops = {rest[0] for kind, *rest in drawn if kind == "operator"}
     assert {"zdepth.setup_passes", "zdepth.apply_dof", "zdepth.add_node_group",
             "zdepth.export_render_result", "zdepth.dof_pick_focus",
-            "zdepth.refresh_preview"} <= ops
+            "zdepth.refresh_preview", "zdepth.render_depth_layers"} <= ops
 
 
 def test_the_recorder_refuses_what_blender_would(bpy, addon):

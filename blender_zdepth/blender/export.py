@@ -228,7 +228,8 @@ def export_render_result(scene, options=None, frame=None, depth_layers=None):
     frame's extra passes now (see :mod:`.layers`; not from a render handler) and write the deep
     EXR ``<name>_deep.exr`` beside the flat file, which does not change. Without layers a
     ``<name>_deep.exr`` left from an earlier export of that name is removed (it would no longer
-    match). Returns ``frame_paths(...)`` with None for the files not written."""
+    match). Returns ``frame_paths(...)`` with None for the files not written (and, with
+    layers, ``"layer_clips"``: the clip distances of the passes)."""
     options = options or ExportOptions.from_scene(scene)
     frame = scene.frame_current if frame is None else int(frame)
     cam = bcam.check_camera(scene)
@@ -279,6 +280,7 @@ def export_render_result(scene, options=None, frame=None, depth_layers=None):
         out["deep"] = core_deep.write_deep_exr(
             paths["deep"], loaded.rgba, loaded.depth, [(p.rgba, p.depth) for p in peeled],
             camera=info, extra_header=extra, overwrite=True)
+        out["layer_clips"] = [p.clip for p in peeled]
     elif os.path.isfile(paths["deep"]):
         os.remove(paths["deep"])  # the deep file of an earlier layered export of this name
     return out
@@ -463,7 +465,8 @@ def render_with_depth(scene, out_dir=None, frames=None, depth_layers=None, layer
             layer.use_pass_z = True
         for frame in frames:
             scene.frame_set(frame)
-            bpy.ops.render.render(write_still=False, scene=scene.name)
+            if "CANCELLED" in bpy.ops.render.render(write_still=False, scene=scene.name):
+                raise ZDepthError(f"frame {frame}: the render was cancelled")
             out = export_render_result(scene, opts, frame, depth_layers=layer_opts)
             written.append(out if with_paths else out["depth"])
     finally:

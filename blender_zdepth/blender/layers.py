@@ -15,7 +15,8 @@ Settings (``scene.zdepth``; the ``render`` command's options of the same names):
 * ``depth_layer_samples`` (0 = automatic): render samples of each extra pass. Automatic is an
   eighth of the beauty's samples (at least 1): those surfaces are only ever seen blurred, and
   with it a frame with three layers costs about 1.25x a plain render plus each pass's set-up.
-  Denoising is off for the extra passes for the same reason.
+  Denoising is off for the extra passes for the same reason. Workbench passes keep the scene's
+  anti-aliasing (they are cheap).
 * ``depth_layer_clips``: the clip distances typed in (``"4.5, 12"``, N - 1 increasing values
   between the camera's clip start and clip end); empty = automatic, from the frame's own depth
   with :func:`blender_zdepth.core.layers.clip_distances` (focus distance of the camera).
@@ -33,6 +34,7 @@ says how to get the layers.
 """
 
 import math
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -125,7 +127,10 @@ def _fmt(values):
 
 
 def pass_samples(scene, opts):
-    """Render samples of each extra pass (``opts.samples``, or automatic)."""
+    """Render samples of each extra pass (``opts.samples``, or automatic); None for Workbench,
+    whose anti-aliasing setting is left as it is (its renders are cheap)."""
+    if scene.render.engine == "BLENDER_WORKBENCH":
+        return None
     if opts.samples > 0:
         return int(opts.samples)
     if scene.render.engine == "CYCLES":
@@ -186,6 +191,8 @@ def _engine_settings(scene):
         # persistent data: the passes after the first reuse the synced scene and its BVH
         return [(scene.cycles, "samples"), (scene.cycles, "use_denoising"),
                 (scene.render, "use_persistent_data")]
+    if scene.render.engine == "BLENDER_WORKBENCH":
+        return []
     return [(scene.eevee, "taa_render_samples")]
 
 
@@ -204,11 +211,13 @@ def peel_settings(scene):
         for item, _ in muted:
             item.mute = True
         cam_data.clip_start = float(clip)
+        if samples is None:
+            return
         if scene.render.engine == "CYCLES":
             scene.cycles.samples = int(samples)
             scene.cycles.use_denoising = False
             scene.render.use_persistent_data = True
-        else:
+        elif scene.render.engine != "BLENDER_WORKBENCH":
             scene.eevee.taa_render_samples = int(samples)
 
     try:
@@ -251,7 +260,9 @@ def render_passes(scene, opts, beauty_depth, focus_distance, read_result, clips=
                 raise ZDepthError(f"clip distance {clip:g} is beyond the camera's clip end "
                                   f"{end:g}")
             set_pass(clip, samples)
-            bpy.ops.render.render(write_still=False, scene=scene.name)
+            if "CANCELLED" in bpy.ops.render.render(write_still=False, scene=scene.name):
+                raise ZDepthError(f"the depth layer at {clip:g} was cancelled: no deep file "
+                                  f"written for this frame")
             rgba, depth = read_result()
             if rgba.shape[:2] != tuple(beauty_depth.shape):
                 raise ZDepthError(f"the depth layer at {clip:g} rendered at "
@@ -277,11 +288,16 @@ def _check_peeled(depth, clip):
 class ZDEPTH_OT_render_depth_layers(bpy.types.Operator):
     bl_idname = "zdepth.render_depth_layers"
     bl_label = "Render Depth Layers"
-    bl_description = ("Render the current frame with its depth layers (the beauty, then the "
-                      "extra passes with the clip start moved) and write the depth EXR and the "
-                      "deep EXR beside it to the export folder. Blocks until done; F12 writes "
-                      "the flat file only")
+    bl_description = ("Render the current frame (or the frame range) with its depth layers: the "
+                      "beauty, then the extra passes with the clip start moved; write the depth "
+                      "EXR and the deep EXR beside it to the export folder. Blender is busy until "
+                      "it is done; F12 writes the flat file only")
     bl_options = {"REGISTER"}
+
+    animation: bpy.props.BoolProperty(
+        name="Animation", default=False,
+        description="Every frame of the scene's frame range (with its frame step), not only the "
+                    "current frame")
 
     @classmethod
     def poll(cls, context):
@@ -291,14 +307,22 @@ class ZDEPTH_OT_render_depth_layers(bpy.types.Operator):
         from . import export
 
         scene = context.scene
+        frames = None
+        if self.animation:
+            frames = range(scene.frame_start, scene.frame_end + 1, max(1, scene.frame_step))
         try:
-            written = export.render_with_depth(scene, with_paths=True)
+            written = export.render_with_depth(scene, frames=frames, with_paths=True)
         except ZDepthError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        paths = written[0]
-        deep = paths.get("deep")
-        self.report({"INFO"}, f"Wrote {paths['depth']}" + (f" and {deep}" if deep else ""))
+        if len(written) == 1:
+            paths = written[0]
+            deep = paths.get("deep")
+            self.report({"INFO"}, f"Wrote {paths['depth']}" + (f" and {deep}" if deep else ""))
+        else:
+            deep = sum(1 for p in written if p.get("deep"))
+            self.report({"INFO"}, f"Wrote {len(written)} depth EXRs and {deep} deep EXRs to "
+                                  f"{os.path.dirname(written[0]['depth'])}")
         return {"FINISHED"}
 
 

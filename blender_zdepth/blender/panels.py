@@ -159,7 +159,10 @@ class RENDER_PT_zdepth(bpy.types.Panel):
             sub.prop(zd, "depth_layer_samples")
             sub.prop(zd, "depth_layer_clips")
             if zd.depth_layers > 1:
-                sub.operator("zdepth.render_depth_layers", icon="RENDER_STILL")
+                row = sub.row(align=True)
+                row.operator("zdepth.render_depth_layers", icon="RENDER_STILL")
+                row.operator("zdepth.render_depth_layers", text="Animation",
+                             icon="RENDER_ANIMATION").animation = True
         row = layout.row(align=True)
         row.operator("zdepth.export_render_result", icon="EXPORT")
         row.operator("zdepth.add_node_group", icon="NODETREE", text="Add Compositor Node")

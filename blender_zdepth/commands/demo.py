@@ -2,13 +2,17 @@
 
 Steps (all through the same code paths a user reaches from the panel and the command line):
 
-1. build the procedural demo scene (no downloaded assets) and render it with Cycles;
+1. build the procedural demo scene (no downloaded assets) and render it with Cycles, with depth
+   layers (``--layers``, default 3: two extra passes of few samples with the clip start moved
+   past the near pillars, see :mod:`blender_zdepth.blender.layers`);
 2. export the frame as our log-encoded 32-bit EXR (beauty in the same file) with a 16-bit depth
-   preview beside it, through the export-on-render path;
+   preview and the deep EXR of its layers beside it, through the export-on-render path;
 3. print the file's precision report;
-4. refocus the frame after the render: a focus rack from the nearest pillar to the far one, plus
-   the focal-plane diagnostic view;
-5. write a labelled contact sheet (beauty, depth preview, refocused frames, diagnostic).
+4. refocus the frame after the render (from the deep file, which the refocus finds beside the
+   flat one): a focus rack from the nearest pillar to the far one, plus the focal-plane
+   diagnostic view; and the far focus once more from the flat file alone, for comparison;
+5. write a labelled contact sheet (beauty, depth preview, refocused frames, diagnostic) and
+   ``before_after.png`` (the far focus refocused from the flat file and from the layers).
 """
 
 import os
@@ -20,6 +24,9 @@ HELP = "render the built-in procedural demo scene, export its depth and refocus 
 #: Focus distances (metres) of the demo's focus rack: pillars stand at 3, 5, 8, 13, 25 and 60 m.
 RACK = (3.0, 8.0, 25.0)
 
+#: Depth layers of the demo's render (the beauty + two extra passes).
+LAYERS = 3
+
 
 def add_arguments(parser):
     parser.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
@@ -27,6 +34,9 @@ def add_arguments(parser):
     parser.add_argument("--samples", type=int, default=16, help="Cycles samples (default 16)")
     parser.add_argument("--fstop", type=float, default=1.4,
                         help="f-number of the refocus (default 1.4, a shallow depth of field)")
+    parser.add_argument("--layers", type=int, default=LAYERS,
+                        help=f"depth layers of the render, 1-8 (default {LAYERS}; 1 = the flat "
+                             f"render alone, no deep file and no comparison)")
 
 
 def _resolution(text):
@@ -42,9 +52,10 @@ def _resolution(text):
 
 
 #: The files the demo writes under --out (and only those are ever removed or replaced).
-DEMO_FILES = ["depth/demo_0001.exr", "depth/demo_0001_preview.png", "contact_sheet.png",
-              "beauty.png"] + [f"refocus/refocus.{i:04d}.{ext}" for i in (1, 2, 3)
-                               for ext in ("exr", "png")]
+DEMO_FILES = ["depth/demo_0001.exr", "depth/demo_0001_preview.png", "depth/demo_0001_deep.exr",
+              "contact_sheet.png", "beauty.png", "before_after.png",
+              "refocus/flat.0003.exr", "refocus/flat.0003.png"] + \
+    [f"refocus/refocus.{i:04d}.{ext}" for i in (1, 2, 3) for ext in ("exr", "png")]
 
 
 def _clear(folder, names):
@@ -68,6 +79,8 @@ def run(args):
         raise UsageError(f"--samples must be at least 1, not {args.samples}")
     if not args.fstop > 0:
         raise UsageError(f"--fstop must be positive, not {args.fstop}")
+    if not 1 <= args.layers <= 8:
+        raise UsageError(f"--layers must be between 1 and 8, not {args.layers}")
     resolution = _resolution(args.resolution)
 
     import numpy as np
@@ -92,13 +105,24 @@ def run(args):
     depth_paths = export.render_with_depth(
         scene, os.path.join(out, "depth"), encoding="log", range_source="CAMERA",
         bit_depth="32", codec="ZIP", name_pattern="demo_####", write_preview=True,
-        beauty="SAME_FILE")
+        beauty="SAME_FILE", depth_layers=args.layers, layer_samples=0, layer_clips=(),
+        with_paths=True)
     t_render = time.perf_counter() - t0
-    depth_exr = depth_paths[0]
+    depth_exr = depth_paths[0]["depth"]
+    deep_exr = depth_paths[0]["deep"]
     frame = exr.load_frame(depth_exr)
+    layered = ""
+    if deep_exr:
+        from ..blender import layers
+
+        extra = layers.pass_samples(scene, layers.LayerOptions(args.layers))
+        layered = f", {args.layers} depth layers ({args.layers - 1} extra of {extra} samples)"
     print(f"rendered and exported the demo frame ({resolution[0]}x{resolution[1]}, Cycles, "
-          f"{args.samples} samples) in {t_render:.1f} s")
+          f"{args.samples} samples{layered}) in {t_render:.1f} s")
     print(f"  log-encoded 32-bit EXR (Z + beauty RGBA, camera in the header): {depth_exr}")
+    if deep_exr:
+        print(f"  deep EXR of the layers (R, G, B, A, Z, ZBack; flattens to the beauty): "
+              f"{deep_exr}")
     preview_png = os.path.splitext(depth_exr)[0] + "_preview.png"
     if os.path.exists(preview_png):
         print(f"  16-bit depth preview (white near, black far): {preview_png}")
@@ -123,6 +147,17 @@ def run(args):
         raise ZDepthError(f"the demo refocus failed: {result.summary()}")
     print(f"refocused {len(lenses)} frames (f/{args.fstop:g}, focus {', '.join(f'{d:g}' for d in RACK)} m) "
           f"in {time.perf_counter() - t1:.1f} s: {os.path.join(out, 'refocus')}")
+    flat_rgba = None
+    if deep_exr:
+        # the far focus again from the flat file alone: what the refocus makes without layers
+        compare = max(lenses)
+        flat = sequence.refocus_sequence(
+            {compare: depth_exr}, os.path.join(out, "refocus", "flat.####.exr"),
+            {compare: lenses[compare]}, settings, png=True, overwrite=True, deep=False)
+        if not flat.ok:
+            raise ZDepthError(f"the demo refocus failed: {flat.summary()}")
+        image = exr.read_exr(os.path.join(out, "refocus", f"flat.{compare:04d}.exr"))
+        flat_rgba = np.dstack([image.channels[c] for c in "RGBA"])
 
     # 5. Contact sheet.
     tiles = [display.to_display(frame.rgba),
@@ -142,6 +177,16 @@ def run(args):
     png.write_png(sheet_path, sheet, bits=8, overwrite=True)
     png.write_png(os.path.join(out, "beauty.png"), tiles[0], bits=8, overwrite=True)
     print(f"contact sheet: {sheet_path}")
+    if flat_rgba is not None:
+        lens = lenses[max(lenses)]
+        pair = display.contact_sheet(
+            [display.to_display(flat_rgba), tiles[2 + len(lenses) - 1]],
+            [f"flat render, {lens.focus_distance:g} m f/{lens.fstop:g}",
+             f"{args.layers} depth layers, same focus"], columns=2,
+            label_scale=max(1, resolution[0] // 240))
+        pair_path = os.path.join(out, "before_after.png")
+        png.write_png(pair_path, pair, bits=8, overwrite=True)
+        print(f"refocus from the flat render vs from the depth layers: {pair_path}")
     print(f"demo finished in {time.perf_counter() - t0:.1f} s; everything is in {out}")
     return 0
 

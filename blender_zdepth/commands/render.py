@@ -215,9 +215,10 @@ def run(args):
         if layer_opts.enabled:
             where = "automatic clip distances" if not layer_opts.clips else \
                 "clip at " + ", ".join(f"{c:g}" for c in layer_opts.clips)
+            samples = blayers.pass_samples(scene, layer_opts)
+            samples = "the scene's anti-aliasing" if samples is None else f"{samples} samples"
             print(f"  with {layer_opts.layers} depth layers: {layer_opts.layers - 1} extra "
-                  f"pass(es) per frame of {blayers.pass_samples(scene, layer_opts)} samples, "
-                  f"{where}", flush=True)
+                  f"pass(es) per frame of {samples}, {where}", flush=True)
         t0 = time.perf_counter()
         written = export.render_with_depth(
             scene, out, frames, depth_layers=layer_opts.layers, layer_samples=layer_opts.samples,
@@ -225,7 +226,8 @@ def run(args):
         for paths in written:
             print(f"  {paths['depth']}")
             if paths.get("deep"):
-                print(f"  {paths['deep']}")
+                clips = ", ".join(f"{c:.3g}" for c in paths.get("layer_clips", ()))
+                print(f"  {paths['deep']}  (clip distances {clips})")
         deep = sum(1 for p in written if p.get("deep"))
         print(f"wrote {len(written)} depth EXR(s)" + (f" and {deep} deep EXR(s)" if deep else "")
               + f" in {time.perf_counter() - t0:.1f} s")
