@@ -169,7 +169,7 @@ function compileJob(job) {
   settings.render_output_path = plan.outputDir;
 
   const chunks = frameChunker(settings.frames, plan.chunkSize);
-  for (const chunk of chunks) {
+  for (let chunk of chunks) {
     const renderTask = author.Task(`render-${chunk}`, 'blender');
     renderTask.addCommand(zdepthBlenderCommand(settings, plan, zdepthRenderArgs(settings, plan, chunk)));
     job.addTask(renderTask);
