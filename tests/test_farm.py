@@ -126,7 +126,8 @@ def test_chunks_render_and_refocus_tasks_with_dependencies(tmp_path):
     for chunk, render, refocus in zip(chunks, tasks[::2], tasks[1::2]):
         assert cli_args(render) == [
             "render", "/proj/shot010.flamenco.blend", "--out", f"{out}/depth", "--frames", chunk,
-            "--encoding", "log", "--name", "shot010.####", "--beauty", "same-file"]
+            "--encoding", "log", "--name", "shot010.####", "--beauty", "same-file",
+            "--depth-layers", "1"]
         assert cli_args(refocus) == [
             "dof", f"{out}/depth/shot010.####.exr", f"{out}/refocus/shot010.####.exr",
             "--frames", chunk, "--skip-existing", "--max-radius", "64"]
@@ -142,6 +143,7 @@ def test_refocus_off_gives_render_tasks_only(tmp_path):
     args = cli_args(tasks[0])
     assert args[args.index("--encoding") + 1] == "inverse"
     assert "--beauty" not in args  # the file's own beauty setting applies
+    assert args[-2:] == ["--depth-layers", "1"]  # the job's value, not the file's
 
 
 @needs_node
@@ -169,7 +171,6 @@ def test_focus_keys_fstop_png_layers_and_cli_path(tmp_path):
 def test_camera_focus_uses_the_files_own_lens(tmp_path):
     args = cli_args(compile_job(tmp_path, settings(frames="7"))["tasks"][1])
     assert not {"--focus-keys", "--fstop", "--focus-distance", "--png"} & set(args)
-    assert "--depth-layers" not in cli_args(compile_job(tmp_path, settings())["tasks"][0])
 
 
 @needs_node
@@ -214,6 +215,43 @@ def test_standin_follows_flamenco_chunk_notation(tmp_path):
     # Blender's 'A..B' notation is accepted too; duplicates and order do not matter.
     result = compile_job(tmp_path, settings(frames="9..10, 1..3,2", chunk_size=2, refocus="off"))
     assert [t["name"] for t in result["tasks"]] == ["render-1,2", "render-3,9", "render-10"]
+
+
+def evaluate_settings(bpy, job_type):
+    """Each setting's ``eval`` as Flamenco's add-on evaluates it (its names: C, bpy, Path,
+    jobname, settings, last_n_dir_parts)."""
+    import pathlib
+    import types
+
+    def last_n_dir_parts(n, file_path=None):
+        parts = pathlib.Path(file_path or bpy.data.filepath).parent.parts
+        return pathlib.Path(*parts[len(parts) - n:]) if n else pathlib.Path()
+
+    values = {"render_output_root": "/render", "add_path_components": 1}
+    names = {"C": bpy.context, "bpy": bpy, "Path": pathlib.Path, "jobname": "shot-dof",
+             "settings": types.SimpleNamespace(**values), "last_n_dir_parts": last_n_dir_parts}
+    return {s["key"]: eval(s["eval"], {}, dict(names)) for s in job_type["settings"] if "eval" in s}
+
+
+@needs_node
+@pytest.mark.blender
+def test_setting_evals_start_from_the_file(addon, bpy, tmp_path):
+    job_type = compile_job(tmp_path, settings())["jobType"]
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 5, 9
+    scene.zdepth.encoding = "inverse"
+    scene.zdepth.depth_layers = 3
+    (tmp_path / "sq01").mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "sq01" / "shot.blend"))
+    values = evaluate_settings(bpy, job_type)
+    assert values == {"frames": "5-9", "depth_encoding": "inverse", "depth_layers": 3,
+                      "render_output_path": "/render/sq01/shot-dof/{timestamp}"}
+    addon.unregister()  # a submitting Blender without blender_zdepth enabled: the defaults
+    try:
+        values = evaluate_settings(bpy, job_type)
+    finally:
+        addon.register()
+    assert (values["depth_encoding"], values["depth_layers"]) == ("log", 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,7 +324,7 @@ def test_worker_runs_render_then_refocus_tasks_end_to_end(bpy, tmp_path):
     result = compile_job(tmp_path, settings(
         frames="1-3", chunk_size=2, render_output_root=str(tmp_path / "render"),
         render_output_path=str(tmp_path / "render" / "shot" / "{timestamp}"), blendfile=blend,
-        zdepth_cli=CLI, max_radius=8))
+        zdepth_cli=CLI, max_radius=8, depth_layers=2))
     tasks = {t["name"]: t for t in result["tasks"]}
     assert list(tasks) == ["render-1,2", "refocus-1,2", "render-3", "refocus-3"]
     out = tmp_path / "render" / "shot" / STAMP
@@ -308,11 +346,16 @@ def test_worker_runs_render_then_refocus_tasks_end_to_end(bpy, tmp_path):
         done = run_on_worker(task, worker_cwd, env=env)
         assert done.returncode == 0, f"{name}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         assert f"blender_zdepth farm: running {expected_cli[name]}" in done.stdout
+        if name.startswith("refocus"):  # each frame is refocused with its depth-peeled layers
+            frames = sequence.parse_frames(name[len("refocus-"):])
+            for frame in frames:
+                assert f"deep shot.{frame:04d}_deep.exr" in done.stdout, done.stdout
         done_tasks.add(name)
 
     depth = sorted(os.path.basename(p) for p in glob.glob(str(out / "depth" / "*.exr")))
     refocused = sorted(os.path.basename(p) for p in glob.glob(str(out / "refocus" / "*.exr")))
-    assert depth == refocused == ["shot.0001.exr", "shot.0002.exr", "shot.0003.exr"]
+    assert refocused == ["shot.0001.exr", "shot.0002.exr", "shot.0003.exr"]
+    assert depth == sorted(refocused + [f"shot.000{f}_deep.exr" for f in (1, 2, 3)])
     for frame, focus in ((1, 3.0), (3, 7.0)):
         header = exr.read_exr(str(out / "refocus" / f"shot.{frame:04d}.exr")).header
         assert header["zdepthDofFocusDistance"] == pytest.approx(focus)  # the camera's, per frame

@@ -76,8 +76,11 @@ const JOB_TYPE = {
       type: 'string',
       choices: ZDEPTH_ENCODINGS,
       default: 'log',
+      eval: "getattr(getattr(C.scene, 'zdepth', None), 'encoding', 'log')",
       visible: 'submission',
-      description: 'How depth is stored in the EXR (log keeps equal relative precision)',
+      description:
+        "How depth is stored in the EXR (log keeps equal relative precision); starts as the " +
+        "file's Z-Depth setting",
     },
     {
       key: 'depth_layers',
@@ -85,10 +88,11 @@ const JOB_TYPE = {
       type: 'int32',
       default: 1,
       propargs: { min: 1, max: 8 },
+      eval: "getattr(getattr(C.scene, 'zdepth', None), 'depth_layers', 1)",
       visible: 'submission',
       description:
-        'Surfaces per pixel: 1 = the visible one; more renders depth-peeled layers behind it ' +
-        'for the refocus (render --depth-layers)',
+        'Surfaces per pixel: 1 = the visible one; more renders depth-peeled layers behind it, ' +
+        "which the refocus uses (render --depth-layers); starts as the file's setting",
     },
 
     // The refocus after the render.
@@ -169,7 +173,7 @@ function compileJob(job) {
   settings.render_output_path = plan.outputDir;
 
   const chunks = frameChunker(settings.frames, plan.chunkSize);
-  for (const chunk of chunks) {
+  for (let chunk of chunks) {
     const renderTask = author.Task(`render-${chunk}`, 'blender');
     renderTask.addCommand(zdepthBlenderCommand(settings, plan, zdepthRenderArgs(settings, plan, chunk)));
     job.addTask(renderTask);
@@ -281,10 +285,8 @@ function zdepthRenderArgs(settings, plan, chunk) {
   if (plan.refocus !== 'off') {
     args = args.concat(['--beauty', 'same-file']);
   }
-  if (plan.layers > 1) {
-    args = args.concat(['--depth-layers', String(plan.layers)]);
-  }
-  return args;
+  // Always given, so the job's value wins over the .blend's own Z-Depth setting.
+  return args.concat(['--depth-layers', String(plan.layers)]);
 }
 
 // `dof` for one chunk; --skip-existing makes a re-queued task do only the missing frames.
