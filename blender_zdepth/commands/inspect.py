@@ -59,7 +59,7 @@ def describe(path, focus=None, layer=None, background="auto", compare=False, vie
     }
     comp = img.header.get("compression")
     info["compression"] = getattr(comp, "name", str(comp)) if comp is not None else None
-    if img.parts and all(p.deep for p in img.parts):
+    if layer is None and img.parts and all(p.deep for p in img.parts):
         from ..core import deep
 
         if deep.is_deep(path):  # deep samples only: what they hold, besides the parts

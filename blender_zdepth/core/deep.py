@@ -295,9 +295,12 @@ def read_deep(path):
 
     from . import exr
 
+    from . import exrscan
+
     path = os.fspath(path)
     if not is_deep(path):
         raise ZDepthError(f"{path}: not a deep OpenEXR file (its first part is a flat image)")
+    exrscan.check_file(path)  # declared sizes (windows, sample tables) before any allocation
     failure = None
     with exr._captured_output() as messages:
         try:

@@ -237,7 +237,8 @@ def _as_str_list(value):
 def _infer_part_views(names):
     """Views given only by part names (``rgba_left``, ``depth_left``, ``rgba_right``...): a
     suffix after the last ``_`` shared by several parts whose other halves repeat with another
-    suffix. Returns {part index: view}."""
+    suffix, when the suffixes include the stereo eyes ``left`` and ``right``. Returns
+    {part index: view}."""
     split = {}
     for i, n in enumerate(names):
         if "_" in n:
@@ -251,7 +252,9 @@ def _infer_part_views(names):
     if not groups:
         return {}
     views = set.intersection(*groups) if len(groups) > 1 else groups[0]
-    if len(views) < 2:
+    # Only stereo eyes are taken from names alone: other suffixes (Blender's File Output layers
+    # enc_log, dec_log, enc_linear, ...) are layer names, not views.
+    if len(views) < 2 or not {"left", "right"} <= {v.lower() for v in views}:
         return {}
     return {i: s for i, (b, s) in split.items() if s in views}
 

@@ -1293,6 +1293,8 @@ def load_dof_frame(path, expect_size=None, layer=None, deep=None, view=None, bac
     if not os.path.exists(path):
         raise ZDepthError("missing: the file does not exist")
     frame = _load_deep_or_none(path, deep)
+    if frame is not None and (view is not None or (layer and layer_required)):
+        _check_view_and_layer(path, layer, view, layer_required)
     if frame is None:
         try:
             frame = exr.load_frame(path, layer=layer, view=view, background=background,
@@ -1318,6 +1320,20 @@ def load_dof_frame(path, expect_size=None, layer=None, deep=None, view=None, bac
         raise FrameSizeError(f"wrong size: {w}x{h}, the sequence is "
                              f"{expect_size[0]}x{expect_size[1]}")
     return frame
+
+
+def _check_view_and_layer(path, layer, view, layer_required):
+    """A ``--view`` / ``--layer`` that ``path`` lacks stops the run (:class:`AbortRun`, exit 2,
+    listing what the file has), for deep input as for flat."""
+    from . import exr
+
+    try:
+        exr.load_frame(path, layer=layer, view=view, need_depth=False,
+                       layer_required=layer_required)
+    except UsageError as exc:
+        raise AbortRun(str(exc)) from None
+    except ZDepthError:
+        pass  # deep samples only: the deep reader has read them already
 
 
 def _load_deep_or_none(path, deep):
