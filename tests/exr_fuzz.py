@@ -123,7 +123,21 @@ def main(folder, n_cut=8, n_flip=12, limit_s=5.0):
                     for n in leftovers:
                         os.remove(os.path.join(folder, n))
             os.remove(bad)
-    print(json.dumps({"runs": runs, "codes": codes, "slowest": slowest, "problems": problems}))
+    print(json.dumps({"runs": runs, "codes": codes, "slowest": slowest, "problems": problems,
+                      "peak_kb": peak_kb()}))
+
+
+def peak_kb():
+    """This process's own peak resident memory (kB): VmHWM of its address space. (getrusage's
+    maxrss would also count the parent's memory, which a child started by vfork shares until
+    it runs this program: the test's pytest process, bpy loaded, is far bigger than the limit.)"""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 if __name__ == "__main__":
