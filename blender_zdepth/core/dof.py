@@ -940,9 +940,37 @@ def _extract_sparkles(planes):
     return sp
 
 
+def _convolve_sparse(planes, kernel, nz):
+    """Full linear convolution of planar ``planes`` (C, h, w) whose only non-zero pixels are
+    ``nz`` (flat indices) with ``kernel``: each sample splats the kernel (weighted sums by
+    ``np.bincount``, taps in batches), so the cost follows the samples, not the area."""
+    c, h, w = planes.shape
+    kh, kw = kernel.shape
+    oh, ow = h + kh - 1, w + kw - 1
+    ky, kx = np.nonzero(kernel > 0)
+    kv = kernel[ky, kx].astype(np.float64)
+    ys, xs = np.divmod(nz, w)
+    base = ys * ow + xs                       # the sample's position in the output
+    offs = ky * ow + kx
+    vals = planes.reshape(c, -1)[:, nz].astype(np.float64)
+    out = np.empty((c, oh * ow), _F32)
+    batch = max(1, int(4e6 // max(nz.size, 1)))
+    for ci in range(c):
+        acc = np.zeros(oh * ow, np.float64)
+        for t0 in range(0, offs.size, batch):
+            o, k = offs[t0:t0 + batch], kv[t0:t0 + batch]
+            acc += np.bincount((base[None, :] + o[:, None]).ravel(),
+                               weights=(k[:, None] * vals[ci][None, :]).ravel(),
+                               minlength=oh * ow)
+        out[ci] = acc
+    return out.reshape(c, oh, ow)
+
+
 def _convolve(planes, kernel):
     """Full linear convolution (C, h + kh - 1, w + kw - 1) of ``planes`` (C, h, w; coverage
-    last) with ``kernel``: direct for small kernels, else FFT over the occupied tiles."""
+    last) with ``kernel``: whichever is estimated cheapest of a direct convolution (small
+    kernels), a splat of the samples (sparse layers: particles, leaves, the thin slices of a
+    dense depth-edge frame) and FFT over the occupied tiles."""
     c, h, w = planes.shape
     kh, kw = kernel.shape
     taps = int(np.count_nonzero(kernel > 0))
@@ -952,9 +980,16 @@ def _convolve(planes, kernel):
     if n_tiles == 0:
         return np.zeros((c, h + kh - 1, w + kw - 1), _F32)
     # Rough costs (ns): a multiply-add pass ~0.8 ns/element; an rfft2 + irfft2 pair of a real
-    # plane ~10 ns/element at good sizes (complex128 inside numpy), plus tile bookkeeping.
+    # plane ~10 ns/element at good sizes (complex128 inside numpy), plus tile bookkeeping; a
+    # splatted sample ~8 ns per tap and channel, plus the output planes.
     direct = taps * c * h * w * 0.8
     fft = c * n_tiles * fy * fx * (8.0 + 0.5 * math.log2(fy * fx))
+    best = min(direct, fft)
+    # Count the samples only when a splat can win (fewer than best / cost per sample).
+    if best > c * ((h + kh) * (w + kw) * 3.0 + taps * 8.0):
+        nz = np.flatnonzero(planes[-1].reshape(-1))
+        if c * (nz.size * taps * 8.0 + (h + kh) * (w + kw) * 3.0) < best:
+            return _convolve_sparse(planes, kernel, nz)
     if direct <= fft:
         return _convolve_direct(planes, kernel)
     return _convolve_fft_tiled(planes, kernel, occ, fy, fx, ty, tx)
