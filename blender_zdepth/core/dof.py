@@ -651,7 +651,7 @@ def _push_pull(values, weight, levels):
 _FILL_BANDS = (-1e9, -24.0, -12.0, -6.0, -3.0, -1.0)
 
 
-def fill_hidden(col, coc, max_radius, block=4):
+def fill_hidden(col, coc, max_radius, block=4, pool=None):
     """Stage *fill hidden*: hidden-surface samples behind occluders, as a list of
     :class:`Samples` (one per band of occluder radii that has any).
 
@@ -696,7 +696,7 @@ def fill_hidden(col, coc, max_radius, block=4):
     flat_coc = coc.reshape(-1)
     offs_y = np.repeat(np.arange(f), f)
     offs_x = np.tile(np.arange(f), f)
-    out = []
+    jobs = []
     for lo, hi in zip(_FILL_BANDS[:-1], _FILL_BANDS[1:]):
         band = seen & (cmin >= lo) & (cmin < hi)
         if not band.any():
@@ -705,7 +705,16 @@ def fill_hidden(col, coc, max_radius, block=4):
         valid = cmin > top + 1.0 + 0.25 * abs(top)
         if not valid.any():
             continue
-        filled = _push_pull(blocks, valid.astype(_F32), levels + 8)
+        jobs.append((band, valid))
+
+    def push_pull(job):
+        return _push_pull(blocks, job[1].astype(_F32), levels + 8)
+
+    # The bands' fills are independent: on the frame's threads if there are several.
+    fills = list(pool.map(push_pull, jobs)) if pool is not None and len(jobs) > 1 else \
+        [push_pull(j) for j in jobs]
+    out = []
+    for (band, _), filled in zip(jobs, fills):
         by, bx = np.nonzero(band)
         fv = filled[:, by, bx]
         # Every pixel of a chosen block gets the block's fill value.
@@ -953,16 +962,17 @@ def _convolve_sparse(planes, kernel, nz):
     base = ys * ow + xs                       # the sample's position in the output
     offs = ky * ow + kx
     vals = planes.reshape(c, -1)[:, nz].astype(np.float64)
-    out = np.empty((c, oh * ow), _F32)
-    batch = max(1, int(4e6 // max(nz.size, 1)))
-    for ci in range(c):
-        acc = np.zeros(oh * ow, np.float64)
-        for t0 in range(0, offs.size, batch):
-            o, k = offs[t0:t0 + batch], kv[t0:t0 + batch]
-            acc += np.bincount((base[None, :] + o[:, None]).ravel(),
-                               weights=(k[:, None] * vals[ci][None, :]).ravel(),
-                               minlength=oh * ow)
-        out[ci] = acc
+    out = np.zeros((c, oh * ow), _F32)
+    # Taps in batches of ~1.5 M splats (bounded temporaries; np.bincount sums in float64).
+    batch = max(1, int(1.5e6 // max(nz.size, 1)))
+    for t0 in range(0, offs.size, batch):
+        pos = (base[None, :] + offs[t0:t0 + batch, None]).ravel()
+        lo = int(pos.min())
+        pos -= lo
+        n = int(pos.max()) + 1
+        for ci in range(c):
+            wts = (kv[t0:t0 + batch, None] * vals[ci][None, :]).ravel()
+            out[ci, lo:lo + n] += np.bincount(pos, weights=wts, minlength=n)
     return out.reshape(c, oh, ow)
 
 
@@ -1656,7 +1666,7 @@ def _run_pipeline(frame, rgba, settings, pixel_aspect, pool, hidden=None):
     with _stage("split edges"):
         parts = split_edges(frame.col, frame.coc, frame.cov, pool=pool)
     with _stage("fill hidden"):
-        fill = fill_hidden(frame.col, frame.coc, frame.maxr)
+        fill = fill_hidden(frame.col, frame.coc, frame.maxr, pool=pool)
         if hidden:
             given, has = hidden_samples(frame, hidden)
             # The invented fill stays only where no real hidden sample is given.
