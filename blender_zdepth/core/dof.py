@@ -470,23 +470,35 @@ def split_edges(col, coc, cov, threshold=1.0, pool=None):
     def work(chunk):
         return _split_chunk(chunk, flat_col, flat_coc, pure, lo_f[chunk], hi_f[chunk], w)
 
-    results = list(pool.map(work, chunks)) if pool is not None and len(chunks) > 1 else \
-        [work(c) for c in chunks]
-    results = [r for r in results if r is not None]
-    if not results:
-        return []
-    idx, own_col, own_cov, other_col, other_cov, other_coc = (
-        np.concatenate([r[i] for r in results], axis=-1) for i in range(6))
-    # The pixel's own sample keeps the part on its side; the other part becomes an extra one.
     flat_cov = cov.reshape(-1)
-    base = flat_cov[idx]
-    flat_cov[idx] = base * own_cov
-    flat_col[:, idx] = own_col
-    other_cov = base * other_cov
-    keep = other_cov > 1e-4
-    if not keep.any():
+
+    def compact(r):
+        # Only the other parts that hold anything are kept until every batch has read.
+        if r is None:
+            return None
+        idx, own_col, own_cov, other_col, other_cov, other_coc = r
+        other_cov = flat_cov[idx] * other_cov
+        keep = other_cov > 1e-4
+        return (idx, own_col, own_cov,
+                (idx[keep], other_col[:, keep], other_cov[keep], other_coc[keep]))
+
+    results = list(pool.map(lambda c: compact(work(c)), chunks)) \
+        if pool is not None and len(chunks) > 1 else [compact(work(c)) for c in chunks]
+    # Every batch has read the frame: now the pixels' own samples keep the part on their side
+    # (in place), the other parts become extra samples.
+    others = []
+    for n, r in enumerate(results):
+        if r is None:
+            continue
+        idx, own_col, own_cov, other = r
+        flat_cov[idx] *= own_cov
+        flat_col[:, idx] = own_col
+        if other[0].size:
+            others.append(_samples(*other))
+        results[n] = None
+    if not others:
         return []
-    return [_samples(idx[keep], other_col[:, keep], other_cov[keep], other_coc[keep])]
+    return [_concat_samples(others)]
 
 
 def _split_fit(c, f, b):
