@@ -387,6 +387,24 @@ def test_sparse_layers_splat_to_the_same_convolution(radius):
     np.testing.assert_allclose(dofmod._convolve(planes, kernel), want, atol=2e-6)
 
 
+def test_sparse_layers_kept_as_samples_give_the_same_frame(monkeypatch):
+    """Full-resolution layers kept as samples and splatted (the dense-edge case) give the
+    frame the dense planes give, within float rounding."""
+    from blender_zdepth.core import dof as dofmod
+
+    img, depth, lens = _busy_frame()
+    st = DofSettings(max_radius=16, threads=1)
+    monkeypatch.setattr(dofmod, "_SPARSE_SHARE", 0.0)
+    dense = defocus(img, depth, lens, st)
+    monkeypatch.setattr(dofmod, "_SPARSE_SHARE", 2.0)
+    used = []
+    splat = dofmod._splat
+    monkeypatch.setattr(dofmod, "_splat", lambda *a: used.append(1) or splat(*a))
+    sparse = defocus(img, depth, lens, st)
+    assert used  # the splat did run
+    np.testing.assert_allclose(sparse, dense, atol=1e-5, rtol=1e-5)
+
+
 def test_layers_in_flight_stay_within_the_memory_budget():
     """The ordered map behind the threads yields in order, never runs more than its window
     at once, and keeps the summed cost of started-but-unconsumed items within its budget
