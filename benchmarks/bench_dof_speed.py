@@ -1,7 +1,7 @@
 """Depth-of-field speed and memory: ours vs Blender's Defocus node, in one run.
 
     .venv/bin/python benchmarks/bench_dof_speed.py [--repeats 3] [--node-repeats 3]
-                                                   [--skip-node] [--skip-4k]
+                                                   [--skip-node] [--skip-4k] [--skip-issue12]
 
 The frame: a procedural 1920x1080 "realistic" shot (textured ground receding to the horizon,
 a sky at infinite depth, a sharp subject at the focus distance, a blurred foreground post, a few
@@ -24,6 +24,15 @@ Figures (medians of ``--repeats`` runs, all from this one run on this machine):
 * ``cost vs radius``: ``defocus()`` on the 1080p frame with the blur cap at 16, 32 and 64 px, the
   f-stop scaled with it so the far field reaches the cap each time (a radius cap the blur never
   reaches would not cost anything); target r64 / r16 <= 1.5.
+
+Issue #12's frames (``--skip-issue12`` leaves them out): a smooth depth ramp
+(:func:`smooth_frame`) and dense depth edges (:func:`dense_frame`: 8 px blocks at random depths
+1..20 m), 1920x1080, 50 mm, f/1.4, focus 5 m, cap 32 px.  For each: the whole ``dof`` command,
+``defocus()`` with the default threads (every core) and with one thread (their ratio), and on
+the smooth frame Blender's Defocus node (same optics, ``blur_max`` 32) in the same run.  Targets
+(two cores): smooth command <= 0.9 s; one thread >= 1.6x slower than the default; dense <= 2x
+smooth; the node >= 12x slower than the command.  ``dof --threads 1`` is timed too where the
+command has that option.
 """
 
 import argparse
@@ -43,7 +52,10 @@ sys.path.insert(0, HERE)
 
 FOCAL, SENSOR, FOCUS = 50.0, 36.0, 1.5
 FSTOP_32 = 1.2  # CoC radius at infinity ~37 px at 1920 px wide: the far field hits the 32 px cap
-TARGETS = {"ratio": 12.0, "command_s": 1.5, "peak_gb": 1.5, "r64_r16": 1.5}
+TARGETS = {"ratio": 12.0, "command_s": 1.5, "peak_gb": 1.2, "r64_r16": 1.5,
+           "smooth_command_s": 0.9, "threads_ratio": 1.6, "dense_smooth": 2.0}
+#: Issue #12's optics for the smooth and dense frames.
+I12 = {"focal": 50.0, "fstop": 1.4, "focus": 5.0, "radius": 32.0}
 
 
 def coc_inf_px(fstop, width):
@@ -160,10 +172,16 @@ def write_input(path, rgba, depth):
     OpenEXR.File(header, channels).write(path)
 
 
-def dof_args(inp, out, fstop, max_radius):
+def dof_args(inp, out, fstop, max_radius, focus=FOCUS, extra=()):
     return [sys.executable, "-m", "blender_zdepth", "dof", inp, out, "--focus-distance",
-            str(FOCUS), "--fstop", str(fstop), "--focal-length", str(FOCAL), "--sensor-width",
-            str(SENSOR), "--max-radius", str(max_radius), "--overwrite"]
+            str(focus), "--fstop", str(fstop), "--focal-length", str(FOCAL), "--sensor-width",
+            str(SENSOR), "--max-radius", str(max_radius), "--overwrite"] + list(extra)
+
+
+def command_has_threads():
+    r = subprocess.run([sys.executable, "-m", "blender_zdepth", "dof", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, env=_env())
+    return r.returncode == 0 and "--threads" in r.stdout
 
 
 def command_exists():
@@ -222,9 +240,91 @@ exr.write_exr(out, {c: img[..., i] for i, c in enumerate("RGBA")}, overwrite=Tru
 """
 
 
-def fallback_args(inp, out, fstop, max_radius):
-    return [sys.executable, "-c", IN_PROCESS, inp, out, str(FOCUS), str(fstop), str(FOCAL),
+def fallback_args(inp, out, fstop, max_radius, focus=FOCUS, extra=()):
+    return [sys.executable, "-c", IN_PROCESS, inp, out, str(focus), str(fstop), str(FOCAL),
             str(SENSOR), str(max_radius)]
+
+
+def issue12_figures(args, reps, tmp, make_args, row, defocus, Lens, DofSettings):
+    """Smooth vs dense frames, threads, the whole command and the Defocus node (issue #12)."""
+    lens = Lens(focal_length_mm=I12["focal"], fstop=I12["fstop"], focus_distance=I12["focus"],
+                sensor_width_mm=SENSOR)
+    has_threads = make_args is dof_args and command_has_threads()
+    figures = {}
+    for name, make in (("smooth", smooth_frame), ("dense", dense_frame)):
+        rgba, depth = make()
+        inp, out = os.path.join(tmp, f"in_{name}.exr"), os.path.join(tmp, f"out_{name}.exr")
+        write_input(inp, rgba, depth)
+        f = {}
+        f["command"] = statistics.median(
+            run_child(make_args(inp, out, I12["fstop"], I12["radius"], I12["focus"]))[0]
+            for _ in range(reps))
+        if has_threads:
+            f["command_t1"] = statistics.median(
+                run_child(make_args(inp, out, I12["fstop"], I12["radius"], I12["focus"],
+                                    ["--threads", "1"]))[0] for _ in range(reps))
+        for key, threads in (("defocus", 0), ("defocus_t1", 1)):
+            st = DofSettings(max_radius=I12["radius"], threads=threads)
+            defocus(rgba, depth, lens, st)  # warm-up
+            runs = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                defocus(rgba, depth, lens, st)
+                runs.append(time.perf_counter() - t0)
+            f[key] = statistics.median(runs)
+        if name == "smooth" and not args.skip_node:
+            from _blender_defocus import DefocusNode
+
+            node = DefocusNode(rgba, depth, focal_length_mm=I12["focal"], fstop=I12["fstop"],
+                               focus_distance=I12["focus"], blur_max=I12["radius"],
+                               sensor_width_mm=SENSOR)
+            _, t = node.timed(repeats=max(1, args.node_repeats), baseline_repeats=3)
+            node.close()
+            f["node"] = t["median_s"]
+        for path in (inp, out):
+            if os.path.exists(path):
+                os.remove(path)
+        figures[name] = f
+    cores = None
+    try:
+        from blender_zdepth.core.dof import usable_cores
+
+        cores = usable_cores()
+    except ImportError:
+        pass
+    print()
+    print(f"issue #12 frames: 1920x1080, {I12['focal']:g} mm f/{I12['fstop']:g}, focus "
+          f"{I12['focus']:g} m, cap {I12['radius']:g} px; default threads = {cores} cores")
+    sm, de = figures["smooth"], figures["dense"]
+    row("smooth: whole dof command", f"{sm['command']:.3f} s",
+        f"<= {TARGETS['smooth_command_s']} s", sm["command"] <= TARGETS["smooth_command_s"])
+    for name, f in (("smooth", sm), ("dense", de)):
+        if name == "dense":
+            row("dense: whole dof command", f"{f['command']:.3f} s", "", None)
+        if "command_t1" in f:
+            r = f["command_t1"] / f["command"]
+            row(f"{name}: dof --threads 1 / default", f"{r:.2f}x",
+                f">= {TARGETS['threads_ratio']}x", r >= TARGETS["threads_ratio"])
+        row(f"{name}: defocus() default threads", f"{f['defocus']:.3f} s", "", None)
+        row(f"{name}: defocus() threads=1", f"{f['defocus_t1']:.3f} s", "", None)
+        r = f["defocus_t1"] / f["defocus"]
+        row(f"{name}: defocus() threads=1 / default", f"{r:.2f}x",
+            f">= {TARGETS['threads_ratio']}x", r >= TARGETS["threads_ratio"])
+    r = de["command"] / sm["command"]
+    row("dense / smooth, whole dof command", f"{r:.2f}x", f"<= {TARGETS['dense_smooth']}x",
+        r <= TARGETS["dense_smooth"])
+    r = de["defocus"] / sm["defocus"]
+    row("dense / smooth, defocus()", f"{r:.2f}x", f"<= {TARGETS['dense_smooth']}x",
+        r <= TARGETS["dense_smooth"])
+    if "node" in sm:
+        row("smooth: Blender Defocus node", f"{sm['node']:.3f} s", "", None)
+        r = sm["node"] / sm["command"]
+        row("smooth: Defocus node / whole dof command", f"{r:.1f}x",
+            f">= {TARGETS['ratio']:g}x", r >= TARGETS["ratio"])
+        row("smooth: Defocus node / defocus()", f"{sm['node'] / sm['defocus']:.1f}x", "", None)
+    if not has_threads:
+        print("(the dof command has no --threads option here: threads=1 timed in-process only)")
+    return figures
 
 
 def main(argv=None):
@@ -233,6 +333,8 @@ def main(argv=None):
     ap.add_argument("--node-repeats", type=int, default=3)
     ap.add_argument("--skip-node", action="store_true", help="skip Blender's Defocus node")
     ap.add_argument("--skip-4k", action="store_true", help="skip the 4K memory figure")
+    ap.add_argument("--skip-issue12", action="store_true",
+                    help="skip the smooth / dense frames (threads, dense edges)")
     ap.add_argument("--json", metavar="PATH", help="also write the table as JSON")
     args = ap.parse_args(argv)
     reps = max(1, args.repeats)
@@ -338,7 +440,6 @@ def main(argv=None):
     for path in (inp, out):
         if os.path.exists(path):
             os.remove(path)
-    os.rmdir(tmp)
 
     # The table.
     table = []
@@ -376,6 +477,10 @@ def main(argv=None):
             "", None)
     rr = radius_s[64] / radius_s[16]
     row("cost ratio r64 / r16", f"{rr:.2f}", f"<= {TARGETS['r64_r16']}", rr <= TARGETS["r64_r16"])
+    issue12 = None
+    if not args.skip_issue12:
+        issue12 = issue12_figures(args, reps, tmp, make_args, row, defocus, Lens, DofSettings)
+    os.rmdir(tmp)
     print()
     print("runs (s): command " + ", ".join(f"{s:.3f}" for s, _ in cmd_runs)
           + "; defocus() " + ", ".join(f"{s:.3f}" for s in ours)
@@ -384,7 +489,7 @@ def main(argv=None):
         import json
 
         with open(args.json, "w") as f:
-            json.dump({"engine": desc, "table": table,
+            json.dump({"engine": desc, "table": table, "issue12": issue12,
                        "runs": {"command": [s for s, _ in cmd_runs], "defocus": ours,
                                 "node": node_runs if node_s is not None else []}}, f, indent=1)
     return 0

@@ -371,6 +371,40 @@ def test_edge_split_in_row_batches_on_threads_equals_one_batch(monkeypatch):
         defocus(img, depth, lens, DofSettings(max_radius=16, threads=3)), one)
 
 
+@pytest.mark.parametrize("radius", [1.5, 4.0, 9.0])
+def test_sparse_layers_splat_to_the_same_convolution(radius):
+    """The splat used for sparse layers gives the convolution the direct and FFT paths give."""
+    from blender_zdepth.core import dof as dofmod
+
+    rng = np.random.default_rng(3)
+    planes = np.zeros((4, 90, 130), np.float32)
+    m = rng.random((90, 130)) < 0.03
+    planes[:, m] = rng.random((4, int(m.sum()))).astype(np.float32) * 5
+    kernel = aperture_kernel(radius)
+    want = dofmod._convolve_direct(planes, kernel)
+    got = dofmod._convolve_sparse(planes, kernel, np.flatnonzero(planes[-1].reshape(-1)))
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    np.testing.assert_allclose(dofmod._convolve(planes, kernel), want, atol=2e-6)
+
+
+def test_sparse_layers_kept_as_samples_give_the_same_frame(monkeypatch):
+    """Full-resolution layers kept as samples and splatted (the dense-edge case) give the
+    frame the dense planes give, within float rounding."""
+    from blender_zdepth.core import dof as dofmod
+
+    img, depth, lens = _busy_frame()
+    st = DofSettings(max_radius=16, threads=1)
+    monkeypatch.setattr(dofmod, "_SPARSE_SHARE", 0.0)
+    dense = defocus(img, depth, lens, st)
+    monkeypatch.setattr(dofmod, "_SPARSE_SHARE", 2.0)
+    used = []
+    splat = dofmod._splat
+    monkeypatch.setattr(dofmod, "_splat", lambda *a: used.append(1) or splat(*a))
+    sparse = defocus(img, depth, lens, st)
+    assert used  # the splat did run
+    np.testing.assert_allclose(sparse, dense, atol=1e-5, rtol=1e-5)
+
+
 def test_layers_in_flight_stay_within_the_memory_budget():
     """The ordered map behind the threads yields in order, never runs more than its window
     at once, and keeps the summed cost of started-but-unconsumed items within its budget

@@ -470,23 +470,35 @@ def split_edges(col, coc, cov, threshold=1.0, pool=None):
     def work(chunk):
         return _split_chunk(chunk, flat_col, flat_coc, pure, lo_f[chunk], hi_f[chunk], w)
 
-    results = list(pool.map(work, chunks)) if pool is not None and len(chunks) > 1 else \
-        [work(c) for c in chunks]
-    results = [r for r in results if r is not None]
-    if not results:
-        return []
-    idx, own_col, own_cov, other_col, other_cov, other_coc = (
-        np.concatenate([r[i] for r in results], axis=-1) for i in range(6))
-    # The pixel's own sample keeps the part on its side; the other part becomes an extra one.
     flat_cov = cov.reshape(-1)
-    base = flat_cov[idx]
-    flat_cov[idx] = base * own_cov
-    flat_col[:, idx] = own_col
-    other_cov = base * other_cov
-    keep = other_cov > 1e-4
-    if not keep.any():
+
+    def compact(r):
+        # Only the other parts that hold anything are kept until every batch has read.
+        if r is None:
+            return None
+        idx, own_col, own_cov, other_col, other_cov, other_coc = r
+        other_cov = flat_cov[idx] * other_cov
+        keep = other_cov > 1e-4
+        return (idx, own_col, own_cov,
+                (idx[keep], other_col[:, keep], other_cov[keep], other_coc[keep]))
+
+    results = list(pool.map(lambda c: compact(work(c)), chunks)) \
+        if pool is not None and len(chunks) > 1 else [compact(work(c)) for c in chunks]
+    # Every batch has read the frame: now the pixels' own samples keep the part on their side
+    # (in place), the other parts become extra samples.
+    others = []
+    for n, r in enumerate(results):
+        if r is None:
+            continue
+        idx, own_col, own_cov, other = r
+        flat_cov[idx] *= own_cov
+        flat_col[:, idx] = own_col
+        if other[0].size:
+            others.append(_samples(*other))
+        results[n] = None
+    if not others:
         return []
-    return [_samples(idx[keep], other_col[:, keep], other_cov[keep], other_coc[keep])]
+    return [_concat_samples(others)]
 
 
 def _split_fit(c, f, b):
@@ -651,7 +663,7 @@ def _push_pull(values, weight, levels):
 _FILL_BANDS = (-1e9, -24.0, -12.0, -6.0, -3.0, -1.0)
 
 
-def fill_hidden(col, coc, max_radius, block=4):
+def fill_hidden(col, coc, max_radius, block=4, pool=None):
     """Stage *fill hidden*: hidden-surface samples behind occluders, as a list of
     :class:`Samples` (one per band of occluder radii that has any).
 
@@ -696,7 +708,7 @@ def fill_hidden(col, coc, max_radius, block=4):
     flat_coc = coc.reshape(-1)
     offs_y = np.repeat(np.arange(f), f)
     offs_x = np.tile(np.arange(f), f)
-    out = []
+    jobs = []
     for lo, hi in zip(_FILL_BANDS[:-1], _FILL_BANDS[1:]):
         band = seen & (cmin >= lo) & (cmin < hi)
         if not band.any():
@@ -705,7 +717,16 @@ def fill_hidden(col, coc, max_radius, block=4):
         valid = cmin > top + 1.0 + 0.25 * abs(top)
         if not valid.any():
             continue
-        filled = _push_pull(blocks, valid.astype(_F32), levels + 8)
+        jobs.append((band, valid))
+
+    def push_pull(job):
+        return _push_pull(blocks, job[1].astype(_F32), levels + 8)
+
+    # The bands' fills are independent: on the frame's threads if there are several.
+    fills = list(pool.map(push_pull, jobs)) if pool is not None and len(jobs) > 1 else \
+        [push_pull(j) for j in jobs]
+    out = []
+    for (band, _), filled in zip(jobs, fills):
         by, bx = np.nonzero(band)
         fv = filled[:, by, bx]
         # Every pixel of a chosen block gets the block's fill value.
@@ -940,9 +961,68 @@ def _extract_sparkles(planes):
     return sp
 
 
+def _convolve_sparse(planes, kernel, nz):
+    """Full linear convolution of planar ``planes`` (C, h, w) whose only non-zero pixels are
+    ``nz`` (flat indices) with ``kernel``, by splatting (see :func:`_splat`)."""
+    c, h, w = planes.shape
+    return _splat(nz, planes.reshape(c, -1)[:, nz], h, w, kernel)
+
+
+def _splat(pix, vals, h, w, kernel):
+    """Full linear convolution (C, h + kh - 1, w + kw - 1) of the samples at flat pixels
+    ``pix`` of an (h, w) plane (repeats add up) with values ``vals`` (C, n): each sample
+    splats the kernel (weighted sums by ``np.bincount``), so the cost follows the samples,
+    not the area."""
+    c = vals.shape[0]
+    kh, kw = kernel.shape
+    oh, ow = h + kh - 1, w + kw - 1
+    ky, kx = np.nonzero(kernel > 0)
+    kv = kernel[ky, kx].astype(np.float64)
+    ys, xs = np.divmod(pix, w)
+    base = ys * ow + xs                       # the sample's position in the output
+    offs = ky * ow + kx
+    vals = vals.astype(np.float64)
+    out = np.zeros((c, oh * ow), _F32)
+    # Taps in batches of ~1.5 M splats (bounded temporaries; np.bincount sums in float64).
+    batch = max(1, int(1.5e6 // max(pix.size, 1)))
+    for t0 in range(0, offs.size, batch):
+        pos = (base[None, :] + offs[t0:t0 + batch, None]).ravel()
+        lo = int(pos.min())
+        pos -= lo
+        n = int(pos.max()) + 1
+        for ci in range(c):
+            wts = (kv[t0:t0 + batch, None] * vals[ci][None, :]).ravel()
+            out[ci, lo:lo + n] += np.bincount(pos, weights=wts, minlength=n)
+    return out.reshape(c, oh, ow)
+
+
+class SparseLayer(NamedTuple):
+    """A layer's content kept as samples (a sparse layer at full resolution): ``shape`` of its
+    planes (C, h, w), flat pixel ``pix`` in that box (repeats add up) and ``vals`` (C, n)."""
+
+    shape: tuple
+    pix: np.ndarray
+    vals: np.ndarray
+
+    def dense(self):
+        planes = np.zeros(self.shape, _F32)
+        flat = planes.reshape(self.shape[0], -1)
+        for ci in range(self.shape[0]):
+            np.add.at(flat[ci], self.pix, self.vals[ci])
+        return planes
+
+
+def _splat_cost(n, taps, c, h, w, kh, kw):
+    """Estimated cost (ns) of :func:`_splat` (~8 ns per sample, tap and channel, plus the
+    output planes)."""
+    return c * (n * taps * 8.0 + (h + kh) * (w + kw) * 3.0)
+
+
 def _convolve(planes, kernel):
     """Full linear convolution (C, h + kh - 1, w + kw - 1) of ``planes`` (C, h, w; coverage
-    last) with ``kernel``: direct for small kernels, else FFT over the occupied tiles."""
+    last) with ``kernel``: whichever is estimated cheapest of a direct convolution (small
+    kernels), a splat of the samples (sparse layers: particles, leaves, the thin slices of a
+    dense depth-edge frame) and FFT over the occupied tiles."""
     c, h, w = planes.shape
     kh, kw = kernel.shape
     taps = int(np.count_nonzero(kernel > 0))
@@ -952,9 +1032,16 @@ def _convolve(planes, kernel):
     if n_tiles == 0:
         return np.zeros((c, h + kh - 1, w + kw - 1), _F32)
     # Rough costs (ns): a multiply-add pass ~0.8 ns/element; an rfft2 + irfft2 pair of a real
-    # plane ~10 ns/element at good sizes (complex128 inside numpy), plus tile bookkeeping.
+    # plane ~10 ns/element at good sizes (complex128 inside numpy), plus tile bookkeeping; a
+    # splatted sample ~8 ns per tap and channel, plus the output planes.
     direct = taps * c * h * w * 0.8
     fft = c * n_tiles * fy * fx * (8.0 + 0.5 * math.log2(fy * fx))
+    best = min(direct, fft)
+    # Count the samples only when a splat can win (fewer than best / cost per sample).
+    if best > c * ((h + kh) * (w + kw) * 3.0 + taps * 8.0):
+        nz = np.flatnonzero(planes[-1].reshape(-1))
+        if _splat_cost(nz.size, taps, c, h, w, kh, kw) < best:
+            return _convolve_sparse(planes, kernel, nz)
     if direct <= fft:
         return _convolve_direct(planes, kernel)
     return _convolve_fft_tiled(planes, kernel, occ, fy, fx, ty, tx)
@@ -1286,6 +1373,11 @@ def _gather(order, bounds, tt, k, nl):
     return np.concatenate(sels), np.concatenate(wgts)
 
 
+#: A full-resolution layer whose samples number fewer than this share of its box is kept as
+#: samples (:class:`SparseLayer`) until its convolution.
+_SPARSE_SHARE = 0.08
+
+
 def layer_content(frame, extra, layers, k, s):
     """Layer k at scale s: ``(y0, x0, planes, (sy0, sx0, sparkles))`` -- premultiplied colour
     channels (3 for opaque frames, else 4) then coverage on the layer's bounding box (low-res
@@ -1318,6 +1410,29 @@ def layer_content(frame, extra, layers, k, s):
     x0 = min(b[2] for b in boxes) // s * s
     x1 = -(-max(b[3] for b in boxes) // s) * s
     bh, bw = (y1 - y0) // s, (x1 - x0) // s
+    n_samples = (0 if m_sel is None else m_sel.size) + (0 if e_sel is None else e_sel.size)
+    if s == 1 and n_samples < _SPARSE_SHARE * bh * bw:
+        # A sparse layer (scattered samples over a large box): kept as samples, so that its
+        # convolution may splat them instead of transforming the whole box.
+        pix, vals = [], []
+        if m_sel is not None:
+            pix.append((m_rows - y0) * bw + (m_cols - x0))
+            v = np.empty((nch + 1, m_sel.size), _F32)
+            flat_col = col.reshape(4, -1)
+            for c in range(nch):
+                v[c] = m_w * flat_col[c, m_sel]
+            v[nch] = m_w * cov.reshape(-1)[m_sel]
+            vals.append(v)
+        if e_sel is not None:
+            pix.append((e_rows - y0) * bw + (e_cols - x0))
+            v = np.empty((nch + 1, e_sel.size), _F32)
+            for c in range(nch):
+                v[c] = e_w * extra.col[c, e_sel] * _F32(1.0)
+            v[nch] = e_w * extra.cov[e_sel] * _F32(1.0)
+            vals.append(v)
+        layer = SparseLayer((nch + 1, bh, bw), np.concatenate(pix),
+                            np.concatenate(vals, axis=1))
+        return y0, x0, layer, (0, 0, None)
     planes = np.zeros((nch + 1, bh, bw), _F32)
     sparkles = None
     sy0 = sx0 = 0
@@ -1407,7 +1522,21 @@ def convolve_layer(content, radius, s, gs, settings, pixel_aspect):
     kernel = aperture_kernel(radius / s, settings, pixel_aspect)
     kh, kw = kernel.shape
     with _stage(f"convolve s={s}"):
-        if kh == 1 and kw == 1:
+        if isinstance(planes, SparseLayer):
+            c, h, w = planes.shape
+            taps = int(np.count_nonzero(kernel > 0))
+            fy, fx, ty, tx = _tile_size(kh, kw)
+            # (the FFT's cost with every tile of the box occupied: an upper bound)
+            fft = c * (-(-h // ty)) * (-(-w // tx)) * fy * fx * (8.0 + 0.5 * math.log2(fy * fx))
+            if (kh > 1 or kw > 1) and _splat_cost(planes.pix.size, taps, c, h, w, kh, kw) < \
+                    min(fft, taps * c * h * w * 0.8):
+                blurred = _splat(planes.pix, planes.vals, h, w, kernel)
+                planes = None
+            else:
+                planes = planes.dense()
+        if planes is None:
+            pass
+        elif kh == 1 and kw == 1:
             blurred = planes
         else:
             blurred = _convolve(planes, kernel)
@@ -1527,7 +1656,7 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None
         lambda k: _blur_layer(frame, extra, layers, k, scales[k], group_scale[k], settings,
                               pixel_aspect),
         range(radii.size), cost=lambda k: _layer_bytes(layers, k, scales[k], nch),
-        window=(pool._max_workers + 1) if pool is not None else None)
+        window=settings.thread_count() + 1)
 
     for gi, (low, ks) in enumerate(groups):
         last = gi == len(groups) - 1
@@ -1621,7 +1750,7 @@ def _run_pipeline(frame, rgba, settings, pixel_aspect, pool, hidden=None):
     with _stage("split edges"):
         parts = split_edges(frame.col, frame.coc, frame.cov, pool=pool)
     with _stage("fill hidden"):
-        fill = fill_hidden(frame.col, frame.coc, frame.maxr)
+        fill = fill_hidden(frame.col, frame.coc, frame.maxr, pool=pool)
         if hidden:
             given, has = hidden_samples(frame, hidden)
             # The invented fill stays only where no real hidden sample is given.
