@@ -540,3 +540,10 @@ def test_workers_start_inside_a_package_a_plain_python_cannot_import(tmp_path):
     assert r.stderr == ""
     assert sorted(n for n in os.listdir(work) if n.startswith("o")) == ["o.1.exr", "o.2.exr",
                                                                          "o.3.exr"]
+
+
+def test_parallel_run_refuses_a_task_it_cannot_send(tmp_path):
+    run = seq.ParallelRun(_timed_jobs(tmp_path, [1, 2]), lambda job: None, workers=2)
+    with pytest.raises(TypeError, match="picklable"):
+        run.start()
+    assert not run._pool and os.listdir(tmp_path) == []

@@ -869,8 +869,13 @@ class ParallelRun:
         with self._lock:
             if self._started is not None:
                 return self
+            try:
+                self._task_bytes = pickle.dumps(self.task)
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                raise TypeError(f"ParallelRun: the task must be picklable (a module-level "
+                                f"function, a functools.partial of one, an object of a "
+                                f"module-level class; not a closure or a lambda): {exc}")
             self._started = time.perf_counter()
-            self._task_bytes = pickle.dumps(self.task)
             self._context = multiprocessing.get_context("spawn")
             todo = sum(1 for job in self.jobs if not self._skip(job))
             for _ in range(min(self.workers, todo)):
@@ -885,12 +890,16 @@ class ParallelRun:
 
         # Started with Ctrl+C ignored (a child inherits it), so a Ctrl+C during a worker's
         # start-up cannot print its traceback; the worker keeps ignoring it.
+        # (Only from the main thread, and only over a handler Python knows: Blender may have
+        # its own.)
         main = threading.current_thread() is threading.main_thread()
-        before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        before = signal.getsignal(signal.SIGINT) if main else None
+        if before is not None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             worker = _Worker(self._context, self._task_bytes, self.threads)
         finally:
-            if main:
+            if before is not None:
                 signal.signal(signal.SIGINT, before)
         self._pool.append(worker)
         self._pids.add(worker.pid)
