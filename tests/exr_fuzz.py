@@ -123,7 +123,23 @@ def main(folder, n_cut=8, n_flip=12, limit_s=5.0):
                     for n in leftovers:
                         os.remove(os.path.join(folder, n))
             os.remove(bad)
-    print(json.dumps({"runs": runs, "codes": codes, "slowest": slowest, "problems": problems}))
+    print(json.dumps({"runs": runs, "codes": codes, "slowest": slowest, "problems": problems,
+                      "peak_kb": peak_kb()}))
+
+
+def peak_kb():
+    """This process's peak resident memory since it started (``VmHWM``: unlike getrusage's
+    maxrss it does not include the memory of the process it was forked from)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 if __name__ == "__main__":

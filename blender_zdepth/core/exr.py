@@ -684,7 +684,9 @@ def load_frame(path, background="auto", layer=None, depth_channel=None, need_dep
             raise ZDepthError(f"{img.path}: the beauty's R, G, B channels cover different "
                               f"windows ({sorted(shapes)}): they are not registered")
         (bx0, by0), (bx1, by1) = window
-        rgba = np.zeros((by1 - by0 + 1, bx1 - bx0 + 1, 4), np.float32)
+        shape = (by1 - by0 + 1, bx1 - bx0 + 1, 4)
+        whole = all((img.windows.get(n) or window) == window for n in beauty if n)
+        rgba = np.empty(shape, np.float32) if whole else np.zeros(shape, np.float32)
         for i, n in enumerate(beauty):
             if n is None:
                 plane = np.ones(img.channels[beauty[0]].shape, np.float32)
