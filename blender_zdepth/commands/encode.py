@@ -59,11 +59,6 @@ def background_arg(text):
     return parse_background(text)
 
 
-def check_layer(path, layer):
-    """Kept for callers of the old API: the readers now refuse a layer the file lacks."""
-    return None
-
-
 def report_background(frame, stream=None):
     """Print the background rule's one line (plain renders), and refuse ``Z <= 0`` on covered
     pixels with how many there are."""
