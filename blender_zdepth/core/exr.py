@@ -234,15 +234,20 @@ def _as_str_list(value):
     return out
 
 
+#: View names recognised in part names (``rgba_left``) when no part has a ``view`` attribute.
+NAMED_VIEWS = ("left", "right", "center", "centre")
+
+
 def _infer_part_views(names):
     """Views given only by part names (``rgba_left``, ``depth_left``, ``rgba_right``...): a
-    suffix after the last ``_`` shared by several parts whose other halves repeat with another
-    suffix. Returns {part index: view}."""
+    suffix after the last ``_`` that is a stereo view name (:data:`NAMED_VIEWS`), shared by
+    several parts whose other halves repeat with another such suffix (``enc_log``,
+    ``enc_linear`` are no views). Returns {part index: view}."""
     split = {}
     for i, n in enumerate(names):
         if "_" in n:
             base, suffix = n.rsplit("_", 1)
-            if base and suffix:
+            if base and suffix.lower() in NAMED_VIEWS:
                 split[i] = (base, suffix)
     by_base = {}
     for i, (base, suffix) in split.items():
