@@ -128,13 +128,15 @@ def main(folder, n_cut=8, n_flip=12, limit_s=5.0):
 
 
 def peak_kb():
-    """This process's own peak resident memory (kB): VmHWM of its address space. (getrusage's
-    maxrss would also count the parent's memory, which a child started by vfork shares until
-    it runs this program: the test's pytest process, bpy loaded, is far bigger than the limit.)"""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
+    """This process's peak resident memory since it started (``VmHWM``: unlike getrusage's
+    maxrss it does not include the memory of the process it was forked from)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

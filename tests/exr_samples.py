@@ -125,3 +125,21 @@ def patch_data_window(path, out, xmax):
     at = data.index(key) + len(key) + 4
     struct.pack_into("<i", data, at + 8, xmax)
     open(out, "wb").write(bytes(data))
+
+
+def deep_stereo(path, h=8, w=12):
+    """Two deep scanline parts, views left and right: one sample per pixel, Z = 2 (left) or
+    4 (right)."""
+    parts = []
+    for view, z in (("left", 2.0), ("right", 4.0)):
+        chans = {c: np.empty((h, w), object) for c in ("R", "G", "B", "A", "Z")}
+        for y in range(h):
+            for x in range(w):
+                for c in "RGB":
+                    chans[c][y, x] = np.array([0.3], np.float32)
+                chans["A"][y, x] = np.array([1.0], np.float32)
+                chans["Z"][y, x] = np.array([z], np.float32)
+        header = {"type": OpenEXR.deepscanline, "compression": OpenEXR.ZIPS_COMPRESSION,
+                  "view": view}
+        parts.append(OpenEXR.Part(header, chans, f"rgba.{view}"))
+    OpenEXR.File(parts).write(str(path))

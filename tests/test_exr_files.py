@@ -328,3 +328,32 @@ def _stereo(tmp_path):
     path = tmp_path / "s.exr"
     S.stereo_multipart(path)
     return path
+
+
+def test_deep_stereo_is_refocused_per_view(tmp_path, capsys):
+    from blender_zdepth.core import sequence
+
+    path = tmp_path / "deep_stereo.exr"
+    S.deep_stereo(path)
+    assert np.all(sequence.load_dof_frame(str(path)).depth == 2.0)  # the default view: left
+    assert np.all(sequence.load_dof_frame(str(path), view="right").depth == 4.0)
+    code, out, err = run(capsys, "dof", path, tmp_path / "o.exr", "--view", "right",
+                         "--focus-distance", "4", *LENS)
+    assert code == 0, err
+    code, out, err = run(capsys, "dof", path, tmp_path / "p.exr", "--view", "centre",
+                         "--focus-distance", "4", *LENS)
+    assert code == 2 and "its views: left, right" in err
+
+
+def test_part_name_suffixes_that_are_no_views(tmp_path):
+    """Parts enc_log, enc_linear, dec_log, dec_linear (a compositor's File Output) are no
+    views: every channel is read."""
+    import OpenEXR
+
+    parts = []
+    for name in ("enc_log", "dec_log", "enc_linear", "dec_linear"):
+        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+        parts.append(OpenEXR.Part(header, {f"{name}.V": np.ones((4, 6), np.float32)}, name))
+    OpenEXR.File(parts).write(str(tmp_path / "f.exr"))
+    img = exr.read_exr(tmp_path / "f.exr")
+    assert img.views == [] and len(img.channels) == 4

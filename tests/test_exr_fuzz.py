@@ -83,9 +83,9 @@ def test_fuzzed_files_never_traceback_in_any_command(tmp_path):
     work.mkdir()
     report_path = tmp_path / "report.txt"
     with open(report_path, "w") as report_file:
-        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "exr_fuzz.py"), str(work)],
-                                env=env, stdout=report_file, stderr=subprocess.STDOUT)
-        proc.wait()
+        proc = subprocess.run([sys.executable, os.path.join(HERE, "exr_fuzz.py"), str(work)],
+                              env=env, stdout=report_file, stderr=subprocess.STDOUT,
+                              timeout=300)
     text = report_path.read_text()
     assert proc.returncode == 0, text[-2000:]
     report = json.loads(text.strip().splitlines()[-1])

@@ -62,8 +62,16 @@ def describe(path, focus=None, layer=None, background="auto", compare=False, vie
     if layer is None and img.parts and all(p.deep for p in img.parts):
         from ..core import deep
 
+        if layer:
+            layers = exr.file_layers(list(img.deep_channels))
+            if layer not in layers:
+                from ..core.errors import UsageError
+
+                raise UsageError(f"--layer {layer}: {path} has no view layer {layer!r}; its "
+                                 f"view layers: {', '.join(layers) if layers else 'none'}")
+
         if deep.is_deep(path):  # deep samples only: what they hold, besides the parts
-            info.update(describe_deep(path))
+            info.update(describe_deep(path, view))
             return info
     try:
         frame = exr.load_frame(path, background=background, layer=layer, need_depth=False,
@@ -139,6 +147,9 @@ def run(args):
         return 0
     if info.get("deep"):
         print(info["path"])
+        if info["views"]:
+            print(f"  views: {', '.join(info['views'])} (default {info['views'][0]}); "
+                  f"showing view {info['view']}")
         _print_parts(info)
         return _print_deep(info)
     w, h = info["size"]
@@ -152,7 +163,8 @@ def run(args):
     chans = ", ".join(f"{n} ({t})" for n, t in info["channels"].items())
     print(f"  channels{' of view ' + info['view'] if info['view'] else ''}: {chans or 'none'}")
     if info.get("deep_note"):
-        print("  flat image: none (deep samples only: encode and decode need a flat image)")
+        print("  flat image: none (deep samples only: encode and decode need a flat image; "
+              "dof reads deep files)")
         return 0
     beauty = info["beauty_channels"]
     print(f"  beauty: {', '.join(c for c in beauty if c) if beauty else 'none'}")
@@ -220,7 +232,7 @@ def run(args):
     return 0
 
 
-def describe_deep(path):
+def describe_deep(path, view=None):
     """What ``inspect`` reports about a deep OpenEXR: size, channels, samples per pixel (a
     histogram), depth range, layers, camera."""
     import os
@@ -230,7 +242,7 @@ def describe_deep(path):
     from ..core import deep
     from ..core.camera import CameraInfo
 
-    image = deep.read_deep(path)
+    image = deep.read_deep(path, view)
     h, w = image.shape
     counts = image.counts.ravel()
     z = image.channels["Z"]

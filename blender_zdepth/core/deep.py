@@ -283,14 +283,17 @@ def _find_channel(names, base):
     return matches[0] if len(matches) == 1 else None
 
 
-def read_deep(path):
+def read_deep(path, view=None, layer=None):
     """Read the deep OpenEXR at ``path`` (deep scanline or deep tiled; HALF, FLOAT or UINT
     channels) into a :class:`DeepImage`, sorted front to back and tidy.
 
     :class:`ZDepthError` (one line) when the file is missing, not an EXR, not deep, damaged or
     truncated, has no ``Z`` channel, channels with different sample counts, or samples with NaN
     depth. Unsorted samples are sorted; ``ZBack < Z`` is read as a point sample at ``Z``;
-    overlapping volume samples are split and merged."""
+    overlapping volume samples are split and merged. ``view``: the view of a stereo /
+    multi-view deep file (default: the file's default view; one it lacks is a
+    :class:`UsageError` listing its views); ``layer``: a layer the file must have
+    (:class:`UsageError` listing its layers otherwise)."""
     import OpenEXR
 
     from . import exr
@@ -298,6 +301,11 @@ def read_deep(path):
     from . import exrscan
 
     path = os.fspath(path)
+    parts_info, views = exr.read_layout(path)  # declared sizes checked before any allocation
+    if view is not None and view not in views:
+        raise UsageError(f"--view {view}: {path} has no view {view!r}; its views: "
+                         f"{exr.describe_views(views)}")
+    chosen = view if view is not None else (views[0] if views else None)
     if not is_deep(path):
         raise ZDepthError(f"{path}: not a deep OpenEXR file (its first part is a flat image)")
     exrscan.check_file(path)  # declared sizes (windows, sample tables) before any allocation
@@ -314,12 +322,18 @@ def read_deep(path):
     if failure is not None or not loaded:
         detail = text.splitlines()[-1].strip() if text else (failure or "no part")
         raise ZDepthError(f"{path}: damaged or truncated deep OpenEXR file ({detail})")
-    deep_parts = [(h, c) for h, c in loaded
-                  if str(h.get("type", "")).endswith(("deepscanline", "deeptile"))]
+    deep_parts = [i for i, ((h, c), info) in enumerate(zip(loaded, parts_info))
+                  if str(h.get("type", "")).endswith(("deepscanline", "deeptile"))
+                  and (chosen is None or info.view in (chosen, None))]
     if not deep_parts:
         raise ZDepthError(f"{path}: not a deep OpenEXR file")
-    header, chans = deep_parts[0]
-    want = [c.name for c in declared[loaded.index(deep_parts[0])].get("channels", [])]
+    header, chans = loaded[deep_parts[0]]
+    if layer:
+        layers = exr.file_layers(list(chans))
+        if layer not in layers:
+            raise UsageError(f"--layer {layer}: {path} has no view layer {layer!r}; its view "
+                             f"layers: {', '.join(layers) if layers else 'none'}")
+    want = [c.name for c in declared[deep_parts[0]].get("channels", [])]
     missing = [n for n in want if n not in chans]
     if missing:
         detail = text.splitlines()[-1].strip() if text else f"channels {missing} unreadable"
@@ -640,7 +654,8 @@ def describe(image):
 
 # -- a deep frame for the depth of field ----------------------------------------------------------
 
-def load_deep_frame(path, max_layers=DEFAULT_MAX_LAYERS, flat_path=None):
+def load_deep_frame(path, max_layers=DEFAULT_MAX_LAYERS, flat_path=None, view=None,
+                    layer=None):
     """A deep OpenEXR as the depth of field's input: an :class:`~.exr.Frame` (``rgba`` the
     flattened image, ``depth`` its visible depth, ``camera`` from the header) with two extra
     attributes: ``hidden`` (the engine's hidden layers, see :func:`to_engine`; at most
@@ -652,7 +667,7 @@ def load_deep_frame(path, max_layers=DEFAULT_MAX_LAYERS, flat_path=None):
     from . import exr
     from .camera import CameraInfo
 
-    image = read_deep(path)
+    image = read_deep(path, view, layer)
     header = dict(image.header)
     h, w = image.shape
     if flat_path is not None:

@@ -493,7 +493,7 @@ def apply_background(depth, rule="auto", alpha=None, camera=None, header=None):
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(d)
         bg = ~finite
-        report.nonfinite = int(bg.sum())
+        report.nonfinite = int(np.count_nonzero(bg))
         cycles = any(str(k).startswith("cycles.") for k in (header or {}))
         if rule == "auto":
             threshold = DEFAULT_BACKGROUND
@@ -502,8 +502,9 @@ def apply_background(depth, rule="auto", alpha=None, camera=None, header=None):
                 threshold = background_threshold(clip_end, getattr(camera, "clip_start", None),
                                                   "EEVEE")
             report.threshold = threshold
-            far = finite & (d >= DEFAULT_BACKGROUND)
-            report.far = int(far.sum())
+            far = d >= DEFAULT_BACKGROUND  # NaN compares False; +inf is counted as non-finite
+            far &= finite
+            report.far = int(np.count_nonzero(far))
             bg |= far
             if threshold < DEFAULT_BACKGROUND:
                 sky = finite & ~far & (d >= threshold)
@@ -512,16 +513,17 @@ def apply_background(depth, rule="auto", alpha=None, camera=None, header=None):
                     report.sky_source = f"the recorded camera's clip end {clip_end:g}"
                     bg |= sky
             elif not cycles:
-                surface = finite & ~far & (d > 0)
-                if surface.any():
-                    top = float(d[surface].max())
-                    sky = surface & (d >= top * (1.0 - SKY_TOLERANCE))
-                    n = int(sky.sum())
-                    if top >= SKY_MIN_DEPTH and n >= max(2, SKY_MIN_SHARE * d.size):
+                # the largest surface depth, in one pass (background and NaN never win)
+                top = float(np.max(np.where(bg, np.float32(-np.inf), d), initial=-np.inf))
+                if top >= SKY_MIN_DEPTH:
+                    sky = d >= np.float32(top * (1.0 - SKY_TOLERANCE))
+                    sky &= ~bg
+                    n = int(np.count_nonzero(sky))
+                    if n >= max(2, SKY_MIN_SHARE * d.size):
                         sky = border_region(sky)  # only what is connected to the border
                         n = int(sky.sum()) if sky is not None else 0
-                    if top >= SKY_MIN_DEPTH and n >= max(2, SKY_MIN_SHARE * d.size) and \
-                            n < surface.sum():
+                    surface_n = d.size - int(np.count_nonzero(bg))
+                    if n >= max(2, SKY_MIN_SHARE * d.size) and n < surface_n:
                         report.sky, report.sky_depth = n, top
                         report.sky_source = (f"{100.0 * n / d.size:.3g} % of the frame at its "
                                              f"largest depth, connected to its border")
@@ -531,7 +533,8 @@ def apply_background(depth, rule="auto", alpha=None, camera=None, header=None):
             far = finite & (d >= float(rule))
             report.far = int(far.sum())
             bg |= far
-        nonpositive = finite & (d <= 0)
+        nonpositive = d <= 0  # NaN and -inf: non-finite, already background
+        nonpositive &= finite
         if nonpositive.any():
             if alpha is not None and rule == "auto":
                 clear = nonpositive & (np.asarray(alpha) <= 0)
@@ -539,5 +542,8 @@ def apply_background(depth, rule="auto", alpha=None, camera=None, header=None):
                 bg |= clear
                 nonpositive &= ~clear
             report.covered_nonpositive = int(nonpositive.sum())
-    out = np.where(bg, np.float32(np.inf), d).astype(np.float32, copy=False)
+    if not bg.any():
+        return d, report
+    out = d.copy()
+    out[bg] = np.float32(np.inf)
     return out, report

@@ -234,16 +234,20 @@ def _as_str_list(value):
     return out
 
 
+#: View names recognised in part names (``rgba_left``) when no part has a ``view`` attribute.
+NAMED_VIEWS = ("left", "right", "center", "centre")
+
+
 def _infer_part_views(names):
     """Views given only by part names (``rgba_left``, ``depth_left``, ``rgba_right``...): a
-    suffix after the last ``_`` shared by several parts whose other halves repeat with another
-    suffix, when the suffixes include the stereo eyes ``left`` and ``right``. Returns
-    {part index: view}."""
+    suffix after the last ``_`` that is a stereo view name (:data:`NAMED_VIEWS`), shared by
+    several parts whose other halves repeat with another such suffix (``enc_log``,
+    ``enc_linear`` are no views). Returns {part index: view}."""
     split = {}
     for i, n in enumerate(names):
         if "_" in n:
             base, suffix = n.rsplit("_", 1)
-            if base and suffix:
+            if base and suffix.lower() in NAMED_VIEWS:
                 split[i] = (base, suffix)
     by_base = {}
     for i, (base, suffix) in split.items():
@@ -252,9 +256,7 @@ def _infer_part_views(names):
     if not groups:
         return {}
     views = set.intersection(*groups) if len(groups) > 1 else groups[0]
-    # Only stereo eyes are taken from names alone: other suffixes (Blender's File Output layers
-    # enc_log, dec_log, enc_linear, ...) are layer names, not views.
-    if len(views) < 2 or not {"left", "right"} <= {v.lower() for v in views}:
+    if len(views) < 2:
         return {}
     return {i: s for i, (b, s) in split.items() if s in views}
 
@@ -687,7 +689,9 @@ def load_frame(path, background="auto", layer=None, depth_channel=None, need_dep
             raise ZDepthError(f"{img.path}: the beauty's R, G, B channels cover different "
                               f"windows ({sorted(shapes)}): they are not registered")
         (bx0, by0), (bx1, by1) = window
-        rgba = np.zeros((by1 - by0 + 1, bx1 - bx0 + 1, 4), np.float32)
+        shape = (by1 - by0 + 1, bx1 - bx0 + 1, 4)
+        whole = all((img.windows.get(n) or window) == window for n in beauty if n)
+        rgba = np.empty(shape, np.float32) if whole else np.zeros(shape, np.float32)
         for i, n in enumerate(beauty):
             if n is None:
                 plane = np.ones(img.channels[beauty[0]].shape, np.float32)

@@ -1301,9 +1301,10 @@ def load_dof_frame(path, expect_size=None, layer=None, deep=None, view=None, bac
 
     if not os.path.exists(path):
         raise ZDepthError("missing: the file does not exist")
-    frame = _load_deep_or_none(path, deep)
-    if frame is not None and (view is not None or (layer and layer_required)):
-        _check_view_and_layer(path, layer, view, layer_required)
+    try:
+        frame = _load_deep_or_none(path, deep, view, layer if layer_required else None)
+    except UsageError as exc:  # a --view / --layer the deep file lacks: stop the run (exit 2)
+        raise AbortRun(str(exc)) from None
     if frame is None:
         try:
             frame = exr.load_frame(path, layer=layer, view=view, background=background,
@@ -1331,28 +1332,14 @@ def load_dof_frame(path, expect_size=None, layer=None, deep=None, view=None, bac
     return frame
 
 
-def _check_view_and_layer(path, layer, view, layer_required):
-    """A ``--view`` / ``--layer`` that ``path`` lacks stops the run (:class:`AbortRun`, exit 2,
-    listing what the file has), for deep input as for flat."""
-    from . import exr
-
-    try:
-        exr.load_frame(path, layer=layer, view=view, need_depth=False,
-                       layer_required=layer_required)
-    except UsageError as exc:
-        raise AbortRun(str(exc)) from None
-    except ZDepthError:
-        pass  # deep samples only: the deep reader has read them already
-
-
-def _load_deep_or_none(path, deep):
+def _load_deep_or_none(path, deep, view=None, layer=None):
     """The deep frame for ``path`` (a deep file, or a flat one with ``<name>_deep.exr`` beside
     it unless ``deep`` is False), or None for a flat frame."""
     from . import deep as core_deep
 
     budget = core_deep.DEFAULT_MAX_LAYERS if deep is None or deep is True else int(deep)
     if core_deep.is_deep(path):
-        return core_deep.load_deep_frame(path, budget)
+        return core_deep.load_deep_frame(path, budget, view=view, layer=layer)
     beside = core_deep.deep_beside_path(path)
     if deep is not False and os.path.isfile(beside):
         return core_deep.load_deep_frame(beside, budget, flat_path=path)
