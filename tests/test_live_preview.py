@@ -492,3 +492,25 @@ def test_apply_in_worker_processes_completes_and_cancels(addon, tmp_path):
         path = tmp_path / f"r_dof_{f:04d}.exr"
         if path.exists():  # a frame finished before the stop is whole
             assert rgba_file(path)[0].shape == (H, W, 4)
+
+
+def test_live_preview_follows_a_new_render_and_the_frame(addon, tmp_path):
+    """With Live Preview on, a finished render (render_complete handler) and a frame change
+    (frame_change_post handler) each refresh the preview; a new render is loaded again."""
+    import bpy
+    from blender_zdepth.blender import preview
+
+    scene = rendered(bpy, tmp_path, dof_focus_mode="DISTANCE", dof_focus_distance=NEAR)
+    scene.zdepth.live_preview = True
+    run_timer(preview)
+    first, count = preview.CACHE["frame"], preview.LIVE.refreshes
+    scene.objects["NearPlane"].hide_render = True
+    bpy.ops.render.render()
+    assert preview.LIVE.busy
+    run_timer(preview)
+    assert preview.LIVE.refreshes == count + 1 and preview.CACHE["frame"] is not first
+    assert preview.CACHE["frame"].depth.max() == pytest.approx(FAR, rel=1e-3)
+    scene.frame_set(scene.frame_current + 1)
+    assert preview.LIVE.busy
+    run_timer(preview)
+    assert preview.LIVE.refreshes == count + 2
