@@ -247,6 +247,21 @@ def test_sky_focus_pixel_is_reported_from_the_bottom_left(bpy, addon):
     assert camera_lens(scene, loaded)[0].focus_distance == pytest.approx(4.0)
 
 
+def test_cli_sky_focus_pixel_is_reported_in_the_option_s_own_terms(tmp_path, run_cli):
+    from blender_zdepth.core import exr
+
+    h, w = 20, 30
+    z = np.full((h, w), 4.0, np.float32)
+    z[-8:, :8] = np.inf  # sky in the bottom-left corner only
+    src = str(tmp_path / "in.exr")
+    exr.write_exr(src, {"RGBA": np.ones((h, w, 4), np.float32), "Z": z})
+    r = run_cli("dof", src, str(tmp_path / "out.exr"), "--focus-pixel", "2,1", "--fstop", "2",
+                "--focal-length", "50")
+    assert r.returncode == 1
+    assert "focus pixel 2,1 (from the bottom left) looks at the background" in r.stderr
+    assert "(2, 18)" not in r.stderr and "Traceback" not in r.stderr
+
+
 @pytest.mark.slow
 def test_render_result_failures_and_diagnostics_say_what_the_user_knows(bpy, addon, tmp_path,
                                                                        capfd):

@@ -175,3 +175,26 @@ def test_decode_node_from_the_operator_and_add_menu(bpy, addon):
     assert node.inputs["Encoding"].default_value in ("Normalized", 2)
     assert sum(f is nodes._draw_add_menu for f in bpy.types.NODE_MT_add.draw._draw_funcs) == 1
     assert sum(f is nodes._on_render_pre for f in bpy.app.handlers.render_pre) == 1
+    assert sum(f is nodes._on_load_post for f in bpy.app.handlers.load_post) == 1
+
+
+def test_engine_change_in_the_interface_updates_background_on_the_main_thread(bpy, addon):
+    """The message-bus callback (what Blender's interface calls when the engine or the camera's
+    clip range changes) sets the automatic Background of every scene's nodes at once."""
+    from blender_zdepth.blender import compat, nodes
+    from blender_zdepth.core.encodings import DEFAULT_BACKGROUND
+
+    scene = make_scene(clip=(0.1, 60.0))
+    bpy.ops.zdepth.add_node_group(wire=True)
+    node = nodes.find_group_node(compat.compositor_tree(scene, create=False),
+                                 bpy.data.node_groups[nodes.ENCODE_GROUP])
+    scene.render.engine = compat.eevee_engine_id()
+    nodes._on_watched_change()
+    assert 59.0 < node.inputs["Background"].default_value < 60.0
+    scene.camera.data.clip_end = 30.0
+    nodes._on_watched_change()
+    assert 29.0 < node.inputs["Background"].default_value < 30.0
+    scene.render.engine = "CYCLES"
+    nodes._on_watched_change()
+    assert node.inputs["Background"].default_value == pytest.approx(DEFAULT_BACKGROUND)
+    assert nodes.follow_engine(scene) == []  # nothing left for the render thread to write

@@ -550,19 +550,57 @@ def _draw_add_menu(self, context):
     op.group = "DECODE"
 
 
+#: Owner of the message-bus subscriptions (see :func:`_subscribe`).
+_MSGBUS_OWNER = object()
+
+#: What changes the automatic Background: the engine, the scene camera and its clip range.
+_WATCHED = (("RenderSettings", "engine"), ("Scene", "camera"), ("Camera", "clip_start"),
+            ("Camera", "clip_end"))
+
+
+def _on_watched_change(*_args):
+    """In Blender's interface, the Background follows as soon as the engine or the camera's clip
+    range changes, on the main thread; the render_pre handler then finds nothing left to do (a
+    render started from the interface runs its handlers in the render thread)."""
+    for scene in bpy.data.scenes:
+        try:
+            follow_engine(scene)
+        except Exception as exc:  # never break the interface
+            print(f"blender_zdepth: could not set the Z-Depth Encode background: {exc}")
+
+
+def _subscribe():
+    bpy.msgbus.clear_by_owner(_MSGBUS_OWNER)
+    for type_name, prop in _WATCHED:
+        bpy.msgbus.subscribe_rna(key=(getattr(bpy.types, type_name), prop),
+                                 owner=_MSGBUS_OWNER, args=(), notify=_on_watched_change)
+
+
+@persistent
+def _on_load_post(*_args):
+    _subscribe()  # loading a file drops message-bus subscriptions
+
+
+_HANDLERS = (("render_pre", _on_render_pre), ("load_post", _on_load_post))
+
+
 def register():
     bpy.types.NODE_MT_add.append(_draw_add_menu)
-    _remove_handler()
-    bpy.app.handlers.render_pre.append(_on_render_pre)
+    _remove_handlers()
+    for name, func in _HANDLERS:
+        getattr(bpy.app.handlers, name).append(func)
+    _subscribe()
 
 
-def _remove_handler():
-    for h in [h for h in bpy.app.handlers.render_pre
-              if getattr(h, "__name__", "") == _on_render_pre.__name__
-              and getattr(h, "__module__", "") == _on_render_pre.__module__]:
-        bpy.app.handlers.render_pre.remove(h)
+def _remove_handlers():
+    for name, func in _HANDLERS:
+        handlers = getattr(bpy.app.handlers, name)
+        for h in [h for h in handlers if getattr(h, "__name__", "") == func.__name__
+                  and getattr(h, "__module__", "") == func.__module__]:
+            handlers.remove(h)
 
 
 def unregister():
     bpy.types.NODE_MT_add.remove(_draw_add_menu)
-    _remove_handler()
+    _remove_handlers()
+    bpy.msgbus.clear_by_owner(_MSGBUS_OWNER)

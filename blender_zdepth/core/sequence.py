@@ -1278,7 +1278,12 @@ def pixel_focus(loaded, x, y):
     if not (0 <= row < h and 0 <= col < w):
         raise ZDepthError(f"focus pixel {x},{y} lies outside the pixels the file holds (its data "
                           f"window is smaller than the frame): pick a pixel on the image")
-    return float(focus_from_pixel(loaded.depth, col, row))
+    try:
+        return float(focus_from_pixel(loaded.depth, col, row))
+    except ZDepthError:  # the engine counts rows from the top: say it in the user's terms
+        raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) looks at the background "
+                          f"(no surface): pick a pixel on an object or give a focus "
+                          f"distance") from None
 
 
 class FrameSizeError(ZDepthError):
