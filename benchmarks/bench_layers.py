@@ -39,6 +39,22 @@ def main(argv=None):
     import bpy  # noqa: F401  (the real Blender module)
 
     from blender_zdepth.blender import export, layers, scenes
+    from blender_zdepth.core import deep
+
+    # where the extra time goes: the passes (renders + reading them back) and the deep file
+    spent = {"passes": 0.0, "deep": 0.0}
+
+    def timed(key, func):
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            try:
+                return func(*a, **k)
+            finally:
+                spent[key] += time.perf_counter() - t
+        return wrapper
+
+    layers.render_passes = timed("passes", layers.render_passes)
+    deep.write_deep_exr = timed("deep", deep.write_deep_exr)
 
     w, h = (int(v) for v in args.resolution.lower().split("x"))
     counts = [int(v) for v in args.layers.split(",")]
@@ -50,16 +66,21 @@ def main(argv=None):
     print("measured while the machine may be shared with other work: ratios are taken within "
           "this run, alternating the configurations")
     times = {n: [] for n in [1] + counts}
+    parts = {n: {"passes": [], "deep": []} for n in times}
     with tempfile.TemporaryDirectory() as tmp:
         # one warm-up render (kernel and scene set-up happen once per process)
         export.render_with_depth(scene, tmp, depth_layers=1)
         for _ in range(args.repeat):
             for n in times:
+                spent.update(passes=0.0, deep=0.0)
                 t0 = time.perf_counter()
                 export.render_with_depth(scene, os.path.join(tmp, str(n)), depth_layers=n)
                 times[n].append(time.perf_counter() - t0)
+                for key in spent:
+                    parts[n][key].append(spent[key])
     plain = statistics.median(times[1])
-    print(f"{'layers':>6} {'pass samples':>12} {'seconds':>8} {'x plain':>8}")
+    print(f"{'layers':>6} {'pass samples':>12} {'seconds':>8} {'x plain':>8} "
+          f"{'passes s':>9} {'deep file s':>11}")
     failed = False
     for n, values in times.items():
         med = statistics.median(values)
@@ -68,7 +89,9 @@ def main(argv=None):
         flag = ""
         if n > 1 and ratio > TARGET:
             flag, failed = f"  over the {TARGET}x target", True
-        print(f"{n:>6} {samples:>12} {med:>8.2f} {ratio:>8.2f}{flag}")
+        extra = "" if n == 1 else f" {statistics.median(parts[n]['passes']):>9.2f} " \
+            f"{statistics.median(parts[n]['deep']):>11.2f}"
+        print(f"{n:>6} {samples:>12} {med:>8.2f} {ratio:>8.2f}{extra}{flag}")
     return 1 if failed else 0
 
 

@@ -51,8 +51,7 @@ def _passes(bpy, scene, clips, samples=0, read=None):
     rgba, depth = _read(scene)
     opts = layers.LayerOptions(len(clips) + 1, samples, tuple(clips))
     layers.check_options(scene, opts)
-    return rgba, depth, layers.render_passes(scene, opts, depth, 5.0, read or
-                                             (lambda: _read(scene)))
+    return rgba, depth, layers.render_passes(scene, opts, depth, 5.0, read or _read)
 
 
 @pytest.mark.slow
@@ -62,6 +61,9 @@ def test_cycles_pass_sees_behind_the_box_and_settings_come_back(bpy):
     before = _state(scene)
     rgba, depth, passes = _passes(bpy, scene, [6.0])
     assert _state(scene) == before
+    assert [s.name for s in bpy.data.scenes] == [scene.name]  # the passes' scene is gone
+    # the scene's Render Result is still the beauty
+    np.testing.assert_array_equal(_read(scene)[1], depth)
     assert len(passes) == 1
     layer = passes[0]
     assert layer.clip == 6.0 and layer.rgba.shape == rgba.shape
@@ -83,16 +85,20 @@ def test_settings_are_restored_after_an_error_inside_a_pass(bpy, error):
     scene.cycles.use_denoising = True
     before = _state(scene)
 
-    def failing_read():
-        # inside the pass: the clip start and samples are the pass's own
+    def failing_read(rendered):
+        # inside the pass: the camera's clip start is moved; the samples are those of the
+        # temporary scene the pass renders, the user's scene keeps its own
+        assert rendered != scene and rendered.camera == scene.camera
         assert scene.camera.data.clip_start == pytest.approx(6.0)
-        assert scene.cycles.samples == 3 and scene.cycles.use_denoising is False
-        assert scene.render.use_persistent_data is True
+        assert rendered.cycles.samples == 3 and rendered.cycles.use_denoising is False
+        assert rendered.render.use_persistent_data is True
+        assert _state(scene) == dict(before, clip_start=pytest.approx(6.0))
         raise error("boom inside the pass")  # a failure, or a cancel (Ctrl+C)
 
     with pytest.raises(error, match="boom"):
         _passes(bpy, scene, [6.0], samples=3, read=failing_read)
     assert _state(scene) == before
+    assert [s.name for s in bpy.data.scenes] == [scene.name]
 
 
 @pytest.mark.slow
@@ -199,6 +205,11 @@ def test_render_depth_layers_button_writes_flat_and_deep_files(addon, tmp_path):
     flat = exr.load_frame(str(tmp_path / "zdepth_0002.exr"))
     np.testing.assert_allclose(deep.flatten(image)[0], flat.rgba, atol=1e-6)
     assert (image.counts == 2).sum() > 10
+    # what Apply and the preview then read: the beauty of the last frame, not a pass
+    from blender_zdepth.blender import export
+
+    assert export.last_render_frame(scene) == 2
+    np.testing.assert_allclose(_read(scene)[1], flat.depth, rtol=1e-6)  # log-encoded file
     # a clip distance beyond the clip end: an error report, nothing rendered or written
     zd.depth_layer_clips = "80"
     with pytest.raises(RuntimeError, match="beyond the camera's clip end 50"):

@@ -250,8 +250,8 @@ def export_render_result(scene, options=None, frame=None, depth_layers=None):
     if depth_layers is not None and depth_layers.enabled:
         from . import layers as blayers
 
-        def read_pass():
-            result = read_render_result(scene, folder)[0]
+        def read_pass(rendered):
+            result = read_render_result(rendered, folder)[0]
             return result.rgba, result.depth
 
         # before any file is written: a failed pass leaves no half-made frame behind
@@ -332,8 +332,16 @@ def last_errors():
     return list(_state.errors)
 
 
+def _is_layer_pass(scene):
+    from .layers import is_peel_scene
+
+    return is_peel_scene(scene)
+
+
 @persistent
 def _on_render_init(scene, *args):
+    if _is_layer_pass(scene):
+        return  # a depth-layer pass (blender/layers.py): not a render of the user's
     _state.errors = []
     _state.written = []
     _state.temp_z = []
@@ -356,6 +364,8 @@ def _on_render_init(scene, *args):
 
 @persistent
 def _on_render_end(scene, *args):
+    if _is_layer_pass(scene):
+        return
     for scene_name, layer_name in _state.temp_z:
         sc = bpy.data.scenes.get(scene_name)
         layer = sc.view_layers.get(layer_name) if sc is not None else None
@@ -366,6 +376,8 @@ def _on_render_end(scene, *args):
 
 @persistent
 def _on_render_post(scene, *args):
+    if _is_layer_pass(scene):
+        return
     _state.last_render = (scene.name, scene.frame_current)
     zd = getattr(scene, "zdepth", None)
     if _shared_flags().get(DIRECT_KEY) or zd is None or not zd.export_enabled:

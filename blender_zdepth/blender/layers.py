@@ -21,10 +21,12 @@ Settings (``scene.zdepth``; the ``render`` command's options of the same names):
   between the camera's clip start and clip end); empty = automatic, from the frame's own depth
   with :func:`blender_zdepth.core.layers.clip_distances` (focus distance of the camera).
 
-Every setting a pass changes (the camera's clip start, the engine's samples and denoising,
-Cycles' persistent data -- on during the passes so that they reuse the synced scene --, a
-muted F-Curve or driver of the clip start) is restored afterwards, also after an error or a
-cancel (:func:`peel_settings`).
+The passes render a temporary linked copy of the scene (same objects and camera, its own
+samples: fewer, denoising off, Cycles' persistent data on so that the passes after the first
+reuse the synced scene), removed afterwards: the scene's own settings are never changed and its
+Render Result stays the beauty. The one shared setting the passes change, the camera's clip
+start (and a keyframed or driven clip start, muted meanwhile), is restored afterwards, also
+after an error or a cancel (:func:`peel_settings`).
 
 Where it runs: the ``render`` command, :func:`blender_zdepth.blender.export.render_with_depth`
 (``blender -b file.blend -P cli.py -- render ...``), the demo, and the panel's "Render Depth
@@ -185,27 +187,43 @@ def _clip_animation(cam_data):
     return found
 
 
-def _engine_settings(scene):
-    """``[(struct, attribute)]`` the passes may change for ``scene``'s engine."""
-    if scene.render.engine == "CYCLES":
-        # persistent data: the passes after the first reuse the synced scene and its BVH
-        return [(scene.cycles, "samples"), (scene.cycles, "use_denoising"),
-                (scene.render, "use_persistent_data")]
-    if scene.render.engine == "BLENDER_WORKBENCH":
-        return []
-    return [(scene.eevee, "taa_render_samples")]
+#: Custom property marking the temporary scene the passes render (export's handlers skip it).
+PEEL_MARK = "zdepth_depth_layer_pass"
+
+
+def _peel_scene(scene):
+    """A temporary linked copy of ``scene`` (same objects, camera and frame; its own render
+    settings and Render Result) that the passes render, so that ``scene``'s Render Result stays
+    the beauty and its settings are never touched. No compositing or sequencer: the passes are
+    read from the view layers' own passes."""
+    peel = scene.copy()
+    peel.name = f"{scene.name[:40]} (zdepth layer pass)"
+    peel[PEEL_MARK] = 1
+    peel.render.use_compositing = False
+    peel.render.use_sequencer = False
+    return peel
+
+
+def is_peel_scene(scene):
+    """True for the temporary scene of the depth-layer passes."""
+    try:
+        return bool(scene.get(PEEL_MARK))
+    except (AttributeError, ReferenceError, TypeError):
+        return False
 
 
 @contextmanager
 def peel_settings(scene):
-    """Context for the extra passes: yields ``set_pass(clip, samples)``, which moves the scene
-    camera's clip start to ``clip`` and sets the pass samples (denoising off). On leaving --
-    normally, after an error, or after a cancel (KeyboardInterrupt) -- every value it touched
-    is put back as it was."""
+    """Context for the extra passes: yields ``(peel, set_pass)``: ``peel`` is the temporary
+    scene to render (see :func:`_peel_scene`), ``set_pass(clip, samples)`` moves the shared
+    camera's clip start to ``clip`` and sets ``peel``'s samples (denoising off, Cycles'
+    persistent data on). On leaving -- normally, after an error, or after a cancel
+    (KeyboardInterrupt) -- the camera's clip start and its muted F-Curve or driver are put back
+    as they were and the temporary scene is removed; ``scene`` itself is never changed."""
     cam_data = scene.camera.data
-    saved = [(cam_data, "clip_start", cam_data.clip_start)]
-    saved += [(s, a, getattr(s, a)) for s, a in _engine_settings(scene)]
+    clip_before = cam_data.clip_start
     muted = [(item, item.mute) for item in _clip_animation(cam_data)]
+    peel = None
 
     def set_pass(clip, samples):
         for item, _ in muted:
@@ -213,22 +231,24 @@ def peel_settings(scene):
         cam_data.clip_start = float(clip)
         if samples is None:
             return
-        if scene.render.engine == "CYCLES":
-            scene.cycles.samples = int(samples)
-            scene.cycles.use_denoising = False
-            scene.render.use_persistent_data = True
-        elif scene.render.engine != "BLENDER_WORKBENCH":
-            scene.eevee.taa_render_samples = int(samples)
+        if peel.render.engine == "CYCLES":
+            peel.cycles.samples = int(samples)
+            peel.cycles.use_denoising = False
+            peel.render.use_persistent_data = True
+        elif peel.render.engine != "BLENDER_WORKBENCH":
+            peel.eevee.taa_render_samples = int(samples)
 
     try:
-        yield set_pass
+        peel = _peel_scene(scene)
+        yield peel, set_pass
     finally:
-        for struct, attr, value in reversed(saved):
-            if getattr(struct, attr) != value:
-                setattr(struct, attr, value)
+        if cam_data.clip_start != clip_before:
+            cam_data.clip_start = clip_before
         for item, mute in muted:
             if item.mute != mute:
                 item.mute = mute
+        if peel is not None:
+            bpy.data.scenes.remove(peel)
 
 
 @dataclass
@@ -243,10 +263,11 @@ class Layer:
 
 def render_passes(scene, opts, beauty_depth, focus_distance, read_result, clips=None):
     """Render the extra passes of the current frame and return their :class:`Layer` list
-    (near to far). ``read_result()`` reads the Render Result just rendered as ``(rgba,
-    depth)``; ``beauty_depth`` (the beauty's depth) decides the automatic clip distances, or
-    ``clips`` when given. Settings are restored afterwards (see :func:`peel_settings`); the
-    Render Result holds the last pass afterwards."""
+    (near to far). ``read_result(rendered_scene)`` reads the Render Result that scene just
+    rendered as ``(rgba, depth)``; ``beauty_depth`` (the beauty's depth) decides the automatic
+    clip distances, or ``clips`` when given. The passes render a temporary copy of ``scene``
+    (see :func:`peel_settings`): ``scene``'s Render Result stays the beauty, its settings are
+    not touched, and the camera's clip start is restored afterwards."""
     if not opts.enabled:
         return []
     if clips is None:
@@ -254,16 +275,16 @@ def render_passes(scene, opts, beauty_depth, focus_distance, read_result, clips=
     samples = pass_samples(scene, opts)
     end = float(scene.camera.data.clip_end)
     layers = []
-    with peel_settings(scene) as set_pass:
+    with peel_settings(scene) as (peel, set_pass):
         for clip in clips:
             if not clip < end:
                 raise ZDepthError(f"clip distance {clip:g} is beyond the camera's clip end "
                                   f"{end:g}")
             set_pass(clip, samples)
-            if "CANCELLED" in bpy.ops.render.render(write_still=False, scene=scene.name):
+            if "CANCELLED" in bpy.ops.render.render(write_still=False, scene=peel.name):
                 raise ZDepthError(f"the depth layer at {clip:g} was cancelled: no deep file "
                                   f"written for this frame")
-            rgba, depth = read_result()
+            rgba, depth = read_result(peel)
             if rgba.shape[:2] != tuple(beauty_depth.shape):
                 raise ZDepthError(f"the depth layer at {clip:g} rendered at "
                                   f"{rgba.shape[1]}x{rgba.shape[0]}, not at the beauty's "

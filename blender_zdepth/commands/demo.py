@@ -179,16 +179,47 @@ def run(args):
     print(f"contact sheet: {sheet_path}")
     if flat_rgba is not None:
         lens = lenses[max(lenses)]
+        flat_tile, layered_tile = display.to_display(flat_rgba), tiles[2 + len(lenses) - 1]
+        zoom = _zoom_window(flat_tile, layered_tile)
         pair = display.contact_sheet(
-            [display.to_display(flat_rgba), tiles[2 + len(lenses) - 1]],
+            [flat_tile, layered_tile, zoom(flat_tile), zoom(layered_tile)],
             [f"flat render, {lens.focus_distance:g} m f/{lens.fstop:g}",
-             f"{args.layers} depth layers, same focus"], columns=2,
+             f"{args.layers} depth layers, same focus", "x2 where they differ most",
+             "x2 where they differ most"], columns=2,
             label_scale=max(1, resolution[0] // 240))
         pair_path = os.path.join(out, "before_after.png")
         png.write_png(pair_path, pair, bits=8, overwrite=True)
         print(f"refocus from the flat render vs from the depth layers: {pair_path}")
     print(f"demo finished in {time.perf_counter() - t0:.1f} s; everything is in {out}")
     return 0
+
+
+def _zoom_window(a, b):
+    """A function cropping an image to the half-size window centred on where the display
+    images ``a`` and ``b`` differ most (the frame's centre when they do not), enlarged 2x
+    (nearest pixel) back to the frame's size."""
+    import numpy as np
+
+    h, w = a.shape[:2]
+    diff = np.abs(a[..., :3] - b[..., :3]).max(axis=2)
+    ch, cw = max(1, h // 2), max(1, w // 2)
+    if diff.max() > 0:
+        # the window with the largest summed difference, from a summed-area table
+        sat = np.zeros((h + 1, w + 1))
+        sat[1:, 1:] = diff.cumsum(0).cumsum(1)
+        sums = sat[ch:, cw:] - sat[:-ch, cw:] - sat[ch:, :-cw] + sat[:-ch, :-cw]
+        y0, x0 = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    else:
+        y0, x0 = (h - ch) // 2, (w - cw) // 2
+
+    def crop(image):
+        part = image[y0:y0 + ch, x0:x0 + cw]
+        big = np.repeat(np.repeat(part, 2, axis=0), 2, axis=1)
+        out = np.zeros_like(image)
+        out[:big.shape[0], :big.shape[1]] = big[:h, :w]
+        return out
+
+    return crop
 
 
 def _preview(frame):
