@@ -62,3 +62,12 @@ def test_out_of_range_layers_are_usage_errors(n):
 def test_bad_clip_range_is_a_usage_error():
     with pytest.raises(UsageError, match="clip range"):
         layers.clip_distances(_bars_scene(), 2, clip_start=5.0, clip_end=1.0)
+
+
+def test_a_ground_plane_is_not_peeled_whole():
+    # a ground plane from 1 m to 300 m (one long cluster), a far wall at 900 m; focus 5 m: the
+    # clip goes in front of the focus (a fill), not behind the whole ground
+    d = np.tile(np.geomspace(1, 300, 200)[:, None], (1, 8))
+    d[:20] = 900.0
+    clips = layers.clip_distances(d, 2, focus_distance=5.0, clip_end=5000.0)
+    assert len(clips) == 1 and 1.0 < clips[0] < 5.0

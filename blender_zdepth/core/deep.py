@@ -153,14 +153,27 @@ def _to_object_arrays(counts, channels, dtypes=None):
     off = np.zeros(flat.size + 1, np.int64)
     np.cumsum(flat, out=off[1:])
     nonempty = np.flatnonzero(flat)
-    result = {}
+    result, done = {}, []
+    pix = np.repeat(np.arange(flat.size), flat)
     for name, values in channels.items():
         dtype = (dtypes or {}).get(name, np.float32)
         values = np.ascontiguousarray(values, dtype)
+        same = next((obj for v, d, obj in done if d == dtype and np.array_equal(v, values)),
+                    None)
+        if same is not None:  # ZBack == Z (point samples): the same per-pixel arrays serve
+            result[name] = same
+            continue
         obj = np.empty(flat.size, dtype=object)
-        for i in nonempty.tolist():  # one view per pixel, no copy
-            obj[i] = values[off[i]:off[i + 1]]
-        result[name] = obj.reshape(h, w)
+        # Pixels whose samples are all 1 (opaque alpha) share one array per sample count: the
+        # per-pixel array objects, not the samples, are what costs memory here.
+        ones = np.ones(flat.size, bool)
+        ones[pix[values != 1]] = False
+        shared = {int(c): np.ones(int(c), dtype) for c in np.unique(flat[nonempty])}
+        for i in nonempty.tolist():
+            obj[i] = shared[flat[i]] if ones[i] else values[off[i]:off[i + 1]]  # views
+        obj = obj.reshape(h, w)
+        done.append((values, dtype, obj))
+        result[name] = obj
     return result
 
 

@@ -14,9 +14,10 @@ The rule (:func:`clip_distances`):
    the frame's depth *clusters* (a subject, a row of foreground bars, the back wall).
 2. A cluster is a candidate to peel when something lies behind it (it is not the last cluster)
    and it is in front of or around the focus distance (its nearest depth is at most the focus
-   distance times ``1 + MIN_GAP``): those are the surfaces a lens sees past -- a sharp subject
-   whose blurred background shows around it, and blurred foreground in front of it. Without a
-   focus distance every cluster with something behind it is a candidate.
+   distance times ``1 + MIN_GAP``, its farthest at most ``MAX_SPAN`` times the focus distance):
+   those are the surfaces a lens sees past -- a sharp subject whose blurred background shows
+   around it, and blurred foreground in front of it. Without a focus distance every cluster
+   with something behind it is a candidate.
 3. Candidates are peeled nearest first: the k-th clip distance is placed in the gap behind the
    k-th candidate, at the geometric middle of the cluster's farthest depth and the next
    cluster's nearest one (far enough behind the cluster to clear its unseen back side, never
@@ -41,6 +42,10 @@ MIN_SHARE = 0.0005
 
 #: Smallest relative depth gap separating two clusters (10 %).
 MIN_GAP = 0.10
+
+#: A cluster reaching farther than this many times the focus distance is not "around the
+#: focus" (a ground plane receding to the horizon): it is not peeled as a whole.
+MAX_SPAN = 2.0
 
 #: Depths at or beyond this are background (Cycles writes 1e10).
 BACKGROUND = 1e9
@@ -116,6 +121,8 @@ def clip_distances(depth, n_layers, focus_distance=None, clip_start=0.1, clip_en
             break
         if focus_distance is not None and near > focus_distance * (1 + MIN_GAP):
             break
+        if focus_distance is not None and far > focus_distance * MAX_SPAN:
+            break  # a long run of depth (a ground plane), not a subject around the focus
         nxt = clusters[i + 1][0]
         c = math.sqrt(far * nxt)
         if lo_limit < c < hi_limit and (not clips or c > clips[-1]):
