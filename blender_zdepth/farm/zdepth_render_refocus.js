@@ -205,8 +205,8 @@ function zdepthPlan(job) {
     fail(`depth_encoding must be one of ${ZDEPTH_ENCODINGS.join(', ')}, not "${encoding}"`);
   }
   const layers = Number(settings.depth_layers === undefined ? 1 : settings.depth_layers);
-  if (!(layers >= 1) || Math.floor(layers) !== layers) {
-    fail(`depth_layers must be a whole number, 1 or more, not ${settings.depth_layers}`);
+  if (!(layers >= 1 && layers <= 8) || Math.floor(layers) !== layers) {
+    fail(`depth_layers must be a whole number from 1 to 8, not ${settings.depth_layers}`);
   }
   const refocus = settings.refocus || 'off';
   if (ZDEPTH_REFOCUS_MODES.indexOf(refocus) < 0) {
