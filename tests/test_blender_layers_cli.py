@@ -75,6 +75,7 @@ def test_render_layer_options_are_refused_before_rendering(bpy, run_cli, tmp_pat
         (("--depth-layers", "3", "--layer-clips", "5"), "3 depth layers need 2 clip distance"),
         (("--layer-clips", "5,x"), "--layer-clips must be distances separated by commas"),
         (("--layer-samples", "-1"), "--layer-samples must be 0 (automatic) or more"),
+        (("--depth-layers", "1", "--layer-clips", "5"), "--layer-clips needs more than one"),
     ]
     for args, message in cases:
         result = run_cli("render", blend, "--out", out, *args, timeout=240)
@@ -83,3 +84,22 @@ def test_render_layer_options_are_refused_before_rendering(bpy, run_cli, tmp_pat
         assert "Traceback" not in result.stderr
         assert "rendering" not in result.stdout
     assert not out.exists() or not os.listdir(out)
+
+
+@pytest.mark.slow
+def test_render_uses_the_files_own_depth_layer_settings(addon, run_cli, tmp_path):
+    import bpy
+
+    from blender_zdepth.core import deep
+
+    blend = _save_shot(bpy, tmp_path / "shot.blend")
+    scene = bpy.context.scene
+    scene.zdepth.depth_layers = 2
+    scene.zdepth.depth_layer_clips = "6"
+    scene.zdepth.depth_layer_samples = 1
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    result = run_cli("render", blend, "--out", tmp_path / "out", timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert "2 depth layers: 1 extra pass(es) per frame of 1 samples, clip at 6" in result.stdout
+    image = deep.read_deep(str(tmp_path / "out" / "zdepth_0001_deep.exr"))
+    assert image.header[deep.LAYERS_KEY] == 2 and (image.counts == 2).sum() > 10

@@ -153,6 +153,9 @@ def run(args):
         raise UsageError(f"need 0 < --near < --far, not {args.near:g} and {args.far:g}")
     if args.depth_layers is not None and not 1 <= args.depth_layers <= 8:
         raise UsageError(f"--depth-layers must be between 1 and 8, not {args.depth_layers}")
+    if args.depth_layers == 1 and args.layer_clips:
+        raise UsageError("--layer-clips needs more than one depth layer (--depth-layers 1 "
+                         "renders no extra pass)")
     if args.layer_samples is not None and args.layer_samples < 0:
         raise UsageError(f"--layer-samples must be 0 (automatic) or more, not "
                          f"{args.layer_samples}")
