@@ -18,13 +18,15 @@ How it works (see ``docs/dof-engine.md`` for the user's view):
 3. *Hidden surfaces.*  Blurred foreground pixels in front of their surroundings ("occluders")
    hide what a lens sees around them.  A push-pull fill of the surfaces behind (the nearest
    wins) invents that hidden surface as an extra sample behind each occluder.  It only shows
-   where the blurred occluder turns see-through.
+   where the blurred occluder turns see-through.  Where the caller gives real hidden surfaces
+   (``defocus(..., hidden=...)``: depth-peeled renders, deep samples), those are used instead.
 4. *Layers.*  Samples are assigned softly (linear weights) to layers of signed radius: 0 (the
    focal plane, copied untouched), fine 0.5 px steps near focus, steps growing with the radius,
    and layers snapped onto radii many pixels share.  Each layer (premultiplied colour and
    coverage) is convolved with the aperture -- a disk, or a polygon with N blades, optionally
    squeezed (anamorphic), mirrored in front of the focal plane -- by FFT on the tiles it
-   occupies, or with a small direct kernel when that is cheaper.  Layers with large radii are
+   occupies, with a small direct kernel, or (sparse layers) by splatting its samples, whichever
+   is estimated cheapest.  Layers with large radii are
    processed at reduced resolution (a radius-32 blur needs no pixel detail), except their small
    highlights ("sparkles"), which are blurred at (nearly) full resolution so that bokeh disks
    keep crisp edges.
@@ -36,10 +38,13 @@ How it works (see ``docs/dof-engine.md`` for the user's view):
 
 The code is a pipeline of named stages, each a function of explicit inputs and outputs:
 :func:`prepare` (padded planar :class:`Frame`) -> :func:`split_edges` and :func:`fill_hidden`
-(extra :class:`Samples`) -> :func:`assign_layers` (:class:`LayerAssignment`) -> per layer
-:func:`layer_content` and :func:`convolve_layer` (:class:`BlurredLayer`) -> compositing near
-to far (:func:`composite_layers`) -> :func:`finish` -> :func:`rgba_out`.  With the environment
-variable ``BLENDER_ZDEPTH_DOF_TIMING`` set, :data:`TIMING` collects seconds per stage.
+/ :func:`hidden_samples` (extra :class:`Samples`) -> :func:`assign_layers`
+(:class:`LayerAssignment`) -> per layer :func:`layer_content` and :func:`convolve_layer`
+(:class:`BlurredLayer`) -> compositing near to far (:func:`composite_layers`) -> :func:`finish`
+-> :func:`rgba_out`.  ``DofSettings.threads`` threads run the edge split in batches of rows,
+the fill's bands and several layers at once, while the compositing stays in order, so the
+result does not depend on the thread count.  With the environment variable
+``BLENDER_ZDEPTH_DOF_TIMING`` set, :data:`TIMING` collects seconds per stage.
 """
 
 import math
