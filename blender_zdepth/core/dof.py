@@ -18,13 +18,15 @@ How it works (see ``docs/dof-engine.md`` for the user's view):
 3. *Hidden surfaces.*  Blurred foreground pixels in front of their surroundings ("occluders")
    hide what a lens sees around them.  A push-pull fill of the surfaces behind (the nearest
    wins) invents that hidden surface as an extra sample behind each occluder.  It only shows
-   where the blurred occluder turns see-through.
+   where the blurred occluder turns see-through.  Where the caller gives real hidden surfaces
+   (``defocus(..., hidden=...)``: depth-peeled renders, deep samples), those are used instead.
 4. *Layers.*  Samples are assigned softly (linear weights) to layers of signed radius: 0 (the
    focal plane, copied untouched), fine 0.5 px steps near focus, steps growing with the radius,
    and layers snapped onto radii many pixels share.  Each layer (premultiplied colour and
    coverage) is convolved with the aperture -- a disk, or a polygon with N blades, optionally
    squeezed (anamorphic), mirrored in front of the focal plane -- by FFT on the tiles it
-   occupies, or with a small direct kernel when that is cheaper.  Layers with large radii are
+   occupies, with a small direct kernel, or (sparse layers) by splatting its samples, whichever
+   is estimated cheapest.  Layers with large radii are
    processed at reduced resolution (a radius-32 blur needs no pixel detail), except their small
    highlights ("sparkles"), which are blurred at (nearly) full resolution so that bokeh disks
    keep crisp edges.
@@ -36,10 +38,13 @@ How it works (see ``docs/dof-engine.md`` for the user's view):
 
 The code is a pipeline of named stages, each a function of explicit inputs and outputs:
 :func:`prepare` (padded planar :class:`Frame`) -> :func:`split_edges` and :func:`fill_hidden`
-(extra :class:`Samples`) -> :func:`assign_layers` (:class:`LayerAssignment`) -> per layer
-:func:`layer_content` and :func:`convolve_layer` (:class:`BlurredLayer`) -> compositing near
-to far (:func:`composite_layers`) -> :func:`finish` -> :func:`rgba_out`.  With the environment
-variable ``BLENDER_ZDEPTH_DOF_TIMING`` set, :data:`TIMING` collects seconds per stage.
+/ :func:`hidden_samples` (extra :class:`Samples`) -> :func:`assign_layers`
+(:class:`LayerAssignment`) -> per layer :func:`layer_content` and :func:`convolve_layer`
+(:class:`BlurredLayer`) -> compositing near to far (:func:`composite_layers`) -> :func:`finish`
+-> :func:`rgba_out`.  ``DofSettings.threads`` threads run the edge split in batches of rows,
+the fill's bands and several layers at once, while the compositing stays in order, so the
+result does not depend on the thread count.  With the environment variable
+``BLENDER_ZDEPTH_DOF_TIMING`` set, :data:`TIMING` collects seconds per stage.
 """
 
 import math
@@ -1120,8 +1125,11 @@ def defocus(rgba, depth, lens, settings=None, hidden=None):
     behind = None
     if hidden is not None and len(hidden):
         behind = _hidden_layers(hidden, depth, coc, lens, settings)
-    # (the radius map is not kept here: the engine frees it once it has its padded copy)
-    return _defocus_coc(rgba, coc, settings, lens.pixel_aspect, behind)
+    # The radius map is handed over in a list, not kept here: the engine frees it once it
+    # has its padded copy (33 MB at 4K).
+    holder = [coc]
+    del coc
+    return _defocus_coc(rgba, holder, settings, lens.pixel_aspect, behind)
 
 
 #: A hidden sample is used where its radius exceeds the visible one's by this much (px) and
@@ -1246,10 +1254,11 @@ class Frame:
         return self.cov.shape
 
 
-def prepare(rgba, coc, settings, pixel_aspect=1.0, hidden_max=0.0):
+def prepare(rgba, coc, settings, pixel_aspect=1.0, hidden_max=0.0, pool=None):
     """Stage *prepare*: pad the frame by the largest radius (radii repeated from the edge,
-    colours too except small highlights on the edge) and make planar working copies.
-    ``hidden_max``: the largest radius of the hidden samples, if any."""
+    colours too except small highlights on the edge) and make planar working copies (the
+    planes on ``pool``'s threads, if given).  ``hidden_max``: the largest radius of the hidden
+    samples, if any."""
     H, W = coc.shape
     maxr = float(min(settings.max_radius, max(np.max(np.abs(coc)) if coc.size else 0,
                                               float(hidden_max))))
@@ -1258,24 +1267,32 @@ def prepare(rgba, coc, settings, pixel_aspect=1.0, hidden_max=0.0):
     opaque = rgba.shape[2] == 3 or bool(np.all(rgba[..., 3] == 1.0))
     Hp, Wp = H + 2 * pad, W + 2 * pad
     col = np.empty((4, Hp, Wp), _F32)
-    inner = (slice(pad, pad + H), slice(pad, pad + W))
-    for i in range(4):
-        if i < rgba.shape[2]:
-            col[i][inner] = rgba[..., i]
-        else:
-            col[i][inner] = 1.0
-    bad = ~np.isfinite(col[(slice(None),) + inner])
-    if bad.any():
-        col[(slice(None),) + inner][bad] = 0.0
-    del bad
     cocp = np.empty((Hp, Wp), _F32)
-    cocp[inner] = coc
-    # Beyond the frame the geometry continues (radii repeated: a ground plane stays as near
-    # as its last row); colours are repeated too, except small highlights on the edge (they
-    # would pour a streak of light back into the frame).
-    for a in col:
+    inner = (slice(pad, pad + H), slice(pad, pad + W))
+
+    def plane(i):
+        # Beyond the frame the geometry continues (radii repeated: a ground plane stays as
+        # near as its last row); colours are repeated too, except small highlights on the
+        # edge (they would pour a streak of light back into the frame).
+        if i == 4:
+            cocp[inner] = coc
+            _pad_edges(cocp, pad, "edge")
+            return
+        a = col[i]
+        if i < rgba.shape[2]:
+            a[inner] = rgba[..., i]
+            bad = ~np.isfinite(a[inner])
+            if bad.any():
+                a[inner][bad] = 0.0
+        else:
+            a[inner] = 1.0
         _pad_edges(a, pad, _PAD_MODE)
-    _pad_edges(cocp, pad, "edge")
+
+    if pool is not None:
+        list(pool.map(plane, range(5)))
+    else:
+        for i in range(5):
+            plane(i)
     cov = np.ones((Hp, Wp), _F32)
     return Frame(col, cocp, cov, pad, H, W, maxr, opaque)
 
@@ -1730,23 +1747,28 @@ def finish(acc, budget, far, col):
 
 
 def _defocus_coc(rgba, coc, settings, pixel_aspect=1.0, hidden=None):
-    """:func:`defocus` from a signed radius map (horizontal pixels): the pipeline.
-    ``hidden``: a list of :class:`HiddenLayer` (or None)."""
+    """:func:`defocus` from a signed radius map (horizontal pixels; or a list holding it,
+    which is emptied, so that the map is freed early): the pipeline.  ``hidden``: a list of
+    :class:`HiddenLayer` (or None)."""
+    holder = coc if isinstance(coc, list) else [coc]
+    del coc
+    threads = settings.thread_count()
+    if threads <= 1:
+        return _run_pipeline(rgba, holder, settings, pixel_aspect, None, hidden)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zdepth-dof") as pool:
+        return _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden)
+
+
+def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None):
+    """The stages (``pool``: a thread pool, or None for one thread; ``holder``: a list
+    holding the radius map, emptied here so that it is freed after :func:`prepare`)."""
+    coc = holder.pop()
     hidden_max = max((float(np.max(np.abs(h.coc))) for h in hidden or ()), default=0.0)
     with _stage("prepare"):
-        frame = prepare(rgba, coc, settings, pixel_aspect, hidden_max)
+        frame = prepare(rgba, coc, settings, pixel_aspect, hidden_max, pool)
         del coc  # the padded copy is used from here on
     if frame.maxr < 0.25:
         return rgba_out(frame.col, frame.pad, frame.H, frame.W, rgba)
-    threads = settings.thread_count()
-    if threads <= 1:
-        return _run_pipeline(frame, rgba, settings, pixel_aspect, None, hidden)
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zdepth-dof") as pool:
-        return _run_pipeline(frame, rgba, settings, pixel_aspect, pool, hidden)
-
-
-def _run_pipeline(frame, rgba, settings, pixel_aspect, pool, hidden=None):
-    """The stages after :func:`prepare` (``pool``: a thread pool, or None for one thread)."""
     with _stage("split edges"):
         parts = split_edges(frame.col, frame.coc, frame.cov, pool=pool)
     with _stage("fill hidden"):
