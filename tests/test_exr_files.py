@@ -357,3 +357,27 @@ def test_part_name_suffixes_that_are_no_views(tmp_path):
     OpenEXR.File(parts).write(str(tmp_path / "f.exr"))
     img = exr.read_exr(tmp_path / "f.exr")
     assert img.views == [] and len(img.channels) == 4
+
+
+def test_a_part_without_a_view_is_shared_by_every_view(tmp_path):
+    """A multi-part stereo file's part without a view (a disparity map) is in every view; in a
+    single-part multi-view file a channel without a view name is the default view's only."""
+    import OpenEXR
+
+    path = tmp_path / "stereo.exr"
+    S.stereo_multipart(path)
+    parts = [p for p in OpenEXR.File(str(path)).parts]
+    rebuilt = [OpenEXR.Part(p.header, {n: c.pixels for n, c in p.channels.items()}, p.name())
+               for p in parts]
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
+              "dataWindow": S.win(6, 10, 119, 59), "displayWindow": S.win(*S.STEREO_DISPLAY)}
+    rebuilt.append(OpenEXR.Part(header, {"disparity.x": np.ones((50, 114), np.float32)},
+                                "disparity"))
+    OpenEXR.File(rebuilt).write(str(tmp_path / "with_disparity.exr"))
+    for view in ("left", "right"):
+        img = exr.read_exr(tmp_path / "with_disparity.exr", view=view)
+        assert "disparity.x" in img.channels and img.windows["disparity.x"] == ((6, 10),
+                                                                                (119, 59))
+    S.multiview_singlepart(tmp_path / "mv.exr")
+    right = exr.read_exr(tmp_path / "mv.exr", view="right")
+    np.testing.assert_allclose(right.channels["B"], 0.75)  # right.B, not the default view's B

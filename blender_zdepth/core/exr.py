@@ -284,15 +284,16 @@ def _layout_views(infos):
     return views, part_views
 
 
-def _channel_view(name, views, part_view):
+def _channel_view(name, views, part_view, multi_view=False):
     """``(view, name without the view)`` of a channel (OpenEXR's multi-view rule: the view is
-    the second-to-last ``.`` component; a name without one belongs to the default view)."""
+    the second-to-last ``.`` component; in a part with a ``multiView`` list, a name without one
+    belongs to the default view). ``(None, name)``: a channel of a part shared by all views."""
     parts = name.split(".")
     if len(parts) >= 2 and parts[-2] in views and (part_view is None or parts[-2] == part_view):
         return parts[-2], ".".join(parts[:-2] + parts[-1:])
     if part_view is not None:
         return part_view, name
-    if views:
+    if multi_view and views:
         return views[0], name  # OpenEXR: a channel without a view name is the default view's
     return None, name
 
@@ -404,7 +405,8 @@ def read_exr(path, view=None, sample_counts=False):
         if missing:
             raise _damaged(path, text, f"channels {missing} unreadable")
         for name, ch in chans.items():
-            cview, short = _channel_view(name, views, info.view)
+            cview, short = _channel_view(name, views, info.view,
+                                         bool(info.header.get("multiView")))
             if info.deep:
                 if sample_counts and info.sample_counts is None:
                     info.sample_counts = _sample_counts(ch.pixels, path)
@@ -418,7 +420,7 @@ def read_exr(path, view=None, sample_counts=False):
                 raise ZDepthError(f"{path}: channel {name!r} is not a flat image "
                                   f"(subsampled data is not supported)")
             entry = (short, px, info)
-            if cview is None and info.view is None and views:
+            if cview is None and views:
                 shared.append(entry)
             else:
                 _add_channel(channels, half, windows, entry)
