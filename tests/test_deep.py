@@ -241,3 +241,38 @@ def test_flat_encoding_attributes_are_not_copied(tmp_path):
     header = OpenEXR.File(path, header_only=True).parts[0].header
     assert "zdepthEncoding" not in header and "zdepthNear" not in header
     assert header["zdepthFrame"] == 12 and header[deep.LAYERS_KEY] == 1
+
+
+def test_vectorised_tidy_matches_the_per_pixel_rule():
+    rng = np.random.default_rng(11)
+    n, c = 300, 5
+    z = np.sort(rng.uniform(1, 5, (n, c)), axis=1).astype(np.float32)
+    zb = z + rng.choice([0.0, 0.3, 1.5], (n, c)).astype(np.float32)   # points and volumes
+    z[:40, 1] = z[:40, 0]                                              # coincident fronts
+    zb[:40, 1] = zb[:40, 0]
+    zb[:20, 2] = z[:20, 2]                                             # point samples at a depth
+    z[:20, 3] = z[:20, 2]
+    zb[:20, 3] = z[:20, 2]
+    a = rng.choice([0.2, 0.6, 1.0, 0.0], (n, c)).astype(np.float32)
+    rgb = (rng.random((n, c, 3)) * a[..., None]).astype(np.float32)
+    for i in range(n):   # keep each row sorted by (z, zback)
+        o = np.lexsort((zb[i], z[i]))
+        z[i], zb[i], a[i], rgb[i] = z[i][o], zb[i][o], a[i][o], rgb[i][o]
+    chans = {"R": rgb[..., 0].ravel(), "G": rgb[..., 1].ravel(), "B": rgb[..., 2].ravel(),
+             "A": a.ravel(), "Z": z.ravel(), "ZBack": zb.ravel()}
+    image = deep.tidy(deep.DeepImage("x", np.full((1, n), c, np.int64),
+                                     {k: v.copy() for k, v in chans.items()}))
+    assert image.tidied > 200
+    off = image.offsets
+    compared = 0
+    for i in range(n):
+        samples = [tuple(float(v) for v in (rgb[i, j, 0], rgb[i, j, 1], rgb[i, j, 2], a[i, j],
+                                            z[i, j], zb[i, j])) for j in range(c)]
+        if not any(samples[j + 1][4] < samples[j][5] for j in range(c - 1)):
+            continue   # not an overlapping pixel: left as it is
+        compared += 1
+        want = np.array(deep.tidy_pixel(samples))
+        got = np.stack([image.channels[k][off[i]:off[i + 1]] for k in deep.DEEP_CHANNELS], 1)
+        assert got.shape == want.shape, i
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert compared == image.tidied

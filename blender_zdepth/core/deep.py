@@ -496,24 +496,78 @@ def tidy_pixel(samples):
     return [_merge(pieces[key]) for key in sorted(pieces)]
 
 
-def _tidy_overlaps(image, pix, bad_pixels):
+def _tidy_block(z, zb, col):
+    """Vectorised :func:`tidy_pixel` for ``n`` pixels of ``c`` samples each (sorted by Z):
+    ``z``, ``zb`` (n, c), ``col`` (n, c, 4) premultiplied RGBA, float64. Returns ``(keep (n, K),
+    out (n, K, 6))`` with K = 2c - 1 candidate intervals between the sorted boundaries; the kept
+    ones, row by row, are the tidy samples front to back."""
+    n, c = z.shape
+    edges = np.sort(np.concatenate([z, zb], axis=1), axis=1)          # (n, 2c)
+    lo, hi = edges[:, :-1], edges[:, 1:]                               # (n, K)
+    zj, zbj = z[:, :, None], zb[:, :, None]                            # (n, c, 1)
+    lo3, hi3 = lo[:, None, :], hi[:, None, :]                          # (n, 1, K)
+    point = zbj <= zj
+    first = np.ones(lo.shape, bool)                                    # first interval at lo
+    first[:, 1:] = lo[:, 1:] > lo[:, :-1]
+    # a volume sample covers the intervals of non-zero length inside it; a point sample
+    # belongs to the first zero-length interval at its depth
+    vol = ~point & (zj <= lo3) & (hi3 <= zbj) & (hi3 > lo3)
+    pts = point & (lo3 == zj) & (hi3 == lo3) & first[:, None, :]
+    cover = vol | pts                                                  # (n, c, K)
+    a = np.clip(col[..., 3], 0.0, 1.0)[:, :, None]                    # (n, c, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(point, 1.0, (hi3 - lo3) / np.where(point, 1.0, zbj - zj))
+        ap = np.where(a >= 1.0, 1.0, -np.expm1(frac * np.log1p(-np.minimum(a, 1.0 - 1e-12))))
+        ap = np.where(a <= 0.0, 0.0, ap)
+        scale = np.where(a > 0, ap / np.where(a > 0, a, 1.0), frac)
+    ap = np.where(cover, ap, 0.0)
+    scale = np.where(cover, scale, 0.0)
+    pc = col[:, :, None, :3] * scale[..., None]                        # (n, c, K, 3)
+    opaque = cover & (ap >= 1.0)
+    n_opaque = opaque.sum(axis=1)                                      # (n, K)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_opaque = (pc * opaque[..., None]).sum(axis=1) / np.maximum(n_opaque, 1)[..., None]
+        u = np.where(cover & (ap < 1.0), -np.log1p(-np.minimum(ap, 1.0 - 1e-12)), 0.0)
+        w = np.where(ap > 0, u / np.where(ap > 0, ap, 1.0), 1.0)
+        v = (pc * (w * cover)[..., None]).sum(axis=1)                 # (n, K, 3)
+        big_u = u.sum(axis=1)                                          # (n, K)
+        alpha = -np.expm1(-big_u)
+        colour = np.where((big_u > 0)[..., None], v * (alpha / np.where(big_u > 0, big_u,
+                                                                          1.0))[..., None], v)
+    has_op = n_opaque > 0
+    colour = np.where(has_op[..., None], mean_opaque, colour)
+    alpha = np.where(has_op, 1.0, alpha)
+    keep = cover.any(axis=1)
+    out = np.concatenate([colour, alpha[..., None], lo[..., None], hi[..., None]], axis=2)
+    return keep, out
+
+
+def _tidy_overlaps(image, pix, bad_pixels, block=20000):
+    """Tidy the pixels ``bad_pixels`` (overlapping volume samples), vectorised over pixels with
+    the same sample count, ``block`` pixels at a time."""
     ch = image.channels
     names = list(DEEP_CHANNELS)
     flat = image.counts.ravel().copy()
-    keep = ~np.isin(pix, bad_pixels)
-    off = np.zeros(flat.size + 1, np.int64)
-    np.cumsum(flat, out=off[1:])
+    keep = np.ones(pix.size, bool)
+    keep[np.isin(pix, bad_pixels)] = False
+    off = image.offsets
     new_pix, new_vals = [], []
-    stack = np.stack([ch[n] for n in names], axis=1).astype(np.float64)
-    for p in bad_pixels:
-        rows = [tuple(r) for r in stack[off[p]:off[p + 1]]]
-        out = tidy_pixel(rows)
-        flat[p] = len(out)
-        new_pix.extend([p] * len(out))
-        new_vals.extend(out)
-    all_pix = np.concatenate([pix[keep], np.asarray(new_pix, np.int64)])
+    per = flat[bad_pixels]
+    for c in np.unique(per):
+        group = bad_pixels[per == c]
+        for start in range(0, group.size, block):
+            g = group[start:start + block]
+            idx = off[g][:, None] + np.arange(c)[None, :]
+            col = np.stack([ch[n][idx] for n in "RGBA"], axis=2).astype(np.float64)
+            kept, out = _tidy_block(ch["Z"][idx].astype(np.float64),
+                                    ch["ZBack"][idx].astype(np.float64), col)
+            flat[g] = kept.sum(axis=1)
+            rows, cols = np.nonzero(kept)
+            new_pix.append(g[rows])
+            new_vals.append(out[rows, cols])
+    all_pix = np.concatenate([pix[keep]] + new_pix)
     order = np.argsort(all_pix, kind="stable")
-    added = np.asarray(new_vals, np.float64).reshape(-1, len(names))
+    added = np.concatenate(new_vals) if new_vals else np.zeros((0, 6))
     for i, name in enumerate(names):
         ch[name] = np.concatenate([ch[name][keep], added[:, i].astype(np.float32)])[order]
     image.counts = flat.reshape(image.counts.shape)
