@@ -37,23 +37,17 @@ class LensPlan:
             return Lens(focus_distance=self.focus, **self.values), self.source
         if loaded is None:
             raise ZDepthError("focus on a pixel needs the frame's depth")
-        from .dof import focus_from_pixel
+        from .sequence import pixel_focus
 
-        # The panel counts pixels from the bottom left (as Blender's Image Editor shows them);
-        # the depth array's row 0 is the top.
+        # The panel counts display-window pixels from the bottom left (as Blender's Image Editor
+        # shows them), as the command line's --focus-pixel does.
         x, y = self.pixel
-        height, width = loaded.depth.shape
+        width, height = getattr(loaded, "display_size", None) or loaded.depth.shape[::-1]
         if not (0 <= x < width and 0 <= y < height):  # say it in the panel's own coordinates
             raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) is outside the "
                               f"{width}x{height} frame: pick it again or change Pixel in the "
                               f"Depth of Field panel")
-        row = height - 1 - y
-        try:
-            picked = float(focus_from_pixel(loaded.depth, x, row))
-        except ZDepthError:  # the engine counts rows from the top: say it in the panel's terms
-            raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) looks at the "
-                              f"background (no surface): pick a pixel on an object, or choose "
-                              f"another Focus in the Depth of Field panel") from None
+        picked = pixel_focus(loaded, x, y, "choose another Focus in the Depth of Field panel")
         return Lens(focus_distance=picked, **self.values), f"pixel {x},{y}"
 
 

@@ -1263,10 +1263,11 @@ def _remake(factory, arguments):
     return factory(**arguments)
 
 
-def pixel_focus(loaded, x, y):
+def pixel_focus(loaded, x, y, remedy="give a focus distance"):
     """The focus distance under pixel ``x, y`` of a loaded frame, given in display-window
     coordinates with the origin at the BOTTOM-LEFT (x right, y up), as Blender's Image Editor
-    and Nuke count them; an error when the frame's data window holds no pixel there."""
+    and Nuke count them; an error when the frame's data window holds no pixel there.
+    ``remedy``: what the background error tells the user to do instead."""
     from .dof import focus_from_pixel
 
     if hasattr(loaded, "array_index"):
@@ -1282,8 +1283,7 @@ def pixel_focus(loaded, x, y):
         return float(focus_from_pixel(loaded.depth, col, row))
     except ZDepthError:  # the engine counts rows from the top: say it in the user's terms
         raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) looks at the background "
-                          f"(no surface): pick a pixel on an object or give a focus "
-                          f"distance") from None
+                          f"(no surface): pick a pixel on an object or {remedy}") from None
 
 
 class FrameSizeError(ZDepthError):
