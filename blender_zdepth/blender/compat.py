@@ -98,25 +98,30 @@ def new_file_output(tree, directory, file_name, inputs, depth="32", codec="ZIP")
     return node, {name: node.inputs[name] for name in inputs}
 
 
-def fcurve_value(id_data, data_path, frame, index=0):
-    """The value of ``id_data``'s own F-Curve for ``data_path`` at ``frame``, or None when that
-    property is not animated by its action (4.4+ slotted actions and older ones alike)."""
+def action_fcurves(id_data):
+    """The F-Curves of ``id_data``'s own action (4.4+ slotted actions and older ones alike), or
+    None when it has no action."""
     ad = getattr(id_data, "animation_data", None)
     action = ad.action if ad is not None else None
     if action is None:
         return None
-    fcurves = None
     slot = getattr(ad, "action_slot", None)
     if slot is not None:
         try:
             from bpy_extras import anim_utils
 
             bag = anim_utils.action_get_channelbag_for_slot(action, slot)
-            fcurves = bag.fcurves if bag is not None else None
+            if bag is not None:
+                return bag.fcurves
         except (ImportError, AttributeError):
-            fcurves = None
-    if fcurves is None:
-        fcurves = getattr(action, "fcurves", None)
+            pass
+    return getattr(action, "fcurves", None)
+
+
+def fcurve_value(id_data, data_path, frame, index=0):
+    """The value of ``id_data``'s own F-Curve for ``data_path`` at ``frame``, or None when that
+    property is not animated by its action (4.4+ slotted actions and older ones alike)."""
+    fcurves = action_fcurves(id_data)
     if fcurves is None:
         return None
     fc = fcurves.find(data_path, index=index)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import bpy
 
 from ..core.errors import UsageError, ZDepthError
+from . import compat
 
 #: Allowed range of ``depth_layers``.
 MIN_LAYERS, MAX_LAYERS = 1, 8
@@ -167,23 +168,10 @@ def _clip_animation(cam_data):
     drv = ad.drivers.find("clip_start") if ad.drivers is not None else None
     if drv is not None:
         found.append(drv)
-    action = ad.action
-    if action is not None:
-        fcurves = None
-        slot = getattr(ad, "action_slot", None)
-        if slot is not None:
-            try:
-                from bpy_extras import anim_utils
-
-                bag = anim_utils.action_get_channelbag_for_slot(action, slot)
-                fcurves = bag.fcurves if bag is not None else None
-            except (ImportError, AttributeError):
-                fcurves = None
-        if fcurves is None:
-            fcurves = getattr(action, "fcurves", None)
-        fc = fcurves.find("clip_start") if fcurves is not None else None
-        if fc is not None:
-            found.append(fc)
+    fcurves = compat.action_fcurves(cam_data)
+    fc = fcurves.find("clip_start") if fcurves is not None else None
+    if fc is not None:
+        found.append(fc)
     return found
 
 
