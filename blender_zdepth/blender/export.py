@@ -93,11 +93,13 @@ def output_folder(options):
     return os.path.normpath(bpy.path.abspath(path))
 
 
-def frame_paths(options, frame):
+def frame_paths(options, frame, view_suffix=""):
     """``{"depth": path, "beauty": path or None, "preview": path or None, "deep": path}`` for
-    ``frame`` (the deep file is written only with depth layers)."""
+    ``frame`` (the deep file is written only with depth layers). ``view_suffix``: a stereo /
+    multi-view render's view suffix (see :func:`view_suffixes`), put before ``.exr``."""
     folder = output_folder(options)
-    depth = os.path.join(folder, frame_file_name(options.name_pattern, frame))
+    depth = os.path.join(folder, frame_file_name(options.name_pattern, frame,
+                                                 view_suffix + ".exr"))
     stem = depth[:-4]
     return {
         "depth": depth,
@@ -173,9 +175,23 @@ def save_render_result(scene, path):
     saved = _snapshot(settings)
     try:
         compat.set_multilayer_exr(settings, "32", "ZIP")
+        if scene.render.use_multiview:
+            settings.views_format = "MULTIVIEW"  # every view in this one file
         if hasattr(settings, "color_management"):
             settings.color_management = "FOLLOW_SCENE"  # EXR: scene-linear, as rendered
-        image.save_render(path, scene=scene)
+        try:
+            image.save_render(path, scene=scene)
+        except RuntimeError:
+            if not scene.render.use_multiview:
+                raise
+            # a stereo Render Result not yet saved in this session: Blender learns its views
+            # during this first save and writes each view to its own file instead; remove
+            # those and save again, now as one multi-view file
+            stem, ext = os.path.splitext(path)
+            for view in scene.render.views:
+                if os.path.isfile(stem + view.file_suffix + ext):
+                    os.remove(stem + view.file_suffix + ext)
+            image.save_render(path, scene=scene)
     finally:
         _restore(settings, saved)
     if not os.path.exists(path):
@@ -195,11 +211,13 @@ def _pick_layer(scene, names):
     return None
 
 
-def read_render_result(scene, folder=None):
+def read_render_result(scene, folder=None, views=None):
     """Read the Render Result just rendered from ``scene``: ``(frame, layer, threshold)`` --
     its beauty and linear depth (:class:`blender_zdepth.core.exr.Frame`), the view layer they
     come from and the background threshold applied. ``folder``: where the temporary file goes
-    (default: the system's temporary folder); it is removed before returning."""
+    (default: the system's temporary folder); it is removed before returning. ``views`` (a
+    stereo / multi-view render's view names): ``frame`` is ``{view: Frame}`` instead, each
+    view's beauty and depth read from that view."""
     fd, tmp = tempfile.mkstemp(prefix=".zdepth_render_", suffix=".exr", dir=folder)
     os.close(fd)
     try:
@@ -210,7 +228,11 @@ def read_render_result(scene, folder=None):
             raise ZDepthError(f"the render has no depth pass (channels: {', '.join(names)}); "
                               f"turn the Z pass on (Z-Depth panel > Set Up Depth Pass)")
         threshold = background_for(scene)
-        loaded = core_exr.load_frame(tmp, background=threshold, layer=layer)
+        if views:
+            loaded = {view: core_exr.load_frame(tmp, background=threshold, layer=layer,
+                                                view=view) for view in views}
+        else:
+            loaded = core_exr.load_frame(tmp, background=threshold, layer=layer)
     finally:
         try:
             os.remove(tmp)
@@ -229,16 +251,27 @@ def export_render_result(scene, options=None, frame=None, depth_layers=None):
     EXR ``<name>_deep.exr`` beside the flat file, which does not change. Without layers a
     ``<name>_deep.exr`` left from an earlier export of that name is removed (it would no longer
     match). Returns ``frame_paths(...)`` with None for the files not written (and, with
-    layers, ``"layer_clips"``: the clip distances of the passes)."""
+    layers, ``"layer_clips"``: the clip distances of the passes).
+
+    A stereo / multi-view render (:func:`rendered_views`) writes one set of files per view,
+    ``<name><suffix>.exr`` (:func:`view_suffixes`: ``_L`` / ``_R``), each with that view's
+    beauty, depth and camera (the eye's own ``worldToCamera``); the result is the first view's
+    dict with ``"views"``: every view's dict (each with ``"view"``). Depth layers are refused
+    for such renders (:class:`UsageError`)."""
     options = options or ExportOptions.from_scene(scene)
     frame = scene.frame_current if frame is None else int(frame)
     cam = bcam.check_camera(scene)
+    views = rendered_views(scene)
+    if views and depth_layers is not None and depth_layers.enabled:
+        raise UsageError(STEREO_LAYERS)
     paths = frame_paths(options, frame)
     folder = os.path.dirname(paths["depth"])
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise ZDepthError(f"{folder}: cannot create the output folder ({exc.strerror})")
+    if views:
+        return _export_views(scene, options, frame, cam, views, folder)
     loaded, layer, threshold = read_render_result(scene, folder)
     near, far = resolve_range(scene, options)
     encoding = DepthEncoding(options.encoding, near, far,
@@ -257,6 +290,22 @@ def export_render_result(scene, options=None, frame=None, depth_layers=None):
         # before any file is written: a failed pass leaves no half-made frame behind
         peeled = blayers.render_passes(scene, depth_layers, loaded.depth, info.focus_distance,
                                        read_pass)
+    out = _write_frame(paths, loaded, encoding, info, extra, options, near, far)
+    if peeled is not None:
+        from ..core import deep as core_deep
+
+        out["deep"] = core_deep.write_deep_exr(
+            paths["deep"], loaded.rgba, loaded.depth, [(p.rgba, p.depth) for p in peeled],
+            camera=info, extra_header=extra, overwrite=True)
+        out["layer_clips"] = [p.clip for p in peeled]
+    elif os.path.isfile(paths["deep"]):
+        os.remove(paths["deep"])  # the deep file of an earlier layered export of this name
+    return out
+
+
+def _write_frame(paths, loaded, encoding, info, extra, options, near, far):
+    """Write the depth EXR of ``loaded`` (and its beauty / preview, as ``options`` say) at
+    ``paths``; returns ``{"depth", "beauty", "preview", "deep": None}``."""
     rgba = loaded.rgba if options.beauty == "SAME_FILE" else None
     codec = options.codec.lower()
     half = options.bit_depth == "16"
@@ -274,16 +323,116 @@ def export_render_result(scene, options=None, frame=None, depth_layers=None):
 
         out["preview"] = write_png(paths["preview"], preview(loaded.depth, near, far), bits=16,
                                    overwrite=True)
-    if peeled is not None:
-        from ..core import deep as core_deep
-
-        out["deep"] = core_deep.write_deep_exr(
-            paths["deep"], loaded.rgba, loaded.depth, [(p.rgba, p.depth) for p in peeled],
-            camera=info, extra_header=extra, overwrite=True)
-        out["layer_clips"] = [p.clip for p in peeled]
-    elif os.path.isfile(paths["deep"]):
-        os.remove(paths["deep"])  # the deep file of an earlier layered export of this name
     return out
+
+
+# -- stereo and multi-view renders ----------------------------------------------------------------
+
+STEREO_LAYERS = ("depth layers are not rendered for a stereo / multi-view render (Stereoscopy "
+                 "is on): set Depth Layers to 1, or turn Stereoscopy off for the layered render")
+
+
+def rendered_views(scene):
+    """The names of the views ``scene`` renders, in order, when it renders more than one
+    (Stereoscopy on: ``left`` and ``right``, or the enabled views of a Multi-View set-up);
+    else ``[]`` (one depth file per frame, as without Stereoscopy)."""
+    r = scene.render
+    if not r.use_multiview:
+        return []
+    names = [v.name for v in r.views if v.use
+             and (r.views_format == "MULTIVIEW" or v.name in ("left", "right"))]
+    return names if len(names) > 1 else []
+
+
+def view_suffixes(scene, views):
+    """``{view: suffix}`` of the depth files: the view's own File Suffix (Blender's ``_L`` and
+    ``_R`` for stereo), or ``_<view name>`` where that suffix is empty or shared by two views."""
+    given = {v: scene.render.views[v].file_suffix for v in views}
+    counts = {}
+    for s in given.values():
+        counts[s] = counts.get(s, 0) + 1
+    return {v: s if s and counts[s] == 1 else f"_{v}" for v, s in given.items()}
+
+
+def view_camera(scene, cam, view):
+    """The camera object rendering ``view``: the scene camera for Stereo 3D; in a Multi-View
+    set-up the object named like it with that view's Camera Suffix, when there is one (as
+    Blender picks it)."""
+    r = scene.render
+    if r.views_format != "MULTIVIEW":
+        return cam
+    name = cam.name
+    best = None
+    for v in r.views:  # the longest camera suffix the camera's name ends with
+        s = v.camera_suffix
+        if name.endswith(s) and len(s) <= len(name) and (best is None or len(s) >= len(best)):
+            best = s
+    if best is None:
+        return cam
+    other = scene.objects.get(name[:len(name) - len(best)] + r.views[view].camera_suffix)
+    return other if other is not None and other.type == "CAMERA" else cam
+
+
+def eye_matrix(scene, cam, view, depsgraph=None):
+    """World matrix (scale removed) of the eye rendering ``view`` of a Stereo 3D render: the
+    camera moved along its own X axis by the interocular distance (all of it, or half each way
+    with the Center pivot) and, with Toe-in convergence, turned toward the convergence plane --
+    Blender's own stereo camera rule."""
+    from mathutils import Matrix
+
+    src = cam.evaluated_get(depsgraph) if depsgraph is not None else cam
+    world = src.matrix_world.normalized()
+    st = src.data.stereo
+    left = view == "left"
+    if (st.pivot == "LEFT" and left) or (st.pivot == "RIGHT" and not left):
+        return world
+    iod = float(st.interocular_distance)
+    fac = 0.5 if st.pivot == "CENTER" else 1.0
+    signed = fac if left else -fac
+    if st.convergence_mode != "TOE":
+        return world @ Matrix.Translation((-iod * signed, 0.0, 0.0))
+    if st.pivot == "CENTER":
+        fac, signed = -fac, -signed
+    angle = math.atan(iod * 0.5 / float(st.convergence_distance)) / fac * signed
+    c, s = math.cos(angle), math.sin(angle)
+    rot = Matrix(((c, 0.0, -s, 0.0), (0.0, 1.0, 0.0, 0.0), (s, 0.0, c, 0.0),
+                  (0.0, 0.0, 0.0, 1.0)))
+    if st.pivot == "CENTER":
+        toe = rot.copy()
+        toe[0][3] = iod * signed
+        return world @ toe
+    return world @ rot @ Matrix.Translation((-iod * signed, 0.0, 0.0)) @ rot
+
+
+def _export_views(scene, options, frame, cam, views, folder):
+    """:func:`export_render_result` for a render of several ``views``: one depth file per view
+    (named with :func:`view_suffixes`), each holding that view's beauty, depth and camera."""
+    loaded, layer, threshold = read_render_result(scene, folder, views=views)
+    near, far = resolve_range(scene, options)
+    encoding = DepthEncoding(options.encoding, near, far,
+                             background=threshold if math.isfinite(threshold) else 1e9)
+    depsgraph = bcam.frame_depsgraph()
+    suffixes = view_suffixes(scene, views)
+    results = []
+    for view in views:
+        vcam = view_camera(scene, cam, view)
+        info = bcam.camera_info(scene, vcam, frame, depsgraph)
+        if scene.render.views_format != "MULTIVIEW":
+            eye = eye_matrix(scene, vcam, view, depsgraph)
+            info.world_to_camera = [list(row) for row in eye.inverted().transposed()]
+            info.world_to_ndc = None  # the eye's off-axis shift is not in the camera's matrix
+        extra = bcam.extra_header(scene, vcam)
+        extra["zdepthViewLayer"] = layer
+        extra["zdepthView"] = view
+        paths = frame_paths(options, frame, suffixes[view])
+        out = _write_frame(paths, loaded[view], encoding, info, extra, options, near, far)
+        out["view"] = view
+        if os.path.isfile(paths["deep"]):
+            os.remove(paths["deep"])  # the deep file of an earlier layered export of this name
+        results.append(out)
+    first = dict(results[0])
+    first["views"] = results
+    return first
 
 
 # -- the handler -------------------------------------------------------------------------------
@@ -389,8 +538,9 @@ def _on_render_post(scene, *args):
         return
     try:
         out = export_render_result(scene, ExportOptions.from_scene(scene), frame)
-        _state.written.append(out["depth"])
-        print(f"blender_zdepth: frame {frame}: depth written to {out['depth']}")
+        for one in out.get("views", [out]):
+            _state.written.append(one["depth"])
+            print(f"blender_zdepth: frame {frame}: depth written to {one['depth']}")
         if getattr(zd, "depth_layers", 1) > 1:
             print(f"blender_zdepth: frame {frame}: depth layers are not rendered from F12 or an "
                   f"animation render (Blender cannot start a render from a render handler): use "
@@ -455,13 +605,15 @@ def render_with_depth(scene, out_dir=None, frames=None, depth_layers=None, layer
     than one layer every frame also gets its extra passes and a ``<name>_deep.exr``. Bad layer
     settings are refused before anything renders. The Z pass is turned on for the render and
     restored afterwards, as is the current frame. Returns the depth EXR paths in frame order
-    (with ``with_paths``: each frame's :func:`frame_paths` dict, None for files not written).
-    Works whether or not the add-on is registered."""
+    (with ``with_paths``: each frame's :func:`frame_paths` dict, None for files not written);
+    a stereo / multi-view render gives one per view, in view order, for each frame. Works whether or not the add-on is registered."""
     from . import layers as blayers
 
     check_renderable(scene)
     layer_opts = blayers.LayerOptions.from_scene(scene, depth_layers, layer_samples, layer_clips)
     blayers.check_options(scene, layer_opts)
+    if layer_opts.enabled and rendered_views(scene):
+        raise UsageError(STEREO_LAYERS)
     if out_dir is not None:
         options["output_dir"] = os.path.abspath(out_dir)
     opts = ExportOptions.from_scene(scene, **options)
@@ -480,7 +632,8 @@ def render_with_depth(scene, out_dir=None, frames=None, depth_layers=None, layer
             if "CANCELLED" in bpy.ops.render.render(write_still=False, scene=scene.name):
                 raise ZDepthError(f"frame {frame}: the render was cancelled")
             out = export_render_result(scene, opts, frame, depth_layers=layer_opts)
-            written.append(out if with_paths else out["depth"])
+            for one in out.get("views", [out]):  # one per view of a stereo render
+                written.append(one if with_paths else one["depth"])
     finally:
         _shared_flags().pop(DIRECT_KEY, None)
         for layer in layers:

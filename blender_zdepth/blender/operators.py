@@ -123,7 +123,8 @@ class ZDEPTH_OT_export_render_result(bpy.types.Operator):
         finally:
             if scene.frame_current != current:
                 scene.frame_set(current)
-        self.report({"INFO"}, f"Depth written to {out['depth']}")
+        written = [one["depth"] for one in out.get("views", [out])]  # one per stereo view
+        self.report({"INFO"}, f"Depth written to {', '.join(written)}")
         return {"FINISHED"}
 
 

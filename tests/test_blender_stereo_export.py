@@ -1,0 +1,140 @@
+"""Export on render with Stereoscopy on: one depth file per view (``<name>_L.exr`` and
+``<name>_R.exr``), each equal to that view of Blender's own multi-view EXR of the same render,
+with that eye's beauty and camera, and refocused by ``dof``; depth layers are refused.
+
+The scene: an emissive plane at 5 m covering the left part of the frame, a stereo camera with
+parallel eyes 0.6 m apart (centre pivot), so the plane's right edge lies at another column in
+each eye, where each eye's recorded ``worldToCamera`` projects it.
+"""
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from blender_zdepth.core import exr
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+EDGE = (0.4, 5.0, 0.0)  # the wall's right edge (world), at mid-height
+SIZE = (48, 24)
+LENS, SENSOR = 50.0, 36.0
+
+
+def _stereo_scene(bpy):
+    from blender_zdepth.blender import scenes
+
+    scene = scenes.empty_scene(SIZE, "CYCLES", 1)
+    mat = scenes.emission_material("Wall", (0.8, 0.4, 0.2))
+    scenes.add_object(scene, "plane", "Wall", mat, size=4.0, location=(-1.6, 5.0, 0.0),
+                      rotation=(math.pi / 2, 0.0, 0.0))
+    cam = scenes.add_camera(scene, (0.0, 0.0, 0.0), (0.0, 10.0, 0.0), lens=LENS,
+                            sensor_width=SENSOR, clip=(0.1, 100.0))
+    st = cam.data.stereo
+    st.interocular_distance = 0.6
+    st.convergence_mode = "PARALLEL"  # no off-axis shift: the matrix alone places the edge
+    st.pivot = "CENTER"
+    scene.render.use_multiview = True
+    scene.render.views_format = "STEREO_3D"
+    return scene
+
+
+def _edge_column(world_to_camera):
+    """Column (from the left) where a pinhole camera with this matrix sees ``EDGE``."""
+    p = np.array([*EDGE, 1.0]) @ np.asarray(world_to_camera, dtype=np.float64)
+    x_cam, depth = p[0], -p[2]
+    return SIZE[0] / 2 + x_cam / depth * LENS / SENSOR * SIZE[0]
+
+
+def _wall(rgba):
+    return rgba[..., 0] - rgba[..., 2] > 0.3
+
+
+def test_stereo_render_exports_one_registered_file_per_eye(bpy, addon, tmp_path, run_cli):
+    from blender_zdepth.blender import compat, export
+
+    scene = _stereo_scene(bpy)
+    settings = scene.render.image_settings
+    compat.set_multilayer_exr(settings)
+    settings.views_format = "MULTIVIEW"  # Blender's own file: every view in one EXR
+    blender_file = str(tmp_path / "stereo.exr")
+    scene.render.filepath = blender_file
+    zd = scene.zdepth
+    zd.output_dir = str(tmp_path / "depth")
+    zd.export_enabled = True
+    bpy.ops.render.render(write_still=True)  # the render_post handler exports
+    assert export.last_errors() == []
+    assert sorted(os.listdir(tmp_path / "depth")) == ["zdepth_0001_L.exr", "zdepth_0001_R.exr"]
+    assert settings.views_format == "MULTIVIEW"  # the user's output settings are restored
+    rows = SIZE[1]
+    eyes = {}
+    for view, suffix in (("left", "_L"), ("right", "_R")):
+        ours = exr.load_frame(tmp_path / "depth" / f"zdepth_0001{suffix}.exr")
+        theirs = exr.load_frame(blender_file, view=view)
+        assert ours.header["zdepthView"] == view
+        covered = np.isfinite(theirs.depth)
+        assert covered.any() and (~covered).any()
+        assert np.array_equal(np.isfinite(ours.depth), covered), view
+        np.testing.assert_allclose(ours.depth[covered], theirs.depth[covered], rtol=1e-5)
+        np.testing.assert_array_equal(ours.rgba, theirs.rgba)  # that eye's own beauty
+        assert np.count_nonzero(_wall(ours.rgba) != covered) <= rows, view
+        # the eye's camera: the wall's edge is where the recorded matrix projects it
+        mid = covered[rows // 2]
+        edge = np.flatnonzero(mid).max() + 1
+        assert abs(_edge_column(ours.camera.world_to_camera) - edge) <= 1.0, view
+        eyes[view] = ours
+    # the eyes sit 0.6 m apart along the camera's X axis, one on each side of it
+    left_pos = np.linalg.inv(eyes["left"].camera.world_to_camera)[3, :3]
+    right_pos = np.linalg.inv(eyes["right"].camera.world_to_camera)[3, :3]
+    np.testing.assert_allclose(left_pos, (-0.3, 0.0, 0.0), atol=1e-5)
+    np.testing.assert_allclose(right_pos, (0.3, 0.0, 0.0), atol=1e-5)
+    assert not np.array_equal(np.isfinite(eyes["left"].depth), np.isfinite(eyes["right"].depth))
+
+    # dof refocuses each file, and our right eye matches Blender's own file's right view
+    for view, suffix in (("left", "_L"), ("right", "_R")):
+        src = tmp_path / "depth" / f"zdepth_0001{suffix}.exr"
+        out = tmp_path / f"dof{suffix}.exr"
+        r = run_cli("dof", src, out, "--focus-distance", "5", "--fstop", "1")
+        assert r.returncode == 0, r.stderr
+        refocused = exr.load_frame(out, need_depth=False)
+        wall = _wall(refocused.rgba)
+        assert np.count_nonzero(wall != np.isfinite(eyes[view].depth)) <= rows, view
+    theirs_out = tmp_path / "dof_blender_R.exr"
+    r = run_cli("dof", blender_file, theirs_out, "--view", "right", "--focus-distance", "5",
+                "--fstop", "1", "--focal-length", str(LENS))
+    assert r.returncode == 0, r.stderr
+    a = exr.load_frame(tmp_path / "dof_R.exr", need_depth=False).rgba
+    b = exr.load_frame(theirs_out, need_depth=False).rgba
+    assert np.abs(a - b).max() < 1e-3
+
+
+def test_stereo_export_names_beside_files_and_refuses_depth_layers(bpy, tmp_path, run_cli):
+    from blender_zdepth.blender import export
+    from blender_zdepth.core.errors import UsageError
+
+    scene = _stereo_scene(bpy)
+    written = export.render_with_depth(scene, str(tmp_path / "a"), name_pattern="shot_###",
+                                       beauty="BESIDE", write_preview=True, with_paths=True)
+    assert [p["view"] for p in written] == ["left", "right"]
+    assert sorted(os.listdir(tmp_path / "a")) == [
+        "shot_001_L.exr", "shot_001_L_beauty.exr", "shot_001_L_preview.png",
+        "shot_001_R.exr", "shot_001_R_beauty.exr", "shot_001_R_preview.png"]
+    left = exr.load_frame(tmp_path / "a" / "shot_001_L.exr")
+    beauty = exr.read_exr(tmp_path / "a" / "shot_001_L_beauty.exr")
+    wall = beauty.channels["R"] - beauty.channels["B"] > 0.3
+    assert np.count_nonzero(wall != np.isfinite(left.depth)) <= SIZE[1]
+    with pytest.raises(UsageError, match="depth layers are not rendered for a stereo"):
+        export.render_with_depth(scene, str(tmp_path / "b"), depth_layers=2)
+    assert not os.path.exists(tmp_path / "b")  # refused before anything rendered
+    # the render command: both eyes per frame, and depth layers refused in one line (exit 2)
+    blend = str(tmp_path / "stereo.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    r = run_cli("render", blend, "--out", tmp_path / "c", "--frames", "1", "--samples", "1", timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path / "c")) == ["zdepth_0001_L.exr", "zdepth_0001_R.exr"]
+    assert "wrote 2 depth EXR(s)" in r.stdout
+    r = run_cli("render", blend, "--out", tmp_path / "d", "--depth-layers", "2", timeout=240)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "Stereoscopy" in r.stderr
+    assert not os.path.isdir(tmp_path / "d") or not os.listdir(tmp_path / "d")
