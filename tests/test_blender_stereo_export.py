@@ -138,3 +138,58 @@ def test_stereo_export_names_beside_files_and_refuses_depth_layers(bpy, tmp_path
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "Stereoscopy" in r.stderr
     assert not os.path.isdir(tmp_path / "d") or not os.listdir(tmp_path / "d")
+
+
+@pytest.mark.parametrize("mode,pivot", [("TOE", "CENTER"), ("TOE", "LEFT"),
+                                        ("PARALLEL", "RIGHT")])
+def test_each_eye_matrix_follows_blenders_stereo_camera(bpy, tmp_path, mode, pivot):
+    """Toe-in turns the eyes (no off-axis shift either): the recorded matrix still projects the
+    wall's edge to where that eye's render has it; the pivot eye is the camera itself."""
+    from blender_zdepth.blender import export
+
+    scene = _stereo_scene(bpy)
+    st = scene.camera.data.stereo
+    st.convergence_mode, st.pivot = mode, pivot
+    st.convergence_distance = 3.0
+    written = export.render_with_depth(scene, str(tmp_path), with_paths=True)
+    assert [p["view"] for p in written] == ["left", "right"]
+    cams = {}
+    for paths in written:
+        f = exr.load_frame(paths["depth"])
+        mid = np.isfinite(f.depth)[SIZE[1] // 2]
+        edge = np.flatnonzero(mid).max() + 1
+        assert abs(_edge_column(f.camera.world_to_camera) - edge) <= 1.0, paths["view"]
+        cams[paths["view"]] = f.camera.world_to_camera
+    if pivot != "CENTER":
+        identity = np.eye(4)
+        np.testing.assert_allclose(np.asarray(cams[pivot.lower()]) @ np.linalg.inv(
+            np.asarray(scene.camera.matrix_world.inverted().transposed())), identity,
+            atol=1e-5)
+    assert not np.allclose(cams["left"], cams["right"])
+
+
+def test_multi_view_setup_uses_each_views_camera(bpy, tmp_path):
+    """Multi-View: the right view renders with the camera named with its suffix (Cam_R); its
+    file records that camera."""
+    from blender_zdepth.blender import export, scenes
+
+    scene = _stereo_scene(bpy)
+    scene.render.views_format = "MULTIVIEW"
+    left = scene.camera
+    left.name = "Cam_L"
+    right = scenes.add_camera(scene, (0.8, 0.0, 0.0), (0.8, 10.0, 0.0), lens=LENS,
+                              sensor_width=SENSOR, clip=(0.1, 100.0))
+    right.name = "Cam_R"
+    scene.camera = left
+    written = export.render_with_depth(scene, str(tmp_path), with_paths=True)
+    assert [os.path.basename(p["depth"]) for p in written] == ["zdepth_0001_L.exr",
+                                                               "zdepth_0001_R.exr"]
+    for paths, cam in zip(written, (left, right)):
+        f = exr.load_frame(paths["depth"])
+        assert f.header["zdepthCameraName"] == cam.name
+        np.testing.assert_allclose(
+            f.camera.world_to_camera, np.asarray(cam.matrix_world.inverted().transposed()),
+            atol=1e-5)
+        mid = np.isfinite(f.depth)[SIZE[1] // 2]
+        assert abs(_edge_column(f.camera.world_to_camera) - (np.flatnonzero(mid).max() + 1)) \
+            <= 1.0, cam.name
