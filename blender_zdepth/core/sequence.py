@@ -1396,19 +1396,8 @@ def refocus_array(frame, lens, settings, diagnostic=False):
         lens = dataclasses.replace(lens, frame_size=frame.display_size)
     if diagnostic:
         return dof.focal_plane_view(frame.rgba, frame.depth, lens, settings)
-    hidden = getattr(frame, "hidden", None)
-    if hidden and _engine_takes_hidden():
-        return dof.defocus(frame.rgba, frame.depth, lens, settings, hidden=hidden)
-    return dof.defocus(frame.rgba, frame.depth, lens, settings)
-
-
-def _engine_takes_hidden():
-    """Whether the engine's ``defocus`` has the ``hidden=`` input (hidden-surface layers)."""
-    import inspect
-
-    from . import dof
-
-    return "hidden" in inspect.signature(dof.defocus).parameters
+    return dof.defocus(frame.rgba, frame.depth, lens, settings,
+                       hidden=getattr(frame, "hidden", None) or None)
 
 
 def multilayer_channels(path, rgba, layer=None):
@@ -1516,9 +1505,7 @@ def refocus_frame(job, lens_for_frame, settings, diagnostic=False, state=None,
         details += f" ({focus_source})"
     details += f", f/{lens.fstop:g}, {lens.focal_length_mm:g} mm"
     if getattr(frame, "deep_note", None):
-        unused = "" if diagnostic or not frame.hidden or _engine_takes_hidden() else \
-            " (unused: this engine has no hidden-surface input)"
-        details += f", {frame.deep_note}{unused}"
+        details += f", {frame.deep_note}"
     bg = getattr(frame, "background_info", None)
     if bg is not None and (bg.sky or bg.transparent):  # a rule the user may want to know of
         details += f"; {bg.line()}"
@@ -1620,10 +1607,8 @@ def _plan_workers(jobs, workers, settings, skip_existing, layer, state, notify, 
 
 def with_threads(settings, threads):
     """``settings`` (a :class:`~blender_zdepth.core.dof.DofSettings`) with the engine's
-    ``threads`` set to ``threads`` (0 = all cores), when the settings have that field."""
-    if any(f.name == "threads" for f in dataclasses.fields(settings)):
-        return dataclasses.replace(settings, threads=threads)
-    return settings
+    ``threads`` set to ``threads`` (0 = all cores)."""
+    return dataclasses.replace(settings, threads=threads)
 
 
 def check_existing(jobs, overwrite=False, skip_existing=False):
