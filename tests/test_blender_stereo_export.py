@@ -193,3 +193,170 @@ def test_multi_view_setup_uses_each_views_camera(bpy, tmp_path):
         mid = np.isfinite(f.depth)[SIZE[1] // 2]
         assert abs(_edge_column(f.camera.world_to_camera) - (np.flatnonzero(mid).max() + 1)) \
             <= 1.0, cam.name
+
+
+# -- Apply Depth of Field on stereo renders: each view refocused, as `dof --view` does -------------
+
+DOF_ARGS = ("--focus-distance", "5", "--fstop", "1", "--focal-length", str(LENS),
+            "--sensor-width", str(SENSOR), "--max-radius", "12")
+
+
+@pytest.fixture
+def registered(bpy):
+    import blender_zdepth
+
+    blender_zdepth.register()
+    yield bpy
+    blender_zdepth.unregister()
+
+
+def _dof_scene(bpy, tmp_path):
+    scene = _stereo_scene(bpy)
+    dof = scene.camera.data.dof
+    dof.use_dof, dof.focus_distance, dof.aperture_fstop = False, 5.0, 1.0
+    scene.zdepth.dof_output_dir = str(tmp_path / "dof")
+    scene.zdepth.dof_max_radius = 12.0
+    return scene
+
+
+def _rgba(path):
+    img = exr.read_exr(str(path))
+    return np.stack([img.channels[c] for c in "RGBA"], axis=-1)
+
+
+def _shown(bpy):
+    image = bpy.data.images["Z-Depth DOF"]
+    w, h = image.size
+    pixels = np.empty(w * h * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    return pixels.reshape(h, w, 4)[::-1]
+
+
+def test_apply_on_a_stereo_render_result_refocuses_each_view(registered, tmp_path, run_cli):
+    from blender_zdepth.blender import dof_ops
+
+    bpy = registered
+    scene = _dof_scene(bpy, tmp_path)
+    scene.render.filepath = str(tmp_path / "shot_")
+    bpy.ops.render.render()
+    assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
+    assert sorted(os.listdir(tmp_path / "dof")) == ["shot_dof.0001_L.exr",
+                                                    "shot_dof.0001_R.exr"]
+    saved = str(tmp_path / "check.exr")  # the same multi-view EXR the operator reads
+    dof_ops.save_render_result(scene, saved)
+    results = {}
+    for view, suffix in (("left", "_L"), ("right", "_R")):
+        ours = _rgba(tmp_path / "dof" / f"shot_dof.0001{suffix}.exr")
+        cli_out = tmp_path / f"cli{suffix}.exr"
+        r = run_cli("dof", saved, cli_out, "--view", view, *DOF_ARGS)
+        assert r.returncode == 0, r.stderr
+        np.testing.assert_allclose(ours, _rgba(cli_out), atol=1e-5, err_msg=view)
+        src = exr.load_frame(saved, view=view)
+        assert np.count_nonzero(_wall(ours) != np.isfinite(src.depth)) <= SIZE[1], view
+        results[view] = ours
+    assert not np.allclose(results["left"], results["right"])  # each eye its own view
+    np.testing.assert_allclose(_shown(bpy), results["left"], atol=1e-5)  # the first view shown
+    # the focal-plane view shows the first view too, and writes nothing
+    assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT", diagnostic=True) == {"FINISHED"}
+    assert len(os.listdir(tmp_path / "dof")) == 2
+
+
+def test_apply_on_files_after_a_stereo_export_refocuses_each_view(registered, tmp_path,
+                                                                   run_cli):
+    bpy = registered
+    scene = _dof_scene(bpy, tmp_path)
+    zd = scene.zdepth
+    zd.export_enabled, zd.beauty = True, "SAME_FILE"
+    zd.output_dir = str(tmp_path / "zd")
+    zd.dof_output_dir = ""  # beside the exports
+    scene.frame_start = scene.frame_end = 1
+    scene.render.filepath = str(tmp_path / "png_####")  # PNG: no depth there
+    bpy.ops.render.render(animation=True)
+    assert sorted(os.listdir(tmp_path / "zd")) == ["zdepth_0001_L.exr", "zdepth_0001_R.exr"]
+    assert bpy.ops.zdepth.apply_dof(source="FILES") == {"FINISHED"}
+    assert sorted(os.listdir(tmp_path / "zd")) == [
+        "zdepth_0001_L.exr", "zdepth_0001_R.exr", "zdepth_dof_0001_L.exr",
+        "zdepth_dof_0001_R.exr"]
+    for suffix in ("_L", "_R"):
+        cli_out = tmp_path / f"cli{suffix}.exr"
+        r = run_cli("dof", tmp_path / "zd" / f"zdepth_0001{suffix}.exr", cli_out, *DOF_ARGS)
+        assert r.returncode == 0, r.stderr
+        ours = _rgba(tmp_path / "zd" / f"zdepth_dof_0001{suffix}.exr")
+        np.testing.assert_allclose(ours, _rgba(cli_out), atol=1e-5, err_msg=suffix)
+    np.testing.assert_allclose(_shown(bpy), _rgba(tmp_path / "zd" / "zdepth_dof_0001_L.exr"),
+                               atol=1e-5)
+    # in the background, both views at once in worker processes: the same files
+    from blender_zdepth.blender import dof_ops
+
+    before = {s: _rgba(tmp_path / "zd" / f"zdepth_dof_0001{s}.exr") for s in ("_L", "_R")}
+    bpy.data.images.remove(bpy.data.images["Z-Depth DOF"])
+    batch = dof_ops.DofBatch(scene, "FILES")
+    batch.start(workers=2)
+    report = batch.finish()
+    assert batch.parallel is not None and not report.failed
+    for suffix, rgba in before.items():
+        np.testing.assert_allclose(_rgba(tmp_path / "zd" / f"zdepth_dof_0001{suffix}.exr"),
+                                   rgba, atol=1e-6, err_msg=suffix)
+    np.testing.assert_allclose(_shown(bpy), before["_L"], atol=1e-5)  # still the first view
+
+
+@pytest.mark.parametrize("views_format", ["MULTIVIEW", "INDIVIDUAL"])
+def test_apply_on_the_scenes_own_stereo_exrs_refocuses_each_view(registered, tmp_path, run_cli,
+                                                                   views_format):
+    """The scene renders OpenEXR MultiLayer: one multi-view EXR per frame (each view read from
+    it), or Blender's own ``<name>_L.exr`` / ``<name>_R.exr``."""
+    from blender_zdepth.blender import compat
+
+    bpy = registered
+    scene = _dof_scene(bpy, tmp_path)
+    settings = scene.render.image_settings
+    compat.set_multilayer_exr(settings)
+    settings.views_format = views_format
+    scene.frame_start = scene.frame_end = 1
+    scene.render.filepath = str(tmp_path / "ml_####")
+    bpy.ops.render.render(animation=True)
+    assert bpy.ops.zdepth.apply_dof(source="FILES") == {"FINISHED"}
+    assert sorted(os.listdir(tmp_path / "dof")) == ["ml_dof_0001_L.exr", "ml_dof_0001_R.exr"]
+    for view, suffix in (("left", "_L"), ("right", "_R")):
+        if views_format == "MULTIVIEW":
+            src, extra = tmp_path / "ml_0001.exr", ("--view", view)
+        else:
+            src, extra = tmp_path / f"ml_0001{suffix}.exr", ()
+        cli_out = tmp_path / f"cli{suffix}.exr"
+        r = run_cli("dof", src, cli_out, *extra, *DOF_ARGS)
+        assert r.returncode == 0, r.stderr
+        np.testing.assert_allclose(_rgba(tmp_path / "dof" / f"ml_dof_0001{suffix}.exr"),
+                                   _rgba(cli_out), atol=1e-5, err_msg=view)
+
+
+def test_apply_uses_each_views_camera_lens_in_a_multi_view_setup(registered, tmp_path, run_cli):
+    """Multi-View: the right view renders with Cam_R (a 35 mm lens); its result is refocused
+    with that lens, the focus distance and f-stop staying the scene camera's."""
+    from blender_zdepth.blender import dof_ops, scenes
+
+    bpy = registered
+    scene = _dof_scene(bpy, tmp_path)
+    scene.render.views_format = "MULTIVIEW"
+    left = scene.camera
+    left.name = "Cam_L"
+    right = scenes.add_camera(scene, (0.8, 0.0, 0.0), (0.8, 10.0, 0.0), lens=35.0,
+                              sensor_width=SENSOR, clip=(0.1, 100.0))
+    right.name = "Cam_R"
+    right.data.dof.focus_distance, right.data.dof.aperture_fstop = 2.0, 8.0  # not used
+    scene.camera = left
+    scene.render.filepath = str(tmp_path / "mv_")
+    bpy.ops.render.render()
+    assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
+    saved = str(tmp_path / "check.exr")
+    dof_ops.save_render_result(scene, saved)
+    for view, suffix, lens in (("left", "_L", LENS), ("right", "_R", 35.0)):
+        out = tmp_path / "dof" / f"mv_dof.0001{suffix}.exr"
+        header = exr.read_exr(str(out)).header
+        assert header["zdepthDofFocalLength"] == pytest.approx(lens), view
+        assert header["zdepthDofFocusDistance"] == pytest.approx(5.0), view
+        assert header["zdepthDofFstop"] == pytest.approx(1.0), view
+        cli_out = tmp_path / f"cli{suffix}.exr"
+        args = [a if a != str(LENS) else str(lens) for a in DOF_ARGS]
+        r = run_cli("dof", saved, cli_out, "--view", view, *args)
+        assert r.returncode == 0, r.stderr
+        np.testing.assert_allclose(_rgba(out), _rgba(cli_out), atol=1e-5, err_msg=view)

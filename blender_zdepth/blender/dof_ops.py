@@ -8,6 +8,7 @@ result in an image called "Z-Depth DOF", and drives the run: synchronously when 
 headless, from a modal timer otherwise (progress bar, status text, Esc cancels between frames).
 """
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -114,6 +115,24 @@ def lens_plan(scene):
 
     return LensPlan(values, focus=None if focus is None else float(focus), source=source or "",
                     pixel=pixel)
+
+
+def view_lens_plan(scene, plan, view):
+    """``plan`` (:func:`lens_plan`, the scene camera's) for the view ``view`` of a stereo /
+    multi-view render: the lens (focal length, sensor) of the camera rendering that view
+    (:func:`.export.view_camera`: the scene camera in Stereo 3D, where the eyes share its lens;
+    the view's own camera in a Multi-View set-up); the focus and f-stop stay the scene
+    camera's."""
+    from . import export
+
+    cam = export.view_camera(scene, scene.camera, view)
+    if cam is scene.camera or cam.data is scene.camera.data:
+        return plan
+    data = cam.data
+    values = dict(plan.values, focal_length_mm=float(data.lens),
+                  sensor_width_mm=float(data.sensor_width),
+                  sensor_height_mm=float(data.sensor_height), sensor_fit=str(data.sensor_fit))
+    return dataclasses.replace(plan, values=values)
 
 
 def camera_aperture(scene):
@@ -285,6 +304,51 @@ def file_inputs(scene, frames):
                       f"OpenEXR MultiLayer with the Z pass{hint}")
 
 
+def view_file_inputs(scene, frames):
+    """The rendered files of a stereo / multi-view scene when the panel's Input is empty:
+    ``({frame: [(view, path, name, suffix), ...]}, read_view)``, where ``name`` is the file's
+    name without the view (what the frame would be without Stereoscopy) and ``read_view`` says
+    that ``path`` holds every view (read the view from it). As :func:`file_inputs` chooses:
+    the scene's own multilayer EXRs (one multi-view file per frame, or Blender's
+    ``<name><suffix>.exr`` per view), else the per-view depth exports carrying the beauty
+    (``<name><suffix>.exr``, :func:`.export.frame_paths`). None when the scene renders one view,
+    Input is set, or there are no such files (then :func:`file_inputs` decides)."""
+    from . import export
+
+    zd = dof_settings(scene)
+    views = export.rendered_views(scene)
+    if not views or _get(zd, "dof_input", ""):
+        return None
+    suffixes = export.view_suffixes(scene, views)
+    settings = scene.render.image_settings
+    if settings.file_format == "OPEN_EXR_MULTILAYER":
+        one_file = settings.views_format == "MULTIVIEW"
+        found = {}
+        for f in frames:
+            name = _abspath(scene.render.frame_path(frame=f))
+            found[f] = [(v, name if one_file else with_view_suffix(name, suffixes[v]), name,
+                         suffixes[v]) for v in views]
+        return found, one_file
+    if _get(zd, "beauty", "NONE") not in ("SAME_FILE", "BESIDE"):
+        return None
+    options = export.ExportOptions.from_scene(scene)
+    found = {f: [(v, export.frame_paths(options, f, suffixes[v])["depth"],
+                  export.frame_paths(options, f)["depth"], suffixes[v]) for v in views]
+             for f in frames}
+    if not (_get(zd, "export_enabled", False)
+            or any(os.path.exists(e[1]) for per in found.values() for e in per)):
+        return None
+    return found, False
+
+
+def with_view_suffix(path, suffix):
+    """``path`` with a view's file suffix before its extension, as the depth export and
+    Blender's own per-view files name views: ``render_dof.0001.exr`` ->
+    ``render_dof.0001_L.exr``."""
+    stem, ext = os.path.splitext(path)
+    return stem + suffix + ext
+
+
 # ---------------------------------------------------------------------------------------------
 # The batch: one object, stepped by the modal timer or looped by execute()
 
@@ -330,9 +394,12 @@ class DofBatch:
         zd = dof_settings(scene)
         png = bool(_get(zd, "dof_write_png", False)) if write_png is None else write_png
         self.multilayer = bool(_get(zd, "dof_multilayer", False))  # read here: no bpy in workers
+        self.read_view = False  # True: the jobs' views are read from one multi-view file
+        self.first_view = None  # a stereo / multi-view batch: the view shown in the image
         try:
             jobs = self._jobs(source, frames, png)
-            self.plans = self._read_frames([j.frame for j in jobs])
+            self.plans = self._read_frames(sorted({j.frame for j in jobs}),
+                                           [j.view for j in jobs if j.view is not None])
         except BaseException:  # leave no temporary folder behind
             if self.tempdir:
                 shutil.rmtree(self.tempdir, ignore_errors=True)
@@ -340,7 +407,7 @@ class DofBatch:
             raise
         self.settings = self.plans[jobs[0].frame].settings if jobs else engine_settings(scene)
         self.task = PlannedRefocus(self.plans, diagnostic, layer, keep_result=True,
-                                   multilayer=self.multilayer)
+                                   multilayer=self.multilayer, read_view=self.read_view)
         self.state = self.task.state
         self.run = sequence.SequenceRun(jobs, self._process, skip_existing=skip_existing)
         self.parallel = None  # the ParallelRun when start() chose worker processes
@@ -355,6 +422,7 @@ class DofBatch:
             except BaseException:
                 shutil.rmtree(self.tempdir, ignore_errors=True)
                 raise
+            from . import export
             from .export import last_render_frame
 
             frame = last_render_frame(scene)  # 5.0 restores frame_current after an animation
@@ -365,15 +433,30 @@ class DofBatch:
             name = f"{stem or 'render'}.{frame:04d}.exr"
             out = self._output_path(
                 name, frame, self.tempdir if diagnostic else output_folder(scene))
-            outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
-                                          else (out,))
-            jobs = [sequence.FrameJob(frame, src, outs)]
+            views = export.rendered_views(scene)
+            if views:  # stereo / multi-view: each view of the saved multi-view EXR
+                suffixes = export.view_suffixes(scene, views)
+                self.read_view, self.first_view = True, views[0]
+                jobs = []
+                for view in views[:1] if diagnostic else views:
+                    vout = with_view_suffix(out, suffixes[view])
+                    outs = () if diagnostic else ((vout, os.path.splitext(vout)[0] + ".png")
+                                                  if png else (vout,))
+                    jobs.append(sequence.FrameJob(frame, src, outs, view))
+            else:
+                outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
+                                              else (out,))
+                jobs = [sequence.FrameJob(frame, src, outs)]
             self.aliases[src] = f"Render Result (frame {frame})"
         elif source == "FILES":
             if diagnostic:
                 frames = [scene.frame_current]
             elif frames is None:
                 frames = panel_frames(scene)
+            per_view = view_file_inputs(scene, frames)
+            if per_view is not None:
+                self.read_view = per_view[1]
+                return self._view_file_jobs(per_view[0], png)
             inputs = file_inputs(scene, frames)
             if inputs and not any(os.path.exists(p) for p in inputs.values()):
                 first = inputs[min(inputs)]
@@ -397,6 +480,37 @@ class DofBatch:
             raise ZDepthError(f"unknown source {source!r}")
         return jobs
 
+    def _view_file_jobs(self, per_view, png):
+        """Jobs for the per-view exports of a stereo / multi-view scene (:func:`view_file_inputs`):
+        each view's file, written as the frame's output without Stereoscopy with the view's
+        suffix before the extension (``zdepth_0001_L.exr`` -> ``zdepth_dof_0001_L.exr``)."""
+        diagnostic, zd = self.diagnostic, dof_settings(self.scene)
+        paths = [e[1] for per in per_view.values() for e in per]
+        if not any(os.path.exists(p) for p in paths):
+            raise ZDepthError(f"no rendered views found (looked for {paths[0]} ...): render "
+                              f"the animation as OpenEXR MultiLayer with the Z pass or with "
+                              f"Export Depth on Render, or set Input in the Depth of Field "
+                              f"panel")
+        zd_out = _abspath(_get(zd, "dof_output_dir", ""))
+        if _get(zd, "dof_output_name", ""):
+            sequence.check_output_name(zd.dof_output_name, sequence=len(per_view) > 1)
+        jobs = []
+        for f, per in sorted(per_view.items()):
+            if diagnostic:
+                per = per[:1]
+            for view, src, base, suffix in per:
+                out = with_view_suffix(self._output_path(base, f, zd_out or os.path.dirname(src)),
+                                       suffix)
+                if sequence.same_file(src, out):
+                    raise ZDepthError(f"the output would overwrite the input {src}")
+                outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
+                                              else (out,))
+                jobs.append(sequence.FrameJob(f, src, outs, view))
+        self.first_view = jobs[0].view if jobs else None
+        if zd_out and not diagnostic:
+            ensure_output_folder(zd_out)
+        return jobs
+
     def _output_path(self, src, frame, folder):
         """The output of input ``src`` (frame ``frame``) in ``folder``: named by the panel's
         Output Name pattern, else the input's name with ``_dof`` before the frame number."""
@@ -405,17 +519,23 @@ class DofBatch:
             return os.path.join(folder, sequence.output_name(pattern, src, frame))
         return sequence.derived_path(src, folder=folder)
 
-    def _read_frames(self, frames):
+    def _read_frames(self, frames, views=()):
         """``{frame: FramePlan}`` (lens plan, DofSettings, camera DOF on) read from the scene at
-        each frame (main thread), the scene's frame restored afterwards."""
+        each frame (main thread), the scene's frame restored afterwards. ``views`` (a stereo /
+        multi-view batch): ``{(frame, view): FramePlan}`` too, whose lens is that view's camera
+        (:func:`view_lens_plan`)."""
         scene = self.scene
         plans = {}
+        views = list(dict.fromkeys(views))
         try:
             for f in frames:
                 if scene.frame_current != f:
                     scene.frame_set(f)
                 cam_dof = camera_had_dof(scene)
                 plans[f] = FramePlan(lens_plan(scene), engine_settings(scene), cam_dof)
+                for view in views:
+                    plans[(f, view)] = dataclasses.replace(
+                        plans[f], lens=view_lens_plan(scene, plans[f].lens, view))
         finally:
             if scene.frame_current != self.frame_before:
                 scene.frame_set(self.frame_before)
@@ -424,7 +544,9 @@ class DofBatch:
     def _process(self, job):  # in the worker thread too: no bpy here
         info = self.task(job)
         self._noted(job.frame, info)
-        self.last_rgba, self.last_frame = info.pop("rgba"), job.frame
+        rgba = info.pop("rgba")
+        if job.view is None or job.view == self.first_view:  # the image shows the first view
+            self.last_rgba, self.last_frame = rgba, job.frame
         return info
 
     def _noted(self, frame, info):
@@ -506,7 +628,8 @@ class DofBatch:
         n, threads = self.workers_for(workers)
         target = self._work
         if n > 1:
-            task = PlannedRefocus(self.plans, self.diagnostic, self.layer, keep_result=False)
+            task = PlannedRefocus(self.plans, self.diagnostic, self.layer, keep_result=False,
+                                  read_view=self.read_view)
             task.state.update(self.state)
             task = task.with_settings(lambda s: sequence.with_threads(s, threads))
             self.parallel = sequence.ParallelRun(self.run.jobs, task, n, threads,
@@ -567,6 +690,7 @@ class DofBatch:
         written = [r for r in self.parallel.report.results if r.status == "written"]
         for result in written:
             self._noted(result.frame, result.info)
+        written = [r for r in written if r.job.view in (None, self.first_view)]
         if written and written[-1].job.output:
             import numpy as np
 

@@ -82,22 +82,28 @@ class PlannedRefocus:
     ``info`` gets ``double_dof`` (True when the render already had the camera's depth of field:
     the output's header then carries :data:`DOUBLE_DOF_KEY`) and, with ``keep_result``, the
     refocused ``rgba``. ``diagnostic``, ``layer``, ``deep``, ``multilayer``: as for
-    ``refocus_frame``."""
+    ``refocus_frame``.
+
+    A job of one view of a stereo / multi-view render (``job.view``) uses the plan
+    ``plans[(frame, view)]`` when there is one (that view's camera), else ``plans[frame]``;
+    with ``read_view`` it reads that view of a multi-view input (Blender's own multi-view EXR),
+    else the input holds that view alone (our per-view exports)."""
 
     def __init__(self, plans, diagnostic=False, layer=None, keep_result=False, deep=None,
-                 multilayer=False):
+                 multilayer=False, read_view=False):
         self.plans = dict(plans)
         self.diagnostic = diagnostic
         self.layer = layer
         self.keep_result = keep_result
         self.deep = deep
         self.multilayer = multilayer
+        self.read_view = read_view
         self.state = {}  # the sequence's frame size, once the first frame is loaded
 
     def with_settings(self, change):
         """A copy whose every frame's settings are ``change(settings)``."""
         other = PlannedRefocus({}, self.diagnostic, self.layer, self.keep_result, self.deep,
-                               self.multilayer)
+                               self.multilayer, self.read_view)
         other.plans = {f: dataclasses.replace(p, settings=change(p.settings))
                        for f, p in self.plans.items()}
         other.state = dict(self.state)
@@ -106,7 +112,9 @@ class PlannedRefocus:
     def __call__(self, job):
         from . import sequence
 
-        plan = self.plans[job.frame]
+        view = getattr(job, "view", None)
+        plan = self.plans.get((job.frame, view)) if view is not None else None
+        plan = plan if plan is not None else self.plans[job.frame]
         seen = {}
         extra = {}  # filled in once the frame is loaded, written into the output's header
 
@@ -118,6 +126,8 @@ class PlannedRefocus:
             return plan.lens(loaded)
 
         kwargs = {"deep": self.deep} if self.deep is not None else {}
+        if self.read_view and view is not None:
+            kwargs["view"] = view
         info = sequence.refocus_frame(job, lens_for, plan.settings, self.diagnostic, self.state,
                                       extra_header=extra, keep_result=self.keep_result,
                                       layer=self.layer, multilayer=self.multilayer, **kwargs)

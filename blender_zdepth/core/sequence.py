@@ -374,11 +374,14 @@ def same_file(a, b):
 
 @dataclasses.dataclass
 class FrameJob:
-    """One frame to process: its number, input file and output files (main output first)."""
+    """One frame to process: its number, input file and output files (main output first).
+    ``view``: the view of a stereo / multi-view render this job refocuses (None: the frame has
+    one view)."""
 
     frame: int
     input: str
     outputs: tuple
+    view: str = None
 
     @property
     def output(self):
