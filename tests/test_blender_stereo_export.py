@@ -360,3 +360,30 @@ def test_apply_uses_each_views_camera_lens_in_a_multi_view_setup(registered, tmp
         r = run_cli("dof", saved, cli_out, "--view", view, *args)
         assert r.returncode == 0, r.stderr
         np.testing.assert_allclose(_rgba(out), _rgba(cli_out), atol=1e-5, err_msg=view)
+
+
+@pytest.mark.parametrize("views_format", ["MULTIVIEW", "INDIVIDUAL"])
+def test_live_preview_of_stereo_files_shows_the_first_view(registered, tmp_path, views_format):
+    """The live preview on Rendered Files of a stereo scene finds the files Apply finds and
+    shows the first view, as Apply's image does."""
+    from blender_zdepth.blender import compat
+
+    bpy = registered
+    scene = _dof_scene(bpy, tmp_path)
+    scene.frame_start = scene.frame_end = scene.frame_current = 1
+    compat.set_multilayer_exr(scene.render.image_settings)
+    scene.render.image_settings.views_format = views_format
+    scene.render.filepath = str(tmp_path / "ml_####")
+    bpy.ops.render.render(animation=True)
+    zd = scene.zdepth
+    zd.dof_source, zd.dof_focus_mode, zd.dof_focus_distance = "FILES", "DISTANCE", 5.0
+    assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
+    preview_rgba = _shown(bpy)
+    assert bpy.ops.zdepth.apply_dof(source="FILES") == {"FINISHED"}
+    first = sorted(n for n in os.listdir(tmp_path / "dof") if n.endswith("_L.exr"))
+    assert first, os.listdir(tmp_path / "dof")
+    # the same view (the left eye) at the same focus: the preview equals Apply's left result
+    # up to the preview's draft quality
+    left = _rgba(tmp_path / "dof" / first[0])
+    assert preview_rgba.shape == left.shape
+    assert np.abs(preview_rgba - left).mean() < 0.02

@@ -83,13 +83,20 @@ def source_key(scene, layer=None):
     zd = dof_ops.dof_settings(scene)
     if dof_ops._get(zd, "dof_source", "RENDER_RESULT") == "FILES":
         frame = scene.frame_current
-        path = dof_ops.file_inputs(scene, [frame])[frame]
+        view = None
+        per_view = dof_ops.view_file_inputs(scene, [frame])  # stereo: the first view, as Apply
+        if per_view is not None:                              # shows it
+            found, read_view = per_view
+            first, path = found[frame][0][:2]
+            view = first if read_view else None
+        else:
+            path = dof_ops.file_inputs(scene, [frame])[frame]
         try:
             st = os.stat(path)
         except OSError:
             raise ZDepthError(f"no rendered file for frame {frame} to preview ({path}): render "
                               f"it, or set Input in the Depth of Field panel")
-        return ("FILES", path, st.st_mtime_ns, st.st_size, layer)
+        return ("FILES", path, st.st_mtime_ns, st.st_size, layer, view)
     return ("RENDER_RESULT", _RENDERS[0], layer)
 
 
@@ -112,7 +119,8 @@ def _loader(scene, key, layer):
         from ..core import sequence
 
         try:
-            loaded = sequence.load_dof_frame(path, layer=layer)
+            view = key[5] if key[0] == "FILES" else None
+            loaded = sequence.load_dof_frame(path, layer=layer, view=view)
             return core_preview.shrink_frame(loaded.rgba, loaded.depth, loaded.header, key=key,
                                              path=path)
         finally:
