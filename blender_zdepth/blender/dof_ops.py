@@ -231,15 +231,12 @@ def render_output_folder(scene):
 def ensure_output_folder(folder):
     """Create ``folder`` when missing and check a file can be written there; a
     :class:`ZDepthError` saying what to do otherwise (never a silent fallback elsewhere)."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".zdepth_probe_", dir=folder)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as exc:
-        raise ZDepthError(f"cannot write the refocused frames into {folder} "
-                          f"({exc.strerror or exc}): choose another Output folder in the Depth "
-                          f"of Field panel")
+    from .export import folder_write_problem
+
+    problem = folder_write_problem(folder)
+    if problem:
+        raise ZDepthError(f"cannot write the refocused frames into {folder} ({problem}): "
+                          f"choose another Output folder in the Depth of Field panel")
     return folder
 
 

@@ -582,15 +582,24 @@ def check_renderable(scene):
                           f"render with Cycles, EEVEE or Workbench")
 
 
-def check_output_folder(folder):
-    """Create ``folder`` when missing; :class:`ZDepthError` when it cannot be written."""
+def folder_write_problem(folder):
+    """Create ``folder`` when missing and write (then remove) a probe file there; return None
+    when that worked, else why not (the system's words)."""
     try:
         os.makedirs(folder, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".zdepth_probe_", dir=folder)
         os.close(fd)
         os.remove(probe)
     except OSError as exc:
-        raise ZDepthError(f"{folder}: cannot write the output here ({exc.strerror or exc})")
+        return str(exc.strerror or exc)
+    return None
+
+
+def check_output_folder(folder):
+    """Create ``folder`` when missing; :class:`ZDepthError` when it cannot be written."""
+    problem = folder_write_problem(folder)
+    if problem:
+        raise ZDepthError(f"{folder}: cannot write the output here ({problem})")
     return folder
 
 
