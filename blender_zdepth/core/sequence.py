@@ -697,6 +697,16 @@ def _worker_main(conn, task_bytes, threads):
 
     # Ctrl+C reaches the whole process group: the parent decides what happens (cancel()).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _serve(conn, task_bytes, threads)
+    except _Stop:  # the parent's terminate() while the loop below was ending: nothing to say
+        pass
+
+
+def _serve(conn, task_bytes, threads):
+    """The loop of :func:`_worker_main`, with SIGTERM raising :class:`_Stop` while it runs."""
+    import signal
+
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if threads:
@@ -731,6 +741,10 @@ def _worker_main(conn, task_bytes, threads):
                 conn.send(reply[:3] + ({"details": str(reply[3].get("details", ""))}, seconds))
     except (_Stop, EOFError, OSError, KeyboardInterrupt):
         pass
+    finally:
+        # From here a terminate() just ends the process (a _Stop raised by a SIGTERM that came
+        # in just before is caught by _worker_main): never a traceback on the parent's stderr.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 #: What a worker process runs first (``exec`` is its target, so nothing of ours has to be
