@@ -1060,22 +1060,18 @@ class RENDER_PT_zdepth_dof(bpy.types.Panel):
         row.prop(zd, "dof_aperture_override", text="")
         has_cam = cam is not None and cam.type == "CAMERA"
         if zd.dof_aperture_override or not has_cam:
-            sub = col.column()
-            sub.prop(zd, "dof_blades", text="Blades")
-            sub2 = sub.column()
-            sub2.active = zd.dof_blades >= 3
-            sub2.prop(zd, "dof_rotation", text="Rotation")
-            sub.prop(zd, "dof_anamorphic", text="Ratio")
-        else:
-            dof = cam.data.dof
-            sub = col.column()
-            sub.prop(dof, "aperture_blades", text="Camera Blades")
-            sub2 = sub.column()
-            sub2.active = dof.aperture_blades >= 3
-            sub2.prop(dof, "aperture_rotation", text="Camera Rotation")
-            sub.prop(dof, "aperture_ratio", text="Camera Ratio")
-        blades = zd.dof_blades if (zd.dof_aperture_override or not has_cam) else \
-            cam.data.dof.aperture_blades
+            owner, prefix = zd, ""
+            blades_p, rotation_p, ratio_p = "dof_blades", "dof_rotation", "dof_anamorphic"
+        else:  # the camera's own aperture, edited in place
+            owner, prefix = cam.data.dof, "Camera "
+            blades_p, rotation_p, ratio_p = "aperture_blades", "aperture_rotation", "aperture_ratio"
+        blades = getattr(owner, blades_p)
+        sub = col.column()
+        sub.prop(owner, blades_p, text=prefix + "Blades")
+        sub2 = sub.column()
+        sub2.active = blades >= 3
+        sub2.prop(owner, rotation_p, text=prefix + "Rotation")
+        sub.prop(owner, ratio_p, text=prefix + "Ratio")
         if 0 < blades < 3:
             col.label(text="Fewer than 3 blades: round, as in Cycles", icon="INFO")
 
