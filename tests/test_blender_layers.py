@@ -218,9 +218,14 @@ def test_render_depth_layers_button_writes_flat_and_deep_files(addon, tmp_path):
 
 
 @pytest.mark.slow
-def test_f12_with_layers_writes_the_flat_file_and_says_how_to_get_layers(addon, tmp_path,
-                                                                         capsys):
+def test_f12_with_layers_writes_the_flat_and_deep_files_with_automatic_clips(addon, tmp_path,
+                                                                            capsys):
+    """Export on render with Depth Layers 3 and automatic clip distances (more in
+    test_blender_layers_on_render.py): the deep file replaces the one of an earlier export."""
     import bpy
+
+    from blender_zdepth.blender import export
+    from blender_zdepth.core import deep, exr
 
     scene = _shot(samples=1)
     zd = scene.zdepth
@@ -229,8 +234,15 @@ def test_f12_with_layers_writes_the_flat_file_and_says_how_to_get_layers(addon, 
     zd.depth_layers = 3
     stale = tmp_path / "zdepth_0001_deep.exr"
     stale.write_bytes(b"from an earlier layered export")
+    before = _state(scene)
     bpy.ops.render.render(write_still=False)
-    assert sorted(os.listdir(tmp_path)) == ["zdepth_0001.exr"]  # the stale deep file is gone
+    assert export.last_errors() == []
+    assert _state(scene) == before
+    assert sorted(os.listdir(tmp_path)) == ["zdepth_0001.exr", "zdepth_0001_deep.exr"]
+    image = deep.read_deep(str(stale))
+    flat = exr.load_frame(str(tmp_path / "zdepth_0001.exr"))
+    np.testing.assert_allclose(deep.flatten(image)[0], flat.rgba, atol=1e-6)
+    assert image.header["zdepthDepthLayers"] == 3
+    assert (image.counts >= 2).sum() > 10  # the wall behind the box
     out = capsys.readouterr().out
-    assert "depth layers are not rendered from F12" in out
-    assert "Render Depth Layers" in out
+    assert "depth layers (clip " in out and "not rendered from F12" not in out

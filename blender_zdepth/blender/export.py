@@ -15,6 +15,15 @@ percentage, border and crop are those of the render.
 Cycles, EEVEE and Workbench give the same depth semantics: planar depth, background (Cycles'
 1e10, EEVEE's clip end, Workbench's +inf) stored as the encoding's background value.
 
+With the scene's Depth Layers above 1 each frame also gets its extra passes and a deep EXR
+(:mod:`.layers`): rendered by the handler itself when it runs on the main thread (``blender -b``
+and the bpy module, where a handler may start another render of a second scene), or -- in
+Blender's window, where F12 and Ctrl+F12 run the handlers in the render job's thread and no
+render may start there -- queued and rendered by a timer on the main thread once the render is
+over (:func:`render_queued_layers`). Blender writes its own output image of a frame before
+``render_post`` runs, and the passes render a temporary copy of the scene: its images and
+Render Result stay the beauty.
+
 :func:`render_with_depth` renders frames from Python (the ``render`` command and the demo use it)
 and returns the written paths. Nothing here touches the user's compositor or output settings.
 """
@@ -23,6 +32,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, fields
 
 import bpy
@@ -218,8 +228,17 @@ def read_render_result(scene, folder=None, views=None):
     (default: the system's temporary folder); it is removed before returning. ``views`` (a
     stereo / multi-view render's view names): ``frame`` is ``{view: Frame}`` instead, each
     view's beauty and depth read from that view."""
+    return _read_render_result(scene, folder, views)[:3]
+
+
+def _read_render_result(scene, folder=None, views=None, keep=False):
+    """:func:`read_render_result`, plus the temporary file's path as a fourth value: with
+    ``keep`` that file (the Render Result as a 32-bit multilayer EXR) is left in place for the
+    caller to read again later and remove (see :func:`load_saved_result`), else it is removed
+    and the path is None."""
     fd, tmp = tempfile.mkstemp(prefix=".zdepth_render_", suffix=".exr", dir=folder)
     os.close(fd)
+    kept = False
     try:
         save_render_result(scene, tmp)
         names = list(core_exr.read_exr(tmp).channels)
@@ -232,13 +251,21 @@ def read_render_result(scene, folder=None, views=None):
             loaded = {view: core_exr.load_frame(tmp, background=threshold, layer=layer,
                                                 view=view) for view in views}
         else:
-            loaded = core_exr.load_frame(tmp, background=threshold, layer=layer)
+            loaded = load_saved_result(tmp, layer, threshold)
+        kept = keep
     finally:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-    return loaded, layer, threshold
+        if not kept:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+    return loaded, layer, threshold, tmp if kept else None
+
+
+def load_saved_result(path, layer, threshold):
+    """The beauty and linear depth of view layer ``layer`` in a Render Result saved by
+    :func:`save_render_result` at ``path``, with ``threshold`` as the background threshold."""
+    return core_exr.load_frame(path, background=threshold, layer=layer)
 
 
 def export_render_result(scene, options=None, frame=None, depth_layers=None):
@@ -247,10 +274,11 @@ def export_render_result(scene, options=None, frame=None, depth_layers=None):
     after the render, at that frame: the camera values in the header are read now.
 
     ``depth_layers`` (:class:`.layers.LayerOptions` with more than one layer): render the
-    frame's extra passes now (see :mod:`.layers`; not from a render handler) and write the deep
-    EXR ``<name>_deep.exr`` beside the flat file, which does not change. Without layers a
-    ``<name>_deep.exr`` left from an earlier export of that name is removed (it would no longer
-    match). Returns ``frame_paths(...)`` with None for the files not written (and, with
+    frame's extra passes now (see :mod:`.layers`; on the main thread) and write the deep
+    EXR ``<name>_deep.exr`` beside the flat file, which does not change. The passes render
+    before any file is written: a failed pass leaves no half-made frame behind. Without layers
+    a ``<name>_deep.exr`` left from an earlier export of that name is removed (it would no
+    longer match). Returns ``frame_paths(...)`` with None for the files not written (and, with
     layers, ``"layer_clips"``: the clip distances of the passes).
 
     A stereo / multi-view render (:func:`rendered_views`) writes one set of files per view,
@@ -264,43 +292,101 @@ def export_render_result(scene, options=None, frame=None, depth_layers=None):
     views = rendered_views(scene)
     if views and depth_layers is not None and depth_layers.enabled:
         raise UsageError(STEREO_LAYERS)
-    paths = frame_paths(options, frame)
-    folder = os.path.dirname(paths["depth"])
+    folder = _frame_folder(options, frame)
+    if views:
+        return _export_views(scene, options, frame, cam, views, folder)
+    rendered = _read_frame(scene, options, frame, cam, folder)
+    peeled = None
+    if depth_layers is not None and depth_layers.enabled:
+        peeled = _render_layers(scene, depth_layers, rendered, folder)
+    out = _write_frame(rendered.paths, rendered.loaded, rendered.encoding, rendered.info,
+                       rendered.extra, options, rendered.near, rendered.far)
+    if peeled is not None:
+        out["deep"] = _write_deep(rendered, peeled)
+        out["layer_clips"] = [p.clip for p in peeled]
+    elif os.path.isfile(rendered.paths["deep"]):
+        os.remove(rendered.paths["deep"])  # the deep file of an earlier layered export
+    return out
+
+
+def _frame_folder(options, frame):
+    """The output folder of ``frame``'s files, created when missing."""
+    folder = os.path.dirname(frame_paths(options, frame)["depth"])
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise ZDepthError(f"{folder}: cannot create the output folder ({exc.strerror})")
-    if views:
-        return _export_views(scene, options, frame, cam, views, folder)
-    loaded, layer, threshold = read_render_result(scene, folder)
-    near, far = resolve_range(scene, options)
-    encoding = DepthEncoding(options.encoding, near, far,
-                             background=threshold if math.isfinite(threshold) else 1e9)
-    info = bcam.camera_info(scene, cam, frame, bcam.frame_depsgraph())
-    extra = bcam.extra_header(scene, cam)
-    extra["zdepthViewLayer"] = layer
-    peeled = None
-    if depth_layers is not None and depth_layers.enabled:
-        from . import layers as blayers
+    return folder
 
-        def read_pass(rendered):
-            result = read_render_result(rendered, folder)[0]
-            return result.rgba, result.depth
 
-        # before any file is written: a failed pass leaves no half-made frame behind
-        peeled = blayers.render_passes(scene, depth_layers, loaded.depth, info.focus_distance,
-                                       read_pass)
-    out = _write_frame(paths, loaded, encoding, info, extra, options, near, far)
-    if peeled is not None:
-        from ..core import deep as core_deep
+@dataclass
+class _Rendered:
+    """A frame's Render Result read back with what its files need: ``loaded`` (beauty and
+    linear depth), the view ``layer`` and background ``threshold`` it was read with, the depth
+    ``encoding``, the camera ``info`` and ``extra`` header of that frame, the encoding's
+    ``near`` / ``far``, the frame's :func:`frame_paths`, and ``saved``: the Render Result file
+    kept for later (queued depth layers), else None."""
 
-        out["deep"] = core_deep.write_deep_exr(
-            paths["deep"], loaded.rgba, loaded.depth, [(p.rgba, p.depth) for p in peeled],
-            camera=info, extra_header=extra, overwrite=True)
-        out["layer_clips"] = [p.clip for p in peeled]
-    elif os.path.isfile(paths["deep"]):
-        os.remove(paths["deep"])  # the deep file of an earlier layered export of this name
-    return out
+    loaded: object
+    layer: str
+    threshold: float
+    encoding: object
+    info: object
+    extra: dict
+    near: float
+    far: float
+    paths: dict
+    frame: int
+    saved: str = None
+
+
+def _read_frame(scene, options, frame, cam, folder, keep=False):
+    """Read the Render Result of ``frame`` (a single view) as :class:`_Rendered`; ``keep``: leave
+    the saved Render Result file in ``folder`` (its path in ``saved``)."""
+    loaded, layer, threshold, saved = _read_render_result(scene, folder, keep=keep)
+    try:
+        near, far = resolve_range(scene, options)
+        encoding = DepthEncoding(options.encoding, near, far,
+                                 background=threshold if math.isfinite(threshold) else 1e9)
+        info = bcam.camera_info(scene, cam, frame, bcam.frame_depsgraph())
+        extra = bcam.extra_header(scene, cam)
+        extra["zdepthViewLayer"] = layer
+    except BaseException:
+        _remove_quietly(saved)
+        raise
+    return _Rendered(loaded, layer, threshold, encoding, info, extra, near, far,
+                     frame_paths(options, frame), frame, saved)
+
+
+def _remove_quietly(path):
+    if path:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+def _render_layers(scene, depth_layers, rendered, folder):
+    """Render the extra passes of ``rendered``'s frame (scene at that frame, main thread):
+    :func:`.layers.render_passes` with the clip distances from its depth and focus."""
+    from . import layers as blayers
+
+    def read_pass(pass_scene):
+        result = read_render_result(pass_scene, folder)[0]
+        return result.rgba, result.depth
+
+    return blayers.render_passes(scene, depth_layers, rendered.loaded.depth,
+                                 rendered.info.focus_distance, read_pass)
+
+
+def _write_deep(rendered, peeled):
+    """Write ``rendered``'s deep EXR: its beauty and depth, then the ``peeled`` passes."""
+    from ..core import deep as core_deep
+
+    return core_deep.write_deep_exr(
+        rendered.paths["deep"], rendered.loaded.rgba, rendered.loaded.depth,
+        [(p.rgba, p.depth) for p in peeled], camera=rendered.info,
+        extra_header=rendered.extra, overwrite=True)
 
 
 def _write_frame(paths, loaded, encoding, info, extra, options, near, far):
@@ -511,16 +597,126 @@ def _on_render_init(scene, *args):
                   f"render (depth export is on)")
 
 
-@persistent
-def _on_render_end(scene, *args):
-    if _is_layer_pass(scene):
-        return
+def _restore_z_passes():
     for scene_name, layer_name in _state.temp_z:
         sc = bpy.data.scenes.get(scene_name)
         layer = sc.view_layers.get(layer_name) if sc is not None else None
         if layer is not None:
             layer.use_pass_z = False
     _state.temp_z = []
+
+
+@persistent
+def _on_render_end(scene, *args):
+    """render_complete: the Z passes turned on for this render go back; frames whose depth
+    layers were queued (the handlers ran in a render job's thread) get them from a timer on the
+    main thread once the render job is over."""
+    if _is_layer_pass(scene):
+        return
+    _restore_z_passes()
+    if len(LAYER_QUEUE):
+        _schedule_queue()
+
+
+@persistent
+def _on_render_cancel(scene, *args):
+    """render_cancel: the Z passes go back; depth layers queued by the cancelled render are
+    dropped (their flat files stay)."""
+    if _is_layer_pass(scene):
+        return
+    _restore_z_passes()
+    dropped = LAYER_QUEUE.drop()
+    if dropped:
+        print(f"blender_zdepth: the render was cancelled: the depth layers of "
+              f"{_frames_text(dropped)} are not rendered (their flat depth files are written)")
+
+
+def _on_main_thread():
+    """True when the caller runs on the interpreter's main thread. Render handlers do during
+    ``blender -b`` (``-f`` / ``-a``) and in the bpy module, where a handler may start another
+    render; in Blender's window F12 and Ctrl+F12 run them in the render job's thread, where no
+    operator may run."""
+    return threading.current_thread() is threading.main_thread()
+
+
+def _layer_options_for_render(scene, frame):
+    """The scene's depth-layer settings when this frame's export should render layers, else None
+    (one layer; a stereo render, refused with one line; settings that cannot be rendered, an
+    error)."""
+    from . import layers as blayers
+
+    try:
+        opts = blayers.LayerOptions.from_scene(scene)
+        if not opts.enabled:
+            return None
+        if rendered_views(scene):
+            print(f"blender_zdepth: frame {frame}: {STEREO_LAYERS}")
+            return None
+        blayers.check_options(scene, opts)
+    except UsageError as exc:
+        _state.errors.append((frame, f"depth layers not rendered: {exc}"))
+        print(f"blender_zdepth: frame {frame}: depth layers not rendered: {exc}")
+        return None
+    return opts
+
+
+def _export_on_render(scene, frame):
+    """The render_post handler's export of ``frame``: the flat file(s), and with Depth Layers
+    above 1 the extra passes and the deep file -- now on the main thread (``blender -b``, the
+    bpy module), or queued for :func:`render_queued_layers` from a render job's thread."""
+    options = ExportOptions.from_scene(scene)
+    layer_opts = _layer_options_for_render(scene, frame)
+    if layer_opts is None:
+        out = export_render_result(scene, options, frame)
+        for one in out.get("views", [out]):
+            _state.written.append(one["depth"])
+            print(f"blender_zdepth: frame {frame}: depth written to {one['depth']}")
+        return
+    cam = bcam.check_camera(scene)
+    folder = _frame_folder(options, frame)
+    now = _on_main_thread()
+    rendered = _read_frame(scene, options, frame, cam, folder, keep=not now)
+    try:
+        out = _write_frame(rendered.paths, rendered.loaded, rendered.encoding, rendered.info,
+                           rendered.extra, options, rendered.near, rendered.far)
+        if os.path.isfile(rendered.paths["deep"]):
+            os.remove(rendered.paths["deep"])  # an earlier one: it does not match the new file
+    except BaseException:
+        _remove_quietly(rendered.saved)
+        raise
+    _state.written.append(out["depth"])
+    print(f"blender_zdepth: frame {frame}: depth written to {out['depth']}")
+    if not now:
+        rendered.loaded = None  # read again from the kept Render Result when its turn comes
+        LAYER_QUEUE.add(_Queued(scene.name, bpy.data.filepath, layer_opts, rendered, folder))
+        print(f"blender_zdepth: frame {frame}: depth layers queued: {layer_opts.layers - 1} "
+              f"extra pass(es) render when the render has finished")
+        return
+    _layers_now(scene, layer_opts, rendered, folder)
+
+
+def _layers_now(scene, layer_opts, rendered, folder):
+    """Render ``rendered``'s passes (``scene`` at its frame, main thread) and write its deep
+    file; a failure or a cancel is reported (the flat file stays, no deep file) and re-raised
+    as :class:`.layers.PassCancelled` for a cancel."""
+    from . import layers as blayers
+
+    frame = rendered.frame
+    try:
+        peeled = _render_layers(scene, layer_opts, rendered, folder)
+        deep = _write_deep(rendered, peeled)
+    except (Exception, KeyboardInterrupt) as exc:
+        cancelled = isinstance(exc, (KeyboardInterrupt, blayers.PassCancelled))
+        why = "cancelled" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        _state.errors.append((frame, f"depth layers failed: {why}"))
+        print(f"blender_zdepth: frame {frame}: depth layers failed: {why} (the flat depth file "
+              f"is written; no deep file for this frame)")
+        if cancelled:
+            raise blayers.PassCancelled(why)
+        return None
+    clips = ", ".join(f"{p.clip:g}" for p in peeled)
+    print(f"blender_zdepth: frame {frame}: depth layers (clip {clips}) written to {deep}")
+    return deep
 
 
 @persistent
@@ -537,21 +733,195 @@ def _on_render_post(scene, *args):
               f"scene has no camera)")
         return
     try:
-        out = export_render_result(scene, ExportOptions.from_scene(scene), frame)
-        for one in out.get("views", [out]):
-            _state.written.append(one["depth"])
-            print(f"blender_zdepth: frame {frame}: depth written to {one['depth']}")
-        if getattr(zd, "depth_layers", 1) > 1:
-            print(f"blender_zdepth: frame {frame}: depth layers are not rendered from F12 or an "
-                  f"animation render (Blender cannot start a render from a render handler): use "
-                  f"Render Depth Layers in the Z-Depth panel, or the 'render' command")
+        _export_on_render(scene, frame)
     except Exception as exc:  # a handler must not break the render; say why, loudly
+        from .layers import PassCancelled
+
+        if isinstance(exc, PassCancelled):
+            return  # said already
         _state.errors.append((frame, str(exc)))
         print(f"blender_zdepth: frame {frame}: depth export failed: {exc}")
 
 
+# -- depth layers of renders whose handlers ran off the main thread (F12 in the window) ---------
+
+@dataclass
+class _Queued:
+    """A frame whose depth layers wait for the main thread: the scene's name and the .blend it
+    belongs to, the layer settings of the render, the frame read back (its Render Result kept
+    in ``rendered.saved``) and its output folder."""
+
+    scene: str
+    blend: str
+    options: object
+    rendered: _Rendered
+    folder: str
+
+
+class _LayerQueue:
+    """Frames queued by render handlers (any thread), taken by the main thread."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._items = []
+
+    def __len__(self):
+        with self._lock:
+            return len(self._items)
+
+    def add(self, item):
+        with self._lock:
+            self._items.append(item)
+
+    def take(self):
+        with self._lock:
+            items, self._items = self._items, []
+        return items
+
+    def drop(self):
+        """Empty the queue, removing the kept Render Result files; returns the dropped items."""
+        items = self.take()
+        for item in items:
+            _remove_quietly(item.rendered.saved)
+        return items
+
+    def frames(self):
+        with self._lock:
+            return [item.rendered.frame for item in self._items]
+
+
+#: Frames whose depth layers wait for the main thread (see :func:`render_queued_layers`).
+LAYER_QUEUE = _LayerQueue()
+
+
+def _frames_text(items):
+    frames = [item.rendered.frame for item in items]
+    return f"frame {frames[0]}" if len(frames) == 1 else \
+        f"{len(frames)} frames ({frames[0]}-{frames[-1]})"
+
+
+def _render_job_running():
+    try:
+        return bool(bpy.app.is_job_running("RENDER"))
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+def _schedule_queue():
+    """Register the timer that renders the queued depth layers on the main thread."""
+    if not bpy.app.timers.is_registered(_layer_queue_timer):
+        bpy.app.timers.register(_layer_queue_timer, first_interval=0.2, persistent=True)
+
+
+def _layer_queue_timer():
+    """Timer (main thread): once no render job runs, render every queued frame's depth layers."""
+    if _render_job_running():
+        return 0.5  # the render job is still finishing (or a new one started): later
+    try:
+        render_queued_layers()
+    except Exception as exc:  # a timer must not raise into Blender's event loop
+        print(f"blender_zdepth: depth layers failed: {exc}")
+    return None
+
+
+def _window_override():
+    """A context override with a window (a timer's context has none), when Blender has one."""
+    from contextlib import nullcontext
+
+    wm = getattr(bpy.context, "window_manager", None)
+    if bpy.app.background or getattr(bpy.context, "window", None) is not None or wm is None \
+            or not wm.windows:
+        return nullcontext()
+    return bpy.context.temp_override(window=wm.windows[0])
+
+
+def _tell(text, error=False):
+    """Print ``text`` to the console and, in Blender's window, show it in a small popup."""
+    print(f"blender_zdepth: {text}")
+    wm = getattr(bpy.context, "window_manager", None)
+    if bpy.app.background or wm is None or not wm.windows:
+        return  # no window to show it in (the bpy module has a stand-in one: not for popups)
+    try:
+        with _window_override():
+            bpy.context.window_manager.popup_menu(
+                lambda menu, _context: menu.layout.label(text=text),
+                title="Depth Layers", icon="ERROR" if error else "INFO")
+    except Exception:
+        pass
+
+
+def render_queued_layers():
+    """Render the depth layers of every queued frame, in order, on the main thread, and write
+    their deep files: the frames that export on render rendered while its handlers ran in a
+    render job's thread (F12 / Ctrl+F12 in Blender's window), where no render may start. This
+    is what the timer registered at the end of such a render calls.
+
+    Per frame: the scene goes to that frame (``frame_set``: animated objects and camera where
+    they were), the beauty and depth come from the Render Result kept when the frame rendered
+    (so the deep file matches its flat file exactly), the passes render as everywhere else
+    (:func:`.layers.render_passes`, settings restored), the deep file is written and the kept
+    file removed. A frame that fails is reported and skipped; a cancel (Esc) drops the frames
+    left. Afterwards each scene is back at the frame it was at. Returns the deep paths
+    written."""
+    from . import layers as blayers
+
+    items = LAYER_QUEUE.take()
+    if not items:
+        return []
+    written, failed, skipped = [], [], []
+    frames_before = {}
+    pending = list(items)
+    try:
+        with _window_override():
+            while pending:
+                item = pending.pop(0)
+                rendered = item.rendered
+                try:
+                    scene = bpy.data.scenes.get(item.scene)
+                    if scene is None or bpy.data.filepath != item.blend or \
+                            scene.camera is None:
+                        print(f"blender_zdepth: frame {rendered.frame}: depth layers not "
+                              f"rendered: the scene {item.scene!r} is no longer open")
+                        skipped.append(rendered.frame)
+                        continue
+                    frames_before.setdefault(scene.name, (scene, scene.frame_current))
+                    if scene.frame_current != rendered.frame:
+                        scene.frame_set(rendered.frame)
+                    rendered.loaded = load_saved_result(rendered.saved, rendered.layer,
+                                                        rendered.threshold)
+                    deep = _layers_now(scene, item.options, rendered, item.folder)
+                    (written if deep else failed).append(deep or rendered.frame)
+                except blayers.PassCancelled:
+                    failed.append(rendered.frame)
+                    skipped.extend(other.rendered.frame for other in pending)
+                    for other in pending:
+                        _remove_quietly(other.rendered.saved)
+                    pending = []
+                except Exception as exc:
+                    _state.errors.append((rendered.frame, f"depth layers failed: {exc}"))
+                    print(f"blender_zdepth: frame {rendered.frame}: depth layers failed: {exc}")
+                    failed.append(rendered.frame)
+                finally:
+                    rendered.loaded = None
+                    _remove_quietly(rendered.saved)
+    finally:
+        for item in pending:
+            _remove_quietly(item.rendered.saved)
+        for scene, frame in frames_before.values():
+            if scene.frame_current != frame:
+                scene.frame_set(frame)
+    text = f"depth layers: {len(written)} deep file(s) written" + \
+        (f" to {os.path.dirname(written[0])}" if written else "")
+    if failed:
+        text += f"; failed: frame(s) {', '.join(map(str, failed))}"
+    if skipped:
+        text += f"; not rendered: frame(s) {', '.join(map(str, skipped))}"
+    _tell(text, error=bool(failed or skipped))
+    return written
+
+
 _HANDLERS = (("render_init", _on_render_init), ("render_post", _on_render_post),
-             ("render_complete", _on_render_end), ("render_cancel", _on_render_end))
+             ("render_complete", _on_render_end), ("render_cancel", _on_render_cancel))
 
 
 def register():
@@ -569,6 +939,9 @@ def unregister():
         for h in [h for h in handlers if getattr(h, "__name__", "") == func.__name__
                   and getattr(h, "__module__", "") == func.__module__]:
             handlers.remove(h)
+    if bpy.app.timers.is_registered(_layer_queue_timer):
+        bpy.app.timers.unregister(_layer_queue_timer)
+    LAYER_QUEUE.drop()
 
 
 # -- rendering from Python -----------------------------------------------------------------------

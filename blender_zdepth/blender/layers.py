@@ -29,10 +29,12 @@ start (and a keyframed or driven clip start, muted meanwhile), is restored after
 after an error or a cancel (:func:`peel_settings`).
 
 Where it runs: the ``render`` command, :func:`blender_zdepth.blender.export.render_with_depth`
-(``blender -b file.blend -P cli.py -- render ...``), the demo, and the panel's "Render Depth
-Layers" button (the current frame, blocking). A plain F12 or animation render cannot start more
-renders from its handlers (Blender forbids it), so there export writes the flat file only and
-says how to get the layers.
+(``blender -b file.blend -P cli.py -- render ...``), the demo, the panel's "Render Depth
+Layers" button, and export on render (F12, Ctrl+F12, ``blender -b file.blend -f N / -a``): its
+``render_post`` handler renders the frame's passes right there when it runs on the main thread
+(``blender -b``, the bpy module), and otherwise (Blender's window runs render handlers in the
+render job's thread, where no render may start) queues the frame for a timer that renders the
+passes on the main thread once the render is over (see :mod:`.export`).
 """
 
 import math
@@ -239,6 +241,10 @@ def peel_settings(scene):
             bpy.data.scenes.remove(peel)
 
 
+class PassCancelled(ZDepthError):
+    """A depth-layer pass was cancelled (Esc, Ctrl+C): no deep file for the frame."""
+
+
 @dataclass
 class Layer:
     """One extra pass: ``clip`` distance, ``rgba`` (HxWx4 float32 premultiplied) and ``depth``
@@ -270,7 +276,7 @@ def render_passes(scene, opts, beauty_depth, focus_distance, read_result, clips=
                                   f"{end:g}")
             set_pass(clip, samples)
             if "CANCELLED" in bpy.ops.render.render(write_still=False, scene=peel.name):
-                raise ZDepthError(f"the depth layer at {clip:g} was cancelled: no deep file "
+                raise PassCancelled(f"the depth layer at {clip:g} was cancelled: no deep file "
                                   f"written for this frame")
             rgba, depth = read_result(peel)
             if rgba.shape[:2] != tuple(beauty_depth.shape):
@@ -300,7 +306,7 @@ class ZDEPTH_OT_render_depth_layers(bpy.types.Operator):
     bl_description = ("Render the current frame (or the frame range) with its depth layers: the "
                       "beauty, then the extra passes with the clip start moved; write the depth "
                       "EXR and the deep EXR beside it to the export folder. Blender is busy until "
-                      "it is done; F12 writes the flat file only")
+                      "it is done")
     bl_options = {"REGISTER"}
 
     animation: bpy.props.BoolProperty(
