@@ -389,3 +389,30 @@ def test_a_queued_frame_whose_pass_is_cancelled_drops_the_frames_left(
     out = capsys.readouterr().out
     assert "frame 1: depth layers failed: the depth layer at 6 was cancelled" in out
     assert "failed: frame(s) 1; not rendered: frame(s) 2" in out
+
+
+@pytest.mark.slow
+def test_eevee_render_with_layers_keeps_blenders_image(bpy, addon, tmp_path, peel_renders):
+    """EEVEE renders its passes from inside its own render's handler too (a second GPU render
+    started from render_post): Blender's image is unchanged, the deep file sees the wall."""
+    from blender_zdepth.blender import compat
+    from blender_zdepth.core import deep
+
+    scene = _shot(bpy)
+    scene.render.engine = compat.eevee_engine_id()
+    scene.eevee.taa_render_samples = 1
+    scene.render.resolution_x, scene.render.resolution_y = 32, 18
+    scene.zdepth.depth_layer_clips = "6"
+    images = {}
+    for layers in (1, 2):
+        scene.zdepth.depth_layers = layers
+        scene.zdepth.output_dir = str(tmp_path / f"z{layers}")
+        scene.render.filepath = str(tmp_path / f"still{layers}")
+        assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+        images[layers] = _channels(tmp_path / f"still{layers}.exr")
+    assert peel_renders == [1]
+    for key in images[1]:
+        np.testing.assert_array_equal(images[1][key], images[2][key], err_msg=key)
+    image = deep.read_deep(str(tmp_path / "z2" / "zdepth_0001_deep.exr"))
+    assert (image.counts == 2).sum() > 5
+    assert scene.camera.data.clip_start == pytest.approx(0.1)
