@@ -287,7 +287,7 @@ def test_off_the_main_thread_frames_are_queued_and_rendered_by_the_timer(
     whose function renders the queued frames' passes on the main thread: the same deep files as
     on the main thread, every setting and the frame restored, the kept files removed."""
     from blender_zdepth.blender import export
-    from blender_zdepth.core import deep
+    from blender_zdepth.core import deep, exr
 
     scene = _shot(bpy)
     _render(bpy, scene, tmp_path / "main", 2)  # reference: passes rendered in the handler
@@ -305,7 +305,9 @@ def test_off_the_main_thread_frames_are_queued_and_rendered_by_the_timer(
         folder = tmp_path / "queued"
         assert sorted(os.listdir(folder)) == sorted(["zdepth_0001.exr", "zdepth_0002.exr"]
                                                     + _hidden(folder))
-        assert len(_hidden(folder)) == 2  # the two kept Render Results
+        assert len(_hidden(folder)) == 2  # each frame's beauty and depth, kept
+        kept = _channels(folder / _hidden(folder)[0])
+        assert sorted(kept) == ["A", "B", "G", "R", "Z"]
         out = capsys.readouterr().out
         assert out.count("depth layers queued: 1 extra pass(es) render when the render has "
                          "finished") == 2
@@ -335,6 +337,8 @@ def test_off_the_main_thread_frames_are_queued_and_rendered_by_the_timer(
             assert np.array_equal(np.asarray(a.header[key]), np.asarray(b.header[key])), key
     # the Render Result is still the user's beauty of the last frame rendered
     assert export.last_render_frame(scene) == 2
+    flat = exr.load_frame(str(folder / "zdepth_0002.exr"))
+    np.testing.assert_array_equal(export.read_render_result(scene)[0].rgba, flat.rgba)
     assert export.render_queued_layers() == []  # nothing left to do
 
 

@@ -228,17 +228,8 @@ def read_render_result(scene, folder=None, views=None):
     (default: the system's temporary folder); it is removed before returning. ``views`` (a
     stereo / multi-view render's view names): ``frame`` is ``{view: Frame}`` instead, each
     view's beauty and depth read from that view."""
-    return _read_render_result(scene, folder, views)[:3]
-
-
-def _read_render_result(scene, folder=None, views=None, keep=False):
-    """:func:`read_render_result`, plus the temporary file's path as a fourth value: with
-    ``keep`` that file (the Render Result as a 32-bit multilayer EXR) is left in place for the
-    caller to read again later and remove (see :func:`load_saved_result`), else it is removed
-    and the path is None."""
     fd, tmp = tempfile.mkstemp(prefix=".zdepth_render_", suffix=".exr", dir=folder)
     os.close(fd)
-    kept = False
     try:
         save_render_result(scene, tmp)
         names = list(core_exr.read_exr(tmp).channels)
@@ -251,21 +242,13 @@ def _read_render_result(scene, folder=None, views=None, keep=False):
             loaded = {view: core_exr.load_frame(tmp, background=threshold, layer=layer,
                                                 view=view) for view in views}
         else:
-            loaded = load_saved_result(tmp, layer, threshold)
-        kept = keep
+            loaded = core_exr.load_frame(tmp, background=threshold, layer=layer)
     finally:
-        if not kept:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-    return loaded, layer, threshold, tmp if kept else None
-
-
-def load_saved_result(path, layer, threshold):
-    """The beauty and linear depth of view layer ``layer`` in a Render Result saved by
-    :func:`save_render_result` at ``path``, with ``threshold`` as the background threshold."""
-    return core_exr.load_frame(path, background=threshold, layer=layer)
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+    return loaded, layer, threshold
 
 
 def export_render_result(scene, options=None, frame=None, depth_layers=None):
@@ -324,8 +307,8 @@ class _Rendered:
     """A frame's Render Result read back with what its files need: ``loaded`` (beauty and
     linear depth), the view ``layer`` and background ``threshold`` it was read with, the depth
     ``encoding``, the camera ``info`` and ``extra`` header of that frame, the encoding's
-    ``near`` / ``far``, the frame's :func:`frame_paths`, and ``saved``: the Render Result file
-    kept for later (queued depth layers), else None."""
+    ``near`` / ``far``, the frame's :func:`frame_paths`, and ``saved``: the file holding its
+    beauty and depth while its depth layers wait in the queue, else None."""
 
     loaded: object
     layer: str
@@ -340,22 +323,46 @@ class _Rendered:
     saved: str = None
 
 
-def _read_frame(scene, options, frame, cam, folder, keep=False):
-    """Read the Render Result of ``frame`` (a single view) as :class:`_Rendered`; ``keep``: leave
-    the saved Render Result file in ``folder`` (its path in ``saved``)."""
-    loaded, layer, threshold, saved = _read_render_result(scene, folder, keep=keep)
-    try:
-        near, far = resolve_range(scene, options)
-        encoding = DepthEncoding(options.encoding, near, far,
-                                 background=threshold if math.isfinite(threshold) else 1e9)
-        info = bcam.camera_info(scene, cam, frame, bcam.frame_depsgraph())
-        extra = bcam.extra_header(scene, cam)
-        extra["zdepthViewLayer"] = layer
-    except BaseException:
-        _remove_quietly(saved)
-        raise
+def _read_frame(scene, options, frame, cam, folder):
+    """Read the Render Result of ``frame`` (a single view) as :class:`_Rendered`."""
+    loaded, layer, threshold = read_render_result(scene, folder)
+    near, far = resolve_range(scene, options)
+    encoding = DepthEncoding(options.encoding, near, far,
+                             background=threshold if math.isfinite(threshold) else 1e9)
+    info = bcam.camera_info(scene, cam, frame, bcam.frame_depsgraph())
+    extra = bcam.extra_header(scene, cam)
+    extra["zdepthViewLayer"] = layer
     return _Rendered(loaded, layer, threshold, encoding, info, extra, near, far,
-                     frame_paths(options, frame), frame, saved)
+                     frame_paths(options, frame), frame)
+
+
+def _keep_for_later(rendered, folder):
+    """Write ``rendered``'s beauty and linear depth (float32, lossless) to a hidden file in
+    ``folder`` -- its path in ``rendered.saved`` -- and let go of the arrays (a queued frame:
+    read back by :func:`_load_kept`)."""
+    fd, path = tempfile.mkstemp(prefix=".zdepth_pending_", suffix=".exr", dir=folder)
+    os.close(fd)
+    channels = {"Z": rendered.loaded.depth}
+    if rendered.loaded.rgba is not None:
+        channels["RGBA"] = rendered.loaded.rgba
+    try:
+        core_exr.write_exr(path, channels, codec="zip", overwrite=True)
+    except BaseException:
+        _remove_quietly(path)
+        raise
+    rendered.saved = path
+    rendered.loaded = None
+
+
+def _load_kept(rendered):
+    """The beauty and depth :func:`_keep_for_later` wrote, as ``rendered.loaded``."""
+    import types
+
+    import numpy as np
+
+    channels = core_exr.read_exr(rendered.saved).channels
+    rgba = np.stack([channels[c] for c in "RGBA"], axis=-1) if "A" in channels else None
+    rendered.loaded = types.SimpleNamespace(rgba=rgba, depth=channels["Z"])
 
 
 def _remove_quietly(path):
@@ -674,20 +681,15 @@ def _export_on_render(scene, frame):
         return
     cam = bcam.check_camera(scene)
     folder = _frame_folder(options, frame)
-    now = _on_main_thread()
-    rendered = _read_frame(scene, options, frame, cam, folder, keep=not now)
-    try:
-        out = _write_frame(rendered.paths, rendered.loaded, rendered.encoding, rendered.info,
-                           rendered.extra, options, rendered.near, rendered.far)
-        if os.path.isfile(rendered.paths["deep"]):
-            os.remove(rendered.paths["deep"])  # an earlier one: it does not match the new file
-    except BaseException:
-        _remove_quietly(rendered.saved)
-        raise
+    rendered = _read_frame(scene, options, frame, cam, folder)
+    out = _write_frame(rendered.paths, rendered.loaded, rendered.encoding, rendered.info,
+                       rendered.extra, options, rendered.near, rendered.far)
+    if os.path.isfile(rendered.paths["deep"]):
+        os.remove(rendered.paths["deep"])  # an earlier one: it does not match the new file
     _state.written.append(out["depth"])
     print(f"blender_zdepth: frame {frame}: depth written to {out['depth']}")
-    if not now:
-        rendered.loaded = None  # read again from the kept Render Result when its turn comes
+    if not _on_main_thread():
+        _keep_for_later(rendered, folder)
         LAYER_QUEUE.add(_Queued(scene.name, bpy.data.filepath, layer_opts, rendered, folder))
         print(f"blender_zdepth: frame {frame}: depth layers queued: {layer_opts.layers - 1} "
               f"extra pass(es) render when the render has finished")
@@ -748,8 +750,8 @@ def _on_render_post(scene, *args):
 @dataclass
 class _Queued:
     """A frame whose depth layers wait for the main thread: the scene's name and the .blend it
-    belongs to, the layer settings of the render, the frame read back (its Render Result kept
-    in ``rendered.saved``) and its output folder."""
+    belongs to, the layer settings of the render, the frame read back (its beauty and depth
+    kept in ``rendered.saved``) and its output folder."""
 
     scene: str
     blend: str
@@ -779,7 +781,7 @@ class _LayerQueue:
         return items
 
     def drop(self):
-        """Empty the queue, removing the kept Render Result files; returns the dropped items."""
+        """Empty the queue, removing the kept files; returns the dropped items."""
         items = self.take()
         for item in items:
             _remove_quietly(item.rendered.saved)
@@ -857,8 +859,8 @@ def render_queued_layers():
     is what the timer registered at the end of such a render calls.
 
     Per frame: the scene goes to that frame (``frame_set``: animated objects and camera where
-    they were), the beauty and depth come from the Render Result kept when the frame rendered
-    (so the deep file matches its flat file exactly), the passes render as everywhere else
+    they were), the beauty and depth come from the file kept when the frame rendered (the
+    Render Result's own values: the deep file matches its flat file exactly), the passes render as everywhere else
     (:func:`.layers.render_passes`, settings restored), the deep file is written and the kept
     file removed. A frame that fails is reported and skipped; a cancel (Esc) drops the frames
     left. Afterwards each scene is back at the frame it was at. Returns the deep paths
@@ -887,8 +889,7 @@ def render_queued_layers():
                     frames_before.setdefault(scene.name, (scene, scene.frame_current))
                     if scene.frame_current != rendered.frame:
                         scene.frame_set(rendered.frame)
-                    rendered.loaded = load_saved_result(rendered.saved, rendered.layer,
-                                                        rendered.threshold)
+                    _load_kept(rendered)
                     deep = _layers_now(scene, item.options, rendered, item.folder)
                     (written if deep else failed).append(deep or rendered.frame)
                 except blayers.PassCancelled:

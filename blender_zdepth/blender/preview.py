@@ -359,6 +359,10 @@ def _on_frame_change(scene, depsgraph=None):
 
 @persistent
 def _on_render_complete(scene, *args):
+    from .layers import is_peel_scene
+
+    if is_peel_scene(scene):
+        return  # a depth-layer pass: the user's Render Result did not change
     _RENDERS[0] += 1  # the Render Result is new: reload it on the next refresh
     if dof_ops._get(dof_ops.dof_settings(scene), "live_preview", False) and \
             threading.current_thread() is threading.main_thread():
