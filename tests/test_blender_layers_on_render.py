@@ -420,3 +420,42 @@ def test_eevee_render_with_layers_keeps_blenders_image(bpy, addon, tmp_path, pee
     image = deep.read_deep(str(tmp_path / "z2" / "zdepth_0001_deep.exr"))
     assert (image.counts == 2).sum() > 5
     assert scene.camera.data.clip_start == pytest.approx(0.1)
+
+
+@pytest.mark.slow
+def test_a_scene_that_is_not_the_context_scene_renders_its_own_frame(bpy, addon, tmp_path):
+    """bpy.ops.render.render(scene=...) copies the context scene's frame into the scene it
+    renders: the beauty of render_with_depth and every depth-layer pass are rendered with the
+    context pointed at their own scene, so a scene other than the window's renders the frame
+    it is at (the render command's --scene, a script's render of another scene)."""
+    from blender_zdepth.blender import export
+    from blender_zdepth.core import deep, exr
+
+    scene = _shot(bpy)
+    scene.zdepth.export_enabled = False
+    scene.zdepth.depth_layers = 2
+    scene.zdepth.depth_layer_clips = "6"
+    reference = export.render_with_depth(scene, str(tmp_path / "ref"), frames=[2],
+                                         with_paths=True)[0]
+    other = bpy.data.scenes.new("Elsewhere")
+    other.frame_set(1)
+    bpy.context.window.scene = other
+    assert bpy.context.scene == other
+    moved = export.render_with_depth(scene, str(tmp_path / "moved"), frames=[2],
+                                     with_paths=True)[0]
+    # export on render of an animation of `scene` while the window shows `other`
+    scene.zdepth.export_enabled = True
+    scene.zdepth.output_dir = str(tmp_path / "anim")
+    scene.render.filepath = str(tmp_path / "img" / "anim_####")
+    assert bpy.ops.render.render(animation=True, scene=scene.name) == {"FINISHED"}
+    assert export.last_errors() == []
+    assert other.frame_current == 1
+    ref_flat = exr.load_frame(reference["depth"])
+    ref_deep = deep.read_deep(reference["deep"])
+    for flat, deep_path in ((moved["depth"], moved["deep"]),
+                            (tmp_path / "anim" / "zdepth_0002.exr",
+                             tmp_path / "anim" / "zdepth_0002_deep.exr")):
+        np.testing.assert_array_equal(exr.load_frame(str(flat)).rgba, ref_flat.rgba)
+        image = deep.read_deep(str(deep_path))
+        np.testing.assert_array_equal(image.counts, ref_deep.counts)
+        np.testing.assert_array_equal(image.channels["Z"], ref_deep.channels["Z"])

@@ -1012,7 +1012,7 @@ def render_with_depth(scene, out_dir=None, frames=None, depth_layers=None, layer
             layer.use_pass_z = True
         for frame in frames:
             scene.frame_set(frame)
-            if "CANCELLED" in bpy.ops.render.render(write_still=False, scene=scene.name):
+            if "CANCELLED" in blayers.render_scene(scene, write_still=False):
                 raise ZDepthError(f"frame {frame}: the render was cancelled")
             out = export_render_result(scene, opts, frame, depth_layers=layer_opts)
             for one in out.get("views", [out]):  # one per view of a stereo render

@@ -241,6 +241,18 @@ def peel_settings(scene):
             bpy.data.scenes.remove(peel)
 
 
+def render_scene(scene, **kwargs):
+    """``bpy.ops.render.render(scene=scene.name, **kwargs)`` at ``scene``'s own current frame.
+    Given a scene by name, the operator first copies the *context* scene's frame into it (it
+    renders another scene "at the current frame"), so the context is pointed at ``scene`` and
+    one of its view layers for the call: the passes' temporary scene, or a scene that is not the
+    window's, render the frame they are at."""
+    current = getattr(getattr(bpy.context, "view_layer", None), "name", "")
+    layer = scene.view_layers.get(current) or scene.view_layers[0]
+    with bpy.context.temp_override(scene=scene, view_layer=layer):
+        return bpy.ops.render.render(scene=scene.name, **kwargs)
+
+
 class PassCancelled(ZDepthError):
     """A depth-layer pass was cancelled (Esc, Ctrl+C): no deep file for the frame."""
 
@@ -275,7 +287,7 @@ def render_passes(scene, opts, beauty_depth, focus_distance, read_result, clips=
                 raise ZDepthError(f"clip distance {clip:g} is beyond the camera's clip end "
                                   f"{end:g}")
             set_pass(clip, samples)
-            if "CANCELLED" in bpy.ops.render.render(write_still=False, scene=peel.name):
+            if "CANCELLED" in render_scene(peel):
                 raise PassCancelled(f"the depth layer at {clip:g} was cancelled: no deep file "
                                   f"written for this frame")
             rgba, depth = read_result(peel)
