@@ -356,6 +356,10 @@ def test_a_cancelled_render_drops_the_queue(bpy, addon, tmp_path, monkeypatch, p
         bpy.app.timers.unregister(export._layer_queue_timer)
     assert export.LAYER_QUEUE.frames() == [1]
     assert len(_hidden(tmp_path)) == 1
+    # while a render job still runs (it is finishing, or the next one started) the timer waits
+    monkeypatch.setattr(export, "_render_job_running", lambda: True)
+    assert export._layer_queue_timer() == 0.5
+    assert export.LAYER_QUEUE.frames() == [1] and peel_renders == []
     export._on_render_cancel(scene)  # what Blender calls when the render is cancelled
     assert len(export.LAYER_QUEUE) == 0 and _hidden(tmp_path) == []
     assert os.listdir(tmp_path) == ["zdepth_0001.exr"]
