@@ -810,7 +810,10 @@ def _render_job_running():
 
 
 def _schedule_queue():
-    """Register the timer that renders the queued depth layers on the main thread."""
+    """Register the timer that renders the queued depth layers on the main thread. Called from
+    render_complete, i.e. from the render job's thread in Blender's window: registering a timer
+    there is how that thread hands work back to the main thread (the timer itself then waits
+    until no render job runs). Not exercised with a real window in the tests (none here)."""
     if not bpy.app.timers.is_registered(_layer_queue_timer):
         bpy.app.timers.register(_layer_queue_timer, first_interval=0.2, persistent=True)
 
