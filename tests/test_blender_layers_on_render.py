@@ -311,7 +311,13 @@ def test_off_the_main_thread_frames_are_queued_and_rendered_by_the_timer(
         out = capsys.readouterr().out
         assert out.count("depth layers queued: 1 extra pass(es) render when the render has "
                          "finished") == 2
-        assert bpy.app.timers.is_registered(export._layer_queue_timer)  # by render_complete
+        # render_complete (in the render job's thread) registers no timer: it marks the queue
+        # due, and the add-on's main-thread poller registers the timer that renders it
+        assert export._state.queue_due
+        assert not bpy.app.timers.is_registered(export._layer_queue_timer)
+        assert export._queue_poller() == export.POLL_S
+        assert not export._state.queue_due
+        assert bpy.app.timers.is_registered(export._layer_queue_timer)
         scene.frame_set(1)  # what the timer finds: the frame the user is on
         before = _state(scene)
         assert export._layer_queue_timer() is None  # what the timer calls: done, not again

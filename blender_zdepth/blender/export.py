@@ -555,6 +555,7 @@ class _State:
     errors = []  # (frame, message) of failed exports since the last render_init
     written = []  # depth paths written since the last render_init
     last_render = None  # (scene name, frame) of the latest render_post: what Render Result holds
+    queue_due = False  # set by a render job's thread: queued depth layers wait for the main thread
 
 
 _state = _State()
@@ -809,13 +810,34 @@ def _render_job_running():
         return False
 
 
+#: Seconds between two looks of :func:`_queue_poller` at the queue (Blender's window only).
+POLL_S = 0.5
+
+
 def _schedule_queue():
-    """Register the timer that renders the queued depth layers on the main thread. Called from
-    render_complete, i.e. from the render job's thread in Blender's window: registering a timer
-    there is how that thread hands work back to the main thread (the timer itself then waits
-    until no render job runs). Not exercised with a real window in the tests (none here)."""
-    if not bpy.app.timers.is_registered(_layer_queue_timer):
-        bpy.app.timers.register(_layer_queue_timer, first_interval=0.2, persistent=True)
+    """Have the queued depth layers rendered on the main thread once the render job is over.
+
+    On the main thread the timer that does it (:func:`_layer_queue_timer`) is registered here.
+    From render_complete in Blender's window, i.e. from the render job's thread, no timer is
+    registered (Blender's timer list is not guarded against other threads): the queue is only
+    marked due, and :func:`_queue_poller` -- a timer the add-on registered on the main thread --
+    registers it there. Neither runs with a real window in the tests (none here): they call
+    the two functions as Blender would."""
+    if _on_main_thread():
+        if not bpy.app.timers.is_registered(_layer_queue_timer):
+            bpy.app.timers.register(_layer_queue_timer, first_interval=0.2, persistent=True)
+    else:
+        _state.queue_due = True  # one attribute store: atomic under the interpreter lock
+
+
+def _queue_poller():
+    """Main-thread timer of Blender's window (registered by :func:`register`): when a render
+    job marked the depth-layer queue due, register :func:`_layer_queue_timer`. Runs forever."""
+    if _state.queue_due:
+        _state.queue_due = False
+        if len(LAYER_QUEUE) and not bpy.app.timers.is_registered(_layer_queue_timer):
+            bpy.app.timers.register(_layer_queue_timer, first_interval=0.0, persistent=True)
+    return POLL_S
 
 
 def _layer_queue_timer():
@@ -935,6 +957,10 @@ def register():
                   and getattr(h, "__module__", "") == func.__module__]:
             handlers.remove(h)
         handlers.append(func)
+    # Blender's window: the main thread looks for depth layers queued by render jobs (a timer
+    # registered here, on the main thread; none in background mode, where nothing is queued)
+    if not bpy.app.background and not bpy.app.timers.is_registered(_queue_poller):
+        bpy.app.timers.register(_queue_poller, first_interval=POLL_S, persistent=True)
 
 
 def unregister():
@@ -943,8 +969,10 @@ def unregister():
         for h in [h for h in handlers if getattr(h, "__name__", "") == func.__name__
                   and getattr(h, "__module__", "") == func.__module__]:
             handlers.remove(h)
-    if bpy.app.timers.is_registered(_layer_queue_timer):
-        bpy.app.timers.unregister(_layer_queue_timer)
+    for timer in (_layer_queue_timer, _queue_poller):
+        if bpy.app.timers.is_registered(timer):
+            bpy.app.timers.unregister(timer)
+    _state.queue_due = False
     LAYER_QUEUE.drop()
 
 
