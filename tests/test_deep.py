@@ -276,3 +276,48 @@ def test_vectorised_tidy_matches_the_per_pixel_rule():
         assert got.shape == want.shape, i
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert compared == image.tidied
+
+
+def _naive_objects(counts, packed, dtypes=None):
+    """The bindings' form built the plain way: one slice per pixel and channel."""
+    h, w = counts.shape
+    off = np.concatenate([[0], np.cumsum(counts.ravel())])
+    out = {}
+    for name, values in packed.items():
+        obj = np.empty(h * w, dtype=object)
+        for i in range(h * w):
+            if counts.flat[i]:
+                obj[i] = np.asarray(values[off[i]:off[i + 1]], (dtypes or {}).get(name,
+                                                                                 np.float32))
+        out[name] = obj.reshape(h, w)
+    return out
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_object_arrays_write_the_same_file_as_one_array_per_pixel_and_channel(tmp_path, half):
+    rng = np.random.default_rng(3)
+    counts = rng.choice([0, 1, 1, 1, 2, 3, 7], size=(9, 13)).astype(np.int64)
+    n = int(counts.sum())
+    z = np.sort(rng.uniform(1, 50, n)).astype(np.float32)
+    packed = {c: rng.random(n).astype(np.float32) for c in "RGBA"}
+    packed["A"][::3] = 1.0
+    packed.update(Z=z, ZBack=z.copy())
+    dtypes = {c: np.float16 for c in "RGBA"} if half else None
+    objects = deep._to_object_arrays(counts, packed, dtypes)
+    # colour goes in as one (count, 4) array per pixel; ZBack shares Z's arrays
+    assert sorted(objects) == ["RGBA", "Z", "ZBack"]
+    assert objects["ZBack"] is objects["Z"]
+    naive = _naive_objects(counts, packed, dtypes)
+    for (y, x), c in np.ndenumerate(counts):
+        got = objects["RGBA"][y, x]
+        if c == 0:
+            assert got is None and objects["Z"][y, x] is None
+            continue
+        assert got.shape == (c, 4) and got.flags.c_contiguous
+        for i, name in enumerate("RGBA"):
+            assert np.array_equal(got[:, i], naive[name][y, x])
+        assert np.array_equal(objects["Z"][y, x], naive["Z"][y, x])
+    header = {"type": OpenEXR.deepscanline, "compression": OpenEXR.ZIPS_COMPRESSION}
+    OpenEXR.File(dict(header), objects).write(str(tmp_path / "fast.exr"))
+    OpenEXR.File(dict(header), naive).write(str(tmp_path / "naive.exr"))
+    assert (tmp_path / "fast.exr").read_bytes() == (tmp_path / "naive.exr").read_bytes()

@@ -145,35 +145,56 @@ def _sample_arrays(rgba, depth, hidden, min_gap):
     return counts.reshape(h, w), out
 
 
+def _pixel_views(counts_flat, offsets, values):
+    """(P,) object array: for each pixel with samples, a C-contiguous view of its samples
+    (``values`` (N,) -> (count,) views, (N, k) -> (count, k) views); None elsewhere.
+
+    Pixels are taken in groups of the same sample count: each group's samples are gathered into
+    one (pixels, count[, k]) matrix, and numpy cuts it into row views in C (``np.fromiter``)
+    instead of a Python slice per pixel (4x faster on a 480x270 frame)."""
+    obj = np.empty(counts_flat.size, dtype=object)
+    for c in np.flatnonzero(np.bincount(counts_flat)).tolist():
+        if c == 0:
+            continue
+        px = np.flatnonzero(counts_flat == c)
+        rows = values[offsets[px][:, None] + np.arange(c)]  # (n, c[, k]), C-contiguous
+        try:
+            obj[px] = np.fromiter(rows, dtype=object, count=px.size)
+        except TypeError:  # numpy < 1.23: no object dtype in fromiter
+            for i, row in zip(px.tolist(), rows):
+                obj[i] = row
+    return obj
+
+
 def _to_object_arrays(counts, channels, dtypes=None):
-    """The bindings' form: (H, W) object arrays holding one 1-D array per pixel (``None`` for a
-    pixel without samples)."""
+    """The bindings' form of packed samples: (H, W) object arrays holding one array per pixel
+    (``None`` for a pixel without samples).
+
+    ``R, G, B, A`` of one dtype go in as one ``"RGBA"`` entry of (count, 4) arrays: the bindings
+    write it as the four channels ``R``, ``G``, ``B``, ``A`` -- the same file, byte for byte, as
+    four separate entries -- with one array per pixel instead of four. A channel equal to one
+    already converted (``ZBack == Z``: point samples) shares its per-pixel arrays."""
     h, w = counts.shape
-    flat = counts.ravel()
+    flat = counts.ravel().astype(np.int64, copy=False)
     off = np.zeros(flat.size + 1, np.int64)
     np.cumsum(flat, out=off[1:])
-    nonempty = np.flatnonzero(flat)
+    dtypes = dtypes or {}
+    dtype_of = {name: np.dtype(dtypes.get(name, np.float32)) for name in channels}
     result, done = {}, []
-    pix = np.repeat(np.arange(flat.size), flat)
-    for name, values in channels.items():
-        dtype = (dtypes or {}).get(name, np.float32)
-        values = np.ascontiguousarray(values, dtype)
-        same = next((obj for v, d, obj in done if d == dtype and np.array_equal(v, values)),
-                    None)
-        if same is not None:  # ZBack == Z (point samples): the same per-pixel arrays serve
-            result[name] = same
-            continue
-        obj = np.empty(flat.size, dtype=object)
-        # Pixels whose samples are all 1 (opaque alpha) share one array per sample count: the
-        # per-pixel array objects, not the samples, are what costs memory here.
-        ones = np.ones(flat.size, bool)
-        ones[pix[values != 1]] = False
-        shared = {int(c): np.ones(int(c), dtype) for c in np.unique(flat[nonempty])}
-        for i in nonempty.tolist():
-            obj[i] = shared[flat[i]] if ones[i] else values[off[i]:off[i + 1]]  # views
-        obj = obj.reshape(h, w)
-        done.append((values, dtype, obj))
-        result[name] = obj
+    names = list(channels)
+    if all(c in channels for c in "RGBA") and len({dtype_of[c] for c in "RGBA"}) == 1:
+        rgba = np.stack([np.asarray(channels[c]) for c in "RGBA"], axis=1).astype(
+            dtype_of["R"], copy=False)
+        result["RGBA"] = _pixel_views(flat, off, rgba).reshape(h, w)
+        names = [n for n in names if n not in "RGBA"]
+    for name in names:
+        values = np.ascontiguousarray(channels[name], dtype_of[name])
+        same = next((obj for v, obj in done if v.dtype == values.dtype
+                     and np.array_equal(v, values)), None)
+        if same is None:
+            same = _pixel_views(flat, off, values).reshape(h, w)
+            done.append((values, same))
+        result[name] = same
     return result
 
 
