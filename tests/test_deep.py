@@ -321,3 +321,54 @@ def test_object_arrays_write_the_same_file_as_one_array_per_pixel_and_channel(tm
     OpenEXR.File(dict(header), objects).write(str(tmp_path / "fast.exr"))
     OpenEXR.File(dict(header), naive).write(str(tmp_path / "naive.exr"))
     assert (tmp_path / "fast.exr").read_bytes() == (tmp_path / "naive.exr").read_bytes()
+
+
+def _write_channels(path, channels, shape, rng):
+    """A deep file with the named channels ({name: dtype}): 0-4 point samples a pixel, sorted
+    front to back (Z and ZBack increase), random colour; returns (counts, {name: object array
+    written})."""
+    counts = rng.integers(0, 5, size=shape)
+    objects = {name: np.empty(shape, dtype=object) for name in channels}
+    for (y, x), c in np.ndenumerate(counts):
+        if not c:
+            continue
+        z = np.sort(rng.uniform(0.5, 20.0, c))
+        for name, dtype in channels.items():
+            base = name.rsplit(".", 1)[-1]
+            values = z if base in ("Z", "ZBack") else rng.uniform(0.0, 1.0, c)
+            objects[name][y, x] = values.astype(dtype)
+    OpenEXR.File({"type": OpenEXR.deepscanline, "compression": OpenEXR.ZIPS_COMPRESSION},
+                 dict(objects)).write(str(path))  # (the bindings replace the dict's values)
+    return counts, objects
+
+
+@pytest.mark.parametrize("channels, grouped", [
+    ({"R": np.float32, "G": np.float32, "B": np.float32, "A": np.float32, "Z": np.float32,
+      "ZBack": np.float32}, True),
+    ({"R": np.float16, "G": np.float16, "B": np.float16, "Z": np.float32}, True),
+    ({"beauty.R": np.float16, "beauty.G": np.float16, "beauty.B": np.float16,
+      "beauty.A": np.float16, "beauty.Z": np.float32}, True),
+    # mixed colour types: the bindings cannot group them; read channel by channel
+    ({"R": np.float16, "G": np.float16, "B": np.float16, "A": np.float32, "Z": np.float32},
+     False),
+])
+def test_read_groups_colour_where_the_bindings_can_and_reads_the_same_samples(
+        tmp_path, channels, grouped):
+    rng = np.random.default_rng(len(channels))
+    path = tmp_path / "g.exr"
+    counts, written = _write_channels(path, channels, (5, 6), rng)
+    _, loaded = deep._read_channels(OpenEXR, str(path))
+    chans = loaded[0][1]
+    assert sorted(chans) == sorted(channels)
+    colour = sorted(n for n in channels if n.rsplit(".", 1)[-1] in "RGBA")
+    assert sorted(k for k, (_, col) in chans.items() if col is not None) == (
+        colour if grouped else [])
+    image = deep.read_deep(path)
+    assert image.resorted == 0 and image.tidied == 0
+    assert np.array_equal(image.counts, counts)
+    for name in channels:
+        want = np.concatenate([v for v in written[name].ravel() if v is not None])
+        assert image.channels[name.rsplit(".", 1)[-1]].dtype == np.float32
+        assert np.array_equal(image.channels[name.rsplit(".", 1)[-1]],
+                              want.astype(np.float32)), name
+    assert image.half == {n.rsplit(".", 1)[-1] for n, t in channels.items() if t == np.float16}

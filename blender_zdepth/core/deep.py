@@ -27,6 +27,8 @@ after that is vectorised numpy. ``benchmarks/bench_deep.py`` measures what this 
 """
 
 import contextlib
+import itertools
+import operator
 import os
 from dataclasses import dataclass, field
 
@@ -296,18 +298,69 @@ def is_deep(path):
                for p in parts)
 
 
-def _object_to_packed(obj, dtype=np.float32, counts=None):
-    """(H, W) object array of per-pixel 1-D arrays (or None) -> (counts (H, W) int64, values).
-    ``counts`` given (from another channel of the file: a deep file has one sample-count table
-    for all its channels) saves counting again."""
-    flat = obj.ravel()
+def _object_to_packed(obj, counts=None):
+    """(H, W) object array of per-pixel arrays (None for a pixel without samples; (count,) or
+    (count, k) arrays) -> ``(counts (H, W) int64, values)``: the samples of every pixel one
+    after the other, (N,) or (N, k), in the arrays' own dtype. ``counts`` given (from another
+    channel of the file: a deep file has one sample-count table for all its channels) saves
+    counting again; the arrays must then hold that many samples (checked by the caller through
+    the total). The per-pixel loop runs in C (``map``, ``itertools.compress``)."""
+    flat = obj.ravel().tolist()
     if counts is None:
-        counts = np.fromiter((0 if a is None else len(a) for a in flat), np.int64,
-                             count=flat.size).reshape(obj.shape)
-    pieces = [a for a in flat if a is not None]
-    values = (np.concatenate(pieces).astype(dtype, copy=False) if pieces
-              else np.zeros(0, dtype))
+        present = np.fromiter(map(operator.is_not, flat, itertools.repeat(None)), bool,
+                              count=len(flat))
+    else:
+        present = counts.ravel() > 0
+    pieces = list(itertools.compress(flat, present)) if not present.all() else flat
+    del flat
+    if counts is None:
+        counts = np.zeros(present.size, np.int64)
+        counts[present] = np.fromiter(map(len, pieces), np.int64, count=len(pieces))
+        counts = counts.reshape(obj.shape)
+    values = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     return counts, values
+
+
+def _read_channels(OpenEXR, path):
+    """The parts of a deep file as ``[(header, {channel name: (pixels, column)})]``:
+    ``pixels`` the bindings' (H, W) object array, ``column`` None or, for channels the bindings
+    read as one group (``R, G, B[, A]`` of one type -> (count, 3 or 4) arrays per pixel), the
+    channel's column in the group's arrays.
+
+    Read with the groups when the bindings can (half the per-pixel arrays of a separate read:
+    3 instead of 6 for ``R, G, B, A, Z, ZBack``, so about half the memory and time), channel by
+    channel otherwise (colour channels of mixed types, names that collide with a group's)."""
+    declared = [[c.name for c in p.header.get("channels", [])]
+                for p in OpenEXR.File(path, header_only=True).parts]
+    try:
+        parts = list(OpenEXR.File(path).parts)
+    except Exception as exc:
+        if "coalesce" not in str(exc):
+            raise
+        parts = None
+    if parts is not None:
+        loaded = []
+        for part, names in zip(parts, declared):
+            chans = {}
+            for key, channel in part.channels.items():
+                if key in names:
+                    chans[key] = (channel, None)
+                    continue
+                prefix = "" if key in ("RGB", "RGBA") else key + "."
+                group = [x for x in "RGBA" if prefix + x in names]
+                if group[:3] != ["R", "G", "B"]:
+                    loaded = None  # a grouping this reader does not know: read channel by channel
+                    break
+                for column, x in enumerate(group):
+                    chans[prefix + x] = (channel, column)
+            if loaded is None:
+                break
+            loaded.append((part.header, chans))
+        if loaded is not None:
+            return declared, loaded
+        del parts
+    parts = list(OpenEXR.File(path, separate_channels=True).parts)
+    return declared, [(p.header, {k: (c, None) for k, c in p.channels.items()}) for p in parts]
 
 
 def _find_channel(names, base):
@@ -347,9 +400,8 @@ def read_deep(path, view=None, layer=None):
     with exr._captured_output() as messages:
         try:
             exr._exr_threads(OpenEXR)
-            declared = [p.header for p in OpenEXR.File(path, header_only=True).parts]
-            parts = list(OpenEXR.File(path, separate_channels=True).parts)
-            loaded = [(exr._clean_header(p.header), dict(p.channels)) for p in parts]
+            declared, loaded = _read_channels(OpenEXR, path)
+            loaded = [(exr._clean_header(h), c) for h, c in loaded]
         except Exception as exc:
             failure = str(exc)
     text = (messages[0] if messages else "").strip()
@@ -367,7 +419,7 @@ def read_deep(path, view=None, layer=None):
         if layer not in layers:
             raise UsageError(f"--layer {layer}: {path} has no view layer {layer!r}; its view "
                              f"layers: {', '.join(layers) if layers else 'none'}")
-    want = [c.name for c in declared[deep_parts[0]].get("channels", [])]
+    want = declared[deep_parts[0]]
     missing = [n for n in want if n not in chans]
     if missing:
         detail = text.splitlines()[-1].strip() if text else f"channels {missing} unreadable"
@@ -381,26 +433,36 @@ def read_deep(path, view=None, layer=None):
     half = set()
     counts = None
     packed = {}
+    groups = {}  # id of a channel read as a group -> its packed (N, k) samples
     for base in DEEP_CHANNELS:
         name = _find_channel(names, base)
         if name is None:
             continue
-        px = chans[name].pixels
-        if px is None or px.dtype != object or px.ndim != 2:
-            raise ZDepthError(f"{path}: channel {name!r} is not deep data")
-        if any(a is not None and getattr(a, "dtype", None) == np.float16
-               for a in px.ravel()[:4096]):
+        channel, column = chans[name]
+        values = groups.get(id(channel)) if column is not None else None
+        if values is None:
+            px = channel.pixels
+            if px is None or px.dtype != object or px.ndim != 2:
+                raise ZDepthError(f"{path}: channel {name!r} is not deep data")
+            try:
+                counts, values = _object_to_packed(px, counts=counts)
+            except (TypeError, ValueError):  # None or ragged arrays where samples should be
+                raise ZDepthError(f"{path}: damaged deep file: channel {name!r} has other "
+                                  f"sample counts than the others") from None
+            del px
+            with contextlib.suppress(Exception):  # the bindings drop their per-pixel arrays now
+                channel.pixels = np.zeros(0, np.float32)
+            if column is not None:
+                groups[id(channel)] = values
+        if column is not None and values.ndim == 2:
+            values = values[:, column]
+        if values.dtype == np.float16:
             half.add(base)
-        c, values = _object_to_packed(px, counts=counts)
-        del px
-        with contextlib.suppress(Exception):  # let the bindings drop their per-pixel arrays now
-            chans[name].pixels = np.zeros(0, np.float32)
-        if counts is None:
-            counts = c
         if values.size != int(counts.sum()):
             raise ZDepthError(f"{path}: damaged deep file: channel {name!r} has other sample "
                               f"counts than the others")
-        packed[base] = values
+        packed[base] = np.ascontiguousarray(values, np.float32)
+    del groups
     n = packed["Z"].size
     for base in "RGB":
         packed.setdefault(base, np.zeros(n, np.float32))
