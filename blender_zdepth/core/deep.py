@@ -434,7 +434,9 @@ def read_deep(path, view=None, layer=None):
     counts = None
     packed = {}
     groups = {}  # id of a channel read as a group -> its packed (N, k) samples
-    for base in DEEP_CHANNELS:
+    # depth first: packing the small channels frees their per-pixel arrays before the colour
+    # group's larger packed copy is made (a lower peak)
+    for base in ("Z", "ZBack", "R", "G", "B", "A"):
         name = _find_channel(names, base)
         if name is None:
             continue
@@ -463,6 +465,7 @@ def read_deep(path, view=None, layer=None):
                               f"counts than the others")
         packed[base] = np.ascontiguousarray(values, np.float32)
     del groups
+    packed = {base: packed[base] for base in DEEP_CHANNELS if base in packed}
     n = packed["Z"].size
     for base in "RGB":
         packed.setdefault(base, np.zeros(n, np.float32))
