@@ -128,8 +128,10 @@ def main(argv=None):
                     print(f"  {key:22s} {r[key]:8.2f} s")
                 print(f"  write peak             {r['write_peak_mb']:8.0f} MB (of it the packed "
                       f"input {r['input_mb']:.0f} MB)")
+                w, h = (int(v) for v in r["size"].split("x"))
                 print(f"  read peak              {r['read_peak_mb']:8.0f} MB (packed result "
-                      f"{r['packed_mb']:.0f} MB)")
+                      f"{r['packed_mb']:.0f} MB; {r['read_peak_mb'] * 2 ** 20 / (w * h):.0f} "
+                      f"bytes a pixel, imports included)")
                 print(f"  engine input           {r['engine_input_mb']:8.0f} MB (flat + "
                       f"{deep_layers()} hidden layers)")
                 print(f"  peak with engine input {r['peak_mb']:8.0f} MB")
@@ -139,8 +141,9 @@ def main(argv=None):
         r = results[-1]
         w, h = (int(v) for v in r["size"].split("x"))
         scale = 3840 * 2160 / (w * h)
-        print(f"4K projection (x{scale:g} of {r['size']}; the costs grow linearly with the "
-              f"samples, compare the sizes above): read {r['read_deep_s'] * scale:.0f} s, "
+        print(f"4K frame, ~{r['per_pixel']:.0f} samples per pixel, projected (x{scale:g} of "
+              f"{r['size']}; the costs grow linearly with the samples, compare the sizes above): "
+              f"read {r['read_deep_s'] * scale:.0f} s, "
               f"flatten + layers {(r['flatten_s'] + r['to_engine_s']) * scale:.0f} s, read peak "
               f"{r['read_peak_mb'] * scale / 1024:.1f} GB, write peak "
               f"{r['write_peak_mb'] * scale / 1024:.1f} GB")

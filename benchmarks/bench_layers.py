@@ -7,7 +7,8 @@ read back, and the deep EXR), on the demo scene (:func:`blender_zdepth.blender.s
 with Cycles on the CPU. Each configuration runs ``--repeat`` times (median shown), alternating
 so that the load of a shared machine falls on all of them alike.
 
-Columns: the median wall time and its ratio to the plain render (the target), the ratio of CPU
+Columns: the median wall time and its ratio to the plain render (the target), the ratio of the
+fastest runs (``best x``: the least disturbed by other work), the ratio of CPU
 time (every thread of the process, Cycles' included: less disturbed than wall time when other
 work shares the machine), and where the time goes: the flat files every render writes, the
 extra passes (renders + reading each back) and the deep file -- ``build`` (its samples and the
@@ -95,7 +96,9 @@ def main(argv=None):
     plain_cpu = statistics.median(cpu[1])
     # CPU time (every thread of this process, Cycles' included) is less disturbed by other work
     # on a shared machine than wall time: both ratios are shown, the target is on wall time
-    print(f"{'layers':>6} {'pass samples':>12} {'seconds':>8} {'x plain':>8} {'cpu x':>6} "
+    best_plain = min(times[1])
+    print(f"{'layers':>6} {'pass samples':>12} {'seconds':>8} {'x plain':>8} {'best x':>6} "
+          f"{'cpu x':>6} "
           f"{'flat files s':>12} {'passes s':>9} {'deep file s':>11} {'build':>6} "
           f"{'write':>6}")
     failed = False
@@ -109,7 +112,7 @@ def main(argv=None):
         part = {key: statistics.median(v) for key, v in parts[n].items()}
         extra = "" if n == 1 else (f" {part['passes']:>9.2f} {part['deep']:>11.2f} "
                                    f"{part['build']:>6.2f} {part['deep'] - part['build']:>6.2f}")
-        print(f"{n:>6} {samples:>12} {med:>8.2f} {ratio:>8.2f} "
+        print(f"{n:>6} {samples:>12} {med:>8.2f} {ratio:>8.2f} {min(values) / best_plain:>6.2f} "
               f"{statistics.median(cpu[n]) / plain_cpu:>6.2f} {part['flat']:>12.2f}{extra}{flag}")
     return 1 if failed else 0
 
