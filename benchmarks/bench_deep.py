@@ -62,6 +62,43 @@ def stage_write(width, height, samples, path):
     return figures
 
 
+def _our_frame(width, height, layers):
+    """A frame as a layered render gives it: an opaque beauty (a near subject over a third of
+    the frame, a wall, sky at the top) and ``layers - 1`` passes, each seeing a farther surface
+    behind the subject (and the same wall elsewhere: no new sample there)."""
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    rgba = rng.random((height, width, 4), dtype=np.float32)
+    rgba[..., 3] = 1.0
+    depth = np.full((height, width), 6.0, np.float32)
+    subject = np.zeros((height, width), bool)
+    subject[height // 4:, width // 3: 2 * width // 3] = True
+    depth[subject] = 2.0
+    depth[: height // 8] = np.inf
+    hidden = []
+    for k in range(1, layers):
+        c = rng.random((height, width, 4), dtype=np.float32)
+        c[..., 3] = 1.0
+        d = np.where(subject, np.float32(2.0 + 2.0 * k), depth).astype(np.float32)
+        hidden.append((c, d))
+    return rgba, depth, hidden
+
+
+def stage_write_ours(width, height, layers, path):
+    """core.deep.write_deep_exr on a frame as a layered render gives it."""
+    from blender_zdepth.core import deep
+
+    rgba, depth, hidden = _our_frame(width, height, layers)
+    figures = {"size": f"{width}x{height}", "input_mb": _rss_mb()}
+    t = time.perf_counter()
+    deep.write_deep_exr(path, rgba, depth, hidden, overwrite=True)
+    figures["write_deep_exr_s"] = time.perf_counter() - t
+    figures["file_mb"] = os.path.getsize(path) / 2 ** 20
+    figures["write_peak_mb"] = _rss_mb()
+    return figures
+
+
 def stage_read(path):
     """read_deep (bindings + packing + sort) then flatten and the engine's layers."""
     from blender_zdepth.core import deep
@@ -97,14 +134,25 @@ def main(argv=None):
     ap.add_argument("--size", action="append", help="WxH (repeatable; default 960x540 and "
                                                     "1920x1080)")
     ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--ours", type=int, metavar="N",
+                    help="instead: our own deep file of an N-layer render (beauty + N-1 "
+                         "passes, a hidden sample behind a subject over a third of the frame), "
+                         "written by write_deep_exr and read as dof reads it")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         stage, size, path = args.child.split(",")
         w, h = (int(v) for v in size.split("x"))
-        out = stage_write(w, h, args.samples, path) if stage == "write" else stage_read(path)
+        if stage == "write":
+            out = stage_write(w, h, args.samples, path)
+        elif stage == "ours":
+            out = stage_write_ours(w, h, args.ours, path)
+        else:
+            out = stage_read(path)
         print(json.dumps(out))
         return 0
+    if args.ours:
+        return _run_ours(args)
     sizes = args.size or ["960x540", "1920x1080"]
     results = []
     with tempfile.TemporaryDirectory() as folder:
@@ -147,6 +195,32 @@ def main(argv=None):
               f"flatten + layers {(r['flatten_s'] + r['to_engine_s']) * scale:.0f} s, read peak "
               f"{r['read_peak_mb'] * scale / 1024:.1f} GB, write peak "
               f"{r['write_peak_mb'] * scale / 1024:.1f} GB")
+    return 0
+
+
+def _run_ours(args):
+    sizes = args.size or ["1920x1080"]
+    with tempfile.TemporaryDirectory() as folder:
+        for size in sizes:
+            path = os.path.join(folder, f"ours_{size}.exr")
+            r = {}
+            for stage in ("ours", "read"):
+                out = subprocess.run([sys.executable, __file__, "--child",
+                                      f"{stage},{size},{path}", "--ours", str(args.ours)],
+                                     capture_output=True, text=True)
+                if out.returncode:
+                    print(f"{size} {stage}: failed: {out.stderr.strip().splitlines()[-1:]}")
+                    return 1
+                r.update(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"{size}, our deep file of {args.ours} layers: {r['file_mb']:.0f} MB")
+            print(f"  write_deep_exr         {r['write_deep_exr_s']:8.2f} s, peak "
+                  f"{r['write_peak_mb']:.0f} MB (of it the frame and its passes "
+                  f"{r['input_mb']:.0f} MB)")
+            print(f"  read_deep              {r['read_deep_s']:8.2f} s, peak "
+                  f"{r['read_peak_mb']:.0f} MB")
+            print(f"  flatten / to_engine    {r['flatten_s']:8.2f} / {r['to_engine_s']:.2f} s, "
+                  f"peak with the engine input {r['peak_mb']:.0f} MB")
+            os.remove(path)
     return 0
 
 
