@@ -41,6 +41,9 @@ def _shot(bpy):
     scenes.add_camera(scene, (0, 0, 0), (0, 10, 0), clip=(0.1, 50.0))
     scene.frame_start, scene.frame_end = 1, 2
     compat.set_single_layer_exr(scene.render.image_settings)
+    # Blender's own images go to its session's temporary folder, removed when it exits (its
+    # default, /tmp/, is shared by every run); tests that compare them set their own path
+    scene.render.filepath = os.path.join(bpy.app.tempdir, "img", "####")
     scene.zdepth.export_enabled = True
     return scene
 
