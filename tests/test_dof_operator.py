@@ -61,6 +61,9 @@ def addon(bpy):
 def configure(scene, tmp_path, **values):
     zd = scene.zdepth
     zd.dof_output_dir = str(tmp_path)
+    # the export folder too: its default for an unsaved file (the system's temporary folder's
+    # zdepth) is shared with every other run, and Apply on files looks there
+    zd.output_dir = str(tmp_path / "exports")
     zd.dof_max_radius = 12.0
     for k, v in values.items():
         setattr(zd, k, v)

@@ -216,6 +216,7 @@ def test_apply_on_files_finds_exports_with_the_beauty_beside(bpy, addon, tmp_pat
     zd = scene.zdepth
     zd.dof_source = "FILES"
     zd.dof_output_dir = str(tmp_path / "dof")
+    zd.output_dir = str(tmp_path / "depth")  # not the shared default (temporary folder's zdepth)
     # nothing exported, PNG renders: one clear error up front, not one failure per frame
     with pytest.raises(RuntimeError, match="nothing to refocus: the scene renders PNG files"):
         bpy.ops.zdepth.apply_dof()
