@@ -280,3 +280,45 @@ def test_outputs_get_ordinary_permissions_not_private_temp_ones(tmp_path):
     for path in (exr_path, png_path):
         assert os.stat(path).st_mode & 0o777 == 0o644
     assert sorted(os.listdir(tmp_path)) == ["d.exr", "d.png"]
+
+
+@pytest.fixture
+def restore_io_pool():
+    before = OpenEXR.global_thread_count(), dict(exr._io_pool)
+    yield
+    OpenEXR.set_global_thread_count(before[0])
+    exr._io_pool.clear()
+    exr._io_pool.update(before[1])
+
+
+def test_io_threads_follow_the_threads_rule_and_change_no_byte(tmp_path, restore_io_pool,
+                                                               monkeypatch):
+    from blender_zdepth.core import cpus
+
+    # 1 thread = the calling thread alone (no pool); N = a pool of N; 0 = every usable core
+    assert exr.set_io_threads(1) == 0 == OpenEXR.global_thread_count()
+    assert exr.set_io_threads(3) == 3 == OpenEXR.global_thread_count()
+    monkeypatch.setattr(cpus, "usable_cores", lambda: 5)
+    assert exr.set_io_threads(0) == 5
+    monkeypatch.setattr(cpus, "usable_cores", lambda: 1)
+    assert exr.set_io_threads(0) == 0
+    # io_threads() leaves a pool that was set alone, and sets one when nobody did
+    exr.set_io_threads(2)
+    assert exr.io_threads() == 2
+    OpenEXR.set_global_thread_count(0)
+    exr._io_pool["threads"] = None
+    monkeypatch.setattr(cpus, "usable_cores", lambda: 4)
+    assert exr.io_threads() == 4 == OpenEXR.global_thread_count()
+    # the same file and the same values whatever the pool
+    rng = np.random.default_rng(3)
+    rgba = rng.random((67, 45, 4), dtype=np.float32)
+    depth = rng.uniform(0.5, 50.0, (67, 45)).astype(np.float32)
+    files = []
+    for n in (1, 3):
+        exr.set_io_threads(n)
+        path = tmp_path / f"pool{n}.exr"
+        exr.write_exr(path, {"RGBA": rgba, "Z": depth})
+        frame = exr.load_frame(path)
+        assert np.array_equal(frame.rgba, rgba) and np.array_equal(frame.depth, depth)
+        files.append(path.read_bytes())
+    assert files[0] == files[1]

@@ -547,3 +547,30 @@ def test_parallel_run_refuses_a_task_it_cannot_send(tmp_path):
     with pytest.raises(TypeError, match="picklable"):
         run.start()
     assert not run._pool and os.listdir(tmp_path) == []
+
+
+def test_a_run_in_this_process_reads_and_writes_with_the_engines_threads(tmp_path):
+    """``dof --threads N``: the EXR reading and writing of a run in this process use N threads
+    as the engine does (1 = no OpenEXR pool at all), 0 = every usable core."""
+    import numpy as np
+    import OpenEXR
+
+    from blender_zdepth.core import exr
+    from blender_zdepth.core.dof import DofSettings
+    from blender_zdepth.core.lens import Lens
+
+    rgba = np.ones((8, 8, 4), np.float32)
+    depth = np.full((8, 8), 3.0, np.float32)
+    exr.write_exr(str(tmp_path / "in.exr"), {"RGBA": rgba, "Z": depth})
+    before = OpenEXR.global_thread_count(), dict(exr._io_pool)
+    try:
+        for threads, pool in ((1, 0), (3, 3), (0, seq.usable_cores())):
+            report = seq.refocus_sequence(str(tmp_path / "in.exr"), str(tmp_path / "o.exr"),
+                                          Lens(50.0, 2.0, 3.0), DofSettings(threads=threads),
+                                          overwrite=True)
+            assert report.ok
+            assert OpenEXR.global_thread_count() == (pool if pool > 1 else 0), threads
+    finally:
+        OpenEXR.set_global_thread_count(before[0])
+        exr._io_pool.clear()
+        exr._io_pool.update(before[1])

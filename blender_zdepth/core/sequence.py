@@ -23,7 +23,6 @@ Pure Python (numpy only inside :func:`refocus_sequence`); never imports ``bpy``.
 import contextlib
 import dataclasses
 import functools
-import math
 import os
 import pickle
 import re
@@ -33,6 +32,7 @@ import time
 import types
 
 from .errors import UsageError, ZDepthError
+from .cpus import usable_cores  # noqa: F401 (API: cores this process may use)
 from .atomic import atomic_target, stale_temp_paths, unique_temp_path  # noqa: F401 (API)
 
 # ---------------------------------------------------------------------------------------------
@@ -586,23 +586,6 @@ UNKNOWN_MEMORY_JOBS = 4
 AUTO_MIN_PIXELS = 4_000_000
 
 
-def usable_cores():
-    """CPU cores this process may use: its affinity mask (where the OS has one, e.g. ``taskset``)
-    or the CPU count, lowered to a container's CPU quota (cgroup v2 ``cpu.max``) when set."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
-
-
 def available_memory():
     """Bytes that can still be used without swapping, or None when unknown: ``MemAvailable``
     from ``/proc/meminfo`` (Linux), else the free physical pages (``os.sysconf``), lowered to
@@ -709,13 +692,12 @@ def _serve(conn, task_bytes, threads):
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        if threads:
+        if threads:  # EXR reading and writing with the job's threads, as its engine
             try:
-                import OpenEXR
+                from . import exr
 
-                if OpenEXR.global_thread_count() == 0:
-                    OpenEXR.set_global_thread_count(int(threads))
-            except (ImportError, AttributeError, RuntimeError):
+                exr.set_io_threads(int(threads))
+            except ImportError:
                 pass
         task = pickle.loads(task_bytes)
         while True:
@@ -824,8 +806,9 @@ class ParallelRun:
       one, an object of a module-level class) -- each worker gets its own copy; e.g.
       ``functools.partial(refocus_frame, lens_for_frame=..., settings=...)``. It may raise
       :class:`AbortRun` to stop the whole run: :meth:`poll` then cancels and raises it.
-    * ``threads``: given to each worker's OpenEXR library (the task carries its own engine
-      threads, e.g. in its ``DofSettings``).
+    * ``threads``: each worker's EXR reading and writing threads
+      (:func:`core.exr.set_io_threads`; 0 = the OpenEXR library's default, every usable core);
+      the task carries its own engine threads, e.g. in its ``DofSettings``.
     * ``progress(result, index, total)`` after each frame, in the order frames finish (index:
       how many are done); :attr:`report` keeps the results in job order.
 
@@ -1556,7 +1539,9 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
     * ``workers``: frames refocused at once, each in a worker process (:class:`ParallelRun`):
       1 (default) one after another in this process; None chooses from the cores and the
       available memory (:func:`choose_jobs`; ``settings.threads`` 0 then shares the cores
-      between them). Output, reports, skip-existing and failures are the same either way;
+      between them; in this process, ``settings.threads`` also sets the EXR reading and writing
+      threads, :func:`core.exr.set_io_threads`). Output, reports, skip-existing and failures
+      are the same either way;
       progress comes in the order frames finish. ``notify(text)`` gets a note when a given
       number was lowered to fit in memory.
     * ``view``: the view of stereo / multi-view files (default: the file's default view);
@@ -1593,6 +1578,9 @@ def refocus_sequence(inputs, outputs, lens_per_frame, settings=None, frames=None
                                 layer_required=layer is not None, multilayer=multilayer)
     if n > 1:
         return ParallelRun(jobs, process, n, threads, skip_existing, progress).run(should_cancel)
+    from . import exr
+
+    exr.set_io_threads(getattr(settings, "threads", 0))  # reading and writing: as the engine
     run = SequenceRun(jobs, process, skip_existing, progress)
     return run.run(should_cancel)
 
