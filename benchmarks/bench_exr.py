@@ -12,6 +12,12 @@ sky = 1e10 background, like a Cycles Z pass) is
 
 Prints the median of N repeats (default 5) in milliseconds and the ratio ours / raw. Also
 checks the round trip (max relative error) so a fast but wrong build shows.
+
+Then the threads of EXR reading and writing (:func:`core.exr.set_io_threads`, the rule of
+``dof --threads``): a float32 RGBA + Z frame of each size (the ``dof`` command's input) read with
+``load_frame`` and its RGBA written with ``write_exr`` (ZIP, the refocused output), with one
+thread and with every usable core: wall-clock and CPU milliseconds, and a check that both
+files are byte-for-byte the same. ``--skip-threads`` leaves this table out.
 """
 
 import argparse
@@ -59,11 +65,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--codec", default="zip")
     parser.add_argument("--sizes", default="1920x1080,3840x2160")
+    parser.add_argument("--skip-threads", action="store_true",
+                        help="leave out the one-thread / all-cores table")
     args = parser.parse_args(argv)
     enc = DepthEncoding("log", 0.1, 1000.0)
     comp = exr._codec_enum(args.codec)
     print(f"EXR depth I/O, log float32, codec {args.codec}, median of {args.repeats} "
-          f"(threads: OpenEXR default), milliseconds")
+          f"(threads: every usable core, core.exr.io_threads), milliseconds")
     print(f"{'size':>10} {'ours write':>11} {'raw write':>10} {'ratio':>6} "
           f"{'ours read':>10} {'raw read':>9} {'ratio':>6} {'MB':>6} {'max rel err':>12}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +108,60 @@ def main(argv=None):
             mb = os.path.getsize(ours) / 1e6
             print(f"{size:>10} {t_wo:11.1f} {t_wr:10.1f} {t_wo / t_wr:6.2f} "
                   f"{t_ro:10.1f} {t_rr:9.1f} {t_ro / t_rr:6.2f} {mb:6.1f} {err:12.2e}")
+        if not args.skip_threads:
+            threads_table(args, tmp)
     return 0
+
+
+def _timed(fn, repeats):
+    """(median wall ms, median CPU ms of this process, all its threads) of ``fn()``."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        walls.append((time.perf_counter() - t0) * 1e3)
+        cpus.append((time.process_time() - c0) * 1e3)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def threads_table(args, tmp):
+    from blender_zdepth.core.cpus import usable_cores
+
+    cores = usable_cores()
+    print(f"\nEXR reading and writing threads (core.exr.set_io_threads; {cores} usable cores): "
+          f"float32 RGBA + Z, load_frame / RGBA write_exr {args.codec}, median of "
+          f"{args.repeats}, wall (CPU) ms")
+    print(f"{'size':>10} {'read 1 thr':>15} {'read all':>15} {'write 1 thr':>15} "
+          f"{'write all':>15} {'speed-up r/w':>13}")
+    rng = np.random.default_rng(5)
+    before = OpenEXR.global_thread_count()
+    try:
+        for size in args.sizes.split(","):
+            w, h = (int(v) for v in size.lower().split("x"))
+            rgba = np.empty((h, w, 4), np.float32)
+            rgba[..., :3] = rng.random((h, w, 3), dtype=np.float32)
+            rgba[..., :3] += np.linspace(0, 2, w, dtype=np.float32)[None, :, None]
+            rgba[..., 3] = 1.0
+            src = os.path.join(tmp, f"rgbaz_{w}.exr")
+            exr.write_exr(src, {"RGBA": rgba, "Z": depth_frame(w, h)}, codec=args.codec,
+                          overwrite=True)
+            row, files = [], []
+            for threads in (1, 0):
+                exr.set_io_threads(threads)
+                row.append(_timed(lambda: exr.load_frame(src), args.repeats))
+            for threads in (1, 0):
+                exr.set_io_threads(threads)
+                out = os.path.join(tmp, f"out_{w}_{threads}.exr")
+                row.append(_timed(lambda: exr.write_exr(out, {"RGBA": rgba}, codec=args.codec,
+                                                        overwrite=True), args.repeats))
+                with open(out, "rb") as f:
+                    files.append(f.read())
+            same = "same bytes" if files[0] == files[1] else "FILES DIFFER"
+            cells = " ".join(f"{f'{wall:.0f} ({cpu:.0f})':>15}" for wall, cpu in row)
+            print(f"{size:>10} {cells} {row[0][0] / row[1][0]:5.2f}/{row[2][0] / row[3][0]:.2f}"
+                  f"  {same}")
+    finally:
+        OpenEXR.set_global_thread_count(before)
 
 
 if __name__ == "__main__":
