@@ -3,7 +3,12 @@
 import os
 import sys
 
-from .cli import main
+if __name__ == "__main__":
+    from .core.malloc import keep_frame_buffers
+
+    keep_frame_buffers()  # before numpy allocates anything (see core/malloc.py)
+
+from .cli import main  # noqa: E402
 
 if __name__ == "__main__":
     try:

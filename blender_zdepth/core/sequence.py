@@ -680,6 +680,9 @@ def _worker_main(conn, task_bytes, threads):
 
     # Ctrl+C reaches the whole process group: the parent decides what happens (cancel()).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .malloc import keep_frame_buffers
+
+    keep_frame_buffers()  # a process of its own, refocusing frames (see core/malloc.py)
     try:
         _serve(conn, task_bytes, threads)
     except _Stop:  # the parent's terminate() while the loop below was ending: nothing to say
