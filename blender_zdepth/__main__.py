@@ -3,10 +3,13 @@
 import os
 import sys
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1:2] == ["dof"]:
+    # A process of our own that refocuses frames: keep freed frame-sized arrays for reuse,
+    # before numpy allocates anything (see core/malloc.py). Not for the commands that load
+    # bpy (render, demo): Blender's threads keep glibc's defaults.
     from .core.malloc import keep_frame_buffers
 
-    keep_frame_buffers()  # before numpy allocates anything (see core/malloc.py)
+    keep_frame_buffers()
 
 from .cli import main  # noqa: E402
 

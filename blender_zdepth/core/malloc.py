@@ -20,9 +20,10 @@ frame                   page faults, system CPU     peak memory
                         1.74-1.86 s -> 0.82 s
 ======================  ==========================  ===========================
 
-:func:`keep_frame_buffers` is called by ``python -m blender_zdepth`` and by the frame worker
-processes of ``dof --jobs``; never inside Blender or another host program (its allocator and
-memory policy are its own). Standard library only.
+:func:`keep_frame_buffers` is called by ``python -m blender_zdepth dof`` and by the frame
+worker processes of ``dof --jobs`` (also those Blender's Apply starts); never inside Blender or
+another host program, nor for the commands that load ``bpy`` (its threads keep glibc's
+defaults). Standard library only.
 """
 
 import os
