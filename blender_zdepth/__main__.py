@@ -27,6 +27,10 @@ if __name__ == "__main__":
     # refocuses one frame is what the user waits for). With bpy loaded this is needed anyway:
     # the bpy 4.5 module can deadlock at exit in a C++ static destructor (its delayed
     # file-close thread waits on a condition variable being destroyed).
+    # Under a profiler, a tracer, a debugger or coverage, exit normally: they report at exit.
+    if "bpy" not in sys.modules and (sys.getprofile() is not None or
+                                     sys.gettrace() is not None):
+        sys.exit(code)
     import atexit
 
     atexit._run_exitfuncs()
