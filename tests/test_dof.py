@@ -387,6 +387,59 @@ def test_sparse_layers_splat_to_the_same_convolution(radius):
     np.testing.assert_allclose(dofmod._convolve(planes, kernel), want, atol=2e-6)
 
 
+@pytest.mark.parametrize("tile", [16, 32, 64, 128])
+@pytest.mark.parametrize("radius", [2.0, 7.5, 20.0])
+def test_fft_on_tiles_of_any_size_gives_the_direct_convolution(tile, radius):
+    """The tiled FFT convolution (tiles gathered and added back as whole arrays, kernels
+    larger than the tile included, partial tiles at the borders, empty tiles skipped) is the
+    direct convolution."""
+    from blender_zdepth.core import dof as dofmod
+
+    rng = np.random.default_rng(int(radius * 10) + tile)
+    planes = np.zeros((4, 150, 203), np.float32)
+    m = np.kron(rng.random((10, 13)) < 0.3, np.ones((16, 16), bool))[:150, :203]
+    planes[:, m] = rng.random((4, int(m.sum()))).astype(np.float32)
+    planes[:, 128:, 128:] = 0  # an empty corner tile at every tile size
+    kernel = aperture_kernel(radius, DofSettings(blades=5, rotation_deg=10))
+    kh, kw = kernel.shape
+    occ = dofmod._occupancy(planes[-1] != 0, 16)
+    for _ in range(tile.bit_length() - 5):
+        occ = dofmod._coarser(occ)
+    assert not occ.all()  # some tiles are skipped
+    fy = dofmod._next_fast_len(tile + kh - 1)
+    fx = dofmod._next_fast_len(tile + kw - 1)
+    got = dofmod._convolve_fft_grid(planes, kernel, occ, tile, fy, fx)
+    want = dofmod._convolve_direct(planes, kernel)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+def test_fft_plan_takes_small_tiles_for_scattered_content_and_large_for_dense():
+    from blender_zdepth.core import dof as dofmod
+
+    rng = np.random.default_rng(4)
+    scattered = np.kron(rng.random((72, 128)) < 0.02, np.ones((8, 8), bool))
+    dense = np.ones((576, 1024), bool)
+    k = aperture_kernel(4.0)
+    _, t_scattered, *_ = dofmod._fft_plan(dofmod._occupancy(scattered, 16), 4, *k.shape)
+    _, t_dense, *_ = dofmod._fft_plan(dofmod._occupancy(dense, 16), 4, *k.shape)
+    assert t_scattered <= 32 < t_dense
+
+
+def test_splat_adds_up_repeated_samples():
+    from blender_zdepth.core import dof as dofmod
+
+    rng = np.random.default_rng(8)
+    pix = rng.integers(0, 40 * 50, 300)
+    vals = rng.random((4, 300)).astype(np.float32)
+    kernel = aperture_kernel(3.0)
+    planes = np.zeros((4, 40 * 50), np.float32)
+    for c in range(4):
+        np.add.at(planes[c], pix, vals[c])
+    want = dofmod._convolve_direct(planes.reshape(4, 40, 50), kernel)
+    np.testing.assert_allclose(dofmod._splat(pix, vals, 40, 50, kernel), want, atol=2e-6)
+
+
 def test_sparse_layers_kept_as_samples_give_the_same_frame(monkeypatch):
     """Full-resolution layers kept as samples and splatted (the dense-edge case) give the
     frame the dense planes give, within float rounding."""

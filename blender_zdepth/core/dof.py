@@ -919,6 +919,103 @@ def _convolve_fft_tiled(planes, kernel, occ, fy, fx, ty, tx, batch=24, collect=N
     return out
 
 
+#: Tile edges (px) the FFT convolution chooses from (:func:`_fft_plan`); each twice the one
+#: before, so that the occupancy of the larger tiles follows from the smallest's.
+_TILE_EDGES = (16, 32, 64, 128)
+
+#: Cost model of the convolutions (ns), measured on numpy 1.26 (whose FFT works in
+#: complex128), one core: :func:`_convolve_fft_grid` ``fft`` per FFT element and channel
+#: (transforms, gathering and adding back) plus ``tile`` per tile and channel; a direct
+#: convolution ``direct`` per kernel tap, pixel and channel; a splat ``splat`` per sample,
+#: tap and channel plus ``plane`` per output pixel and channel.
+_COST = {"fft": 25.0, "tile": 8000.0, "direct": 1.2, "splat": 10.0, "plane": 3.0}
+
+
+def _occupancy(nz, t):
+    """(ny, nx) bool map of the ``t`` x ``t`` tiles of 2-D bool ``nz`` that hold anything."""
+    h, w = nz.shape
+    ny, nx = -(-h // t), -(-w // t)
+    rows = np.zeros((ny * t, w), bool)
+    rows[:h] = nz
+    rows = rows.reshape(ny, t, w).any(axis=1)
+    cols = np.zeros((ny, nx * t), bool)
+    cols[:, :w] = rows
+    return cols.reshape(ny, nx, t).any(axis=2)
+
+
+def _occupancy_of_pixels(pix, h, w, t):
+    """:func:`_occupancy` of the flat pixels ``pix`` of an (h, w) plane."""
+    occ = np.zeros((-(-h // t), -(-w // t)), bool)
+    ys, xs = np.divmod(pix, w)
+    occ[ys // t, xs // t] = True
+    return occ
+
+
+def _coarser(occ):
+    """Occupancy of tiles twice as large (2 x 2 of ``occ``'s)."""
+    ny, nx = occ.shape
+    p = np.zeros((ny + ny % 2, nx + nx % 2), bool)
+    p[:ny, :nx] = occ
+    return p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2).any(axis=(1, 3))
+
+
+def _fft_plan(occ, c, kh, kw):
+    """The cheapest tiling for an FFT convolution of ``c`` planes with a ``kh`` x ``kw``
+    kernel, from the occupancy ``occ`` of the smallest tiles (``_TILE_EDGES[0]``):
+    ``(estimated ns, tile edge, fft rows, fft columns, occupancy at that edge)``.  Sparse
+    layers (scattered particles, the thin slices of a frame full of depth edges) get small
+    tiles that skip the empty space between their samples; dense ones larger tiles."""
+    best = None
+    for n, t in enumerate(_TILE_EDGES):
+        if n:
+            occ = _coarser(occ)
+        fy, fx = _next_fast_len(t + kh - 1), _next_fast_len(t + kw - 1)
+        cost = int(occ.sum()) * c * (fy * fx * _COST["fft"] + _COST["tile"])
+        if best is None or cost < best[0]:
+            best = (cost, t, fy, fx, occ)
+    return best
+
+
+def _convolve_fft_grid(planes, kernel, occ, t, fy, fx):
+    """Full linear convolution (C, h + kh - 1, w + kw - 1) of planar ``planes`` (C, h, w) by
+    overlap-add of FFT-convolved ``t`` x ``t`` tiles (only the tiles ``occ`` marks; FFT size
+    ``fy`` x ``fx``), the tiles gathered and added back with whole-array operations."""
+    c, h, w = planes.shape
+    kh, kw = kernel.shape
+    ny, nx = occ.shape
+    my, mx = -(-fy // t), -(-fx // t)  # output tiles one result spans
+    out = np.zeros((c, (ny + my - 1) * t, (nx + mx - 1) * t), _F32)
+    out5 = out.reshape(c, ny + my - 1, t, nx + mx - 1, t)
+    kpad = np.zeros((fy, fx), _F32)
+    kpad[:kh, :kw] = kernel
+    kspec = np.fft.rfft2(kpad)
+    iy, ix = np.nonzero(occ)
+    full_y, full_x = h // t, w // t
+    grid = planes[:, :full_y * t, :full_x * t].reshape(c, full_y, t, full_x, t)
+    batch = max(1, (1 << 21) // (c * fy * fx))
+    for b0 in range(0, iy.size, batch):
+        by, bx = iy[b0:b0 + batch], ix[b0:b0 + batch]
+        buf = np.zeros((by.size, c, fy, fx), _F32)
+        inner = (by < full_y) & (bx < full_x)
+        sel = np.flatnonzero(inner)
+        if sel.size:
+            buf[sel, :, :t, :t] = grid[:, by[sel], :, bx[sel], :]
+        for n in np.flatnonzero(~inner):
+            src = planes[:, by[n] * t:(by[n] + 1) * t, bx[n] * t:(bx[n] + 1) * t]
+            buf[n, :, :src.shape[1], :src.shape[2]] = src
+        spec = np.fft.rfft2(buf)
+        del buf
+        spec *= kspec
+        res = np.fft.irfft2(spec, s=(fy, fx))
+        del spec
+        for qy in range(my):
+            for qx in range(mx):
+                sub = res[:, :, qy * t:(qy + 1) * t, qx * t:(qx + 1) * t]
+                out5[:, by + qy, :sub.shape[2], bx + qx, :sub.shape[3]] += sub
+        del res
+    return out[:, :h + kh - 1, :w + kw - 1]
+
+
 #: Sparkle detection: brighter than ``abs`` (mean of R, G, B) and ``rel`` times the mean
 #: of the surrounding ``block`` x ``block`` pixels.
 _SPARKLE = {"abs": 1.0, "rel": 2.0, "block": 16}
@@ -976,28 +1073,26 @@ def _convolve_sparse(planes, kernel, nz):
 def _splat(pix, vals, h, w, kernel):
     """Full linear convolution (C, h + kh - 1, w + kw - 1) of the samples at flat pixels
     ``pix`` of an (h, w) plane (repeats add up) with values ``vals`` (C, n): each sample
-    splats the kernel (weighted sums by ``np.bincount``), so the cost follows the samples,
-    not the area."""
+    splats the kernel, one kernel tap at a time over all samples, so the cost follows the
+    samples, not the area."""
     c = vals.shape[0]
     kh, kw = kernel.shape
     oh, ow = h + kh - 1, w + kw - 1
+    pix = np.asarray(pix, np.int64)
+    if pix.size > 1 and not np.all(pix[1:] > pix[:-1]):
+        # Repeated pixels add up first (a tap's positions must be unique to add in one go).
+        pix, inv = np.unique(pix, return_inverse=True)
+        vals = np.stack([np.bincount(inv, weights=v, minlength=pix.size) for v in vals])
+    vals = np.asarray(vals, _F32)
     ky, kx = np.nonzero(kernel > 0)
-    kv = kernel[ky, kx].astype(np.float64)
+    kv = kernel[ky, kx]
     ys, xs = np.divmod(pix, w)
     base = ys * ow + xs                       # the sample's position in the output
-    offs = ky * ow + kx
-    vals = vals.astype(np.float64)
     out = np.zeros((c, oh * ow), _F32)
-    # Taps in batches of ~1.5 M splats (bounded temporaries; np.bincount sums in float64).
-    batch = max(1, int(1.5e6 // max(pix.size, 1)))
-    for t0 in range(0, offs.size, batch):
-        pos = (base[None, :] + offs[t0:t0 + batch, None]).ravel()
-        lo = int(pos.min())
-        pos -= lo
-        n = int(pos.max()) + 1
-        for ci in range(c):
-            wts = (kv[t0:t0 + batch, None] * vals[ci][None, :]).ravel()
-            out[ci, lo:lo + n] += np.bincount(pos, weights=wts, minlength=n)
+    tmp = np.empty_like(vals)
+    for y, x, v in zip(ky.tolist(), kx.tolist(), kv):
+        np.multiply(vals, v, out=tmp)
+        out[:, base + (y * ow + x)] += tmp
     return out.reshape(c, oh, ow)
 
 
@@ -1018,38 +1113,48 @@ class SparseLayer(NamedTuple):
 
 
 def _splat_cost(n, taps, c, h, w, kh, kw):
-    """Estimated cost (ns) of :func:`_splat` (~8 ns per sample, tap and channel, plus the
-    output planes)."""
-    return c * (n * taps * 8.0 + (h + kh) * (w + kw) * 3.0)
+    """Estimated cost (ns) of :func:`_splat` (see ``_COST``)."""
+    return c * (n * taps * _COST["splat"] + (h + kh) * (w + kw) * _COST["plane"])
 
 
-def _convolve(planes, kernel):
+def _convolve(planes, kernel, pix=None):
     """Full linear convolution (C, h + kh - 1, w + kw - 1) of ``planes`` (C, h, w; coverage
-    last) with ``kernel``: whichever is estimated cheapest of a direct convolution (small
-    kernels), a splat of the samples (sparse layers: particles, leaves, the thin slices of a
-    dense depth-edge frame) and FFT over the occupied tiles."""
+    last) with ``kernel``: whichever is estimated cheapest (``_COST``) of a direct
+    convolution (small kernels), a splat of the samples (sparse layers: particles, leaves,
+    the thin slices of a dense depth-edge frame) and FFT over the occupied tiles, the tile
+    size chosen by :func:`_fft_plan`.  ``planes`` may be a :class:`SparseLayer` (then
+    ``pix``/values come from it and it is made dense only if the splat does not win)."""
+    sparse = isinstance(planes, SparseLayer)
     c, h, w = planes.shape
     kh, kw = kernel.shape
     taps = int(np.count_nonzero(kernel > 0))
-    fy, fx, ty, tx = _tile_size(kh, kw)
-    occ = _occupied_tiles(planes[-1], ty, tx)
-    n_tiles = int(occ.sum())
-    if n_tiles == 0:
+    t0 = _TILE_EDGES[0]
+    if sparse:
+        occ = _occupancy_of_pixels(planes.pix, h, w, t0)
+    else:
+        nz = planes[-1] != 0
+        occ = _occupancy(nz, t0)
+    if not occ.any():
         return np.zeros((c, h + kh - 1, w + kw - 1), _F32)
-    # Rough costs (ns): a multiply-add pass ~0.8 ns/element; an rfft2 + irfft2 pair of a real
-    # plane ~10 ns/element at good sizes (complex128 inside numpy), plus tile bookkeeping; a
-    # splatted sample ~8 ns per tap and channel, plus the output planes.
-    direct = taps * c * h * w * 0.8
-    fft = c * n_tiles * fy * fx * (8.0 + 0.5 * math.log2(fy * fx))
+    fft, t, fy, fx, occ_t = _fft_plan(occ, c, kh, kw)
+    direct = taps * c * h * w * _COST["direct"]
     best = min(direct, fft)
     # Count the samples only when a splat can win (fewer than best / cost per sample).
-    if best > c * ((h + kh) * (w + kw) * 3.0 + taps * 8.0):
-        nz = np.flatnonzero(planes[-1].reshape(-1))
-        if _splat_cost(nz.size, taps, c, h, w, kh, kw) < best:
-            return _convolve_sparse(planes, kernel, nz)
+    if best > c * ((h + kh) * (w + kw) * _COST["plane"] + taps * _COST["splat"]):
+        if sparse:
+            n = planes.pix.size
+        else:
+            pix = np.flatnonzero(nz.reshape(-1))
+            n = pix.size
+        if _splat_cost(n, taps, c, h, w, kh, kw) < best:
+            if sparse:
+                return _splat(planes.pix, planes.vals, h, w, kernel)
+            return _convolve_sparse(planes, kernel, pix)
+    if sparse:
+        planes = planes.dense()
     if direct <= fft:
         return _convolve_direct(planes, kernel)
-    return _convolve_fft_tiled(planes, kernel, occ, fy, fx, ty, tx)
+    return _convolve_fft_grid(planes, kernel, occ_t, t, fy, fx)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1539,22 +1644,8 @@ def convolve_layer(content, radius, s, gs, settings, pixel_aspect):
     kernel = aperture_kernel(radius / s, settings, pixel_aspect)
     kh, kw = kernel.shape
     with _stage(f"convolve s={s}"):
-        if isinstance(planes, SparseLayer):
-            c, h, w = planes.shape
-            taps = int(np.count_nonzero(kernel > 0))
-            fy, fx, ty, tx = _tile_size(kh, kw)
-            # (the FFT's cost with every tile of the box occupied: an upper bound)
-            fft = c * (-(-h // ty)) * (-(-w // tx)) * fy * fx * (8.0 + 0.5 * math.log2(fy * fx))
-            if (kh > 1 or kw > 1) and _splat_cost(planes.pix.size, taps, c, h, w, kh, kw) < \
-                    min(fft, taps * c * h * w * 0.8):
-                blurred = _splat(planes.pix, planes.vals, h, w, kernel)
-                planes = None
-            else:
-                planes = planes.dense()
-        if planes is None:
-            pass
-        elif kh == 1 and kw == 1:
-            blurred = planes
+        if kh == 1 and kw == 1:
+            blurred = planes.dense() if isinstance(planes, SparseLayer) else planes
         else:
             blurred = _convolve(planes, kernel)
     oy, ox = y0 - kh // 2, x0 - kw // 2
