@@ -440,6 +440,26 @@ def test_splat_adds_up_repeated_samples():
     np.testing.assert_allclose(dofmod._splat(pix, vals, 40, 50, kernel), want, atol=2e-6)
 
 
+def test_edge_split_residuals_from_dot_products_equal_the_channel_by_channel_fit():
+    """The edge split's candidate residuals (three dot products) are those of the best mix
+    computed channel by channel, whichever of the two colours is the fixed one."""
+    from blender_zdepth.core import dof as dofmod
+
+    rng = np.random.default_rng(21)
+    n = 500
+    c = rng.random((4, n)).astype(np.float32)
+    f = rng.random((4, n)).astype(np.float32)
+    cand = rng.random((4, n, 24)).astype(np.float32)
+    cand[:, :5, 3] = f[:, :5]  # a candidate equal to the fixed colour (no line)
+    mask = rng.random((n, 24)) < 0.7
+    got = dofmod._line_residuals(c - f, f, cand, mask)
+    _, want, _ = dofmod._split_fit(c[:, :, None], f[:, :, None], cand)
+    _, swapped, _ = dofmod._split_fit(c[:, :, None], cand, f[:, :, None])
+    np.testing.assert_allclose(swapped, want, atol=1e-6)
+    assert np.isinf(got[~mask]).all()
+    np.testing.assert_allclose(got[mask], want[mask], atol=2e-6)
+
+
 def test_sparse_layers_kept_as_samples_give_the_same_frame(monkeypatch):
     """Full-resolution layers kept as samples and splatted (the dense-edge case) give the
     frame the dense planes give, within float rounding."""

@@ -531,49 +531,92 @@ def _split_fit(c, f, b):
     return a, res, dd
 
 
+def _line_residuals(g, f, cand, mask):
+    """Squared residuals (n, 24) of the best mixes of pixel colours ``c`` on the lines from
+    each candidate colour ``cand`` (4, n, 24) to the fixed colour ``f`` (4, n), given
+    ``g = c - f``; ``inf`` where ``mask`` (n, 24) is False.  From three dot products
+    (``e = c - cand = g + d`` with ``d = f - cand``; ``|e - a d|^2 = e.e - 2 a e.d + a^2
+    d.d``), so the candidates are read once per channel."""
+    dd = None
+    for i in range(4):
+        d = np.subtract(f[i][:, None], cand[i])
+        gd_i = g[i][:, None] * d
+        d *= d
+        if dd is None:
+            dd, gd = d, gd_i
+        else:
+            dd += d
+            gd += gd_i
+        del d, gd_i
+    gg = g[0] * g[0]
+    for i in range(1, 4):
+        gg += g[i] * g[i]
+    ed = gd + dd                                      # e.d
+    a = np.divide(ed, np.maximum(dd, 1e-12))
+    np.clip(a, 0.0, 1.0, out=a)
+    # e.e - 2 a e.d + a^2 d.d, with e.e = g.g + 2 g.d + d.d
+    res = gd
+    res *= 2
+    res += dd
+    res += gg[:, None]
+    # Residuals within the rounding of these sums count as exact fits (0): among equally
+    # good candidates the first one wins, as with the residuals summed channel by channel.
+    tiny = np.add(dd, gg[:, None])
+    tiny *= 1e-6
+    ed *= 2
+    dd *= a
+    ed -= dd
+    ed *= a
+    res -= ed
+    res[res <= tiny] = 0.0
+    res[~mask] = np.inf
+    return res
+
+
 def _split_chunk(idx, flat_col, flat_coc, pure, lo_i, hi_i, w):
     """The edge split of the pixels ``idx`` (read only): ``(idx, own colour, own coverage
     share, other colour, other coverage share, other radius)`` of the pixels that split, or
     None."""
     mid = 0.5 * (lo_i + hi_i)
     tol = np.maximum(0.25 * (hi_i - lo_i), 0.5)
-    # The 24 neighbours at once: colours (4, 24, n), near / far masks (24, n).
-    j = idx[None, :] + np.array([dy * w + dx for dy, dx in _SPLIT_OFFSETS])[:, None]
+    # The 24 neighbours at once, one row per pixel: near / far masks (n, 24), colours
+    # (4, n, 24).
+    j = idx[:, None] + np.array([dy * w + dx for dy, dx in _SPLIT_OFFSETS])[None, :]
     cj = flat_coc[j]
     pj = pure[j]
-    near = pj & (cj <= lo_i + tol)
-    far = pj & (cj >= hi_i - tol)
+    near = pj & (cj <= (lo_i + tol)[:, None])
+    far = pj & (cj >= (hi_i - tol)[:, None])
     del cj, pj
-    f_n = near.sum(axis=0, dtype=np.int64).astype(_F32)
-    b_n = far.sum(axis=0, dtype=np.int64).astype(_F32)
+    f_n = np.count_nonzero(near, axis=1)
+    b_n = np.count_nonzero(far, axis=1)
     ok = (f_n > 0) & (b_n > 0)
     if not ok.any():
         return None
-    sel = np.flatnonzero(ok)
-    idx, lo_i, hi_i, mid = idx[sel], lo_i[sel], hi_i[sel], mid[sel]
-    j, near, far = j[:, sel], near[:, sel], far[:, sel]
-    cand = flat_col[:, j]  # (4, 24, n)
+    if not ok.all():
+        sel = np.flatnonzero(ok)
+        idx, lo_i, hi_i, mid = idx[sel], lo_i[sel], hi_i[sel], mid[sel]
+        j, near, far, f_n, b_n = j[sel], near[sel], far[sel], f_n[sel], b_n[sel]
+    cand = flat_col[:, j]  # (4, n, 24)
     del j
     c = flat_col[:, idx]
+    n = idx.size
+    rows = np.arange(n)
+    nf = near.astype(_F32)
     fc = np.empty_like(c)
-    bc = np.empty_like(c)
-    nf, bf = near.astype(_F32), far.astype(_F32)
     for i in range(4):
-        fc[i] = (cand[i] * nf).sum(axis=0)
-        bc[i] = (cand[i] * bf).sum(axis=0)
-    fc /= f_n[sel]
-    bc /= b_n[sel]
-    del nf, bf
-    cols = np.arange(idx.size)
+        fc[i] = np.einsum("nk,nk->n", cand[i], nf)
+    fc /= f_n.astype(_F32)
+    del nf
     # Colours vary along an edge (texture, highlights): pick, among the pure neighbours, the
     # far colour and then the near colour that explain the pixel best as a mix (the first
     # of equally good ones).
-    _, res, _ = _split_fit(c, fc[:, None, :], cand)
-    res[~far] = np.inf
-    bc = cand[:, np.argmin(res, axis=0), cols]
-    _, res, _ = _split_fit(c, cand, bc[:, None, :])
-    res[~near] = np.inf
-    fc = cand[:, np.argmin(res, axis=0), cols]
+    res = _line_residuals(c - fc, fc, cand, far)
+    bc = cand[:, rows, np.argmin(res, axis=1)]
+    del res
+    # (the lines from the far colour bc to each candidate: the same residuals with the
+    # roles of the fixed and the candidate colour swapped)
+    res = _line_residuals(c - bc, bc, cand, near)
+    fc = cand[:, rows, np.argmin(res, axis=1)]
     del cand, res
     a, res2, dd = _split_fit(c, fc, bc)
     # Only split a pixel whose colour really lies between the two sides: the part of it the
