@@ -460,6 +460,35 @@ def test_edge_split_residuals_from_dot_products_equal_the_channel_by_channel_fit
     np.testing.assert_allclose(got[mask], want[mask], atol=2e-6)
 
 
+def test_reduced_layers_built_channel_by_channel_give_the_same_frame(monkeypatch):
+    """Reduced-resolution layers without highlights are built one channel at a time (dense)
+    or summed straight into their low-resolution pixels (scattered): the frame is the one the
+    full-resolution planes give, within float rounding."""
+    from blender_zdepth.core import dof as dofmod
+
+    img, depth, lens = _busy_frame()
+    img[..., :3] = np.minimum(img[..., :3], 0.9)  # no highlights: the new paths run
+    st = DofSettings(max_radius=16, threads=1)
+    fast = defocus(img, depth, lens, st)
+    monkeypatch.setattr(dofmod, "_may_sparkle", lambda *a: True)  # the full-resolution path
+    np.testing.assert_allclose(fast, defocus(img, depth, lens, st), atol=1e-5, rtol=1e-5)
+
+
+def test_compositing_in_strips_and_releasing_memory_do_not_change_the_frame(monkeypatch):
+    from blender_zdepth.core import dof as dofmod
+
+    img, depth, lens = _busy_frame()
+    one = defocus(img, depth, lens, DofSettings(max_radius=16, threads=1))
+    monkeypatch.setattr(dofmod, "_COMPOSITE_ROWS", 7)
+    monkeypatch.setattr(dofmod, "_TRIM_PIXELS", 0)
+    trims = []
+    release = dofmod._release_free_memory
+    monkeypatch.setattr(dofmod, "_release_free_memory", lambda: trims.append(1) or release())
+    np.testing.assert_array_equal(
+        defocus(img, depth, lens, DofSettings(max_radius=16, threads=2)), one)
+    assert trims  # the release ran (a no-op where the C library has no malloc_trim)
+
+
 def test_sparse_layers_kept_as_samples_give_the_same_frame(monkeypatch):
     """Full-resolution layers kept as samples and splatted (the dense-edge case) give the
     frame the dense planes give, within float rounding."""

@@ -1035,7 +1035,7 @@ def _convolve_fft_grid(planes, kernel, occ, t, fy, fx):
     iy, ix = np.nonzero(occ)
     full_y, full_x = h // t, w // t
     grid = planes[:, :full_y * t, :full_x * t].reshape(c, full_y, t, full_x, t)
-    batch = max(1, (1 << 21) // (c * fy * fx))
+    batch = max(1, (1 << 20) // (c * fy * fx))  # ~1 M elements a batch (~50 MB in flight)
     for b0 in range(0, iy.size, batch):
         by, bx = iy[b0:b0 + batch], ix[b0:b0 + batch]
         buf = np.zeros((by.size, c, fy, fx), _F32)
@@ -1106,6 +1106,16 @@ def _extract_sparkles(planes):
     return sp
 
 
+def _may_sparkle(flat_col, sel, weight):
+    """Whether any of the samples ``sel`` (flat pixels, layer weights ``weight``) is bright
+    enough to be a small highlight (:func:`_extract_sparkles`' absolute threshold, less a
+    margin for rounding: when in doubt, it may)."""
+    lum = flat_col[0, sel] + flat_col[1, sel]
+    lum += flat_col[2, sel]
+    lum *= weight
+    return bool((lum > 0.999 * 3.0 * _SPARKLE["abs"]).any())
+
+
 def _convolve_sparse(planes, kernel, nz):
     """Full linear convolution of planar ``planes`` (C, h, w) whose only non-zero pixels are
     ``nz`` (flat indices) with ``kernel``, by splatting (see :func:`_splat`)."""
@@ -1147,11 +1157,13 @@ class SparseLayer(NamedTuple):
     pix: np.ndarray
     vals: np.ndarray
 
-    def dense(self):
-        planes = np.zeros(self.shape, _F32)
-        flat = planes.reshape(self.shape[0], -1)
-        for ci in range(self.shape[0]):
-            np.add.at(flat[ci], self.pix, self.vals[ci])
+    def dense(self, channel=None):
+        """The planes (C, h, w), or one channel of them as (1, h, w)."""
+        chans = range(self.shape[0]) if channel is None else (channel,)
+        planes = np.zeros((len(chans),) + tuple(self.shape[1:]), _F32)
+        flat = planes.reshape(len(chans), -1)
+        for n, ci in enumerate(chans):
+            np.add.at(flat[n], self.pix, self.vals[ci])
         return planes
 
 
@@ -1194,7 +1206,14 @@ def _convolve(planes, kernel, pix=None):
                 return _splat(planes.pix, planes.vals, h, w, kernel)
             return _convolve_sparse(planes, kernel, pix)
     if sparse:
-        planes = planes.dense()
+        # One channel at a time: only one full plane of the layer lives next to the output.
+        out = np.empty((c, h + kh - 1, w + kw - 1), _F32)
+        for ci in range(c):
+            one = planes.dense(ci)
+            out[ci] = _convolve_direct(one, kernel)[0] if direct <= fft else \
+                _convolve_fft_grid(one, kernel, occ_t, t, fy, fx)[0]
+            del one
+        return out
     if direct <= fft:
         return _convolve_direct(planes, kernel)
     return _convolve_fft_grid(planes, kernel, occ_t, t, fy, fx)
@@ -1204,33 +1223,40 @@ def _convolve(planes, kernel, pix=None):
 # The engine
 
 
+#: Rows per strip of :func:`_composite` (bounds its temporaries: a few full-width rows).
+_COMPOSITE_ROWS = 128
+
+
 def _composite(acc, budget, blurred, y0, x0, opaque, far=None):
     """Budget compositing of ``blurred`` (C, h, w: colour channels then coverage last) into
     ``acc`` (C-1 or 4 planes) and ``budget`` at offset (y0, x0); clipped to the frame.
 
     ``far``: (planes (4, H, W), set (H, W) bool) that keep, per pixel, the normalised colour
-    of the farthest layer seen so far (what fills the disocclusion holes at the end)."""
+    of the farthest layer seen so far (what fills the disocclusion holes at the end).  Done in
+    strips of rows (element by element, so the strips do not change the result)."""
     H, W = budget.shape
     _, h, w = blurred.shape
     ya, xa = max(0, -y0), max(0, -x0)
     yb, xb = min(h, H - y0), min(w, W - x0)
     if ya >= yb or xa >= xb:
         return
-    blk = blurred[:, ya:yb, xa:xb]
-    sl = (slice(y0 + ya, y0 + yb), slice(x0 + xa, x0 + xb))
-    cov = np.maximum(blk[-1], 0)
-    s = budget[sl]
-    new_s = np.minimum(s + cov, 1.0)
-    vis = new_s - s
-    factor = vis / np.maximum(cov, 1e-7)
-    ncol = blk.shape[0] - 1
-    for i in range(ncol):
-        acc[i][sl] += blk[i] * factor
-    if opaque:
-        acc[3][sl] += vis
-    budget[sl] = new_s
-    if far is not None:
-        _track_far(far, blk[:ncol], cov, sl, opaque)
+    for r0 in range(ya, yb, _COMPOSITE_ROWS):
+        r1 = min(yb, r0 + _COMPOSITE_ROWS)
+        blk = blurred[:, r0:r1, xa:xb]
+        sl = (slice(y0 + r0, y0 + r1), slice(x0 + xa, x0 + xb))
+        cov = np.maximum(blk[-1], 0)
+        s = budget[sl]
+        new_s = np.minimum(s + cov, 1.0)
+        vis = new_s - s
+        factor = vis / np.maximum(cov, 1e-7)
+        ncol = blk.shape[0] - 1
+        for i in range(ncol):
+            acc[i][sl] += blk[i] * factor
+        if opaque:
+            acc[3][sl] += vis
+        budget[sl] = new_s
+        if far is not None:
+            _track_far(far, blk[:ncol], cov, sl, opaque)
 
 
 def _track_far(far, colour, cov, sl, opaque):
@@ -1513,29 +1539,34 @@ def assign_layers(coc, extra_coc, radii, extra_idx=None):
 
 def _gather(order, bounds, tt, k, nl):
     """Indices (into the sample arrays) and layer weights of layer k's samples, or
-    (None, None)."""
-    sels, wgts = [], []
-    if k < nl - 1:
-        sel = order[bounds[k]:bounds[k + 1]]
-        if sel.size:
-            sels.append(sel)
-            wgts.append(1 - tt[sel])
-    if k > 0:
-        sel = order[bounds[k - 1]:bounds[k]]
-        if sel.size:
-            w = tt[sel]
-            keep = w > 0
-            if not keep.all():
-                sel, w = sel[keep], w[keep]
-            if sel.size == 0:
-                return (sels[0], wgts[0]) if sels else (None, None)
-            sels.append(sel)
-            wgts.append(w)
-    if not sels:
+    (None, None): the run whose lower layer is k (weight 1 - t), then the run whose upper
+    layer is k (weight t, those above 0), written once into their result arrays."""
+    empty = order[:0]
+    lo = order[bounds[k]:bounds[k + 1]] if k < nl - 1 else empty
+    up = order[bounds[k - 1]:bounds[k]] if k > 0 else empty
+    w_up = None
+    if up.size:
+        w_up = tt[up]
+        keep = w_up > 0
+        if not keep.all():
+            up, w_up = up[keep], w_up[keep]
+        del keep
+    n_lo, n = lo.size, lo.size + up.size
+    if n == 0:
         return None, None
-    if len(sels) == 1:
-        return sels[0], wgts[0]
-    return np.concatenate(sels), np.concatenate(wgts)
+    if not up.size:
+        w = tt[lo]
+        np.subtract(1, w, out=w)
+        return lo, w
+    sel = np.empty(n, order.dtype)
+    w = np.empty(n, _F32)
+    sel[:n_lo] = lo
+    sel[n_lo:] = up
+    if n_lo:
+        np.take(tt, lo, out=w[:n_lo])
+        np.subtract(1, w[:n_lo], out=w[:n_lo])
+    w[n_lo:] = w_up
+    return sel, w
 
 
 #: A full-resolution layer whose samples number fewer than this share of its box is kept as
@@ -1558,8 +1589,7 @@ def layer_content(frame, extra, layers, k, s):
         return None
     boxes = []
     if m_sel is not None:
-        m_rows = m_sel // Wp
-        m_cols = m_sel - m_rows * Wp
+        m_rows, m_cols = np.divmod(m_sel, Wp)
         boxes.append((int(m_rows.min()), int(m_rows.max()) + 1,
                       int(m_cols.min()), int(m_cols.max()) + 1))
     if e_sel is not None:
@@ -1608,35 +1638,66 @@ def layer_content(frame, extra, layers, k, s):
         my0, mx0 = my0 // s * s, mx0 // s * s
         my1, mx1 = -(-my1 // s) * s, -(-mx1 // s) * s
         mh, mw = my1 - my0, mx1 - mx0
-        full = np.zeros((nch + 1, mh, mw), _F32)
-        lidx = (m_rows - my0) * mw + (m_cols - mx0)
         ch, cw = min(my1, Hp) - my0, min(mx1, Wp) - mx0
-        if m_sel.size > 0.3 * mh * mw:
-            # Dense: scatter the layer weights once, multiply whole planes.
-            wt = np.zeros(mh * mw, _F32)
-            wt[lidx] = m_w
-            wt = wt.reshape(mh, mw)[:ch, :cw]
-            box = (slice(my0, my0 + ch), slice(mx0, mx0 + cw))
-            for c in range(nch):
-                np.multiply(col[c][box], wt, out=full[c, :ch, :cw])
-            np.multiply(cov[box], wt, out=full[nch, :ch, :cw])
-            del wt
+        flat_col = col.reshape(4, -1)
+        dense = m_sel.size > 0.3 * mh * mw
+        if s > 1 and not _may_sparkle(flat_col, m_sel, m_w):
+            # No highlight to keep at full resolution: one channel at a time, straight to the
+            # layer's scale (a 4K layer's full-resolution planes are 36 MB each).
+            oy, ox = (my0 - y0) // s, (mx0 - x0) // s
+            if dense:
+                del m_rows, m_cols  # not needed below (16 MB each for a big 4K layer)
+                # The weights scattered on a frame-sized plane by the samples' own indices
+                # (no index arithmetic over millions of samples), the box a view of it.
+                wt = np.zeros(Hp * Wp, _F32)
+                wt[m_sel] = m_w
+                wt = wt.reshape(Hp, Wp)[my0:my0 + ch, mx0:mx0 + cw]
+                box = (slice(my0, my0 + ch), slice(mx0, mx0 + cw))
+                full = np.zeros((mh, mw), _F32)
+                for c in range(nch + 1):
+                    np.multiply(col[c][box] if c < nch else cov[box], wt,
+                                out=full[:ch, :cw])
+                    low = _downsample_sum(full, s)
+                    low *= _F32(1.0 / (s * s))
+                    planes[c, oy:oy + low.shape[0], ox:ox + low.shape[1]] = low
+                del wt, full, low
+            else:
+                # Scattered samples: summed into their low-resolution pixels directly.
+                lidx = ((m_rows - y0) // s) * bw + (m_cols - x0) // s
+                flat = planes.reshape(nch + 1, -1)
+                norm = 1.0 / (s * s)
+                for c in range(nch + 1):
+                    v = flat_col[c, m_sel] if c < nch else cov.reshape(-1)[m_sel]
+                    flat[c] += np.bincount(lidx, weights=m_w * v * norm, minlength=bh * bw)
+                del lidx
         else:
-            flat = full.reshape(nch + 1, -1)
-            flat_col = col.reshape(4, -1)
-            for c in range(nch):
-                flat[c, lidx] = m_w * flat_col[c, m_sel]
-            flat[nch, lidx] = m_w * cov.reshape(-1)[m_sel]
-        del lidx
-        if s > 1:
-            with _stage("sparkles"):
-                sparkles = _extract_sparkles(full)
-            sy0, sx0 = my0, mx0
-            full = _downsample_sum(full, s)
-            full *= _F32(1.0 / (s * s))
-        oy, ox = (my0 - y0) // s, (mx0 - x0) // s
-        planes[:, oy:oy + full.shape[1], ox:ox + full.shape[2]] = full
-        del full
+            full = np.zeros((nch + 1, mh, mw), _F32)
+            lidx = (m_rows - my0) * mw + (m_cols - mx0)
+            if dense:
+                # Dense: scatter the layer weights once, multiply whole planes.
+                wt = np.zeros(mh * mw, _F32)
+                wt[lidx] = m_w
+                wt = wt.reshape(mh, mw)[:ch, :cw]
+                box = (slice(my0, my0 + ch), slice(mx0, mx0 + cw))
+                for c in range(nch):
+                    np.multiply(col[c][box], wt, out=full[c, :ch, :cw])
+                np.multiply(cov[box], wt, out=full[nch, :ch, :cw])
+                del wt
+            else:
+                flat = full.reshape(nch + 1, -1)
+                for c in range(nch):
+                    flat[c, lidx] = m_w * flat_col[c, m_sel]
+                flat[nch, lidx] = m_w * cov.reshape(-1)[m_sel]
+            del lidx
+            if s > 1:
+                with _stage("sparkles"):
+                    sparkles = _extract_sparkles(full)
+                sy0, sx0 = my0, mx0
+                full = _downsample_sum(full, s)
+                full *= _F32(1.0 / (s * s))
+            oy, ox = (my0 - y0) // s, (mx0 - x0) // s
+            planes[:, oy:oy + full.shape[1], ox:ox + full.shape[2]] = full
+            del full
     if e_sel is not None:
         lidx = ((e_rows - y0) // s) * bw + (e_cols - x0) // s
         flat = planes.reshape(nch + 1, -1)
@@ -1783,6 +1844,31 @@ def _layer_bytes(layers, k, s, nch):
     return int(n) + 48 * 2**20
 
 
+#: Frames from this many padded pixels up return freed memory to the system after each
+#: layer when they run on several threads (:func:`_release_free_memory`).
+_TRIM_PIXELS = 4_000_000
+_MALLOC_TRIM = []
+
+
+def _release_free_memory():
+    """Give the C allocator's free memory back to the system (glibc's ``malloc_trim``, which
+    covers every thread's arena; elsewhere nothing)."""
+    if not _MALLOC_TRIM:
+        fn = None
+        try:
+            import ctypes
+
+            fn = ctypes.CDLL(None).malloc_trim
+            fn.argtypes = [ctypes.c_size_t]
+            fn.restype = ctypes.c_int
+        except (OSError, AttributeError, ImportError):
+            fn = None
+        _MALLOC_TRIM.append(fn)
+    fn = _MALLOC_TRIM[0]
+    if fn is not None:
+        fn(0)
+
+
 def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None):
     """Stages *convolve* and *composite*: every layer blurred (on ``pool``'s threads, if
     given, several at once) and composited near to far by coverage budget (in order, so the
@@ -1797,6 +1883,9 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None
     far = None  # allocated below if the last group is at full resolution
     scales, groups = layer_groups(radii, settings.quality)
     nch = 3 if opaque else 4
+    # Big frames on several threads: freed buffers go back to the system after each layer
+    # (else each thread's allocator arena keeps its own, ~250 MB more at 4K on two threads).
+    trim = pool is not None and Hp * Wp >= _TRIM_PIXELS
     group_scale = {}
     for low, ks in groups:
         gs = min(scales[k] for k in ks) if low else 1
@@ -1837,6 +1926,8 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None
                 _composite(g_acc, g_budget, blurred, oy, ox, opaque, g_far)
             box = (oy, ox, oy + blurred.shape[1], ox + blurred.shape[2])
             del layer, blurred  # before the next layer's buffers are made
+            if trim:
+                _release_free_memory()
             touched = box if touched is None else (min(touched[0], box[0]),
                                                    min(touched[1], box[1]),
                                                    max(touched[2], box[2]),
