@@ -489,6 +489,25 @@ def test_compositing_in_strips_and_releasing_memory_do_not_change_the_frame(monk
     assert trims  # the release ran (a no-op where the C library has no malloc_trim)
 
 
+def test_layer_assignment_in_parts_on_threads_equals_one_stable_sort(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from blender_zdepth.core import dof as dofmod
+
+    rng = np.random.default_rng(6)
+    coc = rng.uniform(-12, 9, (61, 83)).astype(np.float32)
+    coc[10:20] = 3.0  # long runs of equal layers across the parts' cuts
+    extra = rng.uniform(-12, 9, 50).astype(np.float32)
+    radii = dofmod.layer_radii(12.0, "default", coc)
+    one = dofmod.assign_layers(coc, extra, radii)
+    monkeypatch.setattr(dofmod, "_ASSIGN_PART", 1000)
+    with ThreadPoolExecutor(3) as pool:
+        many = dofmod.assign_layers(coc, extra, radii, None, pool, parts=4)
+    for name in ("m_order", "m_bounds", "m_t", "e_order", "e_bounds", "e_t"):
+        np.testing.assert_array_equal(getattr(many, name), getattr(one, name), err_msg=name)
+    assert many.m_order.dtype == one.m_order.dtype
+
+
 def test_sparse_layers_kept_as_samples_give_the_same_frame(monkeypatch):
     """Full-resolution layers kept as samples and splatted (the dense-edge case) give the
     frame the dense planes give, within float rounding."""

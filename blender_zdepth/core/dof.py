@@ -1508,19 +1508,52 @@ def _run_boxes(pix, bounds, width):
     return out
 
 
-def assign_layers(coc, extra_coc, radii, extra_idx=None):
+def _sorted_by_layer(flat_coc, radii, start):
+    """Layer assignment of one run of pixels (from flat index ``start``): (order sorted by
+    lower layer, as absolute int32/int64 indices; run bounds (nl + 1); upper weights)."""
+    i, t = _assign_layers(flat_coc, radii)
+    order = np.argsort(i, kind="stable")
+    bounds = np.searchsorted(i[order], np.arange(radii.size + 1))
+    if start + flat_coc.size < 2**31:
+        # int32 indices: half the memory of argsort's int64 (35 MB less at 4K), same values
+        order = order.astype(np.int32)
+    if start:
+        order += start
+    return order, bounds, t
+
+
+#: Pixels per part of the layer assignment on several threads (smaller frames: one part).
+_ASSIGN_PART = 1 << 20
+
+
+def assign_layers(coc, extra_coc, radii, extra_idx=None, pool=None, parts=1):
     """Stage *assign layers*: soft (tent) assignment of every sample to the two layers
     around its radius, sorted by layer (a stable radix sort: pixel order kept per layer).
     ``extra_idx`` (the extra samples' pixels) lets it also bound each layer's box, which
-    the threads use to keep the memory in flight bounded."""
+    the threads use to keep the memory in flight bounded.  With ``pool``, the pixels are
+    sorted in up to ``parts`` runs at once and the runs joined layer by layer (the same
+    order as one stable sort)."""
     nl = radii.size
-    m_i, m_t = _assign_layers(coc.reshape(-1), radii)
+    flat = coc.reshape(-1)
+    n = flat.size
+    parts = max(1, min(int(parts), n // _ASSIGN_PART)) if pool is not None else 1
+    if parts == 1:
+        m_order, m_bounds, m_t = _sorted_by_layer(flat, radii, 0)
+    else:
+        cuts = [n * j // parts for j in range(parts + 1)]
+        runs = list(pool.map(lambda j: _sorted_by_layer(flat[cuts[j]:cuts[j + 1]], radii,
+                                                        cuts[j]), range(parts)))
+        m_t = np.concatenate([r[2] for r in runs])
+        m_bounds = np.sum([r[1] for r in runs], axis=0)
+        m_order = np.empty(n, runs[0][0].dtype if n < 2**31 else np.int64)
+        pos = 0
+        for k in range(nl):
+            for order, bounds, _ in runs:
+                run = order[bounds[k]:bounds[k + 1]]
+                m_order[pos:pos + run.size] = run
+                pos += run.size
+        del runs
     e_i, e_t = _assign_layers(extra_coc, radii)
-    m_order = np.argsort(m_i, kind="stable")
-    m_bounds = np.searchsorted(m_i[m_order], np.arange(nl + 1))
-    if m_order.size < 2**31:
-        # int32 indices: half the memory of argsort's int64 (35 MB less at 4K), same values
-        m_order = m_order.astype(np.int32)
     e_order = np.argsort(e_i, kind="stable")
     e_bounds = np.searchsorted(e_i[e_order], np.arange(nl + 1))
     boxes = None
@@ -1954,20 +1987,29 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None
     return acc, budget, far
 
 
-def finish(acc, budget, far, col):
+def finish(acc, budget, far, col, pool=None):
     """Stage *finish* (in place on ``acc``): disocclusion holes (coverage short of 1: a
     blurred layer's disk reaches where nearer pixels hid it) take the farthest layers' own
     colour -- the light missing there is that background's; elsewhere normalise by the
-    coverage received; pixels that received nothing keep their own colour ``col``."""
+    coverage received; pixels that received nothing keep their own colour ``col``.  The
+    channels on ``pool``'s threads, if given."""
     if far is not None:
         _fill_holes(acc, budget, far)
     with np.errstate(invalid="ignore", divide="ignore"):
         inv = np.where(budget > 1e-4, 1.0 / np.maximum(budget, 1e-4), 0.0).astype(_F32)
     hole = budget <= 1e-4
-    for i in range(4):
+    any_hole = bool(hole.any())
+
+    def channel(i):
         acc[i] *= inv
-        if hole.any():
+        if any_hole:
             acc[i][hole] = col[i][hole]
+
+    if pool is not None:
+        list(pool.map(channel, range(4)))
+    else:
+        for i in range(4):
+            channel(i)
     return acc
 
 
@@ -2010,17 +2052,18 @@ def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None):
     radii = layer_radii(frame.maxr, settings.quality, frame.coc)
     with _stage("assign"):
         layers = assign_layers(frame.coc, extra.coc, radii,
-                               extra.idx if pool is not None else None)
+                               extra.idx if pool is not None else None, pool,
+                               settings.thread_count())
         # the radii are not needed past the layer assignment
         frame.coc = None
         extra = extra._replace(coc=None)
     acc, budget, far = composite_layers(frame, extra, layers, settings, pixel_aspect, pool)
     del layers, extra
     with _stage("finish"):
-        finish(acc, budget, far, frame.col)
+        finish(acc, budget, far, frame.col, pool)
         del far
     with _stage("output"):
-        return rgba_out(acc, frame.pad, frame.H, frame.W, rgba)
+        return rgba_out(acc, frame.pad, frame.H, frame.W, rgba, pool)
 
 
 def _fill_holes(acc, budget, far):
@@ -2073,12 +2116,21 @@ def _merge_group(acc, budget, low, scale, size, y0, x0, sparkles=()):
             acc[i][ya:yb, xa:xb] += tile[i, ya - ty:yb - ty, xa - tx:xb - tx] * f
 
 
-def rgba_out(planes, pad, H, W, rgba):
+def rgba_out(planes, pad, H, W, rgba, pool=None):
+    """Stage *output*: the frame's part of the planar ``planes`` (4, Hp, Wp) as interleaved
+    float32 (H, W, 4) (alpha 1 for an RGB input); the channels on ``pool``'s threads, if
+    given."""
     out = np.empty((H, W, 4), _F32)
-    for i in range(4):
-        out[..., i] = planes[i, pad:pad + H, pad:pad + W]
-    if rgba.shape[2] == 3:
-        out[..., 3] = 1.0
+
+    def channel(i):
+        out[..., i] = 1.0 if i == 3 and rgba.shape[2] == 3 else \
+            planes[i, pad:pad + H, pad:pad + W]
+
+    if pool is not None:
+        list(pool.map(channel, range(4)))
+    else:
+        for i in range(4):
+            channel(i)
     return out
 
 
