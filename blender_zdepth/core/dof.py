@@ -970,8 +970,11 @@ _TILE_EDGES = (16, 32, 64, 128)
 #: complex128), one core: :func:`_convolve_fft_grid` ``fft`` per FFT element and channel
 #: (transforms, gathering and adding back) plus ``tile`` per tile and channel; a direct
 #: convolution ``direct`` per kernel tap, pixel and channel; a splat ``splat`` per sample,
-#: tap and channel plus ``plane`` per output pixel and channel.
-_COST = {"fft": 25.0, "tile": 8000.0, "direct": 1.2, "splat": 10.0, "plane": 3.0}
+#: tap and channel plus ``plane`` per output pixel and channel; direct on small tiles
+#: ``direct_tile`` per kernel tap, pixel and channel, ``plane`` per output pixel and channel
+#: and ``tile_direct`` per tile and channel.
+_COST = {"fft": 25.0, "tile": 8000.0, "direct": 1.2, "splat": 10.0, "plane": 3.0,
+         "direct_tile": 2.0, "tile_direct": 3000.0}
 
 
 def _occupancy(nz, t):
@@ -1002,43 +1005,58 @@ def _coarser(occ):
     return p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2).any(axis=(1, 3))
 
 
-def _fft_plan(occ, c, kh, kw):
-    """The cheapest tiling for an FFT convolution of ``c`` planes with a ``kh`` x ``kw``
-    kernel, from the occupancy ``occ`` of the smallest tiles (``_TILE_EDGES[0]``):
-    ``(estimated ns, tile edge, fft rows, fft columns, occupancy at that edge)``.  Sparse
-    layers (scattered particles, the thin slices of a frame full of depth edges) get small
-    tiles that skip the empty space between their samples; dense ones larger tiles."""
+def _fft_plan(occ, c, kh, kw, taps=None):
+    """The cheapest tiling for a convolution of ``c`` planes with a ``kh`` x ``kw`` kernel
+    (``taps`` non-zero weights), from the occupancy ``occ`` of the smallest tiles
+    (``_TILE_EDGES[0]``): ``(estimated ns, tile edge, rows, columns, occupancy at that edge,
+    direct)`` -- each occupied tile convolved by FFT (``rows`` x ``columns`` transforms) or,
+    ``direct`` (small kernels), tap by tap (``rows`` x ``columns`` = the tile plus the
+    kernel).  Sparse layers (scattered particles, the thin slices of a frame full of depth
+    edges) get small tiles that skip the empty space between their samples; dense ones
+    larger tiles."""
     best = None
     for n, t in enumerate(_TILE_EDGES):
         if n:
             occ = _coarser(occ)
+        n_occ = int(occ.sum())
         fy, fx = _next_fast_len(t + kh - 1), _next_fast_len(t + kw - 1)
-        cost = int(occ.sum()) * c * (fy * fx * _COST["fft"] + _COST["tile"])
+        cost = n_occ * c * (fy * fx * _COST["fft"] + _COST["tile"])
         if best is None or cost < best[0]:
-            best = (cost, t, fy, fx, occ)
+            best = (cost, t, fy, fx, occ, False)
+        if taps is not None:
+            dy, dx = t + kh - 1, t + kw - 1
+            cost = n_occ * c * (taps * t * t * _COST["direct_tile"] +
+                                dy * dx * _COST["plane"] + _COST["tile_direct"])
+            if cost < best[0]:
+                best = (cost, t, dy, dx, occ, True)
     return best
 
 
-def _convolve_fft_grid(planes, kernel, occ, t, fy, fx):
+def _convolve_fft_grid(planes, kernel, occ, t, fy, fx, direct=False):
     """Full linear convolution (C, h + kh - 1, w + kw - 1) of planar ``planes`` (C, h, w) by
     overlap-add of FFT-convolved ``t`` x ``t`` tiles (only the tiles ``occ`` marks; FFT size
-    ``fy`` x ``fx``), the tiles gathered and added back with whole-array operations."""
+    ``fy`` x ``fx``), the tiles gathered and added back with whole-array operations.
+    ``direct``: each tile convolved tap by tap instead (``fy`` x ``fx`` = the tile plus the
+    kernel)."""
     c, h, w = planes.shape
     kh, kw = kernel.shape
     ny, nx = occ.shape
     my, mx = -(-fy // t), -(-fx // t)  # output tiles one result spans
     out = np.zeros((c, (ny + my - 1) * t, (nx + mx - 1) * t), _F32)
     out5 = out.reshape(c, ny + my - 1, t, nx + mx - 1, t)
-    kpad = np.zeros((fy, fx), _F32)
-    kpad[:kh, :kw] = kernel
-    kspec = np.fft.rfft2(kpad)
+    if direct:
+        taps = [(dy, dx, kernel[dy, dx]) for dy, dx in zip(*np.nonzero(kernel > 0))]
+    else:
+        kpad = np.zeros((fy, fx), _F32)
+        kpad[:kh, :kw] = kernel
+        kspec = np.fft.rfft2(kpad)
     iy, ix = np.nonzero(occ)
     full_y, full_x = h // t, w // t
     grid = planes[:, :full_y * t, :full_x * t].reshape(c, full_y, t, full_x, t)
     batch = max(1, (1 << 20) // (c * fy * fx))  # ~1 M elements a batch (~50 MB in flight)
     for b0 in range(0, iy.size, batch):
         by, bx = iy[b0:b0 + batch], ix[b0:b0 + batch]
-        buf = np.zeros((by.size, c, fy, fx), _F32)
+        buf = np.zeros((by.size, c) + ((t, t) if direct else (fy, fx)), _F32)
         inner = (by < full_y) & (bx < full_x)
         sel = np.flatnonzero(inner)
         if sel.size:
@@ -1046,11 +1064,20 @@ def _convolve_fft_grid(planes, kernel, occ, t, fy, fx):
         for n in np.flatnonzero(~inner):
             src = planes[:, by[n] * t:(by[n] + 1) * t, bx[n] * t:(bx[n] + 1) * t]
             buf[n, :, :src.shape[1], :src.shape[2]] = src
-        spec = np.fft.rfft2(buf)
-        del buf
-        spec *= kspec
-        res = np.fft.irfft2(spec, s=(fy, fx))
-        del spec
+        if direct:
+            res = np.zeros((by.size, c, fy, fx), _F32)
+            src = buf[:, :, :t, :t]
+            tmp = np.empty_like(src)
+            for dy, dx, v in taps:
+                np.multiply(src, v, out=tmp)
+                res[:, :, dy:dy + t, dx:dx + t] += tmp
+            del buf, src, tmp
+        else:
+            spec = np.fft.rfft2(buf)
+            del buf
+            spec *= kspec
+            res = np.fft.irfft2(spec, s=(fy, fx))
+            del spec
         for qy in range(my):
             for qx in range(mx):
                 sub = res[:, :, qy * t:(qy + 1) * t, qx * t:(qx + 1) * t]
@@ -1191,7 +1218,7 @@ def _convolve(planes, kernel, pix=None):
         occ = _occupancy(nz, t0)
     if not occ.any():
         return np.zeros((c, h + kh - 1, w + kw - 1), _F32)
-    fft, t, fy, fx, occ_t = _fft_plan(occ, c, kh, kw)
+    fft, t, fy, fx, occ_t, on_tiles = _fft_plan(occ, c, kh, kw, taps)
     direct = taps * c * h * w * _COST["direct"]
     best = min(direct, fft)
     # Count the samples only when a splat can win (fewer than best / cost per sample).
@@ -1211,12 +1238,12 @@ def _convolve(planes, kernel, pix=None):
         for ci in range(c):
             one = planes.dense(ci)
             out[ci] = _convolve_direct(one, kernel)[0] if direct <= fft else \
-                _convolve_fft_grid(one, kernel, occ_t, t, fy, fx)[0]
+                _convolve_fft_grid(one, kernel, occ_t, t, fy, fx, on_tiles)[0]
             del one
         return out
     if direct <= fft:
         return _convolve_direct(planes, kernel)
-    return _convolve_fft_grid(planes, kernel, occ_t, t, fy, fx)
+    return _convolve_fft_grid(planes, kernel, occ_t, t, fy, fx, on_tiles)
 
 
 # --------------------------------------------------------------------------------------------
