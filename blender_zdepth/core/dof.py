@@ -1921,7 +1921,7 @@ def _release_free_memory():
             fn = ctypes.CDLL(None).malloc_trim
             fn.argtypes = [ctypes.c_size_t]
             fn.restype = ctypes.c_int
-        except (OSError, AttributeError, ImportError):
+        except (OSError, AttributeError, ImportError, TypeError):  # no glibc (Windows, macOS)
             fn = None
         _MALLOC_TRIM.append(fn)
     fn = _MALLOC_TRIM[0]
