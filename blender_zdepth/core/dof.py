@@ -1847,8 +1847,10 @@ def _blur_layer(frame, extra, layers, k, s, gs, settings, pixel_aspect):
 
 
 #: Memory (bytes, estimated) that layers being blurred in parallel may hold at once; one
-#: layer always runs, however big.  It bounds the peak of a 4K frame with many threads.
-_INFLIGHT_BYTES = 256 * 2**20
+#: layer always runs, however big.  It bounds the peak of a 4K frame with many threads (whose
+#: full-frame layers, ~290-370 MB estimated, run one at a time) and lets two full-frame layers
+#: of a 1080p frame (~140 MB each) run at once.
+_INFLIGHT_BYTES = 320 * 2**20
 
 
 def _ordered_map(pool, fn, items, cost=None, budget=_INFLIGHT_BYTES, window=None):
