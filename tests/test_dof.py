@@ -387,6 +387,129 @@ def test_sparse_layers_splat_to_the_same_convolution(radius):
     np.testing.assert_allclose(dofmod._convolve(planes, kernel), want, atol=2e-6)
 
 
+@pytest.mark.parametrize("on_tiles", ["fft", "direct"])
+@pytest.mark.parametrize("tile", [16, 32, 64, 128])
+@pytest.mark.parametrize("radius", [2.0, 7.5, 20.0])
+def test_fft_on_tiles_of_any_size_gives_the_direct_convolution(tile, radius, on_tiles):
+    """The tiled convolution (tiles gathered and added back as whole arrays, each by FFT or
+    tap by tap; kernels larger than the tile included, partial tiles at the borders, empty
+    tiles skipped) is the direct convolution."""
+    from blender_zdepth.core import dof as dofmod
+
+    rng = np.random.default_rng(int(radius * 10) + tile)
+    planes = np.zeros((4, 150, 203), np.float32)
+    m = np.kron(rng.random((10, 13)) < 0.3, np.ones((16, 16), bool))[:150, :203]
+    planes[:, m] = rng.random((4, int(m.sum()))).astype(np.float32)
+    planes[:, 128:, 128:] = 0  # an empty corner tile at every tile size
+    kernel = aperture_kernel(radius, DofSettings(blades=5, rotation_deg=10))
+    kh, kw = kernel.shape
+    occ = dofmod._occupancy(planes[-1] != 0, 16)
+    for _ in range(tile.bit_length() - 5):
+        occ = dofmod._coarser(occ)
+    assert not occ.all()  # some tiles are skipped
+    direct = on_tiles == "direct"
+    fy = tile + kh - 1 if direct else dofmod._next_fast_len(tile + kh - 1)
+    fx = tile + kw - 1 if direct else dofmod._next_fast_len(tile + kw - 1)
+    got = dofmod._convolve_fft_grid(planes, kernel, occ, tile, fy, fx, direct)
+    want = dofmod._convolve_direct(planes, kernel)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+def test_fft_plan_takes_small_tiles_for_scattered_content_and_large_for_dense():
+    from blender_zdepth.core import dof as dofmod
+
+    rng = np.random.default_rng(4)
+    scattered = np.kron(rng.random((72, 128)) < 0.02, np.ones((8, 8), bool))
+    dense = np.ones((576, 1024), bool)
+    k = aperture_kernel(4.0)
+    _, t_scattered, *_ = dofmod._fft_plan(dofmod._occupancy(scattered, 16), 4, *k.shape)
+    _, t_dense, *_ = dofmod._fft_plan(dofmod._occupancy(dense, 16), 4, *k.shape)
+    assert t_scattered <= 32 < t_dense
+
+
+def test_splat_adds_up_repeated_samples():
+    from blender_zdepth.core import dof as dofmod
+
+    rng = np.random.default_rng(8)
+    pix = rng.integers(0, 40 * 50, 300)
+    vals = rng.random((4, 300)).astype(np.float32)
+    kernel = aperture_kernel(3.0)
+    planes = np.zeros((4, 40 * 50), np.float32)
+    for c in range(4):
+        np.add.at(planes[c], pix, vals[c])
+    want = dofmod._convolve_direct(planes.reshape(4, 40, 50), kernel)
+    np.testing.assert_allclose(dofmod._splat(pix, vals, 40, 50, kernel), want, atol=2e-6)
+
+
+def test_edge_split_residuals_from_dot_products_equal_the_channel_by_channel_fit():
+    """The edge split's candidate residuals (three dot products) are those of the best mix
+    computed channel by channel, whichever of the two colours is the fixed one."""
+    from blender_zdepth.core import dof as dofmod
+
+    rng = np.random.default_rng(21)
+    n = 500
+    c = rng.random((4, n)).astype(np.float32)
+    f = rng.random((4, n)).astype(np.float32)
+    cand = rng.random((4, n, 24)).astype(np.float32)
+    cand[:, :5, 3] = f[:, :5]  # a candidate equal to the fixed colour (no line)
+    mask = rng.random((n, 24)) < 0.7
+    got = dofmod._line_residuals(c - f, f, cand, mask)
+    _, want, _ = dofmod._split_fit(c[:, :, None], f[:, :, None], cand)
+    _, swapped, _ = dofmod._split_fit(c[:, :, None], cand, f[:, :, None])
+    np.testing.assert_allclose(swapped, want, atol=1e-6)
+    assert np.isinf(got[~mask]).all()
+    np.testing.assert_allclose(got[mask], want[mask], atol=2e-6)
+
+
+def test_reduced_layers_built_channel_by_channel_give_the_same_frame(monkeypatch):
+    """Reduced-resolution layers without highlights are built one channel at a time (dense)
+    or summed straight into their low-resolution pixels (scattered): the frame is the one the
+    full-resolution planes give, within float rounding."""
+    from blender_zdepth.core import dof as dofmod
+
+    img, depth, lens = _busy_frame()
+    img[..., :3] = np.minimum(img[..., :3], 0.9)  # no highlights: the new paths run
+    st = DofSettings(max_radius=16, threads=1)
+    fast = defocus(img, depth, lens, st)
+    monkeypatch.setattr(dofmod, "_may_sparkle", lambda *a: True)  # the full-resolution path
+    np.testing.assert_allclose(fast, defocus(img, depth, lens, st), atol=1e-5, rtol=1e-5)
+
+
+def test_compositing_in_strips_and_releasing_memory_do_not_change_the_frame(monkeypatch):
+    from blender_zdepth.core import dof as dofmod
+
+    img, depth, lens = _busy_frame()
+    one = defocus(img, depth, lens, DofSettings(max_radius=16, threads=1))
+    monkeypatch.setattr(dofmod, "_COMPOSITE_ROWS", 7)
+    monkeypatch.setattr(dofmod, "_TRIM_PIXELS", 0)
+    trims = []
+    release = dofmod._release_free_memory
+    monkeypatch.setattr(dofmod, "_release_free_memory", lambda: trims.append(1) or release())
+    np.testing.assert_array_equal(
+        defocus(img, depth, lens, DofSettings(max_radius=16, threads=2)), one)
+    assert trims  # the release ran (a no-op where the C library has no malloc_trim)
+
+
+def test_layer_assignment_in_parts_on_threads_equals_one_stable_sort(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from blender_zdepth.core import dof as dofmod
+
+    rng = np.random.default_rng(6)
+    coc = rng.uniform(-12, 9, (61, 83)).astype(np.float32)
+    coc[10:20] = 3.0  # long runs of equal layers across the parts' cuts
+    extra = rng.uniform(-12, 9, 50).astype(np.float32)
+    radii = dofmod.layer_radii(12.0, "default", coc)
+    one = dofmod.assign_layers(coc, extra, radii)
+    monkeypatch.setattr(dofmod, "_ASSIGN_PART", 1000)
+    with ThreadPoolExecutor(3) as pool:
+        many = dofmod.assign_layers(coc, extra, radii, None, pool, parts=4)
+    for name in ("m_order", "m_bounds", "m_t", "e_order", "e_bounds", "e_t"):
+        np.testing.assert_array_equal(getattr(many, name), getattr(one, name), err_msg=name)
+    assert many.m_order.dtype == one.m_order.dtype
+
+
 def test_sparse_layers_kept_as_samples_give_the_same_frame(monkeypatch):
     """Full-resolution layers kept as samples and splatted (the dense-edge case) give the
     frame the dense planes give, within float rounding."""
@@ -397,6 +520,7 @@ def test_sparse_layers_kept_as_samples_give_the_same_frame(monkeypatch):
     monkeypatch.setattr(dofmod, "_SPARSE_SHARE", 0.0)
     dense = defocus(img, depth, lens, st)
     monkeypatch.setattr(dofmod, "_SPARSE_SHARE", 2.0)
+    monkeypatch.setitem(dofmod._COST, "splat", 1e-3)  # the splat wins wherever it may run
     used = []
     splat = dofmod._splat
     monkeypatch.setattr(dofmod, "_splat", lambda *a: used.append(1) or splat(*a))

@@ -531,49 +531,92 @@ def _split_fit(c, f, b):
     return a, res, dd
 
 
+def _line_residuals(g, f, cand, mask):
+    """Squared residuals (n, 24) of the best mixes of pixel colours ``c`` on the lines from
+    each candidate colour ``cand`` (4, n, 24) to the fixed colour ``f`` (4, n), given
+    ``g = c - f``; ``inf`` where ``mask`` (n, 24) is False.  From three dot products
+    (``e = c - cand = g + d`` with ``d = f - cand``; ``|e - a d|^2 = e.e - 2 a e.d + a^2
+    d.d``), so the candidates are read once per channel."""
+    dd = None
+    for i in range(4):
+        d = np.subtract(f[i][:, None], cand[i])
+        gd_i = g[i][:, None] * d
+        d *= d
+        if dd is None:
+            dd, gd = d, gd_i
+        else:
+            dd += d
+            gd += gd_i
+        del d, gd_i
+    gg = g[0] * g[0]
+    for i in range(1, 4):
+        gg += g[i] * g[i]
+    ed = gd + dd                                      # e.d
+    a = np.divide(ed, np.maximum(dd, 1e-12))
+    np.clip(a, 0.0, 1.0, out=a)
+    # e.e - 2 a e.d + a^2 d.d, with e.e = g.g + 2 g.d + d.d
+    res = gd
+    res *= 2
+    res += dd
+    res += gg[:, None]
+    # Residuals within the rounding of these sums count as exact fits (0): among equally
+    # good candidates the first one wins, as with the residuals summed channel by channel.
+    tiny = np.add(dd, gg[:, None])
+    tiny *= 1e-6
+    ed *= 2
+    dd *= a
+    ed -= dd
+    ed *= a
+    res -= ed
+    res[res <= tiny] = 0.0
+    res[~mask] = np.inf
+    return res
+
+
 def _split_chunk(idx, flat_col, flat_coc, pure, lo_i, hi_i, w):
     """The edge split of the pixels ``idx`` (read only): ``(idx, own colour, own coverage
     share, other colour, other coverage share, other radius)`` of the pixels that split, or
     None."""
     mid = 0.5 * (lo_i + hi_i)
     tol = np.maximum(0.25 * (hi_i - lo_i), 0.5)
-    # The 24 neighbours at once: colours (4, 24, n), near / far masks (24, n).
-    j = idx[None, :] + np.array([dy * w + dx for dy, dx in _SPLIT_OFFSETS])[:, None]
+    # The 24 neighbours at once, one row per pixel: near / far masks (n, 24), colours
+    # (4, n, 24).
+    j = idx[:, None] + np.array([dy * w + dx for dy, dx in _SPLIT_OFFSETS])[None, :]
     cj = flat_coc[j]
     pj = pure[j]
-    near = pj & (cj <= lo_i + tol)
-    far = pj & (cj >= hi_i - tol)
+    near = pj & (cj <= (lo_i + tol)[:, None])
+    far = pj & (cj >= (hi_i - tol)[:, None])
     del cj, pj
-    f_n = near.sum(axis=0, dtype=np.int64).astype(_F32)
-    b_n = far.sum(axis=0, dtype=np.int64).astype(_F32)
+    f_n = np.count_nonzero(near, axis=1)
+    b_n = np.count_nonzero(far, axis=1)
     ok = (f_n > 0) & (b_n > 0)
     if not ok.any():
         return None
-    sel = np.flatnonzero(ok)
-    idx, lo_i, hi_i, mid = idx[sel], lo_i[sel], hi_i[sel], mid[sel]
-    j, near, far = j[:, sel], near[:, sel], far[:, sel]
-    cand = flat_col[:, j]  # (4, 24, n)
+    if not ok.all():
+        sel = np.flatnonzero(ok)
+        idx, lo_i, hi_i, mid = idx[sel], lo_i[sel], hi_i[sel], mid[sel]
+        j, near, far, f_n, b_n = j[sel], near[sel], far[sel], f_n[sel], b_n[sel]
+    cand = flat_col[:, j]  # (4, n, 24)
     del j
     c = flat_col[:, idx]
+    n = idx.size
+    rows = np.arange(n)
+    nf = near.astype(_F32)
     fc = np.empty_like(c)
-    bc = np.empty_like(c)
-    nf, bf = near.astype(_F32), far.astype(_F32)
     for i in range(4):
-        fc[i] = (cand[i] * nf).sum(axis=0)
-        bc[i] = (cand[i] * bf).sum(axis=0)
-    fc /= f_n[sel]
-    bc /= b_n[sel]
-    del nf, bf
-    cols = np.arange(idx.size)
+        fc[i] = np.einsum("nk,nk->n", cand[i], nf)
+    fc /= f_n.astype(_F32)
+    del nf
     # Colours vary along an edge (texture, highlights): pick, among the pure neighbours, the
     # far colour and then the near colour that explain the pixel best as a mix (the first
     # of equally good ones).
-    _, res, _ = _split_fit(c, fc[:, None, :], cand)
-    res[~far] = np.inf
-    bc = cand[:, np.argmin(res, axis=0), cols]
-    _, res, _ = _split_fit(c, cand, bc[:, None, :])
-    res[~near] = np.inf
-    fc = cand[:, np.argmin(res, axis=0), cols]
+    res = _line_residuals(c - fc, fc, cand, far)
+    bc = cand[:, rows, np.argmin(res, axis=1)]
+    del res
+    # (the lines from the far colour bc to each candidate: the same residuals with the
+    # roles of the fixed and the candidate colour swapped)
+    res = _line_residuals(c - bc, bc, cand, near)
+    fc = cand[:, rows, np.argmin(res, axis=1)]
     del cand, res
     a, res2, dd = _split_fit(c, fc, bc)
     # Only split a pixel whose colour really lies between the two sides: the part of it the
@@ -919,6 +962,130 @@ def _convolve_fft_tiled(planes, kernel, occ, fy, fx, ty, tx, batch=24, collect=N
     return out
 
 
+#: Tile edges (px) the FFT convolution chooses from (:func:`_fft_plan`); each twice the one
+#: before, so that the occupancy of the larger tiles follows from the smallest's.
+_TILE_EDGES = (16, 32, 64, 128)
+
+#: Cost model of the convolutions (ns), measured on numpy 1.26 (whose FFT works in
+#: complex128), one core: :func:`_convolve_fft_grid` ``fft`` per FFT element and channel
+#: (transforms, gathering and adding back) plus ``tile`` per tile and channel; a direct
+#: convolution ``direct`` per kernel tap, pixel and channel; a splat ``splat`` per sample,
+#: tap and channel plus ``plane`` per output pixel and channel; direct on small tiles
+#: ``direct_tile`` per kernel tap, pixel and channel, ``plane`` per output pixel and channel
+#: and ``tile_direct`` per tile and channel.
+_COST = {"fft": 25.0, "tile": 8000.0, "direct": 1.2, "splat": 10.0, "plane": 3.0,
+         "direct_tile": 2.0, "tile_direct": 3000.0}
+
+
+def _occupancy(nz, t):
+    """(ny, nx) bool map of the ``t`` x ``t`` tiles of 2-D bool ``nz`` that hold anything."""
+    h, w = nz.shape
+    ny, nx = -(-h // t), -(-w // t)
+    rows = np.zeros((ny * t, w), bool)
+    rows[:h] = nz
+    rows = rows.reshape(ny, t, w).any(axis=1)
+    cols = np.zeros((ny, nx * t), bool)
+    cols[:, :w] = rows
+    return cols.reshape(ny, nx, t).any(axis=2)
+
+
+def _occupancy_of_pixels(pix, h, w, t):
+    """:func:`_occupancy` of the flat pixels ``pix`` of an (h, w) plane."""
+    occ = np.zeros((-(-h // t), -(-w // t)), bool)
+    ys, xs = np.divmod(pix, w)
+    occ[ys // t, xs // t] = True
+    return occ
+
+
+def _coarser(occ):
+    """Occupancy of tiles twice as large (2 x 2 of ``occ``'s)."""
+    ny, nx = occ.shape
+    p = np.zeros((ny + ny % 2, nx + nx % 2), bool)
+    p[:ny, :nx] = occ
+    return p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2).any(axis=(1, 3))
+
+
+def _fft_plan(occ, c, kh, kw, taps=None):
+    """The cheapest tiling for a convolution of ``c`` planes with a ``kh`` x ``kw`` kernel
+    (``taps`` non-zero weights), from the occupancy ``occ`` of the smallest tiles
+    (``_TILE_EDGES[0]``): ``(estimated ns, tile edge, rows, columns, occupancy at that edge,
+    direct)`` -- each occupied tile convolved by FFT (``rows`` x ``columns`` transforms) or,
+    ``direct`` (small kernels), tap by tap (``rows`` x ``columns`` = the tile plus the
+    kernel).  Sparse layers (scattered particles, the thin slices of a frame full of depth
+    edges) get small tiles that skip the empty space between their samples; dense ones
+    larger tiles."""
+    best = None
+    for n, t in enumerate(_TILE_EDGES):
+        if n:
+            occ = _coarser(occ)
+        n_occ = int(occ.sum())
+        fy, fx = _next_fast_len(t + kh - 1), _next_fast_len(t + kw - 1)
+        cost = n_occ * c * (fy * fx * _COST["fft"] + _COST["tile"])
+        if best is None or cost < best[0]:
+            best = (cost, t, fy, fx, occ, False)
+        if taps is not None:
+            dy, dx = t + kh - 1, t + kw - 1
+            cost = n_occ * c * (taps * t * t * _COST["direct_tile"] +
+                                dy * dx * _COST["plane"] + _COST["tile_direct"])
+            if cost < best[0]:
+                best = (cost, t, dy, dx, occ, True)
+    return best
+
+
+def _convolve_fft_grid(planes, kernel, occ, t, fy, fx, direct=False):
+    """Full linear convolution (C, h + kh - 1, w + kw - 1) of planar ``planes`` (C, h, w) by
+    overlap-add of FFT-convolved ``t`` x ``t`` tiles (only the tiles ``occ`` marks; FFT size
+    ``fy`` x ``fx``), the tiles gathered and added back with whole-array operations.
+    ``direct``: each tile convolved tap by tap instead (``fy`` x ``fx`` = the tile plus the
+    kernel)."""
+    c, h, w = planes.shape
+    kh, kw = kernel.shape
+    ny, nx = occ.shape
+    my, mx = -(-fy // t), -(-fx // t)  # output tiles one result spans
+    out = np.zeros((c, (ny + my - 1) * t, (nx + mx - 1) * t), _F32)
+    out5 = out.reshape(c, ny + my - 1, t, nx + mx - 1, t)
+    if direct:
+        taps = [(dy, dx, kernel[dy, dx]) for dy, dx in zip(*np.nonzero(kernel > 0))]
+    else:
+        kpad = np.zeros((fy, fx), _F32)
+        kpad[:kh, :kw] = kernel
+        kspec = np.fft.rfft2(kpad)
+    iy, ix = np.nonzero(occ)
+    full_y, full_x = h // t, w // t
+    grid = planes[:, :full_y * t, :full_x * t].reshape(c, full_y, t, full_x, t)
+    batch = max(1, (1 << 20) // (c * fy * fx))  # ~1 M elements a batch (~50 MB in flight)
+    for b0 in range(0, iy.size, batch):
+        by, bx = iy[b0:b0 + batch], ix[b0:b0 + batch]
+        buf = np.zeros((by.size, c) + ((t, t) if direct else (fy, fx)), _F32)
+        inner = (by < full_y) & (bx < full_x)
+        sel = np.flatnonzero(inner)
+        if sel.size:
+            buf[sel, :, :t, :t] = grid[:, by[sel], :, bx[sel], :]
+        for n in np.flatnonzero(~inner):
+            src = planes[:, by[n] * t:(by[n] + 1) * t, bx[n] * t:(bx[n] + 1) * t]
+            buf[n, :, :src.shape[1], :src.shape[2]] = src
+        if direct:
+            res = np.zeros((by.size, c, fy, fx), _F32)
+            src = buf[:, :, :t, :t]
+            tmp = np.empty_like(src)
+            for dy, dx, v in taps:
+                np.multiply(src, v, out=tmp)
+                res[:, :, dy:dy + t, dx:dx + t] += tmp
+            del buf, src, tmp
+        else:
+            spec = np.fft.rfft2(buf)
+            del buf
+            spec *= kspec
+            res = np.fft.irfft2(spec, s=(fy, fx))
+            del spec
+        for qy in range(my):
+            for qx in range(mx):
+                sub = res[:, :, qy * t:(qy + 1) * t, qx * t:(qx + 1) * t]
+                out5[:, by + qy, :sub.shape[2], bx + qx, :sub.shape[3]] += sub
+        del res
+    return out[:, :h + kh - 1, :w + kw - 1]
+
+
 #: Sparkle detection: brighter than ``abs`` (mean of R, G, B) and ``rel`` times the mean
 #: of the surrounding ``block`` x ``block`` pixels.
 _SPARKLE = {"abs": 1.0, "rel": 2.0, "block": 16}
@@ -966,6 +1133,16 @@ def _extract_sparkles(planes):
     return sp
 
 
+def _may_sparkle(flat_col, sel, weight):
+    """Whether any of the samples ``sel`` (flat pixels, layer weights ``weight``) is bright
+    enough to be a small highlight (:func:`_extract_sparkles`' absolute threshold, less a
+    margin for rounding: when in doubt, it may)."""
+    lum = flat_col[0, sel] + flat_col[1, sel]
+    lum += flat_col[2, sel]
+    lum *= weight
+    return bool((lum > 0.999 * 3.0 * _SPARKLE["abs"]).any())
+
+
 def _convolve_sparse(planes, kernel, nz):
     """Full linear convolution of planar ``planes`` (C, h, w) whose only non-zero pixels are
     ``nz`` (flat indices) with ``kernel``, by splatting (see :func:`_splat`)."""
@@ -976,28 +1153,26 @@ def _convolve_sparse(planes, kernel, nz):
 def _splat(pix, vals, h, w, kernel):
     """Full linear convolution (C, h + kh - 1, w + kw - 1) of the samples at flat pixels
     ``pix`` of an (h, w) plane (repeats add up) with values ``vals`` (C, n): each sample
-    splats the kernel (weighted sums by ``np.bincount``), so the cost follows the samples,
-    not the area."""
+    splats the kernel, one kernel tap at a time over all samples, so the cost follows the
+    samples, not the area."""
     c = vals.shape[0]
     kh, kw = kernel.shape
     oh, ow = h + kh - 1, w + kw - 1
+    pix = np.asarray(pix, np.int64)
+    if pix.size > 1 and not np.all(pix[1:] > pix[:-1]):
+        # Repeated pixels add up first (a tap's positions must be unique to add in one go).
+        pix, inv = np.unique(pix, return_inverse=True)
+        vals = np.stack([np.bincount(inv, weights=v, minlength=pix.size) for v in vals])
+    vals = np.asarray(vals, _F32)
     ky, kx = np.nonzero(kernel > 0)
-    kv = kernel[ky, kx].astype(np.float64)
+    kv = kernel[ky, kx]
     ys, xs = np.divmod(pix, w)
     base = ys * ow + xs                       # the sample's position in the output
-    offs = ky * ow + kx
-    vals = vals.astype(np.float64)
     out = np.zeros((c, oh * ow), _F32)
-    # Taps in batches of ~1.5 M splats (bounded temporaries; np.bincount sums in float64).
-    batch = max(1, int(1.5e6 // max(pix.size, 1)))
-    for t0 in range(0, offs.size, batch):
-        pos = (base[None, :] + offs[t0:t0 + batch, None]).ravel()
-        lo = int(pos.min())
-        pos -= lo
-        n = int(pos.max()) + 1
-        for ci in range(c):
-            wts = (kv[t0:t0 + batch, None] * vals[ci][None, :]).ravel()
-            out[ci, lo:lo + n] += np.bincount(pos, weights=wts, minlength=n)
+    tmp = np.empty_like(vals)
+    for y, x, v in zip(ky.tolist(), kx.tolist(), kv):
+        np.multiply(vals, v, out=tmp)
+        out[:, base + (y * ow + x)] += tmp
     return out.reshape(c, oh, ow)
 
 
@@ -1009,51 +1184,74 @@ class SparseLayer(NamedTuple):
     pix: np.ndarray
     vals: np.ndarray
 
-    def dense(self):
-        planes = np.zeros(self.shape, _F32)
-        flat = planes.reshape(self.shape[0], -1)
-        for ci in range(self.shape[0]):
-            np.add.at(flat[ci], self.pix, self.vals[ci])
+    def dense(self, channel=None):
+        """The planes (C, h, w), or one channel of them as (1, h, w)."""
+        chans = range(self.shape[0]) if channel is None else (channel,)
+        planes = np.zeros((len(chans),) + tuple(self.shape[1:]), _F32)
+        flat = planes.reshape(len(chans), -1)
+        for n, ci in enumerate(chans):
+            np.add.at(flat[n], self.pix, self.vals[ci])
         return planes
 
 
 def _splat_cost(n, taps, c, h, w, kh, kw):
-    """Estimated cost (ns) of :func:`_splat` (~8 ns per sample, tap and channel, plus the
-    output planes)."""
-    return c * (n * taps * 8.0 + (h + kh) * (w + kw) * 3.0)
+    """Estimated cost (ns) of :func:`_splat` (see ``_COST``)."""
+    return c * (n * taps * _COST["splat"] + (h + kh) * (w + kw) * _COST["plane"])
 
 
-def _convolve(planes, kernel):
+def _convolve(planes, kernel, pix=None):
     """Full linear convolution (C, h + kh - 1, w + kw - 1) of ``planes`` (C, h, w; coverage
-    last) with ``kernel``: whichever is estimated cheapest of a direct convolution (small
-    kernels), a splat of the samples (sparse layers: particles, leaves, the thin slices of a
-    dense depth-edge frame) and FFT over the occupied tiles."""
+    last) with ``kernel``: whichever is estimated cheapest (``_COST``) of a direct
+    convolution (small kernels), a splat of the samples (sparse layers: particles, leaves,
+    the thin slices of a dense depth-edge frame) and FFT over the occupied tiles, the tile
+    size chosen by :func:`_fft_plan`.  ``planes`` may be a :class:`SparseLayer` (then
+    ``pix``/values come from it and it is made dense only if the splat does not win)."""
+    sparse = isinstance(planes, SparseLayer)
     c, h, w = planes.shape
     kh, kw = kernel.shape
     taps = int(np.count_nonzero(kernel > 0))
-    fy, fx, ty, tx = _tile_size(kh, kw)
-    occ = _occupied_tiles(planes[-1], ty, tx)
-    n_tiles = int(occ.sum())
-    if n_tiles == 0:
+    t0 = _TILE_EDGES[0]
+    if sparse:
+        occ = _occupancy_of_pixels(planes.pix, h, w, t0)
+    else:
+        nz = planes[-1] != 0
+        occ = _occupancy(nz, t0)
+    if not occ.any():
         return np.zeros((c, h + kh - 1, w + kw - 1), _F32)
-    # Rough costs (ns): a multiply-add pass ~0.8 ns/element; an rfft2 + irfft2 pair of a real
-    # plane ~10 ns/element at good sizes (complex128 inside numpy), plus tile bookkeeping; a
-    # splatted sample ~8 ns per tap and channel, plus the output planes.
-    direct = taps * c * h * w * 0.8
-    fft = c * n_tiles * fy * fx * (8.0 + 0.5 * math.log2(fy * fx))
+    fft, t, fy, fx, occ_t, on_tiles = _fft_plan(occ, c, kh, kw, taps)
+    direct = taps * c * h * w * _COST["direct"]
     best = min(direct, fft)
     # Count the samples only when a splat can win (fewer than best / cost per sample).
-    if best > c * ((h + kh) * (w + kw) * 3.0 + taps * 8.0):
-        nz = np.flatnonzero(planes[-1].reshape(-1))
-        if _splat_cost(nz.size, taps, c, h, w, kh, kw) < best:
-            return _convolve_sparse(planes, kernel, nz)
+    if best > c * ((h + kh) * (w + kw) * _COST["plane"] + taps * _COST["splat"]):
+        if sparse:
+            n = planes.pix.size
+        else:
+            pix = np.flatnonzero(nz.reshape(-1))
+            n = pix.size
+        if _splat_cost(n, taps, c, h, w, kh, kw) < best:
+            if sparse:
+                return _splat(planes.pix, planes.vals, h, w, kernel)
+            return _convolve_sparse(planes, kernel, pix)
+    if sparse:
+        # One channel at a time: only one full plane of the layer lives next to the output.
+        out = np.empty((c, h + kh - 1, w + kw - 1), _F32)
+        for ci in range(c):
+            one = planes.dense(ci)
+            out[ci] = _convolve_direct(one, kernel)[0] if direct <= fft else \
+                _convolve_fft_grid(one, kernel, occ_t, t, fy, fx, on_tiles)[0]
+            del one
+        return out
     if direct <= fft:
         return _convolve_direct(planes, kernel)
-    return _convolve_fft_tiled(planes, kernel, occ, fy, fx, ty, tx)
+    return _convolve_fft_grid(planes, kernel, occ_t, t, fy, fx, on_tiles)
 
 
 # --------------------------------------------------------------------------------------------
 # The engine
+
+
+#: Rows per strip of :func:`_composite` (bounds its temporaries: a few full-width rows).
+_COMPOSITE_ROWS = 128
 
 
 def _composite(acc, budget, blurred, y0, x0, opaque, far=None):
@@ -1061,28 +1259,31 @@ def _composite(acc, budget, blurred, y0, x0, opaque, far=None):
     ``acc`` (C-1 or 4 planes) and ``budget`` at offset (y0, x0); clipped to the frame.
 
     ``far``: (planes (4, H, W), set (H, W) bool) that keep, per pixel, the normalised colour
-    of the farthest layer seen so far (what fills the disocclusion holes at the end)."""
+    of the farthest layer seen so far (what fills the disocclusion holes at the end).  Done in
+    strips of rows (element by element, so the strips do not change the result)."""
     H, W = budget.shape
     _, h, w = blurred.shape
     ya, xa = max(0, -y0), max(0, -x0)
     yb, xb = min(h, H - y0), min(w, W - x0)
     if ya >= yb or xa >= xb:
         return
-    blk = blurred[:, ya:yb, xa:xb]
-    sl = (slice(y0 + ya, y0 + yb), slice(x0 + xa, x0 + xb))
-    cov = np.maximum(blk[-1], 0)
-    s = budget[sl]
-    new_s = np.minimum(s + cov, 1.0)
-    vis = new_s - s
-    factor = vis / np.maximum(cov, 1e-7)
-    ncol = blk.shape[0] - 1
-    for i in range(ncol):
-        acc[i][sl] += blk[i] * factor
-    if opaque:
-        acc[3][sl] += vis
-    budget[sl] = new_s
-    if far is not None:
-        _track_far(far, blk[:ncol], cov, sl, opaque)
+    for r0 in range(ya, yb, _COMPOSITE_ROWS):
+        r1 = min(yb, r0 + _COMPOSITE_ROWS)
+        blk = blurred[:, r0:r1, xa:xb]
+        sl = (slice(y0 + r0, y0 + r1), slice(x0 + xa, x0 + xb))
+        cov = np.maximum(blk[-1], 0)
+        s = budget[sl]
+        new_s = np.minimum(s + cov, 1.0)
+        vis = new_s - s
+        factor = vis / np.maximum(cov, 1e-7)
+        ncol = blk.shape[0] - 1
+        for i in range(ncol):
+            acc[i][sl] += blk[i] * factor
+        if opaque:
+            acc[3][sl] += vis
+        budget[sl] = new_s
+        if far is not None:
+            _track_far(far, blk[:ncol], cov, sl, opaque)
 
 
 def _track_far(far, colour, cov, sl, opaque):
@@ -1334,19 +1535,52 @@ def _run_boxes(pix, bounds, width):
     return out
 
 
-def assign_layers(coc, extra_coc, radii, extra_idx=None):
+def _sorted_by_layer(flat_coc, radii, start):
+    """Layer assignment of one run of pixels (from flat index ``start``): (order sorted by
+    lower layer, as absolute int32/int64 indices; run bounds (nl + 1); upper weights)."""
+    i, t = _assign_layers(flat_coc, radii)
+    order = np.argsort(i, kind="stable")
+    bounds = np.searchsorted(i[order], np.arange(radii.size + 1))
+    if start + flat_coc.size < 2**31:
+        # int32 indices: half the memory of argsort's int64 (35 MB less at 4K), same values
+        order = order.astype(np.int32)
+    if start:
+        order += start
+    return order, bounds, t
+
+
+#: Pixels per part of the layer assignment on several threads (smaller frames: one part).
+_ASSIGN_PART = 1 << 20
+
+
+def assign_layers(coc, extra_coc, radii, extra_idx=None, pool=None, parts=1):
     """Stage *assign layers*: soft (tent) assignment of every sample to the two layers
     around its radius, sorted by layer (a stable radix sort: pixel order kept per layer).
     ``extra_idx`` (the extra samples' pixels) lets it also bound each layer's box, which
-    the threads use to keep the memory in flight bounded."""
+    the threads use to keep the memory in flight bounded.  With ``pool``, the pixels are
+    sorted in up to ``parts`` runs at once and the runs joined layer by layer (the same
+    order as one stable sort)."""
     nl = radii.size
-    m_i, m_t = _assign_layers(coc.reshape(-1), radii)
+    flat = coc.reshape(-1)
+    n = flat.size
+    parts = max(1, min(int(parts), n // _ASSIGN_PART)) if pool is not None else 1
+    if parts == 1:
+        m_order, m_bounds, m_t = _sorted_by_layer(flat, radii, 0)
+    else:
+        cuts = [n * j // parts for j in range(parts + 1)]
+        runs = list(pool.map(lambda j: _sorted_by_layer(flat[cuts[j]:cuts[j + 1]], radii,
+                                                        cuts[j]), range(parts)))
+        m_t = np.concatenate([r[2] for r in runs])
+        m_bounds = np.sum([r[1] for r in runs], axis=0)
+        m_order = np.empty(n, runs[0][0].dtype if n < 2**31 else np.int64)
+        pos = 0
+        for k in range(nl):
+            for order, bounds, _ in runs:
+                run = order[bounds[k]:bounds[k + 1]]
+                m_order[pos:pos + run.size] = run
+                pos += run.size
+        del runs
     e_i, e_t = _assign_layers(extra_coc, radii)
-    m_order = np.argsort(m_i, kind="stable")
-    m_bounds = np.searchsorted(m_i[m_order], np.arange(nl + 1))
-    if m_order.size < 2**31:
-        # int32 indices: half the memory of argsort's int64 (35 MB less at 4K), same values
-        m_order = m_order.astype(np.int32)
     e_order = np.argsort(e_i, kind="stable")
     e_bounds = np.searchsorted(e_i[e_order], np.arange(nl + 1))
     boxes = None
@@ -1365,29 +1599,34 @@ def assign_layers(coc, extra_coc, radii, extra_idx=None):
 
 def _gather(order, bounds, tt, k, nl):
     """Indices (into the sample arrays) and layer weights of layer k's samples, or
-    (None, None)."""
-    sels, wgts = [], []
-    if k < nl - 1:
-        sel = order[bounds[k]:bounds[k + 1]]
-        if sel.size:
-            sels.append(sel)
-            wgts.append(1 - tt[sel])
-    if k > 0:
-        sel = order[bounds[k - 1]:bounds[k]]
-        if sel.size:
-            w = tt[sel]
-            keep = w > 0
-            if not keep.all():
-                sel, w = sel[keep], w[keep]
-            if sel.size == 0:
-                return (sels[0], wgts[0]) if sels else (None, None)
-            sels.append(sel)
-            wgts.append(w)
-    if not sels:
+    (None, None): the run whose lower layer is k (weight 1 - t), then the run whose upper
+    layer is k (weight t, those above 0), written once into their result arrays."""
+    empty = order[:0]
+    lo = order[bounds[k]:bounds[k + 1]] if k < nl - 1 else empty
+    up = order[bounds[k - 1]:bounds[k]] if k > 0 else empty
+    w_up = None
+    if up.size:
+        w_up = tt[up]
+        keep = w_up > 0
+        if not keep.all():
+            up, w_up = up[keep], w_up[keep]
+        del keep
+    n_lo, n = lo.size, lo.size + up.size
+    if n == 0:
         return None, None
-    if len(sels) == 1:
-        return sels[0], wgts[0]
-    return np.concatenate(sels), np.concatenate(wgts)
+    if not up.size:
+        w = tt[lo]
+        np.subtract(1, w, out=w)
+        return lo, w
+    sel = np.empty(n, order.dtype)
+    w = np.empty(n, _F32)
+    sel[:n_lo] = lo
+    sel[n_lo:] = up
+    if n_lo:
+        np.take(tt, lo, out=w[:n_lo])
+        np.subtract(1, w[:n_lo], out=w[:n_lo])
+    w[n_lo:] = w_up
+    return sel, w
 
 
 #: A full-resolution layer whose samples number fewer than this share of its box is kept as
@@ -1410,8 +1649,7 @@ def layer_content(frame, extra, layers, k, s):
         return None
     boxes = []
     if m_sel is not None:
-        m_rows = m_sel // Wp
-        m_cols = m_sel - m_rows * Wp
+        m_rows, m_cols = np.divmod(m_sel, Wp)
         boxes.append((int(m_rows.min()), int(m_rows.max()) + 1,
                       int(m_cols.min()), int(m_cols.max()) + 1))
     if e_sel is not None:
@@ -1460,35 +1698,66 @@ def layer_content(frame, extra, layers, k, s):
         my0, mx0 = my0 // s * s, mx0 // s * s
         my1, mx1 = -(-my1 // s) * s, -(-mx1 // s) * s
         mh, mw = my1 - my0, mx1 - mx0
-        full = np.zeros((nch + 1, mh, mw), _F32)
-        lidx = (m_rows - my0) * mw + (m_cols - mx0)
         ch, cw = min(my1, Hp) - my0, min(mx1, Wp) - mx0
-        if m_sel.size > 0.3 * mh * mw:
-            # Dense: scatter the layer weights once, multiply whole planes.
-            wt = np.zeros(mh * mw, _F32)
-            wt[lidx] = m_w
-            wt = wt.reshape(mh, mw)[:ch, :cw]
-            box = (slice(my0, my0 + ch), slice(mx0, mx0 + cw))
-            for c in range(nch):
-                np.multiply(col[c][box], wt, out=full[c, :ch, :cw])
-            np.multiply(cov[box], wt, out=full[nch, :ch, :cw])
-            del wt
+        flat_col = col.reshape(4, -1)
+        dense = m_sel.size > 0.3 * mh * mw
+        if s > 1 and not _may_sparkle(flat_col, m_sel, m_w):
+            # No highlight to keep at full resolution: one channel at a time, straight to the
+            # layer's scale (a 4K layer's full-resolution planes are 36 MB each).
+            oy, ox = (my0 - y0) // s, (mx0 - x0) // s
+            if dense:
+                del m_rows, m_cols  # not needed below (16 MB each for a big 4K layer)
+                # The weights scattered on a frame-sized plane by the samples' own indices
+                # (no index arithmetic over millions of samples), the box a view of it.
+                wt = np.zeros(Hp * Wp, _F32)
+                wt[m_sel] = m_w
+                wt = wt.reshape(Hp, Wp)[my0:my0 + ch, mx0:mx0 + cw]
+                box = (slice(my0, my0 + ch), slice(mx0, mx0 + cw))
+                full = np.zeros((mh, mw), _F32)
+                for c in range(nch + 1):
+                    np.multiply(col[c][box] if c < nch else cov[box], wt,
+                                out=full[:ch, :cw])
+                    low = _downsample_sum(full, s)
+                    low *= _F32(1.0 / (s * s))
+                    planes[c, oy:oy + low.shape[0], ox:ox + low.shape[1]] = low
+                del wt, full, low
+            else:
+                # Scattered samples: summed into their low-resolution pixels directly.
+                lidx = ((m_rows - y0) // s) * bw + (m_cols - x0) // s
+                flat = planes.reshape(nch + 1, -1)
+                norm = 1.0 / (s * s)
+                for c in range(nch + 1):
+                    v = flat_col[c, m_sel] if c < nch else cov.reshape(-1)[m_sel]
+                    flat[c] += np.bincount(lidx, weights=m_w * v * norm, minlength=bh * bw)
+                del lidx
         else:
-            flat = full.reshape(nch + 1, -1)
-            flat_col = col.reshape(4, -1)
-            for c in range(nch):
-                flat[c, lidx] = m_w * flat_col[c, m_sel]
-            flat[nch, lidx] = m_w * cov.reshape(-1)[m_sel]
-        del lidx
-        if s > 1:
-            with _stage("sparkles"):
-                sparkles = _extract_sparkles(full)
-            sy0, sx0 = my0, mx0
-            full = _downsample_sum(full, s)
-            full *= _F32(1.0 / (s * s))
-        oy, ox = (my0 - y0) // s, (mx0 - x0) // s
-        planes[:, oy:oy + full.shape[1], ox:ox + full.shape[2]] = full
-        del full
+            full = np.zeros((nch + 1, mh, mw), _F32)
+            lidx = (m_rows - my0) * mw + (m_cols - mx0)
+            if dense:
+                # Dense: scatter the layer weights once, multiply whole planes.
+                wt = np.zeros(mh * mw, _F32)
+                wt[lidx] = m_w
+                wt = wt.reshape(mh, mw)[:ch, :cw]
+                box = (slice(my0, my0 + ch), slice(mx0, mx0 + cw))
+                for c in range(nch):
+                    np.multiply(col[c][box], wt, out=full[c, :ch, :cw])
+                np.multiply(cov[box], wt, out=full[nch, :ch, :cw])
+                del wt
+            else:
+                flat = full.reshape(nch + 1, -1)
+                for c in range(nch):
+                    flat[c, lidx] = m_w * flat_col[c, m_sel]
+                flat[nch, lidx] = m_w * cov.reshape(-1)[m_sel]
+            del lidx
+            if s > 1:
+                with _stage("sparkles"):
+                    sparkles = _extract_sparkles(full)
+                sy0, sx0 = my0, mx0
+                full = _downsample_sum(full, s)
+                full *= _F32(1.0 / (s * s))
+            oy, ox = (my0 - y0) // s, (mx0 - x0) // s
+            planes[:, oy:oy + full.shape[1], ox:ox + full.shape[2]] = full
+            del full
     if e_sel is not None:
         lidx = ((e_rows - y0) // s) * bw + (e_cols - x0) // s
         flat = planes.reshape(nch + 1, -1)
@@ -1539,22 +1808,8 @@ def convolve_layer(content, radius, s, gs, settings, pixel_aspect):
     kernel = aperture_kernel(radius / s, settings, pixel_aspect)
     kh, kw = kernel.shape
     with _stage(f"convolve s={s}"):
-        if isinstance(planes, SparseLayer):
-            c, h, w = planes.shape
-            taps = int(np.count_nonzero(kernel > 0))
-            fy, fx, ty, tx = _tile_size(kh, kw)
-            # (the FFT's cost with every tile of the box occupied: an upper bound)
-            fft = c * (-(-h // ty)) * (-(-w // tx)) * fy * fx * (8.0 + 0.5 * math.log2(fy * fx))
-            if (kh > 1 or kw > 1) and _splat_cost(planes.pix.size, taps, c, h, w, kh, kw) < \
-                    min(fft, taps * c * h * w * 0.8):
-                blurred = _splat(planes.pix, planes.vals, h, w, kernel)
-                planes = None
-            else:
-                planes = planes.dense()
-        if planes is None:
-            pass
-        elif kh == 1 and kw == 1:
-            blurred = planes
+        if kh == 1 and kw == 1:
+            blurred = planes.dense() if isinstance(planes, SparseLayer) else planes
         else:
             blurred = _convolve(planes, kernel)
     oy, ox = y0 - kh // 2, x0 - kw // 2
@@ -1592,8 +1847,10 @@ def _blur_layer(frame, extra, layers, k, s, gs, settings, pixel_aspect):
 
 
 #: Memory (bytes, estimated) that layers being blurred in parallel may hold at once; one
-#: layer always runs, however big.  It bounds the peak of a 4K frame with many threads.
-_INFLIGHT_BYTES = 256 * 2**20
+#: layer always runs, however big.  It bounds the peak of a 4K frame with many threads (whose
+#: full-frame layers, ~290-370 MB estimated, run one at a time) and lets two full-frame layers
+#: of a 1080p frame (~140 MB each) run at once.
+_INFLIGHT_BYTES = 320 * 2**20
 
 
 def _ordered_map(pool, fn, items, cost=None, budget=_INFLIGHT_BYTES, window=None):
@@ -1649,6 +1906,31 @@ def _layer_bytes(layers, k, s, nch):
     return int(n) + 48 * 2**20
 
 
+#: Frames from this many padded pixels up return freed memory to the system after each
+#: layer when they run on several threads (:func:`_release_free_memory`).
+_TRIM_PIXELS = 4_000_000
+_MALLOC_TRIM = []
+
+
+def _release_free_memory():
+    """Give the C allocator's free memory back to the system (glibc's ``malloc_trim``, which
+    covers every thread's arena; elsewhere nothing)."""
+    if not _MALLOC_TRIM:
+        fn = None
+        try:
+            import ctypes
+
+            fn = ctypes.CDLL(None).malloc_trim
+            fn.argtypes = [ctypes.c_size_t]
+            fn.restype = ctypes.c_int
+        except (OSError, AttributeError, ImportError, TypeError):  # no glibc (Windows, macOS)
+            fn = None
+        _MALLOC_TRIM.append(fn)
+    fn = _MALLOC_TRIM[0]
+    if fn is not None:
+        fn(0)
+
+
 def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None):
     """Stages *convolve* and *composite*: every layer blurred (on ``pool``'s threads, if
     given, several at once) and composited near to far by coverage budget (in order, so the
@@ -1663,6 +1945,9 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None
     far = None  # allocated below if the last group is at full resolution
     scales, groups = layer_groups(radii, settings.quality)
     nch = 3 if opaque else 4
+    # Big frames on several threads: freed buffers go back to the system after each layer
+    # (else each thread's allocator arena keeps its own, ~250 MB more at 4K on two threads).
+    trim = pool is not None and Hp * Wp >= _TRIM_PIXELS
     group_scale = {}
     for low, ks in groups:
         gs = min(scales[k] for k in ks) if low else 1
@@ -1703,6 +1988,8 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None
                 _composite(g_acc, g_budget, blurred, oy, ox, opaque, g_far)
             box = (oy, ox, oy + blurred.shape[1], ox + blurred.shape[2])
             del layer, blurred  # before the next layer's buffers are made
+            if trim:
+                _release_free_memory()
             touched = box if touched is None else (min(touched[0], box[0]),
                                                    min(touched[1], box[1]),
                                                    max(touched[2], box[2]),
@@ -1729,20 +2016,29 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None
     return acc, budget, far
 
 
-def finish(acc, budget, far, col):
+def finish(acc, budget, far, col, pool=None):
     """Stage *finish* (in place on ``acc``): disocclusion holes (coverage short of 1: a
     blurred layer's disk reaches where nearer pixels hid it) take the farthest layers' own
     colour -- the light missing there is that background's; elsewhere normalise by the
-    coverage received; pixels that received nothing keep their own colour ``col``."""
+    coverage received; pixels that received nothing keep their own colour ``col``.  The
+    channels on ``pool``'s threads, if given."""
     if far is not None:
         _fill_holes(acc, budget, far)
     with np.errstate(invalid="ignore", divide="ignore"):
         inv = np.where(budget > 1e-4, 1.0 / np.maximum(budget, 1e-4), 0.0).astype(_F32)
     hole = budget <= 1e-4
-    for i in range(4):
+    any_hole = bool(hole.any())
+
+    def channel(i):
         acc[i] *= inv
-        if hole.any():
+        if any_hole:
             acc[i][hole] = col[i][hole]
+
+    if pool is not None:
+        list(pool.map(channel, range(4)))
+    else:
+        for i in range(4):
+            channel(i)
     return acc
 
 
@@ -1785,17 +2081,18 @@ def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None):
     radii = layer_radii(frame.maxr, settings.quality, frame.coc)
     with _stage("assign"):
         layers = assign_layers(frame.coc, extra.coc, radii,
-                               extra.idx if pool is not None else None)
+                               extra.idx if pool is not None else None, pool,
+                               settings.thread_count())
         # the radii are not needed past the layer assignment
         frame.coc = None
         extra = extra._replace(coc=None)
     acc, budget, far = composite_layers(frame, extra, layers, settings, pixel_aspect, pool)
     del layers, extra
     with _stage("finish"):
-        finish(acc, budget, far, frame.col)
+        finish(acc, budget, far, frame.col, pool)
         del far
     with _stage("output"):
-        return rgba_out(acc, frame.pad, frame.H, frame.W, rgba)
+        return rgba_out(acc, frame.pad, frame.H, frame.W, rgba, pool)
 
 
 def _fill_holes(acc, budget, far):
@@ -1848,12 +2145,21 @@ def _merge_group(acc, budget, low, scale, size, y0, x0, sparkles=()):
             acc[i][ya:yb, xa:xb] += tile[i, ya - ty:yb - ty, xa - tx:xb - tx] * f
 
 
-def rgba_out(planes, pad, H, W, rgba):
+def rgba_out(planes, pad, H, W, rgba, pool=None):
+    """Stage *output*: the frame's part of the planar ``planes`` (4, Hp, Wp) as interleaved
+    float32 (H, W, 4) (alpha 1 for an RGB input); the channels on ``pool``'s threads, if
+    given."""
     out = np.empty((H, W, 4), _F32)
-    for i in range(4):
-        out[..., i] = planes[i, pad:pad + H, pad:pad + W]
-    if rgba.shape[2] == 3:
-        out[..., 3] = 1.0
+
+    def channel(i):
+        out[..., i] = 1.0 if i == 3 and rgba.shape[2] == 3 else \
+            planes[i, pad:pad + H, pad:pad + W]
+
+    if pool is not None:
+        list(pool.map(channel, range(4)))
+    else:
+        for i in range(4):
+            channel(i)
     return out
 
 
