@@ -158,16 +158,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
             path = os.path.join(folder, f"deep_{size}.exr")
-            r = {}
-            for stage in ("write", "read"):
-                out = subprocess.run([sys.executable, __file__, "--child",
-                                      f"{stage},{size},{path}", "--samples", str(args.samples)],
-                                     capture_output=True, text=True)
-                if out.returncode:
-                    print(f"{size} {stage}: failed: {out.stderr.strip().splitlines()[-1:]}")
-                    break
-                r.update(json.loads(out.stdout.strip().splitlines()[-1]))
-            else:
+            r = _child_stages(("write", "read"), size, path, ["--samples", str(args.samples)])
+            if r is not None:
                 results.append(r)
                 print(f"{r['size']}: {r['samples']} samples ({r['per_pixel']:.1f}/px), file "
                       f"{r['file_mb']:.0f} MB")
@@ -198,20 +190,28 @@ def main(argv=None):
     return 0
 
 
+def _child_stages(stages, size, path, extra):
+    """Run each stage in a process of its own (its peak memory alone); their figures merged, or
+    None (the failure printed) when one fails."""
+    r = {}
+    for stage in stages:
+        out = subprocess.run([sys.executable, __file__, "--child", f"{stage},{size},{path}"]
+                             + extra, capture_output=True, text=True)
+        if out.returncode:
+            print(f"{size} {stage}: failed: {out.stderr.strip().splitlines()[-1:]}")
+            return None
+        r.update(json.loads(out.stdout.strip().splitlines()[-1]))
+    return r
+
+
 def _run_ours(args):
     sizes = args.size or ["1920x1080"]
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
             path = os.path.join(folder, f"ours_{size}.exr")
-            r = {}
-            for stage in ("ours", "read"):
-                out = subprocess.run([sys.executable, __file__, "--child",
-                                      f"{stage},{size},{path}", "--ours", str(args.ours)],
-                                     capture_output=True, text=True)
-                if out.returncode:
-                    print(f"{size} {stage}: failed: {out.stderr.strip().splitlines()[-1:]}")
-                    return 1
-                r.update(json.loads(out.stdout.strip().splitlines()[-1]))
+            r = _child_stages(("ours", "read"), size, path, ["--ours", str(args.ours)])
+            if r is None:
+                return 1
             print(f"{size}, our deep file of {args.ours} layers: {r['file_mb']:.0f} MB")
             print(f"  write_deep_exr         {r['write_deep_exr_s']:8.2f} s, peak "
                   f"{r['write_peak_mb']:.0f} MB (of it the frame and its passes "
