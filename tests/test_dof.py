@@ -741,3 +741,37 @@ def test_bad_hidden_layers_are_reported():
         defocus(img, depth, lens, hidden=[(img, depth), (img, depth[:-1])])
     with pytest.raises(ZDepthError, match="must be a pair"):
         defocus(img, depth, lens, hidden=[img])
+
+
+def test_a_long_layer_does_not_keep_the_other_threads_idle():
+    """While the next result in order is still being computed, the ordered map keeps the
+    other threads busy with the items after it (within its window of unfinished items and
+    its budget): here item 0 can only finish once item 4 has run."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from blender_zdepth.core.dof import _ordered_map
+
+    item4_ran = threading.Event()
+    lock = threading.Lock()
+    state = {"running": 0, "peak_running": 0}
+
+    def work(i):
+        with lock:
+            state["running"] += 1
+            state["peak_running"] = max(state["peak_running"], state["running"])
+        try:
+            if i == 0:
+                return item4_ran.wait(10)
+            if i == 4:
+                item4_ran.set()
+            return True
+        finally:
+            with lock:
+                state["running"] -= 1
+
+    with ThreadPoolExecutor(2) as pool:
+        got = list(_ordered_map(pool, work, range(8), cost=lambda i: 1, budget=100,
+                                window=2))
+    assert got == [True] * 8  # item 0 saw item 4 run while it waited
+    assert state["peak_running"] <= 2

@@ -52,7 +52,7 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -711,7 +711,7 @@ def _push_pull(values, weight, levels):
 _FILL_BANDS = (-1e9, -24.0, -12.0, -6.0, -3.0, -1.0)
 
 
-def fill_hidden(col, coc, max_radius, block=4, pool=None):
+def fill_hidden(col, coc, max_radius, block=4, pool=None, plan=None):
     """Stage *fill hidden*: hidden-surface samples behind occluders, as a list of
     :class:`Samples` (one per band of occluder radii that has any).
 
@@ -724,48 +724,28 @@ def fill_hidden(col, coc, max_radius, block=4, pool=None):
     occluder's outline (where it can be seen) and only where it lies behind the pixel."""
     _, h, w = col.shape
     f = block
-    cmin = -_pool_max(-coc, f)                       # front-most radius of each block
-    cmax_pyr_base = _pool_max(coc, f)
-    hh, hw = cmin.shape
-    levels = max(1, int(math.ceil(math.log2(max(max_radius, 2.0) / f))) + 1)
-    reach = np.maximum(np.abs(cmin) / f, 1.0)        # own blur radius in blocks
-    lev = np.clip(np.ceil(np.log2(reach)), 0, levels - 1).astype(np.int8)
-
-    def at_own_level(pyr, mask):
-        out = np.zeros(mask.shape, pyr[0].dtype)
-        for lv in range(levels):
-            m = mask & (lev == lv)
-            if not m.any():
-                continue
-            p = pyr[lv]
-            if lv:
-                p = np.repeat(np.repeat(p, 1 << lv, axis=0), 1 << lv, axis=1)[:hh, :hw]
-            out[m] = p[m]
-        return out
-
-    local_max = at_own_level(_max_pyramid(cmax_pyr_base, levels), np.ones_like(cmin, bool))
-    occ = local_max > cmin + (1.0 + 0.25 * np.abs(cmin))
-    if not occ.any():
+    if plan is None:
+        plan = fill_plan(coc, max_radius, block)
+    elif hasattr(plan, "result"):
+        plan = plan.result()
+    if plan is None:
         return []
-    # Where can the hidden surface be seen?  Within the occluder's radius of a non-occluder.
-    seen = occ & (at_own_level(_max_pyramid((~occ).astype(_F32), levels), occ) > 0)
-    if not seen.any():
-        return []
-    blocks = np.concatenate([_downsample_sum(col, f), _downsample_sum(coc[None], f)])
-    blocks *= _F32(1.0 / (f * f))
+    levels, jobs = plan
+    if pool is not None:
+        # The blocks' mean colour and radius, one plane per thread.
+        blocks = np.empty((5,) + jobs[0][0].shape, _F32)
+
+        def block_mean(i):
+            blocks[i] = _downsample_sum(col[i] if i < 4 else coc, f)
+            blocks[i] *= _F32(1.0 / (f * f))
+
+        list(pool.map(block_mean, range(5)))
+    else:
+        blocks = np.concatenate([_downsample_sum(col, f), _downsample_sum(coc[None], f)])
+        blocks *= _F32(1.0 / (f * f))
     flat_coc = coc.reshape(-1)
     offs_y = np.repeat(np.arange(f), f)
     offs_x = np.tile(np.arange(f), f)
-    jobs = []
-    for lo, hi in zip(_FILL_BANDS[:-1], _FILL_BANDS[1:]):
-        band = seen & (cmin >= lo) & (cmin < hi)
-        if not band.any():
-            continue
-        top = float(cmin[band].max())
-        valid = cmin > top + 1.0 + 0.25 * abs(top)
-        if not valid.any():
-            continue
-        jobs.append((band, valid))
 
     def push_pull(job):
         return _push_pull(blocks, job[1].astype(_F32), levels + 8)
@@ -789,6 +769,52 @@ def fill_hidden(col, coc, max_radius, block=4, pool=None):
         if n:
             out.append(_samples(idx[behind], fv[:4, behind], np.ones(n, _F32), fv[4, behind]))
     return out
+
+
+def fill_plan(coc, max_radius, block=4):
+    """The part of :func:`fill_hidden` that reads only the radii (not the colours, which the
+    edge split changes): ``(levels, [(band, valid), ...])`` -- the pyramid depth and, per
+    band of occluder radii, its occluder blocks where the hidden surface can be seen and the
+    blocks that lie clearly behind it -- or None when there is nothing to fill."""
+    f = block
+    cmin = -_pool_max(-coc, f)                       # front-most radius of each block
+    cmax_pyr_base = _pool_max(coc, f)
+    hh, hw = cmin.shape
+    levels = max(1, int(math.ceil(math.log2(max(max_radius, 2.0) / f))) + 1)
+    reach = np.maximum(np.abs(cmin) / f, 1.0)        # own blur radius in blocks
+    lev = np.clip(np.ceil(np.log2(reach)), 0, levels - 1).astype(np.int8)
+
+    def at_own_level(pyr, mask):
+        out = np.zeros(mask.shape, pyr[0].dtype)
+        for lv in range(levels):
+            m = mask & (lev == lv)
+            if not m.any():
+                continue
+            p = pyr[lv]
+            if lv:
+                p = np.repeat(np.repeat(p, 1 << lv, axis=0), 1 << lv, axis=1)[:hh, :hw]
+            out[m] = p[m]
+        return out
+
+    local_max = at_own_level(_max_pyramid(cmax_pyr_base, levels), np.ones_like(cmin, bool))
+    occ = local_max > cmin + (1.0 + 0.25 * np.abs(cmin))
+    if not occ.any():
+        return None
+    # Where can the hidden surface be seen?  Within the occluder's radius of a non-occluder.
+    seen = occ & (at_own_level(_max_pyramid((~occ).astype(_F32), levels), occ) > 0)
+    if not seen.any():
+        return None
+    jobs = []
+    for lo, hi in zip(_FILL_BANDS[:-1], _FILL_BANDS[1:]):
+        band = seen & (cmin >= lo) & (cmin < hi)
+        if not band.any():
+            continue
+        top = float(cmin[band].max())
+        valid = cmin > top + 1.0 + 0.25 * abs(top)
+        if not valid.any():
+            continue
+        jobs.append((band, valid))
+    return (levels, jobs) if jobs else None
 
 
 def _samples_where(samples, keep):
@@ -1553,23 +1579,39 @@ def _sorted_by_layer(flat_coc, radii, start):
 _ASSIGN_PART = 1 << 20
 
 
+def sort_pixels(coc, radii, pool=None, parts=1):
+    """The pixels' own samples sorted by layer (the first half of :func:`assign_layers`),
+    in up to ``parts`` runs of pixels: a list of ``(order, bounds, t)`` per run -- with
+    ``pool``, futures of them, already running, so that the caller may do other work (the
+    edge split, the hidden fill: neither changes the radii) while the frame is sorted."""
+    flat = coc.reshape(-1)
+    n = flat.size
+    parts = max(1, min(int(parts), n // _ASSIGN_PART)) if pool is not None else 1
+    if parts == 1 and pool is None:
+        return [_sorted_by_layer(flat, radii, 0)]
+    cuts = [n * j // parts for j in range(parts + 1)]
+    return [pool.submit(_sorted_by_layer, flat[cuts[j]:cuts[j + 1]], radii, cuts[j])
+            for j in range(parts)]
+
+
 def assign_layers(coc, extra_coc, radii, extra_idx=None, pool=None, parts=1):
     """Stage *assign layers*: soft (tent) assignment of every sample to the two layers
     around its radius, sorted by layer (a stable radix sort: pixel order kept per layer).
     ``extra_idx`` (the extra samples' pixels) lets it also bound each layer's box, which
     the threads use to keep the memory in flight bounded.  With ``pool``, the pixels are
     sorted in up to ``parts`` runs at once and the runs joined layer by layer (the same
-    order as one stable sort)."""
+    order as one stable sort).  ``parts`` may instead be :func:`sort_pixels`' result (the
+    pixels already sorted, or being sorted, on ``pool``)."""
     nl = radii.size
-    flat = coc.reshape(-1)
-    n = flat.size
-    parts = max(1, min(int(parts), n // _ASSIGN_PART)) if pool is not None else 1
-    if parts == 1:
-        m_order, m_bounds, m_t = _sorted_by_layer(flat, radii, 0)
+    n = coc.size
+    if not isinstance(parts, list):
+        parts = sort_pixels(coc, radii, pool, parts)
+    runs = [r.result() if hasattr(r, "result") else r for r in parts]
+    del parts
+    if len(runs) == 1:
+        m_order, m_bounds, m_t = runs[0]
+        del runs
     else:
-        cuts = [n * j // parts for j in range(parts + 1)]
-        runs = list(pool.map(lambda j: _sorted_by_layer(flat[cuts[j]:cuts[j + 1]], radii,
-                                                        cuts[j]), range(parts)))
         m_t = np.concatenate([r[2] for r in runs])
         m_bounds = np.sum([r[1] for r in runs], axis=0)
         m_order = np.empty(n, runs[0][0].dtype if n < 2**31 else np.int64)
@@ -1853,32 +1895,47 @@ def _blur_layer(frame, extra, layers, k, s, gs, settings, pixel_aspect):
 _INFLIGHT_BYTES = 320 * 2**20
 
 
-def _ordered_map(pool, fn, items, cost=None, budget=_INFLIGHT_BYTES, window=None):
+def _ordered_map(pool, fn, items, cost=None, budget=_INFLIGHT_BYTES, window=None,
+                 ahead=None):
     """``fn(item)`` for every item, yielded in order; with a thread pool, later items are
-    computed ahead while earlier results are consumed -- at most ``window`` at once, and no
-    more than ``budget`` of their summed ``cost(item)`` (the first pending one always runs).
-    An item's cost is released when the next result is asked for (its consumer is done)."""
+    computed ahead while earlier results are consumed -- at most ``window`` of them
+    unfinished at once (running or queued), at most ``ahead`` (default ``4 * window``)
+    submitted and not yet consumed, and no more than ``budget`` of their summed
+    ``cost(item)`` (the first pending one always runs).  While the next result in order is
+    not ready, every other item that finishes lets another start (a long item does not
+    leave the other threads idle).  An item's cost is released when the next result is
+    asked for (its consumer is done)."""
     if pool is None:
         for item in items:
             yield fn(item)
         return
     window = window or 1
+    ahead = max(window, ahead or 4 * window)
     pending = deque()  # (future, cost)
     held = 0
     items = iter(items)
     nxt = next(items, _DONE)
     try:
         while True:
-            while nxt is not _DONE and len(pending) < window:
+            running = sum(1 for f, _ in pending if not f.done())
+            while nxt is not _DONE and running < window and len(pending) < ahead:
                 c = cost(nxt) if cost else 0
                 if pending and held + c > budget:
                     break
                 pending.append((pool.submit(fn, nxt), c))
                 held += c
+                running += 1
                 nxt = next(items, _DONE)
             if not pending:
                 return
-            fut, c = pending.popleft()
+            fut, c = pending[0]
+            if not fut.done() and nxt is not _DONE and running == window:
+                # Wait for any item in flight: a finished one frees a thread for the next.
+                unfinished = [f for f, _ in pending if not f.done()]
+                if len(unfinished) == window:
+                    wait(unfinished, return_when=FIRST_COMPLETED)
+                continue
+            pending.popleft()
             result = fut.result()
             yield result
             del result
@@ -1931,7 +1988,18 @@ def _release_free_memory():
         fn(0)
 
 
-def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None):
+def _zeroed_planes(shapes):
+    """Zero-filled float32 arrays of these shapes, written through (their pages touched)."""
+    out = []
+    for shape in shapes:
+        a = np.empty(shape, _F32)
+        a.fill(0)
+        out.append(a)
+    return out
+
+
+def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None,
+                     buffers=None):
     """Stages *convolve* and *composite*: every layer blurred (on ``pool``'s threads, if
     given, several at once) and composited near to far by coverage budget (in order, so the
     result does not depend on the threads).  Returns ``(acc, budget, far)``: accumulated
@@ -1940,8 +2008,13 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None
     Hp, Wp = frame.shape
     opaque = frame.opaque
     radii = layers.radii
-    acc = np.zeros((4, Hp, Wp), _F32)
-    budget = np.zeros((Hp, Wp), _F32)
+    if buffers is None:
+        acc = np.zeros((4, Hp, Wp), _F32)
+        budget = np.zeros((Hp, Wp), _F32)
+    else:
+        # Zeroed ahead on a pool thread (see _run_pipeline), or a future of them.
+        acc, budget = buffers.result() if hasattr(buffers, "result") else buffers
+        del buffers
     far = None  # allocated below if the last group is at full resolution
     scales, groups = layer_groups(radii, settings.quality)
     nch = 3 if opaque else 4
@@ -2065,10 +2138,26 @@ def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None):
         del coc  # the padded copy is used from here on
     if frame.maxr < 0.25:
         return rgba_out(frame.col, frame.pad, frame.H, frame.W, rgba)
+    radii = layer_radii(frame.maxr, settings.quality, frame.coc)
+    sorting = None
+    if pool is not None:
+        # The pixels' layer sort needs only the radii, which the edge split and the hidden
+        # fill leave alone: it runs on the pool meanwhile (those two stages are mostly
+        # serial on a frame with few depth edges).
+        with _stage("assign"):
+            sorting = sort_pixels(frame.coc, radii, pool, settings.thread_count())
+    # Likewise the hidden fill's plan (where and what to fill) reads the radii only.
+    plan = pool.submit(fill_plan, frame.coc, frame.maxr) if pool is not None else None
+    # The compositing's accumulators are zeroed meanwhile too: the first touch of their
+    # fresh pages (40 MB at 1080p: ~11,000 page faults in a new process) then costs a
+    # thread that would otherwise wait, not the main thread while it composites.
+    buffers = pool.submit(_zeroed_planes, ((4,) + frame.shape, frame.shape)) \
+        if pool is not None else None
     with _stage("split edges"):
         parts = split_edges(frame.col, frame.coc, frame.cov, pool=pool)
     with _stage("fill hidden"):
-        fill = fill_hidden(frame.col, frame.coc, frame.maxr, pool=pool)
+        fill = fill_hidden(frame.col, frame.coc, frame.maxr, pool=pool, plan=plan)
+        del plan
         if hidden:
             given, has = hidden_samples(frame, hidden)
             # The invented fill stays only where no real hidden sample is given.
@@ -2078,15 +2167,17 @@ def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None):
         del fill
     extra = _concat_samples(parts)
     del parts
-    radii = layer_radii(frame.maxr, settings.quality, frame.coc)
     with _stage("assign"):
         layers = assign_layers(frame.coc, extra.coc, radii,
                                extra.idx if pool is not None else None, pool,
-                               settings.thread_count())
+                               sorting if sorting is not None else 1)
+        del sorting
         # the radii are not needed past the layer assignment
         frame.coc = None
         extra = extra._replace(coc=None)
-    acc, budget, far = composite_layers(frame, extra, layers, settings, pixel_aspect, pool)
+    acc, budget, far = composite_layers(frame, extra, layers, settings, pixel_aspect, pool,
+                                        buffers)
+    del buffers
     del layers, extra
     with _stage("finish"):
         finish(acc, budget, far, frame.col, pool)
