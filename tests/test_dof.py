@@ -775,14 +775,3 @@ def test_a_long_layer_does_not_keep_the_other_threads_idle():
                                 window=2))
     assert got == [True] * 8  # item 0 saw item 4 run while it waited
     assert state["peak_running"] <= 2
-
-
-def test_zeros_helper_gives_float32_zeros_of_any_size():
-    """The engine's zeroed buffers (large ones written through for huge pages) are zeros."""
-    from blender_zdepth.core.dof import _HUGE_BYTES, _zeros
-
-    for shape in (7, (3, 5), (2, 1100, 1100), np.int64(_HUGE_BYTES)):
-        a = _zeros(shape)
-        assert a.dtype == np.float32
-        assert a.shape == ((int(shape),) if np.ndim(shape) == 0 else shape)
-        assert not a.any()

@@ -77,23 +77,6 @@ _QUALITY = {
 
 _F32 = np.float32
 
-#: From this size up numpy asks the kernel for huge pages (madvise), but only for arrays it
-#: does not get zeroed from the C allocator (``np.zeros`` uses calloc and leaves them out).
-_HUGE_BYTES = 4 * 2**20
-
-
-def _zeros(shape):
-    """``np.zeros(shape, float32)``; a large one allocated as numpy's ``empty`` and zeroed
-    in place, so that it gets huge pages where the system allows them (2 MB each): a fresh
-    36 MB plane then costs ~20 page faults instead of ~9,000 (the kernel's per-fault work
-    is most of a new process' system time).  The same zeros either way."""
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if 4 * math.prod(shape) < _HUGE_BYTES:
-        return np.zeros(shape, _F32)
-    a = np.empty(shape, _F32)
-    a.fill(0)
-    return a
-
 #: Seconds spent per stage of the last :func:`defocus` calls, filled only when the
 #: environment variable ``BLENDER_ZDEPTH_DOF_TIMING`` is set (for profiling).
 #: With threads, a stage's figure is the sum of the seconds every thread spent in it.
@@ -941,7 +924,7 @@ def _convolve_direct(planes, kernel):
     """Full linear convolution of planar ``planes`` (C, h, w) with a small ``kernel``."""
     kh, kw = kernel.shape
     c, h, w = planes.shape
-    out = _zeros((c, h + kh - 1, w + kw - 1))
+    out = np.zeros((c, h + kh - 1, w + kw - 1), _F32)
     tmp = np.empty_like(planes)
     for (dy, dx) in zip(*np.nonzero(kernel > 0)):
         np.multiply(planes, kernel[dy, dx], out=tmp)
@@ -981,7 +964,7 @@ def _convolve_fft_tiled(planes, kernel, occ, fy, fx, ty, tx, batch=24, collect=N
     (offsets in the output) instead of being added into a full output array."""
     c, h, w = planes.shape
     kh, kw = kernel.shape
-    out = None if collect is not None else _zeros((c, h + kh - 1, w + kw - 1))
+    out = None if collect is not None else np.zeros((c, h + kh - 1, w + kw - 1), _F32)
     kpad = np.zeros((fy, fx), _F32)
     kpad[:kh, :kw] = kernel
     kspec = np.fft.rfft2(kpad)
@@ -1085,7 +1068,7 @@ def _convolve_fft_grid(planes, kernel, occ, t, fy, fx, direct=False):
     kh, kw = kernel.shape
     ny, nx = occ.shape
     my, mx = -(-fy // t), -(-fx // t)  # output tiles one result spans
-    out = _zeros((c, (ny + my - 1) * t, (nx + mx - 1) * t))
+    out = np.zeros((c, (ny + my - 1) * t, (nx + mx - 1) * t), _F32)
     out5 = out.reshape(c, ny + my - 1, t, nx + mx - 1, t)
     if direct:
         taps = [(dy, dx, kernel[dy, dx]) for dy, dx in zip(*np.nonzero(kernel > 0))]
@@ -1168,7 +1151,7 @@ def _extract_sparkles(planes):
         return None
     ys, xs = np.nonzero(hot)
     frac = 1.0 - thr[ys, xs] / lum[ys, xs]
-    sp = _zeros((3, h, w))
+    sp = np.zeros((3, h, w), _F32)
     for c in range(3):
         v = planes[c][ys, xs] * frac
         sp[c][ys, xs] = v
@@ -1211,7 +1194,7 @@ def _splat(pix, vals, h, w, kernel):
     kv = kernel[ky, kx]
     ys, xs = np.divmod(pix, w)
     base = ys * ow + xs                       # the sample's position in the output
-    out = _zeros((c, oh * ow))
+    out = np.zeros((c, oh * ow), _F32)
     tmp = np.empty_like(vals)
     for y, x, v in zip(ky.tolist(), kx.tolist(), kv):
         np.multiply(vals, v, out=tmp)
@@ -1230,7 +1213,7 @@ class SparseLayer(NamedTuple):
     def dense(self, channel=None):
         """The planes (C, h, w), or one channel of them as (1, h, w)."""
         chans = range(self.shape[0]) if channel is None else (channel,)
-        planes = _zeros((len(chans),) + tuple(self.shape[1:]))
+        planes = np.zeros((len(chans),) + tuple(self.shape[1:]), _F32)
         flat = planes.reshape(len(chans), -1)
         for n, ci in enumerate(chans):
             np.add.at(flat[n], self.pix, self.vals[ci])
@@ -1260,7 +1243,7 @@ def _convolve(planes, kernel, pix=None):
         nz = planes[-1] != 0
         occ = _occupancy(nz, t0)
     if not occ.any():
-        return _zeros((c, h + kh - 1, w + kw - 1))
+        return np.zeros((c, h + kh - 1, w + kw - 1), _F32)
     fft, t, fy, fx, occ_t, on_tiles = _fft_plan(occ, c, kh, kw, taps)
     direct = taps * c * h * w * _COST["direct"]
     best = min(direct, fft)
@@ -1747,7 +1730,7 @@ def layer_content(frame, extra, layers, k, s):
         layer = SparseLayer((nch + 1, bh, bw), np.concatenate(pix),
                             np.concatenate(vals, axis=1))
         return y0, x0, layer, (0, 0, None)
-    planes = _zeros((nch + 1, bh, bw))
+    planes = np.zeros((nch + 1, bh, bw), _F32)
     sparkles = None
     sy0 = sx0 = 0
     if m_sel is not None:
@@ -1768,11 +1751,11 @@ def layer_content(frame, extra, layers, k, s):
                 del m_rows, m_cols  # not needed below (16 MB each for a big 4K layer)
                 # The weights scattered on a frame-sized plane by the samples' own indices
                 # (no index arithmetic over millions of samples), the box a view of it.
-                wt = _zeros(Hp * Wp)
+                wt = np.zeros(Hp * Wp, _F32)
                 wt[m_sel] = m_w
                 wt = wt.reshape(Hp, Wp)[my0:my0 + ch, mx0:mx0 + cw]
                 box = (slice(my0, my0 + ch), slice(mx0, mx0 + cw))
-                full = _zeros((mh, mw))
+                full = np.zeros((mh, mw), _F32)
                 for c in range(nch + 1):
                     np.multiply(col[c][box] if c < nch else cov[box], wt,
                                 out=full[:ch, :cw])
@@ -1790,11 +1773,11 @@ def layer_content(frame, extra, layers, k, s):
                     flat[c] += np.bincount(lidx, weights=m_w * v * norm, minlength=bh * bw)
                 del lidx
         else:
-            full = _zeros((nch + 1, mh, mw))
+            full = np.zeros((nch + 1, mh, mw), _F32)
             lidx = (m_rows - my0) * mw + (m_cols - mx0)
             if dense:
                 # Dense: scatter the layer weights once, multiply whole planes.
-                wt = _zeros(mh * mw)
+                wt = np.zeros(mh * mw, _F32)
                 wt[lidx] = m_w
                 wt = wt.reshape(mh, mw)[:ch, :cw]
                 box = (slice(my0, my0 + ch), slice(mx0, mx0 + cw))
@@ -2026,8 +2009,8 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None
     opaque = frame.opaque
     radii = layers.radii
     if buffers is None:
-        acc = _zeros((4, Hp, Wp))
-        budget = _zeros((Hp, Wp))
+        acc = np.zeros((4, Hp, Wp), _F32)
+        budget = np.zeros((Hp, Wp), _F32)
     else:
         # Zeroed ahead on a pool thread (see _run_pipeline), or a future of them.
         acc, budget = buffers.result() if hasattr(buffers, "result") else buffers
@@ -2058,14 +2041,14 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None
             gs = 1
             g_acc, g_budget = acc, budget
             if last:
-                far = (_zeros((4, Hp, Wp)), np.zeros((Hp, Wp), bool))
+                far = (np.zeros((4, Hp, Wp), _F32), np.zeros((Hp, Wp), bool))
             g_far = far
         else:
             gs = min(scales[k] for k in ks)
             gh, gw = -(-Hp // gs), -(-Wp // gs)
-            g_acc = _zeros((4, gh, gw))
-            g_budget = _zeros((gh, gw))
-            g_far = (_zeros((4, gh, gw)), np.zeros((gh, gw), bool)) if last else None
+            g_acc = np.zeros((4, gh, gw), _F32)
+            g_budget = np.zeros((gh, gw), _F32)
+            g_far = (np.zeros((4, gh, gw), _F32), np.zeros((gh, gw), bool)) if last else None
         touched = None
         g_sparkles = []  # full-resolution blurred highlight tiles of this group
         for k in ks:
