@@ -2149,10 +2149,11 @@ def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None):
     # Likewise the hidden fill's plan (where and what to fill) reads the radii only.
     plan = pool.submit(fill_plan, frame.coc, frame.maxr) if pool is not None else None
     # The compositing's accumulators are zeroed meanwhile too: the first touch of their
-    # fresh pages (40 MB at 1080p: ~11,000 page faults in a new process) then costs a
-    # thread that would otherwise wait, not the main thread while it composites.
+    # fresh pages (45 MB at 1080p) then costs a thread that would otherwise wait, not the
+    # main thread while it composites.  Not on big frames: there they would add their size
+    # (170 MB at 4K) to the peak of the stages before the layers.
     buffers = pool.submit(_zeroed_planes, ((4,) + frame.shape, frame.shape)) \
-        if pool is not None else None
+        if pool is not None and frame.shape[0] * frame.shape[1] < _TRIM_PIXELS else None
     with _stage("split edges"):
         parts = split_edges(frame.col, frame.coc, frame.cov, pool=pool)
     with _stage("fill hidden"):
