@@ -2140,20 +2140,23 @@ def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None):
         return rgba_out(frame.col, frame.pad, frame.H, frame.W, rgba)
     radii = layer_radii(frame.maxr, settings.quality, frame.coc)
     sorting = None
-    if pool is not None:
+    # Big frames (4K) keep the stages one after the other: overlapped, their buffers would
+    # add up (the peak memory target).
+    early = pool is not None and frame.shape[0] * frame.shape[1] < _TRIM_PIXELS
+    if early:
         # The pixels' layer sort needs only the radii, which the edge split and the hidden
         # fill leave alone: it runs on the pool meanwhile (those two stages are mostly
         # serial on a frame with few depth edges).
         with _stage("assign"):
             sorting = sort_pixels(frame.coc, radii, pool, settings.thread_count())
     # Likewise the hidden fill's plan (where and what to fill) reads the radii only.
-    plan = pool.submit(fill_plan, frame.coc, frame.maxr) if pool is not None else None
+    plan = pool.submit(fill_plan, frame.coc, frame.maxr) if early else None
     # The compositing's accumulators are zeroed meanwhile too: the first touch of their
     # fresh pages (45 MB at 1080p) then costs a thread that would otherwise wait, not the
-    # main thread while it composites.  Not on big frames: there they would add their size
-    # (170 MB at 4K) to the peak of the stages before the layers.
+    # main thread while it composites.  (On big frames they would add 170 MB at 4K to the
+    # peak of the stages before the layers.)
     buffers = pool.submit(_zeroed_planes, ((4,) + frame.shape, frame.shape)) \
-        if pool is not None and frame.shape[0] * frame.shape[1] < _TRIM_PIXELS else None
+        if early else None
     with _stage("split edges"):
         parts = split_edges(frame.col, frame.coc, frame.cov, pool=pool)
     with _stage("fill hidden"):
@@ -2171,7 +2174,7 @@ def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None):
     with _stage("assign"):
         layers = assign_layers(frame.coc, extra.coc, radii,
                                extra.idx if pool is not None else None, pool,
-                               sorting if sorting is not None else 1)
+                               sorting if sorting is not None else settings.thread_count())
         del sorting
         # the radii are not needed past the layer assignment
         frame.coc = None
