@@ -156,3 +156,22 @@ def path_options():
 
 
 _PATH_OPTIONS = None
+
+
+def remove_handlers(pairs):
+    """Take ``pairs`` (``(handler list name, function)``) out of ``bpy.app.handlers``: every
+    entry with the function's name and module, so a copy left by an earlier import of the same
+    module (an add-on reloaded) goes too."""
+    for name, func in pairs:
+        handlers = getattr(bpy.app.handlers, name)
+        for h in [h for h in handlers if getattr(h, "__name__", "") == func.__name__
+                  and getattr(h, "__module__", "") == func.__module__]:
+            handlers.remove(h)
+
+
+def add_handlers(pairs):
+    """Append ``pairs``' functions to ``bpy.app.handlers``, each exactly once (see
+    :func:`remove_handlers`)."""
+    remove_handlers(pairs)
+    for name, func in pairs:
+        getattr(bpy.app.handlers, name).append(func)

@@ -244,10 +244,7 @@ def read_render_result(scene, folder=None, views=None):
         else:
             loaded = core_exr.load_frame(tmp, background=threshold, layer=layer)
     finally:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
+        _remove_quietly(tmp)
     return loaded, layer, threshold
 
 
@@ -881,7 +878,7 @@ def render_queued_layers():
     """Render the depth layers of every queued frame, in order, on the main thread, and write
     their deep files: the frames that export on render rendered while its handlers ran in a
     render job's thread (F12 / Ctrl+F12 in Blender's window), where no render may start. This
-    is what the timer registered at the end of such a render calls.
+    is what :func:`_layer_queue_timer` calls once such a render is over.
 
     Per frame: the scene goes to that frame (``frame_set``: animated objects and camera where
     they were), the beauty and depth come from the file kept when the frame rendered (the
@@ -951,12 +948,7 @@ _HANDLERS = (("render_init", _on_render_init), ("render_post", _on_render_post),
 
 
 def register():
-    for name, func in _HANDLERS:
-        handlers = getattr(bpy.app.handlers, name)
-        for h in [h for h in handlers if getattr(h, "__name__", "") == func.__name__
-                  and getattr(h, "__module__", "") == func.__module__]:
-            handlers.remove(h)
-        handlers.append(func)
+    compat.add_handlers(_HANDLERS)
     # Blender's window: the main thread looks for depth layers queued by render jobs (a timer
     # registered here, on the main thread; none in background mode, where nothing is queued)
     if not bpy.app.background and not bpy.app.timers.is_registered(_queue_poller):
@@ -964,11 +956,7 @@ def register():
 
 
 def unregister():
-    for name, func in _HANDLERS:
-        handlers = getattr(bpy.app.handlers, name)
-        for h in [h for h in handlers if getattr(h, "__name__", "") == func.__name__
-                  and getattr(h, "__module__", "") == func.__module__]:
-            handlers.remove(h)
+    compat.remove_handlers(_HANDLERS)
     for timer in (_layer_queue_timer, _queue_poller):
         if bpy.app.timers.is_registered(timer):
             bpy.app.timers.unregister(timer)

@@ -586,21 +586,11 @@ _HANDLERS = (("render_pre", _on_render_pre), ("load_post", _on_load_post))
 
 def register():
     bpy.types.NODE_MT_add.append(_draw_add_menu)
-    _remove_handlers()
-    for name, func in _HANDLERS:
-        getattr(bpy.app.handlers, name).append(func)
+    compat.add_handlers(_HANDLERS)
     _subscribe()
-
-
-def _remove_handlers():
-    for name, func in _HANDLERS:
-        handlers = getattr(bpy.app.handlers, name)
-        for h in [h for h in handlers if getattr(h, "__name__", "") == func.__name__
-                  and getattr(h, "__module__", "") == func.__module__]:
-            handlers.remove(h)
 
 
 def unregister():
     bpy.types.NODE_MT_add.remove(_draw_add_menu)
-    _remove_handlers()
+    compat.remove_handlers(_HANDLERS)
     bpy.msgbus.clear_by_owner(_MSGBUS_OWNER)

@@ -32,7 +32,7 @@ import bpy
 from bpy.app.handlers import persistent
 
 from ..core.errors import ZDepthError
-from . import dof_ops
+from . import compat, dof_ops
 
 #: Changes closer together than this (seconds) make one refresh.
 DEBOUNCE_S = 0.15
@@ -420,17 +420,11 @@ _HANDLERS = (("depsgraph_update_post", _on_depsgraph_update),
 
 def register():
     bpy.utils.register_class(ZDEPTH_OT_refresh_preview)
-    for name, func in _HANDLERS:
-        handlers = getattr(bpy.app.handlers, name)
-        if func not in handlers:
-            handlers.append(func)
+    compat.add_handlers(_HANDLERS)
 
 
 def unregister():
-    for name, func in _HANDLERS:
-        handlers = getattr(bpy.app.handlers, name)
-        while func in handlers:
-            handlers.remove(func)
+    compat.remove_handlers(_HANDLERS)
     if bpy.app.timers.is_registered(_tick):
         bpy.app.timers.unregister(_tick)
     LIVE.reset()
