@@ -59,6 +59,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .cpus import usable_cores  # noqa: F401  (API: the default thread count)
 from .errors import UsageError, ZDepthError
 from .lens import BACKGROUND_DEPTH, Lens, coc_radius_px  # noqa: F401  (Lens re-exported)
 
@@ -98,14 +99,6 @@ def _stage(name):
             TIMING[name] = TIMING.get(name, 0.0) + dt
 
 
-def usable_cores():
-    """CPU cores this process may run on (its affinity where the OS tells it)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 @dataclass
 class DofSettings:
     """Options of :func:`defocus`.
@@ -117,7 +110,8 @@ class DofSettings:
     ``anamorphic``: aperture height / width (Cycles' aperture ratio); > 1 makes tall bokeh.
     ``quality``: ``"draft"``, ``"default"`` or ``"high"`` (layer spacing and resolution).
     ``threads``: worker threads inside one frame; 0 (default) uses every usable core
-    (:func:`usable_cores`).  The result does not depend on it (bit-identical).
+    (:func:`.cpus.usable_cores`: affinity and a container's CPU quota).  The result does not
+    depend on it (bit-identical).
     """
 
     max_radius: float = 64.0
