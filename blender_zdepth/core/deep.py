@@ -255,7 +255,7 @@ def write_deep_exr(path, rgba, depth, hidden=(), camera=None, extra_header=None,
     with exr.atomic_target(path, overwrite) as tmp:
         with exr._captured_output() as messages:
             try:
-                exr._exr_threads(OpenEXR)
+                exr.io_threads()
                 OpenEXR.File(header, channels).write(tmp)
                 failure = None
             except Exception as exc:  # the bindings raise RuntimeError / TypeError
@@ -399,7 +399,7 @@ def read_deep(path, view=None, layer=None):
     failure = None
     with exr._captured_output() as messages:
         try:
-            exr._exr_threads(OpenEXR)
+            exr.io_threads()
             declared, loaded = _read_channels(OpenEXR, path)
             loaded = [(exr._clean_header(h), c) for h, c in loaded]
         except Exception as exc:

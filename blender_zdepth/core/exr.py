@@ -100,11 +100,6 @@ def io_threads():
         return 0
 
 
-def _exr_threads(OpenEXR=None):
-    """Older name of :func:`io_threads` (``OpenEXR``: the module, unused)."""
-    return io_threads()
-
-
 def _codec_enum(codec):
     import OpenEXR
 
