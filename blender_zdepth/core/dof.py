@@ -990,11 +990,11 @@ _TILE_EDGES = (16, 32, 64, 128)
 #: complex128), one core: :func:`_convolve_fft_grid` ``fft`` per FFT element and channel
 #: (transforms, gathering and adding back) plus ``tile`` per tile and channel; a direct
 #: convolution ``direct`` per kernel tap, pixel and channel; a splat ``splat`` per sample,
-#: tap and channel plus ``plane`` per output pixel and channel; direct on small tiles
+#: tap and channel plus ``splat_plane`` per output pixel and channel; direct on small tiles
 #: ``direct_tile`` per kernel tap, pixel and channel, ``plane`` per output pixel and channel
 #: and ``tile_direct`` per tile and channel.
-_COST = {"fft": 25.0, "tile": 8000.0, "direct": 1.2, "splat": 10.0, "plane": 3.0,
-         "direct_tile": 2.0, "tile_direct": 3000.0}
+_COST = {"fft": 25.0, "tile": 8000.0, "direct": 1.2, "splat": 4.0, "splat_plane": 4.0,
+         "plane": 3.0, "direct_tile": 2.0, "tile_direct": 3000.0}
 
 
 def _occupancy(nz, t):
@@ -1170,29 +1170,48 @@ def _convolve_sparse(planes, kernel, nz):
     return _splat(nz, planes.reshape(c, -1)[:, nz], h, w, kernel)
 
 
+#: Kernel taps times samples per batch of :func:`_splat` (its index and weight temporaries:
+#: 8 bytes each per element).
+_SPLAT_BATCH = 1 << 21
+
+
 def _splat(pix, vals, h, w, kernel):
     """Full linear convolution (C, h + kh - 1, w + kw - 1) of the samples at flat pixels
     ``pix`` of an (h, w) plane (repeats add up) with values ``vals`` (C, n): each sample
-    splats the kernel, one kernel tap at a time over all samples, so the cost follows the
-    samples, not the area."""
+    splats the kernel, so the cost follows the samples, not the area.  Batches of samples
+    (in pixel order) are summed into the output rows they reach by one ``bincount`` per
+    channel over every (sample, tap) pair, in float64."""
     c = vals.shape[0]
     kh, kw = kernel.shape
     oh, ow = h + kh - 1, w + kw - 1
+    out = np.zeros((c, oh * ow), _F32)
     pix = np.asarray(pix, np.int64)
-    if pix.size > 1 and not np.all(pix[1:] > pix[:-1]):
-        # Repeated pixels add up first (a tap's positions must be unique to add in one go).
-        pix, inv = np.unique(pix, return_inverse=True)
-        vals = np.stack([np.bincount(inv, weights=v, minlength=pix.size) for v in vals])
-    vals = np.asarray(vals, _F32)
+    if pix.size == 0:
+        return out.reshape(c, oh, ow)
     ky, kx = np.nonzero(kernel > 0)
-    kv = kernel[ky, kx]
+    kv = kernel[ky, kx].astype(np.float64)
+    off = ky.astype(np.int64) * ow + kx
+    span = int(off[-1]) + 1                   # taps come in row-major order
     ys, xs = np.divmod(pix, w)
     base = ys * ow + xs                       # the sample's position in the output
-    out = np.zeros((c, oh * ow), _F32)
-    tmp = np.empty_like(vals)
-    for y, x, v in zip(ky.tolist(), kx.tolist(), kv):
-        np.multiply(vals, v, out=tmp)
-        out[:, base + (y * ow + x)] += tmp
+    del ys, xs
+    order = None
+    if base.size > 1 and not np.all(base[1:] >= base[:-1]):
+        order = np.argsort(base, kind="stable")
+        base = base[order]
+    step = max(1, _SPLAT_BATCH // kv.size)
+    for a in range(0, base.size, step):
+        b = min(base.size, a + step)
+        lo = int(base[a])
+        hi = int(base[b - 1]) + span
+        idx = base[a:b, None] - lo + off[None, :]
+        idx = idx.reshape(-1)
+        for ci in range(c):
+            v = vals[ci, a:b] if order is None else vals[ci][order[a:b]]
+            wts = np.multiply.outer(v.astype(np.float64), kv).reshape(-1)
+            out[ci, lo:hi] += np.bincount(idx, weights=wts, minlength=hi - lo)
+            del wts
+        del idx
     return out.reshape(c, oh, ow)
 
 
@@ -1207,16 +1226,16 @@ class SparseLayer(NamedTuple):
     def dense(self, channel=None):
         """The planes (C, h, w), or one channel of them as (1, h, w)."""
         chans = range(self.shape[0]) if channel is None else (channel,)
-        planes = np.zeros((len(chans),) + tuple(self.shape[1:]), _F32)
+        planes = np.empty((len(chans),) + tuple(self.shape[1:]), _F32)
         flat = planes.reshape(len(chans), -1)
         for n, ci in enumerate(chans):
-            np.add.at(flat[n], self.pix, self.vals[ci])
+            flat[n] = np.bincount(self.pix, weights=self.vals[ci], minlength=flat.shape[1])
         return planes
 
 
 def _splat_cost(n, taps, c, h, w, kh, kw):
     """Estimated cost (ns) of :func:`_splat` (see ``_COST``)."""
-    return c * (n * taps * _COST["splat"] + (h + kh) * (w + kw) * _COST["plane"])
+    return c * (n * taps * _COST["splat"] + (h + kh) * (w + kw) * _COST["splat_plane"])
 
 
 def _convolve(planes, kernel, pix=None):
@@ -1242,7 +1261,7 @@ def _convolve(planes, kernel, pix=None):
     direct = taps * c * h * w * _COST["direct"]
     best = min(direct, fft)
     # Count the samples only when a splat can win (fewer than best / cost per sample).
-    if best > c * ((h + kh) * (w + kw) * _COST["plane"] + taps * _COST["splat"]):
+    if best > c * ((h + kh) * (w + kw) * _COST["splat_plane"] + taps * _COST["splat"]):
         if sparse:
             n = planes.pix.size
         else:
