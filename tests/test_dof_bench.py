@@ -121,3 +121,21 @@ def test_cycles_renders_the_coc_the_benchmark_assumes(bpy, tmp_path):
     textbook = 0.5 * 50.0 ** 2 / (1.0 * (1000.0 - 50.0)) * (1 - 1 / dist) * w / 36.0
     assert measured == pytest.approx(expected, rel=0.015)
     assert abs(measured - textbook) > 0.03 * textbook
+
+
+def test_thread_sweep_counts_and_bad_arguments(capsys):
+    """bench_dof_threads: the thread counts it sweeps, and a bad argument exits 2 with one
+    line (the sweep itself is a benchmark, not run here)."""
+    import bench_dof_threads as bt
+
+    assert bt.thread_counts(1) == [1]
+    assert bt.thread_counts(2) == [1, 2]
+    assert bt.thread_counts(12) == [1, 2, 4, 8, 12]
+    assert bt.thread_counts(16) == [1, 2, 4, 8, 16]
+    for bad in (["--threads", "0"], ["--threads", "two"], ["--frames", "rain"],
+                ["--inflight-mb", "0"], ["--repeats", "0"]):
+        with pytest.raises(SystemExit) as e:
+            bt.main(bad)
+        assert e.value.code == 2, bad
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err and "error:" in err[-1], (bad, err)

@@ -2035,7 +2035,7 @@ def composite_layers(frame, extra, layers, settings, pixel_aspect=1.0, pool=None
         lambda k: _blur_layer(frame, extra, layers, k, scales[k], group_scale[k], settings,
                               pixel_aspect),
         range(radii.size), cost=lambda k: _layer_bytes(layers, k, scales[k], nch),
-        window=settings.thread_count() + 1)
+        budget=_INFLIGHT_BYTES, window=settings.thread_count() + 1)
 
     for gi, (low, ks) in enumerate(groups):
         last = gi == len(groups) - 1
