@@ -992,8 +992,13 @@ _TILE_EDGES = (16, 32, 64, 128)
 #: convolution ``direct`` per kernel tap, pixel and channel; a splat ``splat`` per sample,
 #: tap and channel plus ``splat_plane`` per output pixel and channel; direct on small tiles
 #: ``direct_tile`` per kernel tap, pixel and channel, ``plane`` per output pixel and channel
-#: and ``tile_direct`` per tile and channel.
-_COST = {"fft": 25.0, "tile": 8000.0, "direct": 1.2, "splat": 2.0, "splat_plane": 2.5,
+#: and ``tile_direct`` per tile and channel.  The splat's figures are twice its own time on one
+#: thread (~2 and ~2.5 ns): ``np.add.at`` holds the interpreter lock, so while a splat runs the
+#: other threads' Python-level work waits (the dense-edge frame's whole command on two threads,
+#: medians of 4 alternating runs: 3.82 s with the splat's own time, 3.62 s with twice it; one
+#: thread unchanged).  The choice does not depend on the thread count, so that the result is
+#: bit-identical for every count.
+_COST = {"fft": 25.0, "tile": 8000.0, "direct": 1.2, "splat": 4.0, "splat_plane": 5.0,
          "plane": 3.0, "direct_tile": 2.0, "tile_direct": 3000.0}
 
 
