@@ -47,6 +47,7 @@ result does not depend on the thread count.  With the environment variable
 ``BLENDER_ZDEPTH_DOF_TIMING`` set, :data:`TIMING` collects seconds per stage.
 """
 
+import functools
 import math
 import os
 import threading
@@ -259,10 +260,28 @@ def _downsample_sum(a, f):
 def aperture_kernel(radius, settings=DofSettings(), pixel_aspect=1.0, supersample=None):
     """The normalised blur kernel (2-D float32, odd size, centred) of a point whose signed CoC
     radius is ``radius`` pixels: the aperture shape scaled by the radius, point-mirrored in
-    front of the focal plane (as a real lens), sampled with pixel-area integration."""
+    front of the focal plane (as a real lens), sampled with pixel-area integration.
+
+    Kernels are kept (the last 512, read-only arrays): a frame asks for one per layer, and the
+    frames of a sequence mostly for the same ones."""
+    return _kernel(float(radius), int(settings.blades or 0), float(settings.rotation_deg),
+                   float(settings.anamorphic), float(pixel_aspect),
+                   None if supersample is None else int(supersample))
+
+
+@functools.lru_cache(maxsize=512)
+def _kernel(radius, blades, rotation_deg, anamorphic, pixel_aspect, supersample):
+    """:func:`aperture_kernel` for plain values (cached)."""
+    k = _make_kernel(radius, blades, rotation_deg, anamorphic, pixel_aspect, supersample)
+    k.setflags(write=False)
+    return k
+
+
+def _make_kernel(radius, blades, rotation_deg, anamorphic, pixel_aspect, supersample):
+    """The kernel of :func:`aperture_kernel` (a new, writable array)."""
     r = float(radius)
     ar = abs(r)
-    rx = ar / float(settings.anamorphic)
+    rx = ar / anamorphic
     ry = ar * float(pixel_aspect)
     if ar < 1e-6:
         return np.ones((1, 1), _F32)
@@ -281,9 +300,9 @@ def aperture_kernel(radius, settings=DofSettings(), pixel_aspect=1.0, supersampl
         # of it the aperture as it is (checked against Cycles renders with a 3-blade aperture
         # at rotations 0 and 90 degrees); the two sides are point mirrors of each other.
         ux, uy = -ux, -uy
-    if settings.blades and settings.blades >= 3:
-        nb = int(settings.blades)
-        rot = math.radians(float(settings.rotation_deg))
+    if blades and blades >= 3:
+        nb = int(blades)
+        rot = math.radians(rotation_deg)
         apothem = math.cos(math.pi / nb)
         inside = np.ones(np.broadcast_shapes(ux.shape, uy.shape), bool)
         for k in range(nb):
