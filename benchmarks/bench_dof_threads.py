@@ -35,9 +35,9 @@ sys.path.insert(0, HERE)
 
 from bench_dof_speed import I12, SENSOR, dense_frame, smooth_frame  # noqa: E402
 
+from blender_zdepth.core import dof  # noqa: E402
 from blender_zdepth.core.cpus import usable_cores  # noqa: E402
 from blender_zdepth.core.malloc import keep_frame_buffers  # noqa: E402
-from blender_zdepth.core import dof  # noqa: E402
 from blender_zdepth.core.dof import DofSettings, defocus  # noqa: E402
 from blender_zdepth.core.lens import Lens  # noqa: E402
 
