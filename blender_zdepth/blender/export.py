@@ -279,13 +279,12 @@ def export_render_result(scene, options=None, frame=None, depth_layers=None):
     peeled = None
     if depth_layers is not None and depth_layers.enabled:
         peeled = _render_layers(scene, depth_layers, rendered, folder)
-    out = _write_frame(rendered.paths, rendered.loaded, rendered.encoding, rendered.info,
-                       rendered.extra, options, rendered.near, rendered.far)
+    out = _write_flat(rendered, options)
     if peeled is not None:
         out["deep"] = _write_deep(rendered, peeled)
         out["layer_clips"] = [p.clip for p in peeled]
-    elif os.path.isfile(rendered.paths["deep"]):
-        os.remove(rendered.paths["deep"])  # the deep file of an earlier layered export
+    else:
+        _drop_stale_deep(rendered.paths)
     return out
 
 
@@ -391,6 +390,19 @@ def _write_deep(rendered, peeled):
         rendered.paths["deep"], rendered.loaded.rgba, rendered.loaded.depth,
         [(p.rgba, p.depth) for p in peeled], camera=rendered.info,
         extra_header=rendered.extra, overwrite=True)
+
+
+def _write_flat(rendered, options):
+    """:func:`_write_frame` for a frame read back by :func:`_read_frame`."""
+    return _write_frame(rendered.paths, rendered.loaded, rendered.encoding, rendered.info,
+                        rendered.extra, options, rendered.near, rendered.far)
+
+
+def _drop_stale_deep(paths):
+    """Remove the ``<name>_deep.exr`` an earlier layered export of this name left: it does
+    not match the flat file just written."""
+    if os.path.isfile(paths["deep"]):
+        os.remove(paths["deep"])
 
 
 def _write_frame(paths, loaded, encoding, info, extra, options, near, far):
@@ -517,8 +529,7 @@ def _export_views(scene, options, frame, cam, views, folder):
         paths = frame_paths(options, frame, suffixes[view])
         out = _write_frame(paths, loaded[view], encoding, info, extra, options, near, far)
         out["view"] = view
-        if os.path.isfile(paths["deep"]):
-            os.remove(paths["deep"])  # the deep file of an earlier layered export of this name
+        _drop_stale_deep(paths)
         results.append(out)
     first = dict(results[0])
     first["views"] = results
@@ -680,10 +691,8 @@ def _export_on_render(scene, frame):
     cam = bcam.check_camera(scene)
     folder = _frame_folder(options, frame)
     rendered = _read_frame(scene, options, frame, cam, folder)
-    out = _write_frame(rendered.paths, rendered.loaded, rendered.encoding, rendered.info,
-                       rendered.extra, options, rendered.near, rendered.far)
-    if os.path.isfile(rendered.paths["deep"]):
-        os.remove(rendered.paths["deep"])  # an earlier one: it does not match the new file
+    out = _write_flat(rendered, options)
+    _drop_stale_deep(rendered.paths)  # its deep file comes after the passes, if they succeed
     _state.written.append(out["depth"])
     print(f"blender_zdepth: frame {frame}: depth written to {out['depth']}")
     if not _on_main_thread():
