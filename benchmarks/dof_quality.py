@@ -239,6 +239,61 @@ def shot_bars(p):
     return scene
 
 
+def shot_dense(p):
+    """(f) Dense depth edges (issue #12's content: leaves, particles, crowds): squares at random
+    depths from 1 to 20 m, each of a random colour, one on every 8 px cell of the pinhole view
+    and twice the cell's size, so they overlap their neighbours: the frame is a mosaic of
+    surfaces ~4-12 px across whose edges are anti-aliased in colour but not in depth, and a
+    surface goes on behind the nearer ones (as leaves do; what the lens sees around a near
+    square is mostly its neighbours); a checkered wall at 30 m behind the gaps that remain."""
+    import bpy
+
+    scene, scenes = _base(p)
+    scenes.set_world_color(scene, (0.05, 0.06, 0.08))
+    wall = scenes.checker_material("Wall", (0.35, 0.3, 0.25), (0.12, 0.14, 0.2), scale=30.0)
+    scenes.add_object(scene, "plane", "Wall", wall, size=60.0, location=(0.0, 30.0, 1.2),
+                      rotation=(math.pi / 2, 0.0, 0.0))
+    w, h = p["resolution"]
+    f_px = p["focal_length_mm"] / p["sensor_width_mm"] * w
+    cx, cy = p["cam_location"][0], p["cam_location"][2]
+    cell, grow = 8, 4  # each square reaches 4 px into its neighbours' cells
+    rng = np.random.default_rng(12)
+    verts, faces, colours = [], [], []
+    for row in range(-(-h // cell)):
+        for col in range(w // cell):
+            d = float(rng.uniform(1.0, 20.0))
+            u0, u1 = col * cell - grow - w / 2, (col + 1) * cell + grow - w / 2
+            v0, v1 = h / 2 - row * cell + grow, h / 2 - (row + 1) * cell - grow
+            n = len(verts)
+            for u, v in ((u0, v0), (u1, v0), (u1, v1), (u0, v1)):
+                verts.append((cx + u / f_px * d, d, cy + v / f_px * d))
+            faces.append((n, n + 1, n + 2, n + 3))
+            colours.append(tuple(float(c) for c in rng.uniform(0.05, 0.9, 3)))
+    mesh = bpy.data.meshes.new("Blocks")
+    mesh.from_pydata(verts, [], faces)
+    attr = mesh.color_attributes.new("Col", "FLOAT_COLOR", "CORNER")
+    for poly, colour in zip(mesh.polygons, colours):
+        for li in poly.loop_indices:
+            attr.data[li].color = (*colour, 1.0)
+    from blender_zdepth.blender import compat
+
+    mat = bpy.data.materials.new("Blocks")
+    compat.use_nodes(mat)
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    nodes.clear()
+    col_node = nodes.new("ShaderNodeAttribute")
+    col_node.attribute_name = "Col"
+    emit = nodes.new("ShaderNodeEmission")
+    out = nodes.new("ShaderNodeOutputMaterial")
+    links.new(col_node.outputs["Color"], emit.inputs["Color"])
+    links.new(emit.outputs["Emission"], out.inputs["Surface"])
+    mesh.materials.append(mat)
+    obj = bpy.data.objects.new("Blocks", mesh)
+    scene.collection.objects.link(obj)
+    _camera(scene, scenes, p)
+    return scene
+
+
 COMMON = {"resolution": list(RES), "sensor_width_mm": 36.0, "sensor_height_mm": 24.0,
           "sensor_fit": "AUTO"}
 
@@ -258,6 +313,9 @@ SHOTS = {
     "bars": (shot_bars, {**COMMON, "focal_length_mm": 50.0, "fstop": 1.4,
                          "focus_distance": 3.0, "cam_location": [0.0, -0.0, 1.2],
                          "cam_target": [0.0, 10.0, 1.2]}),
+    "dense": (shot_dense, {**COMMON, "focal_length_mm": 50.0, "fstop": 1.4,
+                           "focus_distance": 5.0, "cam_location": [0.0, 0.0, 1.2],
+                           "cam_target": [0.0, 10.0, 1.2]}),
 }
 
 #: Shots where a lens sees what the pinhole hides: layered input must gain >= 5 dB (edges) there.
