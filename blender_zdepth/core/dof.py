@@ -60,9 +60,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cpus import usable_cores  # noqa: F401  (API: the default thread count)
+from .cpus import usable_cores
 from .errors import UsageError, ZDepthError
 from .lens import BACKGROUND_DEPTH, Lens, coc_radius_px  # noqa: F401  (Lens re-exported)
+from .malloc import release_free_memory as _release_free_memory
 
 QUALITIES = ("draft", "default", "high")
 
@@ -1194,8 +1195,8 @@ def _convolve_sparse(planes, kernel, nz):
     return _splat(nz, planes.reshape(c, -1)[:, nz], h, w, kernel)
 
 
-#: Kernel taps times samples per batch of :func:`_splat` (its index and weight temporaries:
-#: 8 bytes each per element).
+#: Kernel taps times samples per batch of :func:`_splat` (bounds its temporaries: 8 bytes of
+#: index and 4 of weight per element).
 _SPLAT_BATCH = 1 << 21
 
 
@@ -1253,13 +1254,13 @@ def _splat_cost(n, taps, c, h, w, kh, kw):
     return c * (n * taps * _COST["splat"] + (h + kh) * (w + kw) * _COST["splat_plane"])
 
 
-def _convolve(planes, kernel, pix=None):
+def _convolve(planes, kernel):
     """Full linear convolution (C, h + kh - 1, w + kw - 1) of ``planes`` (C, h, w; coverage
     last) with ``kernel``: whichever is estimated cheapest (``_COST``) of a direct
     convolution (small kernels), a splat of the samples (sparse layers: particles, leaves,
     the thin slices of a dense depth-edge frame) and FFT over the occupied tiles, the tile
-    size chosen by :func:`_fft_plan`.  ``planes`` may be a :class:`SparseLayer` (then
-    ``pix``/values come from it and it is made dense only if the splat does not win)."""
+    size chosen by :func:`_fft_plan`.  ``planes`` may be a :class:`SparseLayer` (then the
+    splat takes its samples as they are; it is made dense only if the splat does not win)."""
     sparse = isinstance(planes, SparseLayer)
     c, h, w = planes.shape
     kh, kw = kernel.shape
@@ -1992,28 +1993,8 @@ def _layer_bytes(layers, k, s, nch):
 
 
 #: Frames from this many padded pixels up return freed memory to the system after each
-#: layer when they run on several threads (:func:`_release_free_memory`).
+#: layer when they run on several threads (:func:`.malloc.release_free_memory`).
 _TRIM_PIXELS = 4_000_000
-_MALLOC_TRIM = []
-
-
-def _release_free_memory():
-    """Give the C allocator's free memory back to the system (glibc's ``malloc_trim``, which
-    covers every thread's arena; elsewhere nothing)."""
-    if not _MALLOC_TRIM:
-        fn = None
-        try:
-            import ctypes
-
-            fn = ctypes.CDLL(None).malloc_trim
-            fn.argtypes = [ctypes.c_size_t]
-            fn.restype = ctypes.c_int
-        except (OSError, AttributeError, ImportError, TypeError):  # no glibc (Windows, macOS)
-            fn = None
-        _MALLOC_TRIM.append(fn)
-    fn = _MALLOC_TRIM[0]
-    if fn is not None:
-        fn(0)
 
 
 def _zeroed_planes(shapes):

@@ -23,7 +23,8 @@ frame                   page faults, system CPU     peak memory
 :func:`keep_frame_buffers` is called by ``python -m blender_zdepth dof`` and by the frame
 worker processes of ``dof --jobs`` (also those Blender's Apply starts); never inside Blender or
 another host program, nor for the commands that load ``bpy`` (its threads keep glibc's
-defaults). Standard library only.
+defaults). :func:`release_free_memory` is the engine's, wherever it runs (big frames on several
+threads give their freed buffers back after each layer). Standard library only.
 """
 
 import os
@@ -73,3 +74,25 @@ def keep_frame_buffers():
             bool(mallopt(M_ARENA_MAX, ARENA_MAX))
     except (OSError, AttributeError, ImportError, TypeError):
         return False
+
+
+_MALLOC_TRIM = []
+
+
+def release_free_memory():
+    """Give the C allocator's free memory back to the system (glibc's ``malloc_trim``, which
+    covers every thread's arena; elsewhere nothing)."""
+    if not _MALLOC_TRIM:
+        fn = None
+        try:
+            import ctypes
+
+            fn = ctypes.CDLL(None).malloc_trim
+            fn.argtypes = [ctypes.c_size_t]
+            fn.restype = ctypes.c_int
+        except (OSError, AttributeError, ImportError, TypeError):  # no glibc (Windows, macOS)
+            fn = None
+        _MALLOC_TRIM.append(fn)
+    fn = _MALLOC_TRIM[0]
+    if fn is not None:
+        fn(0)
