@@ -926,9 +926,7 @@ def render_queued_layers():
                 except blayers.PassCancelled:
                     failed.append(rendered.frame)
                     skipped.extend(other.rendered.frame for other in pending)
-                    for other in pending:
-                        _remove_quietly(other.rendered.saved)
-                    pending = []
+                    break  # the frames left: their kept files go below
                 except Exception as exc:
                     _state.errors.append((rendered.frame, f"depth layers failed: {exc}"))
                     print(f"blender_zdepth: frame {rendered.frame}: depth layers failed: {exc}")
