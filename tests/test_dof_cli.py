@@ -413,10 +413,10 @@ def test_threads_give_the_same_result(tmp_path, run_cli):
     rgba, depth = scene_arrays()
     write_plain(tmp_path / "plain.exr", rgba, depth)
     results = []
-    for threads in ("1", "2", "0"):
+    for threads in ("1", "2", None):
         out = tmp_path / f"t{threads}.exr"
         r = run_cli("dof", tmp_path / "plain.exr", out, "--focus-distance", FAR, *LENS,
-                    "--threads", threads)
+                    *(("--threads", threads) if threads else ()))
         assert r.returncode == 0, r.stderr
         results.append(rgba_of(out)[0])
     for other in results[1:]:
@@ -440,7 +440,8 @@ def test_jobs_stop_on_options_that_cannot_work(tmp_path, run_cli):
     ("--jobs", "-2", "-2 is too small"),
     ("--jobs", "many", "'many' is not a whole number"),
     ("--jobs", "1.5", "not a whole number"),
-    ("--threads", "-1", "-1 is too small: give 0 or more"),
+    ("--threads", "0", "0 is too small: give 1 or more"),
+    ("--threads", "-1", "-1 is too small: give 1 or more"),
     ("--threads", "all", "not a whole number"),
 ])
 def test_bad_jobs_and_threads(tmp_path, run_cli, option, value, message):

@@ -106,9 +106,9 @@ def add_arguments(parser):
                         help="frames refocused at once, each in its own worker process "
                              "(default: chosen from the cores and the available memory, about "
                              "1 GB for a 4K frame, never more than fit; 1 = one after another)")
-    parser.add_argument("--threads", type=_count("--threads", 0), default=0, metavar="N",
-                        help="threads for each frame (default 0 = all cores, shared between "
-                             "the --jobs)")
+    parser.add_argument("--threads", type=_count("--threads", 1), default=0, metavar="N",
+                        help="threads for each frame (default: all cores, shared between the "
+                             "--jobs; 1 = one thread for everything)")
 
 
 def _count(option, smallest):
@@ -117,7 +117,8 @@ def _count(option, smallest):
     import argparse
 
     what = ("frames to refocus at once, or leave --jobs out to choose from the cores and memory"
-            if option == "--jobs" else "threads for each frame, 0 for all cores")
+            if option == "--jobs" else
+            "threads for each frame, or leave --threads out to use all cores")
 
     def parse(text):
         try:
