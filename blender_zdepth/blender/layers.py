@@ -355,12 +355,5 @@ class ZDEPTH_OT_render_depth_layers(bpy.types.Operator):
 
 CLASSES = (ZDEPTH_OT_render_depth_layers,)
 
-
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+# Registers CLASSES in order and unregisters them in reverse.
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

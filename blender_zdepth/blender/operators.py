@@ -153,12 +153,5 @@ class ZDEPTH_OT_use_measured_range(bpy.types.Operator):
 CLASSES = (ZDEPTH_OT_setup_passes, ZDEPTH_OT_add_node_group, ZDEPTH_OT_export_render_result,
            ZDEPTH_OT_use_measured_range)
 
-
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+# Registers CLASSES in order and unregisters them in reverse.
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

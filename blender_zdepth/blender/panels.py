@@ -170,12 +170,5 @@ class RENDER_PT_zdepth(bpy.types.Panel):
 
 CLASSES = (RENDER_PT_zdepth,)
 
-
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+# Registers CLASSES in order and unregisters them in reverse.
+register, unregister = bpy.utils.register_classes_factory(CLASSES)
