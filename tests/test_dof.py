@@ -451,15 +451,22 @@ def test_edge_split_residuals_from_dot_products_equal_the_channel_by_channel_fit
     n = 500
     c = rng.random((4, n)).astype(np.float32)
     f = rng.random((4, n)).astype(np.float32)
-    cand = rng.random((4, n, 24)).astype(np.float32)
-    cand[:, :5, 3] = f[:, :5]  # a candidate equal to the fixed colour (no line)
-    mask = rng.random((n, 24)) < 0.7
+    cand = rng.random((4, 24, n)).astype(np.float32)  # (channels, candidates, pixels)
+    cand[:, 3, :5] = f[:, :5]  # a candidate equal to the fixed colour (no line)
+    mask = rng.random((24, n)) < 0.7
     got = dofmod._line_residuals(c - f, f, cand, mask)
-    _, want, _ = dofmod._split_fit(c[:, :, None], f[:, :, None], cand)
-    _, swapped, _ = dofmod._split_fit(c[:, :, None], cand, f[:, :, None])
+    _, want, _ = dofmod._split_fit(c[:, None, :], f[:, None, :], cand)
+    _, swapped, _ = dofmod._split_fit(c[:, None, :], cand, f[:, None, :])
     np.testing.assert_allclose(swapped, want, atol=1e-6)
-    assert np.isinf(got[~mask]).all()
+    assert (got[~mask] >= np.finfo(np.float32).max).all()
     np.testing.assert_allclose(got[mask], want[mask], atol=2e-6)
+    # The first best candidate among those on the mask, as argmin picks it (ties included:
+    # the candidate equal to the fixed colour fits every pixel's line as well as itself).
+    got[4, :5] = got[3, :5]
+    mask[3:5, :5] = True
+    pick = np.argmin(np.where(mask, got, np.inf), axis=0)
+    np.testing.assert_array_equal(dofmod._first_best(got, cand),
+                                  cand[:, pick, np.arange(n)])
 
 
 def test_reduced_layers_built_channel_by_channel_give_the_same_frame(monkeypatch):

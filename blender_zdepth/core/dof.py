@@ -546,15 +546,16 @@ def _split_fit(c, f, b):
 
 
 def _line_residuals(g, f, cand, mask):
-    """Squared residuals (n, 24) of the best mixes of pixel colours ``c`` on the lines from
-    each candidate colour ``cand`` (4, n, 24) to the fixed colour ``f`` (4, n), given
-    ``g = c - f``; ``inf`` where ``mask`` (n, 24) is False.  From three dot products
+    """Squared residuals (k, n) of the best mixes of pixel colours ``c`` on the lines from
+    each candidate colour ``cand`` (4, k, n) to the fixed colour ``f`` (4, n), given
+    ``g = c - f``; the float32 maximum (or more) where ``mask`` (k, n) is False.  From three dot products
     (``e = c - cand = g + d`` with ``d = f - cand``; ``|e - a d|^2 = e.e - 2 a e.d + a^2
-    d.d``), so the candidates are read once per channel."""
-    dd = None
+    d.d``), so the candidates are read once per channel.  Candidates on the first axis and
+    pixels on the last keep every operation's inner loop long (the pixels), not 24 long."""
+    dd = gd = None
     for i in range(4):
-        d = np.subtract(f[i][:, None], cand[i])
-        gd_i = g[i][:, None] * d
+        d = np.subtract(f[i], cand[i])
+        gd_i = np.multiply(g[i], d)
         d *= d
         if dd is None:
             dd, gd = d, gd_i
@@ -566,25 +567,48 @@ def _line_residuals(g, f, cand, mask):
     for i in range(1, 4):
         gg += g[i] * g[i]
     ed = gd + dd                                      # e.d
-    a = np.divide(ed, np.maximum(dd, 1e-12))
+    a = np.maximum(dd, 1e-12)
+    np.divide(ed, a, out=a)
     np.clip(a, 0.0, 1.0, out=a)
     # e.e - 2 a e.d + a^2 d.d, with e.e = g.g + 2 g.d + d.d
     res = gd
     res *= 2
     res += dd
-    res += gg[:, None]
+    res += gg
     # Residuals within the rounding of these sums count as exact fits (0): among equally
     # good candidates the first one wins, as with the residuals summed channel by channel.
-    tiny = np.add(dd, gg[:, None])
+    tiny = np.add(dd, gg)
     tiny *= 1e-6
     ed *= 2
     dd *= a
     ed -= dd
     ed *= a
     res -= ed
-    res[res <= tiny] = 0.0
-    res[~mask] = np.inf
+    res *= res > tiny
+    # Candidates off the mask: pushed to the float32 maximum (or inf), above any real fit.
+    res += np.multiply(~mask, np.finfo(_F32).max, dtype=_F32)
     return res
+
+
+def _first_best(res, cand):
+    """The candidate colours (4, n) with the smallest residual ``res`` (k, n) of ``cand``
+    (4, k, n), the first of equal ones (as ``argmin``, faster on (k, n): a minimum over the
+    k rows, then the rows that reach it from the last to the first)."""
+    best = res.min(axis=0)
+    k, n = res.shape
+    pick = np.zeros(n, np.intp)
+    for row in range(k - 1, 0, -1):
+        pick[res[row] == best] = row
+    # (a first row that reaches the minimum overrides the later ones: set it last)
+    pick[res[0] == best] = 0
+    pick *= n
+    pick += np.arange(n)
+    return np.take(cand.reshape(cand.shape[0], -1), pick, axis=1)
+
+
+def _split_steps(w):
+    """Flat-index offsets (24, 1) of :data:`_SPLIT_OFFSETS` in a frame ``w`` pixels wide."""
+    return np.array([dy * w + dx for dy, dx in _SPLIT_OFFSETS], np.int64)[:, None]
 
 
 def _split_chunk(idx, flat_col, flat_coc, pure, lo_i, hi_i, w):
@@ -593,45 +617,36 @@ def _split_chunk(idx, flat_col, flat_coc, pure, lo_i, hi_i, w):
     None."""
     mid = 0.5 * (lo_i + hi_i)
     tol = np.maximum(0.25 * (hi_i - lo_i), 0.5)
-    # The 24 neighbours at once, one row per pixel: near / far masks (n, 24), colours
-    # (4, n, 24).
-    j = idx[:, None] + np.array([dy * w + dx for dy, dx in _SPLIT_OFFSETS])[None, :]
+    # The 24 neighbours at once, one row per neighbour and a column per pixel: near / far
+    # masks (24, n), colours (4, 24, n).
+    j = _split_steps(w) + idx[None, :]
     cj = flat_coc[j]
     pj = pure[j]
-    near = pj & (cj <= (lo_i + tol)[:, None])
-    far = pj & (cj >= (hi_i - tol)[:, None])
+    near = pj & (cj <= lo_i + tol)
+    far = pj & (cj >= hi_i - tol)
     del cj, pj
-    f_n = np.count_nonzero(near, axis=1)
-    b_n = np.count_nonzero(far, axis=1)
+    f_n = np.count_nonzero(near, axis=0)
+    b_n = np.count_nonzero(far, axis=0)
     ok = (f_n > 0) & (b_n > 0)
     if not ok.any():
         return None
     if not ok.all():
         sel = np.flatnonzero(ok)
         idx, lo_i, hi_i, mid = idx[sel], lo_i[sel], hi_i[sel], mid[sel]
-        j, near, far, f_n, b_n = j[sel], near[sel], far[sel], f_n[sel], b_n[sel]
-    cand = flat_col[:, j]  # (4, n, 24)
+        j, near, far, f_n, b_n = j[:, sel], near[:, sel], far[:, sel], f_n[sel], b_n[sel]
+    cand = np.take(flat_col, j, axis=1)  # (4, 24, n)
     del j
-    c = flat_col[:, idx]
-    n = idx.size
-    rows = np.arange(n)
-    nf = near.astype(_F32)
-    fc = np.empty_like(c)
-    for i in range(4):
-        fc[i] = np.einsum("nk,nk->n", cand[i], nf)
+    c = np.take(flat_col, idx, axis=1)
+    fc = np.multiply(cand, near).sum(axis=1)
     fc /= f_n.astype(_F32)
-    del nf
     # Colours vary along an edge (texture, highlights): pick, among the pure neighbours, the
     # far colour and then the near colour that explain the pixel best as a mix (the first
     # of equally good ones).
-    res = _line_residuals(c - fc, fc, cand, far)
-    bc = cand[:, rows, np.argmin(res, axis=1)]
-    del res
+    bc = _first_best(_line_residuals(c - fc, fc, cand, far), cand)
     # (the lines from the far colour bc to each candidate: the same residuals with the
     # roles of the fixed and the candidate colour swapped)
-    res = _line_residuals(c - bc, bc, cand, near)
-    fc = cand[:, rows, np.argmin(res, axis=1)]
-    del cand, res
+    fc = _first_best(_line_residuals(c - bc, bc, cand, near), cand)
+    del cand
     a, res2, dd = _split_fit(c, fc, bc)
     # Only split a pixel whose colour really lies between the two sides: the part of it the
     # near/far mix does not explain must be small next to the near/far contrast, and a clear
