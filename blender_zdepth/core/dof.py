@@ -101,6 +101,16 @@ def _stage(name):
             TIMING[name] = TIMING.get(name, 0.0) + dt
 
 
+def _each(pool, fn, n):
+    """``fn(i)`` for ``i`` in ``range(n)``: on ``pool``'s threads if given, else one after
+    another (for work split into planes or channels, each writing its own part)."""
+    if pool is not None:
+        list(pool.map(fn, range(n)))
+    else:
+        for i in range(n):
+            fn(i)
+
+
 @dataclass
 class DofSettings:
     """Options of :func:`defocus`.
@@ -548,9 +558,9 @@ def _split_fit(c, f, b):
 def _line_residuals(g, f, cand, mask):
     """Squared residuals (k, n) of the best mixes of pixel colours ``c`` on the lines from
     each candidate colour ``cand`` (4, k, n) to the fixed colour ``f`` (4, n), given
-    ``g = c - f``; the float32 maximum (or more) where ``mask`` (k, n) is False.  From three dot products
-    (``e = c - cand = g + d`` with ``d = f - cand``; ``|e - a d|^2 = e.e - 2 a e.d + a^2
-    d.d``), so the candidates are read once per channel.  Candidates on the first axis and
+    ``g = c - f``; the float32 maximum (or more) where ``mask`` (k, n) is False.  From three
+    dot products (``e = c - cand = g + d`` with ``d = f - cand``; ``|e - a d|^2 = e.e - 2 a
+    e.d + a^2 d.d``), so the candidates are read once per channel.  Candidates on the first axis and
     pixels on the last keep every operation's inner loop long (the pixels), not 24 long."""
     dd = gd = None
     for i in range(4):
@@ -633,7 +643,7 @@ def _split_chunk(idx, flat_col, flat_coc, pure, lo_i, hi_i, w):
     if not ok.all():
         sel = np.flatnonzero(ok)
         idx, lo_i, hi_i, mid = idx[sel], lo_i[sel], hi_i[sel], mid[sel]
-        j, near, far, f_n, b_n = j[:, sel], near[:, sel], far[:, sel], f_n[sel], b_n[sel]
+        j, near, far, f_n = j[:, sel], near[:, sel], far[:, sel], f_n[sel]
     cand = np.take(flat_col, j, axis=1)  # (4, 24, n)
     del j
     c = np.take(flat_col, idx, axis=1)
@@ -760,18 +770,14 @@ def fill_hidden(col, coc, max_radius, block=4, pool=None, plan=None):
     if plan is None:
         return []
     levels, jobs = plan
-    if pool is not None:
-        # The blocks' mean colour and radius, one plane per thread.
-        blocks = np.empty((5,) + jobs[0][0].shape, _F32)
+    # The blocks' mean colour and radius, one plane per thread.
+    blocks = np.empty((5,) + jobs[0][0].shape, _F32)
 
-        def block_mean(i):
-            blocks[i] = _downsample_sum(col[i] if i < 4 else coc, f)
-            blocks[i] *= _F32(1.0 / (f * f))
+    def block_mean(i):
+        blocks[i] = _downsample_sum(col[i] if i < 4 else coc, f)
+        blocks[i] *= _F32(1.0 / (f * f))
 
-        list(pool.map(block_mean, range(5)))
-    else:
-        blocks = np.concatenate([_downsample_sum(col, f), _downsample_sum(coc[None], f)])
-        blocks *= _F32(1.0 / (f * f))
+    _each(pool, block_mean, 5)
     flat_coc = coc.reshape(-1)
     offs_y = np.repeat(np.arange(f), f)
     offs_x = np.tile(np.arange(f), f)
@@ -1292,7 +1298,7 @@ def _convolve(planes, kernel):
     direct = taps * c * h * w * _COST["direct"]
     best = min(direct, fft)
     # Count the samples only when a splat can win (fewer than best / cost per sample).
-    if best > c * ((h + kh) * (w + kw) * _COST["splat_plane"] + taps * _COST["splat"]):
+    if best > _splat_cost(1, taps, c, h, w, kh, kw):
         if sparse:
             n = planes.pix.size
         else:
@@ -1559,11 +1565,7 @@ def prepare(rgba, coc, settings, pixel_aspect=1.0, hidden_max=0.0, pool=None):
             a[inner] = 1.0
         _pad_edges(a, pad, _PAD_MODE)
 
-    if pool is not None:
-        list(pool.map(plane, range(5)))
-    else:
-        for i in range(5):
-            plane(i)
+    _each(pool, plane, 5)
     cov = np.ones((Hp, Wp), _F32)
     return Frame(col, cocp, cov, pad, H, W, maxr, opaque)
 
@@ -2131,11 +2133,7 @@ def finish(acc, budget, far, col, pool=None):
         if any_hole:
             acc[i][hole] = col[i][hole]
 
-    if pool is not None:
-        list(pool.map(channel, range(4)))
-    else:
-        for i in range(4):
-            channel(i)
+    _each(pool, channel, 4)
     return acc
 
 
@@ -2274,11 +2272,7 @@ def rgba_out(planes, pad, H, W, rgba, pool=None):
         out[..., i] = 1.0 if i == 3 and rgba.shape[2] == 3 else \
             planes[i, pad:pad + H, pad:pad + W]
 
-    if pool is not None:
-        list(pool.map(channel, range(4)))
-    else:
-        for i in range(4):
-            channel(i)
+    _each(pool, channel, 4)
     return out
 
 
