@@ -48,6 +48,27 @@ _ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
         "MALLOC_MMAP_MAX_", "MALLOC_ARENA_MAX", "MALLOC_ARENA_TEST")
 
 
+def _glibc():
+    """This process's C library through ctypes when it is glibc (Linux), else None; looked up
+    once."""
+    if not _GLIBC:
+        libc = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL(None)
+            except (OSError, ImportError):
+                libc = None
+            if libc is not None and not hasattr(libc, "gnu_get_libc_version"):
+                libc = None  # musl and others: their own rules
+        _GLIBC.append(libc)
+    return _GLIBC[0]
+
+
+_GLIBC = []
+
+
 def keep_frame_buffers():
     """Set glibc's mmap threshold to :data:`MMAP_THRESHOLD`, its trim threshold to
     :data:`TRIM_THRESHOLD` and its arenas to :data:`ARENA_MAX` in this process (call it before
@@ -55,44 +76,30 @@ def keep_frame_buffers():
     faulted in again. Nothing is done (returns False) off Linux, with another C library, or when
     the user set glibc's malloc options in the environment (``MALLOC_*``, ``GLIBC_TUNABLES``):
     theirs are kept. Returns True when all three were set."""
-    if not sys.platform.startswith("linux"):
-        return False
     if any(name in os.environ for name in _ENV) or \
             "malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    libc = _glibc()
+    if libc is None:
         return False
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None)
-        if not hasattr(libc, "gnu_get_libc_version"):  # musl and others: their own rules
-            return False
         mallopt = libc.mallopt
         mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
         mallopt.restype = ctypes.c_int
         return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
             bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and \
             bool(mallopt(M_ARENA_MAX, ARENA_MAX))
-    except (OSError, AttributeError, ImportError, TypeError):
+    except (AttributeError, TypeError):
         return False
-
-
-_MALLOC_TRIM = []
 
 
 def release_free_memory():
     """Give the C allocator's free memory back to the system (glibc's ``malloc_trim``, which
     covers every thread's arena; elsewhere nothing)."""
-    if not _MALLOC_TRIM:
-        fn = None
-        try:
-            import ctypes
+    libc = _glibc()
+    if libc is not None:
+        import ctypes
 
-            fn = ctypes.CDLL(None).malloc_trim
-            fn.argtypes = [ctypes.c_size_t]
-            fn.restype = ctypes.c_int
-        except (OSError, AttributeError, ImportError, TypeError):  # no glibc (Windows, macOS)
-            fn = None
-        _MALLOC_TRIM.append(fn)
-    fn = _MALLOC_TRIM[0]
-    if fn is not None:
-        fn(0)
+        libc.malloc_trim(ctypes.c_size_t(0))

@@ -32,7 +32,7 @@ import time
 import types
 
 from .errors import UsageError, ZDepthError
-from .cpus import usable_cores  # noqa: F401 (API: cores this process may use)
+from .cpus import usable_cores
 from .atomic import atomic_target, stale_temp_paths, unique_temp_path  # noqa: F401 (API)
 
 # ---------------------------------------------------------------------------------------------
