@@ -301,7 +301,7 @@ def issue12_figures(args, reps, tmp, make_args, row, defocus, Lens, DofSettings)
         figures[name] = f
     cores = None
     try:
-        from blender_zdepth.core.dof import usable_cores
+        from blender_zdepth.core.cpus import usable_cores
 
         cores = usable_cores()
     except ImportError:

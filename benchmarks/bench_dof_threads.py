@@ -35,10 +35,9 @@ sys.path.insert(0, HERE)
 
 from bench_dof_speed import I12, SENSOR, dense_frame, smooth_frame  # noqa: E402
 
-from blender_zdepth.core import dof  # noqa: E402
 from blender_zdepth.core.cpus import usable_cores  # noqa: E402
 from blender_zdepth.core.malloc import keep_frame_buffers  # noqa: E402
-from blender_zdepth.core.dof import DofSettings, defocus  # noqa: E402
+from blender_zdepth.core.dof import DofSettings, defocus, schedule  # noqa: E402
 from blender_zdepth.core.lens import Lens  # noqa: E402
 
 TARGET_CORES = 16
@@ -103,8 +102,8 @@ def main(argv=None):
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     ap.add_argument("--inflight-mb", type=float, default=None,
                     help="memory (MB) the engine lets layers being blurred at once hold "
-                         "(default: the engine's, dof._INFLIGHT_BYTES); for trying whether it "
-                         "limits the speed-up on many cores")
+                         "(default: the engine's, dof.schedule._INFLIGHT_BYTES); for trying "
+                         "whether it limits the speed-up on many cores")
     ap.add_argument("--default-malloc", action="store_true",
                     help="keep glibc's malloc settings (as inside Blender) instead of the "
                          "ones the dof command and its workers use (core.malloc)")
@@ -116,7 +115,7 @@ def main(argv=None):
     if args.inflight_mb is not None:
         if args.inflight_mb <= 0:
             ap.error("--inflight-mb must be more than 0")
-        dof._INFLIGHT_BYTES = int(args.inflight_mb * 2**20)
+        schedule._INFLIGHT_BYTES = int(args.inflight_mb * 2**20)
     cores = usable_cores()
     counts = args.threads or thread_counts(cores)
     if 1 not in counts:
@@ -129,12 +128,12 @@ def main(argv=None):
     print(f"machine: {cores} usable cores ({os.cpu_count()} CPUs), numpy {np.__version__}; "
           f"medians of {args.repeats} calls; allocator: "
           f"{'the dof command settings (core.malloc)' if kept else 'glibc defaults'}; layers in "
-          f"flight up to {dof._INFLIGHT_BYTES / 2**20:.0f} MB")
+          f"flight up to {schedule._INFLIGHT_BYTES / 2**20:.0f} MB")
     print()
     print(f"{'frame':<8} {'threads':>7} {'wall s':>8} {'CPU s':>8} {'speed-up':>9} "
           f"{'CPU/wall':>9}  same output")
     results = {"cores": cores, "numpy": np.__version__, "repeats": args.repeats,
-               "keep_frame_buffers": kept, "inflight_bytes": dof._INFLIGHT_BYTES, "frames": {}}
+               "keep_frame_buffers": kept, "inflight_bytes": schedule._INFLIGHT_BYTES, "frames": {}}
     failed = False
     for name in args.frames:
         rgba, depth = FRAMES[name]()

@@ -486,7 +486,7 @@ def engine_info():
         from blender_zdepth.core.lens import Lens
     except ImportError as e:
         return f"PLACEHOLDER (engine not importable: {e})", None, None, None
-    paths = ["blender_zdepth/core/dof.py", "blender_zdepth/core/lens.py"]
+    paths = ["blender_zdepth/core/dof", "blender_zdepth/core/lens.py"]
     try:
         commit = subprocess.run(["git", "log", "-1", "--format=%h %cI", "--", *paths], cwd=ROOT,
                                 capture_output=True, text=True).stdout.strip()

@@ -1,4 +1,4 @@
-"""The depth-of-field engine (core/dof.py) against the physics it must get right.
+"""The depth-of-field engine (core/dof/) against the physics it must get right.
 
 Every scene is built here from numbers: a lens whose blur at infinity is a chosen number of
 pixels, and depths picked from wanted blur radii with the lens' own inverse."""
@@ -209,14 +209,15 @@ def test_split_edges_stage_conserves_colour_and_coverage():
     """The edge split only redistributes a pixel between its own sample and one extra
     sample: colours and coverages of the two parts add up to the pixel; the far part sits
     at the far side's radius."""
-    from blender_zdepth.core import dof as dofmod
+    from blender_zdepth.core.dof.edges import split_edges
+    from blender_zdepth.core.dof.prepare import prepare
 
     h, w = 64, 96
     img, depth, lens, cov, fg, bg = _antialiased_edge(h, w, 0.0, 10.0, True)
     coc = coc_radius_px(depth, lens, w, h, max_radius=12).astype(np.float32)
-    frame = dofmod.prepare(img, coc, DofSettings(max_radius=12))
+    frame = prepare(img, coc, DofSettings(max_radius=12))
     before = frame.col.copy()
-    parts = dofmod.split_edges(frame.col, frame.coc, frame.cov)
+    parts = split_edges(frame.col, frame.coc, frame.cov)
     assert len(parts) == 1
     extra = parts[0]
     assert extra.idx.size > h  # every row crosses the edge: at least one split per row
@@ -232,22 +233,27 @@ def test_split_edges_stage_conserves_colour_and_coverage():
 
 def test_pipeline_stages_compose_to_defocus():
     """The named stages run by hand give exactly what defocus() gives."""
-    from blender_zdepth.core import dof as dofmod
+    from blender_zdepth.core.dof.assign import assign_layers
+    from blender_zdepth.core.dof.composite import composite_layers, finish, rgba_out
+    from blender_zdepth.core.dof.edges import split_edges
+    from blender_zdepth.core.dof.hidden import fill_hidden
+    from blender_zdepth.core.dof.prepare import prepare
+    from blender_zdepth.core.dof.samples import _concat_samples
 
     h, w = 64, 96
     img, depth, lens, _, _, _ = _antialiased_edge(h, w, -6.0, 10.0, True)
     st = DofSettings(max_radius=12)
     want = defocus(img, depth, lens, st)
-    frame = dofmod.prepare(img, coc_radius_px(depth, lens, w, h, max_radius=12), st)
-    parts = dofmod.split_edges(frame.col, frame.coc, frame.cov)
-    parts += dofmod.fill_hidden(frame.col, frame.coc, frame.maxr)
+    frame = prepare(img, coc_radius_px(depth, lens, w, h, max_radius=12), st)
+    parts = split_edges(frame.col, frame.coc, frame.cov)
+    parts += fill_hidden(frame.col, frame.coc, frame.maxr)
     assert len(parts) >= 2  # an edge split and a hidden-surface fill behind the blurred front
-    extra = dofmod._concat_samples(parts)
-    layers = dofmod.assign_layers(frame.coc, extra.coc,
-                                  dofmod.layer_radii(frame.maxr, st.quality, frame.coc))
-    acc, budget, far = dofmod.composite_layers(frame, extra, layers, st)
-    dofmod.finish(acc, budget, far, frame.col)
-    got = dofmod.rgba_out(acc, frame.pad, h, w, img)
+    extra = _concat_samples(parts)
+    layers = assign_layers(frame.coc, extra.coc,
+                           layer_radii(frame.maxr, quality=st.quality, coc=frame.coc))
+    acc, budget, far = composite_layers(frame, extra, layers, st)
+    finish(acc, budget, far, frame.col)
+    got = rgba_out(acc, frame.pad, h, w, img)
     np.testing.assert_array_equal(got, want)
 
 
@@ -331,7 +337,7 @@ def test_threads_must_be_a_whole_number_from_zero(bad):
 
 
 def test_threads_zero_means_every_usable_core():
-    from blender_zdepth.core.dof import usable_cores
+    from blender_zdepth.core.cpus import usable_cores
 
     assert DofSettings().thread_count() == usable_cores() >= 1
     assert DofSettings(threads=3).thread_count() == 3
@@ -360,12 +366,12 @@ def test_threads_give_the_same_result_as_one(threads):
 
 
 def test_edge_split_in_row_batches_on_threads_equals_one_batch(monkeypatch):
-    from blender_zdepth.core import dof as dofmod
+    from blender_zdepth.core.dof import edges
 
     img, depth, lens = _busy_frame()
     st = DofSettings(max_radius=16, threads=1)
     one = defocus(img, depth, lens, st)
-    monkeypatch.setattr(dofmod, "_SPLIT_CHUNK", 97)  # many batches, uneven
+    monkeypatch.setattr(edges, "_SPLIT_CHUNK", 97)  # many batches, uneven
     np.testing.assert_array_equal(defocus(img, depth, lens, st), one)
     np.testing.assert_array_equal(
         defocus(img, depth, lens, DofSettings(max_radius=16, threads=3)), one)
@@ -374,17 +380,17 @@ def test_edge_split_in_row_batches_on_threads_equals_one_batch(monkeypatch):
 @pytest.mark.parametrize("radius", [1.5, 4.0, 9.0])
 def test_sparse_layers_splat_to_the_same_convolution(radius):
     """The splat used for sparse layers gives the convolution the direct and FFT paths give."""
-    from blender_zdepth.core import dof as dofmod
+    from blender_zdepth.core.dof import convolve
 
     rng = np.random.default_rng(3)
     planes = np.zeros((4, 90, 130), np.float32)
     m = rng.random((90, 130)) < 0.03
     planes[:, m] = rng.random((4, int(m.sum()))).astype(np.float32) * 5
     kernel = aperture_kernel(radius)
-    want = dofmod._convolve_direct(planes, kernel)
-    got = dofmod._convolve_sparse(planes, kernel, np.flatnonzero(planes[-1].reshape(-1)))
+    want = convolve._convolve_direct(planes, kernel)
+    got = convolve._convolve_sparse(planes, kernel, np.flatnonzero(planes[-1].reshape(-1)))
     np.testing.assert_allclose(got, want, atol=2e-6)
-    np.testing.assert_allclose(dofmod._convolve(planes, kernel), want, atol=2e-6)
+    np.testing.assert_allclose(convolve._convolve(planes, kernel), want, atol=2e-6)
 
 
 @pytest.mark.parametrize("on_tiles", ["fft", "direct"])
@@ -394,7 +400,7 @@ def test_fft_on_tiles_of_any_size_gives_the_direct_convolution(tile, radius, on_
     """The tiled convolution (tiles gathered and added back as whole arrays, each by FFT or
     tap by tap; kernels larger than the tile included, partial tiles at the borders, empty
     tiles skipped) is the direct convolution."""
-    from blender_zdepth.core import dof as dofmod
+    from blender_zdepth.core.dof import convolve
 
     rng = np.random.default_rng(int(radius * 10) + tile)
     planes = np.zeros((4, 150, 203), np.float32)
@@ -403,33 +409,33 @@ def test_fft_on_tiles_of_any_size_gives_the_direct_convolution(tile, radius, on_
     planes[:, 128:, 128:] = 0  # an empty corner tile at every tile size
     kernel = aperture_kernel(radius, DofSettings(blades=5, rotation_deg=10))
     kh, kw = kernel.shape
-    occ = dofmod._occupancy(planes[-1] != 0, 16)
+    occ = convolve._occupancy(planes[-1] != 0, 16)
     for _ in range(tile.bit_length() - 5):
-        occ = dofmod._coarser(occ)
+        occ = convolve._coarser(occ)
     assert not occ.all()  # some tiles are skipped
     direct = on_tiles == "direct"
-    fy = tile + kh - 1 if direct else dofmod._next_fast_len(tile + kh - 1)
-    fx = tile + kw - 1 if direct else dofmod._next_fast_len(tile + kw - 1)
-    got = dofmod._convolve_fft_grid(planes, kernel, occ, tile, fy, fx, direct)
-    want = dofmod._convolve_direct(planes, kernel)
+    fy = tile + kh - 1 if direct else convolve._next_fast_len(tile + kh - 1)
+    fx = tile + kw - 1 if direct else convolve._next_fast_len(tile + kw - 1)
+    got = convolve._convolve_fft_grid(planes, kernel, occ, tile, fy, fx, direct)
+    want = convolve._convolve_direct(planes, kernel)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=2e-6)
 
 
 def test_fft_plan_takes_small_tiles_for_scattered_content_and_large_for_dense():
-    from blender_zdepth.core import dof as dofmod
+    from blender_zdepth.core.dof import convolve
 
     rng = np.random.default_rng(4)
     scattered = np.kron(rng.random((72, 128)) < 0.02, np.ones((8, 8), bool))
     dense = np.ones((576, 1024), bool)
     k = aperture_kernel(4.0)
-    _, t_scattered, *_ = dofmod._fft_plan(dofmod._occupancy(scattered, 16), 4, *k.shape)
-    _, t_dense, *_ = dofmod._fft_plan(dofmod._occupancy(dense, 16), 4, *k.shape)
+    _, t_scattered, *_ = convolve._fft_plan(convolve._occupancy(scattered, 16), 4, *k.shape)
+    _, t_dense, *_ = convolve._fft_plan(convolve._occupancy(dense, 16), 4, *k.shape)
     assert t_scattered <= 32 < t_dense
 
 
 def test_splat_adds_up_repeated_samples():
-    from blender_zdepth.core import dof as dofmod
+    from blender_zdepth.core.dof import convolve
 
     rng = np.random.default_rng(8)
     pix = rng.integers(0, 40 * 50, 300)
@@ -438,14 +444,14 @@ def test_splat_adds_up_repeated_samples():
     planes = np.zeros((4, 40 * 50), np.float32)
     for c in range(4):
         np.add.at(planes[c], pix, vals[c])
-    want = dofmod._convolve_direct(planes.reshape(4, 40, 50), kernel)
-    np.testing.assert_allclose(dofmod._splat(pix, vals, 40, 50, kernel), want, atol=2e-6)
+    want = convolve._convolve_direct(planes.reshape(4, 40, 50), kernel)
+    np.testing.assert_allclose(convolve._splat(pix, vals, 40, 50, kernel), want, atol=2e-6)
 
 
 def test_edge_split_residuals_from_dot_products_equal_the_channel_by_channel_fit():
     """The edge split's candidate residuals (three dot products) are those of the best mix
     computed channel by channel, whichever of the two colours is the fixed one."""
-    from blender_zdepth.core import dof as dofmod
+    from blender_zdepth.core.dof import edges
 
     rng = np.random.default_rng(21)
     n = 500
@@ -454,9 +460,9 @@ def test_edge_split_residuals_from_dot_products_equal_the_channel_by_channel_fit
     cand = rng.random((4, 24, n)).astype(np.float32)  # (channels, candidates, pixels)
     cand[:, 3, :5] = f[:, :5]  # a candidate equal to the fixed colour (no line)
     mask = rng.random((24, n)) < 0.7
-    got = dofmod._line_residuals(c - f, f, cand, mask)
-    _, want, _ = dofmod._split_fit(c[:, None, :], f[:, None, :], cand)
-    _, swapped, _ = dofmod._split_fit(c[:, None, :], cand, f[:, None, :])
+    got = edges._line_residuals(c - f, f, cand, mask)
+    _, want, _ = edges._split_fit(c[:, None, :], f[:, None, :], cand)
+    _, swapped, _ = edges._split_fit(c[:, None, :], cand, f[:, None, :])
     np.testing.assert_allclose(swapped, want, atol=1e-6)
     assert (got[~mask] >= np.finfo(np.float32).max).all()
     np.testing.assert_allclose(got[mask], want[mask], atol=2e-6)
@@ -465,7 +471,7 @@ def test_edge_split_residuals_from_dot_products_equal_the_channel_by_channel_fit
     got[4, :5] = got[3, :5]
     mask[3:5, :5] = True
     pick = np.argmin(np.where(mask, got, np.inf), axis=0)
-    np.testing.assert_array_equal(dofmod._first_best(got, cand),
+    np.testing.assert_array_equal(edges._first_best(got, cand),
                                   cand[:, pick, np.arange(n)])
 
 
@@ -473,26 +479,26 @@ def test_reduced_layers_built_channel_by_channel_give_the_same_frame(monkeypatch
     """Reduced-resolution layers without highlights are built one channel at a time (dense)
     or summed straight into their low-resolution pixels (scattered): the frame is the one the
     full-resolution planes give, within float rounding."""
-    from blender_zdepth.core import dof as dofmod
+    from blender_zdepth.core.dof import content
 
     img, depth, lens = _busy_frame()
     img[..., :3] = np.minimum(img[..., :3], 0.9)  # no highlights: the new paths run
     st = DofSettings(max_radius=16, threads=1)
     fast = defocus(img, depth, lens, st)
-    monkeypatch.setattr(dofmod, "_may_sparkle", lambda *a: True)  # the full-resolution path
+    monkeypatch.setattr(content, "_may_sparkle", lambda *a: True)  # the full-resolution path
     np.testing.assert_allclose(fast, defocus(img, depth, lens, st), atol=1e-5, rtol=1e-5)
 
 
 def test_compositing_in_strips_and_releasing_memory_do_not_change_the_frame(monkeypatch):
-    from blender_zdepth.core import dof as dofmod
+    from blender_zdepth.core.dof import composite, schedule
 
     img, depth, lens = _busy_frame()
     one = defocus(img, depth, lens, DofSettings(max_radius=16, threads=1))
-    monkeypatch.setattr(dofmod, "_COMPOSITE_ROWS", 7)
-    monkeypatch.setattr(dofmod, "_TRIM_PIXELS", 0)
+    monkeypatch.setattr(composite, "_COMPOSITE_ROWS", 7)
+    monkeypatch.setattr(schedule, "_TRIM_PIXELS", 0)
     trims = []
-    release = dofmod._release_free_memory
-    monkeypatch.setattr(dofmod, "_release_free_memory", lambda: trims.append(1) or release())
+    release = composite._release_free_memory
+    monkeypatch.setattr(composite, "_release_free_memory", lambda: trims.append(1) or release())
     np.testing.assert_array_equal(
         defocus(img, depth, lens, DofSettings(max_radius=16, threads=2)), one)
     assert trims  # the release ran (a no-op where the C library has no malloc_trim)
@@ -501,17 +507,17 @@ def test_compositing_in_strips_and_releasing_memory_do_not_change_the_frame(monk
 def test_layer_assignment_in_parts_on_threads_equals_one_stable_sort(monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    from blender_zdepth.core import dof as dofmod
+    from blender_zdepth.core.dof import assign
 
     rng = np.random.default_rng(6)
     coc = rng.uniform(-12, 9, (61, 83)).astype(np.float32)
     coc[10:20] = 3.0  # long runs of equal layers across the parts' cuts
     extra = rng.uniform(-12, 9, 50).astype(np.float32)
-    radii = dofmod.layer_radii(12.0, "default", coc)
-    one = dofmod.assign_layers(coc, extra, radii)
-    monkeypatch.setattr(dofmod, "_ASSIGN_PART", 1000)
+    radii = assign.layer_radii(12.0, quality="default", coc=coc)
+    one = assign.assign_layers(coc, extra, radii)
+    monkeypatch.setattr(assign, "_ASSIGN_PART", 1000)
     with ThreadPoolExecutor(3) as pool:
-        many = dofmod.assign_layers(coc, extra, radii, None, pool, parts=4)
+        many = assign.assign_layers(coc, extra, radii, pool=pool, parts=4)
     for name in ("m_order", "m_bounds", "m_t", "e_order", "e_bounds", "e_t"):
         np.testing.assert_array_equal(getattr(many, name), getattr(one, name), err_msg=name)
     assert many.m_order.dtype == one.m_order.dtype
@@ -520,17 +526,17 @@ def test_layer_assignment_in_parts_on_threads_equals_one_stable_sort(monkeypatch
 def test_sparse_layers_kept_as_samples_give_the_same_frame(monkeypatch):
     """Full-resolution layers kept as samples and splatted (the dense-edge case) give the
     frame the dense planes give, within float rounding."""
-    from blender_zdepth.core import dof as dofmod
+    from blender_zdepth.core.dof import content, convolve
 
     img, depth, lens = _busy_frame()
     st = DofSettings(max_radius=16, threads=1)
-    monkeypatch.setattr(dofmod, "_SPARSE_SHARE", 0.0)
+    monkeypatch.setattr(content, "_SPARSE_SHARE", 0.0)
     dense = defocus(img, depth, lens, st)
-    monkeypatch.setattr(dofmod, "_SPARSE_SHARE", 2.0)
-    monkeypatch.setitem(dofmod._COST, "splat", 1e-3)  # the splat wins wherever it may run
+    monkeypatch.setattr(content, "_SPARSE_SHARE", 2.0)
+    monkeypatch.setitem(convolve._COST, "splat", 1e-3)  # the splat wins wherever it may run
     used = []
-    splat = dofmod._splat
-    monkeypatch.setattr(dofmod, "_splat", lambda *a: used.append(1) or splat(*a))
+    splat = convolve._splat
+    monkeypatch.setattr(convolve, "_splat", lambda *a: used.append(1) or splat(*a))
     sparse = defocus(img, depth, lens, st)
     assert used  # the splat did run
     np.testing.assert_allclose(sparse, dense, atol=1e-5, rtol=1e-5)
@@ -544,7 +550,7 @@ def test_layers_in_flight_stay_within_the_memory_budget():
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from blender_zdepth.core.dof import _ordered_map
+    from blender_zdepth.core.dof.schedule import _ordered_map
 
     costs = [5, 1, 1, 1, 9, 1, 1, 3, 3, 3, 1, 1]
     lock = threading.Lock()
@@ -757,7 +763,7 @@ def test_a_long_layer_does_not_keep_the_other_threads_idle():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from blender_zdepth.core.dof import _ordered_map
+    from blender_zdepth.core.dof.schedule import _ordered_map
 
     item4_ran = threading.Event()
     lock = threading.Lock()

@@ -1,0 +1,231 @@
+"""Stage *split edges*: Blender's depth comes from one sample while the colour is anti-aliased,
+so a pixel on a depth edge holds two surfaces' colours under one depth.  Such a pixel is split
+into the part that looks like its near neighbours (at their radius) and the part that looks
+like its far neighbours (at theirs), with coverages that add up to one."""
+
+import numpy as np
+from numpy import float32 as _F32
+
+from .resample import _max3x3
+from .samples import _concat_samples, _samples
+
+#: Edge pixels per batch of the edge split (bounds its temporaries: ~2 KB a pixel).
+_SPLIT_CHUNK = 16384
+
+
+#: The 24 neighbours within two pixels (row, column offsets), in a fixed order.
+_SPLIT_OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy or dx]
+
+
+def split_edges(col, coc, cov, *, threshold=1.0, pool=None):
+    """Stage *split edges*: split mixed-colour pixels on depth edges into a near and a far
+    sample.
+
+    ``col`` (4, H, W) premultiplied colour and ``cov`` (H, W) coverage of each pixel's own
+    sample (both updated in place: the pixel keeps the part on its own side), ``coc`` (H, W)
+    signed radii.  Returns the other parts as a list of :class:`~.samples.Samples` (empty or one).
+    The edge pixels are handled in batches of rows (on ``pool``'s threads if given), all
+    reading the frame before any pixel is changed, so the result does not depend on it."""
+    _, h, w = col.shape
+    # Min / max radius over the 3x3 neighbourhood (edge-replicated).
+    hi = _max3x3(coc)
+    lo = -_max3x3(-coc)
+    mixed = (hi - lo) > threshold
+    edge = mixed.copy()
+    # Keep away from the frame border (padding makes it uniform anyway).
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
+    # Pixels two away from the border have no 5x5 neighbourhood: drop them.
+    edge[:2, :] = edge[-2:, :] = edge[:, :2] = edge[:, -2:] = False
+    idx = np.flatnonzero(edge)
+    if idx.size == 0:
+        return []
+    # Pure colours of the two sides: neighbours within two pixels whose own 3x3
+    # neighbourhood has one depth (so they are not mixed themselves).
+    pure = ~mixed.reshape(-1)
+    flat_coc = coc.reshape(-1)
+    flat_col = col.reshape(4, -1)
+    lo_f, hi_f = lo.reshape(-1), hi.reshape(-1)
+    chunks = [idx[i:i + _SPLIT_CHUNK] for i in range(0, idx.size, _SPLIT_CHUNK)]
+
+    def work(chunk):
+        return _split_chunk(chunk, flat_col, flat_coc, pure, lo_f[chunk], hi_f[chunk], w)
+
+    flat_cov = cov.reshape(-1)
+
+    def compact(r):
+        # Only the other parts that hold anything are kept until every batch has read.
+        if r is None:
+            return None
+        idx, own_col, own_cov, other_col, other_cov, other_coc = r
+        other_cov = flat_cov[idx] * other_cov
+        keep = other_cov > 1e-4
+        return (idx, own_col, own_cov,
+                (idx[keep], other_col[:, keep], other_cov[keep], other_coc[keep]))
+
+    results = list(pool.map(lambda c: compact(work(c)), chunks)) \
+        if pool is not None and len(chunks) > 1 else [compact(work(c)) for c in chunks]
+    # Every batch has read the frame: now the pixels' own samples keep the part on their side
+    # (in place), the other parts become extra samples.
+    others = []
+    for n, r in enumerate(results):
+        if r is None:
+            continue
+        idx, own_col, own_cov, other = r
+        flat_cov[idx] *= own_cov
+        flat_col[:, idx] = own_col
+        if other[0].size:
+            others.append(_samples(*other))
+        results[n] = None
+    if not others:
+        return []
+    return [_concat_samples(others)]
+
+
+def _split_fit(c, f, b):
+    """Best mix ``b + a (f - b)`` of colours ``f`` (near) and ``b`` (far) for pixel colours
+    ``c`` (4 channels on the first axis; ``f`` or ``b`` may hold candidates, (4, m, n)):
+    returns (a, squared residual, squared contrast).  Channel by channel, so that the
+    candidates' arrays stay contiguous."""
+    d = [f[i] - b[i] for i in range(4)]
+    dd = d[0] * d[0]
+    for i in range(1, 4):
+        dd += d[i] * d[i]
+    ed = (c[0] - b[0]) * d[0]
+    for i in range(1, 4):
+        ed += (c[i] - b[i]) * d[i]
+    a = np.clip(ed / np.maximum(dd, 1e-12), 0.0, 1.0)
+    del ed
+    res = None
+    for i in range(4):
+        r = c[i] - (b[i] + a * d[i])
+        r *= r
+        if res is None:
+            res = r
+        else:
+            res += r
+    return a, res, dd
+
+
+def _line_residuals(g, f, cand, mask):
+    """Squared residuals (k, n) of the best mixes of pixel colours ``c`` on the lines from
+    each candidate colour ``cand`` (4, k, n) to the fixed colour ``f`` (4, n), given
+    ``g = c - f``; the float32 maximum (or more) where ``mask`` (k, n) is False.  From three
+    dot products (``e = c - cand = g + d`` with ``d = f - cand``; ``|e - a d|^2 = e.e - 2 a
+    e.d + a^2 d.d``), so the candidates are read once per channel.  Candidates on the first axis and
+    pixels on the last keep every operation's inner loop long (the pixels), not 24 long."""
+    dd = gd = None
+    for i in range(4):
+        d = np.subtract(f[i], cand[i])
+        gd_i = np.multiply(g[i], d)
+        d *= d
+        if dd is None:
+            dd, gd = d, gd_i
+        else:
+            dd += d
+            gd += gd_i
+        del d, gd_i
+    gg = g[0] * g[0]
+    for i in range(1, 4):
+        gg += g[i] * g[i]
+    ed = gd + dd                                      # e.d
+    a = np.maximum(dd, 1e-12)
+    np.divide(ed, a, out=a)
+    np.clip(a, 0.0, 1.0, out=a)
+    # e.e - 2 a e.d + a^2 d.d, with e.e = g.g + 2 g.d + d.d
+    res = gd
+    res *= 2
+    res += dd
+    res += gg
+    # Residuals within the rounding of these sums count as exact fits (0): among equally
+    # good candidates the first one wins, as with the residuals summed channel by channel.
+    tiny = np.add(dd, gg)
+    tiny *= 1e-6
+    ed *= 2
+    dd *= a
+    ed -= dd
+    ed *= a
+    res -= ed
+    res *= res > tiny
+    # Candidates off the mask: pushed to the float32 maximum (or inf), above any real fit.
+    res += np.multiply(~mask, np.finfo(_F32).max, dtype=_F32)
+    return res
+
+
+def _first_best(res, cand):
+    """The candidate colours (4, n) with the smallest residual ``res`` (k, n) of ``cand``
+    (4, k, n), the first of equal ones (as ``argmin``, faster on (k, n): a minimum over the
+    k rows, then the rows that reach it from the last to the first)."""
+    best = res.min(axis=0)
+    k, n = res.shape
+    pick = np.zeros(n, np.intp)
+    for row in range(k - 1, 0, -1):
+        pick[res[row] == best] = row
+    # (a first row that reaches the minimum overrides the later ones: set it last)
+    pick[res[0] == best] = 0
+    pick *= n
+    pick += np.arange(n)
+    return np.take(cand.reshape(cand.shape[0], -1), pick, axis=1)
+
+
+def _split_steps(w):
+    """Flat-index offsets (24, 1) of :data:`_SPLIT_OFFSETS` in a frame ``w`` pixels wide."""
+    return np.array([dy * w + dx for dy, dx in _SPLIT_OFFSETS], np.int64)[:, None]
+
+
+def _split_chunk(idx, flat_col, flat_coc, pure, lo_i, hi_i, w):
+    """The edge split of the pixels ``idx`` (read only): ``(idx, own colour, own coverage
+    share, other colour, other coverage share, other radius)`` of the pixels that split, or
+    None."""
+    mid = 0.5 * (lo_i + hi_i)
+    tol = np.maximum(0.25 * (hi_i - lo_i), 0.5)
+    # The 24 neighbours at once, one row per neighbour and a column per pixel: near / far
+    # masks (24, n), colours (4, 24, n).
+    j = _split_steps(w) + idx[None, :]
+    cj = flat_coc[j]
+    pj = pure[j]
+    near = pj & (cj <= lo_i + tol)
+    far = pj & (cj >= hi_i - tol)
+    del cj, pj
+    f_n = np.count_nonzero(near, axis=0)
+    b_n = np.count_nonzero(far, axis=0)
+    ok = (f_n > 0) & (b_n > 0)
+    if not ok.any():
+        return None
+    if not ok.all():
+        sel = np.flatnonzero(ok)
+        idx, lo_i, hi_i, mid = idx[sel], lo_i[sel], hi_i[sel], mid[sel]
+        j, near, far, f_n = j[:, sel], near[:, sel], far[:, sel], f_n[sel]
+    cand = np.take(flat_col, j, axis=1)  # (4, 24, n)
+    del j
+    c = np.take(flat_col, idx, axis=1)
+    fc = np.multiply(cand, near).sum(axis=1)
+    fc /= f_n.astype(_F32)
+    # Colours vary along an edge (texture, highlights): pick, among the pure neighbours, the
+    # far colour and then the near colour that explain the pixel best as a mix (the first
+    # of equally good ones).
+    bc = _first_best(_line_residuals(c - fc, fc, cand, far), cand)
+    # (the lines from the far colour bc to each candidate: the same residuals with the
+    # roles of the fixed and the candidate colour swapped)
+    fc = _first_best(_line_residuals(c - bc, bc, cand, near), cand)
+    del cand
+    a, res2, dd = _split_fit(c, fc, bc)
+    # Only split a pixel whose colour really lies between the two sides: the part of it the
+    # near/far mix does not explain must be small next to the near/far contrast, and a clear
+    # majority snaps to one side (texture on one surface is not a mix).
+    bad = res2 > 0.25 * dd
+    a = np.where(a > 0.95, 1.0, np.where(a < 0.05, 0.0, a))
+    own = flat_coc[idx]
+    own_near = own <= mid
+    a = np.where(bad, np.where(own_near, 1.0, 0.0), a)
+    # Energy-conserving split: the far part takes the far colour times its share (never more
+    # than the pixel holds), the near part the rest.
+    a = np.where(dd > 1e-8, a, np.where(own_near, 1.0, 0.0))
+    far_part = np.minimum(bc * (1 - a), np.maximum(c, 0))
+    far_part = np.where(a <= 0, c, np.where(a >= 1, 0, far_part))
+    near_part = c - far_part
+    # Premultiplied parts: a part's alpha never exceeds its coverage.
+    a = np.clip(a, near_part[3], np.maximum(1.0 - far_part[3], near_part[3]))
+    own_cov = np.where(own_near, a, 1 - a)
+    return (idx, np.where(own_near, near_part, far_part), own_cov,
+            np.where(own_near, far_part, near_part), 1 - own_cov,
+            np.where(own_near, hi_i, lo_i))
