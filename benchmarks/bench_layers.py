@@ -46,6 +46,7 @@ def main(argv=None):
     import bpy  # noqa: F401  (the real Blender module)
 
     from blender_zdepth.blender import export, layers, scenes
+    from blender_zdepth.blender.scene.options import LayerOptions
     from blender_zdepth.core import deep
 
     # where the extra time goes: the passes (renders + reading them back), the deep file (its
@@ -105,7 +106,7 @@ def main(argv=None):
     for n, values in times.items():
         med = statistics.median(values)
         ratio = med / plain
-        samples = "-" if n == 1 else str(layers.pass_samples(scene, layers.LayerOptions(n)))
+        samples = "-" if n == 1 else str(layers.pass_samples(scene, LayerOptions(n)))
         flag = ""
         if n > 1 and ratio > TARGET:
             flag, failed = f"  over the {TARGET}x target", True

@@ -231,6 +231,7 @@ def test_layer_settings_that_cannot_render_give_the_flat_file_and_one_error(
 def test_stereo_render_with_layers_is_refused_in_one_line(bpy, addon, tmp_path, peel_renders,
                                                           capsys):
     from blender_zdepth.blender import export
+    from blender_zdepth.blender.scene.views import STEREO_LAYERS
 
     scene = _shot(bpy)
     scene.render.use_multiview = True
@@ -242,7 +243,7 @@ def test_stereo_render_with_layers_is_refused_in_one_line(bpy, addon, tmp_path, 
     assert sorted(os.listdir(tmp_path)) == ["zdepth_0001_L.exr", "zdepth_0001_R.exr"]
     assert peel_renders == []
     lines = [line for line in capsys.readouterr().out.splitlines() if "depth layers" in line]
-    assert lines == [f"blender_zdepth: frame 1: {export.STEREO_LAYERS}"]
+    assert lines == [f"blender_zdepth: frame 1: {STEREO_LAYERS}"]
 
 
 @pytest.mark.slow

@@ -46,6 +46,7 @@ def run_timer(preview, limit=30.0):
 def test_refresh_preview_matches_the_engine_and_follows_focus(addon, tmp_path):
     import bpy
     from blender_zdepth.blender import dof_ops
+    from blender_zdepth.blender.scene.optics import camera_lens
     from blender_zdepth.core import dof
 
     scene = rendered(bpy, tmp_path, dof_focus_mode="DISTANCE", dof_focus_distance=NEAR)
@@ -55,7 +56,7 @@ def test_refresh_preview_matches_the_engine_and_follows_focus(addon, tmp_path):
     # the same as the engine at draft quality on the Render Result
     dof_ops.save_render_result(scene, str(tmp_path / "check.exr"))
     frame = exr.load_frame(str(tmp_path / "check.exr"))
-    lens, _ = dof_ops.camera_lens(scene)
+    lens, _ = camera_lens(scene)
     expected = dof.defocus(frame.rgba, frame.depth, lens,
                            dof.DofSettings(max_radius=12.0, quality="draft"))
     np.testing.assert_allclose(near_focus, expected, atol=1e-5)
@@ -186,21 +187,21 @@ def test_live_preview_is_debounced_and_computed_in_a_thread(addon, tmp_path, mon
 
 def test_camera_aperture_reaches_the_engine(addon, tmp_path):
     import bpy
-    from blender_zdepth.blender import dof_ops
+    from blender_zdepth.blender.scene.optics import engine_settings
 
     scene = rendered(bpy, tmp_path)
     cam = scene.camera.data.dof
     cam.aperture_blades = 6
     cam.aperture_rotation = math.radians(15)
     cam.aperture_ratio = 2.0
-    s = dof_ops.engine_settings(scene)
+    s = engine_settings(scene)
     assert (s.blades, s.rotation_deg, s.anamorphic) == (6, pytest.approx(15), 2.0)
     assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
     _, header = rgba_file(tmp_path / "shot_dof.0001.exr")
     assert header["zdepthDofBlades"] == 6
     assert header["zdepthDofRotation"] == pytest.approx(15.0)
     cam.aperture_blades = 0
-    assert dof_ops.engine_settings(scene).blades == 0
+    assert engine_settings(scene).blades == 0
     # the panel's values as overrides; blades 1 and 2 are round, as in Cycles (never a failed
     # frame; Blender itself stores a camera's 1 or 2 blades as 3)
     zd = scene.zdepth
@@ -208,13 +209,13 @@ def test_camera_aperture_reaches_the_engine(addon, tmp_path):
     zd.dof_anamorphic = 0.5
     for blades in (1, 2):
         zd.dof_blades = blades
-        s = dof_ops.engine_settings(scene)
+        s = engine_settings(scene)
         assert (s.blades, s.anamorphic) == (0, 0.5)
         assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
         assert rgba_file(tmp_path / "shot_dof.0001.exr")[1]["zdepthDofBlades"] == 0
     zd.dof_blades = 8
     zd.dof_quality = "high"
-    s = dof_ops.engine_settings(scene)
+    s = engine_settings(scene)
     assert (s.blades, s.quality) == (8, "high")
     assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
     assert rgba_file(tmp_path / "shot_dof.0001.exr")[1]["zdepthDofBlades"] == 8
@@ -254,6 +255,7 @@ def test_animated_aperture_is_read_per_frame(addon, tmp_path):
 def test_double_depth_of_field_warning(addon, tmp_path):
     import bpy
     from blender_zdepth.blender import dof_ops, preview
+    from blender_zdepth.blender.scene.optics import camera_had_dof
 
     scene = rendered(bpy, tmp_path)
     batch = dof_ops.DofBatch(scene, "RENDER_RESULT")
@@ -274,10 +276,10 @@ def test_double_depth_of_field_warning(addon, tmp_path):
     assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
     assert "camera DOF" in preview.status_text()
     # the header records it for files: that wins over the camera's setting now
-    assert dof_ops.camera_had_dof(scene, {"zdepthCameraDofEnabled": 0}) is False
+    assert camera_had_dof(scene, {"zdepthCameraDofEnabled": 0}) is False
     scene.camera.data.dof.use_dof = False
-    assert dof_ops.camera_had_dof(scene, {"zdepthCameraDofEnabled": 1}) is True
-    assert dof_ops.camera_had_dof(scene, {}) is False
+    assert camera_had_dof(scene, {"zdepthCameraDofEnabled": 1}) is True
+    assert camera_had_dof(scene, {}) is False
 
 
 def test_frame_range_fields(addon, tmp_path):

@@ -18,7 +18,13 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty
 
 from ..core import sequence
 from ..core.errors import ZDepthError
-from ..core.planned import FramePlan, PlannedRefocus, header_had_dof
+from ..core.planned import FramePlan, PlannedRefocus
+from .scene.camera import check_camera
+from .scene.optics import (DOUBLE_DOF_WARNING, camera_had_dof, engine_settings, lens_plan,
+                           view_lens_plan)
+from .scene.options import ExportOptions, dof_settings, setting
+from .scene.paths import abspath, folder_write_problem, frame_paths, render_output_folder
+from .scene.views import rendered_views, view_suffixes, with_view_suffix
 
 #: Name of the image the result is shown in.
 IMAGE_NAME = "Z-Depth DOF"
@@ -34,166 +40,12 @@ _SOURCES = [
 # Settings and lens
 
 
-def dof_settings(scene):
-    """The panel's settings (``scene.zdepth``), or None when the properties are not registered."""
-    return getattr(scene, "zdepth", None)
-
-
-def _get(zd, name, default):
-    return getattr(zd, name, default) if zd is not None else default
-
-
-def planar_distance(camera_obj, point):
-    """Distance of world-space ``point`` from the camera along its view axis (planar depth, as
-    Blender's focus object and the Z pass measure it)."""
-    local = camera_obj.matrix_world.inverted() @ point
-    return max(-local.z, 1e-4)
-
-
-def check_dof_camera(scene):
-    """The scene camera, or :class:`ZDepthError` when there is none or it is not perspective."""
-    cam = scene.camera
-    if cam is None or cam.type != "CAMERA":
-        raise ZDepthError("the scene has no camera: set Scene > Camera")
-    if cam.data.type != "PERSP":
-        kind = {"ORTHO": "orthographic", "PANO": "panoramic"}.get(cam.data.type,
-                                                                  cam.data.type.lower())
-        raise ZDepthError(f"camera {cam.name!r} is {kind}: depth of field needs a perspective "
-                          f"camera")
-    return cam
-
-
-def camera_lens(scene, loaded=None):
-    """The :class:`~blender_zdepth.core.lens.Lens` of ``scene``'s camera at the current frame,
-    with the panel's overrides; returns ``(lens, focus_source)``.
-
-    Focus (panel ``dof_focus_mode``): CAMERA = the camera's focus object if set, else its focus
-    distance; DISTANCE = the panel's distance; OBJECT = the panel's object; PIXEL = the depth
-    under the panel's pixel in ``loaded`` (the frame being refocused). f-stop: the camera's,
-    unless the panel overrides it.
-    """
-    return lens_plan(scene)(loaded)
-
-
-def lens_plan(scene):
-    """Read everything the lens needs from ``scene`` now (main thread: it touches bpy) and
-    return a :class:`~blender_zdepth.core.planned.LensPlan`, ``plan(loaded) -> (lens,
-    focus_source)``, which touches no bpy and is picklable, so it may run in a worker thread or
-    process; ``loaded`` (anything with a ``depth`` array) is needed for PIXEL focus only.
-    See :func:`camera_lens`."""
-    cam = check_dof_camera(scene)
-    data = cam.data
-    zd = dof_settings(scene)
-    mode = _get(zd, "dof_focus_mode", "CAMERA")
-    focus = source = pixel = None
-    if mode == "DISTANCE":
-        focus, source = float(zd.dof_focus_distance), "panel distance"
-    elif mode == "OBJECT":
-        obj = _get(zd, "dof_focus_object", None)
-        if obj is None:
-            raise ZDepthError("focus on an object was chosen but no object is set in the "
-                              "Depth of Field panel")
-        focus, source = planar_distance(cam, obj.matrix_world.translation), f"object {obj.name}"
-    elif mode == "PIXEL":
-        pixel = tuple(int(v) for v in zd.dof_focus_pixel)
-    elif data.dof.focus_object is not None:
-        obj = data.dof.focus_object
-        focus = planar_distance(cam, obj.matrix_world.translation)
-        source = f"camera focus object {obj.name}"
-    else:
-        focus, source = float(data.dof.focus_distance), "camera"
-    if _get(zd, "dof_fstop_override", False):
-        fstop = float(zd.dof_fstop)
-    else:
-        fstop = float(data.dof.aperture_fstop)
-    render = scene.render
-    values = dict(focal_length_mm=float(data.lens), fstop=fstop,
-                  sensor_width_mm=float(data.sensor_width),
-                  sensor_height_mm=float(data.sensor_height), sensor_fit=str(data.sensor_fit),
-                  pixel_aspect=float(render.pixel_aspect_x) / float(render.pixel_aspect_y))
-    from ..core.planned import LensPlan
-
-    return LensPlan(values, focus=None if focus is None else float(focus), source=source or "",
-                    pixel=pixel)
-
-
-def view_lens_plan(scene, plan, view):
-    """``plan`` (:func:`lens_plan`, the scene camera's) for the view ``view`` of a stereo /
-    multi-view render: the lens (focal length, sensor) of the camera rendering that view
-    (:func:`.export.view_camera`: the scene camera in Stereo 3D, where the eyes share its lens;
-    the view's own camera in a Multi-View set-up); the focus and f-stop stay the scene
-    camera's."""
-    from . import export
-
-    cam = export.view_camera(scene, scene.camera, view)
-    if cam is scene.camera or cam.data is scene.camera.data:
-        return plan
-    data = cam.data
-    values = dict(plan.values, focal_length_mm=float(data.lens),
-                  sensor_width_mm=float(data.sensor_width),
-                  sensor_height_mm=float(data.sensor_height), sensor_fit=str(data.sensor_fit))
-    return dataclasses.replace(plan, values=values)
-
-
-def camera_aperture(scene):
-    """``(blades, rotation_degrees, ratio, source)`` of the aperture at the current frame: the
-    scene camera's (Camera > Depth of Field > Aperture: blades, rotation, ratio, with their
-    animated values) unless the panel's Aperture Override is on. As in Cycles, fewer than 3
-    blades is a round aperture (blades 0); the ratio is clamped to the engine's 0.1 to 10."""
-    import math
-
-    zd = dof_settings(scene)
-    cam = scene.camera
-    if _get(zd, "dof_aperture_override", False) or cam is None or cam.type != "CAMERA":
-        blades = int(_get(zd, "dof_blades", 0))
-        rotation = math.degrees(float(_get(zd, "dof_rotation", 0.0)))
-        ratio = float(_get(zd, "dof_anamorphic", 1.0))
-        source = "panel"
-    else:
-        dof = cam.data.dof
-        blades = int(dof.aperture_blades)
-        rotation = math.degrees(float(dof.aperture_rotation))
-        ratio = float(dof.aperture_ratio)
-        source = "camera"
-    if blades < 3:
-        blades = 0  # Cycles' rule: 1 or 2 blades make no polygon, the aperture is round
-    ratio = min(max(ratio, 0.1), 10.0)
-    return blades, rotation, ratio, source
-
-
-def engine_settings(scene):
-    """:class:`~blender_zdepth.core.dof.DofSettings` at the current frame: the panel's radius
-    cap and quality, the aperture of :func:`camera_aperture`."""
-    from ..core.dof import DofSettings
-
-    zd = dof_settings(scene)
-    blades, rotation, ratio, _ = camera_aperture(scene)
-    return DofSettings(max_radius=float(_get(zd, "dof_max_radius", 64.0)), blades=blades,
-                       rotation_deg=rotation, anamorphic=ratio,
-                       quality=str(_get(zd, "dof_quality", "default")))
-
-
-def camera_had_dof(scene, header=None):
-    """Whether the frame was rendered with the camera's own depth of field on: the header's
-    ``zdepthCameraDofEnabled`` (our exports record it) when there is one, else the scene
-    camera's Depth of Field setting now (the Render Result and plain renders record nothing)."""
-    recorded = header_had_dof(header)
-    if recorded is not None:
-        return recorded
-    cam = scene.camera
-    return bool(cam is not None and cam.type == "CAMERA" and cam.data.dof.use_dof)
-
-
-DOUBLE_DOF_WARNING = ("the render already has the camera's depth of field (Camera > Depth of "
-                      "Field was on): refocusing blurs it a second time; render with it off")
-
-
 def panel_frames(scene):
     """The frames Apply refocuses from files: the sub-panel's Start, End and Step (the scene's
     range and step while Scene Range is ticked). :class:`ZDepthError` when the range runs
     backwards."""
     zd = dof_settings(scene)
-    if zd is None or _get(zd, "dof_use_scene_range", True):
+    if zd is None or setting(zd, "dof_use_scene_range", True):
         a, b, step = scene.frame_start, scene.frame_end, scene.frame_step
     else:
         a, b, step = zd.dof_frame_start, zd.dof_frame_end, zd.dof_frame_step
@@ -207,32 +59,9 @@ def panel_frames(scene):
 # Inputs and outputs
 
 
-def _abspath(path):
-    """Absolute path; ``//`` is the .blend's folder, or the system's temporary folder while the
-    file is unsaved (as the depth export does)."""
-    if not path:
-        return ""
-    if path.startswith("//") and not bpy.data.filepath:
-        path = os.path.join(tempfile.gettempdir(), path[2:])
-    return os.path.normpath(bpy.path.abspath(path))
-
-
-def render_output_folder(scene):
-    """The folder of the scene's render output path (Output Properties > Output): the path
-    itself when it ends with a separator (Blender's default ``/tmp/``), else its folder; ''
-    when the path is empty."""
-    path = scene.render.filepath
-    if not path:
-        return ""
-    full = _abspath(path)
-    return full if path.endswith(("/", "\\")) else os.path.dirname(full)
-
-
 def ensure_output_folder(folder):
     """Create ``folder`` when missing and check a file can be written there; a
     :class:`ZDepthError` saying what to do otherwise (never a silent fallback elsewhere)."""
-    from .export import folder_write_problem
-
     problem = folder_write_problem(folder)
     if problem:
         raise ZDepthError(f"cannot write the refocused frames into {folder} ({problem}): "
@@ -240,13 +69,13 @@ def ensure_output_folder(folder):
     return folder
 
 
-def output_folder(scene, near=None):
+def refocus_folder(scene, near=None):
     """Where results go: the panel's output folder, else ``near`` (the renders' folder), else
     the folder of the scene's render output path, else (no output path at all) the system's
     temporary folder. The folder is created when missing; :class:`ZDepthError` when it cannot
     be written."""
     zd = dof_settings(scene)
-    folder = (_abspath(_get(zd, "dof_output_dir", "")) or near or render_output_folder(scene)
+    folder = (abspath(setting(zd, "dof_output_dir", "")) or near or render_output_folder(scene)
               or tempfile.gettempdir())
     return ensure_output_folder(folder)
 
@@ -274,20 +103,18 @@ def file_inputs(scene, frames):
     disk. Otherwise :class:`ZDepthError` once, up front (the scene's own renders are not
     multilayer EXRs with depth, so reading them would fail every frame)."""
     zd = dof_settings(scene)
-    text = _abspath(_get(zd, "dof_input", ""))
+    text = abspath(setting(zd, "dof_input", ""))
     if text:
         pattern = sequence.FramePattern(text)
         return {f: pattern.path_for(f) for f in frames}
-    rendered = {f: _abspath(scene.render.frame_path(frame=f)) for f in frames}
+    rendered = {f: abspath(scene.render.frame_path(frame=f)) for f in frames}
     if scene.render.image_settings.file_format == "OPEN_EXR_MULTILAYER":
         return rendered
     exports = {}
-    if _get(zd, "beauty", "NONE") in ("SAME_FILE", "BESIDE"):
-        from . import export
-
-        options = export.ExportOptions.from_scene(scene)
-        exports = {f: export.frame_paths(options, f)["depth"] for f in frames}
-        if _get(zd, "export_enabled", False) or any(os.path.exists(p)
+    if setting(zd, "beauty", "NONE") in ("SAME_FILE", "BESIDE"):
+        options = ExportOptions.from_scene(scene)
+        exports = {f: frame_paths(options, f)["depth"] for f in frames}
+        if setting(zd, "export_enabled", False) or any(os.path.exists(p)
                                                      for p in exports.values()):
             return exports
     settings = scene.render.image_settings
@@ -308,42 +135,32 @@ def view_file_inputs(scene, frames):
     that ``path`` holds every view (read the view from it). As :func:`file_inputs` chooses:
     the scene's own multilayer EXRs (one multi-view file per frame, or Blender's
     ``<name><suffix>.exr`` per view), else the per-view depth exports carrying the beauty
-    (``<name><suffix>.exr``, :func:`.export.frame_paths`). None when the scene renders one view,
-    Input is set, or there are no such files (then :func:`file_inputs` decides)."""
-    from . import export
-
+    (``<name><suffix>.exr``, :func:`.scene.paths.frame_paths`). None when the scene renders one
+    view, Input is set, or there are no such files (then :func:`file_inputs` decides)."""
     zd = dof_settings(scene)
-    views = export.rendered_views(scene)
-    if not views or _get(zd, "dof_input", ""):
+    views = rendered_views(scene)
+    if not views or setting(zd, "dof_input", ""):
         return None
-    suffixes = export.view_suffixes(scene, views)
+    suffixes = view_suffixes(scene, views)
     settings = scene.render.image_settings
     if settings.file_format == "OPEN_EXR_MULTILAYER":
         one_file = settings.views_format == "MULTIVIEW"
         found = {}
         for f in frames:
-            name = _abspath(scene.render.frame_path(frame=f))
+            name = abspath(scene.render.frame_path(frame=f))
             found[f] = [(v, name if one_file else with_view_suffix(name, suffixes[v]), name,
                          suffixes[v]) for v in views]
         return found, one_file
-    if _get(zd, "beauty", "NONE") not in ("SAME_FILE", "BESIDE"):
+    if setting(zd, "beauty", "NONE") not in ("SAME_FILE", "BESIDE"):
         return None
-    options = export.ExportOptions.from_scene(scene)
-    found = {f: [(v, export.frame_paths(options, f, suffixes[v])["depth"],
-                  export.frame_paths(options, f)["depth"], suffixes[v]) for v in views]
+    options = ExportOptions.from_scene(scene)
+    found = {f: [(v, frame_paths(options, f, view_suffix=suffixes[v])["depth"],
+                  frame_paths(options, f)["depth"], suffixes[v]) for v in views]
              for f in frames}
-    if not (_get(zd, "export_enabled", False)
+    if not (setting(zd, "export_enabled", False)
             or any(os.path.exists(e[1]) for per in found.values() for e in per)):
         return None
     return found, False
-
-
-def with_view_suffix(path, suffix):
-    """``path`` with a view's file suffix before its extension, as the depth export and
-    Blender's own per-view files name views: ``render_dof.0001.exr`` ->
-    ``render_dof.0001_L.exr``."""
-    stem, ext = os.path.splitext(path)
-    return stem + suffix + ext
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,8 +206,8 @@ class DofBatch:
 
         self._stop = threading.Event()
         zd = dof_settings(scene)
-        png = bool(_get(zd, "dof_write_png", False)) if write_png is None else write_png
-        self.multilayer = bool(_get(zd, "dof_multilayer", False))  # read here: no bpy in workers
+        png = bool(setting(zd, "dof_write_png", False)) if write_png is None else write_png
+        self.multilayer = bool(setting(zd, "dof_multilayer", False))  # read here: no bpy in workers
         self.read_view = False  # True: the jobs' views are read from one multi-view file
         self.first_view = None  # a stereo / multi-view batch: the view shown in the image
         try:
@@ -419,20 +236,19 @@ class DofBatch:
             except BaseException:
                 shutil.rmtree(self.tempdir, ignore_errors=True)
                 raise
-            from . import export
             from .export import last_render_frame
 
             frame = last_render_frame(scene)  # 5.0 restores frame_current after an animation
             filepath = scene.render.filepath
             # a folder (Blender's default '/tmp/') names no file: 'render', not 'tmp'
             stem = ("" if filepath.endswith(("/", "\\")) else
-                    os.path.basename(_abspath(filepath)).replace("#", "").strip("._-"))
+                    os.path.basename(abspath(filepath)).replace("#", "").strip("._-"))
             name = f"{stem or 'render'}.{frame:04d}.exr"
             out = self._output_path(
-                name, frame, self.tempdir if diagnostic else output_folder(scene))
-            views = export.rendered_views(scene)
+                name, frame, self.tempdir if diagnostic else refocus_folder(scene))
+            views = rendered_views(scene)
             if views:  # stereo / multi-view: each view of the saved multi-view EXR
-                suffixes = export.view_suffixes(scene, views)
+                suffixes = view_suffixes(scene, views)
                 self.read_view, self.first_view = True, views[0]
                 jobs = []
                 for view in views[:1] if diagnostic else views:
@@ -460,9 +276,9 @@ class DofBatch:
                 raise ZDepthError(f"no rendered frames found (looked for {first} ...): render "
                                   f"the animation as OpenEXR MultiLayer with the Z pass, or set "
                                   f"Input in the Depth of Field panel")
-            zd_out = _abspath(_get(zd, "dof_output_dir", ""))
+            zd_out = abspath(setting(zd, "dof_output_dir", ""))
             jobs = []
-            if _get(zd, "dof_output_name", ""):
+            if setting(zd, "dof_output_name", ""):
                 sequence.check_output_name(zd.dof_output_name, sequence=len(inputs) > 1)
             for f, src in sorted(inputs.items()):
                 out = self._output_path(src, f, zd_out or os.path.dirname(src))
@@ -488,8 +304,8 @@ class DofBatch:
                               f"the animation as OpenEXR MultiLayer with the Z pass or with "
                               f"Export Depth on Render, or set Input in the Depth of Field "
                               f"panel")
-        zd_out = _abspath(_get(zd, "dof_output_dir", ""))
-        if _get(zd, "dof_output_name", ""):
+        zd_out = abspath(setting(zd, "dof_output_dir", ""))
+        if setting(zd, "dof_output_name", ""):
             sequence.check_output_name(zd.dof_output_name, sequence=len(per_view) > 1)
         jobs = []
         for f, per in sorted(per_view.items()):
@@ -511,7 +327,7 @@ class DofBatch:
     def _output_path(self, src, frame, folder):
         """The output of input ``src`` (frame ``frame``) in ``folder``: named by the panel's
         Output Name pattern, else the input's name with ``_dof`` before the frame number."""
-        pattern = _get(dof_settings(self.scene), "dof_output_name", "")
+        pattern = setting(dof_settings(self.scene), "dof_output_name", "")
         if pattern:
             return os.path.join(folder, sequence.output_name(pattern, src, frame))
         return sequence.derived_path(src, folder=folder)
@@ -793,7 +609,7 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
         scene = context.scene
         source = self.source
         if source == "PANEL":
-            source = _get(dof_settings(scene), "dof_source", "RENDER_RESULT")
+            source = setting(dof_settings(scene), "dof_source", "RENDER_RESULT")
         frames = None
         if source == "FILES" and (self.frame_start >= 0 or self.frame_end >= 0):
             a = self.frame_start if self.frame_start >= 0 else scene.frame_start
@@ -803,10 +619,11 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
             frames = list(range(a, b + 1))
         elif source == "FILES" and not self.diagnostic:
             frames = panel_frames(scene)  # the sub-panel's Start / End / Step
-        check_dof_camera(scene)  # one clear error before any work, not one failed frame
+        # one clear error before any work, not one failed frame
+        check_camera(scene, perspective=True)
         zd = dof_settings(scene)
-        if (_get(zd, "dof_focus_mode", "CAMERA") == "OBJECT"
-                and _get(zd, "dof_focus_object", None) is None):
+        if (setting(zd, "dof_focus_mode", "CAMERA") == "OBJECT"
+                and setting(zd, "dof_focus_object", None) is None):
             raise ZDepthError("focus on an object was chosen but no object is set in the "
                               "Depth of Field panel")
         layer = getattr(context, "view_layer", None)
@@ -840,7 +657,7 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
         """Say before any work when the render already had the camera's depth of field."""
         source = self.source
         if source == "PANEL":
-            source = _get(dof_settings(scene), "dof_source", "RENDER_RESULT")
+            source = setting(dof_settings(scene), "dof_source", "RENDER_RESULT")
         if not self.diagnostic and source == "RENDER_RESULT" and camera_had_dof(scene):
             self.report({"WARNING"}, DOUBLE_DOF_WARNING)
 

@@ -30,116 +30,22 @@ and returns the written paths. Nothing here touches the user's compositor or out
 
 import math
 import os
-import re
 import tempfile
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import bpy
 from bpy.app.handlers import persistent
 
 from ..core import exr as core_exr
-from ..core.encodings import DepthEncoding, background_threshold, preview
+from ..core.encodings import DepthEncoding, preview
 from ..core.errors import UsageError, ZDepthError
-from . import camera as bcam
 from . import compat
-from .passes import engine_has_depth, engine_label, rendering_view_layers
-
-
-@dataclass
-class ExportOptions:
-    """What :func:`export_render_result` writes (the panel's settings, as plain values)."""
-
-    encoding: str = "log"
-    range_source: str = "CAMERA"  # CAMERA, SCENE, MANUAL
-    near: float = 0.1
-    far: float = 1000.0
-    bit_depth: str = "32"  # "32" or "16" (half)
-    codec: str = "ZIP"
-    output_dir: str = "//zdepth/"
-    name_pattern: str = "zdepth_####"
-    write_preview: bool = False
-    beauty: str = "SAME_FILE"  # SAME_FILE, BESIDE, NONE
-
-    @classmethod
-    def from_scene(cls, scene, **overrides):
-        """Options from ``scene.zdepth`` (defaults when the add-on's properties are not
-        registered), with ``overrides`` (None values ignored)."""
-        zd = getattr(scene, "zdepth", None)
-        values = {}
-        for f in fields(cls):
-            if zd is not None and hasattr(zd, f.name):
-                values[f.name] = getattr(zd, f.name)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        bad = set(values) - {f.name for f in fields(cls)}
-        if bad:
-            raise TypeError(f"unknown export options {sorted(bad)}")
-        return cls(**values)
-
-
-def frame_file_name(pattern, frame, suffix=".exr"):
-    """``pattern`` with its run of ``#`` replaced by the zero-padded ``frame`` (``_####`` is
-    added when there is none), plus ``suffix``."""
-    pattern = pattern or "zdepth_####"
-    if "#" not in pattern:
-        pattern += "_####"
-    runs = list(re.finditer(r"#+", pattern))
-    last = runs[-1]
-    sign = "-" if frame < 0 else ""
-    name = pattern[:last.start()] + sign + str(abs(int(frame))).zfill(len(last.group())) \
-        + pattern[last.end():]
-    name = name.replace("#", "")
-    if os.sep in name or (os.altsep and os.altsep in name):
-        raise UsageError(f"the file name pattern {pattern!r} must not contain a folder")
-    return name + suffix
-
-
-def output_folder(options):
-    """Absolute output folder (``//`` = next to the .blend; the system's temporary folder's
-    ``zdepth`` when the file is unsaved)."""
-    path = options.output_dir or "//zdepth/"
-    if path.startswith("//") and not bpy.data.filepath:
-        path = os.path.join(tempfile.gettempdir(), path[2:] or "zdepth")
-    return os.path.normpath(bpy.path.abspath(path))
-
-
-def frame_paths(options, frame, view_suffix=""):
-    """``{"depth": path, "beauty": path or None, "preview": path or None, "deep": path}`` for
-    ``frame`` (the deep file is written only with depth layers). ``view_suffix``: a stereo /
-    multi-view render's view suffix (see :func:`view_suffixes`), put before ``.exr``."""
-    folder = output_folder(options)
-    depth = os.path.join(folder, frame_file_name(options.name_pattern, frame,
-                                                 view_suffix + ".exr"))
-    stem = depth[:-4]
-    return {
-        "depth": depth,
-        "beauty": stem + "_beauty.exr" if options.beauty == "BESIDE" else None,
-        "preview": stem + "_preview.png" if options.write_preview else None,
-        "deep": stem + "_deep.exr",  # written only with depth layers
-    }
-
-
-def resolve_range(scene, options):
-    """``(near, far)`` of the encoding for ``scene`` (see :func:`.properties.resolve_range`)."""
-    if options.range_source == "MANUAL":
-        return float(options.near), float(options.far)
-    cam = scene.camera
-    if cam is None or cam.type != "CAMERA":
-        return float(options.near), float(options.far)
-    if options.range_source == "SCENE":
-        measured = bcam.scene_depth_range(scene)
-        if measured is not None:
-            return measured
-    return float(cam.data.clip_start), float(cam.data.clip_end)
-
-
-def background_for(scene):
-    """The background threshold of ``scene``'s render: 1e9 for Cycles (it writes 1e10), just
-    under the camera's clip end for EEVEE (it writes the clip end)."""
-    cam = scene.camera
-    if cam is None or cam.type != "CAMERA":
-        return background_threshold()
-    return background_threshold(cam.data.clip_end, cam.data.clip_start, scene.render.engine)
+from .scene.camera import camera_info, check_camera, extra_header, frame_depsgraph
+from .scene.options import ExportOptions, LayerOptions, background_for, check_options, resolve_range
+from .scene.passes import engine_has_depth, engine_label, rendering_view_layers
+from .scene.paths import check_output_folder, export_folder, frame_paths
+from .scene.views import STEREO_LAYERS, eye_matrix, rendered_views, view_camera, view_suffixes
 
 
 # -- temporary settings ------------------------------------------------------------------------
@@ -268,7 +174,7 @@ def export_render_result(scene, options=None, frame=None, depth_layers=None):
     for such renders (:class:`UsageError`)."""
     options = options or ExportOptions.from_scene(scene)
     frame = scene.frame_current if frame is None else int(frame)
-    cam = bcam.check_camera(scene)
+    cam = check_camera(scene)
     views = rendered_views(scene)
     if views and depth_layers is not None and depth_layers.enabled:
         raise UsageError(STEREO_LAYERS)
@@ -322,11 +228,11 @@ class _Rendered:
 def _read_frame(scene, options, frame, cam, folder):
     """Read the Render Result of ``frame`` (a single view) as :class:`_Rendered`."""
     loaded, layer, threshold = read_render_result(scene, folder)
-    near, far = resolve_range(scene, options)
+    near, far = resolve_range(scene, options=options)
     encoding = DepthEncoding(options.encoding, near, far,
                              background=threshold if math.isfinite(threshold) else 1e9)
-    info = bcam.camera_info(scene, cam, frame, bcam.frame_depsgraph())
-    extra = bcam.extra_header(scene, cam)
+    info = camera_info(scene, cam, frame, frame_depsgraph())
+    extra = extra_header(scene, cam)
     extra["zdepthViewLayer"] = layer
     return _Rendered(loaded, layer, threshold, encoding, info, extra, near, far,
                      frame_paths(options, frame), frame)
@@ -430,103 +336,28 @@ def _write_frame(paths, loaded, encoding, info, extra, options, near, far):
 
 # -- stereo and multi-view renders ----------------------------------------------------------------
 
-STEREO_LAYERS = ("depth layers are not rendered for a stereo / multi-view render (Stereoscopy "
-                 "is on): set Depth Layers to 1, or turn Stereoscopy off for the layered render")
-
-
-def rendered_views(scene):
-    """The names of the views ``scene`` renders, in order, when it renders more than one
-    (Stereoscopy on: ``left`` and ``right``, or the enabled views of a Multi-View set-up);
-    else ``[]`` (one depth file per frame, as without Stereoscopy)."""
-    r = scene.render
-    if not r.use_multiview:
-        return []
-    names = [v.name for v in r.views if v.use
-             and (r.views_format == "MULTIVIEW" or v.name in ("left", "right"))]
-    return names if len(names) > 1 else []
-
-
-def view_suffixes(scene, views):
-    """``{view: suffix}`` of the depth files: the view's own File Suffix (Blender's ``_L`` and
-    ``_R`` for stereo), or ``_<view name>`` where that suffix is empty or shared by two views."""
-    given = {v: scene.render.views[v].file_suffix for v in views}
-    counts = {}
-    for s in given.values():
-        counts[s] = counts.get(s, 0) + 1
-    return {v: s if s and counts[s] == 1 else f"_{v}" for v, s in given.items()}
-
-
-def view_camera(scene, cam, view):
-    """The camera object rendering ``view``: the scene camera for Stereo 3D; in a Multi-View
-    set-up the object named like it with that view's Camera Suffix, when there is one (as
-    Blender picks it)."""
-    r = scene.render
-    if r.views_format != "MULTIVIEW":
-        return cam
-    name = cam.name
-    best = None
-    for v in r.views:  # the longest camera suffix the camera's name ends with
-        s = v.camera_suffix
-        if name.endswith(s) and len(s) <= len(name) and (best is None or len(s) >= len(best)):
-            best = s
-    if best is None:
-        return cam
-    other = scene.objects.get(name[:len(name) - len(best)] + r.views[view].camera_suffix)
-    return other if other is not None and other.type == "CAMERA" else cam
-
-
-def eye_matrix(scene, cam, view, depsgraph=None):
-    """World matrix (scale removed) of the eye rendering ``view`` of a Stereo 3D render: the
-    camera moved along its own X axis by the interocular distance (all of it, or half each way
-    with the Center pivot) and, with Toe-in convergence, turned toward the convergence plane --
-    Blender's own stereo camera rule."""
-    from mathutils import Matrix
-
-    src = cam.evaluated_get(depsgraph) if depsgraph is not None else cam
-    world = src.matrix_world.normalized()
-    st = src.data.stereo
-    left = view == "left"
-    if (st.pivot == "LEFT" and left) or (st.pivot == "RIGHT" and not left):
-        return world
-    iod = float(st.interocular_distance)
-    fac = 0.5 if st.pivot == "CENTER" else 1.0
-    signed = fac if left else -fac
-    if st.convergence_mode != "TOE":
-        return world @ Matrix.Translation((-iod * signed, 0.0, 0.0))
-    if st.pivot == "CENTER":
-        fac, signed = -fac, -signed
-    angle = math.atan(iod * 0.5 / float(st.convergence_distance)) / fac * signed
-    c, s = math.cos(angle), math.sin(angle)
-    rot = Matrix(((c, 0.0, -s, 0.0), (0.0, 1.0, 0.0, 0.0), (s, 0.0, c, 0.0),
-                  (0.0, 0.0, 0.0, 1.0)))
-    if st.pivot == "CENTER":
-        toe = rot.copy()
-        toe[0][3] = iod * signed
-        return world @ toe
-    return world @ rot @ Matrix.Translation((-iod * signed, 0.0, 0.0)) @ rot
-
 
 def _export_views(scene, options, frame, cam, views, folder):
     """:func:`export_render_result` for a render of several ``views``: one depth file per view
     (named with :func:`view_suffixes`), each holding that view's beauty, depth and camera."""
     loaded, layer, threshold = read_render_result(scene, folder, views=views)
-    near, far = resolve_range(scene, options)
+    near, far = resolve_range(scene, options=options)
     encoding = DepthEncoding(options.encoding, near, far,
                              background=threshold if math.isfinite(threshold) else 1e9)
-    depsgraph = bcam.frame_depsgraph()
+    depsgraph = frame_depsgraph()
     suffixes = view_suffixes(scene, views)
     results = []
     for view in views:
         vcam = view_camera(scene, cam, view)
-        info = bcam.camera_info(scene, vcam, frame, depsgraph)
+        info = camera_info(scene, vcam, frame, depsgraph)
         if scene.render.views_format != "MULTIVIEW":
             eye = eye_matrix(scene, vcam, view, depsgraph)
             info.world_to_camera = [list(row) for row in eye.inverted().transposed()]
             info.world_to_ndc = None  # the eye's off-axis shift is not in the camera's matrix
-        extra = bcam.extra_header(scene, vcam)
+        extra = extra_header(scene, vcam)
         extra["zdepthViewLayer"] = layer
         extra["zdepthView"] = view
-        paths = frame_paths(options, frame, suffixes[view])
+        paths = frame_paths(options, frame, view_suffix=suffixes[view])
         out = _write_frame(paths, loaded[view], encoding, info, extra, options, near, far)
         out["view"] = view
         _drop_stale_deep(paths)
@@ -662,13 +493,13 @@ def _layer_options_for_render(scene, frame):
     from . import layers as blayers
 
     try:
-        opts = blayers.LayerOptions.from_scene(scene)
+        opts = LayerOptions.from_scene(scene)
         if not opts.enabled:
             return None
         if rendered_views(scene):
             print(f"blender_zdepth: frame {frame}: {STEREO_LAYERS}")
             return None
-        blayers.check_options(scene, opts)
+        check_options(scene, opts)
     except UsageError as exc:
         _state.errors.append((frame, f"depth layers not rendered: {exc}"))
         print(f"blender_zdepth: frame {frame}: depth layers not rendered: {exc}")
@@ -688,7 +519,7 @@ def _export_on_render(scene, frame):
             _state.written.append(one["depth"])
             print(f"blender_zdepth: frame {frame}: depth written to {one['depth']}")
         return
-    cam = bcam.check_camera(scene)
+    cam = check_camera(scene)
     folder = _frame_folder(options, frame)
     rendered = _read_frame(scene, options, frame, cam, folder)
     out = _write_flat(rendered, options)
@@ -976,31 +807,10 @@ def unregister():
 def check_renderable(scene):
     """:class:`ZDepthError` unless ``scene`` can render planar depth: a camera that is not
     panoramic and an engine with a depth pass."""
-    bcam.check_camera(scene)
+    check_camera(scene)
     if not engine_has_depth(scene.render.engine):
         raise ZDepthError(f"the {engine_label(scene.render.engine)} engine has no depth pass: "
                           f"render with Cycles, EEVEE or Workbench")
-
-
-def folder_write_problem(folder):
-    """Create ``folder`` when missing and write (then remove) a probe file there; return None
-    when that worked, else why not (the system's words)."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".zdepth_probe_", dir=folder)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as exc:
-        return str(exc.strerror or exc)
-    return None
-
-
-def check_output_folder(folder):
-    """Create ``folder`` when missing; :class:`ZDepthError` when it cannot be written."""
-    problem = folder_write_problem(folder)
-    if problem:
-        raise ZDepthError(f"{folder}: cannot write the output here ({problem})")
-    return folder
 
 
 def render_with_depth(scene, out_dir=None, frames=None, depth_layers=None, layer_samples=None,
@@ -1019,14 +829,15 @@ def render_with_depth(scene, out_dir=None, frames=None, depth_layers=None, layer
     from . import layers as blayers
 
     check_renderable(scene)
-    layer_opts = blayers.LayerOptions.from_scene(scene, depth_layers, layer_samples, layer_clips)
-    blayers.check_options(scene, layer_opts)
+    layer_opts = LayerOptions.from_scene(scene, layers=depth_layers, samples=layer_samples,
+                                         clips=layer_clips)
+    check_options(scene, layer_opts)
     if layer_opts.enabled and rendered_views(scene):
         raise UsageError(STEREO_LAYERS)
     if out_dir is not None:
         options["output_dir"] = os.path.abspath(out_dir)
     opts = ExportOptions.from_scene(scene, **options)
-    check_output_folder(output_folder(opts))
+    check_output_folder(export_folder(opts))
     frames = [scene.frame_current] if frames is None else [int(f) for f in frames]
     layers = rendering_view_layers(scene)
     z_before = {layer.name: layer.use_pass_z for layer in layers}

@@ -37,98 +37,18 @@ render job's thread, where no render may start) queues the frame for a timer tha
 passes on the main thread once the render is over (see :mod:`.export`).
 """
 
-import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import bpy
 
-from ..core.errors import UsageError, ZDepthError
+from ..core.errors import ZDepthError
 from . import compat
 
-#: Allowed range of ``depth_layers``.
-MIN_LAYERS, MAX_LAYERS = 1, 8
 
 #: Automatic extra-pass samples: the beauty's samples divided by this (at least 1).
 AUTO_SAMPLE_DIVISOR = 8
-
-
-@dataclass
-class LayerOptions:
-    """Depth-layer settings as plain values (see the module text)."""
-
-    layers: int = 1
-    samples: int = 0  # 0 = automatic
-    clips: tuple = ()  # () = automatic
-
-    @classmethod
-    def from_scene(cls, scene, layers=None, samples=None, clips=None):
-        """The scene's settings (defaults without the add-on's properties), with the non-None
-        arguments overriding them. ``clips`` may be a text ("4.5, 12") or a sequence."""
-        zd = getattr(scene, "zdepth", None)
-        opts = cls()
-        if zd is not None and hasattr(zd, "depth_layers"):
-            opts = cls(int(zd.depth_layers), int(zd.depth_layer_samples),
-                       parse_clips(zd.depth_layer_clips, "the Depth Layer Clips setting"))
-        if clips is not None:
-            opts.clips = parse_clips(clips) if isinstance(clips, str) else \
-                tuple(float(c) for c in clips)
-        if layers is not None:
-            opts.layers = int(layers)
-        elif clips is not None and opts.clips:
-            opts.layers = len(opts.clips) + 1  # clips given alone decide the layer count
-        if samples is not None:
-            opts.samples = int(samples)
-        return opts
-
-    @property
-    def enabled(self):
-        return self.layers > 1
-
-
-def parse_clips(text, what="--layer-clips"):
-    """Clip distances from ``"D1,D2"`` (commas and/or spaces); () for an empty text."""
-    parts = [p for p in str(text or "").replace(",", " ").split() if p]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"{what} must be distances separated by commas, like 4.5,12, "
-                         f"not {text!r}")
-    return values
-
-
-def check_options(scene, opts):
-    """:class:`UsageError` (one line, before anything renders) unless ``opts`` can be rendered
-    with ``scene``'s camera: N in range, samples not negative, manual clips (N - 1 of them,
-    increasing) inside the camera's clip range."""
-    if not MIN_LAYERS <= opts.layers <= MAX_LAYERS:
-        raise UsageError(f"depth layers must be between {MIN_LAYERS} and {MAX_LAYERS}, "
-                         f"not {opts.layers}")
-    if opts.samples < 0:
-        raise UsageError(f"depth layer samples must be 0 (automatic) or more, not {opts.samples}")
-    if not opts.clips:
-        return
-    if not opts.enabled:
-        return  # one layer: the clips are not used
-    if len(opts.clips) != opts.layers - 1:
-        raise UsageError(f"{opts.layers} depth layers need {opts.layers - 1} clip distance(s), "
-                         f"not {len(opts.clips)} ({_fmt(opts.clips)})")
-    cam = scene.camera
-    start, end = float(cam.data.clip_start), float(cam.data.clip_end)
-    for d in opts.clips:
-        if not math.isfinite(d) or d <= start:
-            raise UsageError(f"clip distance {d:g} is not beyond the camera's clip start "
-                             f"{start:g}: give distances between {start:g} and {end:g}")
-        if d >= end:
-            raise UsageError(f"clip distance {d:g} is beyond the camera's clip end {end:g}: "
-                             f"give distances between {start:g} and {end:g}")
-    if any(b <= a for a, b in zip(opts.clips, opts.clips[1:])):
-        raise UsageError(f"clip distances must increase, not {_fmt(opts.clips)}")
-
-
-def _fmt(values):
-    return ", ".join(f"{v:g}" for v in values)
 
 
 def pass_samples(scene, opts):

@@ -347,7 +347,7 @@ def _build_decode(tree):
 def group_settings(scene):
     """``(near, far, encoding name, background threshold)`` for the groups from the scene's
     Z-Depth settings and engine."""
-    from .properties import resolve_range
+    from .scene.options import resolve_range
 
     near, far = resolve_range(scene)
     return near, far, scene.zdepth.encoding, engine_background(scene)
@@ -526,7 +526,7 @@ def add_encode_node(scene, tree=None, wire=False):
             node.location = (rl.location.x + 350, rl.location.y - 250)
         depth = rl.outputs.get("Depth")
         if depth is None or not depth.enabled:
-            from .passes import setup_passes
+            from .scene.passes import setup_passes
 
             done, _ = setup_passes(scene)
             changes.extend(done)

@@ -6,7 +6,8 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty
 
 from ..core.errors import ZDepthError
-from . import nodes, passes
+from . import nodes
+from .scene import passes
 
 
 class ZDEPTH_OT_setup_passes(bpy.types.Operator):
@@ -24,7 +25,8 @@ class ZDEPTH_OT_setup_passes(bpy.types.Operator):
                                    "matched to the encoding's near and far")
 
     def execute(self, context):
-        changes, problem = passes.setup_passes(context.scene, self.all_layers, self.mist)
+        changes, problem = passes.setup_passes(context.scene, all_layers=self.all_layers,
+                                                mist=self.mist)
         if problem:
             self.report({"WARNING"}, problem)
             return {"CANCELLED"}
@@ -136,7 +138,7 @@ class ZDEPTH_OT_use_measured_range(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        from .camera import scene_depth_range
+        from .scene.camera import scene_depth_range
 
         scene = context.scene
         measured = scene_depth_range(scene)

@@ -6,7 +6,7 @@ import math
 
 import bpy
 
-from . import passes
+from .scene import passes
 
 
 #: The panel measures the scene's depth range on every redraw up to this many objects.
@@ -16,8 +16,8 @@ LIVE_MEASURE_LIMIT = 500
 def precision_lines(scene):
     """``(summary, warnings)`` of the precision report for the scene's settings, in words."""
     from ..core.precision import precision_report
-    from .camera import focus_distance
-    from .properties import resolve_range
+    from .scene.camera import focus_distance
+    from .scene.options import resolve_range
 
     zd = scene.zdepth
     try:
@@ -87,7 +87,7 @@ class RENDER_PT_zdepth(bpy.types.Panel):
         self.layout.prop(context.scene.zdepth, "export_enabled", text="")
 
     def draw(self, context):
-        from .camera import scene_depth_range
+        from .scene.camera import scene_depth_range
 
         layout = self.layout
         layout.use_property_split = True

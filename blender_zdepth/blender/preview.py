@@ -32,7 +32,10 @@ import bpy
 from bpy.app.handlers import persistent
 
 from ..core.errors import ZDepthError
+from ..core.planned import header_had_dof
 from . import compat, dof_ops
+from .scene.optics import DOUBLE_DOF_WARNING, camera_had_dof, engine_settings, lens_plan
+from .scene.options import dof_settings, setting
 
 #: Changes closer together than this (seconds) make one refresh.
 DEBOUNCE_S = 0.15
@@ -80,8 +83,8 @@ def _layer_name():
 def source_key(scene, layer=None):
     """What the preview of ``scene`` refocuses, as a hashable key: the Render Result (changes
     with every finished render) or the input file of the current frame (path, size, time)."""
-    zd = dof_ops.dof_settings(scene)
-    if dof_ops._get(zd, "dof_source", "RENDER_RESULT") == "FILES":
+    zd = dof_settings(scene)
+    if setting(zd, "dof_source", "RENDER_RESULT") == "FILES":
         frame = scene.frame_current
         view = None
         per_view = dof_ops.view_file_inputs(scene, [frame])  # stereo: the first view, as Apply
@@ -135,7 +138,7 @@ def prepare(scene):
     no render, no file, object focus without an object)."""
     from ..core import preview as core_preview
 
-    zd = dof_ops.dof_settings(scene)
+    zd = dof_settings(scene)
     layer = _layer_name()
     key = source_key(scene, layer)
     cached = CACHE["frame"]
@@ -144,10 +147,10 @@ def prepare(scene):
             return cached
     else:
         load = _loader(scene, key, layer)
-    plan = dof_ops.lens_plan(scene)
-    settings = dof_ops.engine_settings(scene)
-    view = dof_ops._get(zd, "live_preview_mode", "DEFOCUS")
-    camera_dof = dof_ops.camera_had_dof(scene)
+    plan = lens_plan(scene)
+    settings = engine_settings(scene)
+    view = setting(zd, "live_preview_mode", "DEFOCUS")
+    camera_dof = camera_had_dof(scene)
     try:
         _SIGNATURES[scene.name] = camera_signature(scene)  # what this refresh sees
     except Exception:
@@ -158,7 +161,7 @@ def prepare(scene):
         frame = load()
         lens, focus_source = plan(frame)
         rgba = core_preview.render_preview(frame, lens, settings, view)
-        recorded = dof_ops.header_had_dof(frame.header)
+        recorded = header_had_dof(frame.header)
         had = camera_dof if recorded is None else recorded
         return Refresh(rgba, frame, lens, focus_source, time.perf_counter() - t0, had, view)
     return task
@@ -242,7 +245,7 @@ class LivePreview:
             return wait
         self.due = None
         scene = bpy.data.scenes.get(self.scene_name or "")
-        if scene is None or not dof_ops._get(dof_ops.dof_settings(scene), "live_preview",
+        if scene is None or not setting(dof_settings(scene), "live_preview",
                                              False):
             return None
         try:
@@ -302,13 +305,13 @@ def status_text():
 
 def settings_changed(scene):
     """A Depth of Field setting of ``scene`` changed (property update callback)."""
-    if dof_ops._get(dof_ops.dof_settings(scene), "live_preview", False):
+    if setting(dof_settings(scene), "live_preview", False):
         LIVE.request(scene)
 
 
 def toggled(scene):
     """Live Preview was ticked or unticked."""
-    if dof_ops._get(dof_ops.dof_settings(scene), "live_preview", False):
+    if setting(dof_settings(scene), "live_preview", False):
         LIVE.request(scene, delay=0.0)
     else:
         LIVE.cancel()
@@ -326,7 +329,7 @@ def camera_signature(scene):
              data.sensor_width, data.sensor_height, data.sensor_fit, dof.focus_distance,
              dof.aperture_fstop, dof.aperture_blades, dof.aperture_rotation, dof.aperture_ratio,
              dof.use_dof]
-    for obj in (dof.focus_object, dof_ops._get(dof_ops.dof_settings(scene), "dof_focus_object",
+    for obj in (dof.focus_object, setting(dof_settings(scene), "dof_focus_object",
                                                 None)):
         items.append(None if obj is None else tuple(obj.matrix_world.translation))
     return tuple(items)
@@ -337,7 +340,7 @@ _SIGNATURES = {}
 
 @persistent
 def _on_depsgraph_update(scene, depsgraph=None):
-    if not dof_ops._get(dof_ops.dof_settings(scene), "live_preview", False):
+    if not setting(dof_settings(scene), "live_preview", False):
         return
     if threading.current_thread() is not threading.main_thread():
         return
@@ -352,7 +355,7 @@ def _on_depsgraph_update(scene, depsgraph=None):
 
 @persistent
 def _on_frame_change(scene, depsgraph=None):
-    if dof_ops._get(dof_ops.dof_settings(scene), "live_preview", False) and \
+    if setting(dof_settings(scene), "live_preview", False) and \
             threading.current_thread() is threading.main_thread():
         LIVE.request(scene)
 
@@ -364,7 +367,7 @@ def _on_render_complete(scene, *args):
     if is_peel_scene(scene):
         return  # a depth-layer pass: the user's Render Result did not change
     _RENDERS[0] += 1  # the Render Result is new: reload it on the next refresh
-    if dof_ops._get(dof_ops.dof_settings(scene), "live_preview", False) and \
+    if setting(dof_settings(scene), "live_preview", False) and \
             threading.current_thread() is threading.main_thread():
         LIVE.request(scene)
 
@@ -394,7 +397,7 @@ class ZDEPTH_OT_refresh_preview(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return dof_ops.dof_settings(context.scene) is not None
+        return dof_settings(context.scene) is not None
 
     def execute(self, context):
         if self.reload:
@@ -407,7 +410,7 @@ class ZDEPTH_OT_refresh_preview(bpy.types.Operator):
             return {"CANCELLED"}
         LIVE.shown(result)
         if result.had_dof:
-            self.report({"WARNING"}, dof_ops.DOUBLE_DOF_WARNING)
+            self.report({"WARNING"}, DOUBLE_DOF_WARNING)
         self.report({"INFO"}, result.text())
         return {"FINISHED"}
 

@@ -69,7 +69,7 @@ def _export_update(self, context):
 
 def _enable_z_for_export(scene, settings):
     """Turn the Z pass on where export needs it; remember which layers we touched."""
-    from .passes import rendering_view_layers
+    from .scene.passes import rendering_view_layers
 
     added = [n for n in settings.added_z_layers.split("\n") if n]
     for layer in rendering_view_layers(scene):
@@ -286,21 +286,6 @@ class ZDepthSettings(bpy.types.PropertyGroup):
     live_preview_mode: EnumProperty(name="Preview", items=PREVIEW_VIEW_ITEMS, default="DEFOCUS",
                                     update=_dof_update,
                                     description="What the live preview shows")
-
-
-def resolve_range(scene, settings=None):
-    """``(near, far)`` of the encoding for ``scene`` from its range settings.
-
-    CAMERA: the scene camera's clip range; SCENE: the visible objects' depth range measured from
-    their bounding boxes (the camera's clip range when nothing is in view); MANUAL: the typed
-    values. Falls back to (0.1, 1000) without a camera.
-    """
-    from .export import ExportOptions, resolve_range as _resolve
-
-    options = ExportOptions.from_scene(scene)
-    if settings is not None:
-        options = ExportOptions(**{k: getattr(settings, k) for k in options.__dict__})
-    return _resolve(scene, options)
 
 
 CLASSES = (ZDepthSettings,)

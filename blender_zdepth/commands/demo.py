@@ -114,8 +114,9 @@ def run(args):
     layered = ""
     if deep_exr:
         from ..blender import layers
+        from ..blender.scene.options import LayerOptions
 
-        extra = layers.pass_samples(scene, layers.LayerOptions(args.layers))
+        extra = layers.pass_samples(scene, LayerOptions(args.layers))
         layered = f", {args.layers} depth layers ({args.layers - 1} extra of {extra} samples)"
     print(f"rendered and exported the demo frame ({resolution[0]}x{resolution[1]}, Cycles, "
           f"{args.samples} samples{layered}) in {t_render:.1f} s")

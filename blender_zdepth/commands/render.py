@@ -162,9 +162,10 @@ def run(args):
 
     from ..blender import compat, export, properties
     from ..blender import layers as blayers
+    from ..blender.scene.options import LayerOptions, check_options, parse_clips
 
-    clips = blayers.parse_clips(args.layer_clips) if args.layer_clips is not None else None
-    from ..blender.passes import engine_label
+    clips = parse_clips(args.layer_clips) if args.layer_clips is not None else None
+    from ..blender.scene.passes import engine_label
 
     _load(args.blend)
     registered_here = False
@@ -182,9 +183,9 @@ def run(args):
             scene.render.engine = {"cycles": "CYCLES", "workbench": "BLENDER_WORKBENCH"}.get(
                 args.engine) or compat.eevee_engine_id()
         export.check_renderable(scene)
-        layer_opts = blayers.LayerOptions.from_scene(scene, args.depth_layers,
-                                                     args.layer_samples, clips)
-        blayers.check_options(scene, layer_opts)
+        layer_opts = LayerOptions.from_scene(scene, layers=args.depth_layers,
+                                             samples=args.layer_samples, clips=clips)
+        check_options(scene, layer_opts)
         frames = parse_frames(args.frames, scene.frame_start, scene.frame_end, scene.frame_step)
         out = os.path.abspath(args.out)
         if os.path.exists(out) and not os.path.isdir(out):
