@@ -106,7 +106,7 @@ def test_range_sources_and_measured_scene_range(bpy, addon):
 
 
 def test_precision_words_and_warning_row(bpy, addon):
-    from blender_zdepth.blender.panels import precision_lines
+    from blender_zdepth.blender.ui.panels import precision_lines
 
     scene = make_scene(clip=(0.1, 500.0))
     summary, warnings = precision_lines(scene)
@@ -125,7 +125,7 @@ def test_panel_uses_existing_settings_operators_and_icons(bpy, addon):
     import inspect
     import re
 
-    from blender_zdepth.blender import panels
+    from blender_zdepth.blender.ui import panels
 
     source = inspect.getsource(panels)
     settings = bpy.context.scene.zdepth.bl_rna.properties
@@ -271,14 +271,14 @@ def test_new_compositor_passes_the_render_through(bpy, addon, tmp_path):
 
 
 def test_add_menu_entry_registered_and_removed(bpy, addon):
-    from blender_zdepth.blender import nodes
+    from blender_zdepth.blender.ui.menus import draw_add_menu
 
     funcs = bpy.types.NODE_MT_add.draw._draw_funcs
-    assert sum(f is nodes._draw_add_menu for f in funcs) == 1
+    assert sum(f is draw_add_menu for f in funcs) == 1
     addon.unregister()
-    assert not any(f is nodes._draw_add_menu for f in bpy.types.NODE_MT_add.draw._draw_funcs)
+    assert not any(f is draw_add_menu for f in bpy.types.NODE_MT_add.draw._draw_funcs)
     addon.register()
-    assert sum(f is nodes._draw_add_menu for f in bpy.types.NODE_MT_add.draw._draw_funcs) == 1
+    assert sum(f is draw_add_menu for f in bpy.types.NODE_MT_add.draw._draw_funcs) == 1
 
 
 @pytest.mark.slow
@@ -347,9 +347,9 @@ def test_export_on_animation_render_cycles(bpy, addon, tmp_path):
     zd.output_dir = str(tmp_path / "depth")
     zd.export_enabled = True
     bpy.ops.render.render(animation=True)
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import handlers as render_handlers
 
-    assert export.last_errors() == []
+    assert render_handlers.last_errors() == []
     files = sorted(glob.glob(str(tmp_path / "depth" / "*.exr")))
     assert [os.path.basename(f) for f in files] == \
         ["zdepth_0001.exr", "zdepth_0002.exr", "zdepth_0003.exr"]
@@ -383,7 +383,7 @@ def test_export_on_animation_render_cycles(bpy, addon, tmp_path):
 @pytest.mark.slow
 def test_export_cycles_and_eevee_agree(bpy, addon, tmp_path):
     """Same shot in both engines: planar depth, background (1e10 / clip end) -> +inf."""
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import export
     from blender_zdepth.core import exr
 
     results = {}
@@ -403,7 +403,8 @@ def test_export_cycles_and_eevee_agree(bpy, addon, tmp_path):
 
 @pytest.mark.slow
 def test_export_resolution_percentage_border_crop_and_focus_object(bpy, addon, tmp_path):
-    from blender_zdepth.blender import compat, export
+    from blender_zdepth.blender import compat
+    from blender_zdepth.blender.render import export
     from blender_zdepth.blender.scene.options import ExportOptions
     from blender_zdepth.core import exr
 
@@ -437,7 +438,7 @@ def test_export_resolution_percentage_border_crop_and_focus_object(bpy, addon, t
 
 @pytest.mark.slow
 def test_still_render_exports_and_direct_render_is_not_exported_twice(bpy, addon, tmp_path):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import export
 
     scene = make_scene(frames=(1, 5))
     scene.frame_set(4)
@@ -455,7 +456,7 @@ def test_still_render_exports_and_direct_render_is_not_exported_twice(bpy, addon
 
 @pytest.mark.slow
 def test_export_turns_a_missing_z_pass_on_for_the_render_only(bpy, addon, tmp_path):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import handlers as render_handlers
 
     scene = make_scene()
     zd = scene.zdepth
@@ -463,7 +464,7 @@ def test_export_turns_a_missing_z_pass_on_for_the_render_only(bpy, addon, tmp_pa
     zd.export_enabled = True
     scene.view_layers[0].use_pass_z = False  # turned off by hand afterwards
     bpy.ops.render.render()
-    assert export.last_errors() == []
+    assert render_handlers.last_errors() == []
     assert os.listdir(tmp_path) == ["zdepth_0001.exr"]
     assert scene.view_layers[0].use_pass_z is False
 
@@ -497,7 +498,7 @@ def test_camera_values_follow_fcurves_without_a_depsgraph(bpy, addon):
 
 
 def test_render_errors_are_clear(bpy, addon, tmp_path):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import export
     from blender_zdepth.blender.scene.options import background_for
     from blender_zdepth.blender.scene.paths import frame_file_name
     from blender_zdepth.core.errors import ZDepthError

@@ -71,7 +71,7 @@ def test_apply_on_render_result_writes_into_the_output_folder_not_its_parent(bpy
 
 @pytest.mark.slow
 def test_unwritable_output_folder_is_one_clear_error_for_both_sources(bpy, addon, tmp_path):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render.result import save_render_result
 
     scene = make_scene()
     bpy.ops.render.render()
@@ -86,7 +86,7 @@ def test_unwritable_output_folder_is_one_clear_error_for_both_sources(bpy, addon
     assert not new  # no silent write into the temporary folder
 
     src = str(tmp_path / "render.0001.exr")
-    export.save_render_result(scene, src)
+    save_render_result(scene, src)
     scene.zdepth.dof_input = str(tmp_path / "render.####.exr")
     with pytest.raises(RuntimeError, match=r"cannot write the refocused frames into .*a_file"):
         bpy.ops.zdepth.apply_dof(source="FILES")  # was NotADirectoryError from os.makedirs
@@ -302,7 +302,7 @@ def test_half_float_overflow_warnings_read_as_sentences():
 
 
 def test_panel_precision_words_overflow_and_impossible_range(bpy, addon):
-    from blender_zdepth.blender.panels import precision_lines
+    from blender_zdepth.blender.ui.panels import precision_lines
 
     scene = make_scene()
     zd = scene.zdepth

@@ -25,7 +25,8 @@ def setting(zd, name, default):
 
 @dataclass
 class ExportOptions:
-    """What :func:`export_render_result` writes (the panel's settings, as plain values)."""
+    """What :func:`..render.export.export_render_result` writes (the panel's settings, as plain
+    values)."""
 
     encoding: str = "log"
     range_source: str = "CAMERA"  # CAMERA, SCENE, MANUAL
