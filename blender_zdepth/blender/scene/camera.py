@@ -3,6 +3,8 @@ current frame into a :class:`~blender_zdepth.core.camera.CameraInfo` (what goes 
 header), and :func:`scene_depth_range` measures the depth range of what the camera sees.
 """
 
+import threading
+
 import bpy
 from mathutils import Vector
 
@@ -67,8 +69,6 @@ def frame_depsgraph():
     During ``blender -b -a`` the render pipeline moves ``frame_current`` but evaluates its own
     depsgraph only: the original datablocks still hold the previous frame's animated values until
     this depsgraph is evaluated."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return None
     try:
