@@ -272,7 +272,7 @@ def test_apply_dof_panel_focus_errors_speak_the_panels_language(bpy, addon, tmp_
 
     zd.dof_focus_mode = "PIXEL"
     zd.dof_focus_pixel = (100, 100)
-    from blender_zdepth.blender.dof_ops import DofBatch
+    from blender_zdepth.blender.refocus.batch import DofBatch
 
     batch = DofBatch(scene, "RENDER_RESULT")
     while not batch.done:

@@ -4,7 +4,7 @@ Steps (all through the same code paths a user reaches from the panel and the com
 
 1. build the procedural demo scene (no downloaded assets) and render it with Cycles, with depth
    layers (``--layers``, default 3: two extra passes of few samples with the clip start moved
-   past the near pillars, see :mod:`blender_zdepth.blender.layers`);
+   past the near pillars, see :mod:`blender_zdepth.blender.render.peel`);
 2. export the frame as our log-encoded 32-bit EXR (beauty in the same file) with a 16-bit depth
    preview and the deep EXR of its layers beside it, through the export-on-render path;
 3. print the file's precision report;
@@ -85,7 +85,8 @@ def run(args):
 
     import numpy as np
 
-    from ..blender import export, scenes
+    from ..blender import scenes
+    from ..blender.render.export import render_with_depth
     from ..core import display, exr, png, precision, sequence
     from ..core.dof import DofSettings, focal_plane_view
     from ..core.lens import Lens
@@ -102,7 +103,7 @@ def run(args):
 
     # 1-2. Render with Cycles and export depth through the export-on-render path.
     scene = scenes.demo_scene(resolution, "CYCLES", args.samples)
-    depth_paths = export.render_with_depth(
+    depth_paths = render_with_depth(
         scene, os.path.join(out, "depth"), encoding="log", range_source="CAMERA",
         bit_depth="32", codec="ZIP", name_pattern="demo_####", write_preview=True,
         beauty="SAME_FILE", depth_layers=args.layers, layer_samples=0, layer_clips=(),
@@ -113,9 +114,10 @@ def run(args):
     frame = exr.load_frame(depth_exr)
     layered = ""
     if deep_exr:
-        from ..blender import layers
+        from ..blender.render.peel import pass_samples
+        from ..blender.scene.options import LayerOptions
 
-        extra = layers.pass_samples(scene, layers.LayerOptions(args.layers))
+        extra = pass_samples(scene, LayerOptions(args.layers))
         layered = f", {args.layers} depth layers ({args.layers - 1} extra of {extra} samples)"
     print(f"rendered and exported the demo frame ({resolution[0]}x{resolution[1]}, Cycles, "
           f"{args.samples} samples{layered}) in {t_render:.1f} s")
