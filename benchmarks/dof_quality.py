@@ -551,7 +551,7 @@ def run_layered(rgba, depth, peels, p, max_radius, engine, max_layers=None):
     desc, defocus, Lens, DofSettings = engine
     image = deep.packed_from_layers(rgba, depth, peels)
     budget = deep.DEFAULT_MAX_LAYERS if max_layers is None else max_layers
-    flat, front, hidden = deep.to_engine(image, budget)
+    flat, front, hidden = deep.to_engine(image, max_layers=budget)
     lens = Lens(focal_length_mm=p["focal_length_mm"], fstop=p["fstop"],
                 focus_distance=p["focus_distance"], sensor_width_mm=p["sensor_width_mm"],
                 sensor_height_mm=p["sensor_height_mm"], sensor_fit=p["sensor_fit"])

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from blender_zdepth.core import exr
 from test_dof_operator import (FAR, FAR_REGION, H, NEAR, NEAR_REGION, W, _render_focus_pull,
                                build_two_plane_scene, configure, rgba_file, sharpness)
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -54,7 +54,7 @@ def test_refresh_preview_matches_the_engine_and_follows_focus(addon, tmp_path):
     assert near_focus.shape == (H, W, 4)  # small enough: no shrinking
     # the same as the engine at draft quality on the Render Result
     dof_ops.save_render_result(scene, str(tmp_path / "check.exr"))
-    frame = exr.load_frame(str(tmp_path / "check.exr"))
+    frame = load_frame(str(tmp_path / "check.exr"))
     lens, _ = dof_ops.camera_lens(scene)
     expected = dof.defocus(frame.rgba, frame.depth, lens,
                            dof.DofSettings(max_radius=12.0, quality="draft"))

@@ -7,6 +7,7 @@ import pytest
 
 from blender_zdepth.core import sequence as seq
 from blender_zdepth.core.errors import UsageError, ZDepthError
+from blender_zdepth.core.exr import binding as exr_binding
 
 
 # --- patterns ---------------------------------------------------------------------------------
@@ -562,7 +563,7 @@ def test_a_run_in_this_process_reads_and_writes_with_the_engines_threads(tmp_pat
     rgba = np.ones((8, 8, 4), np.float32)
     depth = np.full((8, 8), 3.0, np.float32)
     exr.write_exr(str(tmp_path / "in.exr"), {"RGBA": rgba, "Z": depth})
-    before = OpenEXR.global_thread_count(), dict(exr._io_pool)
+    before = OpenEXR.global_thread_count(), dict(exr_binding._io_pool)
     try:
         for threads, pool in ((1, 0), (3, 3), (0, seq.usable_cores())):
             report = seq.refocus_sequence(str(tmp_path / "in.exr"), str(tmp_path / "o.exr"),
@@ -572,5 +573,5 @@ def test_a_run_in_this_process_reads_and_writes_with_the_engines_threads(tmp_pat
             assert OpenEXR.global_thread_count() == (pool if pool > 1 else 0), threads
     finally:
         OpenEXR.set_global_thread_count(before[0])
-        exr._io_pool.clear()
-        exr._io_pool.update(before[1])
+        exr_binding._io_pool.clear()
+        exr_binding._io_pool.update(before[1])

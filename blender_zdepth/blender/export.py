@@ -41,6 +41,7 @@ from bpy.app.handlers import persistent
 from ..core import exr as core_exr
 from ..core.encodings import DepthEncoding, background_threshold, preview
 from ..core.errors import UsageError, ZDepthError
+from ..core.frame import load_frame
 from . import camera as bcam
 from . import compat
 from .passes import engine_has_depth, engine_label, rendering_view_layers
@@ -239,10 +240,10 @@ def read_render_result(scene, folder=None, views=None):
                               f"turn the Z pass on (Z-Depth panel > Set Up Depth Pass)")
         threshold = background_for(scene)
         if views:
-            loaded = {view: core_exr.load_frame(tmp, background=threshold, layer=layer,
-                                                view=view) for view in views}
+            loaded = {view: load_frame(tmp, background=threshold, layer=layer,
+                                       view=view) for view in views}
         else:
-            loaded = core_exr.load_frame(tmp, background=threshold, layer=layer)
+            loaded = load_frame(tmp, background=threshold, layer=layer)
     finally:
         _remove_quietly(tmp)
     return loaded, layer, threshold
@@ -384,9 +385,7 @@ def _render_layers(scene, depth_layers, rendered, folder):
 
 def _write_deep(rendered, peeled):
     """Write ``rendered``'s deep EXR: its beauty and depth, then the ``peeled`` passes."""
-    from ..core import deep as core_deep
-
-    return core_deep.write_deep_exr(
+    return core_exr.write_deep_exr(
         rendered.paths["deep"], rendered.loaded.rgba, rendered.loaded.depth,
         [(p.rgba, p.depth) for p in peeled], camera=rendered.info,
         extra_header=rendered.extra, overwrite=True)
@@ -412,13 +411,13 @@ def _write_frame(paths, loaded, encoding, info, extra, options, near, far):
     codec = options.codec.lower()
     half = options.bit_depth == "16"
     out = {"depth": core_exr.write_depth_exr(
-        paths["depth"], loaded.depth, encoding, rgba=rgba, camera=info, half=half, codec=codec,
+        paths["depth"], loaded.depth, encoding=encoding, rgba=rgba, camera=info, half=half, codec=codec,
         overwrite=True, extra_header=extra), "beauty": None, "preview": None, "deep": None}
     if paths["beauty"] and loaded.rgba is not None:
         channels = {c: loaded.rgba[..., i] for i, c in enumerate("RGBA")}
         header = dict(info.to_header())
         header.update(extra)
-        out["beauty"] = core_exr.write_exr(paths["beauty"], channels, header, half=half,
+        out["beauty"] = core_exr.write_exr(paths["beauty"], channels, header=header, half=half,
                                            codec=codec, overwrite=True)
     if paths["preview"]:
         from ..core.png import write_png

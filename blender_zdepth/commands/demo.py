@@ -17,6 +17,7 @@ Steps (all through the same code paths a user reaches from the panel and the com
 
 import os
 import time
+from ..core.frame import load_frame
 
 NAME = "demo"
 HELP = "render the built-in procedural demo scene, export its depth and refocus it"
@@ -110,7 +111,7 @@ def run(args):
     t_render = time.perf_counter() - t0
     depth_exr = depth_paths[0]["depth"]
     deep_exr = depth_paths[0]["deep"]
-    frame = exr.load_frame(depth_exr)
+    frame = load_frame(depth_exr)
     layered = ""
     if deep_exr:
         from ..blender import layers

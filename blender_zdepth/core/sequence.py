@@ -1289,104 +1289,22 @@ def pixel_focus(loaded, x, y, remedy="give a focus distance"):
                           f"(no surface): pick a pixel on an object or {remedy}") from None
 
 
-class FrameSizeError(ZDepthError):
-    """A frame of a sequence has another resolution than the first one."""
-
-
 def load_dof_frame(path, expect_size=None, layer=None, deep=None, view=None, background="auto",
                    layer_required=False):
-    """Load a frame for depth of field with :func:`core.exr.load_frame`; check it has colour
-    and depth (and ``expect_size`` ``(width, height)`` when given). ``layer``: the view layer
-    to read from a multilayer render with several (default: ``ViewLayer`` or the first).
-    A deep OpenEXR, or a flat export with its ``<name>_deep.exr`` beside it, is read with
-    :func:`core.deep.load_deep_frame` (the frame then has ``hidden`` layers and a
-    ``deep_note``); ``deep``: None = that, with the default budget of hidden layers; an int =
-    that budget; False = ignore a deep file beside a flat one. ``view``: the view of a stereo /
-    multi-view file; ``background``: the rule for "no surface". Raises :class:`ZDepthError`."""
-    import numpy as np
+    """Load a frame for depth of field with :func:`core.frame.load_frame` (``engine=True``).
+    ``deep``: None = deep files and ``<name>_deep.exr`` beside flat ones, with the default budget
+    of hidden layers; an int = that budget; False = ignore a deep file beside a flat one. A
+    ``--view`` / ``--layer`` the file lacks stops the run (:class:`AbortRun`)."""
+    from .deep import DEFAULT_MAX_LAYERS
+    from .frame import load_frame
 
-    from . import exr
-
-    if not os.path.exists(path):
-        raise ZDepthError("missing: the file does not exist")
+    budget = DEFAULT_MAX_LAYERS if deep is None or deep is True else int(deep)
     try:
-        frame = _load_deep_or_none(path, deep, view, layer if layer_required else None)
-    except UsageError as exc:  # a --view / --layer the deep file lacks: stop the run (exit 2)
+        return load_frame(path, layer=layer, view=view, background=background,
+                          layer_required=layer_required, deep_layers=budget,
+                          deep_beside=deep is not False, engine=True, expect_size=expect_size)
+    except UsageError as exc:  # a --view / --layer the file lacks: stop the run (exit 2)
         raise AbortRun(str(exc)) from None
-    if frame is None:
-        try:
-            frame = exr.load_frame(path, layer=layer, view=view, background=background,
-                                   layer_required=layer_required)
-        except UsageError as exc:  # a --view / --layer the file lacks: stop the run (exit 2)
-            raise AbortRun(str(exc)) from None
-    if frame.depth is None:
-        raise ZDepthError("no depth channel: render with the Z pass (View Layer > Passes > Z) "
-                          "or export with blender_zdepth")
-    if frame.rgba is None:
-        frame.rgba = _beauty_beside(path, frame.depth.shape)
-    bad = int(np.count_nonzero(frame.depth <= 0))
-    if bad:
-        raise ZDepthError(f"the depth channel holds zero or negative distances on {bad} covered "
-                          f"pixel(s): it is not a camera depth pass (use Blender's Z pass or a "
-                          f"blender_zdepth export; Z <= 0 counts as 'no surface' only where "
-                          f"alpha is 0)")
-    h, w = frame.depth.shape
-    if frame.rgba.shape[:2] != (h, w):
-        raise ZDepthError(f"colour is {frame.rgba.shape[1]}x{frame.rgba.shape[0]} but depth is "
-                          f"{w}x{h}")
-    if expect_size is not None and (w, h) != tuple(expect_size):
-        raise FrameSizeError(f"wrong size: {w}x{h}, the sequence is "
-                             f"{expect_size[0]}x{expect_size[1]}")
-    return frame
-
-
-def _load_deep_or_none(path, deep, view=None, layer=None):
-    """The deep frame for ``path`` (a deep file, or a flat one with ``<name>_deep.exr`` beside
-    it unless ``deep`` is False), or None for a flat frame."""
-    from . import deep as core_deep
-
-    budget = core_deep.DEFAULT_MAX_LAYERS if deep is None or deep is True else int(deep)
-    if core_deep.is_deep(path):
-        return core_deep.load_deep_frame(path, budget, view=view, layer=layer)
-    beside = core_deep.deep_beside_path(path)
-    if deep is not False and os.path.isfile(beside):
-        return core_deep.load_deep_frame(beside, budget, flat_path=path)
-    return None
-
-
-def beauty_beside_path(path):
-    """Where export on render writes the beauty when it goes *beside* the depth file:
-    ``zdepth_0001.exr`` -> ``zdepth_0001_beauty.exr``."""
-    stem, ext = os.path.splitext(os.fspath(path))
-    return stem + "_beauty" + ext
-
-
-def _beauty_beside(path, shape):
-    """The RGBA of the ``<name>_beauty.exr`` written beside a depth-only export; an error that
-    says what to do when there is none, or when it is not registered with the depth."""
-    import numpy as np
-
-    from . import exr
-
-    beside = beauty_beside_path(path)
-    if not os.path.exists(beside):
-        raise ZDepthError(f"no colour channels (R, G, B or ViewLayer.Combined) to refocus, and no "
-                          f"{os.path.basename(beside)} beside it: export with the beauty in the "
-                          f"same file or beside it")
-    image = exr.read_exr(beside)
-    if not all(c in image.channels for c in "RGB"):
-        raise ZDepthError(f"{beside}: no R, G, B channels (it has "
-                          f"{', '.join(sorted(image.channels))})")
-    h, w = shape
-    if image.channels["R"].shape != (h, w):
-        hb, wb = image.channels["R"].shape
-        raise ZDepthError(f"{beside} is {wb}x{hb} but the depth is {w}x{h}: not the same frame "
-                          f"size, refusing to resample")
-    alpha = image.channels.get("A")
-    if alpha is None:
-        alpha = np.ones((h, w), np.float32)
-    return np.dstack([image.channels["R"], image.channels["G"], image.channels["B"],
-                      alpha]).astype(np.float32, copy=False)
 
 
 def refocus_array(frame, lens, settings, diagnostic=False):
@@ -1420,7 +1338,7 @@ def multilayer_channels(path, rgba, layer=None):
     if odd:
         raise ZDepthError(f"cannot keep the other passes in a multilayer output: {odd[0]} is not "
                           f"{w}x{h} like the beauty (views or parts of other sizes)")
-    beauty = exr.find_beauty_channels(list(image.channels), layer)
+    beauty = exr.find_beauty_channels(list(image.channels), layer=layer)
     if beauty is None:
         beauty = ["R", "G", "B", "A"]
     elif beauty[3] is None:
