@@ -5,7 +5,7 @@ import numpy as np
 import OpenEXR
 import pytest
 
-from blender_zdepth.core import deep, dof, exr, sequence
+from blender_zdepth.core import deep, dof, exr, refocus
 from blender_zdepth.core.camera import CameraInfo
 from blender_zdepth.core.encodings import DepthEncoding
 from blender_zdepth.core.lens import Lens
@@ -122,10 +122,10 @@ def test_pinhole_dof_of_a_deep_file_is_its_flattened_image(tmp_path):
     rgba, depth, hidden = layers()
     rgba[5:8, 5:9, :] *= 0.5     # some partly transparent pixels too
     src = exr.write_deep_exr(tmp_path / "d.exr", rgba, depth, hidden, camera=CAMERA)
-    frame = sequence.load_dof_frame(src)
+    frame = refocus.load_input(src)
     flat, _ = deep.flatten(exr.read_deep(src))
     lens = Lens(focal_length_mm=100.0, fstop=1000.0, focus_distance=2.0, sensor_width_mm=36.0)
-    out = sequence.refocus_array(frame, lens, dof.DofSettings())
+    out = refocus.refocus_array(frame, lens, dof.DofSettings())
     assert frame.hidden  # hidden layers were handed over
     assert np.allclose(out, flat, atol=1e-5)
 
@@ -140,14 +140,14 @@ def test_hidden_layers_reach_the_engine(tmp_path, monkeypatch):
         return rgba
 
     monkeypatch.setattr(dof, "defocus", recording_defocus)
-    frame = sequence.load_dof_frame(src)
-    sequence.refocus_array(frame, Lens(focal_length_mm=100.0, fstop=2.0, focus_distance=2.0),
+    frame = refocus.load_input(src)
+    refocus.refocus_array(frame, Lens(focal_length_mm=100.0, fstop=2.0, focus_distance=2.0),
                            dof.DofSettings())
     (hrgba, hdepth), = seen["hidden"]
     assert np.all(hdepth[10:30, 20:44] == 8.0) and np.all(np.isinf(hdepth[:10]))
     assert np.allclose(hrgba[10:30, 20:44, 1], 0.8)
     # a budget of 0 hands nothing over; --no-deep on a flat file beside a deep one neither
-    frame = sequence.load_dof_frame(src, deep=0)
+    frame = refocus.load_input(src, deep=0)
     assert frame.hidden == []
 
 

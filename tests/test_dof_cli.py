@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from blender_zdepth.core import exr, sequence
+from blender_zdepth.core import exr, refocus
 from blender_zdepth.core.camera import CameraInfo
 from blender_zdepth.core.encodings import DepthEncoding
 
@@ -150,7 +150,7 @@ def test_focus_keys_rack_a_sequence(tmp_path, run_cli):
                 "--focus-keys", "1001:2,1005:8", *LENS, "--max-radius", "16")
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("] frame ") == 5 and "5 written" in r.stdout
-    keys = sequence.parse_focus_keys("1001:2,1005:8")
+    keys = refocus.parse_focus_keys("1001:2,1005:8")
     near, far = [], []
     for f in range(1001, 1006):
         result, header = rgba_of(out / f"rack.{f}.exr")

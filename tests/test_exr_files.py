@@ -332,12 +332,12 @@ def _stereo(tmp_path):
 
 
 def test_deep_stereo_is_refocused_per_view(tmp_path, capsys):
-    from blender_zdepth.core import sequence
+    from blender_zdepth.core import refocus
 
     path = tmp_path / "deep_stereo.exr"
     S.deep_stereo(path)
-    assert np.all(sequence.load_dof_frame(str(path)).depth == 2.0)  # the default view: left
-    assert np.all(sequence.load_dof_frame(str(path), view="right").depth == 4.0)
+    assert np.all(refocus.load_input(str(path)).depth == 2.0)  # the default view: left
+    assert np.all(refocus.load_input(str(path), view="right").depth == 4.0)
     code, out, err = run(capsys, "dof", path, tmp_path / "o.exr", "--view", "right",
                          "--focus-distance", "4", *LENS)
     assert code == 0, err

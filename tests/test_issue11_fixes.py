@@ -285,7 +285,7 @@ def test_render_result_failures_and_diagnostics_say_what_the_user_knows(bpy, add
 
 
 def test_refocused_header_drops_the_depth_channel_name():
-    from blender_zdepth.core.sequence import copyable_header
+    from blender_zdepth.core.refocus.frame import copyable_header
 
     kept = copyable_header({"zdepthDepthChannel": "Z", "zdepthEncoding": "log",
                             "zdepthFocalLength": 50.0, "Frame": "1"})

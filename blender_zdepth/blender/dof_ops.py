@@ -1,7 +1,7 @@
 """Depth of field on rendered frames, inside Blender: ``bpy.ops.zdepth.apply_dof`` and the
 "Depth of Field" sub-panel of Properties > Render > Z-Depth.
 
-The work itself is :mod:`blender_zdepth.core.sequence` (one :class:`SequenceRun` step per frame);
+The work itself is :mod:`blender_zdepth.core.batch` (one :class:`SequenceRun` step per frame);
 this module only gathers the inputs (the Render Result, or rendered EXR files on disk), the lens
 of every frame (the scene camera evaluated at that frame, or the panel's overrides), shows the
 result in an image called "Z-Depth DOF", and drives the run: synchronously when Blender runs
@@ -16,9 +16,10 @@ import tempfile
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty
 
-from ..core import sequence
+from ..core import batch as core_batch
+from ..core import refocus
 from ..core.errors import ZDepthError
-from ..core.planned import FramePlan, PlannedRefocus, header_had_dof
+from ..core.refocus.planned import FramePlan, PlannedRefocus, header_had_dof
 
 #: Name of the image the result is shown in.
 IMAGE_NAME = "Z-Depth DOF"
@@ -77,7 +78,7 @@ def camera_lens(scene, loaded=None):
 
 def lens_plan(scene):
     """Read everything the lens needs from ``scene`` now (main thread: it touches bpy) and
-    return a :class:`~blender_zdepth.core.planned.LensPlan`, ``plan(loaded) -> (lens,
+    return a :class:`~blender_zdepth.core.refocus.planned.LensPlan`, ``plan(loaded) -> (lens,
     focus_source)``, which touches no bpy and is picklable, so it may run in a worker thread or
     process; ``loaded`` (anything with a ``depth`` array) is needed for PIXEL focus only.
     See :func:`camera_lens`."""
@@ -111,7 +112,7 @@ def lens_plan(scene):
                   sensor_width_mm=float(data.sensor_width),
                   sensor_height_mm=float(data.sensor_height), sensor_fit=str(data.sensor_fit),
                   pixel_aspect=float(render.pixel_aspect_x) / float(render.pixel_aspect_y))
-    from ..core.planned import LensPlan
+    from ..core.refocus.planned import LensPlan
 
     return LensPlan(values, focus=None if focus is None else float(focus), source=source or "",
                     pixel=pixel)
@@ -276,7 +277,7 @@ def file_inputs(scene, frames):
     zd = dof_settings(scene)
     text = _abspath(_get(zd, "dof_input", ""))
     if text:
-        pattern = sequence.FramePattern(text)
+        pattern = core_batch.FramePattern(text)
         return {f: pattern.path_for(f) for f in frames}
     rendered = {f: _abspath(scene.render.frame_path(frame=f)) for f in frames}
     if scene.render.image_settings.file_format == "OPEN_EXR_MULTILAYER":
@@ -363,9 +364,9 @@ class DofBatch:
 
     The scene is read on the main thread when the batch is made: every frame's camera (focus,
     f-stop, lens, aperture: ``scene.frame_set`` so animated values are honoured) becomes a
-    :class:`~blender_zdepth.core.planned.FramePlan` that touches no bpy, so the frames can then
-    be refocused in the background (:meth:`start`: a worker thread, or several frames at once in
-    worker processes; :meth:`request_cancel`, :attr:`running`, :attr:`progress`: Blender's
+    :class:`~blender_zdepth.core.refocus.planned.FramePlan` that touches no bpy, so the frames
+    can then be refocused in the background (:meth:`start`: a worker thread, or several frames
+    at once in worker processes; :meth:`request_cancel`, :attr:`running`, :attr:`progress`: Blender's
     interface stays responsive) or one by one here (:meth:`step`, :meth:`cancel`).
     :meth:`finish` (main thread) restores the scene's frame, shows the result in the
     "Z-Depth DOF" image and cleans temporary files.
@@ -406,7 +407,7 @@ class DofBatch:
         self.task = PlannedRefocus(self.plans, diagnostic, layer, keep_result=True,
                                    multilayer=self.multilayer, read_view=self.read_view)
         self.state = self.task.state
-        self.run = sequence.SequenceRun(jobs, self._process, skip_existing=skip_existing)
+        self.run = core_batch.SequenceRun(jobs, self._process, skip_existing=skip_existing)
         self.parallel = None  # the ParallelRun when start() chose worker processes
 
     def _jobs(self, source, frames, png):
@@ -439,11 +440,11 @@ class DofBatch:
                     vout = with_view_suffix(out, suffixes[view])
                     outs = () if diagnostic else ((vout, os.path.splitext(vout)[0] + ".png")
                                                   if png else (vout,))
-                    jobs.append(sequence.FrameJob(frame, src, outs, view))
+                    jobs.append(core_batch.FrameJob(frame, src, outs, view))
             else:
                 outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
                                               else (out,))
-                jobs = [sequence.FrameJob(frame, src, outs)]
+                jobs = [core_batch.FrameJob(frame, src, outs)]
             self.aliases[src] = f"Render Result (frame {frame})"
         elif source == "FILES":
             if diagnostic:
@@ -463,14 +464,14 @@ class DofBatch:
             zd_out = _abspath(_get(zd, "dof_output_dir", ""))
             jobs = []
             if _get(zd, "dof_output_name", ""):
-                sequence.check_output_name(zd.dof_output_name, sequence=len(inputs) > 1)
+                core_batch.check_output_name(zd.dof_output_name, sequence=len(inputs) > 1)
             for f, src in sorted(inputs.items()):
                 out = self._output_path(src, f, zd_out or os.path.dirname(src))
-                if sequence.same_file(src, out):
+                if core_batch.same_file(src, out):
                     raise ZDepthError(f"the output would overwrite the input {src}")
                 outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
                                               else (out,))
-                jobs.append(sequence.FrameJob(f, src, outs))
+                jobs.append(core_batch.FrameJob(f, src, outs))
             if zd_out and not diagnostic:
                 ensure_output_folder(zd_out)
         else:
@@ -490,7 +491,7 @@ class DofBatch:
                               f"panel")
         zd_out = _abspath(_get(zd, "dof_output_dir", ""))
         if _get(zd, "dof_output_name", ""):
-            sequence.check_output_name(zd.dof_output_name, sequence=len(per_view) > 1)
+            core_batch.check_output_name(zd.dof_output_name, sequence=len(per_view) > 1)
         jobs = []
         for f, per in sorted(per_view.items()):
             if diagnostic:
@@ -498,11 +499,11 @@ class DofBatch:
             for view, src, base, suffix in per:
                 out = with_view_suffix(self._output_path(base, f, zd_out or os.path.dirname(src)),
                                        suffix)
-                if sequence.same_file(src, out):
+                if core_batch.same_file(src, out):
                     raise ZDepthError(f"the output would overwrite the input {src}")
                 outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
                                               else (out,))
-                jobs.append(sequence.FrameJob(f, src, outs, view))
+                jobs.append(core_batch.FrameJob(f, src, outs, view))
         self.first_view = jobs[0].view if jobs else None
         if zd_out and not diagnostic:
             ensure_output_folder(zd_out)
@@ -513,8 +514,8 @@ class DofBatch:
         Output Name pattern, else the input's name with ``_dof`` before the frame number."""
         pattern = _get(dof_settings(self.scene), "dof_output_name", "")
         if pattern:
-            return os.path.join(folder, sequence.output_name(pattern, src, frame))
-        return sequence.derived_path(src, folder=folder)
+            return os.path.join(folder, core_batch.output_name(pattern, src, frame))
+        return core_batch.derived_path(src, folder=folder)
 
     def _read_frames(self, frames, views=()):
         """``{frame: FramePlan}`` (lens plan, DofSettings, camera DOF on) read from the scene at
@@ -590,7 +591,7 @@ class DofBatch:
     def workers_for(self, workers=None):
         """``(frames at once, engine threads each)`` for :meth:`start`: ``workers`` None
         chooses from the cores and the memory available for the frames' size
-        (:func:`~blender_zdepth.core.sequence.choose_jobs`; one for a small sequence, where
+        (:func:`~blender_zdepth.core.batch.choose_jobs`; one for a small sequence, where
         starting processes would cost more than it saves); the Render Result and the
         focal-plane view are one frame."""
         if workers == 1 or self.source != "FILES" or self.diagnostic:
@@ -609,7 +610,7 @@ class DofBatch:
                 break
             except Exception:
                 continue
-        n, threads, _ = sequence.choose_jobs(len(todo), pixels, workers, 0)
+        n, threads, _ = core_batch.choose_jobs(len(todo), pixels=pixels, jobs=workers, threads=0)
         return n, threads
 
     def start(self, workers=None):
@@ -617,7 +618,7 @@ class DofBatch:
         :attr:`progress` from the main thread and call :meth:`finish` there. One frame at a
         time runs in a worker thread (numpy only, no bpy); several at once (``workers``, or
         chosen by :meth:`workers_for`) run in worker processes
-        (:class:`~blender_zdepth.core.sequence.ParallelRun`) that a thread looks after."""
+        (:class:`~blender_zdepth.core.batch.ParallelRun`) that a thread looks after."""
         import threading
 
         if self._thread is not None:
@@ -628,9 +629,10 @@ class DofBatch:
             task = PlannedRefocus(self.plans, self.diagnostic, self.layer, keep_result=False,
                                   read_view=self.read_view)
             task.state.update(self.state)
-            task = task.with_settings(lambda s: sequence.with_threads(s, threads))
-            self.parallel = sequence.ParallelRun(self.run.jobs, task, n, threads,
-                                                 self.run.skip_existing)
+            task = task.with_settings(lambda s: refocus.with_threads(s, threads))
+            self.parallel = core_batch.ParallelRun(self.run.jobs, task, workers=n,
+                                                   threads=threads,
+                                                   skip_existing=self.run.skip_existing)
             target = self._work_parallel
         self._thread = threading.Thread(target=target, name="zdepth-apply-dof", daemon=True)
         self._thread.start()
@@ -823,7 +825,7 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
             head = (f"{what} of frame {batch.last_frame}: shown in the image '{IMAGE_NAME}' "
                     f"(Image Editor), not written to disk")
         if batch.warnings:
-            frames = sequence.format_frames([f for f, _ in batch.warnings])
+            frames = core_batch.format_frames([f for f, _ in batch.warnings])
             self.report({"WARNING"}, f"frame{'s' if len(batch.warnings) > 1 else ''} "
                                      f"{frames}: {DOUBLE_DOF_WARNING}")
         if report.failed:
@@ -853,7 +855,7 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
         try:
             while not batch.run.done:
                 result = batch.step()
-                print(batch.describe(sequence.progress_line(result, batch.run.index,
+                print(batch.describe(core_batch.progress_line(result, batch.run.index,
                                                             batch.total)))
         except KeyboardInterrupt:
             batch.cancel()

@@ -1,8 +1,5 @@
 """``decode``: turn an encoded depth EXR back into linear planar depth (float32, channel ``Z``)."""
 
-from ..core.atomic import check_target
-from ..core.frame import load_frame
-
 NAME = "decode"
 HELP = "write linear planar depth (float32, channel Z, background = +inf) from an encoded EXR"
 
@@ -26,6 +23,8 @@ def run(args):
 
     from ..core import encodings, exr
     from ..core.errors import ZDepthError
+    from ..core.atomic import check_target
+    from ..core.frame import load_frame
     from .encode import background_arg, carried_header, report_background
 
     background = background_arg(args.background)

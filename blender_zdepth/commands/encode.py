@@ -1,8 +1,5 @@
 """``encode``: re-encode the depth of an EXR (a Blender render or one of ours) into our format."""
 
-from ..core.atomic import check_target
-from ..core.frame import load_frame
-
 NAME = "encode"
 HELP = "write an EXR's depth log-encoded (or linear/normalized/inverse), range in the header"
 
@@ -119,6 +116,8 @@ def run(args):
 
     from ..core import encodings, exr, png
     from ..core.errors import ZDepthError
+    from ..core.atomic import check_target
+    from ..core.frame import load_frame
 
     background = background_arg(args.background)
     exr.codec_enum(args.codec)  # lossy or unknown codec: usage error before reading anything

@@ -1,7 +1,5 @@
 """``inspect``: what an EXR holds -- channels, depth encoding and range, camera, precision."""
 
-from ..core.frame import load_frame
-
 NAME = "inspect"
 HELP = "show an EXR's channels, depth encoding, range, camera and precision report"
 
@@ -47,6 +45,7 @@ def describe(path, focus=None, layer=None, background="auto", compare=False, vie
     import numpy as np
 
     from ..core import encodings, exr, precision
+    from ..core.frame import load_frame
 
     img = exr.read_exr(path, view=view, sample_counts=True)
     info = {
