@@ -484,7 +484,7 @@ def main(argv=None):
     row("  start-up: python -m blender_zdepth dof --help", f"{statistics.median(startup):.3f} s",
         "", None)
     if io_read:
-        row("  EXR read (core.exr.load_frame)", f"{statistics.median(io_read):.3f} s", "", None)
+        row("  EXR read (core.frame.load_frame)", f"{statistics.median(io_read):.3f} s", "", None)
         row("  EXR write (core.exr.write_exr RGBA, ZIP)", f"{statistics.median(io_write):.3f} s",
             "", None)
     if node_s is not None:

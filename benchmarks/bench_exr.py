@@ -6,7 +6,7 @@ For each size: a procedural depth frame (a ground plane receding to the horizon,
 sky = 1e10 background, like a Cycles Z pass) is
 
 * ``ours write``: encoded (log, float32) and written with ``core.exr.write_depth_exr``;
-* ``ours read``: read back and decoded with ``core.exr.load_frame``;
+* ``ours read``: read back and decoded with ``core.frame.load_frame``;
 * ``raw write`` / ``raw read``: the same float32 depth written/read with the bare OpenEXR
   bindings (no encoding, no checks, no atomic rename): the reference.
 
