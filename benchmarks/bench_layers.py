@@ -49,7 +49,8 @@ def main(argv=None):
     from blender_zdepth.blender.render import export
     from blender_zdepth.blender.render.peel import pass_samples
     from blender_zdepth.blender.scene.options import LayerOptions
-    from blender_zdepth.core import deep
+    from blender_zdepth.core import exr
+    from blender_zdepth.core.exr import deep as exr_deep
 
     # where the extra time goes: the passes (renders + reading them back), the deep file (its
     # samples and the bindings' per-pixel arrays built in Python, then the bindings' write) and,
@@ -66,9 +67,9 @@ def main(argv=None):
         return wrapper
 
     export.render_passes = timed("passes", export.render_passes)
-    deep.write_deep_exr = timed("deep", deep.write_deep_exr)
-    deep._sample_arrays = timed("build", deep._sample_arrays)
-    deep._to_object_arrays = timed("build", deep._to_object_arrays)
+    exr.write_deep_exr = timed("deep", exr.write_deep_exr)
+    exr_deep.layer_samples = timed("build", exr_deep.layer_samples)
+    exr_deep._to_object_arrays = timed("build", exr_deep._to_object_arrays)
     export._write_frame = timed("flat", export._write_frame)
 
     w, h = (int(v) for v in args.resolution.lower().split("x"))

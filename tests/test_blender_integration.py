@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -358,7 +359,7 @@ def test_export_on_animation_render_cycles(bpy, addon, tmp_path):
             scene.render.image_settings.color_depth) == user_settings
     for frame, path, focus in zip((1, 2, 3), files, (2.0, 4.0, 6.0)):
         z, rgba = plain_z(str(tmp_path / f"beauty_{frame:04d}.exr"))
-        loaded = exr.load_frame(path)
+        loaded = load_frame(path)
         h = loaded.header
         assert str(h["compression"]).upper().startswith(("ZIP_COMP", "COMPRESSION.ZIP_COMP"))
         assert loaded.half is False
@@ -390,7 +391,7 @@ def test_export_cycles_and_eevee_agree(bpy, addon, tmp_path):
     for engine in ("CYCLES", "EEVEE"):
         scene = make_scene(engine, size=(32, 24), clip=(0.1, 60.0))
         (path,) = export.render_with_depth(scene, str(tmp_path / engine), encoding="linear")
-        results[engine] = exr.load_frame(path)
+        results[engine] = load_frame(path)
         assert results[engine].header["zdepthEngine"] == scene.render.engine
     c, e = results["CYCLES"].depth, results["EEVEE"].depth
     bg_c, bg_e = np.isinf(c), np.isinf(e)
@@ -422,7 +423,7 @@ def test_export_resolution_percentage_border_crop_and_focus_object(bpy, addon, t
         output_dir=str(tmp_path), beauty="BESIDE", codec="PIZ", bit_depth="16",
         write_preview=True, encoding="log"))
     z, rgba = plain_z(str(tmp_path / "beauty.exr"))
-    loaded = exr.load_frame(out["depth"])
+    loaded = load_frame(out["depth"])
     assert loaded.depth.shape == z.shape == (12, 16)  # 50 %, then the border crop
     assert loaded.rgba is None and loaded.half is True
     assert "PIZ" in str(loaded.header["compression"]).upper()

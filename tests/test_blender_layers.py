@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -203,8 +204,8 @@ def test_render_depth_layers_button_writes_flat_and_deep_files(addon, tmp_path):
     assert _state(scene) == before
     assert sorted(os.listdir(tmp_path)) == ["zdepth_0001.exr", "zdepth_0001_deep.exr",
                                             "zdepth_0002.exr", "zdepth_0002_deep.exr"]
-    image = deep.read_deep(str(tmp_path / "zdepth_0002_deep.exr"))
-    flat = exr.load_frame(str(tmp_path / "zdepth_0002.exr"))
+    image = exr.read_deep(str(tmp_path / "zdepth_0002_deep.exr"))
+    flat = load_frame(str(tmp_path / "zdepth_0002.exr"))
     np.testing.assert_allclose(deep.flatten(image)[0], flat.rgba, atol=1e-6)
     assert (image.counts == 2).sum() > 10
     # what Apply and the preview then read: the beauty of the last frame, not a pass
@@ -241,8 +242,8 @@ def test_f12_with_layers_writes_the_flat_and_deep_files_with_automatic_clips(add
     assert render_handlers.last_errors() == []
     assert _state(scene) == before
     assert sorted(os.listdir(tmp_path)) == ["zdepth_0001.exr", "zdepth_0001_deep.exr"]
-    image = deep.read_deep(str(stale))
-    flat = exr.load_frame(str(tmp_path / "zdepth_0001.exr"))
+    image = exr.read_deep(str(stale))
+    flat = load_frame(str(tmp_path / "zdepth_0001.exr"))
     np.testing.assert_allclose(deep.flatten(image)[0], flat.rgba, atol=1e-6)
     assert image.header["zdepthDepthLayers"] == 3
     assert (image.counts >= 2).sum() > 10  # the wall behind the box

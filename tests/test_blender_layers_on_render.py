@@ -17,6 +17,7 @@ import threading
 
 import numpy as np
 import pytest
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -148,14 +149,14 @@ def test_background_render_with_layers_writes_deep_files_and_changes_nothing_els
         "zdepth_0001.exr", "zdepth_0001_deep.exr", "zdepth_0002.exr", "zdepth_0002_deep.exr"]
     for frame in (1, 2):
         name = f"zdepth_{frame:04d}.exr"
-        a = exr.load_frame(str(tmp_path / "plain" / "z" / name))
-        b = exr.load_frame(str(tmp_path / "layers" / "z" / name))
+        a = load_frame(str(tmp_path / "plain" / "z" / name))
+        b = load_frame(str(tmp_path / "layers" / "z" / name))
         np.testing.assert_array_equal(a.rgba, b.rgba)
         np.testing.assert_array_equal(a.depth, b.depth)
 
         # (c) the deep file of each frame flattens to the beauty; behind the box it holds
         # the wall at 10 m, seen by the pass with the clip start at 6 m
-        image = deep.read_deep(str(tmp_path / "layers" / "z" / f"zdepth_{frame:04d}_deep.exr"))
+        image = exr.read_deep(str(tmp_path / "layers" / "z" / f"zdepth_{frame:04d}_deep.exr"))
         np.testing.assert_allclose(deep.flatten(image)[0], b.rgba, atol=1e-6)
         assert image.header["zdepthDepthLayers"] == 2
         box = np.abs(b.depth - 3.5) < 0.6
@@ -294,10 +295,9 @@ def test_off_the_main_thread_frames_are_queued_and_rendered_by_the_timer(
     frame is queued (flat file written, no pass rendered); render_complete registers the timer,
     whose function renders the queued frames' passes on the main thread: the same deep files as
     on the main thread, every setting and the frame restored, the kept files removed."""
-    from blender_zdepth.blender.render import export
     from blender_zdepth.blender.render import handlers as render_handlers
     from blender_zdepth.blender.render.result import read_render_result
-    from blender_zdepth.core import deep, exr
+    from blender_zdepth.core import exr
 
     scene = _shot(bpy)
     _render(bpy, scene, tmp_path / "main", 2)  # reference: passes rendered in the handler
@@ -343,8 +343,8 @@ def test_off_the_main_thread_frames_are_queued_and_rendered_by_the_timer(
     assert "depth layers: 2 deep file(s) written to" in capsys.readouterr().out
     for frame in (1, 2):
         name = f"zdepth_{frame:04d}_deep.exr"
-        a = deep.read_deep(str(tmp_path / "main" / "z" / name))
-        b = deep.read_deep(str(folder / name))
+        a = exr.read_deep(str(tmp_path / "main" / "z" / name))
+        b = exr.read_deep(str(folder / name))
         np.testing.assert_array_equal(a.counts, b.counts)
         for key in a.channels:
             np.testing.assert_array_equal(a.channels[key], b.channels[key], err_msg=key)
@@ -353,7 +353,7 @@ def test_off_the_main_thread_frames_are_queued_and_rendered_by_the_timer(
             assert np.array_equal(np.asarray(a.header[key]), np.asarray(b.header[key])), key
     # the Render Result is still the user's beauty of the last frame rendered
     assert render_handlers.last_render_frame(scene) == 2
-    flat = exr.load_frame(str(folder / "zdepth_0002.exr"))
+    flat = load_frame(str(folder / "zdepth_0002.exr"))
     np.testing.assert_array_equal(read_render_result(scene)[0].rgba, flat.rgba)
     assert render_handlers.render_queued_layers() == []  # nothing left to do
 
@@ -361,7 +361,6 @@ def test_off_the_main_thread_frames_are_queued_and_rendered_by_the_timer(
 @pytest.mark.slow
 def test_a_cancelled_render_drops_the_queue(bpy, addon, tmp_path, monkeypatch, peel_renders,
                                             capsys):
-    from blender_zdepth.blender.render import export
     from blender_zdepth.blender.render import handlers as render_handlers
 
     scene = _shot(bpy)
@@ -423,7 +422,7 @@ def test_eevee_render_with_layers_keeps_blenders_image(bpy, addon, tmp_path, pee
     """EEVEE renders its passes from inside its own render's handler too (a second GPU render
     started from render_post): Blender's image is unchanged, the deep file sees the wall."""
     from blender_zdepth.blender import compat
-    from blender_zdepth.core import deep
+    from blender_zdepth.core import exr
 
     scene = _shot(bpy)
     scene.render.engine = compat.eevee_engine_id()
@@ -440,7 +439,7 @@ def test_eevee_render_with_layers_keeps_blenders_image(bpy, addon, tmp_path, pee
     assert peel_renders == [1]
     for key in images[1]:
         np.testing.assert_array_equal(images[1][key], images[2][key], err_msg=key)
-    image = deep.read_deep(str(tmp_path / "z2" / "zdepth_0001_deep.exr"))
+    image = exr.read_deep(str(tmp_path / "z2" / "zdepth_0001_deep.exr"))
     assert (image.counts == 2).sum() > 5
     assert scene.camera.data.clip_start == pytest.approx(0.1)
 
@@ -453,7 +452,7 @@ def test_a_scene_that_is_not_the_context_scene_renders_its_own_frame(bpy, addon,
     it is at (the render command's --scene, a script's render of another scene)."""
     from blender_zdepth.blender.render import export
     from blender_zdepth.blender.render import handlers as render_handlers
-    from blender_zdepth.core import deep, exr
+    from blender_zdepth.core import exr
 
     scene = _shot(bpy)
     scene.zdepth.export_enabled = False
@@ -474,12 +473,12 @@ def test_a_scene_that_is_not_the_context_scene_renders_its_own_frame(bpy, addon,
     assert bpy.ops.render.render(animation=True, scene=scene.name) == {"FINISHED"}
     assert render_handlers.last_errors() == []
     assert other.frame_current == 1
-    ref_flat = exr.load_frame(reference["depth"])
-    ref_deep = deep.read_deep(reference["deep"])
+    ref_flat = load_frame(reference["depth"])
+    ref_deep = exr.read_deep(reference["deep"])
     for flat, deep_path in ((moved["depth"], moved["deep"]),
                             (tmp_path / "anim" / "zdepth_0002.exr",
                              tmp_path / "anim" / "zdepth_0002_deep.exr")):
-        np.testing.assert_array_equal(exr.load_frame(str(flat)).rgba, ref_flat.rgba)
-        image = deep.read_deep(str(deep_path))
+        np.testing.assert_array_equal(load_frame(str(flat)).rgba, ref_flat.rgba)
+        image = exr.read_deep(str(deep_path))
         np.testing.assert_array_equal(image.counts, ref_deep.counts)
         np.testing.assert_array_equal(image.channels["Z"], ref_deep.channels["Z"])

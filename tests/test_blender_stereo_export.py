@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from blender_zdepth.core import exr
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -71,8 +72,8 @@ def test_stereo_render_exports_one_registered_file_per_eye(bpy, addon, tmp_path,
     rows = SIZE[1]
     eyes = {}
     for view, suffix in (("left", "_L"), ("right", "_R")):
-        ours = exr.load_frame(tmp_path / "depth" / f"zdepth_0001{suffix}.exr")
-        theirs = exr.load_frame(blender_file, view=view)
+        ours = load_frame(tmp_path / "depth" / f"zdepth_0001{suffix}.exr")
+        theirs = load_frame(blender_file, view=view)
         assert ours.header["zdepthView"] == view
         covered = np.isfinite(theirs.depth)
         assert covered.any() and (~covered).any()
@@ -98,15 +99,15 @@ def test_stereo_render_exports_one_registered_file_per_eye(bpy, addon, tmp_path,
         out = tmp_path / f"dof{suffix}.exr"
         r = run_cli("dof", src, out, "--focus-distance", "5", "--fstop", "1")
         assert r.returncode == 0, r.stderr
-        refocused = exr.load_frame(out, need_depth=False)
+        refocused = load_frame(out, need_depth=False)
         wall = _wall(refocused.rgba)
         assert np.count_nonzero(wall != np.isfinite(eyes[view].depth)) <= rows, view
     theirs_out = tmp_path / "dof_blender_R.exr"
     r = run_cli("dof", blender_file, theirs_out, "--view", "right", "--focus-distance", "5",
                 "--fstop", "1", "--focal-length", str(LENS))
     assert r.returncode == 0, r.stderr
-    a = exr.load_frame(tmp_path / "dof_R.exr", need_depth=False).rgba
-    b = exr.load_frame(theirs_out, need_depth=False).rgba
+    a = load_frame(tmp_path / "dof_R.exr", need_depth=False).rgba
+    b = load_frame(theirs_out, need_depth=False).rgba
     assert np.abs(a - b).max() < 1e-3
 
 
@@ -121,7 +122,7 @@ def test_stereo_export_names_beside_files_and_refuses_depth_layers(bpy, tmp_path
     assert sorted(os.listdir(tmp_path / "a")) == [
         "shot_001_L.exr", "shot_001_L_beauty.exr", "shot_001_L_preview.png",
         "shot_001_R.exr", "shot_001_R_beauty.exr", "shot_001_R_preview.png"]
-    left = exr.load_frame(tmp_path / "a" / "shot_001_L.exr")
+    left = load_frame(tmp_path / "a" / "shot_001_L.exr")
     beauty = exr.read_exr(tmp_path / "a" / "shot_001_L_beauty.exr")
     wall = beauty.channels["R"] - beauty.channels["B"] > 0.3
     assert np.count_nonzero(wall != np.isfinite(left.depth)) <= SIZE[1]
@@ -156,7 +157,7 @@ def test_each_eye_matrix_follows_blenders_stereo_camera(bpy, tmp_path, mode, piv
     assert [p["view"] for p in written] == ["left", "right"]
     cams = {}
     for paths in written:
-        f = exr.load_frame(paths["depth"])
+        f = load_frame(paths["depth"])
         mid = np.isfinite(f.depth)[SIZE[1] // 2]
         edge = np.flatnonzero(mid).max() + 1
         assert abs(_edge_column(f.camera.world_to_camera) - edge) <= 1.0, paths["view"]
@@ -187,7 +188,7 @@ def test_multi_view_setup_uses_each_views_camera(bpy, tmp_path):
     assert [os.path.basename(p["depth"]) for p in written] == ["zdepth_0001_L.exr",
                                                                "zdepth_0001_R.exr"]
     for paths, cam in zip(written, (left, right)):
-        f = exr.load_frame(paths["depth"])
+        f = load_frame(paths["depth"])
         assert f.header["zdepthCameraName"] == cam.name
         np.testing.assert_allclose(
             f.camera.world_to_camera, np.asarray(cam.matrix_world.inverted().transposed()),
@@ -253,7 +254,7 @@ def test_apply_on_a_stereo_render_result_refocuses_each_view(registered, tmp_pat
         r = run_cli("dof", saved, cli_out, "--view", view, *DOF_ARGS)
         assert r.returncode == 0, r.stderr
         np.testing.assert_allclose(ours, _rgba(cli_out), atol=1e-5, err_msg=view)
-        src = exr.load_frame(saved, view=view)
+        src = load_frame(saved, view=view)
         assert np.count_nonzero(_wall(ours) != np.isfinite(src.depth)) <= SIZE[1], view
         results[view] = ours
     assert not np.allclose(results["left"], results["right"])  # each eye its own view

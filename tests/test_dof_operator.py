@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from blender_zdepth.core import exr
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -92,7 +93,7 @@ def test_apply_to_render_result(addon, tmp_path):
     from blender_zdepth.blender.refocus.inputs import render_result_input
 
     render_result_input(scene, str(tmp_path / "check.exr"))
-    src = exr.load_frame(str(tmp_path / "check.exr")).rgba
+    src = load_frame(str(tmp_path / "check.exr")).rgba
     assert sharpness(result, NEAR_REGION) > 0.8 * sharpness(src, NEAR_REGION)
     assert sharpness(result, FAR_REGION) < 0.5 * sharpness(src, FAR_REGION)
     # the result is shown in an image, top row first in the file = last row in Blender
@@ -269,11 +270,11 @@ def test_files_default_to_the_depth_exports(addon, tmp_path):
     scene.render.filepath = str(tmp_path / "png_####")  # PNG: no depth there
     bpy.ops.render.render(animation=True)
     export = tmp_path / "zd" / "zd_0001.exr"
-    assert exr.load_frame(str(export)).encoding is not None  # one of ours
+    assert load_frame(str(export)).encoding is not None  # one of ours
     assert bpy.ops.zdepth.apply_dof(source="FILES") == {"FINISHED"}
     result, header = rgba_file(tmp_path / "zd" / "zd_dof_0001.exr")
     assert header["zdepthDofFocusDistance"] == pytest.approx(NEAR)
     assert "zdepthEncoding" not in header and header["zdepthCameraFocalLength"] == 100.0
-    src = exr.load_frame(str(export)).rgba
+    src = load_frame(str(export)).rgba
     assert sharpness(result, NEAR_REGION) > 0.8 * sharpness(src, NEAR_REGION)
     assert sharpness(result, FAR_REGION) < 0.5 * sharpness(src, FAR_REGION)

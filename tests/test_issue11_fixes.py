@@ -12,6 +12,7 @@ import types
 
 import numpy as np
 import pytest
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -124,7 +125,7 @@ def test_workbench_render_command_writes_the_same_depth_as_cycles(bpy, addon, tm
         code = cli.main(["render", blend, "--out", str(out), "--engine", engine,
                          "--samples", "1", "--encoding", "linear"])
         assert code == 0
-        frame = exr.load_frame(str(out / "zdepth_0001.exr"))
+        frame = load_frame(str(out / "zdepth_0001.exr"))
         assert frame.header["zdepthEngine"] == ("CYCLES" if engine == "cycles"
                                                 else "BLENDER_WORKBENCH")
         depth[engine] = frame.depth
@@ -284,7 +285,7 @@ def test_render_result_failures_and_diagnostics_say_what_the_user_knows(bpy, add
 
 
 def test_refocused_header_drops_the_depth_channel_name():
-    from blender_zdepth.core.sequence import copyable_header
+    from blender_zdepth.core.refocus.frame import copyable_header
 
     kept = copyable_header({"zdepthDepthChannel": "Z", "zdepthEncoding": "log",
                             "zdepthFocalLength": 50.0, "Frame": "1"})

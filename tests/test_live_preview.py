@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from blender_zdepth.core import exr
 from test_dof_operator import (FAR, FAR_REGION, H, NEAR, NEAR_REGION, W, _render_focus_pull,
                                build_two_plane_scene, configure, rgba_file, sharpness)
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -55,7 +55,7 @@ def test_refresh_preview_matches_the_engine_and_follows_focus(addon, tmp_path):
     assert near_focus.shape == (H, W, 4)  # small enough: no shrinking
     # the same as the engine at draft quality on the Render Result
     render_result_input(scene, str(tmp_path / "check.exr"))
-    frame = exr.load_frame(str(tmp_path / "check.exr"))
+    frame = load_frame(str(tmp_path / "check.exr"))
     lens, _ = camera_lens(scene)
     expected = dof.defocus(frame.rgba, frame.depth, lens,
                            dof.DofSettings(max_radius=12.0, quality="draft"))
@@ -74,7 +74,7 @@ def test_preview_is_shrunk_and_picks_full_size_pixels(addon, tmp_path, monkeypat
     import bpy
     from blender_zdepth.blender.refocus import live
     from blender_zdepth.blender.refocus.display import image_size
-    from blender_zdepth.core import preview as core_preview
+    from blender_zdepth.core.refocus import preview as core_preview
 
     monkeypatch.setattr(core_preview, "PREVIEW_PIXELS", W * H // 4)  # a factor of 2
     scene = rendered(bpy, tmp_path, dof_focus_mode="PIXEL", dof_focus_pixel=(W - 5, 2))
@@ -130,7 +130,7 @@ def test_live_preview_is_debounced_and_computed_in_a_thread(addon, tmp_path, mon
     zd.dof_focus_distance = 3.0
     assert not live.LIVE.busy and not bpy.app.timers.is_registered(live._tick)
     threads = []
-    from blender_zdepth.core import preview as core_preview
+    from blender_zdepth.core.refocus import preview as core_preview
 
     original = core_preview.render_preview
 
@@ -321,7 +321,8 @@ def test_apply_in_a_worker_thread_completes_and_cancels(addon, tmp_path, monkeyp
 
     import bpy
     from blender_zdepth.blender.refocus.batch import DofBatch
-    from blender_zdepth.core import sequence
+    from blender_zdepth.core import refocus
+    from blender_zdepth.core.refocus import planned
 
     scene = _render_focus_pull(bpy, tmp_path)
     configure(scene, tmp_path, dof_output_dir="")
@@ -336,7 +337,7 @@ def test_apply_in_a_worker_thread_completes_and_cancels(addon, tmp_path, monkeyp
         os.remove(tmp_path / f"r_dof_{f:04d}.exr")
     # cancel while frame 1 is being refocused: it is finished whole, the rest never start
     started, release = threading.Event(), threading.Event()
-    real = sequence.refocus_frame
+    real = refocus.refocus_frame
     worker = []
 
     def slow(job, *args, **kwargs):
@@ -345,7 +346,7 @@ def test_apply_in_a_worker_thread_completes_and_cancels(addon, tmp_path, monkeyp
         assert release.wait(30)
         return real(job, *args, **kwargs)
 
-    monkeypatch.setattr(sequence, "refocus_frame", slow)
+    monkeypatch.setattr(planned, "refocus_frame", slow)
     batch = DofBatch(scene, "FILES", frames=[1, 2, 3])
     batch.start()
     assert started.wait(30)
@@ -374,7 +375,8 @@ def test_modal_polls_the_worker_and_esc_cancels(addon, tmp_path, monkeypatch):
     import bpy
     from blender_zdepth.blender.refocus.batch import DofBatch
     from blender_zdepth.blender.ui.dof_operators import ZDEPTH_OT_apply_dof
-    from blender_zdepth.core import sequence
+    from blender_zdepth.core import refocus
+    from blender_zdepth.core.refocus import planned
 
     scene = _render_focus_pull(bpy, tmp_path)
     configure(scene, tmp_path, dof_output_dir="")
@@ -393,14 +395,14 @@ def test_modal_polls_the_worker_and_esc_cancels(addon, tmp_path, monkeypatch):
         return types.SimpleNamespace(type=kind)
 
     started, release = threading.Event(), threading.Event()
-    real = sequence.refocus_frame
+    real = refocus.refocus_frame
 
     def slow(job, *args, **kwargs):
         started.set()
         assert release.wait(30)
         return real(job, *args, **kwargs)
 
-    monkeypatch.setattr(sequence, "refocus_frame", slow)
+    monkeypatch.setattr(planned, "refocus_frame", slow)
     batch = DofBatch(scene, "FILES", frames=[1, 2, 3])
     op = fake_operator(batch)
     batch.start()
@@ -445,7 +447,7 @@ def test_a_dragged_slider_refreshes_as_it_goes(addon, tmp_path):
 
 
 def test_apply_in_worker_processes_completes_and_cancels(addon, tmp_path):
-    """Several frames at once (core.sequence.ParallelRun, what Apply chooses for a long or
+    """Several frames at once (core.batch.ParallelRun, what Apply chooses for a long or
     large sequence on a machine with the cores and memory for it): the same outputs as one at a
     time, the double-DOF warning and the last frame come back, Esc stops the workers at once
     and leaves no partial file."""

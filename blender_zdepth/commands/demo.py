@@ -87,9 +87,11 @@ def run(args):
 
     from ..blender import scenes
     from ..blender.render.export import render_with_depth
-    from ..core import display, exr, png, precision, sequence
+    from ..core import batch, display, exr, png, precision, refocus
     from ..core.dof import DofSettings, focal_plane_view
+    from ..core.frame import load_frame
     from ..core.lens import Lens
+    from ._demo_sheet import contact_sheet
 
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not os.path.isdir(out):
@@ -111,7 +113,7 @@ def run(args):
     t_render = time.perf_counter() - t0
     depth_exr = depth_paths[0]["depth"]
     deep_exr = depth_paths[0]["deep"]
-    frame = exr.load_frame(depth_exr)
+    frame = load_frame(depth_exr)
     layered = ""
     if deep_exr:
         from ..blender.render.peel import pass_samples
@@ -141,10 +143,10 @@ def run(args):
     lenses = {i + 1: base.with_focus(d) for i, d in enumerate(RACK)}
     settings = DofSettings(max_radius=48.0)
     t1 = time.perf_counter()
-    result = sequence.refocus_sequence(
+    result = refocus.refocus_sequence(
         {f: depth_exr for f in lenses}, os.path.join(out, "refocus", "refocus.####.exr"),
-        lenses, settings, png=True, overwrite=True,
-        progress=lambda r, i, n: print("  " + sequence.progress_line(r, i, n)))
+        lenses, settings=settings, png=True, overwrite=True,
+        progress=lambda r, i, n: print("  " + batch.progress_line(r, i, n)))
     if not result.ok:
         raise ZDepthError(f"the demo refocus failed: {result.summary()}")
     print(f"refocused {len(lenses)} frames (f/{args.fstop:g}, focus {', '.join(f'{d:g}' for d in RACK)} m) "
@@ -153,9 +155,9 @@ def run(args):
     if deep_exr:
         # the far focus again from the flat file alone: what the refocus makes without layers
         compare = max(lenses)
-        flat = sequence.refocus_sequence(
+        flat = refocus.refocus_sequence(
             {compare: depth_exr}, os.path.join(out, "refocus", "flat.####.exr"),
-            {compare: lenses[compare]}, settings, png=True, overwrite=True, deep=False)
+            {compare: lenses[compare]}, settings=settings, png=True, overwrite=True, deep=False)
         if not flat.ok:
             raise ZDepthError(f"the demo refocus failed: {flat.summary()}")
         image = exr.read_exr(os.path.join(out, "refocus", f"flat.{compare:04d}.exr"))
@@ -173,7 +175,7 @@ def run(args):
     tiles.append(display.to_display(focal_plane_view(frame.rgba, frame.depth, diag_lens,
                                                      settings)))
     labels.append(f"focal plane at {diag_lens.focus_distance:g} m: near/in focus/far")
-    sheet = display.contact_sheet(tiles, labels, columns=2, label_scale=max(
+    sheet = contact_sheet(tiles, labels, columns=2, label_scale=max(
         1, resolution[0] // 240))
     sheet_path = os.path.join(out, "contact_sheet.png")
     png.write_png(sheet_path, sheet, bits=8, overwrite=True)
@@ -183,7 +185,7 @@ def run(args):
         lens = lenses[max(lenses)]
         flat_tile, layered_tile = display.to_display(flat_rgba), tiles[2 + len(lenses) - 1]
         zoom = _zoom_window(flat_tile, layered_tile)
-        pair = display.contact_sheet(
+        pair = contact_sheet(
             [flat_tile, layered_tile, zoom(flat_tile), zoom(layered_tile)],
             [f"flat render, {lens.focus_distance:g} m f/{lens.fstop:g}",
              f"{args.layers} depth layers, same focus", "x2 where they differ most",

@@ -1,6 +1,6 @@
 """The Apply batch: ``bpy.ops.zdepth.apply_dof``'s work, one :class:`DofBatch` per run.
 
-The work itself is :mod:`blender_zdepth.core.sequence` (one :class:`SequenceRun` step per frame);
+The work itself is :mod:`blender_zdepth.core.batch` (one :class:`SequenceRun` step per frame);
 this module only gathers the inputs (the Render Result, or rendered EXR files on disk:
 :mod:`.inputs`), the lens of every frame (the scene camera evaluated at that frame, or the
 panel's overrides: :mod:`..scene.optics`), shows the result in an image called "Z-Depth DOF"
@@ -16,9 +16,10 @@ import threading
 
 import numpy as np
 
-from ...core import exr, sequence
+from ...core import batch as core_batch
+from ...core import exr, refocus
 from ...core.errors import ZDepthError
-from ...core.planned import FramePlan, PlannedRefocus
+from ...core.refocus.planned import FramePlan, PlannedRefocus
 from ..render.handlers import last_render_frame
 from ..scene.optics import (DOUBLE_DOF_WARNING, camera_had_dof, engine_settings, lens_plan,
                             view_lens_plan)
@@ -43,7 +44,7 @@ class DofBatch:
 
     The scene is read on the main thread when the batch is made: every frame's camera (focus,
     f-stop, lens, aperture: ``scene.frame_set`` so animated values are honoured) becomes a
-    :class:`~blender_zdepth.core.planned.FramePlan` that touches no bpy, so the frames can then
+    :class:`~blender_zdepth.core.refocus.planned.FramePlan` that touches no bpy, so the frames can then
     be refocused in the background (:meth:`start`: a worker thread, or several frames at once in
     worker processes; :meth:`request_cancel`, :attr:`running`, :attr:`progress`: Blender's
     interface stays responsive) or one by one here (:meth:`step`, :meth:`cancel`).
@@ -85,7 +86,7 @@ class DofBatch:
         self.task = PlannedRefocus(self.plans, diagnostic, layer, keep_result=True,
                                    multilayer=self.multilayer, read_view=self.read_view)
         self.state = self.task.state
-        self.run = sequence.SequenceRun(jobs, self._process, skip_existing=skip_existing)
+        self.run = core_batch.SequenceRun(jobs, self._process, skip_existing=skip_existing)
         self.parallel = None  # the ParallelRun when start() chose worker processes
 
     def _jobs(self, source, frames, png):
@@ -115,11 +116,11 @@ class DofBatch:
                     vout = with_view_suffix(out, suffixes[view])
                     outs = () if diagnostic else ((vout, os.path.splitext(vout)[0] + ".png")
                                                   if png else (vout,))
-                    jobs.append(sequence.FrameJob(frame, src, outs, view))
+                    jobs.append(core_batch.FrameJob(frame, src, outs, view))
             else:
                 outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
                                               else (out,))
-                jobs = [sequence.FrameJob(frame, src, outs)]
+                jobs = [core_batch.FrameJob(frame, src, outs)]
             self.aliases[src] = f"Render Result (frame {frame})"
         elif source == "FILES":
             if diagnostic:
@@ -139,14 +140,14 @@ class DofBatch:
             zd_out = abspath(setting(zd, "dof_output_dir", ""))
             jobs = []
             if setting(zd, "dof_output_name", ""):
-                sequence.check_output_name(zd.dof_output_name, sequence=len(inputs) > 1)
+                core_batch.check_output_name(zd.dof_output_name, sequence=len(inputs) > 1)
             for f, src in sorted(inputs.items()):
                 out = self._output_path(src, f, zd_out or os.path.dirname(src))
-                if sequence.same_file(src, out):
+                if core_batch.same_file(src, out):
                     raise ZDepthError(f"the output would overwrite the input {src}")
                 outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
                                               else (out,))
-                jobs.append(sequence.FrameJob(f, src, outs))
+                jobs.append(core_batch.FrameJob(f, src, outs))
             if zd_out and not diagnostic:
                 ensure_output_folder(zd_out)
         else:
@@ -167,7 +168,7 @@ class DofBatch:
                               f"panel")
         zd_out = abspath(setting(zd, "dof_output_dir", ""))
         if setting(zd, "dof_output_name", ""):
-            sequence.check_output_name(zd.dof_output_name, sequence=len(per_view) > 1)
+            core_batch.check_output_name(zd.dof_output_name, sequence=len(per_view) > 1)
         jobs = []
         for f, per in sorted(per_view.items()):
             if diagnostic:
@@ -175,11 +176,11 @@ class DofBatch:
             for view, src, base, suffix in per:
                 out = with_view_suffix(self._output_path(base, f, zd_out or os.path.dirname(src)),
                                        suffix)
-                if sequence.same_file(src, out):
+                if core_batch.same_file(src, out):
                     raise ZDepthError(f"the output would overwrite the input {src}")
                 outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
                                               else (out,))
-                jobs.append(sequence.FrameJob(f, src, outs, view))
+                jobs.append(core_batch.FrameJob(f, src, outs, view))
         self.first_view = jobs[0].view if jobs else None
         if zd_out and not diagnostic:
             ensure_output_folder(zd_out)
@@ -190,8 +191,8 @@ class DofBatch:
         Output Name pattern, else the input's name with ``_dof`` before the frame number."""
         pattern = setting(dof_settings(self.scene), "dof_output_name", "")
         if pattern:
-            return os.path.join(folder, sequence.output_name(pattern, src, frame))
-        return sequence.derived_path(src, folder=folder)
+            return os.path.join(folder, core_batch.output_name(pattern, src, frame))
+        return core_batch.derived_path(src, folder=folder)
 
     def _read_frames(self, frames, views=()):
         """``{frame: FramePlan}`` (lens plan, DofSettings, camera DOF on) read from the scene at
@@ -267,7 +268,7 @@ class DofBatch:
     def workers_for(self, workers=None):
         """``(frames at once, engine threads each)`` for :meth:`start`: ``workers`` None
         chooses from the cores and the memory available for the frames' size
-        (:func:`~blender_zdepth.core.sequence.choose_jobs`; one for a small sequence, where
+        (:func:`~blender_zdepth.core.batch.choose_jobs`; one for a small sequence, where
         starting processes would cost more than it saves); the Render Result and the
         focal-plane view are one frame."""
         if workers == 1 or self.source != "FILES" or self.diagnostic:
@@ -286,7 +287,7 @@ class DofBatch:
                 break
             except Exception:
                 continue
-        n, threads, _ = sequence.choose_jobs(len(todo), pixels, workers, 0)
+        n, threads, _ = core_batch.choose_jobs(len(todo), pixels=pixels, jobs=workers, threads=0)
         return n, threads
 
     def start(self, workers=None):
@@ -294,7 +295,7 @@ class DofBatch:
         :attr:`progress` from the main thread and call :meth:`finish` there. One frame at a
         time runs in a worker thread (numpy only, no bpy); several at once (``workers``, or
         chosen by :meth:`workers_for`) run in worker processes
-        (:class:`~blender_zdepth.core.sequence.ParallelRun`) that a thread looks after."""
+        (:class:`~blender_zdepth.core.batch.ParallelRun`) that a thread looks after."""
         if self._thread is not None:
             raise RuntimeError("this batch was started already")
         n, threads = self.workers_for(workers)
@@ -303,9 +304,9 @@ class DofBatch:
             task = PlannedRefocus(self.plans, self.diagnostic, self.layer, keep_result=False,
                                   read_view=self.read_view)
             task.state.update(self.state)
-            task = task.with_settings(lambda s: sequence.with_threads(s, threads))
-            self.parallel = sequence.ParallelRun(self.run.jobs, task, n, threads,
-                                                 self.run.skip_existing)
+            task = task.with_settings(lambda s: refocus.with_threads(s, threads))
+            self.parallel = core_batch.ParallelRun(self.run.jobs, task, workers=n, threads=threads,
+                                                   skip_existing=self.run.skip_existing)
             target = self._work_parallel
         self._thread = threading.Thread(target=target, name="zdepth-apply-dof", daemon=True)
         self._thread.start()

@@ -10,7 +10,7 @@ import tempfile
 
 import bpy
 
-from ...core import sequence
+from ...core import batch as core_batch
 from ...core.errors import ZDepthError
 from ..render.result import save_render_result
 from ..scene.options import ExportOptions, dof_settings, setting
@@ -79,7 +79,7 @@ def file_inputs(scene, frames):
     zd = dof_settings(scene)
     text = abspath(setting(zd, "dof_input", ""))
     if text:
-        pattern = sequence.FramePattern(text)
+        pattern = core_batch.FramePattern(text)
         return {f: pattern.path_for(f) for f in frames}
     rendered = {f: abspath(scene.render.frame_path(frame=f)) for f in frames}
     if scene.render.image_settings.file_format == "OPEN_EXR_MULTILAYER":

@@ -3,7 +3,7 @@
 While ``scene.zdepth.live_preview`` is on, every change of focus (mode, distance, object, picked
 pixel, the camera's own focus), f-stop, aperture (blades, rotation, ratio, from the panel or the
 camera), radius cap or view refreshes the image at preview resolution
-(:data:`blender_zdepth.core.preview.PREVIEW_PIXELS`):
+(:data:`blender_zdepth.core.refocus.preview.PREVIEW_PIXELS`):
 
 * a change calls :meth:`LivePreview.request` (property update callbacks; a depsgraph handler
   for the camera and the focus object; a frame-change handler; a finished render), which
@@ -33,10 +33,10 @@ import time
 import bpy
 from bpy.app.handlers import persistent
 
-from ...core import preview as core_preview
-from ...core import sequence
+from ...core import refocus
+from ...core.refocus import preview as core_preview
 from ...core.errors import ZDepthError
-from ...core.planned import header_had_dof
+from ...core.refocus.planned import header_had_dof
 from ..compat import add_handlers, remove_handlers
 from ..render.peel import is_peel_scene
 from ..scene.optics import camera_had_dof, engine_settings, lens_plan
@@ -64,7 +64,7 @@ _RENDERS = [0]
 
 class Refresh:
     """What a refresh produced: ``rgba`` (the preview), ``frame`` (the cached
-    :class:`~blender_zdepth.core.preview.PreviewFrame`), ``lens``, ``focus_source``,
+    :class:`~blender_zdepth.core.refocus.preview.PreviewFrame`), ``lens``, ``focus_source``,
     ``seconds`` (worker time) and ``had_dof`` (the render already had the camera's DOF)."""
 
     def __init__(self, rgba, frame, lens, focus_source, seconds, had_dof, view):
@@ -127,8 +127,9 @@ def _loader(scene, key, layer):
     def load():
         try:
             view = key[5] if key[0] == "FILES" else None
-            loaded = sequence.load_dof_frame(path, layer=layer, view=view)
-            return core_preview.shrink_frame(loaded.rgba, loaded.depth, loaded.header, key=key,
+            loaded = refocus.load_input(path, layer=layer, view=view)
+            return core_preview.shrink_frame(loaded.rgba, loaded.depth, header=loaded.header,
+                                             key=key,
                                              path=path)
         finally:
             if tempdir:
@@ -162,7 +163,7 @@ def prepare(scene):
         t0 = time.perf_counter()
         frame = load()
         lens, focus_source = plan(frame)
-        rgba = core_preview.render_preview(frame, lens, settings, view)
+        rgba = core_preview.render_preview(frame, lens, settings, view=view)
         recorded = header_had_dof(frame.header)
         had = camera_dof if recorded is None else recorded
         return Refresh(rgba, frame, lens, focus_source, time.perf_counter() - t0, had, view)

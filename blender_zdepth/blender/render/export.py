@@ -24,7 +24,6 @@ import sys
 import types
 from dataclasses import dataclass
 
-from ...core import deep as core_deep
 from ...core import exr as core_exr
 from ...core.encodings import DepthEncoding, preview
 from ...core.errors import UsageError, ZDepthError
@@ -138,7 +137,7 @@ def render_layers(scene, depth_layers, rendered, folder):
 
 def write_deep(rendered, peeled):
     """Write ``rendered``'s deep EXR: its beauty and depth, then the ``peeled`` passes."""
-    return core_deep.write_deep_exr(
+    return core_exr.write_deep_exr(
         rendered.paths["deep"], rendered.loaded.rgba, rendered.loaded.depth,
         [(p.rgba, p.depth) for p in peeled], camera=rendered.info,
         extra_header=rendered.extra, overwrite=True)
@@ -164,13 +163,13 @@ def _write_frame(paths, loaded, encoding, info, extra, options, near, far):
     codec = options.codec.lower()
     half = options.bit_depth == "16"
     out = {"depth": core_exr.write_depth_exr(
-        paths["depth"], loaded.depth, encoding, rgba=rgba, camera=info, half=half, codec=codec,
+        paths["depth"], loaded.depth, encoding=encoding, rgba=rgba, camera=info, half=half, codec=codec,
         overwrite=True, extra_header=extra), "beauty": None, "preview": None, "deep": None}
     if paths["beauty"] and loaded.rgba is not None:
         channels = {c: loaded.rgba[..., i] for i, c in enumerate("RGBA")}
         header = dict(info.to_header())
         header.update(extra)
-        out["beauty"] = core_exr.write_exr(paths["beauty"], channels, header, half=half,
+        out["beauty"] = core_exr.write_exr(paths["beauty"], channels, header=header, half=half,
                                            codec=codec, overwrite=True)
     if paths["preview"]:
         out["preview"] = write_png(paths["preview"], preview(loaded.depth, near, far), bits=16,

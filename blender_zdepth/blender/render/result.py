@@ -9,6 +9,7 @@ import tempfile
 import bpy
 
 from ...core import exr as core_exr
+from ...core.frame import load_frame
 from ...core.errors import ZDepthError
 from ..compat import set_multilayer_exr
 from ..scene.options import background_for
@@ -96,7 +97,7 @@ def _pick_layer(scene, names):
 
 def read_render_result(scene, *, folder=None, views=None):
     """Read the Render Result just rendered from ``scene``: ``(frame, layer, threshold)`` --
-    its beauty and linear depth (:class:`blender_zdepth.core.exr.Frame`), the view layer they
+    its beauty and linear depth (:class:`blender_zdepth.core.frame.Frame`), the view layer they
     come from and the background threshold applied. ``folder``: where the temporary file goes
     (default: the system's temporary folder); it is removed before returning. ``views`` (a
     stereo / multi-view render's view names): ``frame`` is ``{view: Frame}`` instead, each
@@ -112,10 +113,9 @@ def read_render_result(scene, *, folder=None, views=None):
                               f"turn the Z pass on (Z-Depth panel > Set Up Depth Pass)")
         threshold = background_for(scene)
         if views:
-            loaded = {view: core_exr.load_frame(tmp, background=threshold, layer=layer,
-                                                view=view) for view in views}
+            loaded = {view: load_frame(tmp, background=threshold, layer=layer, view=view) for view in views}
         else:
-            loaded = core_exr.load_frame(tmp, background=threshold, layer=layer)
+            loaded = load_frame(tmp, background=threshold, layer=layer)
     finally:
         remove_quietly(tmp)
     return loaded, layer, threshold

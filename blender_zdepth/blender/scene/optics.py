@@ -10,7 +10,7 @@ import math
 
 from ...core.dof import DofSettings
 from ...core.errors import ZDepthError
-from ...core.planned import LensPlan, header_had_dof
+from ...core.refocus.planned import LensPlan, header_had_dof
 from .camera import check_camera, planar_distance
 from .options import dof_settings, setting
 from .views import view_camera
@@ -24,7 +24,7 @@ def _object_focus(cam, obj):
 
 def lens_plan(scene):
     """Read everything the lens needs from ``scene`` now (main thread: it touches bpy) and
-    return a :class:`~blender_zdepth.core.planned.LensPlan`, ``plan(loaded) -> (lens,
+    return a :class:`~blender_zdepth.core.refocus.planned.LensPlan`, ``plan(loaded) -> (lens,
     focus_source)``, which touches no bpy and is picklable, so it may run in a worker thread or
     process; ``loaded`` (anything with a ``depth`` array) is needed for PIXEL focus only.
     See :func:`camera_lens`."""

@@ -8,7 +8,7 @@ pixel in an Image Editor (``zdepth.dof_pick_focus``) and refreshing the live pre
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty
 
-from ...core import sequence
+from ...core import batch as core_batch
 from ...core.errors import ZDepthError
 from ..refocus.batch import DofBatch
 from ..refocus.display import IMAGE_NAME, pixel_under_mouse
@@ -86,7 +86,7 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
             head = (f"{what} of frame {batch.last_frame}: shown in the image '{IMAGE_NAME}' "
                     f"(Image Editor), not written to disk")
         if batch.warnings:
-            frames = sequence.format_frames([f for f, _ in batch.warnings])
+            frames = core_batch.format_frames([f for f, _ in batch.warnings])
             self.report({"WARNING"}, f"frame{'s' if len(batch.warnings) > 1 else ''} "
                                      f"{frames}: {DOUBLE_DOF_WARNING}")
         if report.failed:
@@ -116,7 +116,7 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
         try:
             while not batch.run.done:
                 result = batch.step()
-                print(batch.describe(sequence.progress_line(result, batch.run.index,
+                print(batch.describe(core_batch.progress_line(result, batch.run.index,
                                                             batch.total)))
         except KeyboardInterrupt:
             batch.cancel()
