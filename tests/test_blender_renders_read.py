@@ -14,7 +14,7 @@ import pytest
 from blender_zdepth.core import exr
 from blender_zdepth.core.camera import CameraInfo
 from blender_zdepth.core.encodings import ENCODINGS, DepthEncoding, background_threshold
-from blender_zdepth.core.frame import load_frame
+from blender_zdepth.core.frame import load_frame, suspected_clip_end_background
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -105,7 +105,7 @@ def test_eevee_render_background_is_the_clip_end(bpy, tmp_path, run_cli):
     # a plain EEVEE render without our header: the automatic rule recognises the sky (a large
     # region at the frame's largest depth, reaching its border) and says so in one line
     auto = load_frame(path)
-    assert exr.suspected_clip_end_background(auto) == far_value
+    assert suspected_clip_end_background(auto) == far_value
     assert auto.background_info.sky == int((raw >= threshold).sum())
     _check_plane_and_background(auto, 32)
     r = run_cli("encode", path, tmp_path / "cli_auto.exr")
