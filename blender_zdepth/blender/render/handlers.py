@@ -11,7 +11,9 @@ written. ``render_init`` turns a missing Z pass on for that render only; ``rende
 
 With the scene's Depth Layers above 1 each frame also gets its extra passes and a deep EXR
 (:mod:`.peel`): rendered by the handler itself when it runs on the main thread (``blender -b``
-and the bpy module, where a handler may start another render of a second scene), or -- in
+and the bpy module, where a handler may start another render of a second scene, up to Blender
+5.0), in a child process on a saved copy of the .blend where it may not (5.1 on: a render
+started from ``render_post`` breaks an animation render; :mod:`.isolated`), or -- in
 Blender's window, where F12 and Ctrl+F12 run the handlers in the render job's thread and no
 render may start there -- queued and rendered by a timer on the main thread once the render is
 over (:func:`render_queued_layers`). Blender writes its own output image of a frame before
