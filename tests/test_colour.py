@@ -48,8 +48,54 @@ def test_plain_srgb_needs_no_opencolorio(monkeypatch):
     np.testing.assert_allclose(display.to_display(rgb, s), display.linear_to_srgb(rgb),
                                atol=1e-6)
     # a view transform without OpenColorIO: one clear line
-    with pytest.raises(UsageError, match="PyOpenColorIO is needed for the 'AgX' view"):
+    with pytest.raises(UsageError, match="PyOpenColorIO is needed for the .AgX. view.*"
+                                         "--view-transform Standard"):
         colour.complete(colour.resolve(colour.ColourSettings(config=__file__)))
+
+
+def test_dof_png_without_opencolorio_is_one_line_and_exit_2(tmp_path):
+    """Neither PyOpenColorIO nor bpy importable (hidden by an import hook, nothing mocked): a
+    view transform stops the run with one line; plain sRGB still works."""
+    import subprocess
+    import sys
+
+    from blender_zdepth.core import exr as core_exr
+
+    from conftest import ROOT
+
+    rgba = np.full((8, 10, 4), 0.5, np.float32)
+    rgba[..., 3] = 1.0
+    src = tmp_path / "in.exr"
+    core_exr.write_exr(str(src), {"RGBA": rgba, "Z": np.full((8, 10), 3.0, np.float32)})
+    runner = tmp_path / "run.py"
+    runner.write_text(
+        "import importlib.abc, runpy, sys\n"
+        "class Hide(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('bpy', 'PyOpenColorIO'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "sys.argv = ['blender_zdepth'] + sys.argv[1:]\n"
+        "runpy.run_module('blender_zdepth', run_name='__main__')\n")
+    env = {k: v for k, v in os.environ.items() if k != "OCIO"}
+    env["PYTHONPATH"] = ROOT
+
+    def dof(*extra):
+        return subprocess.run([sys.executable, str(runner), "dof", str(src),
+                               str(tmp_path / "out.exr"), "--fstop", "2", "--focal-length", "50",
+                               "--focus-distance", "3", "--png", "--overwrite", *extra],
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    done = dof()
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "PyOpenColorIO is needed" in errors[0], done.stderr
+    assert not os.path.exists(tmp_path / "out.png")
+    done = dof("--view-transform", "Standard")
+    assert done.returncode == 0, done.stderr
+    shown = read_png(str(tmp_path / "out.png"))[0]
+    assert shown.shape == (8, 10, 3)
+    np.testing.assert_array_equal(shown, np.rint(display.linear_to_srgb(0.5) * 255))
 
 
 def test_gamma_must_be_positive():
@@ -64,7 +110,7 @@ def test_standard_view_of_blenders_config_is_the_srgb_transfer():
     rgb = np.random.default_rng(1).random((8, 9, 3), dtype=np.float32) * 2
     import dataclasses
 
-    # the same view through OpenColorIO (a look of no effect forces the processor)
+    # the same view through OpenColorIO's processor (apply() skips it for plain sRGB)
     ocio_standard = colour._processor(dataclasses.replace(full, view="Standard"))
     out = np.ascontiguousarray(rgb.copy())
     ocio_standard.applyRGB(out)

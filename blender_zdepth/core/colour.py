@@ -17,7 +17,7 @@ module's wheel (``bpy/<version>/python/lib/python3.*/site-packages``, not on ``s
 module build) -- found by the package's location on disk, without importing ``bpy``, which keeps
 this module free of Blender. The default config (:func:`default_config`) is found the same way.
 
-The plain sRGB transfer (``--view Standard`` on an sRGB display, no look) needs no OpenColorIO:
+The plain sRGB transfer (``--view-transform Standard`` on an sRGB display, no look) needs no OpenColorIO:
 Blender's config defines that view as the sRGB transfer function, so
 :func:`blender_zdepth.core.display.linear_to_srgb` gives the same values.
 """
@@ -52,7 +52,7 @@ BLENDER_DISPLAY, BLENDER_VIEW = "sRGB", "AgX"
 _NO_LOOK = ("", "none")
 _MISSING = ("PyOpenColorIO is needed for the {view!r} view transform: install it "
             "('pip install opencolorio') or run with Blender's bpy module, or ask for plain sRGB "
-            "with --view Standard")
+            "with --view-transform Standard")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,7 +326,7 @@ def complete(settings):
     if not settings.config:
         raise UsageError("no OpenColorIO config found for the view transform: give "
                          "--ocio-config (Blender's datafiles/colormanagement/config.ocio), set "
-                         "$OCIO, or ask for plain sRGB with --view Standard")
+                         "$OCIO, or ask for plain sRGB with --view-transform Standard")
     return _complete(settings)
 
 
