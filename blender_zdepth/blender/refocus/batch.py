@@ -306,7 +306,8 @@ class DofBatch:
         target = self._work
         if n > 1:
             task = PlannedRefocus(self.plans, self.diagnostic, self.layer, keep_result=False,
-                                  read_view=self.read_view, colour=self.colour)
+                                  multilayer=self.multilayer, read_view=self.read_view,
+                                  colour=self.colour)
             task.state.update(self.state)
             task = task.with_settings(lambda s: refocus.with_threads(s, threads))
             self.parallel = core_batch.ParallelRun(self.run.jobs, task, workers=n, threads=threads,
