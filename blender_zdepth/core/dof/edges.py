@@ -17,7 +17,7 @@ _SPLIT_CHUNK = 16384
 _SPLIT_OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy or dx]
 
 
-def split_edges(col, coc, cov, *, threshold=1.0, pool=None):
+def split_edges(col, coc, cov, *, threshold=1.0, pool=None, solid=None):
     """Stage *split edges*: split mixed-colour pixels on depth edges into a near and a far
     sample.
 
@@ -25,13 +25,15 @@ def split_edges(col, coc, cov, *, threshold=1.0, pool=None):
     sample (both updated in place: the pixel keeps the part on its own side), ``coc`` (H, W)
     signed radii.  Returns the other parts as a list of :class:`~.samples.Samples` (empty or one).
     The edge pixels are handled in batches of rows (on ``pool``'s threads if given), all
-    reading the frame before any pixel is changed, so the result does not depend on it."""
+    reading the frame before any pixel is changed, so the result does not depend on it.
+    ``solid``: None, or an (H, W) bool map of the pixels that may be split or lend their colour
+    as a side's (those whose own sample covers the pixel whole)."""
     _, h, w = col.shape
     # Min / max radius over the 3x3 neighbourhood (edge-replicated).
     hi = _max3x3(coc)
     lo = -_max3x3(-coc)
     mixed = (hi - lo) > threshold
-    edge = mixed.copy()
+    edge = mixed.copy() if solid is None else mixed & solid
     # Keep away from the frame border (padding makes it uniform anyway).
     edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
     # Pixels two away from the border have no 5x5 neighbourhood: drop them.
@@ -42,6 +44,8 @@ def split_edges(col, coc, cov, *, threshold=1.0, pool=None):
     # Pure colours of the two sides: neighbours within two pixels whose own 3x3
     # neighbourhood has one depth (so they are not mixed themselves).
     pure = ~mixed.reshape(-1)
+    if solid is not None:
+        pure &= solid.reshape(-1)
     flat_coc = coc.reshape(-1)
     flat_col = col.reshape(4, -1)
     lo_f, hi_f = lo.reshape(-1), hi.reshape(-1)
