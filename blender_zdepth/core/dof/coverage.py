@@ -28,13 +28,15 @@ class CoverageSamples(NamedTuple):
     """Output of :func:`coverage_samples`, unpadded: the own sample of each pixel (``rgba``
     (H, W, 4) premultiplied colour, ``coc`` (H, W) signed radius, ``cov`` (H, W) coverage),
     the extra samples (``extra``: flat pixel index, colour (4, n), coverage, radius) and the
-    samples hidden behind opaque ones (a list of :class:`~.hidden.HiddenLayer`)."""
+    samples hidden behind opaque ones (a list of :class:`~.hidden.HiddenLayer`), and the
+    flattened frame as given (``flat``)."""
 
     rgba: np.ndarray
     coc: np.ndarray
     cov: np.ndarray
     extra: tuple
     hidden: list
+    flat: np.ndarray = None  # the flattened frame as given (returned as is when nothing blurs)
 
 
 def _tidy_layer(n, item, H, W, bad):
@@ -73,26 +75,42 @@ def _tidy_layer(n, item, H, W, bad):
     return rgba, depth
 
 
-def _fill_depth(depth, has):
+def _fill_depth(depth, has, rounds=16):
     """``depth`` where it is valid; where a sample (``has``) lacks a valid depth (a slab whose
-    Z pass came from a sample that missed the surface), the inverse-depth average of the
-    layer's valid depths around it (push-pull), else the background."""
-    ok = np.isfinite(depth) & (depth > 0) & (depth < BACKGROUND_DEPTH)
+    Z pass came from a sample that missed the surface), the mean inverse depth of the valid
+    samples of its layer next to it, grown ``rounds`` pixels; beyond that the layer's median
+    valid depth, else the background."""
+    ok = np.isfinite(depth) & (depth > 0) & (depth < BACKGROUND_DEPTH) & has
     need = has & ~ok
     if not need.any():
         return depth
-    if not (ok & has).any():
-        out = depth.copy()
+    out = depth.copy()
+    if not ok.any():
         out[need] = np.inf
         return out
-    from .hidden import _push_pull
-
-    inv = np.where(ok & has, 1.0 / np.where(ok, depth, 1.0), 0.0).astype(_F32)
-    filled = _push_pull(inv[None], (ok & has).astype(_F32), 32)[0]
-    out = depth.copy()
-    with np.errstate(divide="ignore"):
-        out[need] = np.where(filled[need] > 0, 1.0 / filled[need], np.inf)
+    inv = np.where(ok, 1.0 / np.where(ok, depth, 1.0), 0.0).astype(_F32)
+    wt = ok.astype(_F32)
+    for _ in range(rounds):
+        if not need.any():
+            break
+        s_v = _box3(inv)
+        s_w = _box3(wt)
+        grow = need & (s_w > 0)
+        inv[grow] = s_v[grow] / s_w[grow]
+        wt[grow] = 1.0
+        need &= ~grow
+    done = has & ~need
+    fill = done & ~ok
+    out[fill] = 1.0 / inv[fill]
+    out[need] = np.median(depth[ok])
     return out
+
+
+def _box3(a):
+    """Sum over each pixel's 3x3 neighbourhood (zero beyond the edges)."""
+    p = np.pad(a, 1)
+    rows = p[:-2] + p[1:-1] + p[2:]
+    return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
 
 
 def coverage_samples(layers, rgba, depth, coc, lens, settings):
@@ -214,7 +232,7 @@ def coverage_samples(layers, rgba, depth, coc, lens, settings):
         if keep.any():
             hidden_layers.append(HiddenLayer(i[keep].astype(np.int64), col[:, keep],
                                              a[keep].astype(_F32), h_coc[keep]))
-    return CoverageSamples(own_rgba, own_coc, own_cov, extra, hidden_layers)
+    return CoverageSamples(own_rgba, own_coc, own_cov, extra, hidden_layers, np.asarray(rgba))
 
 
 

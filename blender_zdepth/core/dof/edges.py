@@ -38,20 +38,31 @@ def split_edges(col, coc, cov, *, threshold=1.0, pool=None, solid=None):
     edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
     # Pixels two away from the border have no 5x5 neighbourhood: drop them.
     edge[:2, :] = edge[-2:, :] = edge[:, :2] = edge[:, -2:] = False
+    # A depth that dithers (motion trails: each pixel's depth is one sample's surface) is read
+    # as coverage instead of split by colour.
+    dither = _dither_map(coc, threshold) if solid is None else None
+    if dither is not None:
+        edge &= ~dither
     idx = np.flatnonzero(edge)
-    if idx.size == 0:
+    d_idx = np.flatnonzero(dither) if dither is not None else idx[:0]
+    if idx.size == 0 and d_idx.size == 0:
         return []
     # Pure colours of the two sides: neighbours within two pixels whose own 3x3
     # neighbourhood has one depth (so they are not mixed themselves).
     pure = ~mixed.reshape(-1)
     if solid is not None:
         pure &= solid.reshape(-1)
+    if dither is not None:
+        pure &= ~dither.reshape(-1)
     flat_coc = coc.reshape(-1)
     flat_col = col.reshape(4, -1)
     lo_f, hi_f = lo.reshape(-1), hi.reshape(-1)
     chunks = [idx[i:i + _SPLIT_CHUNK] for i in range(0, idx.size, _SPLIT_CHUNK)]
+    chunks += [-1 - d_idx[i:i + _SPLIT_CHUNK] for i in range(0, d_idx.size, _SPLIT_CHUNK)]
 
     def work(chunk):
+        if chunk.size and chunk[0] < 0:  # (dithered pixels, marked by their sign)
+            return _split_dither(-1 - chunk, flat_col, flat_coc, w)
         return _split_chunk(chunk, flat_col, flat_coc, pure, lo_f[chunk], hi_f[chunk], w)
 
     flat_cov = cov.reshape(-1)
@@ -83,6 +94,72 @@ def split_edges(col, coc, cov, *, threshold=1.0, pool=None, solid=None):
     if not others:
         return []
     return [_concat_samples(others)]
+
+
+#: Dithered depth: a pixel whose four neighbours all lie at another depth is isolated; where
+#: at least this many of them lie within a 9x9 neighbourhood (``_DITHER_BOX``) the depth
+#: dithers there (motion shot, flat: 5x5 and 2 gave 38.78 / 34.96 dB, 9x9 39.39 / 35.65).
+_DITHER_ISOLATED = 2
+_DITHER_BOX = 9
+#: Half-size of the window whose depths estimate a dithered pixel's coverage (7x7).
+_DITHER_REACH = 3
+
+
+def _dither_map(coc, threshold):
+    """(H, W) bool map of the pixels where the depth dithers, or None: Cycles writes the Z
+    pass from one sample, so in a motion trail (or any pixel shared by surfaces at other
+    depths, noisily) each pixel shows one of the surfaces at random.  There many pixels are
+    isolated (their four neighbours all at another radius), which an edge -- however ragged
+    -- does not make."""
+    c = coc
+    iso = np.zeros(c.shape, bool)
+    mid = c[1:-1, 1:-1]
+    iso[1:-1, 1:-1] = np.abs(mid - c[:-2, 1:-1]) > threshold
+    if not iso.any():
+        return None
+    iso[1:-1, 1:-1] &= np.abs(mid - c[2:, 1:-1]) > threshold
+    iso[1:-1, 1:-1] &= np.abs(mid - c[1:-1, :-2]) > threshold
+    iso[1:-1, 1:-1] &= np.abs(mid - c[1:-1, 2:]) > threshold
+    if np.count_nonzero(iso) < _DITHER_ISOLATED:
+        return None
+    # Isolated pixels per 9x9 neighbourhood (a box sum of the map).
+    n = iso.astype(np.int16)
+    b = _DITHER_BOX
+    cs = np.cumsum(np.pad(n, ((b // 2 + 1, b // 2), (0, 0))), axis=0)
+    n = cs[b:] - cs[:-b]
+    cs = np.cumsum(np.pad(n, ((0, 0), (b // 2 + 1, b // 2))), axis=1)
+    n = cs[:, b:] - cs[:, :-b]
+    out = n >= _DITHER_ISOLATED
+    r = _DITHER_REACH
+    out[:r, :] = out[-r:, :] = out[:, :r] = out[:, -r:] = False
+    return out if out.any() else None
+
+
+def _split_dither(idx, flat_col, flat_coc, w):
+    """The dithered pixels ``idx`` read as coverage: the share of near and far radii in the
+    7x7 window around a pixel estimates how much of it each surface covers.  Returns the
+    tuple of :func:`_split_chunk`: the pixel keeps its own side's share (at its own radius),
+    the other side's share becomes an extra sample at the mean radius of that side's pixels
+    in the window; the pixel's colour is shared in proportion (it is already the mix)."""
+    r = _DITHER_REACH
+    steps = np.array([dy * w + dx for dy in range(-r, r + 1) for dx in range(-r, r + 1)],
+                     np.int64)[:, None]
+    v = flat_coc[steps + idx[None, :]]                    # (49, n)
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    mid = 0.5 * (lo + hi)
+    near = v <= mid
+    n_near = np.count_nonzero(near, axis=0)
+    k = v.shape[0]
+    a = n_near.astype(_F32) / _F32(k)                     # near coverage
+    near_r = np.where(near, v, 0).sum(axis=0) / np.maximum(n_near, 1)
+    far_r = np.where(near, 0, v).sum(axis=0) / np.maximum(k - n_near, 1)
+    own = flat_coc[idx]
+    own_near = own <= mid
+    own_cov = np.where(own_near, a, 1 - a).astype(_F32)
+    c = np.take(flat_col, idx, axis=1)
+    own_col = c * own_cov
+    return (idx, own_col, own_cov, c - own_col, 1 - own_cov,
+            np.where(own_near, far_r, near_r).astype(_F32))
 
 
 def _split_fit(c, f, b):

@@ -104,6 +104,9 @@ def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None, mixed
                         pool=pool, cov=None if mixed is None else mixed.cov)
         del coc  # the padded copy is used from here on
     if frame.maxr < 0.25:
+        if mixed is not None:
+            # Nothing blurs: the flattened frame as it is (the layers' samples add up to it).
+            return _as_rgba(mixed.flat)
         return rgba_out(frame.col, frame.pad, frame.H, frame.W, rgba)
     radii = layer_radii(frame.maxr, quality=settings.quality, coc=frame.coc)
     sorting = None
@@ -161,3 +164,13 @@ def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None, mixed
         del far
     with _stage("output"):
         return rgba_out(acc, frame.pad, frame.H, frame.W, rgba, pool=pool)
+
+
+def _as_rgba(rgba):
+    """``rgba`` as float32 (H, W, 4) (alpha 1 for RGB), non-finite values zeroed."""
+    out = np.empty(rgba.shape[:2] + (4,), np.float32)
+    out[..., :rgba.shape[2]] = rgba
+    if rgba.shape[2] == 3:
+        out[..., 3] = 1.0
+    out[~np.isfinite(out)] = 0.0
+    return out
