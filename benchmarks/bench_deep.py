@@ -45,13 +45,14 @@ def stage_write(width, height, samples, path):
     import numpy as np
     import OpenEXR
 
-    from blender_zdepth.core import deep
+    from blender_zdepth.core import deep, exr
+    from blender_zdepth.core.exr import deep as exr_deep
 
     counts, packed = _synthetic(width, height, samples)
     figures = {"size": f"{width}x{height}", "samples": int(counts.sum()),
                "per_pixel": float(counts.mean()), "input_mb": _rss_mb()}
     t = time.perf_counter()
-    objects = deep._to_object_arrays(counts, packed, {c: np.float16 for c in "RGBA"})
+    objects = exr_deep._to_object_arrays(counts, packed, {c: np.float16 for c in "RGBA"})
     figures["to_object_arrays_s"] = time.perf_counter() - t
     t = time.perf_counter()
     OpenEXR.File({"type": OpenEXR.deepscanline, "compression": OpenEXR.ZIPS_COMPRESSION},
@@ -87,12 +88,13 @@ def _our_frame(width, height, layers):
 
 def stage_write_ours(width, height, layers, path):
     """core.deep.write_deep_exr on a frame as a layered render gives it."""
-    from blender_zdepth.core import deep
+    from blender_zdepth.core import deep, exr
+    from blender_zdepth.core.exr import deep as exr_deep
 
     rgba, depth, hidden = _our_frame(width, height, layers)
     figures = {"size": f"{width}x{height}", "input_mb": _rss_mb()}
     t = time.perf_counter()
-    deep.write_deep_exr(path, rgba, depth, hidden, overwrite=True)
+    exr.write_deep_exr(path, rgba, depth, hidden, overwrite=True)
     figures["write_deep_exr_s"] = time.perf_counter() - t
     figures["file_mb"] = os.path.getsize(path) / 2 ** 20
     figures["write_peak_mb"] = _rss_mb()
@@ -101,12 +103,13 @@ def stage_write_ours(width, height, layers, path):
 
 def stage_read(path):
     """read_deep (bindings + packing + sort) then flatten and the engine's layers."""
-    from blender_zdepth.core import deep
+    from blender_zdepth.core import deep, exr
+    from blender_zdepth.core.exr import deep as exr_deep
 
     base = _rss_mb()
     figures = {"import_mb": base}
     t = time.perf_counter()
-    image = deep.read_deep(path)
+    image = exr.read_deep(path)
     figures["read_deep_s"] = time.perf_counter() - t
     figures["read_peak_mb"] = _rss_mb()
     figures["packed_mb"] = image.nbytes() / 2 ** 20
@@ -124,7 +127,8 @@ def stage_read(path):
 
 
 def deep_layers():
-    from blender_zdepth.core import deep
+    from blender_zdepth.core import deep, exr
+    from blender_zdepth.core.exr import deep as exr_deep
 
     return deep.DEFAULT_MAX_LAYERS
 

@@ -94,10 +94,10 @@ def main(argv=None):
     if args.frames < 1 or args.repeats < 1 or width < 16 or height < 16:
         ap.error("--frames and --repeats must be at least 1, the size at least 16x16")
 
-    from blender_zdepth.core import sequence
+    from blender_zdepth.core import batch, cpus
 
-    cores, memory = sequence.usable_cores(), sequence.available_memory()
-    auto_jobs, auto_threads, _ = sequence.choose_jobs(args.frames, width * height)
+    cores, memory = cpus.usable_cores(), batch.available_memory()
+    auto_jobs, auto_threads, _ = batch.choose_jobs(args.frames, pixels=width * height)
     mem_text = f"{memory / 2 ** 30:.1f} GB available" if memory is not None else "memory unknown"
     print(f"dof on a {args.frames}-frame {width}x{height} sequence (f/{FSTOP:g}, {FOCAL:g} mm, "
           f"blur cap {MAX_RADIUS} px), whole command; medians of {args.repeats} runs")

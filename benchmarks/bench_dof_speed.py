@@ -243,9 +243,10 @@ IN_PROCESS = r"""
 import sys, numpy as np
 from blender_zdepth.core import exr
 from blender_zdepth.core.dof import defocus, DofSettings
+from blender_zdepth.core.frame import load_frame
 from blender_zdepth.core.lens import Lens
 inp, out, focus, fstop, focal, sensor, radius = sys.argv[1:8]
-f = exr.load_frame(inp)
+f = load_frame(inp)
 lens = Lens(focal_length_mm=float(focal), fstop=float(fstop), focus_distance=float(focus),
             sensor_width_mm=float(sensor))
 img = defocus(f.rgba, f.depth, lens, DofSettings(max_radius=float(radius)))
@@ -408,10 +409,11 @@ def main(argv=None):
     io_read, io_write = [], []
     try:
         from blender_zdepth.core import exr as exr_mod
+        from blender_zdepth.core.frame import load_frame
 
         for _ in range(reps):
             t0 = time.perf_counter()
-            frame = exr_mod.load_frame(inp)
+            frame = load_frame(inp)
             t1 = time.perf_counter()
             exr_mod.write_exr(out, {c: frame.rgba[..., i] for i, c in enumerate("RGBA")},
                               overwrite=True)
@@ -482,7 +484,7 @@ def main(argv=None):
     row("  start-up: python -m blender_zdepth dof --help", f"{statistics.median(startup):.3f} s",
         "", None)
     if io_read:
-        row("  EXR read (core.exr.load_frame)", f"{statistics.median(io_read):.3f} s", "", None)
+        row("  EXR read (core.frame.load_frame)", f"{statistics.median(io_read):.3f} s", "", None)
         row("  EXR write (core.exr.write_exr RGBA, ZIP)", f"{statistics.median(io_write):.3f} s",
             "", None)
     if node_s is not None:

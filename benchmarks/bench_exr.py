@@ -6,7 +6,7 @@ For each size: a procedural depth frame (a ground plane receding to the horizon,
 sky = 1e10 background, like a Cycles Z pass) is
 
 * ``ours write``: encoded (log, float32) and written with ``core.exr.write_depth_exr``;
-* ``ours read``: read back and decoded with ``core.exr.load_frame``;
+* ``ours read``: read back and decoded with ``core.frame.load_frame``;
 * ``raw write`` / ``raw read``: the same float32 depth written/read with the bare OpenEXR
   bindings (no encoding, no checks, no atomic rename): the reference.
 
@@ -34,6 +34,7 @@ import OpenEXR  # noqa: E402
 
 from blender_zdepth.core import exr  # noqa: E402
 from blender_zdepth.core.encodings import DepthEncoding  # noqa: E402
+from blender_zdepth.core.frame import load_frame  # noqa: E402
 
 
 def depth_frame(w, h):
@@ -69,7 +70,7 @@ def main(argv=None):
                         help="leave out the one-thread / all-cores table")
     args = parser.parse_args(argv)
     enc = DepthEncoding("log", 0.1, 1000.0)
-    comp = exr._codec_enum(args.codec)
+    comp = exr.codec_enum(args.codec)
     print(f"EXR depth I/O, log float32, codec {args.codec}, median of {args.repeats} "
           f"(threads: every usable core, core.exr.io_threads), milliseconds")
     print(f"{'size':>10} {'ours write':>11} {'raw write':>10} {'ratio':>6} "
@@ -82,7 +83,7 @@ def main(argv=None):
             raw = os.path.join(tmp, f"raw_{w}.exr")
 
             def write_ours():
-                exr.write_depth_exr(ours, d, enc, codec=args.codec, overwrite=True)
+                exr.write_depth_exr(ours, d, encoding=enc, codec=args.codec, overwrite=True)
 
             def write_raw():
                 hdr = {"compression": comp, "type": OpenEXR.scanlineimage}
@@ -93,7 +94,7 @@ def main(argv=None):
             result = {}
 
             def read_ours():
-                result["depth"] = exr.load_frame(ours).depth
+                result["depth"] = load_frame(ours).depth
 
             def read_raw():
                 f = OpenEXR.File(raw, separate_channels=True)
@@ -148,7 +149,7 @@ def threads_table(args, tmp):
             row, files = [], []
             for threads in (1, 0):
                 exr.set_io_threads(threads)
-                row.append(_timed(lambda: exr.load_frame(src), args.repeats))
+                row.append(_timed(lambda: load_frame(src), args.repeats))
             for threads in (1, 0):
                 exr.set_io_threads(threads)
                 out = os.path.join(tmp, f"out_{w}_{threads}.exr")

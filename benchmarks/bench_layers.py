@@ -1,10 +1,10 @@
 """Cost of depth layers: the whole render of a frame with its extra passes against the plain
 render of the same frame, in the same run.
 
-What is timed is :func:`blender_zdepth.blender.export.render_with_depth` end to end (the render,
-reading the Render Result back, writing the depth EXR; with layers also the extra passes, each
-read back, and the deep EXR), on the demo scene (:func:`blender_zdepth.blender.scenes.demo_scene`)
-with Cycles on the CPU. Each configuration runs ``--repeat`` times (median shown), alternating
+What is timed is :func:`blender_zdepth.blender.render.export.render_with_depth` end to end (the
+render, reading the Render Result back, writing the depth EXR; with layers also the extra passes,
+each read back, and the deep EXR), on the demo scene
+(:func:`blender_zdepth.blender.scenes.demo_scene`) with Cycles on the CPU. Each configuration runs ``--repeat`` times (median shown), alternating
 so that the load of a shared machine falls on all of them alike.
 
 Columns: the median wall time and its ratio to the plain render (the target), the ratio of the
@@ -45,8 +45,12 @@ def main(argv=None):
 
     import bpy  # noqa: F401  (the real Blender module)
 
-    from blender_zdepth.blender import export, layers, scenes
-    from blender_zdepth.core import deep
+    from blender_zdepth.blender import scenes
+    from blender_zdepth.blender.render import export
+    from blender_zdepth.blender.render.peel import pass_samples
+    from blender_zdepth.blender.scene.options import LayerOptions
+    from blender_zdepth.core import exr
+    from blender_zdepth.core.exr import deep as exr_deep
 
     # where the extra time goes: the passes (renders + reading them back), the deep file (its
     # samples and the bindings' per-pixel arrays built in Python, then the bindings' write) and,
@@ -62,10 +66,10 @@ def main(argv=None):
                 spent[key] += time.perf_counter() - t
         return wrapper
 
-    layers.render_passes = timed("passes", layers.render_passes)
-    deep.write_deep_exr = timed("deep", deep.write_deep_exr)
-    deep._sample_arrays = timed("build", deep._sample_arrays)
-    deep._to_object_arrays = timed("build", deep._to_object_arrays)
+    export.render_passes = timed("passes", export.render_passes)
+    exr.write_deep_exr = timed("deep", exr.write_deep_exr)
+    exr_deep.layer_samples = timed("build", exr_deep.layer_samples)
+    exr_deep._to_object_arrays = timed("build", exr_deep._to_object_arrays)
     export._write_frame = timed("flat", export._write_frame)
 
     w, h = (int(v) for v in args.resolution.lower().split("x"))
@@ -105,7 +109,7 @@ def main(argv=None):
     for n, values in times.items():
         med = statistics.median(values)
         ratio = med / plain
-        samples = "-" if n == 1 else str(layers.pass_samples(scene, layers.LayerOptions(n)))
+        samples = "-" if n == 1 else str(pass_samples(scene, LayerOptions(n)))
         flag = ""
         if n > 1 and ratio > TARGET:
             flag, failed = f"  over the {TARGET}x target", True

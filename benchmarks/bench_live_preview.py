@@ -77,7 +77,7 @@ def main(argv=None):
     import bpy  # noqa: F401  (the real Blender module)
     import blender_zdepth
     from bench_dof_speed import synthetic_frame, write_input
-    from blender_zdepth.blender import preview
+    from blender_zdepth.blender.refocus import live
 
     tmp = tempfile.mkdtemp(prefix="zdepth_bench_live_")
     path = os.path.join(tmp, "frame.exr")
@@ -90,9 +90,9 @@ def main(argv=None):
         zd = scene.zdepth
         zd.dof_focus_distance = FOCUS_RACK[0]
         t0 = time.perf_counter()
-        assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}, preview.status_text()
+        assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}, live.status_text()
         first = time.perf_counter() - t0
-        size = preview.CACHE["frame"].preview_size
+        size = live.CACHE["frame"].preview_size
 
         def timed_refreshes(n):
             total, worker, cpu = [], [], []
@@ -102,7 +102,7 @@ def main(argv=None):
                 assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
                 total.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
-                worker.append(preview.LIVE.last.seconds)
+                worker.append(live.LIVE.last.seconds)
             return statistics.median(total), statistics.median(worker), statistics.median(cpu)
 
         refresh, worker, cpu = timed_refreshes(args.repeats)
@@ -113,20 +113,20 @@ def main(argv=None):
         # the live path: update callback -> debounce -> worker thread -> image, the timer
         # function called as Blender calls it (headless Blender never runs timers itself)
         zd.live_preview = True
-        while preview._tick() is not None:
+        while live._tick() is not None:
             time.sleep(0.002)
         latency = []
         for i in range(args.repeats):
-            before = preview.LIVE.refreshes
+            before = live.LIVE.refreshes
             t = time.perf_counter()
             zd.dof_focus_distance = FOCUS_RACK[(i + 3) % len(FOCUS_RACK)]
             while True:
-                wait = preview._tick()
+                wait = live._tick()
                 if wait is None:
                     break
                 time.sleep(min(wait, 0.002))
-            assert preview.LIVE.refreshes == before + 1, preview.status_text()
-            latency.append(time.perf_counter() - t - preview.DEBOUNCE_S)
+            assert live.LIVE.refreshes == before + 1, live.status_text()
+            latency.append(time.perf_counter() - t - live.DEBOUNCE_S)
         zd.live_preview = False
     finally:
         blender_zdepth.unregister()
@@ -147,7 +147,7 @@ def main(argv=None):
     print(f"  CPU time of a refresh (all threads):      {cpu:6.3f} s   (what it costs, "
           f"whatever else runs)")
     print(f"  live latency after the debounce, median:  {live:6.3f} s   "
-          f"(+ {preview.DEBOUNCE_S:g} s debounce)")
+          f"(+ {live.DEBOUNCE_S:g} s debounce)")
     print(f"  focal-plane view refresh, median:         {focal:6.3f} s")
     return 0 if refresh <= TARGET_S else 1
 

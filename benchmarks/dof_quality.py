@@ -689,7 +689,7 @@ def run_layered(rgba, depth, peels, p, max_radius, engine, max_layers=None):
     desc, defocus, Lens, DofSettings = engine
     image = deep.packed_from_layers(rgba, depth, peels)
     budget = deep.DEFAULT_MAX_LAYERS if max_layers is None else max_layers
-    flat, front, hidden = deep.to_engine(image, budget)
+    flat, front, hidden = deep.to_engine(image, max_layers=budget)
     lens = Lens(focal_length_mm=p["focal_length_mm"], fstop=p["fstop"],
                 focus_distance=p["focus_distance"], sensor_width_mm=p["sensor_width_mm"],
                 sensor_height_mm=p["sensor_height_mm"], sensor_fit=p["sensor_fit"])
@@ -920,7 +920,7 @@ def main(argv=None):
             layer_labels += [f"{name}: pinhole", "ours, flat render",
                              f"ours, {args.layers} depth layers", "Cycles truth"]
         if args.save_images:
-            from blender_zdepth.core.display import contact_sheet
+            from blender_zdepth.commands._demo_sheet import contact_sheet
 
             for suffix, tile in zip(("pinhole", "ours", "defocus", "truth"), tiles):
                 _write_png(os.path.join(args.save_images, f"{name}_{suffix}.png"), tile)
@@ -1017,12 +1017,12 @@ def main(argv=None):
              f"{', '.join(SEE_BEHIND)}, never below flat - {LAYER_LOSS_DB:g} dB, N=1 "
              f"bit-identical)" if layered_rows else ")"))
     if args.picture:
-        from blender_zdepth.core.display import contact_sheet
+        from blender_zdepth.commands._demo_sheet import contact_sheet
 
         _write_png(args.picture, contact_sheet(sheet_tiles, sheet_labels, columns=4))
         print(f"wrote {args.picture}")
     if args.layers_picture and layer_tiles:
-        from blender_zdepth.core.display import contact_sheet
+        from blender_zdepth.commands._demo_sheet import contact_sheet
 
         _write_png(args.layers_picture, contact_sheet(layer_tiles, layer_labels, columns=4))
         print(f"wrote {args.layers_picture}")

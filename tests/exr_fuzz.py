@@ -32,7 +32,7 @@ def make_sources(folder):
     depth = (2.0 + 6.0 * rng.random((h, w))).astype(np.float32)
     src = {}
     src["ours"] = os.path.join(folder, "ours.exr")
-    exr.write_depth_exr(src["ours"], depth, encodings.DepthEncoding("log", 0.1, 100.0),
+    exr.write_depth_exr(src["ours"], depth, encoding=encodings.DepthEncoding("log", 0.1, 100.0),
                         rgba=rgba, camera=CameraInfo(50.0, fstop=2.0, focus_distance=4.0))
     src["plain"] = os.path.join(folder, "plain.exr")
     S.plain_file(src["plain"], rgba, depth, data_window=(3, 2, 30, 21),

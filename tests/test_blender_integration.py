@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -85,8 +86,8 @@ def test_settings_are_saved_in_the_blend(bpy, addon, tmp_path):
 
 
 def test_range_sources_and_measured_scene_range(bpy, addon):
-    from blender_zdepth.blender.camera import scene_depth_range
-    from blender_zdepth.blender.properties import resolve_range
+    from blender_zdepth.blender.scene.camera import scene_depth_range
+    from blender_zdepth.blender.scene.options import resolve_range
 
     scene = make_scene(clip=(0.25, 80.0))
     zd = scene.zdepth
@@ -106,7 +107,7 @@ def test_range_sources_and_measured_scene_range(bpy, addon):
 
 
 def test_precision_words_and_warning_row(bpy, addon):
-    from blender_zdepth.blender.panels import precision_lines
+    from blender_zdepth.blender.ui.panels import precision_lines
 
     scene = make_scene(clip=(0.1, 500.0))
     summary, warnings = precision_lines(scene)
@@ -125,7 +126,7 @@ def test_panel_uses_existing_settings_operators_and_icons(bpy, addon):
     import inspect
     import re
 
-    from blender_zdepth.blender import panels
+    from blender_zdepth.blender.ui import panels
 
     source = inspect.getsource(panels)
     settings = bpy.context.scene.zdepth.bl_rna.properties
@@ -145,7 +146,8 @@ def test_panel_uses_existing_settings_operators_and_icons(bpy, addon):
 
 @pytest.mark.parametrize("engine", ["CYCLES", "EEVEE"])
 def test_setup_passes_changes_rendering_layers_once(bpy, addon, engine):
-    from blender_zdepth.blender import compat, passes
+    from blender_zdepth.blender import compat
+    from blender_zdepth.blender.scene.passes import setup_passes
 
     scene = make_scene(engine)
     assert scene.render.engine == ("CYCLES" if engine == "CYCLES" else compat.eevee_engine_id())
@@ -153,24 +155,24 @@ def test_setup_passes_changes_rendering_layers_once(bpy, addon, engine):
     main.use_pass_z = False
     off = scene.view_layers.new("Disabled")
     off.use = False
-    changes, problem = passes.setup_passes(scene)
+    changes, problem = setup_passes(scene)
     assert problem is None and len(changes) == 1 and main.use_pass_z
     assert not off.use_pass_z  # does not render: untouched without all_layers
-    assert passes.setup_passes(scene) == ([], None)  # twice: nothing more
+    assert setup_passes(scene) == ([], None)  # twice: nothing more
     assert bpy.ops.zdepth.setup_passes(all_layers=True) == {"FINISHED"}
     assert off.use_pass_z
     assert bpy.ops.zdepth.setup_passes(all_layers=True, mist=True) == {"FINISHED"}
     assert main.use_pass_mist and off.use_pass_mist
     ms = scene.world.mist_settings
     assert (ms.start, ms.start + ms.depth) == pytest.approx((0.1, 100.0))
-    again, _ = passes.setup_passes(scene, all_layers=True, mist=True)
+    again, _ = setup_passes(scene, all_layers=True, mist=True)
     assert again == []
 
 
 def test_setup_passes_on_an_engine_without_depth_changes_nothing(bpy, addon):
     """A third-party engine (a real one registered here, with no Z pass of its own): nothing is
     changed and the message says which engines have depth."""
-    from blender_zdepth.blender import passes
+    from blender_zdepth.blender.scene.passes import setup_passes
 
     class ThirdPartyEngine(bpy.types.RenderEngine):
         bl_idname = "ZDEPTH_TEST_ENGINE"
@@ -181,7 +183,7 @@ def test_setup_passes_on_an_engine_without_depth_changes_nothing(bpy, addon):
         scene = make_scene()
         scene.render.engine = "ZDEPTH_TEST_ENGINE"
         scene.view_layers[0].use_pass_z = False
-        changes, problem = passes.setup_passes(scene, mist=True)
+        changes, problem = setup_passes(scene, mist=True)
         assert changes == [] and "no depth pass" in problem and "Workbench" in problem
         assert bpy.ops.zdepth.setup_passes() == {"CANCELLED"}
         assert not scene.view_layers[0].use_pass_z and scene.world is None
@@ -270,14 +272,14 @@ def test_new_compositor_passes_the_render_through(bpy, addon, tmp_path):
 
 
 def test_add_menu_entry_registered_and_removed(bpy, addon):
-    from blender_zdepth.blender import nodes
+    from blender_zdepth.blender.ui.menus import draw_add_menu
 
     funcs = bpy.types.NODE_MT_add.draw._draw_funcs
-    assert sum(f is nodes._draw_add_menu for f in funcs) == 1
+    assert sum(f is draw_add_menu for f in funcs) == 1
     addon.unregister()
-    assert not any(f is nodes._draw_add_menu for f in bpy.types.NODE_MT_add.draw._draw_funcs)
+    assert not any(f is draw_add_menu for f in bpy.types.NODE_MT_add.draw._draw_funcs)
     addon.register()
-    assert sum(f is nodes._draw_add_menu for f in bpy.types.NODE_MT_add.draw._draw_funcs) == 1
+    assert sum(f is draw_add_menu for f in bpy.types.NODE_MT_add.draw._draw_funcs) == 1
 
 
 @pytest.mark.slow
@@ -346,9 +348,9 @@ def test_export_on_animation_render_cycles(bpy, addon, tmp_path):
     zd.output_dir = str(tmp_path / "depth")
     zd.export_enabled = True
     bpy.ops.render.render(animation=True)
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import handlers as render_handlers
 
-    assert export.last_errors() == []
+    assert render_handlers.last_errors() == []
     files = sorted(glob.glob(str(tmp_path / "depth" / "*.exr")))
     assert [os.path.basename(f) for f in files] == \
         ["zdepth_0001.exr", "zdepth_0002.exr", "zdepth_0003.exr"]
@@ -357,7 +359,7 @@ def test_export_on_animation_render_cycles(bpy, addon, tmp_path):
             scene.render.image_settings.color_depth) == user_settings
     for frame, path, focus in zip((1, 2, 3), files, (2.0, 4.0, 6.0)):
         z, rgba = plain_z(str(tmp_path / f"beauty_{frame:04d}.exr"))
-        loaded = exr.load_frame(path)
+        loaded = load_frame(path)
         h = loaded.header
         assert str(h["compression"]).upper().startswith(("ZIP_COMP", "COMPRESSION.ZIP_COMP"))
         assert loaded.half is False
@@ -382,14 +384,14 @@ def test_export_on_animation_render_cycles(bpy, addon, tmp_path):
 @pytest.mark.slow
 def test_export_cycles_and_eevee_agree(bpy, addon, tmp_path):
     """Same shot in both engines: planar depth, background (1e10 / clip end) -> +inf."""
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import export
     from blender_zdepth.core import exr
 
     results = {}
     for engine in ("CYCLES", "EEVEE"):
         scene = make_scene(engine, size=(32, 24), clip=(0.1, 60.0))
         (path,) = export.render_with_depth(scene, str(tmp_path / engine), encoding="linear")
-        results[engine] = exr.load_frame(path)
+        results[engine] = load_frame(path)
         assert results[engine].header["zdepthEngine"] == scene.render.engine
     c, e = results["CYCLES"].depth, results["EEVEE"].depth
     bg_c, bg_e = np.isinf(c), np.isinf(e)
@@ -402,7 +404,9 @@ def test_export_cycles_and_eevee_agree(bpy, addon, tmp_path):
 
 @pytest.mark.slow
 def test_export_resolution_percentage_border_crop_and_focus_object(bpy, addon, tmp_path):
-    from blender_zdepth.blender import compat, export
+    from blender_zdepth.blender import compat
+    from blender_zdepth.blender.render import export
+    from blender_zdepth.blender.scene.options import ExportOptions
     from blender_zdepth.core import exr
 
     scene = make_scene(size=(64, 48))
@@ -415,11 +419,11 @@ def test_export_resolution_percentage_border_crop_and_focus_object(bpy, addon, t
     target = bpy.data.objects["Box"]
     scene.camera.data.dof.focus_object = target
     bpy.ops.render.render(write_still=True)
-    out = export.export_render_result(scene, export.ExportOptions(
+    out = export.export_render_result(scene, ExportOptions(
         output_dir=str(tmp_path), beauty="BESIDE", codec="PIZ", bit_depth="16",
         write_preview=True, encoding="log"))
     z, rgba = plain_z(str(tmp_path / "beauty.exr"))
-    loaded = exr.load_frame(out["depth"])
+    loaded = load_frame(out["depth"])
     assert loaded.depth.shape == z.shape == (12, 16)  # 50 %, then the border crop
     assert loaded.rgba is None and loaded.half is True
     assert "PIZ" in str(loaded.header["compression"]).upper()
@@ -435,7 +439,7 @@ def test_export_resolution_percentage_border_crop_and_focus_object(bpy, addon, t
 
 @pytest.mark.slow
 def test_still_render_exports_and_direct_render_is_not_exported_twice(bpy, addon, tmp_path):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import export
 
     scene = make_scene(frames=(1, 5))
     scene.frame_set(4)
@@ -453,7 +457,7 @@ def test_still_render_exports_and_direct_render_is_not_exported_twice(bpy, addon
 
 @pytest.mark.slow
 def test_export_turns_a_missing_z_pass_on_for_the_render_only(bpy, addon, tmp_path):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import handlers as render_handlers
 
     scene = make_scene()
     zd = scene.zdepth
@@ -461,7 +465,7 @@ def test_export_turns_a_missing_z_pass_on_for_the_render_only(bpy, addon, tmp_pa
     zd.export_enabled = True
     scene.view_layers[0].use_pass_z = False  # turned off by hand afterwards
     bpy.ops.render.render()
-    assert export.last_errors() == []
+    assert render_handlers.last_errors() == []
     assert os.listdir(tmp_path) == ["zdepth_0001.exr"]
     assert scene.view_layers[0].use_pass_z is False
 
@@ -479,7 +483,7 @@ def test_export_toggle_removes_only_what_it_added(bpy, addon):
 
 def test_camera_values_follow_fcurves_without_a_depsgraph(bpy, addon):
     """Off the main thread (a render job in the UI) the camera is read from its F-Curves."""
-    from blender_zdepth.blender.camera import camera_info
+    from blender_zdepth.blender.scene.camera import camera_info
 
     scene = make_scene(frames=(1, 3))
     animate_focus(scene, {1: 2.0, 3: 6.0})
@@ -495,7 +499,9 @@ def test_camera_values_follow_fcurves_without_a_depsgraph(bpy, addon):
 
 
 def test_render_errors_are_clear(bpy, addon, tmp_path):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import export
+    from blender_zdepth.blender.scene.options import background_for
+    from blender_zdepth.blender.scene.paths import frame_file_name
     from blender_zdepth.core.errors import ZDepthError
 
     scene = make_scene()
@@ -505,6 +511,6 @@ def test_render_errors_are_clear(bpy, addon, tmp_path):
     bpy.data.objects.remove(scene.camera)
     with pytest.raises(ZDepthError, match="no camera"):
         export.render_with_depth(scene, str(tmp_path))
-    assert export.frame_file_name("shot_##_z", 7) == "shot_07_z.exr"
-    assert export.frame_file_name("depth", 12) == "depth_0012.exr"
-    assert math.isinf(export.background_for(make_scene())) is False
+    assert frame_file_name("shot_##_z", 7) == "shot_07_z.exr"
+    assert frame_file_name("depth", 12) == "depth_0012.exr"
+    assert math.isinf(background_for(make_scene())) is False

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -25,9 +26,9 @@ def _shot(engine="CYCLES", resolution=(48, 27), samples=4):
 
 
 def _read(scene):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render.result import read_render_result
 
-    frame = export.read_render_result(scene)[0]
+    frame = read_render_result(scene)[0]
     return frame.rgba, frame.depth
 
 
@@ -45,13 +46,14 @@ def _state(scene):
 
 
 def _passes(bpy, scene, clips, samples=0, read=None):
-    from blender_zdepth.blender import layers
+    from blender_zdepth.blender.render import peel
+    from blender_zdepth.blender.scene.options import LayerOptions, check_options
 
     bpy.ops.render.render(write_still=False)
     rgba, depth = _read(scene)
-    opts = layers.LayerOptions(len(clips) + 1, samples, tuple(clips))
-    layers.check_options(scene, opts)
-    return rgba, depth, layers.render_passes(scene, opts, depth, 5.0, read or _read)
+    opts = LayerOptions(len(clips) + 1, samples, tuple(clips))
+    check_options(scene, opts)
+    return rgba, depth, peel.render_passes(scene, opts, depth, 5.0, read or _read)
 
 
 @pytest.mark.slow
@@ -143,45 +145,46 @@ def test_workbench_honours_the_clip_start(bpy):
 
 
 def test_options_are_refused_before_rendering(bpy):
-    from blender_zdepth.blender import layers
+    from blender_zdepth.blender.scene.options import LayerOptions, check_options, parse_clips
     from blender_zdepth.core.errors import UsageError
 
     scene = _shot()
     cases = [
-        (layers.LayerOptions(0), "between 1 and 8, not 0"),
-        (layers.LayerOptions(9), "between 1 and 8, not 9"),
-        (layers.LayerOptions(2, -1), "samples must be 0"),
-        (layers.LayerOptions(2, 0, (60.0,)), "beyond the camera's clip end 50"),
-        (layers.LayerOptions(2, 0, (0.05,)), "not beyond the camera's clip start"),
-        (layers.LayerOptions(3, 0, (8.0, 4.0)), "must increase"),
-        (layers.LayerOptions(3, 0, (8.0,)), "need 2 clip distance(s)"),
+        (LayerOptions(0), "between 1 and 8, not 0"),
+        (LayerOptions(9), "between 1 and 8, not 9"),
+        (LayerOptions(2, -1), "samples must be 0"),
+        (LayerOptions(2, 0, (60.0,)), "beyond the camera's clip end 50"),
+        (LayerOptions(2, 0, (0.05,)), "not beyond the camera's clip start"),
+        (LayerOptions(3, 0, (8.0, 4.0)), "must increase"),
+        (LayerOptions(3, 0, (8.0,)), "need 2 clip distance(s)"),
     ]
     for opts, message in cases:
         with pytest.raises(UsageError) as info:
-            layers.check_options(scene, opts)
+            check_options(scene, opts)
         assert message in str(info.value), (opts, info.value)
     with pytest.raises(UsageError, match="separated by commas"):
-        layers.parse_clips("4,x")
-    assert layers.parse_clips("4.5, 12") == (4.5, 12.0)
-    assert layers.parse_clips("") == ()
+        parse_clips("4,x")
+    assert parse_clips("4.5, 12") == (4.5, 12.0)
+    assert parse_clips("") == ()
 
 
 def test_layer_options_from_scene_and_automatic_samples(addon):
-    from blender_zdepth.blender import layers
+    from blender_zdepth.blender.render import peel
+    from blender_zdepth.blender.scene.options import LayerOptions
 
     scene = _shot(samples=40)
-    opts = layers.LayerOptions.from_scene(scene)
+    opts = LayerOptions.from_scene(scene)
     assert (opts.layers, opts.samples, opts.clips) == (1, 0, ())
     scene.zdepth.depth_layers = 3
     scene.zdepth.depth_layer_clips = "5, 9"
-    opts = layers.LayerOptions.from_scene(scene)
+    opts = LayerOptions.from_scene(scene)
     assert (opts.layers, opts.clips) == (3, (5.0, 9.0))
-    assert layers.pass_samples(scene, opts) == 5  # 40 / 8
-    assert layers.LayerOptions.from_scene(scene, samples=2).samples == 2
+    assert peel.pass_samples(scene, opts) == 5  # 40 / 8
+    assert LayerOptions.from_scene(scene, samples=2).samples == 2
     # clips given alone decide the count
-    assert layers.LayerOptions.from_scene(scene, clips="7").layers == 2
+    assert LayerOptions.from_scene(scene, clips="7").layers == 2
     scene.cycles.samples = 3
-    assert layers.pass_samples(scene, layers.LayerOptions(2)) == 1
+    assert peel.pass_samples(scene, LayerOptions(2)) == 1
 
 
 @pytest.mark.slow
@@ -201,14 +204,14 @@ def test_render_depth_layers_button_writes_flat_and_deep_files(addon, tmp_path):
     assert _state(scene) == before
     assert sorted(os.listdir(tmp_path)) == ["zdepth_0001.exr", "zdepth_0001_deep.exr",
                                             "zdepth_0002.exr", "zdepth_0002_deep.exr"]
-    image = deep.read_deep(str(tmp_path / "zdepth_0002_deep.exr"))
-    flat = exr.load_frame(str(tmp_path / "zdepth_0002.exr"))
+    image = exr.read_deep(str(tmp_path / "zdepth_0002_deep.exr"))
+    flat = load_frame(str(tmp_path / "zdepth_0002.exr"))
     np.testing.assert_allclose(deep.flatten(image)[0], flat.rgba, atol=1e-6)
     assert (image.counts == 2).sum() > 10
     # what Apply and the preview then read: the beauty of the last frame, not a pass
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import handlers as render_handlers
 
-    assert export.last_render_frame(scene) == 2
+    assert render_handlers.last_render_frame(scene) == 2
     np.testing.assert_allclose(_read(scene)[1], flat.depth, rtol=1e-6)  # log-encoded file
     # a clip distance beyond the clip end: an error report, nothing rendered or written
     zd.depth_layer_clips = "80"
@@ -224,7 +227,7 @@ def test_f12_with_layers_writes_the_flat_and_deep_files_with_automatic_clips(add
     test_blender_layers_on_render.py): the deep file replaces the one of an earlier export."""
     import bpy
 
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import handlers as render_handlers
     from blender_zdepth.core import deep, exr
 
     scene = _shot(samples=1)
@@ -236,11 +239,11 @@ def test_f12_with_layers_writes_the_flat_and_deep_files_with_automatic_clips(add
     stale.write_bytes(b"from an earlier layered export")
     before = _state(scene)
     bpy.ops.render.render(write_still=False)
-    assert export.last_errors() == []
+    assert render_handlers.last_errors() == []
     assert _state(scene) == before
     assert sorted(os.listdir(tmp_path)) == ["zdepth_0001.exr", "zdepth_0001_deep.exr"]
-    image = deep.read_deep(str(stale))
-    flat = exr.load_frame(str(tmp_path / "zdepth_0001.exr"))
+    image = exr.read_deep(str(stale))
+    flat = load_frame(str(tmp_path / "zdepth_0001.exr"))
     np.testing.assert_allclose(deep.flatten(image)[0], flat.rgba, atol=1e-6)
     assert image.header["zdepthDepthLayers"] == 3
     assert (image.counts >= 2).sum() > 10  # the wall behind the box

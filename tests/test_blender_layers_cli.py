@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -43,12 +44,12 @@ def test_render_with_layers_writes_a_deep_file_beside_the_unchanged_flat_one(bpy
     assert "zdepth_0001_deep.exr  (clip distances " in result.stdout
     assert sorted(os.listdir(tmp_path / "layered")) == ["zdepth_0001.exr",
                                                         "zdepth_0001_deep.exr"]
-    flat = exr.load_frame(str(tmp_path / "layered" / "zdepth_0001.exr"))
-    before = exr.load_frame(str(tmp_path / "plain" / "zdepth_0001.exr"))
+    flat = load_frame(str(tmp_path / "layered" / "zdepth_0001.exr"))
+    before = load_frame(str(tmp_path / "plain" / "zdepth_0001.exr"))
     # the flat file is today's: same beauty and depth as without layers
     np.testing.assert_array_equal(flat.rgba, before.rgba)
     np.testing.assert_array_equal(flat.depth, before.depth)
-    image = deep.read_deep(str(tmp_path / "layered" / "zdepth_0001_deep.exr"))
+    image = exr.read_deep(str(tmp_path / "layered" / "zdepth_0001_deep.exr"))
     assert image.header[deep.LAYERS_KEY] == 3
     assert image.header["zdepthCameraFocusDistance"] == pytest.approx(10.0)
     # flattening the deep samples front to back gives the flat beauty
@@ -90,7 +91,7 @@ def test_render_layer_options_are_refused_before_rendering(bpy, run_cli, tmp_pat
 def test_render_uses_the_files_own_depth_layer_settings(addon, run_cli, tmp_path):
     import bpy
 
-    from blender_zdepth.core import deep
+    from blender_zdepth.core import deep, exr
 
     blend = _save_shot(bpy, tmp_path / "shot.blend")
     scene = bpy.context.scene
@@ -101,5 +102,5 @@ def test_render_uses_the_files_own_depth_layer_settings(addon, run_cli, tmp_path
     result = run_cli("render", blend, "--out", tmp_path / "out", timeout=240)
     assert result.returncode == 0, result.stderr
     assert "2 depth layers: 1 extra pass(es) per frame of 1 samples, clip at 6" in result.stdout
-    image = deep.read_deep(str(tmp_path / "out" / "zdepth_0001_deep.exr"))
+    image = exr.read_deep(str(tmp_path / "out" / "zdepth_0001_deep.exr"))
     assert image.header[deep.LAYERS_KEY] == 2 and (image.counts == 2).sum() > 10

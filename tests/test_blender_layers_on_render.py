@@ -17,6 +17,7 @@ import threading
 
 import numpy as np
 import pytest
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -82,7 +83,8 @@ def _render(bpy, scene, folder, layers, clips="6"):
     """An animation render (frames 1-2) and then a still of frame 2 with write_still, as
     ``blender -b -a`` and ``-f 2`` do, with ``layers`` depth layers; returns Blender's images,
     the depth files, and the Render Result's depth after it all."""
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import handlers as render_handlers
+    from blender_zdepth.blender.render.result import read_render_result
 
     zd = scene.zdepth
     zd.output_dir = str(folder / "z")
@@ -91,12 +93,12 @@ def _render(bpy, scene, folder, layers, clips="6"):
     scene.frame_set(1)
     scene.render.filepath = str(folder / "img" / "anim_####")
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
-    assert export.last_errors() == []
+    assert render_handlers.last_errors() == []
     scene.frame_set(2)
     scene.render.filepath = str(folder / "img" / "still")
     assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
-    assert export.last_errors() == []
-    return export.read_render_result(scene)[0]
+    assert render_handlers.last_errors() == []
+    return read_render_result(scene)[0]
 
 
 def _channels(path):
@@ -108,7 +110,7 @@ def _channels(path):
 @pytest.mark.slow
 def test_background_render_with_layers_writes_deep_files_and_changes_nothing_else(
         bpy, addon, tmp_path, peel_renders, capsys):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import handlers as render_handlers
     from blender_zdepth.core import deep, exr
 
     scene = _shot(bpy)
@@ -147,14 +149,14 @@ def test_background_render_with_layers_writes_deep_files_and_changes_nothing_els
         "zdepth_0001.exr", "zdepth_0001_deep.exr", "zdepth_0002.exr", "zdepth_0002_deep.exr"]
     for frame in (1, 2):
         name = f"zdepth_{frame:04d}.exr"
-        a = exr.load_frame(str(tmp_path / "plain" / "z" / name))
-        b = exr.load_frame(str(tmp_path / "layers" / "z" / name))
+        a = load_frame(str(tmp_path / "plain" / "z" / name))
+        b = load_frame(str(tmp_path / "layers" / "z" / name))
         np.testing.assert_array_equal(a.rgba, b.rgba)
         np.testing.assert_array_equal(a.depth, b.depth)
 
         # (c) the deep file of each frame flattens to the beauty; behind the box it holds
         # the wall at 10 m, seen by the pass with the clip start at 6 m
-        image = deep.read_deep(str(tmp_path / "layers" / "z" / f"zdepth_{frame:04d}_deep.exr"))
+        image = exr.read_deep(str(tmp_path / "layers" / "z" / f"zdepth_{frame:04d}_deep.exr"))
         np.testing.assert_allclose(deep.flatten(image)[0], b.rgba, atol=1e-6)
         assert image.header["zdepthDepthLayers"] == 2
         box = np.abs(b.depth - 3.5) < 0.6
@@ -166,14 +168,16 @@ def test_background_render_with_layers_writes_deep_files_and_changes_nothing_els
     # (d) the Render Result after it all is the user's beauty (frame 2's still), not a pass
     np.testing.assert_array_equal(layered_result.rgba, plain_result.rgba)
     np.testing.assert_array_equal(layered_result.depth, plain_result.depth)
-    assert export.last_render_frame(scene) == 2
+    assert render_handlers.last_render_frame(scene) == 2
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_a_failed_or_cancelled_pass_keeps_the_flat_file_and_restores_everything(
         bpy, addon, tmp_path, monkeypatch, capsys, error):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import export
+    from blender_zdepth.blender.render import handlers as render_handlers
+    from blender_zdepth.blender.render.result import read_render_result
 
     scene = _shot(bpy)
     scene.zdepth.output_dir = str(tmp_path / "z")
@@ -181,7 +185,7 @@ def test_a_failed_or_cancelled_pass_keeps_the_flat_file_and_restores_everything(
     scene.zdepth.depth_layer_clips = "6"
     scene.render.filepath = str(tmp_path / "img" / "still")
     before = _state(scene)
-    real = export.read_render_result
+    real = read_render_result
     inside = []
 
     def failing(rendered, *args, **kwargs):
@@ -196,7 +200,7 @@ def test_a_failed_or_cancelled_pass_keeps_the_flat_file_and_restores_everything(
     assert _state(scene) == before
     assert sorted(os.listdir(tmp_path / "z")) == ["zdepth_0001.exr"]  # flat, no deep file
     assert os.listdir(tmp_path / "img") == ["still.exr"]
-    errors = export.last_errors()
+    errors = render_handlers.last_errors()
     assert len(errors) == 1 and errors[0][0] == 1
     assert ("boom inside the pass" if error is RuntimeError else "cancelled") in errors[0][1]
     out = capsys.readouterr().out
@@ -204,7 +208,7 @@ def test_a_failed_or_cancelled_pass_keeps_the_flat_file_and_restores_everything(
     # the next render renders its passes again
     monkeypatch.setattr(export, "read_render_result", real)
     assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
-    assert export.last_errors() == []
+    assert render_handlers.last_errors() == []
     assert sorted(os.listdir(tmp_path / "z")) == ["zdepth_0001.exr", "zdepth_0001_deep.exr"]
     assert _state(scene) == before
 
@@ -212,7 +216,7 @@ def test_a_failed_or_cancelled_pass_keeps_the_flat_file_and_restores_everything(
 @pytest.mark.slow
 def test_layer_settings_that_cannot_render_give_the_flat_file_and_one_error(
         bpy, addon, tmp_path, peel_renders, capsys):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import handlers as render_handlers
 
     scene = _shot(bpy)
     scene.zdepth.output_dir = str(tmp_path)
@@ -221,7 +225,7 @@ def test_layer_settings_that_cannot_render_give_the_flat_file_and_one_error(
     bpy.ops.render.render(write_still=False)
     assert sorted(os.listdir(tmp_path)) == ["zdepth_0001.exr"]
     assert peel_renders == []
-    (frame, message), = export.last_errors()
+    (frame, message), = render_handlers.last_errors()
     assert "depth layers not rendered: clip distance 80 is beyond the camera's clip end 50" \
         in message
     assert message in capsys.readouterr().out
@@ -230,7 +234,8 @@ def test_layer_settings_that_cannot_render_give_the_flat_file_and_one_error(
 @pytest.mark.slow
 def test_stereo_render_with_layers_is_refused_in_one_line(bpy, addon, tmp_path, peel_renders,
                                                           capsys):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import handlers as render_handlers
+    from blender_zdepth.blender.scene.views import STEREO_LAYERS
 
     scene = _shot(bpy)
     scene.render.use_multiview = True
@@ -238,11 +243,11 @@ def test_stereo_render_with_layers_is_refused_in_one_line(bpy, addon, tmp_path, 
     scene.zdepth.output_dir = str(tmp_path)
     scene.zdepth.depth_layers = 2
     bpy.ops.render.render(write_still=False)
-    assert export.last_errors() == []
+    assert render_handlers.last_errors() == []
     assert sorted(os.listdir(tmp_path)) == ["zdepth_0001_L.exr", "zdepth_0001_R.exr"]
     assert peel_renders == []
     lines = [line for line in capsys.readouterr().out.splitlines() if "depth layers" in line]
-    assert lines == [f"blender_zdepth: frame 1: {export.STEREO_LAYERS}"]
+    assert lines == [f"blender_zdepth: frame 1: {STEREO_LAYERS}"]
 
 
 @pytest.mark.slow
@@ -250,7 +255,8 @@ def test_render_command_paths_render_the_passes_once(bpy, addon, tmp_path, peel_
     """render_with_depth (the render command, the demo) and the panel's buttons export by
     themselves: with export on render also on, the handlers stay out (no second set of
     passes)."""
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import export
+    from blender_zdepth.blender.render import handlers as render_handlers
 
     scene = _shot(bpy)
     scene.zdepth.depth_layers = 2
@@ -261,18 +267,18 @@ def test_render_command_paths_render_the_passes_once(bpy, addon, tmp_path, peel_
     scene.zdepth.output_dir = str(tmp_path / "b")
     assert bpy.ops.zdepth.render_depth_layers(animation=True) == {"FINISHED"}
     assert peel_renders == [1, 2, 1, 2]
-    assert len(export.LAYER_QUEUE) == 0
+    assert len(render_handlers.LAYER_QUEUE) == 0
     for folder in ("a", "b"):
         assert sorted(os.listdir(tmp_path / folder)) == [
             "zdepth_0001.exr", "zdepth_0001_deep.exr", "zdepth_0002.exr", "zdepth_0002_deep.exr"]
 
 
 def test_the_handler_decides_by_the_thread_it_runs_on(bpy):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import handlers as render_handlers
 
-    assert export._on_main_thread() is True
+    assert render_handlers._on_main_thread() is True
     seen = []
-    worker = threading.Thread(target=lambda: seen.append(export._on_main_thread()))
+    worker = threading.Thread(target=lambda: seen.append(render_handlers._on_main_thread()))
     worker.start()
     worker.join()
     assert seen == [False]
@@ -289,22 +295,23 @@ def test_off_the_main_thread_frames_are_queued_and_rendered_by_the_timer(
     frame is queued (flat file written, no pass rendered); render_complete registers the timer,
     whose function renders the queued frames' passes on the main thread: the same deep files as
     on the main thread, every setting and the frame restored, the kept files removed."""
-    from blender_zdepth.blender import export
-    from blender_zdepth.core import deep, exr
+    from blender_zdepth.blender.render import handlers as render_handlers
+    from blender_zdepth.blender.render.result import read_render_result
+    from blender_zdepth.core import exr
 
     scene = _shot(bpy)
     _render(bpy, scene, tmp_path / "main", 2)  # reference: passes rendered in the handler
     peel_renders.clear()
     zd = scene.zdepth
     zd.output_dir = str(tmp_path / "queued")
-    monkeypatch.setattr(export, "_on_main_thread", lambda: False)
+    monkeypatch.setattr(render_handlers, "_on_main_thread", lambda: False)
     scene.frame_set(1)
     scene.render.filepath = str(tmp_path / "img" / "anim_####")
     before = _state(scene)
     try:
         assert bpy.ops.render.render(animation=True) == {"FINISHED"}
         assert peel_renders == []
-        assert export.LAYER_QUEUE.frames() == [1, 2]
+        assert render_handlers.LAYER_QUEUE.frames() == [1, 2]
         folder = tmp_path / "queued"
         assert sorted(os.listdir(folder)) == sorted(["zdepth_0001.exr", "zdepth_0002.exr"]
                                                     + _hidden(folder))
@@ -316,19 +323,19 @@ def test_off_the_main_thread_frames_are_queued_and_rendered_by_the_timer(
                          "finished") == 2
         # render_complete (in the render job's thread) registers no timer: it marks the queue
         # due, and the add-on's main-thread poller registers the timer that renders it
-        assert export._state.queue_due
-        assert not bpy.app.timers.is_registered(export._layer_queue_timer)
-        assert export._queue_poller() == export.POLL_S
-        assert not export._state.queue_due
-        assert bpy.app.timers.is_registered(export._layer_queue_timer)
+        assert render_handlers._state.queue_due
+        assert not bpy.app.timers.is_registered(render_handlers._layer_queue_timer)
+        assert render_handlers._queue_poller() == render_handlers.POLL_S
+        assert not render_handlers._state.queue_due
+        assert bpy.app.timers.is_registered(render_handlers._layer_queue_timer)
         scene.frame_set(1)  # what the timer finds: the frame the user is on
         before = _state(scene)
-        assert export._layer_queue_timer() is None  # what the timer calls: done, not again
+        assert render_handlers._layer_queue_timer() is None  # what the timer calls: done, not again
     finally:
-        if bpy.app.timers.is_registered(export._layer_queue_timer):
-            bpy.app.timers.unregister(export._layer_queue_timer)
+        if bpy.app.timers.is_registered(render_handlers._layer_queue_timer):
+            bpy.app.timers.unregister(render_handlers._layer_queue_timer)
     assert peel_renders == [1, 2]
-    assert len(export.LAYER_QUEUE) == 0
+    assert len(render_handlers.LAYER_QUEUE) == 0
     assert _state(scene) == before  # frame 1 again, camera and settings as they were
     assert _hidden(folder) == []
     assert sorted(os.listdir(folder)) == [
@@ -336,8 +343,8 @@ def test_off_the_main_thread_frames_are_queued_and_rendered_by_the_timer(
     assert "depth layers: 2 deep file(s) written to" in capsys.readouterr().out
     for frame in (1, 2):
         name = f"zdepth_{frame:04d}_deep.exr"
-        a = deep.read_deep(str(tmp_path / "main" / "z" / name))
-        b = deep.read_deep(str(folder / name))
+        a = exr.read_deep(str(tmp_path / "main" / "z" / name))
+        b = exr.read_deep(str(folder / name))
         np.testing.assert_array_equal(a.counts, b.counts)
         for key in a.channels:
             np.testing.assert_array_equal(a.channels[key], b.channels[key], err_msg=key)
@@ -345,63 +352,65 @@ def test_off_the_main_thread_frames_are_queued_and_rendered_by_the_timer(
         for key in a.header:  # the frame's camera, as when it rendered
             assert np.array_equal(np.asarray(a.header[key]), np.asarray(b.header[key])), key
     # the Render Result is still the user's beauty of the last frame rendered
-    assert export.last_render_frame(scene) == 2
-    flat = exr.load_frame(str(folder / "zdepth_0002.exr"))
-    np.testing.assert_array_equal(export.read_render_result(scene)[0].rgba, flat.rgba)
-    assert export.render_queued_layers() == []  # nothing left to do
+    assert render_handlers.last_render_frame(scene) == 2
+    flat = load_frame(str(folder / "zdepth_0002.exr"))
+    np.testing.assert_array_equal(read_render_result(scene)[0].rgba, flat.rgba)
+    assert render_handlers.render_queued_layers() == []  # nothing left to do
 
 
 @pytest.mark.slow
 def test_a_cancelled_render_drops_the_queue(bpy, addon, tmp_path, monkeypatch, peel_renders,
                                             capsys):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import handlers as render_handlers
 
     scene = _shot(bpy)
     scene.zdepth.output_dir = str(tmp_path)
     scene.zdepth.depth_layers = 2
-    monkeypatch.setattr(export, "_on_main_thread", lambda: False)
+    monkeypatch.setattr(render_handlers, "_on_main_thread", lambda: False)
     assert bpy.ops.render.render(write_still=False) == {"FINISHED"}
-    if bpy.app.timers.is_registered(export._layer_queue_timer):
-        bpy.app.timers.unregister(export._layer_queue_timer)
-    assert export.LAYER_QUEUE.frames() == [1]
+    if bpy.app.timers.is_registered(render_handlers._layer_queue_timer):
+        bpy.app.timers.unregister(render_handlers._layer_queue_timer)
+    assert render_handlers.LAYER_QUEUE.frames() == [1]
     assert len(_hidden(tmp_path)) == 1
     # while a render job still runs (it is finishing, or the next one started) the timer waits
-    monkeypatch.setattr(export, "_render_job_running", lambda: True)
-    assert export._layer_queue_timer() == 0.5
-    assert export.LAYER_QUEUE.frames() == [1] and peel_renders == []
-    export._on_render_cancel(scene)  # what Blender calls when the render is cancelled
-    assert len(export.LAYER_QUEUE) == 0 and _hidden(tmp_path) == []
+    monkeypatch.setattr(render_handlers, "_render_job_running", lambda: True)
+    assert render_handlers._layer_queue_timer() == 0.5
+    assert render_handlers.LAYER_QUEUE.frames() == [1] and peel_renders == []
+    render_handlers._on_render_cancel(scene)  # what Blender calls when the render is cancelled
+    assert len(render_handlers.LAYER_QUEUE) == 0 and _hidden(tmp_path) == []
     assert os.listdir(tmp_path) == ["zdepth_0001.exr"]
     assert "the render was cancelled: the depth layers of frame 1 are not rendered" in \
         capsys.readouterr().out
-    assert export.render_queued_layers() == [] and peel_renders == []
+    assert render_handlers.render_queued_layers() == [] and peel_renders == []
 
 
 @pytest.mark.slow
 def test_a_queued_frame_whose_pass_is_cancelled_drops_the_frames_left(
         bpy, addon, tmp_path, monkeypatch, peel_renders, capsys):
-    from blender_zdepth.blender import export, layers
+    from blender_zdepth.blender.render import export
+    from blender_zdepth.blender.render import handlers as render_handlers
+    from blender_zdepth.blender.render import peel
 
     scene = _shot(bpy)
     scene.zdepth.output_dir = str(tmp_path)
     scene.zdepth.depth_layers = 2
     scene.zdepth.depth_layer_clips = "6"
-    monkeypatch.setattr(export, "_on_main_thread", lambda: False)
+    monkeypatch.setattr(render_handlers, "_on_main_thread", lambda: False)
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
-    if bpy.app.timers.is_registered(export._layer_queue_timer):
-        bpy.app.timers.unregister(export._layer_queue_timer)
-    assert export.LAYER_QUEUE.frames() == [1, 2]
+    if bpy.app.timers.is_registered(render_handlers._layer_queue_timer):
+        bpy.app.timers.unregister(render_handlers._layer_queue_timer)
+    assert render_handlers.LAYER_QUEUE.frames() == [1, 2]
     before = _state(scene)
-    real = layers.render_passes
+    real = peel.render_passes
 
     def cancelled(*args, **kwargs):
-        raise layers.PassCancelled("the depth layer at 6 was cancelled")
+        raise peel.PassCancelled("the depth layer at 6 was cancelled")
 
-    monkeypatch.setattr(layers, "render_passes", cancelled)
-    assert export.render_queued_layers() == []
-    monkeypatch.setattr(layers, "render_passes", real)
+    monkeypatch.setattr(export, "render_passes", cancelled)
+    assert render_handlers.render_queued_layers() == []
+    monkeypatch.setattr(export, "render_passes", real)
     assert _state(scene) == before
-    assert len(export.LAYER_QUEUE) == 0 and _hidden(tmp_path) == []
+    assert len(render_handlers.LAYER_QUEUE) == 0 and _hidden(tmp_path) == []
     assert sorted(os.listdir(tmp_path)) == ["zdepth_0001.exr", "zdepth_0002.exr"]
     out = capsys.readouterr().out
     assert "frame 1: depth layers failed: the depth layer at 6 was cancelled" in out
@@ -413,7 +422,7 @@ def test_eevee_render_with_layers_keeps_blenders_image(bpy, addon, tmp_path, pee
     """EEVEE renders its passes from inside its own render's handler too (a second GPU render
     started from render_post): Blender's image is unchanged, the deep file sees the wall."""
     from blender_zdepth.blender import compat
-    from blender_zdepth.core import deep
+    from blender_zdepth.core import exr
 
     scene = _shot(bpy)
     scene.render.engine = compat.eevee_engine_id()
@@ -430,7 +439,7 @@ def test_eevee_render_with_layers_keeps_blenders_image(bpy, addon, tmp_path, pee
     assert peel_renders == [1]
     for key in images[1]:
         np.testing.assert_array_equal(images[1][key], images[2][key], err_msg=key)
-    image = deep.read_deep(str(tmp_path / "z2" / "zdepth_0001_deep.exr"))
+    image = exr.read_deep(str(tmp_path / "z2" / "zdepth_0001_deep.exr"))
     assert (image.counts == 2).sum() > 5
     assert scene.camera.data.clip_start == pytest.approx(0.1)
 
@@ -441,8 +450,9 @@ def test_a_scene_that_is_not_the_context_scene_renders_its_own_frame(bpy, addon,
     renders: the beauty of render_with_depth and every depth-layer pass are rendered with the
     context pointed at their own scene, so a scene other than the window's renders the frame
     it is at (the render command's --scene, a script's render of another scene)."""
-    from blender_zdepth.blender import export
-    from blender_zdepth.core import deep, exr
+    from blender_zdepth.blender.render import export
+    from blender_zdepth.blender.render import handlers as render_handlers
+    from blender_zdepth.core import exr
 
     scene = _shot(bpy)
     scene.zdepth.export_enabled = False
@@ -461,14 +471,14 @@ def test_a_scene_that_is_not_the_context_scene_renders_its_own_frame(bpy, addon,
     scene.zdepth.output_dir = str(tmp_path / "anim")
     scene.render.filepath = str(tmp_path / "img" / "anim_####")
     assert bpy.ops.render.render(animation=True, scene=scene.name) == {"FINISHED"}
-    assert export.last_errors() == []
+    assert render_handlers.last_errors() == []
     assert other.frame_current == 1
-    ref_flat = exr.load_frame(reference["depth"])
-    ref_deep = deep.read_deep(reference["deep"])
+    ref_flat = load_frame(reference["depth"])
+    ref_deep = exr.read_deep(reference["deep"])
     for flat, deep_path in ((moved["depth"], moved["deep"]),
                             (tmp_path / "anim" / "zdepth_0002.exr",
                              tmp_path / "anim" / "zdepth_0002_deep.exr")):
-        np.testing.assert_array_equal(exr.load_frame(str(flat)).rgba, ref_flat.rgba)
-        image = deep.read_deep(str(deep_path))
+        np.testing.assert_array_equal(load_frame(str(flat)).rgba, ref_flat.rgba)
+        image = exr.read_deep(str(deep_path))
         np.testing.assert_array_equal(image.counts, ref_deep.counts)
         np.testing.assert_array_equal(image.channels["Z"], ref_deep.channels["Z"])

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -35,7 +36,6 @@ def blend(bpy, tmp_path):
 
 @pytest.mark.slow
 def test_render_command_writes_one_file_per_frame(blend, run_cli, tmp_path):
-    from blender_zdepth.core import exr
 
     out = tmp_path / "out"
     result = run_cli("render", blend, "--out", out, "--frames", "2-3", "--engine", "cycles",
@@ -46,7 +46,7 @@ def test_render_command_writes_one_file_per_frame(blend, run_cli, tmp_path):
     assert [os.path.basename(f) for f in files] == ["zdepth_0002.exr", "zdepth_0003.exr"]
     assert "wrote 2 depth EXR(s)" in result.stdout
     for path, focus in zip(files, (5.0, 7.0)):
-        frame = exr.load_frame(path)
+        frame = load_frame(path)
         assert frame.depth.shape == (8, 12)  # 24x16 at 50 %
         assert frame.encoding.name == "inverse"
         assert "RLE" in str(frame.header["compression"]).upper()

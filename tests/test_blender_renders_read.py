@@ -14,6 +14,7 @@ import pytest
 from blender_zdepth.core import exr
 from blender_zdepth.core.camera import CameraInfo
 from blender_zdepth.core.encodings import ENCODINGS, DepthEncoding, background_threshold
+from blender_zdepth.core.frame import load_frame, suspected_clip_end_background
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -60,9 +61,9 @@ def _reencode_all(tmp_path, frame, camera, engine):
     for name in ENCODINGS:
         for half in (False, True):
             out = tmp_path / f"{engine}_{name}_{int(half)}.exr"
-            exr.write_depth_exr(out, frame.depth, DepthEncoding(name, *CLIP), rgba=frame.rgba,
+            exr.write_depth_exr(out, frame.depth, encoding=DepthEncoding(name, *CLIP), rgba=frame.rgba,
                                 camera=camera, half=half)
-            back = exr.load_frame(out)
+            back = load_frame(out)
             fin = np.isfinite(frame.depth)
             assert np.array_equal(np.isposinf(back.depth), ~fin)
             tol = 5e-3 if half else 1e-6
@@ -74,7 +75,7 @@ def test_cycles_render_reads_and_round_trips(bpy, tmp_path, run_cli):
     path, camera, engine = _render(bpy, tmp_path, "CYCLES", (48, 32))
     raw = exr.read_exr(path)
     assert float(np.max(raw.channels["ViewLayer.Depth.Z"])) == pytest.approx(1e10)
-    frame = exr.load_frame(path)  # auto rule: Cycles' 1e10 is background
+    frame = load_frame(path)  # auto rule: Cycles' 1e10 is background
     assert frame.encoding is None and frame.background == 1e9
     _check_plane_and_background(frame, 48)
     _reencode_all(tmp_path, frame, camera, "cycles")
@@ -82,7 +83,7 @@ def test_cycles_render_reads_and_round_trips(bpy, tmp_path, run_cli):
     out = tmp_path / "cli.exr"
     r = run_cli("encode", path, out, "--near", CLIP[0], "--far", CLIP[1])
     assert r.returncode == 0, r.stderr
-    _check_plane_and_background(exr.load_frame(out), 48, "Z")
+    _check_plane_and_background(load_frame(out), 48, "Z")
 
 
 def test_eevee_render_background_is_the_clip_end(bpy, tmp_path, run_cli):
@@ -93,28 +94,28 @@ def test_eevee_render_background_is_the_clip_end(bpy, tmp_path, run_cli):
     assert far_value == pytest.approx(CLIP[1], rel=1e-3)
     threshold = background_threshold(camera.clip_end, camera.clip_start, engine)
     assert threshold < far_value
-    frame = exr.load_frame(path, background=threshold)
+    frame = load_frame(path, background=threshold)
     assert frame.background == threshold
     _check_plane_and_background(frame, 32)
     # our file records the camera, so the automatic rule finds EEVEE's background by itself
     plain = tmp_path / "plain_with_camera.exr"
     exr.write_exr(plain, {"Z": raw}, header=camera.to_header())
-    assert np.isposinf(exr.load_frame(plain).depth[:, -4:]).all()
+    assert np.isposinf(load_frame(plain).depth[:, -4:]).all()
     _reencode_all(tmp_path, frame, camera, "eevee")
     # a plain EEVEE render without our header: the automatic rule recognises the sky (a large
     # region at the frame's largest depth, reaching its border) and says so in one line
-    auto = exr.load_frame(path)
-    assert exr.suspected_clip_end_background(auto) == far_value
+    auto = load_frame(path)
+    assert suspected_clip_end_background(auto) == far_value
     assert auto.background_info.sky == int((raw >= threshold).sum())
     _check_plane_and_background(auto, 32)
     r = run_cli("encode", path, tmp_path / "cli_auto.exr")
     assert r.returncode == 0 and "EEVEE's sky" in r.stdout and "--background none" in r.stdout
-    _check_plane_and_background(exr.load_frame(tmp_path / "cli_auto.exr"), 32, "Z")
+    _check_plane_and_background(load_frame(tmp_path / "cli_auto.exr"), 32, "Z")
     r = run_cli("encode", path, tmp_path / "cli_bg.exr", "--background", threshold)
     assert r.returncode == 0 and r.stderr == ""
-    _check_plane_and_background(exr.load_frame(tmp_path / "cli_bg.exr"), 32, "Z")
+    _check_plane_and_background(load_frame(tmp_path / "cli_bg.exr"), 32, "Z")
     # --background none keeps the sky as a surface at the clip end
-    kept = exr.load_frame(path, background="none")
+    kept = load_frame(path, background="none")
     assert np.isfinite(kept.depth[:, -4:]).all()
 
 
@@ -122,9 +123,9 @@ def test_cycles_render_with_two_view_layers(bpy, tmp_path):
     path, camera, engine = _render(bpy, tmp_path, "CYCLES", (24, 16), extra_layer="Second")
     names = set(exr.read_exr(path).channels)
     assert {"ViewLayer.Depth.Z", "Second.Depth.Z", "Second.Combined.R"} <= names
-    first = exr.load_frame(path)
+    first = load_frame(path)
     assert first.depth_channel == "ViewLayer.Depth.Z"
-    second = exr.load_frame(path, layer="Second")
+    second = load_frame(path, layer="Second")
     assert second.depth_channel == "Second.Depth.Z"
     assert second.beauty_channels[0] == "Second.Combined.R"
     _check_plane_and_background(second, 24, "Second.Depth.Z")

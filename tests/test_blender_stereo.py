@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from blender_zdepth.core import exr
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -38,9 +38,9 @@ def _stereo_render(bpy, tmp_path):
 
 def test_blender_stereo_render_is_read_and_refocused_per_view(bpy, tmp_path, run_cli):
     path = _stereo_render(bpy, tmp_path)
-    left = exr.load_frame(path)
+    left = load_frame(path)
     assert left.views == ["left", "right"] and left.view == "left"
-    right = exr.load_frame(path, view="right")
+    right = load_frame(path, view="right")
     masks = {}
     rows = left.depth.shape[0]
     for name, f in (("left", left), ("right", right)):
@@ -61,7 +61,7 @@ def test_blender_stereo_render_is_read_and_refocused_per_view(bpy, tmp_path, run
         r = run_cli("dof", path, out, "--view", view, "--focus-distance", "5", "--fstop", "1",
                     "--focal-length", "50")
         assert r.returncode == 0, r.stderr
-        refocused = exr.load_frame(out, need_depth=False)
+        refocused = load_frame(out, need_depth=False)
         # in focus at 5 m: the wall stays where that view's own depth has it
         wall = refocused.rgba[..., 0] - refocused.rgba[..., 2] > 0.3
         assert np.count_nonzero(wall != masks[view]) <= rows, view

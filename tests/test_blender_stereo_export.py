@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from blender_zdepth.core import exr
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -52,7 +53,8 @@ def _wall(rgba):
 
 
 def test_stereo_render_exports_one_registered_file_per_eye(bpy, addon, tmp_path, run_cli):
-    from blender_zdepth.blender import compat, export
+    from blender_zdepth.blender import compat
+    from blender_zdepth.blender.render import handlers as render_handlers
 
     scene = _stereo_scene(bpy)
     settings = scene.render.image_settings
@@ -64,14 +66,14 @@ def test_stereo_render_exports_one_registered_file_per_eye(bpy, addon, tmp_path,
     zd.output_dir = str(tmp_path / "depth")
     zd.export_enabled = True
     bpy.ops.render.render(write_still=True)  # the render_post handler exports
-    assert export.last_errors() == []
+    assert render_handlers.last_errors() == []
     assert sorted(os.listdir(tmp_path / "depth")) == ["zdepth_0001_L.exr", "zdepth_0001_R.exr"]
     assert settings.views_format == "MULTIVIEW"  # the user's output settings are restored
     rows = SIZE[1]
     eyes = {}
     for view, suffix in (("left", "_L"), ("right", "_R")):
-        ours = exr.load_frame(tmp_path / "depth" / f"zdepth_0001{suffix}.exr")
-        theirs = exr.load_frame(blender_file, view=view)
+        ours = load_frame(tmp_path / "depth" / f"zdepth_0001{suffix}.exr")
+        theirs = load_frame(blender_file, view=view)
         assert ours.header["zdepthView"] == view
         covered = np.isfinite(theirs.depth)
         assert covered.any() and (~covered).any()
@@ -97,20 +99,20 @@ def test_stereo_render_exports_one_registered_file_per_eye(bpy, addon, tmp_path,
         out = tmp_path / f"dof{suffix}.exr"
         r = run_cli("dof", src, out, "--focus-distance", "5", "--fstop", "1")
         assert r.returncode == 0, r.stderr
-        refocused = exr.load_frame(out, need_depth=False)
+        refocused = load_frame(out, need_depth=False)
         wall = _wall(refocused.rgba)
         assert np.count_nonzero(wall != np.isfinite(eyes[view].depth)) <= rows, view
     theirs_out = tmp_path / "dof_blender_R.exr"
     r = run_cli("dof", blender_file, theirs_out, "--view", "right", "--focus-distance", "5",
                 "--fstop", "1", "--focal-length", str(LENS))
     assert r.returncode == 0, r.stderr
-    a = exr.load_frame(tmp_path / "dof_R.exr", need_depth=False).rgba
-    b = exr.load_frame(theirs_out, need_depth=False).rgba
+    a = load_frame(tmp_path / "dof_R.exr", need_depth=False).rgba
+    b = load_frame(theirs_out, need_depth=False).rgba
     assert np.abs(a - b).max() < 1e-3
 
 
 def test_stereo_export_names_beside_files_and_refuses_depth_layers(bpy, tmp_path, run_cli):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import export
     from blender_zdepth.core.errors import UsageError
 
     scene = _stereo_scene(bpy)
@@ -120,7 +122,7 @@ def test_stereo_export_names_beside_files_and_refuses_depth_layers(bpy, tmp_path
     assert sorted(os.listdir(tmp_path / "a")) == [
         "shot_001_L.exr", "shot_001_L_beauty.exr", "shot_001_L_preview.png",
         "shot_001_R.exr", "shot_001_R_beauty.exr", "shot_001_R_preview.png"]
-    left = exr.load_frame(tmp_path / "a" / "shot_001_L.exr")
+    left = load_frame(tmp_path / "a" / "shot_001_L.exr")
     beauty = exr.read_exr(tmp_path / "a" / "shot_001_L_beauty.exr")
     wall = beauty.channels["R"] - beauty.channels["B"] > 0.3
     assert np.count_nonzero(wall != np.isfinite(left.depth)) <= SIZE[1]
@@ -145,7 +147,7 @@ def test_stereo_export_names_beside_files_and_refuses_depth_layers(bpy, tmp_path
 def test_each_eye_matrix_follows_blenders_stereo_camera(bpy, tmp_path, mode, pivot):
     """Toe-in turns the eyes (no off-axis shift either): the recorded matrix still projects the
     wall's edge to where that eye's render has it; the pivot eye is the camera itself."""
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render import export
 
     scene = _stereo_scene(bpy)
     st = scene.camera.data.stereo
@@ -155,7 +157,7 @@ def test_each_eye_matrix_follows_blenders_stereo_camera(bpy, tmp_path, mode, piv
     assert [p["view"] for p in written] == ["left", "right"]
     cams = {}
     for paths in written:
-        f = exr.load_frame(paths["depth"])
+        f = load_frame(paths["depth"])
         mid = np.isfinite(f.depth)[SIZE[1] // 2]
         edge = np.flatnonzero(mid).max() + 1
         assert abs(_edge_column(f.camera.world_to_camera) - edge) <= 1.0, paths["view"]
@@ -171,7 +173,8 @@ def test_each_eye_matrix_follows_blenders_stereo_camera(bpy, tmp_path, mode, piv
 def test_multi_view_setup_uses_each_views_camera(bpy, tmp_path):
     """Multi-View: the right view renders with the camera named with its suffix (Cam_R); its
     file records that camera."""
-    from blender_zdepth.blender import export, scenes
+    from blender_zdepth.blender import scenes
+    from blender_zdepth.blender.render import export
 
     scene = _stereo_scene(bpy)
     scene.render.views_format = "MULTIVIEW"
@@ -185,7 +188,7 @@ def test_multi_view_setup_uses_each_views_camera(bpy, tmp_path):
     assert [os.path.basename(p["depth"]) for p in written] == ["zdepth_0001_L.exr",
                                                                "zdepth_0001_R.exr"]
     for paths, cam in zip(written, (left, right)):
-        f = exr.load_frame(paths["depth"])
+        f = load_frame(paths["depth"])
         assert f.header["zdepthCameraName"] == cam.name
         np.testing.assert_allclose(
             f.camera.world_to_camera, np.asarray(cam.matrix_world.inverted().transposed()),
@@ -233,7 +236,7 @@ def _shown(bpy):
 
 
 def test_apply_on_a_stereo_render_result_refocuses_each_view(registered, tmp_path, run_cli):
-    from blender_zdepth.blender import dof_ops
+    from blender_zdepth.blender.refocus.inputs import render_result_input
 
     bpy = registered
     scene = _dof_scene(bpy, tmp_path)
@@ -243,7 +246,7 @@ def test_apply_on_a_stereo_render_result_refocuses_each_view(registered, tmp_pat
     assert sorted(os.listdir(tmp_path / "dof")) == ["shot_dof.0001_L.exr",
                                                     "shot_dof.0001_R.exr"]
     saved = str(tmp_path / "check.exr")  # the same multi-view EXR the operator reads
-    dof_ops.save_render_result(scene, saved)
+    render_result_input(scene, saved)
     results = {}
     for view, suffix in (("left", "_L"), ("right", "_R")):
         ours = _rgba(tmp_path / "dof" / f"shot_dof.0001{suffix}.exr")
@@ -251,7 +254,7 @@ def test_apply_on_a_stereo_render_result_refocuses_each_view(registered, tmp_pat
         r = run_cli("dof", saved, cli_out, "--view", view, *DOF_ARGS)
         assert r.returncode == 0, r.stderr
         np.testing.assert_allclose(ours, _rgba(cli_out), atol=1e-5, err_msg=view)
-        src = exr.load_frame(saved, view=view)
+        src = load_frame(saved, view=view)
         assert np.count_nonzero(_wall(ours) != np.isfinite(src.depth)) <= SIZE[1], view
         results[view] = ours
     assert not np.allclose(results["left"], results["right"])  # each eye its own view
@@ -286,11 +289,11 @@ def test_apply_on_files_after_a_stereo_export_refocuses_each_view(registered, tm
     np.testing.assert_allclose(_shown(bpy), _rgba(tmp_path / "zd" / "zdepth_dof_0001_L.exr"),
                                atol=1e-5)
     # in the background, both views at once in worker processes: the same files
-    from blender_zdepth.blender import dof_ops
+    from blender_zdepth.blender.refocus.batch import DofBatch
 
     before = {s: _rgba(tmp_path / "zd" / f"zdepth_dof_0001{s}.exr") for s in ("_L", "_R")}
     bpy.data.images.remove(bpy.data.images["Z-Depth DOF"])
-    batch = dof_ops.DofBatch(scene, "FILES")
+    batch = DofBatch(scene, "FILES")
     batch.start(workers=2)
     report = batch.finish()
     assert batch.parallel is not None and not report.failed
@@ -332,7 +335,8 @@ def test_apply_on_the_scenes_own_stereo_exrs_refocuses_each_view(registered, tmp
 def test_apply_uses_each_views_camera_lens_in_a_multi_view_setup(registered, tmp_path, run_cli):
     """Multi-View: the right view renders with Cam_R (a 35 mm lens); its result is refocused
     with that lens, the focus distance and f-stop staying the scene camera's."""
-    from blender_zdepth.blender import dof_ops, scenes
+    from blender_zdepth.blender import scenes
+    from blender_zdepth.blender.refocus.inputs import render_result_input
 
     bpy = registered
     scene = _dof_scene(bpy, tmp_path)
@@ -348,7 +352,7 @@ def test_apply_uses_each_views_camera_lens_in_a_multi_view_setup(registered, tmp
     bpy.ops.render.render()
     assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
     saved = str(tmp_path / "check.exr")
-    dof_ops.save_render_result(scene, saved)
+    render_result_input(scene, saved)
     for view, suffix, lens in (("left", "_L", LENS), ("right", "_R", 35.0)):
         out = tmp_path / "dof" / f"mv_dof.0001{suffix}.exr"
         header = exr.read_exr(str(out)).header

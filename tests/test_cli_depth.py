@@ -10,6 +10,7 @@ import pytest
 from blender_zdepth.core import exr
 from blender_zdepth.core.camera import CameraInfo
 from blender_zdepth.core.png import read_png
+from blender_zdepth.core.frame import load_frame
 
 
 def _render_like(path, depth, beauty=True):
@@ -41,7 +42,7 @@ def test_encode_decode_round_trip_keeps_depth_beauty_and_range(tmp_path, run_cli
     r = run_cli("encode", src, enc_path, "--near", "0.5", "--far", "80", "--preview", png_path)
     assert r.returncode == 0, r.stderr
     assert "log" in r.stdout and "0.5-80" in r.stdout
-    f = exr.load_frame(enc_path)
+    f = load_frame(enc_path)
     assert f.encoding.name == "log" and (f.encoding.near, f.encoding.far) == (0.5, 80.0)
     assert f.header["Camera"] == "Camera"  # Blender's metadata carried over
     assert np.allclose(f.rgba[0, 0], [0.25, 0.5, 0.75, 1.0])
@@ -68,7 +69,7 @@ def test_encode_other_encodings_half_and_codec(tmp_path, run_cli, render, encodi
     assert r.returncode == 0, r.stderr
     img = exr.read_exr(out)
     assert set(img.channels) == {"depth.Z"} and img.half == {"depth.Z"}
-    f = exr.load_frame(out)
+    f = load_frame(out)
     assert f.encoding.name == encoding
     rel = np.abs(f.depth[3:] / d[3:] - 1)
     assert rel.max() < 2e-3 * (80 / 0.5 if encoding == "normalized" else 1)
@@ -78,13 +79,13 @@ def test_encode_range_from_data_and_camera(tmp_path, run_cli, render):
     src, d = render
     r = run_cli("encode", src, str(tmp_path / "a.exr"))
     assert r.returncode == 0 and "from data" in r.stdout
-    enc = exr.load_frame(tmp_path / "a.exr").encoding
+    enc = load_frame(tmp_path / "a.exr").encoding
     assert d[3, 0] <= enc.near < 1.01 * d[3, 0] and 79 < enc.far <= 80.0
     cam = CameraInfo(clip_start=0.1, clip_end=200.0)
     exr.write_exr(tmp_path / "cam.exr", {"Z": d}, header=cam.to_header())
     r = run_cli("encode", tmp_path / "cam.exr", tmp_path / "b.exr")
     assert r.returncode == 0 and "camera clip range" in r.stdout, r.stderr
-    f = exr.load_frame(tmp_path / "b.exr")
+    f = load_frame(tmp_path / "b.exr")
     assert (f.encoding.near, f.encoding.far) == (np.float32(0.1), 200.0)
     assert f.camera.clip_end == 200.0
 
@@ -165,4 +166,4 @@ def test_existing_output_needs_overwrite(tmp_path, run_cli, render):
     assert out.read_bytes() == b"keep me"
     r = run_cli("encode", src, out, "--overwrite")
     assert r.returncode == 0, r.stderr
-    assert exr.load_frame(out).encoding.name == "log"
+    assert load_frame(out).encoding.name == "log"

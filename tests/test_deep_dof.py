@@ -5,7 +5,7 @@ import numpy as np
 import OpenEXR
 import pytest
 
-from blender_zdepth.core import deep, dof, exr, sequence
+from blender_zdepth.core import deep, dof, exr, refocus
 from blender_zdepth.core.camera import CameraInfo
 from blender_zdepth.core.encodings import DepthEncoding
 from blender_zdepth.core.lens import Lens
@@ -36,7 +36,7 @@ def rgba_of(path):
 
 def test_dof_on_our_deep_file(tmp_path, run_cli):
     rgba, depth, hidden = layers()
-    src = deep.write_deep_exr(tmp_path / "shot_deep.exr", rgba, depth, hidden, camera=CAMERA)
+    src = exr.write_deep_exr(tmp_path / "shot_deep.exr", rgba, depth, hidden, camera=CAMERA)
     r = run_cli("dof", src, tmp_path / "out.exr")
     assert r.returncode == 0, r.stderr
     assert "deep shot_deep.exr: 1 hidden layer(s)" in r.stdout
@@ -47,9 +47,9 @@ def test_dof_on_our_deep_file(tmp_path, run_cli):
 
 def test_flat_export_uses_the_deep_file_beside_it(tmp_path, run_cli):
     rgba, depth, hidden = layers()
-    flat = exr.write_depth_exr(tmp_path / "shot.exr", depth, DepthEncoding("log", 0.1, 100.0),
+    flat = exr.write_depth_exr(tmp_path / "shot.exr", depth, encoding=DepthEncoding("log", 0.1, 100.0),
                                rgba=rgba, camera=CAMERA)
-    deep.write_deep_exr(tmp_path / "shot_deep.exr", rgba, depth, hidden, camera=CAMERA)
+    exr.write_deep_exr(tmp_path / "shot_deep.exr", rgba, depth, hidden, camera=CAMERA)
     r = run_cli("dof", flat, tmp_path / "a.exr")
     assert r.returncode == 0, r.stderr
     assert "deep shot_deep.exr" in r.stdout
@@ -66,7 +66,7 @@ def test_flat_export_uses_the_deep_file_beside_it(tmp_path, run_cli):
 def test_deep_beside_of_another_size_is_one_clear_error(tmp_path, run_cli):
     rgba, depth, hidden = layers()
     flat = exr.write_depth_exr(tmp_path / "shot.exr", depth, rgba=rgba, camera=CAMERA)
-    deep.write_deep_exr(tmp_path / "shot_deep.exr", rgba[:20], depth[:20], camera=CAMERA)
+    exr.write_deep_exr(tmp_path / "shot_deep.exr", rgba[:20], depth[:20], camera=CAMERA)
     r = run_cli("dof", flat, tmp_path / "o.exr")
     assert r.returncode == 1
     assert "not the same frame" in r.stderr and "Traceback" not in r.stderr
@@ -105,7 +105,7 @@ def test_another_renderers_file_with_unsorted_samples(tmp_path, run_cli):
 def test_bad_deep_files_are_one_line_exit_1(tmp_path, run_cli, what):
     rgba, depth, hidden = layers()
     if what == "truncated":
-        src = deep.write_deep_exr(tmp_path / "d.exr", rgba, depth, hidden, camera=CAMERA)
+        src = exr.write_deep_exr(tmp_path / "d.exr", rgba, depth, hidden, camera=CAMERA)
         data = open(src, "rb").read()
         open(src, "wb").write(data[: len(data) // 2])
         expect = "damaged or truncated"
@@ -121,18 +121,18 @@ def test_bad_deep_files_are_one_line_exit_1(tmp_path, run_cli, what):
 def test_pinhole_dof_of_a_deep_file_is_its_flattened_image(tmp_path):
     rgba, depth, hidden = layers()
     rgba[5:8, 5:9, :] *= 0.5     # some partly transparent pixels too
-    src = deep.write_deep_exr(tmp_path / "d.exr", rgba, depth, hidden, camera=CAMERA)
-    frame = sequence.load_dof_frame(src)
-    flat, _ = deep.flatten(deep.read_deep(src))
+    src = exr.write_deep_exr(tmp_path / "d.exr", rgba, depth, hidden, camera=CAMERA)
+    frame = refocus.load_input(src)
+    flat, _ = deep.flatten(exr.read_deep(src))
     lens = Lens(focal_length_mm=100.0, fstop=1000.0, focus_distance=2.0, sensor_width_mm=36.0)
-    out = sequence.refocus_array(frame, lens, dof.DofSettings())
+    out = refocus.refocus_array(frame, lens, dof.DofSettings())
     assert frame.hidden  # hidden layers were handed over
     assert np.allclose(out, flat, atol=1e-5)
 
 
 def test_hidden_layers_reach_the_engine(tmp_path, monkeypatch):
     rgba, depth, hidden = layers()
-    src = deep.write_deep_exr(tmp_path / "d.exr", rgba, depth, hidden, camera=CAMERA)
+    src = exr.write_deep_exr(tmp_path / "d.exr", rgba, depth, hidden, camera=CAMERA)
     seen = {}
 
     def recording_defocus(rgba, depth, lens, settings=None, hidden=None):
@@ -140,14 +140,14 @@ def test_hidden_layers_reach_the_engine(tmp_path, monkeypatch):
         return rgba
 
     monkeypatch.setattr(dof, "defocus", recording_defocus)
-    frame = sequence.load_dof_frame(src)
-    sequence.refocus_array(frame, Lens(focal_length_mm=100.0, fstop=2.0, focus_distance=2.0),
+    frame = refocus.load_input(src)
+    refocus.refocus_array(frame, Lens(focal_length_mm=100.0, fstop=2.0, focus_distance=2.0),
                            dof.DofSettings())
     (hrgba, hdepth), = seen["hidden"]
     assert np.all(hdepth[10:30, 20:44] == 8.0) and np.all(np.isinf(hdepth[:10]))
     assert np.allclose(hrgba[10:30, 20:44, 1], 0.8)
     # a budget of 0 hands nothing over; --no-deep on a flat file beside a deep one neither
-    frame = sequence.load_dof_frame(src, deep=0)
+    frame = refocus.load_input(src, deep=0)
     assert frame.hidden == []
 
 
@@ -155,7 +155,7 @@ def test_inspect_shows_a_deep_files_sample_counts(tmp_path, run_cli):
     import json
 
     rgba, depth, hidden = layers()
-    src = deep.write_deep_exr(tmp_path / "d.exr", rgba, depth, hidden, camera=CAMERA)
+    src = exr.write_deep_exr(tmp_path / "d.exr", rgba, depth, hidden, camera=CAMERA)
     r = run_cli("inspect", src)
     assert r.returncode == 0, r.stderr
     behind = 20 * 24  # the subject's pixels hold a second sample (the wall behind)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from blender_zdepth.core import exr, png
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -21,7 +22,7 @@ def test_demo_writes_depth_refocus_and_contact_sheet(bpy_module, run_cli, tmp_pa
     assert result.returncode == 0, result.stderr
     depth_exr = out / "depth" / "demo_0001.exr"
     assert depth_exr.exists() and (out / "depth" / "demo_0001_preview.png").exists()
-    frame = exr.load_frame(str(depth_exr))
+    frame = load_frame(str(depth_exr))
     assert frame.encoding.name == "log" and frame.rgba.shape == (108, 192, 4)
     # The sky is background; the ground and pillars are real depths inside the camera range.
     assert np.isinf(frame.depth[0]).all()
@@ -38,7 +39,7 @@ def test_demo_writes_depth_refocus_and_contact_sheet(bpy_module, run_cli, tmp_pa
     # behind the near pillars, and the refocus used it; the flat-only comparison is written
     from blender_zdepth.core import deep
 
-    image = deep.read_deep(str(out / "depth" / "demo_0001_deep.exr"))
+    image = exr.read_deep(str(out / "depth" / "demo_0001_deep.exr"))
     assert image.header[deep.LAYERS_KEY] == 3
     flat_rgba, _ = deep.flatten(image)
     np.testing.assert_allclose(flat_rgba, frame.rgba, atol=1e-6)

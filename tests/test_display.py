@@ -1,8 +1,9 @@
-"""Display conversion and contact sheets (core, no bpy)."""
+"""Display conversion (core) and the demo's contact sheets (commands._demo_sheet), no bpy."""
 
 import numpy as np
 import pytest
 
+from blender_zdepth.commands import _demo_sheet as demo_sheet
 from blender_zdepth.core import display
 
 
@@ -25,7 +26,7 @@ def test_premultiplied_rgba_composites_over_background():
 def test_contact_sheet_places_tiles_and_labels():
     a = np.full((10, 20, 3), 0.25, np.float32)
     b = np.full((10, 20, 3), 0.75, np.float32)
-    sheet = display.contact_sheet([a, b], labels=["A", "B"], gap=4, label_scale=1)
+    sheet = demo_sheet.contact_sheet([a, b], labels=["A", "B"], gap=4, label_scale=1)
     label_h = 9
     assert sheet.shape == (4 + label_h + 10 + 4, 4 + 2 * (20 + 4), 3)
     np.testing.assert_allclose(sheet[4 + label_h:4 + label_h + 10, 4:24], 0.25)
@@ -37,4 +38,4 @@ def test_contact_sheet_places_tiles_and_labels():
 
 def test_contact_sheet_refuses_mismatched_tiles():
     with pytest.raises(ValueError, match="differ in size"):
-        display.contact_sheet([np.zeros((4, 4, 3)), np.zeros((5, 4, 3))])
+        demo_sheet.contact_sheet([np.zeros((4, 4, 3)), np.zeros((5, 4, 3))])

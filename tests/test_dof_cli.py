@@ -8,11 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from blender_zdepth.core import exr, sequence
+from blender_zdepth.core import exr, refocus
 from blender_zdepth.core.camera import CameraInfo
 from blender_zdepth.core.encodings import DepthEncoding
 
 from conftest import ROOT
+from blender_zdepth.core.frame import load_frame
 
 H, W = 40, 64
 NEAR, FAR = 2.0, 8.0
@@ -40,7 +41,7 @@ def write_plain(path, rgba, depth):
 
 
 def write_ours(path, rgba, depth, camera):
-    exr.write_depth_exr(str(path), depth, DepthEncoding("log", 0.1, 100.0), rgba=rgba,
+    exr.write_depth_exr(str(path), depth, encoding=DepthEncoding("log", 0.1, 100.0), rgba=rgba,
                         camera=camera)
 
 
@@ -149,7 +150,7 @@ def test_focus_keys_rack_a_sequence(tmp_path, run_cli):
                 "--focus-keys", "1001:2,1005:8", *LENS, "--max-radius", "16")
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("] frame ") == 5 and "5 written" in r.stdout
-    keys = sequence.parse_focus_keys("1001:2,1005:8")
+    keys = refocus.parse_focus_keys("1001:2,1005:8")
     near, far = [], []
     for f in range(1001, 1006):
         result, header = rgba_of(out / f"rack.{f}.exr")
@@ -251,7 +252,7 @@ def test_plain_blender_multilayer_render(bpy, tmp_path, run_cli):
     compat.set_multilayer_exr(scene.render.image_settings)
     scene.render.filepath = str(tmp_path / "render.exr")
     bpy.ops.render.render(write_still=True)
-    frame = exr.load_frame(str(tmp_path / "render.exr"))
+    frame = load_frame(str(tmp_path / "render.exr"))
     assert frame.camera is None and frame.depth is not None
     r = run_cli("dof", tmp_path / "render.exr", tmp_path / "dof.exr", "--focus-distance", "2",
                 "--fstop", "0.8", "--focal-length", "100", "--max-radius", "12")
@@ -313,7 +314,7 @@ def test_depth_export_with_the_beauty_beside_it(tmp_path, run_cli):
     cam = CameraInfo(focal_length_mm=100.0, fstop=0.8, focus_distance=NEAR)
     write_ours(tmp_path / "same.exr", rgba, depth, cam)
     exr.write_depth_exr(str(tmp_path / "zdepth_0001.exr"), depth,
-                        DepthEncoding("log", 0.1, 100.0), camera=cam)
+                        encoding=DepthEncoding("log", 0.1, 100.0), camera=cam)
     args = ["--focus-distance", str(NEAR)]
     r = run_cli("dof", tmp_path / "zdepth_0001.exr", tmp_path / "out_missing.exr", *args)
     assert r.returncode == 1 and "zdepth_0001_beauty.exr" in r.stderr
@@ -510,16 +511,14 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_partial_file(tmp_path):
 def test_jobs_with_deep_input_beside_flat_exports(tmp_path, run_cli):
     """Deep input (a <name>_deep.exr beside each flat export) in worker processes: the same
     results and progress details as one frame after another."""
-    from blender_zdepth.core import deep
-
     rgba, depth = scene_arrays()
     behind = rgba.copy()
     behind[..., :3] = 0.5
     cam = CameraInfo(focal_length_mm=100.0, sensor_width_mm=36.0, fstop=0.8, focus_distance=FAR)
     for f in (1, 2, 3):
         exr.write_depth_exr(str(tmp_path / f"shot.{f:04d}.exr"), depth,
-                            DepthEncoding("log", 0.1, 100.0), rgba=rgba, camera=cam)
-        deep.write_deep_exr(tmp_path / f"shot.{f:04d}_deep.exr", rgba, depth,
+                            encoding=DepthEncoding("log", 0.1, 100.0), rgba=rgba, camera=cam)
+        exr.write_deep_exr(tmp_path / f"shot.{f:04d}_deep.exr", rgba, depth,
                             [(behind, np.full_like(depth, 12.0))], camera=cam)
     outs = {}
     for jobs in ("1", "2"):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from blender_zdepth.core import exr
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -89,10 +90,10 @@ def test_apply_to_render_result(addon, tmp_path):
     assert header["zdepthDofFstop"] == pytest.approx(0.8)
     assert header["zdepthDofFocalLength"] == pytest.approx(100.0)
     # what the render looked like: the same save path the operator uses, read back
-    from blender_zdepth.blender import dof_ops
+    from blender_zdepth.blender.refocus.inputs import render_result_input
 
-    dof_ops.save_render_result(scene, str(tmp_path / "check.exr"))
-    src = exr.load_frame(str(tmp_path / "check.exr")).rgba
+    render_result_input(scene, str(tmp_path / "check.exr"))
+    src = load_frame(str(tmp_path / "check.exr")).rgba
     assert sharpness(result, NEAR_REGION) > 0.8 * sharpness(src, NEAR_REGION)
     assert sharpness(result, FAR_REGION) < 0.5 * sharpness(src, FAR_REGION)
     # the result is shown in an image, top row first in the file = last row in Blender
@@ -155,11 +156,11 @@ def test_cancel_keeps_finished_frames(addon, tmp_path):
     """The modal operator's frame loop (DofBatch.step / cancel / finish, what modal() calls
     on timer and Esc events), driven directly since a modal cannot run headless."""
     bpy = addon
-    from blender_zdepth.blender import dof_ops
+    from blender_zdepth.blender.refocus.batch import DofBatch
 
     scene = _render_focus_pull(bpy, tmp_path)
     configure(scene, tmp_path, dof_output_dir="")
-    batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
+    batch = DofBatch(scene, "FILES", frames=[1, 2, 3])
     assert batch.total == 3 and "1/3" in batch.status_text()
     assert batch.step().status == "written"
     assert "2/3" in batch.status_text()
@@ -203,13 +204,13 @@ def test_diagnostic_and_missing_render(addon, tmp_path):
 
 
 def test_pick_pixel_mapping_and_registration(addon):
-    from blender_zdepth.blender import dof_ops
+    from blender_zdepth.blender.refocus.display import uv_to_pixel
 
     # Image Editor view coordinates: 0..1 across the image, v up; pixels from the bottom left
-    assert dof_ops.uv_to_pixel(0.0, 0.0, 48, 32) == (0, 0)
-    assert dof_ops.uv_to_pixel(0.5, 0.5, 48, 32) == (24, 16)
-    assert dof_ops.uv_to_pixel(0.99, 0.999, 48, 32) == (47, 31)
-    assert dof_ops.uv_to_pixel(1.2, 0.5, 48, 32) is None
+    assert uv_to_pixel(0.0, 0.0, 48, 32) == (0, 0)
+    assert uv_to_pixel(0.5, 0.5, 48, 32) == (24, 16)
+    assert uv_to_pixel(0.99, 0.999, 48, 32) == (47, 31)
+    assert uv_to_pixel(1.2, 0.5, 48, 32) is None
     assert hasattr(addon.types, "ZDEPTH_OT_dof_pick_focus")
     assert hasattr(addon.ops.zdepth, "apply_dof")
     assert addon.types.RENDER_PT_zdepth_dof.bl_parent_id == "RENDER_PT_zdepth"
@@ -269,11 +270,11 @@ def test_files_default_to_the_depth_exports(addon, tmp_path):
     scene.render.filepath = str(tmp_path / "png_####")  # PNG: no depth there
     bpy.ops.render.render(animation=True)
     export = tmp_path / "zd" / "zd_0001.exr"
-    assert exr.load_frame(str(export)).encoding is not None  # one of ours
+    assert load_frame(str(export)).encoding is not None  # one of ours
     assert bpy.ops.zdepth.apply_dof(source="FILES") == {"FINISHED"}
     result, header = rgba_file(tmp_path / "zd" / "zd_dof_0001.exr")
     assert header["zdepthDofFocusDistance"] == pytest.approx(NEAR)
     assert "zdepthEncoding" not in header and header["zdepthCameraFocalLength"] == 100.0
-    src = exr.load_frame(str(export)).rgba
+    src = load_frame(str(export)).rgba
     assert sharpness(result, NEAR_REGION) > 0.8 * sharpness(src, NEAR_REGION)
     assert sharpness(result, FAR_REGION) < 0.5 * sharpness(src, FAR_REGION)

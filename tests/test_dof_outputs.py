@@ -1,6 +1,6 @@
 """Refocused outputs (issue 11): an output name pattern ({name}, {frame}, ####) and a
 multilayer EXR that keeps every pass of the input with the refocused beauty -- on the command
-line, in ``core.sequence`` and from Blender's Apply (real bpy render with extra passes)."""
+line, in ``core.batch`` and from Blender's Apply (real bpy render with extra passes)."""
 
 import os
 
@@ -10,7 +10,7 @@ import pytest
 from blender_zdepth.core import exr
 from blender_zdepth.core.encodings import DepthEncoding
 from blender_zdepth.core.errors import UsageError
-from blender_zdepth.core.sequence import check_output_name, output_name
+from blender_zdepth.core.batch.names import check_output_name, output_name
 
 LENS = ("--focus-distance", "3", "--fstop", "1.4", "--focal-length", "100", "--sensor-width", "4",
         "--max-radius", "6")

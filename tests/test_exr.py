@@ -12,6 +12,8 @@ from blender_zdepth.core.camera import CameraInfo
 from blender_zdepth.core.encodings import ENCODINGS, DepthEncoding
 from blender_zdepth.core.errors import UsageError, ZDepthError
 from blender_zdepth.core.png import read_png, write_png
+from blender_zdepth.core.exr import binding as exr_binding
+from blender_zdepth.core.frame import load_frame
 
 
 def _depth_ramp(near, far, shape=(64, 96), outside=True):
@@ -29,8 +31,8 @@ def test_round_trip_through_file(tmp_path, name, half):
     near, far = 0.5, 300.0
     enc = DepthEncoding(name, near, far)
     d = _depth_ramp(near, far)
-    path = exr.write_depth_exr(tmp_path / "d.exr", d, enc, half=half)
-    frame = exr.load_frame(path)
+    path = exr.write_depth_exr(tmp_path / "d.exr", d, encoding=enc, half=half)
+    frame = load_frame(path)
     assert frame.encoding == enc and frame.depth_channel == "Z" and frame.half == half
     assert frame.depth.dtype == np.float32 and frame.depth.shape == d.shape
     bg = np.zeros(d.shape, bool)
@@ -53,16 +55,16 @@ def test_round_trip_through_file(tmp_path, name, half):
 @pytest.mark.parametrize("near, far", [(0.01, 10000.0), (0.1, 1000.0), (1.0, 500.0)])
 def test_float32_log_error_at_most_1e6(tmp_path, near, far):
     d = np.geomspace(near, far, 512 * 512).reshape(512, 512)
-    path = exr.write_depth_exr(tmp_path / "log.exr", d, DepthEncoding("log", near, far))
-    back = exr.load_frame(path).depth.astype(np.float64)
+    path = exr.write_depth_exr(tmp_path / "log.exr", d, encoding=DepthEncoding("log", near, far))
+    back = load_frame(path).depth.astype(np.float64)
     assert np.max(np.abs(back / d - 1)) <= 1e-6
 
 
 def test_half_log_error_within_the_half_limit(tmp_path):
     near, far = 0.1, 1000.0
     d = np.geomspace(near, far, 256 * 256).reshape(256, 256)
-    path = exr.write_depth_exr(tmp_path / "h.exr", d, DepthEncoding("log", near, far), half=True)
-    back = exr.load_frame(path).depth.astype(np.float64)
+    path = exr.write_depth_exr(tmp_path / "h.exr", d, encoding=DepthEncoding("log", near, far), half=True)
+    back = load_frame(path).depth.astype(np.float64)
     err = np.max(np.abs(back / d - 1))
     bound = math.log(far / near) * 2.0 ** -11  # about 4.5e-3
     assert err <= bound
@@ -72,7 +74,7 @@ def test_half_log_error_within_the_half_limit(tmp_path):
 def test_half_linear_beyond_65504_is_an_error(tmp_path):
     d = np.array([[1.0, 70000.0]])
     with pytest.raises(ZDepthError, match="half float"):
-        exr.write_depth_exr(tmp_path / "x.exr", d, DepthEncoding("linear", 1.0, 1e5), half=True)
+        exr.write_depth_exr(tmp_path / "x.exr", d, encoding=DepthEncoding("linear", 1.0, 1e5), half=True)
     assert os.listdir(tmp_path) == []
 
 
@@ -82,9 +84,9 @@ def test_beauty_and_camera_in_the_same_file(tmp_path):
     d = rng.uniform(1.0, 9.0, (20, 30))
     m = np.eye(4, dtype=np.float32) * 2
     cam = CameraInfo(85.0, 36.0, 24.0, "AUTO", 1.4, 3.0, 0.1, 100.0, 7, world_to_camera=m)
-    path = exr.write_depth_exr(tmp_path / "b.exr", d, DepthEncoding("log", 1, 10), rgba=rgba,
+    path = exr.write_depth_exr(tmp_path / "b.exr", d, encoding=DepthEncoding("log", 1, 10), rgba=rgba,
                                camera=cam, depth_channel="depth.Z", codec="piz")
-    f = exr.load_frame(path)
+    f = load_frame(path)
     assert f.depth_channel == "depth.Z" and f.beauty_channels == ["R", "G", "B", "A"]
     assert np.array_equal(f.rgba, rgba)
     assert f.camera.focal_length_mm == 85.0 and f.camera.frame == 7
@@ -103,7 +105,7 @@ def test_beauty_not_registered_is_an_error(tmp_path):
 def test_lossless_codecs_are_exact(tmp_path, codec):
     d = np.random.default_rng(3).uniform(0.2, 80.0, (33, 17))
     enc = DepthEncoding("log", 0.2, 80.0)
-    path = exr.write_depth_exr(tmp_path / "c.exr", d, enc, codec=codec)
+    path = exr.write_depth_exr(tmp_path / "c.exr", d, encoding=enc, codec=codec)
     stored = exr.read_exr(path).channels["Z"]
     assert np.array_equal(stored, enc.encode(d))
 
@@ -122,7 +124,7 @@ def test_no_overwrite_unless_asked_and_atomic(tmp_path):
         exr.write_depth_exr(target, np.ones((4, 4)))
     assert target.read_bytes() == b"precious"
     exr.write_depth_exr(target, np.ones((4, 4)), overwrite=True)
-    assert exr.load_frame(target).depth.shape == (4, 4)
+    assert load_frame(target).depth.shape == (4, 4)
     assert sorted(os.listdir(tmp_path)) == ["d.exr"]  # no temporary file left
 
 
@@ -164,12 +166,12 @@ def test_reads_blender5_multipart_with_several_view_layers(tmp_path):
     z = np.full((8, 12), 4.0, np.float32)
     z[0, 0] = 1e10
     path = _blender5_like(tmp_path / "ml.exr", ("ViewLayer", "Fog"), z)
-    f = exr.load_frame(path)
+    f = load_frame(path)
     assert f.depth_channel == "ViewLayer.Depth.Z"
     assert f.beauty_channels[:3] == [f"ViewLayer.Combined.{c}" for c in "RGB"]
     assert f.depth[0, 0] == np.inf and f.depth[1, 1] == 4.0 and f.encoding is None
     assert np.allclose(f.rgba[..., 0], 0.1)
-    g = exr.load_frame(path, layer="Fog")
+    g = load_frame(path, layer="Fog")
     assert g.depth_channel == "Fog.Depth.Z" and np.allclose(g.rgba[..., 0], 0.2)
 
 
@@ -178,25 +180,25 @@ def test_reads_single_part_rgba_plus_z_and_depth_v(tmp_path):
     ch = {c: np.full((h, w), 0.5, np.float32) for c in "RGBA"}
     ch["Z"] = np.full((h, w), 2.5, np.float32)
     exr.write_exr(tmp_path / "a.exr", ch)
-    f = exr.load_frame(tmp_path / "a.exr")
+    f = load_frame(tmp_path / "a.exr")
     assert f.depth_channel == "Z" and f.rgba.shape == (h, w, 4) and f.depth[0, 0] == 2.5
     exr.write_exr(tmp_path / "v.exr", {"RenderLayer.Depth.V": np.ones((h, w))})
-    f = exr.load_frame(tmp_path / "v.exr")
+    f = load_frame(tmp_path / "v.exr")
     assert f.depth_channel == "RenderLayer.Depth.V" and f.rgba is None
 
 
 def test_background_rule_for_plain_renders(tmp_path):
     z = np.array([[3.0, 99.99771, 1e10, np.nan]], np.float32)
     exr.write_exr(tmp_path / "p.exr", {"Z": z})
-    f = exr.load_frame(tmp_path / "p.exr")  # auto: only >= 1e9 or non-finite
+    f = load_frame(tmp_path / "p.exr")  # auto: only >= 1e9 or non-finite
     assert f.depth[0].tolist()[:2] == [3.0, pytest.approx(99.99771)] and f.background == 1e9
     assert np.all(np.isposinf(f.depth[0, 2:]))
-    f = exr.load_frame(tmp_path / "p.exr", background=99.0)
+    f = load_frame(tmp_path / "p.exr", background=99.0)
     assert np.isposinf(f.depth[0, 1])
     # with the camera in the header (EEVEE, clip end 100), auto uses the clip end
     cam = CameraInfo(clip_start=0.1, clip_end=100.0)
     exr.write_exr(tmp_path / "c.exr", {"Z": z}, header=cam.to_header())
-    f = exr.load_frame(tmp_path / "c.exr")
+    f = load_frame(tmp_path / "c.exr")
     assert f.depth[0, 0] == 3.0 and np.isposinf(f.depth[0, 1])
 
 
@@ -204,7 +206,7 @@ def test_no_depth_channel_lists_what_was_found(tmp_path):
     exr.write_exr(tmp_path / "n.exr", {"R": np.ones((2, 2)), "G": np.ones((2, 2)),
                                        "B": np.ones((2, 2)), "Normal.X": np.ones((2, 2))})
     with pytest.raises(ZDepthError, match=r"no depth channel.*B, G, Normal.X, R"):
-        exr.load_frame(tmp_path / "n.exr")
+        load_frame(tmp_path / "n.exr")
 
 
 def test_missing_not_exr_and_truncated_files(tmp_path):
@@ -220,14 +222,14 @@ def test_missing_not_exr_and_truncated_files(tmp_path):
     for cut in (len(data) - 7, len(data) // 2, 200, 10):
         (tmp_path / "cut.exr").write_bytes(data[:cut])
         with pytest.raises(ZDepthError, match="damaged or truncated|not an OpenEXR"):
-            exr.load_frame(tmp_path / "cut.exr")
+            load_frame(tmp_path / "cut.exr")
 
 
 def test_data_window_is_kept(tmp_path):
     d = np.full((4, 6), 2.0)
     exr.write_depth_exr(tmp_path / "w.exr", d, data_window=((10, 20), (15, 23)),
                         display_window=((0, 0), (99, 49)))
-    f = exr.load_frame(tmp_path / "w.exr")
+    f = load_frame(tmp_path / "w.exr")
     assert f.data_window == ((10, 20), (15, 23)) and f.display_window == ((0, 0), (99, 49))
 
 
@@ -261,7 +263,7 @@ def test_beauty_comes_from_the_depth_layer(tmp_path):
     ch.update({f"Beta.Combined.{c}": np.full((4, 4), 0.7) for c in "RGBA"})
     ch["Beta.Depth.Z"] = np.full((4, 4), 2.0)
     exr.write_exr(tmp_path / "two.exr", ch)
-    f = exr.load_frame(tmp_path / "two.exr")
+    f = load_frame(tmp_path / "two.exr")
     assert f.depth_channel == "Beta.Depth.Z" and f.beauty_channels[0] == "Beta.Combined.R"
     assert np.allclose(f.rgba[..., 0], 0.7)
 
@@ -284,11 +286,11 @@ def test_outputs_get_ordinary_permissions_not_private_temp_ones(tmp_path):
 
 @pytest.fixture
 def restore_io_pool():
-    before = OpenEXR.global_thread_count(), dict(exr._io_pool)
+    before = OpenEXR.global_thread_count(), dict(exr_binding._io_pool)
     yield
     OpenEXR.set_global_thread_count(before[0])
-    exr._io_pool.clear()
-    exr._io_pool.update(before[1])
+    exr_binding._io_pool.clear()
+    exr_binding._io_pool.update(before[1])
 
 
 def test_io_threads_follow_the_threads_rule_and_change_no_byte(tmp_path, restore_io_pool,
@@ -306,7 +308,7 @@ def test_io_threads_follow_the_threads_rule_and_change_no_byte(tmp_path, restore
     exr.set_io_threads(2)
     assert exr.io_threads() == 2
     OpenEXR.set_global_thread_count(0)
-    exr._io_pool["threads"] = None
+    exr_binding._io_pool["threads"] = None
     monkeypatch.setattr(cpus, "usable_cores", lambda: 4)
     assert exr.io_threads() == 4 == OpenEXR.global_thread_count()
     # the same file and the same values whatever the pool
@@ -318,7 +320,7 @@ def test_io_threads_follow_the_threads_rule_and_change_no_byte(tmp_path, restore
         exr.set_io_threads(n)
         path = tmp_path / f"pool{n}.exr"
         exr.write_exr(path, {"RGBA": rgba, "Z": depth})
-        frame = exr.load_frame(path)
+        frame = load_frame(path)
         assert np.array_equal(frame.rgba, rgba) and np.array_equal(frame.depth, depth)
         files.append(path.read_bytes())
     assert files[0] == files[1]

@@ -12,6 +12,7 @@ from blender_zdepth.core import exr
 from blender_zdepth.core.errors import UsageError, ZDepthError
 
 import exr_samples as S
+from blender_zdepth.core.frame import load_frame
 
 LENS = ["--fstop", "1", "--focal-length", "80"]
 
@@ -30,10 +31,10 @@ def test_stereo_multipart_beauty_and_depth_from_one_view_placed_by_data_window(t
                                                                                view_attr):
     path = tmp_path / "stereo.exr"
     S.stereo_multipart(path, view_attr=view_attr)
-    default = exr.load_frame(path)
+    default = load_frame(path)
     assert default.views == ["right", "left"] and default.view == "right"  # the first part's
     for view in ("left", "right"):
-        f = exr.load_frame(path, view=view)
+        f = load_frame(path, view=view)
         x0, y0, x1, y1 = S.STEREO_WINDOWS[view]
         assert f.view == view and f.data_window == ((x0, y0), (x1, y1))
         assert f.display_window == ((0, 0), (159, 79)) and f.display_size == (160, 80)
@@ -49,7 +50,7 @@ def test_stereo_multipart_beauty_and_depth_from_one_view_placed_by_data_window(t
 def test_beauty_and_depth_parts_with_different_windows_are_placed_not_indexed(tmp_path):
     path = tmp_path / "shifted.exr"
     S.stereo_multipart(path, depth_shift=(5, -3))
-    f = exr.load_frame(path, view="left")
+    f = load_frame(path, view="left")
     x0, y0, x1, y1 = S.STEREO_WINDOWS["left"]
     # the frame is the union of both windows
     assert f.data_window == ((x0, y0 - 3), (x1 + 5, y1))
@@ -72,10 +73,10 @@ def test_beauty_and_depth_parts_with_different_windows_are_placed_not_indexed(tm
 def test_single_part_multiview(tmp_path):
     path = tmp_path / "mv.exr"
     S.multiview_singlepart(path)
-    left = exr.load_frame(path)
+    left = load_frame(path)
     assert left.view == "left" and left.views == ["left", "right"]
     assert left.depth_channel == "Z" and left.beauty_channels[:3] == ["R", "G", "B"]
-    right = exr.load_frame(path, view="right")
+    right = load_frame(path, view="right")
     np.testing.assert_allclose(right.depth, left.depth + 1.0)
     assert np.all(right.rgba[..., 2] == np.float32(0.75))
     assert np.all(left.rgba[..., 2] == np.float32(0.25))
@@ -89,12 +90,12 @@ def test_view_option_on_every_command(tmp_path, capsys):
     assert "part rgba_right: scanline, view right, data window (6,10)-(85,59)" in out
     code, out, err = run(capsys, "decode", path, tmp_path / "left.exr", "--view", "left")
     assert code == 0, err
-    back = exr.load_frame(tmp_path / "left.exr")
+    back = load_frame(tmp_path / "left.exr")
     assert back.data_window == ((40, 10), (119, 59))
     np.testing.assert_allclose(back.depth[0, 0], 10.40, rtol=1e-6)
     code, out, err = run(capsys, "encode", path, tmp_path / "right.exr", "--view", "right")
     assert code == 0, err
-    back = exr.load_frame(tmp_path / "right.exr")
+    back = load_frame(tmp_path / "right.exr")
     np.testing.assert_allclose(back.depth[0, 0], 10.06 + 1.0, rtol=1e-5)
     code, out, err = run(capsys, "dof", path, tmp_path / "dof_left.exr", "--view", "left",
                          "--focus-distance", "10.5", *LENS)
@@ -184,8 +185,8 @@ def test_crop_and_overscan_change_no_blur_size(tmp_path, capsys, window):
     args = ["--focus-distance", "2", *LENS, "--max-radius", "12"]
     assert run(capsys, "dof", full, tmp_path / "a.exr", *args)[0] == 0
     assert run(capsys, "dof", sub, tmp_path / "b.exr", *args)[0] == 0
-    a = exr.load_frame(tmp_path / "a.exr", need_depth=False).rgba
-    b = exr.load_frame(tmp_path / "b.exr", need_depth=False).rgba
+    a = load_frame(tmp_path / "a.exr", need_depth=False).rgba
+    b = load_frame(tmp_path / "b.exr", need_depth=False).rgba
     if window == "crop":
         # the same pixels, the same lens: the same blur (the frame is 128 px wide either way)
         np.testing.assert_allclose(b[sub_region], a[region], atol=2e-3)
@@ -196,7 +197,7 @@ def test_crop_and_overscan_change_no_blur_size(tmp_path, capsys, window):
         S.plain_file(small, rgba, depth, data_window=(0, 0, 127, 63),
                      display_window=(16, 8, 111, 55))
         assert run(capsys, "dof", small, tmp_path / "c.exr", *args)[0] == 0
-        c = exr.load_frame(tmp_path / "c.exr", need_depth=False).rgba
+        c = load_frame(tmp_path / "c.exr", need_depth=False).rgba
         np.testing.assert_allclose(b[region], c[region], atol=2e-3)
         assert np.abs(b[region] - a[region]).max() > 0.02  # and differs from 128 px wide
 
@@ -234,7 +235,7 @@ def test_z0_on_transparent_pixels_is_background_everywhere(tmp_path, capsys):
     depth[:, :6] = 0.0
     path = tmp_path / "z0.exr"
     S.plain_file(path, rgba, depth)
-    f = exr.load_frame(path)
+    f = load_frame(path)
     assert np.isposinf(f.depth[:, :6]).all() and f.background_info.transparent == 6 * h
     code, out, err = run(capsys, "inspect", path)
     assert code == 0 and f"{6 * h} transparent with Z <= 0" in out
@@ -242,10 +243,10 @@ def test_z0_on_transparent_pixels_is_background_everywhere(tmp_path, capsys):
         code, out, err = run(capsys, "encode", path, tmp_path / f"{encoding}.exr",
                              "--encoding", encoding)
         assert code == 0 and f"{6 * h} transparent with Z <= 0" in out
-        back = exr.load_frame(tmp_path / f"{encoding}.exr")
+        back = load_frame(tmp_path / f"{encoding}.exr")
         assert np.isposinf(back.depth[:, :6]).all() and np.all(back.depth[:, 6:] == 4.0)
     assert run(capsys, "decode", path, tmp_path / "d.exr")[0] == 0
-    assert np.isposinf(exr.load_frame(tmp_path / "d.exr").depth[:, :6]).all()
+    assert np.isposinf(load_frame(tmp_path / "d.exr").depth[:, :6]).all()
     code, out, err = run(capsys, "dof", path, tmp_path / "dof.exr", "--focus-distance", "4",
                          *LENS)
     assert code == 0, err
@@ -271,30 +272,30 @@ def test_eevee_sky_without_our_header(tmp_path, capsys):
     depth[:10, :5] = np.float32(1000.31)
     path = tmp_path / "eevee.exr"
     S.plain_file(path, rgba, depth)
-    f = exr.load_frame(path)
+    f = load_frame(path)
     assert f.background_info.sky == 10 * w and np.isposinf(f.depth[:10]).all()
     code, out, err = run(capsys, "inspect", path)
     assert code == 0 and f"{10 * w} at 1000.55, EEVEE's sky at the clip end" in out
     assert "use --background" not in out
     code, out, err = run(capsys, "encode", path, tmp_path / "e.exr")
     assert code == 0 and "EEVEE's sky" in out
-    assert np.isposinf(exr.load_frame(tmp_path / "e.exr").depth[:10]).all()
+    assert np.isposinf(load_frame(tmp_path / "e.exr").depth[:10]).all()
     # a patch at the same depth that the sky does not reach is kept (not connected)
     depth[20:26, 20:30] = np.float32(1000.55)
     S.plain_file(path, rgba, depth)
-    f = exr.load_frame(path)
+    f = load_frame(path)
     assert f.background_info.sky == 10 * w and np.isfinite(f.depth[20:26, 20:30]).all()
     # 'none' keeps them, a depth marks what is at or beyond it
-    assert np.isfinite(exr.load_frame(path, background="none").depth).all()
-    assert np.isposinf(exr.load_frame(path, background=500).depth[:10]).all()
+    assert np.isfinite(load_frame(path, background="none").depth).all()
+    assert np.isposinf(load_frame(path, background=500).depth[:10]).all()
     # a flat wall at 8 m is no sky
     depth[:10, :] = 8.0
     S.plain_file(path, rgba, depth)
-    assert exr.load_frame(path).background_info.sky == 0
+    assert load_frame(path).background_info.sky == 0
     # Cycles' 1e10 and +inf are background under every rule but 'none' for 1e10
     depth[0, :3] = [1e10, np.inf, np.nan]
     S.plain_file(path, rgba, depth)
-    rep = exr.load_frame(path).background_info
+    rep = load_frame(path).background_info
     assert rep.far == 1 and rep.nonfinite == 2
 
 
@@ -321,7 +322,7 @@ def test_reader_errors_are_zdepth_errors(tmp_path):
         exr.read_exr(_stereo(tmp_path), view="x")
     with pytest.raises(ZDepthError, match="holds deep samples"):
         S.deep_file(tmp_path / "d.exr")
-        exr.load_frame(tmp_path / "d.exr")
+        load_frame(tmp_path / "d.exr")
 
 
 def _stereo(tmp_path):
@@ -331,12 +332,12 @@ def _stereo(tmp_path):
 
 
 def test_deep_stereo_is_refocused_per_view(tmp_path, capsys):
-    from blender_zdepth.core import sequence
+    from blender_zdepth.core import refocus
 
     path = tmp_path / "deep_stereo.exr"
     S.deep_stereo(path)
-    assert np.all(sequence.load_dof_frame(str(path)).depth == 2.0)  # the default view: left
-    assert np.all(sequence.load_dof_frame(str(path), view="right").depth == 4.0)
+    assert np.all(refocus.load_input(str(path)).depth == 2.0)  # the default view: left
+    assert np.all(refocus.load_input(str(path), view="right").depth == 4.0)
     code, out, err = run(capsys, "dof", path, tmp_path / "o.exr", "--view", "right",
                          "--focus-distance", "4", *LENS)
     assert code == 0, err

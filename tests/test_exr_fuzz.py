@@ -12,7 +12,8 @@ import OpenEXR
 import pytest
 
 from blender_zdepth import cli
-from blender_zdepth.core import exr, exrscan
+from blender_zdepth.core import exr
+from blender_zdepth.core.exr import scan as exrscan
 from blender_zdepth.core.errors import ZDepthError
 
 import exr_samples as S

@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from blender_zdepth.core import sequence
+from blender_zdepth.core import batch, refocus
 from blender_zdepth.farm import FLAMENCO_JOB_TYPE, flamenco_job_type_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,7 +132,7 @@ def test_chunks_render_and_refocus_tasks_with_dependencies(tmp_path):
             "dof", f"{out}/depth/shot010.####.exr", f"{out}/refocus/shot010.####.exr",
             "--frames", chunk, "--skip-existing", "--max-radius", "64"]
     # Our own parsers read Flamenco's chunk notation as exactly the chunk's frames.
-    assert [sequence.parse_frames(c) for c in chunks] == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+    assert [batch.parse_frames(c) for c in chunks] == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
 
 
 @needs_node
@@ -160,7 +160,7 @@ def test_focus_keys_fstop_png_layers_and_cli_path(tmp_path):
     assert cli_args(refocus)[3:] == [
         "--frames", "1003,1010", "--skip-existing", "--max-radius", "32",
         "--focus-keys", "1001:2.5,1048:8", "--fstop", "2.8", "--png"]
-    assert sequence.parse_frames("1003,1010") == [1003, 1010]
+    assert batch.parse_frames("1003,1010") == [1003, 1010]
     tree = ast.parse(bootstrap(refocus))  # valid Python, with the given path in it
     given = [n.value.value for n in tree.body if isinstance(n, ast.Assign)
              and getattr(n.targets[0], "id", None) == "given"]
@@ -348,7 +348,7 @@ def test_worker_runs_render_then_refocus_tasks_end_to_end(bpy, tmp_path):
         assert done.returncode == 0, f"{name}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         assert f"blender_zdepth farm: running {expected_cli[name]}" in done.stdout
         if name.startswith("refocus"):  # each frame is refocused with its depth-peeled layers
-            frames = sequence.parse_frames(name[len("refocus-"):])
+            frames = batch.parse_frames(name[len("refocus-"):])
             for frame in frames:
                 assert f"deep shot.{frame:04d}_deep.exr" in done.stdout, done.stdout
         done_tasks.add(name)

@@ -12,6 +12,7 @@ import types
 
 import numpy as np
 import pytest
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -43,7 +44,7 @@ def files_in(folder):
 # -- defect 1: the scene's output folder ---------------------------------------------------------
 
 def test_render_output_folder_keeps_a_trailing_separator(bpy, addon):
-    from blender_zdepth.blender.dof_ops import render_output_folder
+    from blender_zdepth.blender.scene.paths import render_output_folder
 
     scene = bpy.context.scene
     scene.render.filepath = "/tmp/"  # Blender's default
@@ -71,7 +72,7 @@ def test_apply_on_render_result_writes_into_the_output_folder_not_its_parent(bpy
 
 @pytest.mark.slow
 def test_unwritable_output_folder_is_one_clear_error_for_both_sources(bpy, addon, tmp_path):
-    from blender_zdepth.blender import export
+    from blender_zdepth.blender.render.result import save_render_result
 
     scene = make_scene()
     bpy.ops.render.render()
@@ -86,7 +87,7 @@ def test_unwritable_output_folder_is_one_clear_error_for_both_sources(bpy, addon
     assert not new  # no silent write into the temporary folder
 
     src = str(tmp_path / "render.0001.exr")
-    export.save_render_result(scene, src)
+    save_render_result(scene, src)
     scene.zdepth.dof_input = str(tmp_path / "render.####.exr")
     with pytest.raises(RuntimeError, match=r"cannot write the refocused frames into .*a_file"):
         bpy.ops.zdepth.apply_dof(source="FILES")  # was NotADirectoryError from os.makedirs
@@ -96,15 +97,15 @@ def test_unwritable_output_folder_is_one_clear_error_for_both_sources(bpy, addon
 # -- defect 3: Workbench has a depth pass ---------------------------------------------------------
 
 def test_workbench_is_an_engine_with_depth(bpy, addon):
-    from blender_zdepth.blender import passes
+    from blender_zdepth.blender.scene.passes import depth_status, engine_has_depth, setup_passes
 
     scene = make_scene("BLENDER_WORKBENCH")
     scene.view_layers[0].use_pass_z = False
-    assert passes.engine_has_depth("BLENDER_WORKBENCH")
-    assert not passes.depth_status(scene)[0]
-    changes, problem = passes.setup_passes(scene)
+    assert engine_has_depth("BLENDER_WORKBENCH")
+    assert not depth_status(scene)[0]
+    changes, problem = setup_passes(scene)
     assert problem is None and changes and scene.view_layers[0].use_pass_z
-    ok, text = passes.depth_status(scene)
+    ok, text = depth_status(scene)
     assert ok and "Z pass on" in text
     assert bpy.ops.zdepth.setup_passes() == {"FINISHED"}
 
@@ -124,7 +125,7 @@ def test_workbench_render_command_writes_the_same_depth_as_cycles(bpy, addon, tm
         code = cli.main(["render", blend, "--out", str(out), "--engine", engine,
                          "--samples", "1", "--encoding", "linear"])
         assert code == 0
-        frame = exr.load_frame(str(out / "zdepth_0001.exr"))
+        frame = load_frame(str(out / "zdepth_0001.exr"))
         assert frame.header["zdepthEngine"] == ("CYCLES" if engine == "cycles"
                                                 else "BLENDER_WORKBENCH")
         depth[engine] = frame.depth
@@ -148,7 +149,7 @@ def test_workbench_samples_map_to_its_antialiasing(bpy):
 
 @pytest.mark.parametrize("blades", [1, 2])
 def test_one_or_two_blades_are_a_round_aperture(bpy, addon, blades):
-    from blender_zdepth.blender.dof_ops import engine_settings
+    from blender_zdepth.blender.scene.optics import engine_settings
 
     scene = make_scene()
     scene.zdepth.dof_aperture_override = True  # the panel's blades
@@ -231,7 +232,7 @@ def test_apply_on_files_finds_exports_with_the_beauty_beside(bpy, addon, tmp_pat
 # -- defect 8: messages ------------------------------------------------------------------------
 
 def test_sky_focus_pixel_is_reported_from_the_bottom_left(bpy, addon):
-    from blender_zdepth.blender.dof_ops import camera_lens
+    from blender_zdepth.blender.scene.optics import camera_lens
     from blender_zdepth.core.errors import ZDepthError
 
     scene = make_scene()
@@ -284,7 +285,7 @@ def test_render_result_failures_and_diagnostics_say_what_the_user_knows(bpy, add
 
 
 def test_refocused_header_drops_the_depth_channel_name():
-    from blender_zdepth.core.sequence import copyable_header
+    from blender_zdepth.core.refocus.frame import copyable_header
 
     kept = copyable_header({"zdepthDepthChannel": "Z", "zdepthEncoding": "log",
                             "zdepthFocalLength": 50.0, "Frame": "1"})
@@ -302,7 +303,7 @@ def test_half_float_overflow_warnings_read_as_sentences():
 
 
 def test_panel_precision_words_overflow_and_impossible_range(bpy, addon):
-    from blender_zdepth.blender.panels import precision_lines
+    from blender_zdepth.blender.ui.panels import precision_lines
 
     scene = make_scene()
     zd = scene.zdepth

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from blender_zdepth.core import exr
 from test_dof_operator import (FAR, FAR_REGION, H, NEAR, NEAR_REGION, W, _render_focus_pull,
                                build_two_plane_scene, configure, rgba_file, sharpness)
+from blender_zdepth.core.frame import load_frame
 
 pytestmark = pytest.mark.blender
 
@@ -45,7 +45,8 @@ def run_timer(preview, limit=30.0):
 
 def test_refresh_preview_matches_the_engine_and_follows_focus(addon, tmp_path):
     import bpy
-    from blender_zdepth.blender import dof_ops
+    from blender_zdepth.blender.refocus.inputs import render_result_input
+    from blender_zdepth.blender.scene.optics import camera_lens
     from blender_zdepth.core import dof
 
     scene = rendered(bpy, tmp_path, dof_focus_mode="DISTANCE", dof_focus_distance=NEAR)
@@ -53,9 +54,9 @@ def test_refresh_preview_matches_the_engine_and_follows_focus(addon, tmp_path):
     near_focus = image_rgba(bpy)
     assert near_focus.shape == (H, W, 4)  # small enough: no shrinking
     # the same as the engine at draft quality on the Render Result
-    dof_ops.save_render_result(scene, str(tmp_path / "check.exr"))
-    frame = exr.load_frame(str(tmp_path / "check.exr"))
-    lens, _ = dof_ops.camera_lens(scene)
+    render_result_input(scene, str(tmp_path / "check.exr"))
+    frame = load_frame(str(tmp_path / "check.exr"))
+    lens, _ = camera_lens(scene)
     expected = dof.defocus(frame.rgba, frame.depth, lens,
                            dof.DofSettings(max_radius=12.0, quality="draft"))
     np.testing.assert_allclose(near_focus, expected, atol=1e-5)
@@ -71,8 +72,9 @@ def test_refresh_preview_matches_the_engine_and_follows_focus(addon, tmp_path):
 
 def test_preview_is_shrunk_and_picks_full_size_pixels(addon, tmp_path, monkeypatch):
     import bpy
-    from blender_zdepth.blender import dof_ops, preview
-    from blender_zdepth.core import preview as core_preview
+    from blender_zdepth.blender.refocus import live
+    from blender_zdepth.blender.refocus.display import image_size
+    from blender_zdepth.core.refocus import preview as core_preview
 
     monkeypatch.setattr(core_preview, "PREVIEW_PIXELS", W * H // 4)  # a factor of 2
     scene = rendered(bpy, tmp_path, dof_focus_mode="PIXEL", dof_focus_pixel=(W - 5, 2))
@@ -81,19 +83,19 @@ def test_preview_is_shrunk_and_picks_full_size_pixels(addon, tmp_path, monkeypat
     assert tuple(image.size) == (W // 2, H // 2)
     assert list(image["zdepth_full_size"]) == [W, H]
     # picking on the preview gives pixels of the full frame
-    assert dof_ops._image_size(image, scene) == (W, H)
+    assert image_size(image, scene) == (W, H)
     # the focus pixel is looked up in the full-resolution depth: the far plane
-    assert preview.LIVE.last.lens.focus_distance == pytest.approx(FAR, rel=1e-3)
-    assert "pixel" in preview.status_text()
+    assert live.LIVE.last.lens.focus_distance == pytest.approx(FAR, rel=1e-3)
+    assert "pixel" in live.status_text()
     # the source is cached: a second refresh does not save the Render Result again
-    cached = preview.CACHE["frame"]
+    cached = live.CACHE["frame"]
     calls = []
-    monkeypatch.setattr(dof_ops, "save_render_result",
+    monkeypatch.setattr(live, "render_result_input",
                         lambda *a, **k: calls.append(a) or pytest.fail("loaded again"))
     scene.zdepth.dof_focus_pixel = (5, H - 3)
     assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
-    assert preview.CACHE["frame"] is cached and not calls
-    assert preview.LIVE.last.lens.focus_distance == pytest.approx(NEAR, rel=1e-3)
+    assert live.CACHE["frame"] is cached and not calls
+    assert live.LIVE.last.lens.focus_distance == pytest.approx(NEAR, rel=1e-3)
     # Apply still makes the full-resolution result
     monkeypatch.undo()
     assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
@@ -103,32 +105,32 @@ def test_preview_is_shrunk_and_picks_full_size_pixels(addon, tmp_path, monkeypat
 
 def test_a_new_render_is_loaded_again(addon, tmp_path):
     import bpy
-    from blender_zdepth.blender import preview
+    from blender_zdepth.blender.refocus import live
 
     scene = rendered(bpy, tmp_path)
     assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
-    first = preview.CACHE["frame"]
+    first = live.CACHE["frame"]
     scene.objects["NearPlane"].hide_render = True
     bpy.ops.render.render()  # render_complete: the Render Result is new
     assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
-    assert preview.CACHE["frame"] is not first
-    assert np.isinf(preview.CACHE["frame"].depth).sum() == 0  # the far plane fills the view
-    assert preview.CACHE["frame"].depth.max() == pytest.approx(FAR, rel=1e-3)
+    assert live.CACHE["frame"] is not first
+    assert np.isinf(live.CACHE["frame"].depth).sum() == 0  # the far plane fills the view
+    assert live.CACHE["frame"].depth.max() == pytest.approx(FAR, rel=1e-3)
 
 
 def test_live_preview_is_debounced_and_computed_in_a_thread(addon, tmp_path, monkeypatch):
     import threading
 
     import bpy
-    from blender_zdepth.blender import preview
+    from blender_zdepth.blender.refocus import live
 
     scene = rendered(bpy, tmp_path, dof_focus_mode="DISTANCE", dof_focus_distance=NEAR)
     zd = scene.zdepth
     # off: changes schedule nothing
     zd.dof_focus_distance = 3.0
-    assert not preview.LIVE.busy and not bpy.app.timers.is_registered(preview._tick)
+    assert not live.LIVE.busy and not bpy.app.timers.is_registered(live._tick)
     threads = []
-    from blender_zdepth.core import preview as core_preview
+    from blender_zdepth.core.refocus import preview as core_preview
 
     original = core_preview.render_preview
 
@@ -138,12 +140,12 @@ def test_live_preview_is_debounced_and_computed_in_a_thread(addon, tmp_path, mon
 
     monkeypatch.setattr(core_preview, "render_preview", recording)
     zd.live_preview = True  # on: one refresh right away
-    assert bpy.app.timers.is_registered(preview._tick)
-    run_timer(preview)
+    assert bpy.app.timers.is_registered(live._tick)
+    run_timer(live)
     image_rgba_at_near = image_rgba(bpy)
-    assert preview.LIVE.refreshes == 1 and preview.LIVE.error == ""
+    assert live.LIVE.refreshes == 1 and live.LIVE.error == ""
     assert threads and all(t is not threading.main_thread() for t in threads)
-    assert preview._tick() is None and not preview.LIVE.busy  # idle: the timer ends
+    assert live._tick() is None and not live.LIVE.busy  # idle: the timer ends
     # a burst of changes (focus, f-stop, blades, rotation, max radius): one refresh, the last
     zd.dof_focus_distance = 4.0
     zd.dof_fstop_override = True
@@ -153,54 +155,54 @@ def test_live_preview_is_debounced_and_computed_in_a_thread(addon, tmp_path, mon
     zd.dof_rotation = math.radians(10)
     zd.dof_max_radius = 10.0
     zd.dof_focus_distance = FAR
-    assert preview.LIVE.busy
-    assert preview._tick() > 0  # still inside the debounce window: nothing computed yet
-    run_timer(preview)
-    assert preview.LIVE.refreshes == 2
-    assert preview.LIVE.last.lens.focus_distance == pytest.approx(FAR)
-    assert preview.LIVE.last.lens.fstop == pytest.approx(1.2)
+    assert live.LIVE.busy
+    assert live._tick() > 0  # still inside the debounce window: nothing computed yet
+    run_timer(live)
+    assert live.LIVE.refreshes == 2
+    assert live.LIVE.last.lens.focus_distance == pytest.approx(FAR)
+    assert live.LIVE.last.lens.fstop == pytest.approx(1.2)
     far_focus = image_rgba(bpy)
     assert sharpness(far_focus, NEAR_REGION) < 0.85 * sharpness(image_rgba_at_near, NEAR_REGION)
     # the camera's own focus (Camera mode) refreshes through the depsgraph handler
     zd.dof_focus_mode = "CAMERA"
-    run_timer(preview)
-    count = preview.LIVE.refreshes
+    run_timer(live)
+    count = live.LIVE.refreshes
     scene.camera.data.dof.focus_distance = 6.0
     bpy.context.view_layer.update()
-    assert preview.LIVE.busy
-    run_timer(preview)
-    assert preview.LIVE.refreshes == count + 1
-    assert preview.LIVE.last.lens.focus_distance == pytest.approx(6.0)
+    assert live.LIVE.busy
+    run_timer(live)
+    assert live.LIVE.refreshes == count + 1
+    assert live.LIVE.last.lens.focus_distance == pytest.approx(6.0)
     # the focal-plane view as the live overlay
     zd.live_preview_mode = "FOCAL_PLANE"
-    run_timer(preview)
-    assert preview.status_text().startswith("Focal plane")
+    run_timer(live)
+    assert live.status_text().startswith("Focal plane")
     # an error is shown in the panel, not raised; off: nothing more is scheduled
     zd.dof_focus_mode = "OBJECT"
-    run_timer(preview)
-    assert "no object is set" in preview.status_text()
+    run_timer(live)
+    assert "no object is set" in live.status_text()
     zd.live_preview = False
     zd.dof_focus_distance = 2.5
-    assert not preview.LIVE.busy
+    assert not live.LIVE.busy
 
 
 def test_camera_aperture_reaches_the_engine(addon, tmp_path):
     import bpy
-    from blender_zdepth.blender import dof_ops
+    from blender_zdepth.blender.scene.optics import engine_settings
 
     scene = rendered(bpy, tmp_path)
     cam = scene.camera.data.dof
     cam.aperture_blades = 6
     cam.aperture_rotation = math.radians(15)
     cam.aperture_ratio = 2.0
-    s = dof_ops.engine_settings(scene)
+    s = engine_settings(scene)
     assert (s.blades, s.rotation_deg, s.anamorphic) == (6, pytest.approx(15), 2.0)
     assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
     _, header = rgba_file(tmp_path / "shot_dof.0001.exr")
     assert header["zdepthDofBlades"] == 6
     assert header["zdepthDofRotation"] == pytest.approx(15.0)
     cam.aperture_blades = 0
-    assert dof_ops.engine_settings(scene).blades == 0
+    assert engine_settings(scene).blades == 0
     # the panel's values as overrides; blades 1 and 2 are round, as in Cycles (never a failed
     # frame; Blender itself stores a camera's 1 or 2 blades as 3)
     zd = scene.zdepth
@@ -208,13 +210,13 @@ def test_camera_aperture_reaches_the_engine(addon, tmp_path):
     zd.dof_anamorphic = 0.5
     for blades in (1, 2):
         zd.dof_blades = blades
-        s = dof_ops.engine_settings(scene)
+        s = engine_settings(scene)
         assert (s.blades, s.anamorphic) == (0, 0.5)
         assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
         assert rgba_file(tmp_path / "shot_dof.0001.exr")[1]["zdepthDofBlades"] == 0
     zd.dof_blades = 8
     zd.dof_quality = "high"
-    s = dof_ops.engine_settings(scene)
+    s = engine_settings(scene)
     assert (s.blades, s.quality) == (8, "high")
     assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
     assert rgba_file(tmp_path / "shot_dof.0001.exr")[1]["zdepthDofBlades"] == 8
@@ -222,7 +224,7 @@ def test_camera_aperture_reaches_the_engine(addon, tmp_path):
 
 def test_animated_aperture_is_read_per_frame(addon, tmp_path):
     import bpy
-    from blender_zdepth.blender import dof_ops
+    from blender_zdepth.blender.refocus.batch import DofBatch
 
     scene = _render_focus_pull(bpy, tmp_path)
     configure(scene, tmp_path, dof_output_dir="")
@@ -237,7 +239,7 @@ def test_animated_aperture_is_read_per_frame(addon, tmp_path):
     dof.aperture_ratio = 3.0
     dof.keyframe_insert("aperture_ratio", frame=3)
     scene.frame_set(2)
-    batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
+    batch = DofBatch(scene, "FILES", frames=[1, 2, 3])
     assert scene.frame_current == 2
     rot = [batch.plans[f].settings.rotation_deg for f in (1, 2, 3)]
     ratio = [batch.plans[f].settings.anamorphic for f in (1, 2, 3)]
@@ -253,17 +255,19 @@ def test_animated_aperture_is_read_per_frame(addon, tmp_path):
 
 def test_double_depth_of_field_warning(addon, tmp_path):
     import bpy
-    from blender_zdepth.blender import dof_ops, preview
+    from blender_zdepth.blender.refocus import live
+    from blender_zdepth.blender.refocus.batch import DofBatch
+    from blender_zdepth.blender.scene.optics import camera_had_dof
 
     scene = rendered(bpy, tmp_path)
-    batch = dof_ops.DofBatch(scene, "RENDER_RESULT")
+    batch = DofBatch(scene, "RENDER_RESULT")
     while not batch.done:
         batch.step()
     batch.finish()
     assert batch.warnings == []
     assert "zdepthDofWarning" not in rgba_file(tmp_path / "shot_dof.0001.exr")[1]
     scene.camera.data.dof.use_dof = True  # the render had (would have had) the camera's DOF
-    batch = dof_ops.DofBatch(scene, "RENDER_RESULT")
+    batch = DofBatch(scene, "RENDER_RESULT")
     while not batch.done:
         batch.step()
     batch.finish()
@@ -272,17 +276,17 @@ def test_double_depth_of_field_warning(addon, tmp_path):
     _, header = rgba_file(tmp_path / "shot_dof.0001.exr")
     assert "camera's depth of field" in header["zdepthDofWarning"]
     assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
-    assert "camera DOF" in preview.status_text()
+    assert "camera DOF" in live.status_text()
     # the header records it for files: that wins over the camera's setting now
-    assert dof_ops.camera_had_dof(scene, {"zdepthCameraDofEnabled": 0}) is False
+    assert camera_had_dof(scene, {"zdepthCameraDofEnabled": 0}) is False
     scene.camera.data.dof.use_dof = False
-    assert dof_ops.camera_had_dof(scene, {"zdepthCameraDofEnabled": 1}) is True
-    assert dof_ops.camera_had_dof(scene, {}) is False
+    assert camera_had_dof(scene, {"zdepthCameraDofEnabled": 1}) is True
+    assert camera_had_dof(scene, {}) is False
 
 
 def test_frame_range_fields(addon, tmp_path):
     import bpy
-    from blender_zdepth.blender import dof_ops
+    from blender_zdepth.blender.refocus.inputs import panel_frames
 
     scene = _render_focus_pull(bpy, tmp_path)
     configure(scene, tmp_path, dof_output_dir="")
@@ -297,7 +301,7 @@ def test_frame_range_fields(addon, tmp_path):
     assert (zd.dof_frame_start, zd.dof_frame_end, zd.dof_frame_step) == (1, 4, 2)
     zd.dof_frame_end = 3
     scene.frame_end = 10  # no longer followed
-    assert dof_ops.panel_frames(scene) == [1, 3]
+    assert panel_frames(scene) == [1, 3]
     assert bpy.ops.zdepth.apply_dof(source="FILES") == {"FINISHED"}
     names = sorted(n for n in os.listdir(tmp_path) if n.startswith("r_dof_"))
     assert names == ["r_dof_0001.exr", "r_dof_0003.exr"]
@@ -306,7 +310,7 @@ def test_frame_range_fields(addon, tmp_path):
         bpy.ops.zdepth.apply_dof(source="FILES")
     zd.dof_use_scene_range = True
     scene.frame_end = 3
-    assert dof_ops.panel_frames(scene) == [1, 2, 3]
+    assert panel_frames(scene) == [1, 2, 3]
 
 
 def test_apply_in_a_worker_thread_completes_and_cancels(addon, tmp_path, monkeypatch):
@@ -316,12 +320,13 @@ def test_apply_in_a_worker_thread_completes_and_cancels(addon, tmp_path, monkeyp
     import threading
 
     import bpy
-    from blender_zdepth.blender import dof_ops
-    from blender_zdepth.core import sequence
+    from blender_zdepth.blender.refocus.batch import DofBatch
+    from blender_zdepth.core import refocus
+    from blender_zdepth.core.refocus import planned
 
     scene = _render_focus_pull(bpy, tmp_path)
     configure(scene, tmp_path, dof_output_dir="")
-    batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
+    batch = DofBatch(scene, "FILES", frames=[1, 2, 3])
     batch.start()
     assert batch.wait(60)
     assert batch.error is None and batch.done and batch.progress == 3
@@ -332,7 +337,7 @@ def test_apply_in_a_worker_thread_completes_and_cancels(addon, tmp_path, monkeyp
         os.remove(tmp_path / f"r_dof_{f:04d}.exr")
     # cancel while frame 1 is being refocused: it is finished whole, the rest never start
     started, release = threading.Event(), threading.Event()
-    real = sequence.refocus_frame
+    real = refocus.refocus_frame
     worker = []
 
     def slow(job, *args, **kwargs):
@@ -341,8 +346,8 @@ def test_apply_in_a_worker_thread_completes_and_cancels(addon, tmp_path, monkeyp
         assert release.wait(30)
         return real(job, *args, **kwargs)
 
-    monkeypatch.setattr(sequence, "refocus_frame", slow)
-    batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
+    monkeypatch.setattr(planned, "refocus_frame", slow)
+    batch = DofBatch(scene, "FILES", frames=[1, 2, 3])
     batch.start()
     assert started.wait(30)
     assert batch.running and not batch.done  # the main thread is free meanwhile
@@ -368,12 +373,14 @@ def test_modal_polls_the_worker_and_esc_cancels(addon, tmp_path, monkeypatch):
     import types
 
     import bpy
-    from blender_zdepth.blender import dof_ops
-    from blender_zdepth.core import sequence
+    from blender_zdepth.blender.refocus.batch import DofBatch
+    from blender_zdepth.blender.ui.dof_operators import ZDEPTH_OT_apply_dof
+    from blender_zdepth.core import refocus
+    from blender_zdepth.core.refocus import planned
 
     scene = _render_focus_pull(bpy, tmp_path)
     configure(scene, tmp_path, dof_output_dir="")
-    op_cls = dof_ops.ZDEPTH_OT_apply_dof
+    op_cls = ZDEPTH_OT_apply_dof
     reports, statuses = [], []
 
     def fake_operator(batch):
@@ -388,15 +395,15 @@ def test_modal_polls_the_worker_and_esc_cancels(addon, tmp_path, monkeypatch):
         return types.SimpleNamespace(type=kind)
 
     started, release = threading.Event(), threading.Event()
-    real = sequence.refocus_frame
+    real = refocus.refocus_frame
 
     def slow(job, *args, **kwargs):
         started.set()
         assert release.wait(30)
         return real(job, *args, **kwargs)
 
-    monkeypatch.setattr(sequence, "refocus_frame", slow)
-    batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
+    monkeypatch.setattr(planned, "refocus_frame", slow)
+    batch = DofBatch(scene, "FILES", frames=[1, 2, 3])
     op = fake_operator(batch)
     batch.start()
     assert started.wait(30)
@@ -419,40 +426,40 @@ def test_a_dragged_slider_refreshes_as_it_goes(addon, tmp_path):
     """Debounce, but not starvation: a steady stream of changes (every 30 ms, closer than the
     debounce) still starts refreshes, and the last value is the one shown at the end."""
     import bpy
-    from blender_zdepth.blender import preview
+    from blender_zdepth.blender.refocus import live
 
     scene = rendered(bpy, tmp_path, dof_focus_mode="DISTANCE", dof_focus_distance=NEAR)
     zd = scene.zdepth
     zd.live_preview = True
-    run_timer(preview)
+    run_timer(live)
     started, distance = 0, NEAR
-    t_end = time.monotonic() + 4 * preview.MAX_WAIT_S
+    t_end = time.monotonic() + 4 * live.MAX_WAIT_S
     while time.monotonic() < t_end:
         distance += 0.05
         zd.dof_focus_distance = distance
-        busy_before = preview.LIVE.thread is not None
-        preview._tick()
-        started += (not busy_before) and preview.LIVE.thread is not None
+        busy_before = live.LIVE.thread is not None
+        live._tick()
+        started += (not busy_before) and live.LIVE.thread is not None
         time.sleep(0.03)
     assert started >= 1
-    run_timer(preview)
-    assert preview.LIVE.last.lens.focus_distance == pytest.approx(distance)
+    run_timer(live)
+    assert live.LIVE.last.lens.focus_distance == pytest.approx(distance)
 
 
 def test_apply_in_worker_processes_completes_and_cancels(addon, tmp_path):
-    """Several frames at once (core.sequence.ParallelRun, what Apply chooses for a long or
+    """Several frames at once (core.batch.ParallelRun, what Apply chooses for a long or
     large sequence on a machine with the cores and memory for it): the same outputs as one at a
     time, the double-DOF warning and the last frame come back, Esc stops the workers at once
     and leaves no partial file."""
     import pickle
 
     import bpy
-    from blender_zdepth.blender import dof_ops
+    from blender_zdepth.blender.refocus.batch import DofBatch
 
     scene = _render_focus_pull(bpy, tmp_path)
     configure(scene, tmp_path, dof_output_dir="")
     scene.camera.data.dof.use_dof = True  # a double-DOF warning travels back from the workers
-    batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
+    batch = DofBatch(scene, "FILES", frames=[1, 2, 3])
     assert batch.workers_for(None)[0] == 1  # 3 tiny frames: not worth starting processes
     pickle.loads(pickle.dumps(batch.task))  # what the workers get
     serial = {}
@@ -462,7 +469,7 @@ def test_apply_in_worker_processes_completes_and_cancels(addon, tmp_path):
     batch.finish()
     for f in (1, 2, 3):
         os.remove(tmp_path / f"r_dof_{f:04d}.exr")
-    batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
+    batch = DofBatch(scene, "FILES", frames=[1, 2, 3])
     batch.start(workers=2)
     assert batch.parallel is not None and batch.parallel.workers == 2
     assert "at once" in batch.status_text()
@@ -480,7 +487,7 @@ def test_apply_in_worker_processes_completes_and_cancels(addon, tmp_path):
     # Esc right away: the workers are stopped, nothing half-written is left
     for f in (1, 2, 3):
         os.remove(tmp_path / f"r_dof_{f:04d}.exr")
-    batch = dof_ops.DofBatch(scene, "FILES", frames=[1, 2, 3])
+    batch = DofBatch(scene, "FILES", frames=[1, 2, 3])
     batch.start(workers=2)
     batch.request_cancel()
     assert batch.wait(120)
@@ -498,19 +505,19 @@ def test_live_preview_follows_a_new_render_and_the_frame(addon, tmp_path):
     """With Live Preview on, a finished render (render_complete handler) and a frame change
     (frame_change_post handler) each refresh the preview; a new render is loaded again."""
     import bpy
-    from blender_zdepth.blender import preview
+    from blender_zdepth.blender.refocus import live
 
     scene = rendered(bpy, tmp_path, dof_focus_mode="DISTANCE", dof_focus_distance=NEAR)
     scene.zdepth.live_preview = True
-    run_timer(preview)
-    first, count = preview.CACHE["frame"], preview.LIVE.refreshes
+    run_timer(live)
+    first, count = live.CACHE["frame"], live.LIVE.refreshes
     scene.objects["NearPlane"].hide_render = True
     bpy.ops.render.render()
-    assert preview.LIVE.busy
-    run_timer(preview)
-    assert preview.LIVE.refreshes == count + 1 and preview.CACHE["frame"] is not first
-    assert preview.CACHE["frame"].depth.max() == pytest.approx(FAR, rel=1e-3)
+    assert live.LIVE.busy
+    run_timer(live)
+    assert live.LIVE.refreshes == count + 1 and live.CACHE["frame"] is not first
+    assert live.CACHE["frame"].depth.max() == pytest.approx(FAR, rel=1e-3)
     scene.frame_set(scene.frame_current + 1)
-    assert preview.LIVE.busy
-    run_timer(preview)
-    assert preview.LIVE.refreshes == count + 2
+    assert live.LIVE.busy
+    run_timer(live)
+    assert live.LIVE.refreshes == count + 2

@@ -164,6 +164,7 @@ def test_decode_group_equals_core_decoding(bpy, addon, tmp_path):
 
 def test_decode_node_from_the_operator_and_add_menu(bpy, addon):
     from blender_zdepth.blender import compat, nodes
+    from blender_zdepth.blender.ui.menus import draw_add_menu
 
     scene = make_scene()
     scene.zdepth.encoding = "normalized"
@@ -173,7 +174,7 @@ def test_decode_node_from_the_operator_and_add_menu(bpy, addon):
     assert node.inputs["Near"].default_value == pytest.approx(0.1)
     assert node.inputs["Far"].default_value == pytest.approx(100.0)
     assert node.inputs["Encoding"].default_value in ("Normalized", 2)
-    assert sum(f is nodes._draw_add_menu for f in bpy.types.NODE_MT_add.draw._draw_funcs) == 1
+    assert sum(f is draw_add_menu for f in bpy.types.NODE_MT_add.draw._draw_funcs) == 1
     assert sum(f is nodes._on_render_pre for f in bpy.app.handlers.render_pre) == 1
     assert sum(f is nodes._on_load_post for f in bpy.app.handlers.load_post) == 1
 

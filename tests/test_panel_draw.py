@@ -121,7 +121,8 @@ def _enum(data, name):
 
 @pytest.mark.slow
 def test_every_panel_draws_over_the_scene_states(bpy, addon):
-    from blender_zdepth.blender import compat, preview
+    from blender_zdepth.blender import compat
+    from blender_zdepth.blender.refocus import live
 
     scene = _scene(bpy)
     camera = scene.camera
@@ -156,8 +157,8 @@ def test_every_panel_draws_over_the_scene_states(bpy, addon):
         camera.data.dof.aperture_blades = (0, 6)[(i // 8) % 2]
         zd.dof_use_scene_range = bool((i // 16) % 2)
         zd.live_preview_mode = _enum(zd, "live_preview_mode")[(i // 32) % 2]
-        preview.LIVE.error = "no render yet" if i % 7 == 0 else ""
-        preview.LIVE.status = "Preview 32x24 in 0.01 s" if i % 7 == 1 else ""
+        live.LIVE.error = "no render yet" if i % 7 == 0 else ""
+        live.LIVE.status = "Preview 32x24 in 0.01 s" if i % 7 == 1 else ""
         scene.camera = camera if cam_kind else None
         if cam_kind:
             camera.data.type = cam_kind
@@ -187,7 +188,7 @@ def test_every_panel_draws_over_the_scene_states(bpy, addon):
                  "dof_frame_start", "dof_frame_end", "dof_frame_step", "live_preview",
                  "live_preview_mode", "aperture_blades", "aperture_rotation", "aperture_ratio"):
         assert name in shown, name
-    preview.LIVE.reset()
+    live.LIVE.reset()
     ops = {rest[0] for kind, *rest in drawn if kind == "operator"}
     assert {"zdepth.setup_passes", "zdepth.apply_dof", "zdepth.add_node_group",
             "zdepth.export_render_result", "zdepth.dof_pick_focus",

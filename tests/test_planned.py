@@ -1,11 +1,12 @@
-"""The panel's plans (core.planned, no bpy): a picked pixel counts in the display window, from
+"""The panel's plans (core.refocus.planned, no bpy): a picked pixel counts in the display window, from
 the bottom left, as the command line's --focus-pixel does."""
 
 import numpy as np
 import pytest
 
 import exr_samples as S
-from blender_zdepth.core import planned, sequence
+from blender_zdepth.core import refocus
+from blender_zdepth.core.refocus import planned
 from blender_zdepth.core.errors import ZDepthError
 
 VALUES = dict(focal_length_mm=50.0, fstop=2.0, sensor_width_mm=36.0)
@@ -20,7 +21,7 @@ def _cropped(tmp_path):
     path = tmp_path / "crop.exr"
     S.plain_file(path, np.ones((h, w, 4), np.float32), depth, data_window=(10, 5, 29, 24),
                  display_window=(0, 0, 39, 29))
-    return sequence.load_dof_frame(str(path))
+    return refocus.load_input(str(path))
 
 
 def test_pixel_focus_is_in_display_window_coordinates_from_the_bottom_left(tmp_path):
@@ -30,7 +31,7 @@ def test_pixel_focus_is_in_display_window_coordinates_from_the_bottom_left(tmp_p
     assert lens.focus_distance == pytest.approx(1.0 + 19 + 20 / 100.0)
     assert source == "pixel 20,10"
     # the same pixel through the command line's function
-    assert sequence.pixel_focus(frame, 20, 10) == pytest.approx(lens.focus_distance)
+    assert refocus.pixel_focus(frame, 20, 10) == pytest.approx(lens.focus_distance)
 
 
 def test_pixel_outside_the_frame_or_the_data_window_is_a_clear_error(tmp_path):

@@ -10,6 +10,7 @@ from blender_zdepth.core.encodings import ENCODINGS, DepthEncoding
 from blender_zdepth.core.errors import UsageError
 from blender_zdepth.core.precision import (BIT_DEPTHS, bit_depth_name, depth_step,
                                            precision_report, precision_table)
+from blender_zdepth.core.frame import load_frame
 
 
 def _step(report, label):
@@ -74,8 +75,8 @@ def test_report_predicts_the_measured_error(tmp_path, name, bits):
     near, far = 0.2, 2000.0
     enc = DepthEncoding(name, near, far)
     z = np.geomspace(near, far, 300 * 300).reshape(300, 300)
-    path = exr.write_depth_exr(tmp_path / "p.exr", z, enc, half=bits == "16-half")
-    back = exr.load_frame(path).depth.astype(np.float64)
+    path = exr.write_depth_exr(tmp_path / "p.exr", z, encoding=enc, half=bits == "16-half")
+    back = load_frame(path).depth.astype(np.float64)
     measured = float(np.max(np.abs(back / z - 1)))
     predicted = precision_report(enc, bits).worst_relative_error
     assert measured <= predicted * 1.01

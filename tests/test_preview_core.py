@@ -1,10 +1,11 @@
-"""The numpy side of the live preview (core/preview.py): shrinking a frame to the preview
+"""The numpy side of the live preview (core/refocus/preview.py): shrinking a frame to the preview
 budget and refocusing the small copy with the same optics."""
 
 import numpy as np
 import pytest
 
-from blender_zdepth.core import dof, preview
+from blender_zdepth.core import dof
+from blender_zdepth.core.refocus import preview
 from blender_zdepth.core.lens import Lens, coc_radius_px
 
 
@@ -54,7 +55,7 @@ def test_preview_has_the_full_frames_optics():
     rgba = np.ones((h, w, 4), np.float32)
     rgba[..., :3] = rng.random((h, w, 3))
     lens = Lens(50.0, 1.4, 3.0)
-    frame = preview.shrink_frame(rgba, depth, {"a": 1}, budget=(w * h) // 9)
+    frame = preview.shrink_frame(rgba, depth, header={"a": 1}, budget=(w * h) // 9)
     assert frame.factor == 3 and frame.size == (w, h) and frame.preview_size == (30, 20)
     assert frame.rgba.shape == (20, 30, 4) and frame.depth is not None
     # the circle of confusion of the copy is the full one divided by the factor

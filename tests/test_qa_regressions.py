@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from blender_zdepth.core.frame import load_frame
 
 
 def _moving_camera_scene(frames=(1, 3)):
@@ -37,7 +38,6 @@ def test_last_render_export_and_dof_use_the_frame_render_result_holds(bpy, addon
     Render Result holds the last one. "Export Depth of Last Render" wrote the last frame's
     pixels over zdepth_0001.exr (with frame 1's camera in the header), and Apply DOF on the
     Render Result named its output after frame 1 and used frame 1's focus."""
-    from blender_zdepth.core import exr
     from blender_zdepth.core.camera import CameraInfo
 
     scene = _moving_camera_scene((1, 3))
@@ -49,12 +49,12 @@ def test_last_render_export_and_dof_use_the_frame_render_result_holds(bpy, addon
     first = str(tmp_path / "depth" / "zdepth_0001.exr")
     last = str(tmp_path / "depth" / "zdepth_0003.exr")
     before_first = open(first, "rb").read()
-    depth_last = exr.load_frame(last).depth
+    depth_last = load_frame(last).depth
     scene.frame_set(1)  # where Blender 5.0 leaves it (4.5 too, when the user goes back)
 
     assert bpy.ops.zdepth.export_render_result() == {"FINISHED"}
     assert open(first, "rb").read() == before_first  # the good frame-1 export is untouched
-    again = exr.load_frame(last)
+    again = load_frame(last)
     np.testing.assert_array_equal(again.depth, depth_last)
     cam = CameraInfo.from_header(again.header)
     assert cam.frame == 3 and cam.focus_distance == pytest.approx(6.0)
@@ -272,7 +272,7 @@ def test_apply_dof_panel_focus_errors_speak_the_panels_language(bpy, addon, tmp_
 
     zd.dof_focus_mode = "PIXEL"
     zd.dof_focus_pixel = (100, 100)
-    from blender_zdepth.blender.dof_ops import DofBatch
+    from blender_zdepth.blender.refocus.batch import DofBatch
 
     batch = DofBatch(scene, "RENDER_RESULT")
     while not batch.done:

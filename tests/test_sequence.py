@@ -1,18 +1,21 @@
-"""core.sequence: frame patterns, frame ranges, focus keys, the job runner, atomic outputs."""
+"""core.batch and core.refocus: frame patterns, frame ranges, focus keys, the job runner, atomic
+outputs."""
 
 import multiprocessing
 import os
 
 import pytest
 
-from blender_zdepth.core import sequence as seq
+from blender_zdepth.core import atomic, batch, cpus, refocus
+from blender_zdepth.core.batch import workers
 from blender_zdepth.core.errors import UsageError, ZDepthError
+from blender_zdepth.core.exr import binding as exr_binding
 
 
 # --- patterns ---------------------------------------------------------------------------------
 
 def test_hash_pattern_pads_and_parses(tmp_path):
-    p = seq.FramePattern(str(tmp_path / "shot.####.exr"))
+    p = batch.FramePattern(str(tmp_path / "shot.####.exr"))
     assert p.is_sequence and p.padding == 4
     assert p.path_for(7) == str(tmp_path / "shot.0007.exr")
     assert p.path_for(12345) == str(tmp_path / "shot.12345.exr")
@@ -22,18 +25,18 @@ def test_hash_pattern_pads_and_parses(tmp_path):
 
 
 def test_printf_pattern_and_plain_path(tmp_path):
-    p = seq.FramePattern(str(tmp_path / "shot_%04d.exr"))
+    p = batch.FramePattern(str(tmp_path / "shot_%04d.exr"))
     assert p.path_for(42) == str(tmp_path / "shot_0042.exr")
-    q = seq.FramePattern(str(tmp_path / "shot_%d.exr"))
+    q = batch.FramePattern(str(tmp_path / "shot_%d.exr"))
     assert q.path_for(42) == str(tmp_path / "shot_42.exr")
-    plain = seq.FramePattern(str(tmp_path / "still.exr"))
+    plain = batch.FramePattern(str(tmp_path / "still.exr"))
     assert not plain.is_sequence and plain.path_for(3) == str(tmp_path / "still.exr")
     with pytest.raises(UsageError):
-        seq.FramePattern("a.##.%04d.exr")
+        batch.FramePattern("a.##.%04d.exr")
 
 
 def test_last_hash_run_is_the_frame(tmp_path):
-    p = seq.FramePattern("v#2/shot_##_####.exr")
+    p = batch.FramePattern("v#2/shot_##_####.exr")
     assert p.path_for(5) == os.path.join("v#2", "shot_##_0005.exr")
 
 
@@ -42,7 +45,7 @@ def test_existing_frames_found_on_disk(tmp_path):
         (tmp_path / f"r.{f:04d}.exr").write_bytes(b"x")
     (tmp_path / "r.0002.exr.zdepth-tmp-1-ab.exr").write_bytes(b"x")
     (tmp_path / "r.2.exr").write_bytes(b"x")
-    assert seq.FramePattern(str(tmp_path / "r.####.exr")).existing_frames() == [1, 3, 12]
+    assert batch.FramePattern(str(tmp_path / "r.####.exr")).existing_frames() == [1, 3, 12]
 
 
 # --- frame ranges -------------------------------------------------------------------------------
@@ -56,26 +59,26 @@ def test_existing_frames_found_on_disk(tmp_path):
     ("-2-1", [-2, -1, 0, 1]),
 ])
 def test_parse_frames(text, frames):
-    assert seq.parse_frames(text) == frames
+    assert batch.parse_frames(text) == frames
 
 
 @pytest.mark.parametrize("text", ["", "a-b", "10-1", "1-5x0", "1..5", "1-"])
 def test_parse_frames_rejects(text):
     with pytest.raises(UsageError):
-        seq.parse_frames(text)
+        batch.parse_frames(text)
 
 
 def test_format_and_chunk_frames():
-    assert seq.format_frames([1, 2, 3, 7, 9, 10]) == "1-3,7,9-10"
-    assert seq.chunk_frames(range(1, 8), 3) == [[1, 2, 3], [4, 5, 6], [7]]
+    assert batch.format_frames([1, 2, 3, 7, 9, 10]) == "1-3,7,9-10"
+    assert batch.chunk_frames(range(1, 8), 3) == [[1, 2, 3], [4, 5, 6], [7]]
     with pytest.raises(UsageError):
-        seq.chunk_frames([1], 0)
+        batch.chunk_frames([1], 0)
 
 
 # --- focus keys -------------------------------------------------------------------------------
 
 def test_two_keys_ease_like_smoothstep_and_hold_ends():
-    keys = seq.parse_focus_keys("1001:2.5, 1048:8.0")
+    keys = refocus.parse_focus_keys("1001:2.5, 1048:8.0")
     assert keys(900) == 2.5 and keys(1001) == 2.5
     assert keys(1048) == 8.0 and keys(2000) == 8.0
     for f in (1005, 1012.5, 1024.5, 1040):
@@ -86,7 +89,7 @@ def test_two_keys_ease_like_smoothstep_and_hold_ends():
 
 
 def test_keys_pass_through_values_monotone_no_overshoot():
-    keys = seq.parse_focus_keys("1:2,10:3,20:10,30:4")
+    keys = refocus.parse_focus_keys("1:2,10:3,20:10,30:4")
     for f, v in ((1, 2), (10, 3), (20, 10), (30, 4)):
         assert keys(f) == pytest.approx(v)
     values = [keys(1 + i * 0.25) for i in range(int(29 / 0.25) + 1)]
@@ -106,22 +109,22 @@ def test_keys_pass_through_values_monotone_no_overshoot():
 
 
 def test_single_key_is_constant_and_bad_keys_rejected():
-    assert seq.parse_focus_keys("5:3.0")(100) == 3.0
+    assert refocus.parse_focus_keys("5:3.0")(100) == 3.0
     for bad in ("", "1001", "1001:x", "1:2,1:3", "1:-2", "1:0"):
         with pytest.raises(UsageError):
-            seq.parse_focus_keys(bad)
+            refocus.parse_focus_keys(bad)
 
 
 # --- the runner ---------------------------------------------------------------------------------
 
 def _write(path, text):
-    with seq.atomic_output(path) as tmp:
+    with batch.atomic_output(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
 
 
 def _jobs(tmp_path, frames):
-    return [seq.FrameJob(f, str(tmp_path / f"in.{f}"), (str(tmp_path / f"out.{f}"),))
+    return [batch.FrameJob(f, str(tmp_path / f"in.{f}"), (str(tmp_path / f"out.{f}"),))
             for f in frames]
 
 
@@ -133,8 +136,8 @@ def test_bad_frame_is_collected_and_others_written(tmp_path):
         return {"details": "ok"}
 
     lines = []
-    run = seq.SequenceRun(_jobs(tmp_path, [1, 2, 3]), process,
-                          progress=lambda r, i, n: lines.append(seq.progress_line(r, i, n)))
+    run = batch.SequenceRun(_jobs(tmp_path, [1, 2, 3]), process,
+                          progress=lambda r, i, n: lines.append(batch.progress_line(r, i, n)))
     report = run.run()
     assert [r.status for r in report.results] == ["written", "failed", "written"]
     assert not report.ok
@@ -152,7 +155,7 @@ def test_skip_existing_resumes(tmp_path):
         _write(job.output, "new")
 
     (tmp_path / "out.2").write_text("old")
-    report = seq.SequenceRun(_jobs(tmp_path, [1, 2, 3]), process, skip_existing=True).run()
+    report = batch.SequenceRun(_jobs(tmp_path, [1, 2, 3]), process, skip_existing=True).run()
     assert done == [1, 3]
     assert (tmp_path / "out.2").read_text() == "old"
     assert [r.status for r in report.results] == ["written", "skipped", "written"]
@@ -163,7 +166,7 @@ def test_cancel_between_frames_keeps_finished(tmp_path):
     def process(job):
         _write(job.output, "x")
 
-    run = seq.SequenceRun(_jobs(tmp_path, [1, 2, 3, 4]), process)
+    run = batch.SequenceRun(_jobs(tmp_path, [1, 2, 3, 4]), process)
     run.step()
     run.step()
     run.cancel()
@@ -177,12 +180,12 @@ def test_atomic_output_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "out.exr"
     target.write_text("previous")
     with pytest.raises(RuntimeError):
-        with seq.atomic_output(str(target)) as tmp:
+        with batch.atomic_output(str(target)) as tmp:
             with open(tmp, "w") as f:
                 f.write("half")
             raise RuntimeError("disk full")
     assert os.listdir(tmp_path) == ["out.exr"] and target.read_text() == "previous"
-    names = {os.path.basename(seq.unique_temp_path(str(target))) for _ in range(50)}
+    names = {os.path.basename(atomic.unique_temp_path(str(target))) for _ in range(50)}
     assert len(names) == 50 and all(".zdepth-tmp" in n and n.endswith(".exr") for n in names)
 
 
@@ -193,41 +196,41 @@ def test_plan_jobs_patterns_folders_and_refusals(tmp_path):
     src.mkdir()
     for f in (1, 2):
         (src / f"r.{f:04d}.exr").write_bytes(b"x")
-    jobs = seq.plan_jobs(str(src / "r.####.exr"), str(tmp_path / "o.%04d.exr"), png=True)
+    jobs = batch.plan_jobs(str(src / "r.####.exr"), str(tmp_path / "o.%04d.exr"), png=True)
     assert [j.frame for j in jobs] == [1, 2]
     assert jobs[1].outputs == (str(tmp_path / "o.0002.exr"), str(tmp_path / "o.0002.png"))
     # an output folder keeps the input names
     out = tmp_path / "out"
     out.mkdir()
-    jobs = seq.plan_jobs(str(src / "r.####.exr"), str(out), frames=[2, 3])
+    jobs = batch.plan_jobs(str(src / "r.####.exr"), str(out), frames=[2, 3])
     assert [j.output for j in jobs] == [str(out / "r.0002.exr"), str(out / "r.0003.exr")]
     with pytest.raises(UsageError, match="input"):
-        seq.plan_jobs(str(src / "r.####.exr"), str(src))
+        batch.plan_jobs(str(src / "r.####.exr"), str(src))
     with pytest.raises(UsageError, match="input"):
-        seq.plan_jobs(str(src / "r.0001.exr"), str(src / "r.0001.exr"))
+        batch.plan_jobs(str(src / "r.0001.exr"), str(src / "r.0001.exr"))
     with pytest.raises(UsageError, match="single file"):
-        seq.plan_jobs(str(src / "r.####.exr"), str(tmp_path / "one.exr"))
+        batch.plan_jobs(str(src / "r.####.exr"), str(tmp_path / "one.exr"))
     with pytest.raises(UsageError, match="no file matches"):
-        seq.plan_jobs(str(tmp_path / "none.####.exr"), str(out))
-    single = seq.plan_jobs(str(src / "r.0002.exr"), str(tmp_path / "x.exr"))
+        batch.plan_jobs(str(tmp_path / "none.####.exr"), str(out))
+    single = batch.plan_jobs(str(src / "r.0002.exr"), str(tmp_path / "x.exr"))
     assert single[0].frame is None  # only ####, %04d or --frames make frame numbers
-    jobs = seq.plan_jobs(str(src / "r.####.exr"), str(tmp_path / "o.####.exr"))
+    jobs = batch.plan_jobs(str(src / "r.####.exr"), str(tmp_path / "o.####.exr"))
     (tmp_path / "o.0001.exr").write_bytes(b"y")
     with pytest.raises(ZDepthError, match="already exists"):
-        seq.check_existing(jobs)
-    seq.check_existing(jobs, skip_existing=True)
+        batch.check_existing(jobs)
+    batch.check_existing(jobs, skip_existing=True)
 
 
 # --- parallel chunks ----------------------------------------------------------------------------
 
 def _chunk_worker(args):
     folder, frames = args
-    jobs = [seq.FrameJob(f, "", (os.path.join(folder, f"o.{f:04d}.txt"),)) for f in frames]
+    jobs = [batch.FrameJob(f, "", (os.path.join(folder, f"o.{f:04d}.txt"),)) for f in frames]
 
     def process(job):
         _write(job.output, f"{job.frame}\n" * 2000)
 
-    report = seq.SequenceRun(jobs, process).run()
+    report = batch.SequenceRun(jobs, process).run()
     return [r.status for r in report.results]
 
 
@@ -244,10 +247,10 @@ def test_parallel_chunks_into_one_folder(tmp_path):
 
 
 def test_derived_path_keeps_sequences():
-    assert seq.derived_path("/r/shot.0042.exr") == "/r/shot_dof.0042.exr"
-    assert seq.derived_path("/r/shot_0042.exr", folder="/o") == "/o/shot_dof_0042.exr"
-    assert seq.derived_path("/r/still.exr") == "/r/still_dof.exr"
-    assert seq.derived_path("/r/0042.exr") == "/r/dof.0042.exr"
+    assert batch.derived_path("/r/shot.0042.exr") == "/r/shot_dof.0042.exr"
+    assert batch.derived_path("/r/shot_0042.exr", folder="/o") == "/o/shot_dof_0042.exr"
+    assert batch.derived_path("/r/still.exr") == "/r/still_dof.exr"
+    assert batch.derived_path("/r/0042.exr") == "/r/dof.0042.exr"
 
 
 # --- refocus_sequence (the Python entry point of the demo) ---------------------------------------
@@ -269,13 +272,13 @@ def test_refocus_sequence_lens_per_frame_png_and_cancel(tmp_path):
                       {**{c: rgba[..., i] for i, c in enumerate("RGBA")}, "Z": depth})
     lenses = {f: Lens(100.0, 0.8, d) for f, d in ((1, 2.0), (2, 5.0), (3, 8.0))}
     done = []
-    report = seq.refocus_sequence(
+    report = refocus.refocus_sequence(
         str(tmp_path / "in.####.exr"), str(tmp_path / "new" / "out.####.exr"), lenses,
-        DofSettings(max_radius=8), frames=[3])
+        settings=DofSettings(max_radius=8), frames=[3])
     assert report.ok and (tmp_path / "new" / "out.0003.exr").exists()  # folder made
-    report = seq.refocus_sequence(
+    report = refocus.refocus_sequence(
         str(tmp_path / "in.####.exr"), str(tmp_path / "out.####.exr"), lenses,
-        DofSettings(max_radius=8), png=True,
+        settings=DofSettings(max_radius=8), png=True,
         progress=lambda r, i, n: done.append((r.frame, r.status, i, n)),
         should_cancel=lambda: len(done) == 2)
     assert done == [(1, "written", 1, 3), (2, "written", 2, 3)]
@@ -286,9 +289,9 @@ def test_refocus_sequence_lens_per_frame_png_and_cancel(tmp_path):
     out = exr.read_exr(str(tmp_path / "out.0002.exr"))
     assert out.header["zdepthDofFocusDistance"] == 5.0 and set(out.channels) == set("RGBA")
     with pytest.raises(ZDepthError, match="outputs .* and 1 more already exist:"):
-        seq.refocus_sequence(str(tmp_path / "in.####.exr"), str(tmp_path / "out.####.exr"),
+        refocus.refocus_sequence(str(tmp_path / "in.####.exr"), str(tmp_path / "out.####.exr"),
                              lenses)
-    report = seq.refocus_sequence(str(tmp_path / "in.####.exr"), str(tmp_path / "out.####.exr"),
+    report = refocus.refocus_sequence(str(tmp_path / "in.####.exr"), str(tmp_path / "out.####.exr"),
                                   lenses, png=True, skip_existing=True)
     assert [r.status for r in report.results] == ["skipped", "skipped", "written"]
 
@@ -298,15 +301,15 @@ def test_unwritable_input_metadata_falls_back_to_ours(tmp_path):
 
     from blender_zdepth.core import exr
 
-    job = seq.FrameJob(1, "in.exr", (str(tmp_path / "o.exr"),))
+    job = batch.FrameJob(1, "in.exr", (str(tmp_path / "o.exr"),))
     rgba = np.ones((4, 6, 4), np.float32)
-    used = seq.write_refocused(job, rgba, {"weird": object(), "zdepthDofFstop": 2.0},
+    used = refocus.write_refocused(job, rgba, {"weird": object(), "zdepthDofFstop": 2.0},
                                fallback_header={"zdepthDofFstop": 2.0, "zdepthDofNote": "x"})
     assert "weird" not in used
     assert exr.read_exr(str(tmp_path / "o.exr")).header["zdepthDofNote"] == "x"
     assert os.listdir(tmp_path) == ["o.exr"]
     with pytest.raises(ZDepthError):
-        seq.write_refocused(seq.FrameJob(1, "in.exr", (str(tmp_path / "p.exr"),)), rgba,
+        refocus.write_refocused(batch.FrameJob(1, "in.exr", (str(tmp_path / "p.exr"),)), rgba,
                             {"weird": object()})
     assert os.listdir(tmp_path) == ["o.exr"]
 
@@ -322,11 +325,11 @@ def test_single_file_without_frame_number(tmp_path):
                   {**{c: rgba[..., i] for i, c in enumerate("RGBA")}, "Z": depth},
                   header={"Frame": "042"})
     lines = []
-    keys = seq.parse_focus_keys("1:2,100:9")
-    report = seq.refocus_sequence(str(tmp_path / "still.exr"), str(tmp_path / "o.exr"),
-                                  seq.lens_resolver(focus_keys=keys, fstop=2,
+    keys = refocus.parse_focus_keys("1:2,100:9")
+    report = refocus.refocus_sequence(str(tmp_path / "still.exr"), str(tmp_path / "o.exr"),
+                                  refocus.lens_resolver(focus_keys=keys, fstop=2,
                                                     focal_length_mm=50),
-                                  progress=lambda r, i, n: lines.append(seq.progress_line(r, i, n)))
+                                  progress=lambda r, i, n: lines.append(batch.progress_line(r, i, n)))
     assert report.ok and report.results[0].frame is None
     assert lines[0].startswith("[1/1] frame: still.exr")
     # the header's frame (Blender's "Frame") places it on the focus keys
@@ -342,29 +345,29 @@ GB = 2 ** 30
 def test_choose_jobs_from_cores_memory_and_frame_size():
     hd, uhd = 1920 * 1080, 3840 * 2160
     # cores and frames limit; the cores are shared between the jobs
-    assert seq.choose_jobs(8, hd, cores=2, memory=16 * GB) == (2, 1, "")
-    assert seq.choose_jobs(100, hd, cores=16, memory=64 * GB) == (16, 1, "")
-    assert seq.choose_jobs(3, hd, cores=16, memory=64 * GB) == (3, 5, "")
+    assert batch.choose_jobs(8, pixels=hd, cores=2, memory=16 * GB) == (2, 1, "")
+    assert batch.choose_jobs(100, pixels=hd, cores=16, memory=64 * GB) == (16, 1, "")
+    assert batch.choose_jobs(3, pixels=hd, cores=16, memory=64 * GB) == (3, 5, "")
     # memory limits: 4K frames need about 1.2 GB each, 80% of 4 GB holds two
-    assert seq.choose_jobs(100, uhd, cores=16, memory=4 * GB) == (2, 8, "")
-    n, threads, note = seq.choose_jobs(100, uhd, jobs=8, cores=16, memory=4 * GB)
+    assert batch.choose_jobs(100, pixels=uhd, cores=16, memory=4 * GB) == (2, 8, "")
+    n, threads, note = batch.choose_jobs(100, pixels=uhd, jobs=8, cores=16, memory=4 * GB)
     assert (n, threads) == (2, 8) and "--jobs 8 lowered to 2" in note and "GB" in note
     # a given number is used as given (not more than the frames); threads as given
-    assert seq.choose_jobs(100, hd, jobs=3, cores=2, memory=64 * GB) == (3, 1, "")
-    assert seq.choose_jobs(2, hd, jobs=8, cores=16, memory=64 * GB)[0] == 2
-    assert seq.choose_jobs(8, hd, jobs=2, threads=3, cores=16, memory=64 * GB) == (2, 3, "")
+    assert batch.choose_jobs(100, pixels=hd, jobs=3, cores=2, memory=64 * GB) == (3, 1, "")
+    assert batch.choose_jobs(2, pixels=hd, jobs=8, cores=16, memory=64 * GB)[0] == 2
+    assert batch.choose_jobs(8, pixels=hd, jobs=2, threads=3, cores=16, memory=64 * GB) == (2, 3, "")
     # one job: threads 0 = the engine's all cores
-    assert seq.choose_jobs(8, hd, jobs=1, cores=16, memory=64 * GB) == (1, 0, "")
+    assert batch.choose_jobs(8, pixels=hd, jobs=1, cores=16, memory=64 * GB) == (1, 0, "")
     # a small sequence is not worth starting processes for; memory unknown: at most 4
-    assert seq.choose_jobs(4, 64 * 40, cores=16, memory=64 * GB) == (1, 0, "")
-    assert seq.choose_jobs(100, hd, cores=16, memory=None)[0] == seq.UNKNOWN_MEMORY_JOBS
+    assert batch.choose_jobs(4, pixels=64 * 40, cores=16, memory=64 * GB) == (1, 0, "")
+    assert batch.choose_jobs(100, pixels=hd, cores=16, memory=None)[0] == workers.UNKNOWN_MEMORY_JOBS
     # never less than one, even without memory to spare
-    assert seq.choose_jobs(100, uhd, cores=16, memory=0)[0] == 1
+    assert batch.choose_jobs(100, pixels=uhd, cores=16, memory=0)[0] == 1
 
 
 def test_machine_figures():
-    assert seq.usable_cores() >= 1
-    memory = seq.available_memory()
+    assert cpus.usable_cores() >= 1
+    memory = batch.available_memory()
     if os.path.exists("/proc/meminfo"):
         with open("/proc/meminfo") as f:
             fields = dict(line.split(":", 1) for line in f)
@@ -379,7 +382,7 @@ def _slow_writer(job):
 
     if job.frame == 2:
         raise ZDepthError("truncated")
-    with seq.atomic_output(job.output) as tmp:
+    with batch.atomic_output(job.output) as tmp:
         with open(tmp, "w") as f:
             f.write("half")
         if job.frame == 4:
@@ -392,7 +395,7 @@ def _slow_writer(job):
 
 def _timed_jobs(folder, frames, pause=0.0):
     """Jobs writing ``out.F`` in ``folder`` (inputs: names only, never read)."""
-    return [seq.FrameJob(f, f"in.{f}-{pause}", (str(folder / f"out.{f}"),)) for f in frames]
+    return [batch.FrameJob(f, f"in.{f}-{pause}", (str(folder / f"out.{f}"),)) for f in frames]
 
 
 def test_parallel_run_same_report_as_serial(tmp_path):
@@ -400,10 +403,10 @@ def test_parallel_run_same_report_as_serial(tmp_path):
     serial_dir.mkdir()
     parallel_dir.mkdir()
     frames = [1, 2, 3, 5, 6]
-    serial = seq.SequenceRun(_timed_jobs(serial_dir, frames), _slow_writer).run()
+    serial = batch.SequenceRun(_timed_jobs(serial_dir, frames), _slow_writer).run()
     lines = []
-    run = seq.ParallelRun(_timed_jobs(parallel_dir, frames), _slow_writer, workers=3,
-                          progress=lambda r, i, n: lines.append(seq.progress_line(r, i, n)))
+    run = batch.ParallelRun(_timed_jobs(parallel_dir, frames), _slow_writer, workers=3,
+                          progress=lambda r, i, n: lines.append(batch.progress_line(r, i, n)))
     parallel = run.run()
     assert [r.frame for r in parallel.results] == frames  # job order, whatever finished first
     assert [r.status for r in parallel.results] == [r.status for r in serial.results]
@@ -424,7 +427,7 @@ def test_parallel_run_same_report_as_serial(tmp_path):
 @pytest.mark.skipif(os.name != "posix", reason="the task kills its process with SIGKILL")
 def test_killed_worker_fails_its_frame_only_and_leaves_no_temp_file(tmp_path):
     jobs = _timed_jobs(tmp_path, [3, 4, 5, 6])
-    report = seq.ParallelRun(jobs, _slow_writer, workers=2).run()
+    report = batch.ParallelRun(jobs, _slow_writer, workers=2).run()
     assert [r.status for r in report.results] == ["written", "failed", "written", "written"]
     assert "killed by signal 9" in report.results[1].message
     assert sorted(os.listdir(tmp_path)) == ["out.3", "out.5", "out.6"]
@@ -432,7 +435,7 @@ def test_killed_worker_fails_its_frame_only_and_leaves_no_temp_file(tmp_path):
 
 def test_cancel_stops_workers_and_leaves_no_partial_file(tmp_path):
     jobs = _timed_jobs(tmp_path, [1, 3, 5, 6, 7, 8], pause=30)
-    run = seq.ParallelRun(jobs, _slow_writer, workers=2).start()
+    run = batch.ParallelRun(jobs, _slow_writer, workers=2).start()
     import time
 
     deadline = time.monotonic() + 60
@@ -451,12 +454,12 @@ def test_cancel_stops_workers_and_leaves_no_partial_file(tmp_path):
 
 def test_parallel_skip_existing_and_abort(tmp_path):
     (tmp_path / "out.3").write_text("old")
-    report = seq.ParallelRun(_timed_jobs(tmp_path, [1, 3, 5]), _slow_writer, workers=2,
+    report = batch.ParallelRun(_timed_jobs(tmp_path, [1, 3, 5]), _slow_writer, workers=2,
                              skip_existing=True).run()
     assert [r.status for r in report.results] == ["written", "skipped", "written"]
     assert (tmp_path / "out.3").read_text() == "old"
-    run = seq.ParallelRun(_timed_jobs(tmp_path, [7, 8]), _abort_task, workers=2)
-    with pytest.raises(seq.AbortRun, match="cannot work"):
+    run = batch.ParallelRun(_timed_jobs(tmp_path, [7, 8]), _abort_task, workers=2)
+    with pytest.raises(batch.AbortRun, match="cannot work"):
         run.run()
     assert run.cancelled and not run._pool
     assert not (tmp_path / "out.7").exists() and not (tmp_path / "out.8").exists()
@@ -467,30 +470,30 @@ def _abort_task(job):
         raise UsageError("no focal length")
     except UsageError as exc:
         if job.frame in (2, 7, 8):
-            raise seq.AbortRun(f"frame {job.frame}: these options cannot work: {exc}")
+            raise batch.AbortRun(f"frame {job.frame}: these options cannot work: {exc}")
     return _slow_writer(job)
 
 
 def test_an_abort_stops_the_run_only_before_any_frame_was_written(tmp_path):
     """As in a serial run: options that cannot work stop the run on the first frame; once a
     frame was written, a frame that cannot work is a failed frame like any other."""
-    run = seq.ParallelRun(_timed_jobs(tmp_path, [1, 2, 3, 5], pause=1.0), _abort_task,
+    run = batch.ParallelRun(_timed_jobs(tmp_path, [1, 2, 3, 5], pause=1.0), _abort_task,
                           workers=2)
     report = run.run()
     assert [r.status for r in report.results] == ["written", "failed", "written", "written"]
     assert report.results[1].message == "no focal length"
-    run = seq.ParallelRun(_timed_jobs(tmp_path, [7, 8, 9]), _abort_task, workers=3)
-    with pytest.raises(seq.AbortRun, match="frame 7: these options cannot work"):
+    run = batch.ParallelRun(_timed_jobs(tmp_path, [7, 8, 9]), _abort_task, workers=3)
+    with pytest.raises(batch.AbortRun, match="frame 7: these options cannot work"):
         run.run()
 
 
 def test_stale_temp_paths_lists_only_the_given_processes(tmp_path):
     out = str(tmp_path / "o.0001.exr")
-    mine = os.path.basename(seq.unique_temp_path(out)).replace(str(os.getpid()), "12345")
+    mine = os.path.basename(atomic.unique_temp_path(out)).replace(str(os.getpid()), "12345")
     for name in (mine, ".o.0001.exr.zdepth-tmp-999-abcdef12.exr", ".o.0002.exr.zdepth-tmp-12345-"
                  "abcdef12.exr", "o.0001.exr"):
         (tmp_path / name).write_text("x")
-    assert seq.stale_temp_paths([out], [12345]) == [str(tmp_path / mine)]
+    assert atomic.stale_temp_paths([out], [12345]) == [str(tmp_path / mine)]
 
 
 BL_EXT_SCRIPT = r'''
@@ -504,7 +507,7 @@ for name, path in (("fakeext", tmp), ("fakeext.repo", os.path.join(tmp, "repo"))
     module.__path__ = [path]
     sys.modules[name] = module  # like Blender's bl_ext: not importable by a plain Python
 import numpy as np
-from fakeext.repo.blender_zdepth.core import exr, sequence
+from fakeext.repo.blender_zdepth.core import exr, refocus
 from fakeext.repo.blender_zdepth.core.dof import DofSettings
 from fakeext.repo.blender_zdepth.core.lens import Lens
 rgba = np.ones((16, 24, 4), np.float32)
@@ -512,8 +515,9 @@ for f in (1, 2, 3):
     exr.write_exr(os.path.join(tmp, f"in.{f}.exr"),
                   {**{c: rgba[..., i] for i, c in enumerate("RGBA")},
                    "Z": np.full((16, 24), 2.0 + f, np.float32)})
-report = sequence.refocus_sequence(os.path.join(tmp, "in.#.exr"), os.path.join(tmp, "o.#.exr"),
-                                   Lens(50.0, 2.0, 3.0), DofSettings(max_radius=4), workers=2)
+report = refocus.refocus_sequence(os.path.join(tmp, "in.#.exr"), os.path.join(tmp, "o.#.exr"),
+                                  Lens(50.0, 2.0, 3.0), settings=DofSettings(max_radius=4),
+                                  workers=2)
 print(report.summary())
 print("workers:", report.workers)
 '''
@@ -543,7 +547,7 @@ def test_workers_start_inside_a_package_a_plain_python_cannot_import(tmp_path):
 
 
 def test_parallel_run_refuses_a_task_it_cannot_send(tmp_path):
-    run = seq.ParallelRun(_timed_jobs(tmp_path, [1, 2]), lambda job: None, workers=2)
+    run = batch.ParallelRun(_timed_jobs(tmp_path, [1, 2]), lambda job: None, workers=2)
     with pytest.raises(TypeError, match="picklable"):
         run.start()
     assert not run._pool and os.listdir(tmp_path) == []
@@ -562,15 +566,15 @@ def test_a_run_in_this_process_reads_and_writes_with_the_engines_threads(tmp_pat
     rgba = np.ones((8, 8, 4), np.float32)
     depth = np.full((8, 8), 3.0, np.float32)
     exr.write_exr(str(tmp_path / "in.exr"), {"RGBA": rgba, "Z": depth})
-    before = OpenEXR.global_thread_count(), dict(exr._io_pool)
+    before = OpenEXR.global_thread_count(), dict(exr_binding._io_pool)
     try:
-        for threads, pool in ((1, 0), (3, 3), (0, seq.usable_cores())):
-            report = seq.refocus_sequence(str(tmp_path / "in.exr"), str(tmp_path / "o.exr"),
-                                          Lens(50.0, 2.0, 3.0), DofSettings(threads=threads),
+        for threads, pool in ((1, 0), (3, 3), (0, cpus.usable_cores())):
+            report = refocus.refocus_sequence(str(tmp_path / "in.exr"), str(tmp_path / "o.exr"),
+                                          Lens(50.0, 2.0, 3.0), settings=DofSettings(threads=threads),
                                           overwrite=True)
             assert report.ok
             assert OpenEXR.global_thread_count() == (pool if pool > 1 else 0), threads
     finally:
         OpenEXR.set_global_thread_count(before[0])
-        exr._io_pool.clear()
-        exr._io_pool.update(before[1])
+        exr_binding._io_pool.clear()
+        exr_binding._io_pool.update(before[1])

@@ -1,29 +1,31 @@
 """Everything of blender_zdepth that touches ``bpy``.
 
-Each module named in :data:`MODULES` defines ``register()`` and ``unregister()``; they are called
-in this order on register and in reverse on unregister. :func:`register` is idempotent: calling it
-twice, or register / unregister / register, leaves exactly one copy of every class, handler and
-menu entry.
+* :mod:`.scene` -- readers: ``scene.zdepth`` and the camera as plain values (export and layer
+  options, the lens of a refocused frame), views, paths and depth passes;
+* :mod:`.render` -- the Render Result as files, the depth export, depth-layer passes, export on
+  render (handlers and their queue);
+* :mod:`.refocus` -- the Apply batch, the live preview and the image they show;
+* :mod:`.ui` -- operators, panels and menus: the only place that registers classes;
+* :mod:`.props` (the settings group), :mod:`.nodes` (compositor node groups), :mod:`.compat`
+  (the one module that knows Blender versions), :mod:`.scenes` (test and demo scenes).
+
+:func:`register` is idempotent: calling it twice, or register / unregister / register, leaves
+exactly one copy of every class, handler and menu entry.
 """
 
-import importlib
-
-#: Submodules with register()/unregister(), in registration order.
-MODULES = ["properties", "operators", "nodes", "export", "panels", "dof_ops", "layers", "preview"]
+__all__ = ["register", "unregister"]
 
 _registered = []
-
-
-def _modules():
-    return [importlib.import_module(f"{__name__}.{name}") for name in MODULES]
 
 
 def register():
     if _registered:
         unregister()
-    for module in _modules():
-        module.register()
-        _registered.append(module)
+    # imported here: importing this package (and blender_zdepth) needs no bpy
+    from . import ui
+
+    ui.register()
+    _registered.append(ui)
 
 
 def unregister():

@@ -3,6 +3,8 @@
 Everything else in :mod:`blender_zdepth.blender` asks this module instead of testing versions.
 """
 
+import os
+
 import bpy
 
 #: ``(major, minor, patch)`` of the running Blender.
@@ -80,8 +82,6 @@ def new_file_output(tree, directory, file_name, inputs, depth="32", codec="ZIP")
     5.0: ``directory``, ``file_name``, ``file_output_items``, ``format.media_type``; 4.x:
     ``base_path``, ``layer_slots``, ``format.file_format``.
     """
-    import os
-
     node = tree.nodes.new("CompositorNodeOutputFile")
     set_multilayer_exr(node.format, depth, codec)
     if IS_5:

@@ -31,7 +31,10 @@ import bpy
 from bpy.app.handlers import persistent
 
 from ..core.encodings import DEFAULT_BACKGROUND, ENCODINGS, background_threshold
-from . import compat
+from .compat import (IS_5, MATH_NODE, add_handlers, compositor_tree, is_eevee,
+                     remove_handlers)
+from .scene.options import resolve_range
+from .scene.passes import setup_passes
 
 ENCODE_GROUP = "Z-Depth Encode"
 DECODE_GROUP = "Z-Depth Decode"
@@ -55,11 +58,6 @@ NODE_TAG = "zdepth_node"
 _HUGE = 1e38  # 1e38 * 1e38 overflows float32 to +inf; 0 * 1e38 * 1e38 stays 0
 
 
-def encoding_index(name):
-    """The index of an encoding name (0 log, 1 linear, 2 normalized, 3 inverse)."""
-    return float(ENCODINGS.index(name))
-
-
 _MENU = None
 
 
@@ -80,13 +78,6 @@ def menu_encoding():
     return _MENU
 
 
-def encoding_value(name):
-    """What a group node's ``Encoding`` input takes for encoding ``name``: the menu item's
-    label (5.0) or the index (4.x)."""
-    i = ENCODINGS.index(name)
-    return ENCODING_LABELS[i] if menu_encoding() else i
-
-
 def set_encoding(socket, name):
     """Set a group node's ``Encoding`` input to encoding ``name`` (menu or integer)."""
     i = ENCODINGS.index(name)
@@ -99,7 +90,7 @@ class _Builder:
         self.x = 0
 
     def math(self, op, a, b=None, label=None, x=None, y=0):
-        node = self.tree.nodes.new(compat.MATH_NODE)
+        node = self.tree.nodes.new(MATH_NODE)
         node.operation = op
         node.location = (x if x is not None else self.x, y)
         if label:
@@ -347,8 +338,6 @@ def _build_decode(tree):
 def group_settings(scene):
     """``(near, far, encoding name, background threshold)`` for the groups from the scene's
     Z-Depth settings and engine."""
-    from .properties import resolve_range
-
     near, far = resolve_range(scene)
     return near, far, scene.zdepth.encoding, engine_background(scene)
 
@@ -357,7 +346,7 @@ def engine_background(scene):
     """The encode group's Background for ``scene``'s engine: just under the camera's clip end
     for EEVEE (it writes the clip end), else 1e9 (Cycles writes 1e10, Workbench +inf)."""
     cam = scene.camera
-    if cam is not None and cam.type == "CAMERA" and compat.is_eevee(scene.render.engine):
+    if cam is not None and cam.type == "CAMERA" and is_eevee(scene.render.engine):
         return background_threshold(cam.data.clip_end, cam.data.clip_start, "EEVEE")
     return DEFAULT_BACKGROUND
 
@@ -403,7 +392,7 @@ def follow_engine(scene):
     add-on set last, or the group's default -- follows the engine; a value typed by hand, or a
     linked input, is left alone. Returns the nodes changed."""
     group = bpy.data.node_groups.get(ENCODE_GROUP)
-    tree = compat.compositor_tree(scene, create=False)
+    tree = compositor_tree(scene, create=False)
     if group is None or tree is None:
         return []
     value = engine_background(scene)
@@ -450,7 +439,7 @@ def _pass_through(tree, scene):
     """Make a new compositor tree give the render unchanged, as Blender's own default does
     (4.x: Render Layers -> Composite, made by ``use_nodes``; 5.0: Render Layers -> Group
     Output ``Image``)."""
-    if not compat.IS_5 or any(n.bl_idname == "NodeGroupOutput" for n in tree.nodes):
+    if not IS_5 or any(n.bl_idname == "NodeGroupOutput" for n in tree.nodes):
         return
     if not any(i.item_type == "SOCKET" and i.in_out == "OUTPUT" for i in tree.interface.items_tree):
         tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
@@ -470,8 +459,8 @@ def add_decode_node(scene, tree=None):
     if built:
         changes.append(f"built node group {group.name!r}")
     if tree is None:
-        had = compat.compositor_tree(scene, create=False)
-        tree = compat.compositor_tree(scene, create=True)
+        had = compositor_tree(scene, create=False)
+        tree = compositor_tree(scene, create=True)
         if had is None:
             _pass_through(tree, scene)
             changes.append("compositor node tree created (render passed through unchanged)")
@@ -485,7 +474,7 @@ def add_decode_node(scene, tree=None):
     return node, changes
 
 
-def add_encode_node(scene, tree=None, wire=False):
+def add_encode_node(scene, tree=None, *, wire=False):
     """Put a "Z-Depth Encode" group node in ``tree`` (default: the scene's compositor, created
     when missing), reusing one that is already there; with ``wire``, feed it the Render Layers
     node's Depth (a Render Layers node is added when there is none). The user's own nodes and
@@ -494,13 +483,13 @@ def add_encode_node(scene, tree=None, wire=False):
     group, built = encode_group()
     if built:
         changes.append(f"built node group {group.name!r}")
-    scene_tree = compat.compositor_tree(scene, create=False)
+    scene_tree = compositor_tree(scene, create=False)
     own = tree is None or tree == scene_tree
     if tree is None:
         had = scene_tree
-        if had is not None and not compat.IS_5 and not scene.use_nodes:
+        if had is not None and not IS_5 and not scene.use_nodes:
             changes.append("compositing nodes turned on")
-        tree = compat.compositor_tree(scene, create=True)
+        tree = compositor_tree(scene, create=True)
         if had is None:
             _pass_through(tree, scene)
             changes.append("compositor node tree created (render passed through unchanged)")
@@ -526,8 +515,6 @@ def add_encode_node(scene, tree=None, wire=False):
             node.location = (rl.location.x + 350, rl.location.y - 250)
         depth = rl.outputs.get("Depth")
         if depth is None or not depth.enabled:
-            from .passes import setup_passes
-
             done, _ = setup_passes(scene)
             changes.extend(done)
             depth = rl.outputs.get("Depth")
@@ -537,17 +524,6 @@ def add_encode_node(scene, tree=None, wire=False):
             changes.append("wired Render Layers Depth into it")
     return node, changes
 
-
-# -- Add menu ----------------------------------------------------------------------------------
-
-def _draw_add_menu(self, context):
-    space = context.space_data
-    if getattr(space, "tree_type", None) != "CompositorNodeTree":
-        return
-    self.layout.separator()
-    self.layout.operator("zdepth.add_node_group", text=ENCODE_GROUP, icon="NODETREE")
-    op = self.layout.operator("zdepth.add_node_group", text=DECODE_GROUP, icon="NODETREE")
-    op.group = "DECODE"
 
 
 #: Owner of the message-bus subscriptions (see :func:`_subscribe`).
@@ -584,13 +560,11 @@ def _on_load_post(*_args):
 _HANDLERS = (("render_pre", _on_render_pre), ("load_post", _on_load_post))
 
 
-def register():
-    bpy.types.NODE_MT_add.append(_draw_add_menu)
-    compat.add_handlers(_HANDLERS)
+def register_handlers():
+    add_handlers(_HANDLERS)
     _subscribe()
 
 
-def unregister():
-    bpy.types.NODE_MT_add.remove(_draw_add_menu)
-    compat.remove_handlers(_HANDLERS)
+def unregister_handlers():
+    remove_handlers(_HANDLERS)
     bpy.msgbus.clear_by_owner(_MSGBUS_OWNER)

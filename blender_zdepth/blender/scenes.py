@@ -7,8 +7,9 @@ before anything else touches the scene; it returns the new scene.
 import math
 
 import bpy
+from mathutils import Vector
 
-from . import compat
+from .compat import eevee_engine_id, use_nodes
 
 
 def empty_scene(resolution=(320, 180), engine="CYCLES", samples=16):
@@ -17,7 +18,7 @@ def empty_scene(resolution=(320, 180), engine="CYCLES", samples=16):
     scene = bpy.context.scene
     scene.render.resolution_x, scene.render.resolution_y = resolution
     scene.render.resolution_percentage = 100
-    scene.render.engine = compat.eevee_engine_id() if engine == "EEVEE" else engine
+    scene.render.engine = eevee_engine_id() if engine == "EEVEE" else engine
     if scene.render.engine == "CYCLES":
         scene.cycles.samples = samples
         scene.cycles.use_denoising = False
@@ -31,7 +32,7 @@ def empty_scene(resolution=(320, 180), engine="CYCLES", samples=16):
 def emission_material(name, color, strength=1.0):
     """A material that only emits ``color`` (converges in a few samples, no lights needed)."""
     mat = bpy.data.materials.new(name)
-    compat.use_nodes(mat)
+    use_nodes(mat)
     nodes = mat.node_tree.nodes
     nodes.clear()
     emit = nodes.new("ShaderNodeEmission")
@@ -45,7 +46,7 @@ def emission_material(name, color, strength=1.0):
 def checker_material(name, color_a, color_b, scale=4.0, strength=1.0):
     """An emissive checkerboard, so blur and registration are visible in pictures."""
     mat = bpy.data.materials.new(name)
-    compat.use_nodes(mat)
+    use_nodes(mat)
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     nodes.clear()
     checker = nodes.new("ShaderNodeTexChecker")
@@ -62,8 +63,6 @@ def checker_material(name, color_a, color_b, scale=4.0, strength=1.0):
 
 def add_camera(scene, location, target, lens=50.0, sensor_width=36.0, clip=(0.1, 1000.0)):
     """Add a perspective camera at ``location`` looking at ``target``; make it the scene camera."""
-    from mathutils import Vector
-
     data = bpy.data.cameras.new("Camera")
     data.lens = lens
     data.sensor_width = sensor_width
@@ -89,7 +88,7 @@ def add_object(scene, primitive, name, material, **kwargs):
 
 def set_world_color(scene, color, strength=1.0):
     world = bpy.data.worlds.new("World")
-    compat.use_nodes(world)
+    use_nodes(world)
     bg = world.node_tree.nodes.get("Background")
     bg.inputs["Color"].default_value = (*color, 1.0)
     bg.inputs["Strength"].default_value = strength

@@ -23,16 +23,18 @@ def run(args):
 
     from ..core import encodings, exr
     from ..core.errors import ZDepthError
+    from ..core.atomic import check_target
+    from ..core.frame import load_frame
     from .encode import background_arg, carried_header, report_background
 
     background = background_arg(args.background)
-    exr._codec_enum(args.codec)
+    exr.codec_enum(args.codec)
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ZDepthError("the output must not be the input file")
-    frame = exr.load_frame(args.input, background=background, layer=args.layer,
+    frame = load_frame(args.input, background=background, layer=args.layer,
                            view=args.view)
     report_background(frame)
-    exr._check_target(args.output, args.overwrite)
+    check_target(args.output, args.overwrite)
     if frame.encoding is not None:
         near, far, units = frame.encoding.near, frame.encoding.far, frame.encoding.units
     else:
@@ -43,7 +45,7 @@ def run(args):
         units = "m"
     enc = encodings.DepthEncoding("linear", near, far, units=units)
     rgba = None if args.no_beauty else frame.rgba
-    exr.write_depth_exr(args.output, frame.depth, enc, rgba=rgba, camera=frame.camera,
+    exr.write_depth_exr(args.output, frame.depth, encoding=enc, rgba=rgba, camera=frame.camera,
                         codec=args.codec, depth_channel="Z", overwrite=args.overwrite,
                         extra_header=carried_header(frame.header),
                         data_window=frame.data_window, display_window=frame.display_window)

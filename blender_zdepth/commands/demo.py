@@ -4,7 +4,7 @@ Steps (all through the same code paths a user reaches from the panel and the com
 
 1. build the procedural demo scene (no downloaded assets) and render it with Cycles, with depth
    layers (``--layers``, default 3: two extra passes of few samples with the clip start moved
-   past the near pillars, see :mod:`blender_zdepth.blender.layers`);
+   past the near pillars, see :mod:`blender_zdepth.blender.render.peel`);
 2. export the frame as our log-encoded 32-bit EXR (beauty in the same file) with a 16-bit depth
    preview and the deep EXR of its layers beside it, through the export-on-render path;
 3. print the file's precision report;
@@ -85,10 +85,13 @@ def run(args):
 
     import numpy as np
 
-    from ..blender import export, scenes
-    from ..core import display, exr, png, precision, sequence
+    from ..blender import scenes
+    from ..blender.render.export import render_with_depth
+    from ..core import batch, display, exr, png, precision, refocus
     from ..core.dof import DofSettings, focal_plane_view
+    from ..core.frame import load_frame
     from ..core.lens import Lens
+    from ._demo_sheet import contact_sheet
 
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not os.path.isdir(out):
@@ -102,7 +105,7 @@ def run(args):
 
     # 1-2. Render with Cycles and export depth through the export-on-render path.
     scene = scenes.demo_scene(resolution, "CYCLES", args.samples)
-    depth_paths = export.render_with_depth(
+    depth_paths = render_with_depth(
         scene, os.path.join(out, "depth"), encoding="log", range_source="CAMERA",
         bit_depth="32", codec="ZIP", name_pattern="demo_####", write_preview=True,
         beauty="SAME_FILE", depth_layers=args.layers, layer_samples=0, layer_clips=(),
@@ -110,12 +113,13 @@ def run(args):
     t_render = time.perf_counter() - t0
     depth_exr = depth_paths[0]["depth"]
     deep_exr = depth_paths[0]["deep"]
-    frame = exr.load_frame(depth_exr)
+    frame = load_frame(depth_exr)
     layered = ""
     if deep_exr:
-        from ..blender import layers
+        from ..blender.render.peel import pass_samples
+        from ..blender.scene.options import LayerOptions
 
-        extra = layers.pass_samples(scene, layers.LayerOptions(args.layers))
+        extra = pass_samples(scene, LayerOptions(args.layers))
         layered = f", {args.layers} depth layers ({args.layers - 1} extra of {extra} samples)"
     print(f"rendered and exported the demo frame ({resolution[0]}x{resolution[1]}, Cycles, "
           f"{args.samples} samples{layered}) in {t_render:.1f} s")
@@ -139,10 +143,10 @@ def run(args):
     lenses = {i + 1: base.with_focus(d) for i, d in enumerate(RACK)}
     settings = DofSettings(max_radius=48.0)
     t1 = time.perf_counter()
-    result = sequence.refocus_sequence(
+    result = refocus.refocus_sequence(
         {f: depth_exr for f in lenses}, os.path.join(out, "refocus", "refocus.####.exr"),
-        lenses, settings, png=True, overwrite=True,
-        progress=lambda r, i, n: print("  " + sequence.progress_line(r, i, n)))
+        lenses, settings=settings, png=True, overwrite=True,
+        progress=lambda r, i, n: print("  " + batch.progress_line(r, i, n)))
     if not result.ok:
         raise ZDepthError(f"the demo refocus failed: {result.summary()}")
     print(f"refocused {len(lenses)} frames (f/{args.fstop:g}, focus {', '.join(f'{d:g}' for d in RACK)} m) "
@@ -151,9 +155,9 @@ def run(args):
     if deep_exr:
         # the far focus again from the flat file alone: what the refocus makes without layers
         compare = max(lenses)
-        flat = sequence.refocus_sequence(
+        flat = refocus.refocus_sequence(
             {compare: depth_exr}, os.path.join(out, "refocus", "flat.####.exr"),
-            {compare: lenses[compare]}, settings, png=True, overwrite=True, deep=False)
+            {compare: lenses[compare]}, settings=settings, png=True, overwrite=True, deep=False)
         if not flat.ok:
             raise ZDepthError(f"the demo refocus failed: {flat.summary()}")
         image = exr.read_exr(os.path.join(out, "refocus", f"flat.{compare:04d}.exr"))
@@ -171,7 +175,7 @@ def run(args):
     tiles.append(display.to_display(focal_plane_view(frame.rgba, frame.depth, diag_lens,
                                                      settings)))
     labels.append(f"focal plane at {diag_lens.focus_distance:g} m: near/in focus/far")
-    sheet = display.contact_sheet(tiles, labels, columns=2, label_scale=max(
+    sheet = contact_sheet(tiles, labels, columns=2, label_scale=max(
         1, resolution[0] // 240))
     sheet_path = os.path.join(out, "contact_sheet.png")
     png.write_png(sheet_path, sheet, bits=8, overwrite=True)
@@ -181,7 +185,7 @@ def run(args):
         lens = lenses[max(lenses)]
         flat_tile, layered_tile = display.to_display(flat_rgba), tiles[2 + len(lenses) - 1]
         zoom = _zoom_window(flat_tile, layered_tile)
-        pair = display.contact_sheet(
+        pair = contact_sheet(
             [flat_tile, layered_tile, zoom(flat_tile), zoom(layered_tile)],
             [f"flat render, {lens.focus_distance:g} m f/{lens.fstop:g}",
              f"{args.layers} depth layers, same focus", "x2 where they differ most",

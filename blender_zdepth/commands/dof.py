@@ -145,7 +145,7 @@ def _focus_pixel(text):
 
 
 def run(args):
-    from ..core import sequence
+    from ..core import batch, refocus
     from ..core.dof import DofSettings
     from ..core.errors import UsageError
 
@@ -163,8 +163,8 @@ def run(args):
     if deep_layers is not None and not 0 <= deep_layers <= 16:
         raise UsageError(f"--deep-layers: from 0 to 16 hidden layers, not {deep_layers}")
     deep = False if getattr(args, "no_deep", False) else deep_layers
-    frames = sequence.parse_frames(args.frames) if args.frames else None
-    keys = sequence.parse_focus_keys(args.focus_keys) if args.focus_keys else None
+    frames = batch.parse_frames(args.frames) if args.frames else None
+    keys = refocus.parse_focus_keys(args.focus_keys) if args.focus_keys else None
     pixel = _focus_pixel(args.focus_pixel) if args.focus_pixel else None
     from .encode import background_arg
 
@@ -177,17 +177,17 @@ def run(args):
                            rotation_deg=args.rotation, threads=args.threads).validate()
     settings.anamorphic, settings.quality = args.anamorphic, args.quality
     settings.validate()
-    lens_for = sequence.lens_resolver(
+    lens_for = refocus.lens_resolver(
         focus_distance=args.focus_distance, focus_pixel=pixel, focus_keys=keys,
         fstop=args.fstop, focal_length_mm=args.focal_length, sensor_width_mm=args.sensor_width,
         sensor_height_mm=args.sensor_height, sensor_fit=args.sensor_fit)
     lens_for_frame = _LensOrStop(lens_for)
 
     def progress(result, index, total):
-        print(sequence.progress_line(result, index, total), flush=True)
+        print(batch.progress_line(result, index, total), flush=True)
 
-    report = sequence.refocus_sequence(
-        os.path.abspath(args.input), _abs_out(args.output), lens_for_frame, settings,
+    report = refocus.refocus_sequence(
+        os.path.abspath(args.input), _abs_out(args.output), lens_for_frame, settings=settings,
         frames=frames, png=args.png, diagnostic=args.diagnostic,
         skip_existing=args.skip_existing, overwrite=args.overwrite, progress=progress,
         layer=args.layer, deep=deep, workers=args.jobs, notify=_note, view=args.view,
@@ -211,7 +211,7 @@ class _LensOrStop:
         self.seen = False
 
     def __call__(self, frame, loaded):
-        from ..core import sequence
+        from ..core import batch, refocus
         from ..core.errors import UsageError
 
         try:
@@ -219,7 +219,7 @@ class _LensOrStop:
         except UsageError as exc:
             if not self.seen:
                 where = f"frame {frame} ({loaded.path})" if frame is not None else loaded.path
-                raise sequence.AbortRun(f"{where}: {exc}")
+                raise batch.AbortRun(f"{where}: {exc}")
             raise
         self.seen = True
         return lens

@@ -80,11 +80,11 @@ def report_background(frame, stream=None):
 
 def carried_header(header):
     """The input's plain metadata (strings and numbers) worth keeping in an output file."""
-    from ..core.exr import _STRUCTURAL
+    from ..core.exr import STRUCTURAL
 
     keep = {}
     for key, value in (header or {}).items():
-        if key in _STRUCTURAL or str(key).startswith("zdepth"):
+        if key in STRUCTURAL or str(key).startswith("zdepth"):
             continue
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             keep[key] = value
@@ -116,9 +116,11 @@ def run(args):
 
     from ..core import encodings, exr, png
     from ..core.errors import ZDepthError
+    from ..core.atomic import check_target
+    from ..core.frame import load_frame
 
     background = background_arg(args.background)
-    exr._codec_enum(args.codec)  # lossy or unknown codec: usage error before reading anything
+    exr.codec_enum(args.codec)  # lossy or unknown codec: usage error before reading anything
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ZDepthError("the output must not be the input file")
     if args.preview:
@@ -129,7 +131,7 @@ def run(args):
         if os.path.abspath(args.preview) in (os.path.abspath(args.input),
                                               os.path.abspath(args.output)):
             raise UsageError(f"--preview {args.preview}: must be another file than IN and OUT")
-    frame = exr.load_frame(args.input, background=background, layer=args.layer,
+    frame = load_frame(args.input, background=background, layer=args.layer,
                            view=args.view)
     report_background(frame)
     surface = ~encodings.is_background(frame.depth, None)
@@ -140,10 +142,10 @@ def run(args):
     enc = encodings.DepthEncoding(args.encoding, near, far,
                                   units=frame.encoding.units if frame.encoding else "m")
     # check every target before writing anything
-    exr._check_target(args.output, args.overwrite)
+    check_target(args.output, args.overwrite)
     if args.preview:
-        exr._check_target(args.preview, args.overwrite)
-    values = exr.encode_for_file(frame.depth, enc, args.half)  # errors before any file exists
+        check_target(args.preview, args.overwrite)
+    values = exr.encode_for_file(frame.depth, enc, half=args.half)  # errors before any file exists
     del values
     rgba = None if args.no_beauty else frame.rgba
     written = []
@@ -151,7 +153,7 @@ def run(args):
         if args.preview:
             pic = encodings.preview(frame.depth, enc.near, enc.far)
             written.append(png.write_png(args.preview, pic, bits=16, overwrite=args.overwrite))
-        exr.write_depth_exr(args.output, frame.depth, enc, rgba=rgba, camera=frame.camera,
+        exr.write_depth_exr(args.output, frame.depth, encoding=enc, rgba=rgba, camera=frame.camera,
                             half=args.half, codec=args.codec, depth_channel=args.depth_channel,
                             overwrite=args.overwrite, extra_header=carried_header(frame.header),
                             data_window=frame.data_window, display_window=frame.display_window)

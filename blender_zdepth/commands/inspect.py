@@ -45,6 +45,7 @@ def describe(path, focus=None, layer=None, background="auto", compare=False, vie
     import numpy as np
 
     from ..core import encodings, exr, precision
+    from ..core.frame import load_frame
 
     img = exr.read_exr(path, view=view, sample_counts=True)
     info = {
@@ -70,11 +71,11 @@ def describe(path, focus=None, layer=None, background="auto", compare=False, vie
                 raise UsageError(f"--layer {layer}: {path} has no view layer {layer!r}; its "
                                  f"view layers: {', '.join(layers) if layers else 'none'}")
 
-        if deep.is_deep(path):  # deep samples only: what they hold, besides the parts
+        if exr.is_deep(path):  # deep samples only: what they hold, besides the parts
             info.update(describe_deep(path, view))
             return info
     try:
-        frame = exr.load_frame(path, background=background, layer=layer, need_depth=False,
+        frame = load_frame(path, background=background, layer=layer, need_depth=False,
                                view=view)
     except exr.DeepFileError as exc:
         frame, info["deep_note"] = None, str(exc)
@@ -239,10 +240,10 @@ def describe_deep(path, view=None):
 
     import numpy as np
 
-    from ..core import deep
+    from ..core import deep, exr
     from ..core.camera import CameraInfo
 
-    image = deep.read_deep(path, view)
+    image = exr.read_deep(path, view=view)
     h, w = image.shape
     counts = image.counts.ravel()
     z = image.channels["Z"]

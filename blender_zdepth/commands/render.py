@@ -5,8 +5,8 @@
         [--encoding log|linear|normalized|inverse] [--samples N] [--resolution-percentage P] ...
     blender -b SCENE.blend -P .../blender_zdepth/cli.py -- render --out DIR ...
 
-Uses :func:`blender_zdepth.blender.export.render_with_depth`; the file's own Z-Depth settings
-(encoding, range, bit depth, codec, beauty, name) apply unless an option overrides them.
+Uses :func:`blender_zdepth.blender.render.export.render_with_depth`; the file's own Z-Depth
+settings (encoding, range, bit depth, codec, beauty, name) apply unless an option overrides them.
 """
 
 import os
@@ -160,16 +160,19 @@ def run(args):
         raise UsageError(f"--layer-samples must be 0 (automatic) or more, not "
                          f"{args.layer_samples}")
 
-    from ..blender import compat, export, properties
-    from ..blender import layers as blayers
+    from ..blender import compat, ui
+    from ..blender.render.export import check_renderable, render_with_depth
+    from ..blender.render.peel import pass_samples
+    from ..blender.scene.options import LayerOptions, check_options, parse_clips
+    from ..blender.scene.paths import check_output_folder
 
-    clips = blayers.parse_clips(args.layer_clips) if args.layer_clips is not None else None
-    from ..blender.passes import engine_label
+    clips = parse_clips(args.layer_clips) if args.layer_clips is not None else None
+    from ..blender.scene.passes import engine_label
 
     _load(args.blend)
     registered_here = False
     if not hasattr(bpy.types.Scene, "zdepth"):
-        properties.register()  # so the file's own Z-Depth settings are read
+        ui.register_settings()  # so the file's own Z-Depth settings are read
         registered_here = True
     try:
         scene = bpy.context.scene
@@ -181,15 +184,15 @@ def run(args):
         if args.engine:
             scene.render.engine = {"cycles": "CYCLES", "workbench": "BLENDER_WORKBENCH"}.get(
                 args.engine) or compat.eevee_engine_id()
-        export.check_renderable(scene)
-        layer_opts = blayers.LayerOptions.from_scene(scene, args.depth_layers,
-                                                     args.layer_samples, clips)
-        blayers.check_options(scene, layer_opts)
+        check_renderable(scene)
+        layer_opts = LayerOptions.from_scene(scene, layers=args.depth_layers,
+                                             samples=args.layer_samples, clips=clips)
+        check_options(scene, layer_opts)
         frames = parse_frames(args.frames, scene.frame_start, scene.frame_end, scene.frame_step)
         out = os.path.abspath(args.out)
         if os.path.exists(out) and not os.path.isdir(out):
             raise ZDepthError(f"{out}: exists and is not a folder")
-        export.check_output_folder(out)
+        check_output_folder(out)
         if args.samples is not None:
             if scene.render.engine == "CYCLES":
                 scene.cycles.samples = args.samples
@@ -218,14 +221,15 @@ def run(args):
         if layer_opts.enabled:
             where = "automatic clip distances" if not layer_opts.clips else \
                 "clip at " + ", ".join(f"{c:g}" for c in layer_opts.clips)
-            samples = blayers.pass_samples(scene, layer_opts)
+            samples = pass_samples(scene, layer_opts)
             samples = "the scene's anti-aliasing" if samples is None else f"{samples} samples"
             print(f"  with {layer_opts.layers} depth layers: {layer_opts.layers - 1} extra "
                   f"pass(es) per frame of {samples}, {where}", flush=True)
         t0 = time.perf_counter()
-        written = export.render_with_depth(
-            scene, out, frames, depth_layers=layer_opts.layers, layer_samples=layer_opts.samples,
-            layer_clips=layer_opts.clips, with_paths=True, **options)
+        written = render_with_depth(
+            scene, out, frames=frames, depth_layers=layer_opts.layers,
+            layer_samples=layer_opts.samples, layer_clips=layer_opts.clips, with_paths=True,
+            **options)
         for paths in written:
             print(f"  {paths['depth']}")
             if paths.get("deep"):
@@ -236,5 +240,5 @@ def run(args):
               + f" in {time.perf_counter() - t0:.1f} s")
     finally:
         if registered_here:
-            properties.unregister()
+            ui.unregister_settings()
     return 0

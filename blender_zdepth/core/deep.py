@@ -1,5 +1,6 @@
-"""Deep OpenEXR: write our depth layers as a standard deep scanline file, read any deep file
-(ours or another renderer's), flatten it, and turn it into the depth-of-field engine's input.
+"""The deep-sample model: a deep image in memory (:class:`DeepImage`), tidied, flattened, and
+turned into the depth-of-field engine's input. No file I/O here: deep OpenEXR files are read and
+written by :mod:`blender_zdepth.core.exr.deep`.
 
 Conventions (OpenEXR's "Interpreting OpenEXR Deep Pixels"):
 
@@ -15,21 +16,18 @@ Conventions (OpenEXR's "Interpreting OpenEXR Deep Pixels"):
   ``-log(1 - alpha_i) / alpha_i``; opaque samples average);
 * flattening composites the tidy samples front to back with "over".
 
-Our own files (:func:`write_deep_exr`) hold, per pixel, the beauty as the front sample at the
+Our own files (:func:`blender_zdepth.core.exr.write_deep_exr`) hold, per pixel, the beauty as the front sample at the
 visible depth and the surfaces the depth-layer passes saw behind it; flattening one gives the
 beauty exactly.
 
 In memory a deep image is *packed*: ``counts`` (H, W) samples per pixel and one flat float32
 array per channel with every pixel's samples one after the other (row by row). The official
 bindings hand deep channels over as (H, W) object arrays of per-pixel 1-D arrays (``None`` where
-a pixel has no sample); :func:`read_deep` converts them to the packed form once, and everything
-after that is vectorised numpy. ``benchmarks/bench_deep.py`` measures what this costs.
+a pixel has no sample); :func:`blender_zdepth.core.exr.read_deep` converts them to the packed
+form once, and everything after that is vectorised numpy. ``benchmarks/bench_deep.py`` measures
+what this costs.
 """
 
-import contextlib
-import itertools
-import operator
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,12 +52,6 @@ SURFACE_GAP = 0.02
 
 #: Default budget of hidden layers per pixel handed to the engine.
 DEFAULT_MAX_LAYERS = 3
-
-
-def deep_beside_path(path):
-    """Where our deep export of a frame goes: ``shot_0001.exr`` -> ``shot_0001_deep.exr``."""
-    stem, ext = os.path.splitext(os.fspath(path))
-    return stem + "_deep" + (ext or ".exr")
 
 
 # -- the packed deep image ------------------------------------------------------------------------
@@ -105,9 +97,9 @@ class DeepImage:
         return int(self.counts.nbytes + sum(a.nbytes for a in self.channels.values()))
 
 
-# -- writing --------------------------------------------------------------------------------------
+# -- our layers as samples ----------------------------------------------------------------------
 
-def _sample_arrays(rgba, depth, hidden, min_gap):
+def layer_samples(rgba, depth, hidden, min_gap=1e-3):
     """Packed samples of our own deep file: the beauty at the visible depth, then each hidden
     layer's sample where it lies behind the last one written (by more than ``min_gap``
     relatively) and the beauty is opaque there (so that flattening still gives the beauty)."""
@@ -146,335 +138,6 @@ def _sample_arrays(rgba, depth, hidden, min_gap):
     out["ZBack"] = out["Z"].copy()
     return counts.reshape(h, w), out
 
-
-def _pixel_views(counts_flat, offsets, values):
-    """(P,) object array: for each pixel with samples, a C-contiguous view of its samples
-    (``values`` (N,) -> (count,) views, (N, k) -> (count, k) views); None elsewhere.
-
-    Pixels are taken in groups of the same sample count: each group's samples are gathered into
-    one (pixels, count[, k]) matrix, and numpy cuts it into row views in C (``np.fromiter``)
-    instead of a Python slice per pixel (4x faster on a 480x270 frame)."""
-    obj = np.empty(counts_flat.size, dtype=object)
-    for c in np.flatnonzero(np.bincount(counts_flat)).tolist():
-        if c == 0:
-            continue
-        px = np.flatnonzero(counts_flat == c)
-        rows = values[offsets[px][:, None] + np.arange(c)]  # (n, c[, k]), C-contiguous
-        try:
-            obj[px] = np.fromiter(rows, dtype=object, count=px.size)
-        except TypeError:  # numpy < 1.23: no object dtype in fromiter
-            for i, row in zip(px.tolist(), rows):
-                obj[i] = row
-    return obj
-
-
-def _to_object_arrays(counts, channels, dtypes=None):
-    """The bindings' form of packed samples: (H, W) object arrays holding one array per pixel
-    (``None`` for a pixel without samples).
-
-    ``R, G, B, A`` of one dtype go in as one ``"RGBA"`` entry of (count, 4) arrays: the bindings
-    write it as the four channels ``R``, ``G``, ``B``, ``A`` -- the same file, byte for byte, as
-    four separate entries -- with one array per pixel instead of four. A channel equal to one
-    already converted (``ZBack == Z``: point samples) shares its per-pixel arrays."""
-    h, w = counts.shape
-    flat = counts.ravel().astype(np.int64, copy=False)
-    off = np.zeros(flat.size + 1, np.int64)
-    np.cumsum(flat, out=off[1:])
-    dtypes = dtypes or {}
-    dtype_of = {name: np.dtype(dtypes.get(name, np.float32)) for name in channels}
-    result, done = {}, []
-    names = list(channels)
-    if all(c in channels for c in "RGBA") and len({dtype_of[c] for c in "RGBA"}) == 1:
-        rgba = np.stack([np.asarray(channels[c]) for c in "RGBA"], axis=1).astype(
-            dtype_of["R"], copy=False)
-        result["RGBA"] = _pixel_views(flat, off, rgba).reshape(h, w)
-        names = [n for n in names if n not in "RGBA"]
-    for name in names:
-        values = np.ascontiguousarray(channels[name], dtype_of[name])
-        same = next((obj for v, obj in done if v.dtype == values.dtype
-                     and np.array_equal(v, values)), None)
-        if same is None:
-            same = _pixel_views(flat, off, values).reshape(h, w)
-            done.append((values, same))
-        result[name] = same
-    return result
-
-
-def write_deep_exr(path, rgba, depth, hidden=(), camera=None, extra_header=None,
-                   overwrite=False, data_window=None, display_window=None, min_gap=1e-3):
-    """Write our deep OpenEXR of one frame: deep scanline, ZIPS, channels R, G, B, A, Z, ZBack
-    (float32), premultiplied point samples sorted front to back.
-
-    ``rgba`` (H, W, 4) premultiplied and ``depth`` (H, W) linear planar depth are the frame as
-    rendered (the beauty and its visible depth; background = non-finite or >= 1e9, written as
-    1e10 like Cycles). ``hidden``: the depth-layer passes, near to far, each ``(rgba_k,
-    depth_k)`` registered with the beauty; a pass's pixel becomes a sample behind the beauty
-    where it has coverage, a finite depth behind the previous sample of that pixel (by more than
-    ``min_gap`` relatively: a pass that sees the same surface as the beauty adds nothing) and
-    the beauty is opaque (so that flattening the file gives the beauty exactly).
-    ``camera`` (:class:`CameraInfo`) and ``extra_header`` go into the header with
-    ``zdepthDepthLayers`` = 1 + len(hidden) (less the attributes that describe a flat file's
-    encoded depth channel -- ``zdepthEncoding``, ``zdepthNear`` ...: Z is linear here). Atomic; an existing file is replaced only with
-    ``overwrite``. Returns the absolute path written.
-    """
-    import OpenEXR
-
-    from . import exr
-
-    rgba = np.asarray(rgba, np.float32)
-    depth = np.asarray(depth, np.float32)
-    if depth.ndim != 2:
-        raise ZDepthError(f"depth must be a HxW array, not shape {depth.shape}")
-    if rgba.ndim != 3 or rgba.shape[2] != 4 or rgba.shape[:2] != depth.shape:
-        raise ZDepthError(f"beauty {rgba.shape} and depth {depth.shape} are not registered "
-                          f"(H x W x 4 premultiplied RGBA of the depth's size needed)")
-    hidden = list(hidden or ())
-    exr._check_target(path, overwrite)
-    counts, samples = _sample_arrays(rgba, depth, hidden, min_gap)
-    channels = _to_object_arrays(counts, samples)
-    h, w = depth.shape
-    if data_window is None:
-        data_window = ((0, 0), (w - 1, h - 1))
-    from .encodings import DepthEncoding
-
-    # the flat file's description of its encoded depth channel does not apply: Z is linear here
-    encoded = set(DepthEncoding().to_header()) | {"zdepthDepthChannel"}
-    header = {}
-    if camera is not None:
-        header.update(camera.to_header())
-    for key, value in (extra_header or {}).items():
-        if key not in exr._STRUCTURAL and key not in encoded and value is not None:
-            header[key] = value
-    header[LAYERS_KEY] = int(1 + len(hidden))
-    header["zdepthDeepDepth"] = "linear planar camera depth in Z and ZBack (not encoded)"
-    header["zdepthSoftware"] = "blender_zdepth"
-    header["type"] = OpenEXR.deepscanline
-    header["compression"] = OpenEXR.ZIPS_COMPRESSION
-    header["dataWindow"] = exr._window_value(data_window)
-    header["displayWindow"] = exr._window_value(display_window or data_window)
-    with exr.atomic_target(path, overwrite) as tmp:
-        with exr._captured_output() as messages:
-            try:
-                exr.io_threads()
-                OpenEXR.File(header, channels).write(tmp)
-                failure = None
-            except Exception as exc:  # the bindings raise RuntimeError / TypeError
-                failure = exc
-        if failure is not None:
-            text = (messages[0] if messages else "").strip()
-            raise ZDepthError(f"{path}: could not write the deep EXR file "
-                              f"({text.splitlines()[-1] if text else failure})")
-    return os.path.abspath(os.fspath(path))
-
-
-# -- reading --------------------------------------------------------------------------------------
-
-def is_deep(path):
-    """True when ``path`` is an OpenEXR file whose first part is deep (scanline or tiled); False
-    for a flat EXR; :class:`ZDepthError` when it is missing or not an EXR."""
-    import OpenEXR
-
-    from . import exr
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ZDepthError(f"{path}: no such file")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head[:4] != b"\x76\x2f\x31\x01":
-        raise ZDepthError(f"{path}: not an OpenEXR file")
-    # version field, bit 11 (0x800) = "non-image" (deep) data in a single-part file
-    flags = int.from_bytes(head[4:8], "little")
-    if flags & 0x800:
-        return True
-    if not flags & 0x1000:  # single part, not deep
-        return False
-    with exr._captured_output():
-        try:
-            parts = OpenEXR.File(path, header_only=True).parts
-        except Exception:
-            return False
-    return any(str(p.header.get("type", "")).endswith(("deepscanline", "deeptile"))
-               for p in parts)
-
-
-def _object_to_packed(obj, counts=None):
-    """(H, W) object array of per-pixel arrays (None for a pixel without samples; (count,) or
-    (count, k) arrays) -> ``(counts (H, W) int64, values)``: the samples of every pixel one
-    after the other, (N,) or (N, k), in the arrays' own dtype. ``counts`` given (from another
-    channel of the file: a deep file has one sample-count table for all its channels) saves
-    counting again; the arrays must then hold that many samples (checked by the caller through
-    the total). The per-pixel loop runs in C (``map``, ``itertools.compress``)."""
-    flat = obj.ravel().tolist()
-    if counts is None:
-        present = np.fromiter(map(operator.is_not, flat, itertools.repeat(None)), bool,
-                              count=len(flat))
-    else:
-        present = counts.ravel() > 0
-    pieces = list(itertools.compress(flat, present)) if not present.all() else flat
-    del flat
-    if counts is None:
-        counts = np.zeros(present.size, np.int64)
-        counts[present] = np.fromiter(map(len, pieces), np.int64, count=len(pieces))
-        counts = counts.reshape(obj.shape)
-    values = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    return counts, values
-
-
-def _read_channels(OpenEXR, path):
-    """The parts of a deep file as ``[(header, {channel name: (pixels, column)})]``:
-    ``pixels`` the bindings' (H, W) object array, ``column`` None or, for channels the bindings
-    read as one group (``R, G, B[, A]`` of one type -> (count, 3 or 4) arrays per pixel), the
-    channel's column in the group's arrays.
-
-    Read with the groups when the bindings can (half the per-pixel arrays of a separate read:
-    3 instead of 6 for ``R, G, B, A, Z, ZBack``, so about half the memory and time), channel by
-    channel otherwise (colour channels of mixed types, names that collide with a group's)."""
-    declared = [[c.name for c in p.header.get("channels", [])]
-                for p in OpenEXR.File(path, header_only=True).parts]
-    try:
-        parts = list(OpenEXR.File(path).parts)
-    except Exception as exc:
-        if "coalesce" not in str(exc):
-            raise
-        parts = None
-    if parts is not None:
-        loaded = []
-        for part, names in zip(parts, declared):
-            chans = {}
-            for key, channel in part.channels.items():
-                if key in names:
-                    chans[key] = (channel, None)
-                    continue
-                prefix = "" if key in ("RGB", "RGBA") else key + "."
-                group = [x for x in "RGBA" if prefix + x in names]
-                if group[:3] != ["R", "G", "B"]:
-                    loaded = None  # a grouping this reader does not know: read channel by channel
-                    break
-                for column, x in enumerate(group):
-                    chans[prefix + x] = (channel, column)
-            if loaded is None:
-                break
-            loaded.append((part.header, chans))
-        if loaded is not None:
-            return declared, loaded
-        del parts
-    parts = list(OpenEXR.File(path, separate_channels=True).parts)
-    return declared, [(p.header, {k: (c, None) for k, c in p.channels.items()}) for p in parts]
-
-
-def _find_channel(names, base):
-    if base in names:
-        return base
-    matches = [n for n in names if n.rsplit(".", 1)[-1] == base]
-    return matches[0] if len(matches) == 1 else None
-
-
-def read_deep(path, view=None, layer=None):
-    """Read the deep OpenEXR at ``path`` (deep scanline or deep tiled; HALF, FLOAT or UINT
-    channels) into a :class:`DeepImage`, sorted front to back and tidy.
-
-    :class:`ZDepthError` (one line) when the file is missing, not an EXR, not deep, damaged or
-    truncated, has no ``Z`` channel, channels with different sample counts, or samples with NaN
-    depth. Unsorted samples are sorted; ``ZBack < Z`` is read as a point sample at ``Z``;
-    overlapping volume samples are split and merged. ``view``: the view of a stereo /
-    multi-view deep file (default: the file's default view; one it lacks is a
-    :class:`UsageError` listing its views); ``layer``: a layer the file must have
-    (:class:`UsageError` listing its layers otherwise)."""
-    import OpenEXR
-
-    from . import exr
-
-    from . import exrscan
-
-    path = os.fspath(path)
-    parts_info, views = exr.read_layout(path)  # declared sizes checked before any allocation
-    if view is not None and view not in views:
-        raise UsageError(f"--view {view}: {path} has no view {view!r}; its views: "
-                         f"{exr.describe_views(views)}")
-    chosen = view if view is not None else (views[0] if views else None)
-    if not is_deep(path):
-        raise ZDepthError(f"{path}: not a deep OpenEXR file (its first part is a flat image)")
-    exrscan.check_file(path)  # declared sizes (windows, sample tables) before any allocation
-    failure = None
-    with exr._captured_output() as messages:
-        try:
-            exr.io_threads()
-            declared, loaded = _read_channels(OpenEXR, path)
-            loaded = [(exr._clean_header(h), c) for h, c in loaded]
-        except Exception as exc:
-            failure = str(exc)
-    text = (messages[0] if messages else "").strip()
-    if failure is not None or not loaded:
-        detail = text.splitlines()[-1].strip() if text else (failure or "no part")
-        raise ZDepthError(f"{path}: damaged or truncated deep OpenEXR file ({detail})")
-    deep_parts = [i for i, ((h, c), info) in enumerate(zip(loaded, parts_info))
-                  if str(h.get("type", "")).endswith(("deepscanline", "deeptile"))
-                  and (chosen is None or info.view in (chosen, None))]
-    if not deep_parts:
-        raise ZDepthError(f"{path}: not a deep OpenEXR file")
-    header, chans = loaded[deep_parts[0]]
-    if layer:
-        layers = exr.file_layers(list(chans))
-        if layer not in layers:
-            raise UsageError(f"--layer {layer}: {path} has no view layer {layer!r}; its view "
-                             f"layers: {', '.join(layers) if layers else 'none'}")
-    want = declared[deep_parts[0]]
-    missing = [n for n in want if n not in chans]
-    if missing:
-        detail = text.splitlines()[-1].strip() if text else f"channels {missing} unreadable"
-        raise ZDepthError(f"{path}: damaged or truncated deep OpenEXR file ({detail})")
-    names = list(chans)
-    zname = _find_channel(names, "Z")
-    if zname is None:
-        raise ZDepthError(f"{path}: the deep file has no Z channel (it has "
-                          f"{', '.join(sorted(names)) or 'no channels'}): without depth its "
-                          f"samples cannot be placed; write Z (and ZBack) with the samples")
-    half = set()
-    counts = None
-    packed = {}
-    groups = {}  # id of a channel read as a group -> its packed (N, k) samples
-    # depth first: packing the small channels frees their per-pixel arrays before the colour
-    # group's larger packed copy is made (a lower peak)
-    for base in ("Z", "ZBack", "R", "G", "B", "A"):
-        name = _find_channel(names, base)
-        if name is None:
-            continue
-        channel, column = chans[name]
-        values = groups.get(id(channel)) if column is not None else None
-        if values is None:
-            px = channel.pixels
-            if px is None or px.dtype != object or px.ndim != 2:
-                raise ZDepthError(f"{path}: channel {name!r} is not deep data")
-            try:
-                counts, values = _object_to_packed(px, counts=counts)
-            except (TypeError, ValueError):  # None or ragged arrays where samples should be
-                raise ZDepthError(f"{path}: damaged deep file: channel {name!r} has other "
-                                  f"sample counts than the others") from None
-            del px
-            with contextlib.suppress(Exception):  # the bindings drop their per-pixel arrays now
-                channel.pixels = np.zeros(0, np.float32)
-            if column is not None:
-                groups[id(channel)] = values
-        if column is not None and values.ndim == 2:
-            values = values[:, column]
-        if values.dtype == np.float16:
-            half.add(base)
-        if values.size != int(counts.sum()):
-            raise ZDepthError(f"{path}: damaged deep file: channel {name!r} has other sample "
-                              f"counts than the others")
-        packed[base] = np.ascontiguousarray(values, np.float32)
-    del groups
-    packed = {base: packed[base] for base in DEEP_CHANNELS if base in packed}
-    n = packed["Z"].size
-    for base in "RGB":
-        packed.setdefault(base, np.zeros(n, np.float32))
-    packed.setdefault("A", np.ones(n, np.float32))
-    if "ZBack" not in packed:
-        packed["ZBack"] = packed["Z"].copy()
-    image = DeepImage(path, counts, packed, header, exr._window(header.get("dataWindow")),
-                      exr._window(header.get("displayWindow")), half)
-    return tidy(image)
 
 
 # -- sorting and tidying --------------------------------------------------------------------------
@@ -675,7 +338,7 @@ def _walk(image):
         active = active[flat[active] > rank]
 
 
-def flatten(image, visible_alpha=0.5):
+def flatten(image, *, visible_alpha=0.5):
     """Composite every pixel's samples front to back ("over").
 
     Returns ``(rgba, depth)``: float32 (H, W, 4) premultiplied and float32 (H, W) visible depth:
@@ -687,7 +350,7 @@ def flatten(image, visible_alpha=0.5):
     return rgba, depth
 
 
-def to_engine(image, max_layers=DEFAULT_MAX_LAYERS, visible_alpha=0.5, gap=SURFACE_GAP):
+def to_engine(image, *, max_layers=DEFAULT_MAX_LAYERS, visible_alpha=0.5, gap=SURFACE_GAP):
     """The depth-of-field engine's input from a deep image: ``(rgba, depth, hidden)``.
 
     ``rgba``/``depth``: :func:`flatten`. ``hidden``: at most ``max_layers`` (the per-pixel
@@ -780,12 +443,12 @@ def _composite(image, max_layers, visible_alpha=0.5, gap=SURFACE_GAP):
     return rgba, depth, hidden
 
 
-def packed_from_layers(rgba, depth, hidden=(), min_gap=1e-3):
+def packed_from_layers(rgba, depth, hidden=(), *, min_gap=1e-3):
     """The :class:`DeepImage` our writer would store for these layers (no file): for tests and
     for handing layers to the engine the way a deep file would."""
     rgba = np.asarray(rgba, np.float32)
     depth = np.asarray(depth, np.float32)
-    counts, samples = _sample_arrays(rgba, depth, list(hidden), min_gap)
+    counts, samples = layer_samples(rgba, depth, list(hidden), min_gap)
     return tidy(DeepImage("<layers>", counts, samples))
 
 
@@ -805,53 +468,9 @@ def describe(image):
     return text
 
 
-# -- a deep frame for the depth of field ----------------------------------------------------------
 
-def load_deep_frame(path, max_layers=DEFAULT_MAX_LAYERS, flat_path=None, view=None,
-                    layer=None):
-    """A deep OpenEXR as the depth of field's input: an :class:`~.exr.Frame` (``rgba`` the
-    flattened image, ``depth`` its visible depth, ``camera`` from the header) with two extra
-    attributes: ``hidden`` (the engine's hidden layers, see :func:`to_engine`; at most
-    ``max_layers``) and ``deep_note`` (one line saying what was used).
-
-    ``flat_path``: the flat export the deep file was found beside (``<name>_deep.exr`` next to
-    ``<name>.exr``): its camera is used when the deep header has none, and a size that differs
-    from the deep file's is an error (they are not the same frame)."""
-    from . import exr
-    from .camera import CameraInfo
-
-    image = read_deep(path, view, layer)
-    header = dict(image.header)
-    h, w = image.shape
-    if flat_path is not None:
-        import OpenEXR
-
-        with exr._captured_output():
-            try:
-                flat_header = exr._clean_header(
-                    OpenEXR.File(os.fspath(flat_path), header_only=True).parts[0].header)
-            except Exception:
-                flat_header = None
-        if flat_header is None:
-            raise ZDepthError(f"{flat_path}: damaged or unreadable OpenEXR header")
-        window = exr._window(flat_header.get("dataWindow"))
-        if window is not None:
-            (x0, y0), (x1, y1) = window
-            if (x1 - x0 + 1, y1 - y0 + 1) != (w, h):
-                raise ZDepthError(f"{path} is {w}x{h} but {os.path.basename(flat_path)} is "
-                                  f"{x1 - x0 + 1}x{y1 - y0 + 1}: not the same frame; move or "
-                                  f"delete the deep file to refocus the flat one alone")
-        for key, value in flat_header.items():
-            header.setdefault(key, value)
-    rgba, depth, hidden = to_engine(image, max_layers)
-    frame = exr.Frame(os.fspath(path), depth, rgba, None, CameraInfo.from_header(header), header,
-                      "Z", list("RGBA"), image.data_window, image.display_window)
-    frame.hidden = hidden
-    covered = int(np.count_nonzero(hidden[0][0][..., 3] > 0)) if hidden else 0
-    frame.deep_note = (f"deep {os.path.basename(os.fspath(path))}: {len(hidden)} hidden "
-                       f"layer(s), {100.0 * covered / max(1, h * w):.1f}% of pixels see behind")
-    if image.resorted:
-        frame.deep_note += f", {image.resorted} pixel(s) sorted"
-    if image.tidied:
-        frame.deep_note += f", {image.tidied} overlapping pixel(s) tidied"
-    return frame
+__all__ = [
+    "BACKGROUND_DEPTH", "BACKGROUND_Z", "DEEP_CHANNELS", "DEFAULT_MAX_LAYERS", "LAYERS_KEY",
+    "SURFACE_GAP", "DeepImage", "describe", "flatten", "layer_samples", "packed_from_layers",
+    "tidy", "tidy_pixel", "to_engine",
+]

@@ -1,8 +1,11 @@
-"""Scene settings of blender_zdepth, saved in the .blend: ``scene.zdepth`` (:class:`ZDepthSettings`).
+"""Scene settings of blender_zdepth, saved in the .blend: ``scene.zdepth``
+(:class:`ZDepthSettings`), and their update callbacks.
 
-The export settings (encoding, range, bit depth, codec, output, beauty placement) drive
-:mod:`.export`; the ``dof_*`` settings are read by the depth-of-field operator
-(:mod:`.dof_ops`). :func:`resolve_range` turns the range settings into ``(near, far)``.
+The export settings (encoding, range, bit depth, codec, output, beauty placement) drive the
+depth export (:mod:`.render`); the ``dof_*`` settings the depth of field (:mod:`.refocus`). Nobody
+imports this module to read them: the readers of :mod:`.scene` use ``getattr(scene, "zdepth")``
+and their own defaults (:func:`.scene.options.resolve_range` turns the range settings into
+``(near, far)``). :mod:`.ui` registers the group and ``Scene.zdepth``.
 """
 
 import bpy
@@ -10,7 +13,9 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntVectorPrope
                        PointerProperty, StringProperty)
 
 from ..core.encodings import ENCODINGS
-from . import compat
+from .compat import compositor_tree, path_options
+from .refocus.live import settings_changed, toggled
+from .scene.passes import rendering_view_layers
 
 ENCODING_ITEMS = [
     ("log", "Log", "ln(z/near)/ln(far/near): the same relative precision at every distance "
@@ -69,8 +74,6 @@ def _export_update(self, context):
 
 def _enable_z_for_export(scene, settings):
     """Turn the Z pass on where export needs it; remember which layers we touched."""
-    from .passes import rendering_view_layers
-
     added = [n for n in settings.added_z_layers.split("\n") if n]
     for layer in rendering_view_layers(scene):
         if not layer.use_pass_z:
@@ -93,15 +96,11 @@ def _undo_z_for_export(scene, settings):
 
 def _dof_update(self, context):
     """A depth-of-field setting changed: refresh the live preview (when it is on)."""
-    from . import preview
-
-    preview.settings_changed(self.id_data)
+    settings_changed(self.id_data)
 
 
 def _live_toggle(self, context):
-    from . import preview
-
-    preview.toggled(self.id_data)
+    toggled(self.id_data)
 
 
 QUALITY_ITEMS = [
@@ -144,7 +143,7 @@ _STEP = _range_prop("dof_frame_step_value", "frame_step")
 def depth_used_in_compositor(scene):
     """Names of ``scene``'s view layers whose Render Layers node has its Depth output linked in
     the scene's compositor."""
-    tree = compat.compositor_tree(scene, create=False)
+    tree = compositor_tree(scene, create=False)
     used = set()
     for node in (tree.nodes if tree is not None else ()):
         if node.bl_idname != "CompositorNodeRLayers" or node.scene not in (None, scene):
@@ -176,7 +175,7 @@ class ZDepthSettings(bpy.types.PropertyGroup):
         description="Write one depth EXR per rendered frame (F12, Ctrl+F12, blender -b -a); "
                     "turns the Z pass on where needed, and off again when unticked")
     output_dir: StringProperty(name="Output Folder", default="//zdepth/", subtype="DIR_PATH",
-                               options=compat.path_options(),
+                               options=path_options(),
                                description="Folder of the depth EXRs (// = next to the .blend)")
     name_pattern: StringProperty(name="Name", default="zdepth_####",
                                  description="File name; # is replaced by the zero-padded "
@@ -221,11 +220,11 @@ class ZDepthSettings(bpy.types.PropertyGroup):
     dof_source: EnumProperty(name="Source", items=DOF_SOURCE_ITEMS, default="RENDER_RESULT",
                              description="Frames to refocus", update=_dof_update)
     dof_input: StringProperty(name="Input", default="", subtype="FILE_PATH",
-                              options=compat.path_options(),
+                              options=path_options(),
                               description="EXR file or pattern (#### = frame) to refocus",
                               update=_dof_update)
     dof_output_dir: StringProperty(name="Output Folder", default="", subtype="DIR_PATH",
-                                   options=compat.path_options(),
+                                   options=path_options(),
                                    description="Folder of the refocused frames")
     dof_write_png: BoolProperty(name="PNG Too", default=False,
                                 description="Also write an 8-bit sRGB PNG per refocused frame")
@@ -239,7 +238,7 @@ class ZDepthSettings(bpy.types.PropertyGroup):
         description="Write a multilayer EXR keeping every pass of the input (depth, normals, "
                     "AOVs... and its header), the beauty refocused, instead of RGBA only")
 
-    # Depth layers (see blender/layers.py): extra passes with the clip start moved.
+    # Depth layers (see blender/render/peel.py): extra passes with the clip start moved.
     depth_layers: bpy.props.IntProperty(
         name="Depth Layers", default=1, min=1, max=8,
         description="Layers per frame, the beauty included: each extra pass renders the same "
@@ -286,34 +285,3 @@ class ZDepthSettings(bpy.types.PropertyGroup):
     live_preview_mode: EnumProperty(name="Preview", items=PREVIEW_VIEW_ITEMS, default="DEFOCUS",
                                     update=_dof_update,
                                     description="What the live preview shows")
-
-
-def resolve_range(scene, settings=None):
-    """``(near, far)`` of the encoding for ``scene`` from its range settings.
-
-    CAMERA: the scene camera's clip range; SCENE: the visible objects' depth range measured from
-    their bounding boxes (the camera's clip range when nothing is in view); MANUAL: the typed
-    values. Falls back to (0.1, 1000) without a camera.
-    """
-    from .export import ExportOptions, resolve_range as _resolve
-
-    options = ExportOptions.from_scene(scene)
-    if settings is not None:
-        options = ExportOptions(**{k: getattr(settings, k) for k in options.__dict__})
-    return _resolve(scene, options)
-
-
-CLASSES = (ZDepthSettings,)
-
-
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-    bpy.types.Scene.zdepth = PointerProperty(type=ZDepthSettings, name="Z-Depth")
-
-
-def unregister():
-    if hasattr(bpy.types.Scene, "zdepth"):
-        del bpy.types.Scene.zdepth
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

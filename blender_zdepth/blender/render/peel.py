@@ -8,7 +8,8 @@ beauty's one for one. The depth of field engine uses those surfaces as the hidde
 real lens sees around a sharp subject or through a blurred foreground (instead of inventing
 them), and export writes them as a deep OpenEXR beside the flat file.
 
-Settings (``scene.zdepth``; the ``render`` command's options of the same names):
+Settings (``scene.zdepth``, read as :class:`~..scene.options.LayerOptions`; the ``render``
+command's options of the same names):
 
 * ``depth_layers`` (N, 1-8; 1 = no extra pass, the default): layers per frame, the beauty
   included.
@@ -28,107 +29,28 @@ Render Result stays the beauty. The one shared setting the passes change, the ca
 start (and a keyframed or driven clip start, muted meanwhile), is restored afterwards, also
 after an error or a cancel (:func:`peel_settings`).
 
-Where it runs: the ``render`` command, :func:`blender_zdepth.blender.export.render_with_depth`
+Where it runs: the ``render`` command, :func:`.export.render_with_depth`
 (``blender -b file.blend -P cli.py -- render ...``), the demo, the panel's "Render Depth
 Layers" button, and export on render (F12, Ctrl+F12, ``blender -b file.blend -f N / -a``): its
 ``render_post`` handler renders the frame's passes right there when it runs on the main thread
 (``blender -b``, the bpy module), and otherwise (Blender's window runs render handlers in the
 render job's thread, where no render may start) queues the frame for a timer that renders the
-passes on the main thread once the render is over (see :mod:`.export`).
+passes on the main thread once the render is over (see :mod:`.handlers`).
 """
 
-import math
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import bpy
+import numpy as np
 
-from ..core.errors import UsageError, ZDepthError
-from . import compat
+from ...core import layers as core_layers
+from ...core.errors import ZDepthError
+from ..compat import action_fcurves
 
-#: Allowed range of ``depth_layers``.
-MIN_LAYERS, MAX_LAYERS = 1, 8
 
 #: Automatic extra-pass samples: the beauty's samples divided by this (at least 1).
 AUTO_SAMPLE_DIVISOR = 8
-
-
-@dataclass
-class LayerOptions:
-    """Depth-layer settings as plain values (see the module text)."""
-
-    layers: int = 1
-    samples: int = 0  # 0 = automatic
-    clips: tuple = ()  # () = automatic
-
-    @classmethod
-    def from_scene(cls, scene, layers=None, samples=None, clips=None):
-        """The scene's settings (defaults without the add-on's properties), with the non-None
-        arguments overriding them. ``clips`` may be a text ("4.5, 12") or a sequence."""
-        zd = getattr(scene, "zdepth", None)
-        opts = cls()
-        if zd is not None and hasattr(zd, "depth_layers"):
-            opts = cls(int(zd.depth_layers), int(zd.depth_layer_samples),
-                       parse_clips(zd.depth_layer_clips, "the Depth Layer Clips setting"))
-        if clips is not None:
-            opts.clips = parse_clips(clips) if isinstance(clips, str) else \
-                tuple(float(c) for c in clips)
-        if layers is not None:
-            opts.layers = int(layers)
-        elif clips is not None and opts.clips:
-            opts.layers = len(opts.clips) + 1  # clips given alone decide the layer count
-        if samples is not None:
-            opts.samples = int(samples)
-        return opts
-
-    @property
-    def enabled(self):
-        return self.layers > 1
-
-
-def parse_clips(text, what="--layer-clips"):
-    """Clip distances from ``"D1,D2"`` (commas and/or spaces); () for an empty text."""
-    parts = [p for p in str(text or "").replace(",", " ").split() if p]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"{what} must be distances separated by commas, like 4.5,12, "
-                         f"not {text!r}")
-    return values
-
-
-def check_options(scene, opts):
-    """:class:`UsageError` (one line, before anything renders) unless ``opts`` can be rendered
-    with ``scene``'s camera: N in range, samples not negative, manual clips (N - 1 of them,
-    increasing) inside the camera's clip range."""
-    if not MIN_LAYERS <= opts.layers <= MAX_LAYERS:
-        raise UsageError(f"depth layers must be between {MIN_LAYERS} and {MAX_LAYERS}, "
-                         f"not {opts.layers}")
-    if opts.samples < 0:
-        raise UsageError(f"depth layer samples must be 0 (automatic) or more, not {opts.samples}")
-    if not opts.clips:
-        return
-    if not opts.enabled:
-        return  # one layer: the clips are not used
-    if len(opts.clips) != opts.layers - 1:
-        raise UsageError(f"{opts.layers} depth layers need {opts.layers - 1} clip distance(s), "
-                         f"not {len(opts.clips)} ({_fmt(opts.clips)})")
-    cam = scene.camera
-    start, end = float(cam.data.clip_start), float(cam.data.clip_end)
-    for d in opts.clips:
-        if not math.isfinite(d) or d <= start:
-            raise UsageError(f"clip distance {d:g} is not beyond the camera's clip start "
-                             f"{start:g}: give distances between {start:g} and {end:g}")
-        if d >= end:
-            raise UsageError(f"clip distance {d:g} is beyond the camera's clip end {end:g}: "
-                             f"give distances between {start:g} and {end:g}")
-    if any(b <= a for a, b in zip(opts.clips, opts.clips[1:])):
-        raise UsageError(f"clip distances must increase, not {_fmt(opts.clips)}")
-
-
-def _fmt(values):
-    return ", ".join(f"{v:g}" for v in values)
 
 
 def pass_samples(scene, opts):
@@ -150,12 +72,10 @@ def clip_distances(scene, opts, depth, focus_distance):
     linear planar depth, inf = background) and the camera's focus."""
     if opts.clips:
         return list(opts.clips)
-    from ..core.layers import clip_distances as rule
-
     cam = scene.camera
-    return [float(d) for d in rule(depth, opts.layers, focus_distance=focus_distance,
-                                   clip_start=float(cam.data.clip_start),
-                                   clip_end=float(cam.data.clip_end))]
+    return [float(d) for d in core_layers.clip_distances(
+        depth, opts.layers, focus_distance=focus_distance,
+        clip_start=float(cam.data.clip_start), clip_end=float(cam.data.clip_end))]
 
 
 # -- settings changed by the passes, and their restore ------------------------------------------
@@ -170,7 +90,7 @@ def _clip_animation(cam_data):
     drv = ad.drivers.find("clip_start") if ad.drivers is not None else None
     if drv is not None:
         found.append(drv)
-    fcurves = compat.action_fcurves(cam_data)
+    fcurves = action_fcurves(cam_data)
     fc = fcurves.find("clip_start") if fcurves is not None else None
     if fc is not None:
         found.append(fc)
@@ -267,7 +187,7 @@ class Layer:
     depth: object
 
 
-def render_passes(scene, opts, beauty_depth, focus_distance, read_result, clips=None):
+def render_passes(scene, opts, beauty_depth, focus_distance, read_result, *, clips=None):
     """Render the extra passes of the current frame and return their :class:`Layer` list
     (near to far). ``read_result(rendered_scene)`` reads the Render Result that scene just
     rendered as ``(rgba, depth)``; ``beauty_depth`` (the beauty's depth) decides the automatic
@@ -301,59 +221,8 @@ def render_passes(scene, opts, beauty_depth, focus_distance, read_result, clips=
 
 
 def _check_peeled(depth, clip):
-    import numpy as np
-
     hit = np.isfinite(depth) & (depth > 0)
     if hit.any() and float(depth[hit].min()) < clip * 0.99:
         raise ZDepthError(f"the depth layer at {clip:g} still shows surfaces at "
                           f"{float(depth[hit].min()):.3g}: the camera's clip start did not move "
                           f"(is it set by a driver or a constraint of another datablock?)")
-
-
-# -- the panel's button -------------------------------------------------------------------------
-
-class ZDEPTH_OT_render_depth_layers(bpy.types.Operator):
-    bl_idname = "zdepth.render_depth_layers"
-    bl_label = "Render Depth Layers"
-    bl_description = ("Render the current frame (or the frame range) with its depth layers: the "
-                      "beauty, then the extra passes with the clip start moved; write the depth "
-                      "EXR and the deep EXR beside it to the export folder. Blender is busy until "
-                      "it is done")
-    bl_options = {"REGISTER"}
-
-    animation: bpy.props.BoolProperty(
-        name="Animation", default=False,
-        description="Every frame of the scene's frame range (with its frame step), not only the "
-                    "current frame")
-
-    @classmethod
-    def poll(cls, context):
-        return context.scene is not None and hasattr(context.scene, "zdepth")
-
-    def execute(self, context):
-        from . import export
-
-        scene = context.scene
-        frames = None
-        if self.animation:
-            frames = range(scene.frame_start, scene.frame_end + 1, max(1, scene.frame_step))
-        try:
-            written = export.render_with_depth(scene, frames=frames, with_paths=True)
-        except ZDepthError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        if len(written) == 1:
-            paths = written[0]
-            deep = paths.get("deep")
-            self.report({"INFO"}, f"Wrote {paths['depth']}" + (f" and {deep}" if deep else ""))
-        else:
-            deep = sum(1 for p in written if p.get("deep"))
-            self.report({"INFO"}, f"Wrote {len(written)} depth EXRs and {deep} deep EXRs to "
-                                  f"{os.path.dirname(written[0]['depth'])}")
-        return {"FINISHED"}
-
-
-CLASSES = (ZDEPTH_OT_render_depth_layers,)
-
-# Registers CLASSES in order and unregisters them in reverse.
-register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -1,17 +1,20 @@
 """Refocusing frames from plans read out of a Blender scene: plain, picklable values (no bpy).
 
-Blender's Apply (:mod:`blender_zdepth.blender.dof_ops`) reads the scene on the main thread --
+Blender's Apply (:mod:`blender_zdepth.blender.refocus.batch`) reads the scene on the main thread --
 each frame's camera (focus, f-stop, lens, aperture) at that frame's time -- into a
 :class:`FramePlan` per frame. From there on nothing needs Blender: :class:`PlannedRefocus` is a
-task ``task(job) -> info`` for :class:`~blender_zdepth.core.sequence.SequenceRun` (one frame
-after another, in a thread) or :class:`~blender_zdepth.core.sequence.ParallelRun` (several
+task ``task(job) -> info`` for :class:`~blender_zdepth.core.batch.jobs.SequenceRun` (one frame
+after another, in a thread) or :class:`~blender_zdepth.core.batch.workers.ParallelRun` (several
 frames at once in worker processes, which get a pickled copy). The live preview uses
 :class:`LensPlan` the same way in its worker thread.
 """
 
 import dataclasses
 
-from .errors import ZDepthError
+from ..errors import ZDepthError
+from ..lens import Lens
+from .focus import pixel_focus
+from .frame import refocus_frame
 
 #: Header attribute of a refocused frame whose render already had the camera's depth of field.
 DOUBLE_DOF_KEY = "zdepthDofWarning"
@@ -31,14 +34,10 @@ class LensPlan:
     pixel: tuple = None
 
     def __call__(self, loaded=None):
-        from .lens import Lens
-
         if self.pixel is None:
             return Lens(focus_distance=self.focus, **self.values), self.source
         if loaded is None:
             raise ZDepthError("focus on a pixel needs the frame's depth")
-        from .sequence import pixel_focus
-
         # The panel counts display-window pixels from the bottom left (as Blender's Image Editor
         # shows them), as the command line's --focus-pixel does.
         x, y = self.pixel
@@ -47,7 +46,8 @@ class LensPlan:
             raise ZDepthError(f"focus pixel {x},{y} (from the bottom left) is outside the "
                               f"{width}x{height} frame: pick it again or change Pixel in the "
                               f"Depth of Field panel")
-        picked = pixel_focus(loaded, x, y, "choose another Focus in the Depth of Field panel")
+        picked = pixel_focus(loaded, x, y,
+                             remedy="choose another Focus in the Depth of Field panel")
         return Lens(focus_distance=picked, **self.values), f"pixel {x},{y}"
 
 
@@ -75,9 +75,9 @@ class FramePlan:
 
 
 class PlannedRefocus:
-    """``task(job) -> info``: refocus a :class:`~blender_zdepth.core.sequence.FrameJob` with the
+    """``task(job) -> info``: refocus a :class:`~blender_zdepth.core.batch.jobs.FrameJob` with the
     plan of its frame (``plans``: ``{frame: FramePlan}``), writing atomically as
-    :func:`~blender_zdepth.core.sequence.refocus_frame` does. Picklable (worker processes).
+    :func:`~blender_zdepth.core.refocus.frame.refocus_frame` does. Picklable (worker processes).
 
     ``info`` gets ``double_dof`` (True when the render already had the camera's depth of field:
     the output's header then carries :data:`DOUBLE_DOF_KEY`) and, with ``keep_result``, the
@@ -110,8 +110,6 @@ class PlannedRefocus:
         return other
 
     def __call__(self, job):
-        from . import sequence
-
         view = getattr(job, "view", None)
         plan = self.plans.get((job.frame, view)) if view is not None else None
         plan = plan if plan is not None else self.plans[job.frame]
@@ -128,9 +126,9 @@ class PlannedRefocus:
         kwargs = {"deep": self.deep} if self.deep is not None else {}
         if self.read_view and view is not None:
             kwargs["view"] = view
-        info = sequence.refocus_frame(job, lens_for, plan.settings, self.diagnostic, self.state,
-                                      extra_header=extra, keep_result=self.keep_result,
-                                      layer=self.layer, multilayer=self.multilayer, **kwargs)
+        info = refocus_frame(job, lens_for, plan.settings, diagnostic=self.diagnostic,
+                             state=self.state, extra_header=extra, keep_result=self.keep_result,
+                             layer=self.layer, multilayer=self.multilayer, **kwargs)
         info["double_dof"] = bool(seen.get("dof")) and not self.diagnostic
         if info["double_dof"]:
             info["details"] = info.get("details", "") + "; WARNING: double depth of field"

@@ -3,20 +3,24 @@ current frame into a :class:`~blender_zdepth.core.camera.CameraInfo` (what goes 
 header), and :func:`scene_depth_range` measures the depth range of what the camera sees.
 """
 
+import threading
+
 import bpy
 from mathutils import Vector
 
-from ..core.camera import CameraInfo
-from ..core.errors import ZDepthError
+from ...core.camera import CameraInfo
+from ...core.errors import ZDepthError
+from ..compat import fcurve_value
 
 #: Object types whose bounding box counts for the measured depth range.
 GEOMETRY_TYPES = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME",
                   "POINTCLOUD", "GPENCIL", "GREASEPENCIL"}
 
 
-def check_camera(scene):
+def check_camera(scene, *, perspective=False):
     """The scene's camera object, or :class:`ZDepthError` when there is none or it cannot give
-    planar depth (panoramic)."""
+    planar depth (panoramic); with ``perspective`` (depth of field) also when it is not a
+    perspective camera."""
     cam = scene.camera
     if cam is None:
         raise ZDepthError(f"scene {scene.name!r} has no camera: add one and set it as the "
@@ -24,6 +28,11 @@ def check_camera(scene):
     if cam.type != "CAMERA":
         raise ZDepthError(f"the scene camera {cam.name!r} is a {cam.type.lower()} object, "
                           f"not a camera")
+    if perspective and cam.data.type != "PERSP":
+        kind = {"ORTHO": "orthographic", "PANO": "panoramic"}.get(cam.data.type,
+                                                                  cam.data.type.lower())
+        raise ZDepthError(f"camera {cam.name!r} is {kind}: depth of field needs a perspective "
+                          f"camera")
     if cam.data.type == "PANO":
         raise ZDepthError(f"camera {cam.name!r} is panoramic: a panoramic render has no planar "
                           f"depth (its Z pass is distance along each ray), so it cannot be "
@@ -33,7 +42,9 @@ def check_camera(scene):
 
 def planar_distance(camera_obj, point):
     """Distance of world-space ``point`` in front of the camera along its view axis (how
-    Blender measures a focus object's distance, and what the Z pass holds)."""
+    Blender measures a focus object's distance, and what the Z pass holds); negative behind
+    the camera (callers choose: :func:`focus_distance` takes its size, the depth of field's
+    lens plan clamps it)."""
     local = camera_obj.matrix_world.inverted() @ Vector(point)
     return -local.z
 
@@ -58,8 +69,6 @@ def frame_depsgraph():
     During ``blender -b -a`` the render pipeline moves ``frame_current`` but evaluates its own
     depsgraph only: the original datablocks still hold the previous frame's animated values until
     this depsgraph is evaluated."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return None
     try:
@@ -100,8 +109,6 @@ def camera_info(scene, camera_obj=None, frame=None, depsgraph=None):
         world_to_camera=[list(row) for row in world_to_camera.transposed()],
     )
     if depsgraph is None:
-        from .compat import fcurve_value
-
         for path, name in _ANIMATED:
             if name == "focus_distance" and cam.data.dof.focus_object is not None:
                 continue

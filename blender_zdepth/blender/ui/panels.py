@@ -1,12 +1,19 @@
 """Properties > Render > "Z-Depth" (``RENDER_PT_zdepth``): pass status and set-up, encoding and
 range (with the scene's measured depth range), bit depth and codec, export on render and its
-output, the precision report in words and a warning row when a choice bands or loses data."""
+output, the precision report in words and a warning row when a choice bands or loses data; and
+its "Depth of Field" sub-panel (``RENDER_PT_zdepth_dof``): focus, f-stop, aperture, source and
+output of Apply, the live preview."""
 
 import math
 
 import bpy
 
-from . import passes
+from ...core.precision import precision_report
+from ..refocus.live import LIVE, status_text
+from ..scene.camera import focus_distance, scene_depth_range
+from ..scene.options import dof_settings, resolve_range
+from ..scene.passes import depth_status, engine_has_depth
+from .dof_operators import ZDEPTH_OT_apply_dof, ZDEPTH_OT_dof_pick_focus
 
 
 #: The panel measures the scene's depth range on every redraw up to this many objects.
@@ -15,10 +22,6 @@ LIVE_MEASURE_LIMIT = 500
 
 def precision_lines(scene):
     """``(summary, warnings)`` of the precision report for the scene's settings, in words."""
-    from ..core.precision import precision_report
-    from .camera import focus_distance
-    from .properties import resolve_range
-
     zd = scene.zdepth
     try:
         near, far = resolve_range(scene)
@@ -87,8 +90,6 @@ class RENDER_PT_zdepth(bpy.types.Panel):
         self.layout.prop(context.scene.zdepth, "export_enabled", text="")
 
     def draw(self, context):
-        from .camera import scene_depth_range
-
         layout = self.layout
         layout.use_property_split = True
         layout.use_property_decorate = False
@@ -96,10 +97,10 @@ class RENDER_PT_zdepth(bpy.types.Panel):
         zd = scene.zdepth
 
         # pass status
-        ok, status = passes.depth_status(scene)
+        ok, status = depth_status(scene)
         row = layout.row(align=True)
         row.label(text=status, icon="CHECKMARK" if ok else "ERROR")
-        if passes.engine_has_depth(scene.render.engine):
+        if engine_has_depth(scene.render.engine):
             sub = row.row(align=True)
             sub.enabled = not ok
             sub.operator("zdepth.setup_passes", text="Set Up", icon="RENDERLAYERS")
@@ -150,7 +151,7 @@ class RENDER_PT_zdepth(bpy.types.Panel):
         sub.prop(zd, "name_pattern")
         sub.prop(zd, "beauty")
         sub.prop(zd, "write_preview")
-        # depth layers (blender/layers.py)
+        # depth layers (render/peel.py)
         if hasattr(zd, "depth_layers"):
             col = layout.column()
             col.prop(zd, "depth_layers")
@@ -168,7 +169,113 @@ class RENDER_PT_zdepth(bpy.types.Panel):
         row.operator("zdepth.add_node_group", icon="NODETREE", text="Add Compositor Node")
 
 
-CLASSES = (RENDER_PT_zdepth,)
+class RENDER_PT_zdepth_dof(bpy.types.Panel):
+    bl_label = "Depth of Field"
+    bl_idname = "RENDER_PT_zdepth_dof"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "render"
+    bl_parent_id = "RENDER_PT_zdepth"
+    bl_options = {"DEFAULT_CLOSED"}
 
-# Registers CLASSES in order and unregisters them in reverse.
-register, unregister = bpy.utils.register_classes_factory(CLASSES)
+    @classmethod
+    def poll(cls, context):
+        return dof_settings(context.scene) is not None
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        scene = context.scene
+        zd = scene.zdepth
+        cam = scene.camera
+
+        col = layout.column()
+        col.prop(zd, "dof_focus_mode", text="Focus")
+        if zd.dof_focus_mode == "DISTANCE":
+            col.prop(zd, "dof_focus_distance", text="Distance")
+        elif zd.dof_focus_mode == "OBJECT":
+            col.prop(zd, "dof_focus_object", text="Object")
+        elif zd.dof_focus_mode == "PIXEL":
+            row = col.row(align=True)
+            row.prop(zd, "dof_focus_pixel", text="Pixel")
+            row.operator(ZDEPTH_OT_dof_pick_focus.bl_idname, text="", icon="EYEDROPPER")
+        elif cam is not None and cam.type == "CAMERA":
+            dof = cam.data.dof
+            sub = col.column(align=True)
+            if dof.focus_object is not None:
+                sub.label(text=f"Camera focus object: {dof.focus_object.name}")
+            else:
+                sub.prop(dof, "focus_distance", text="Camera Distance")
+
+        col = layout.column()
+        row = col.row(heading="F-Stop Override")
+        row.prop(zd, "dof_fstop_override", text="")
+        sub = row.row()
+        sub.active = zd.dof_fstop_override
+        sub.prop(zd, "dof_fstop", text="")
+        if not zd.dof_fstop_override and cam is not None and cam.type == "CAMERA":
+            col.prop(cam.data.dof, "aperture_fstop", text="Camera F-Stop")
+        col.prop(zd, "dof_max_radius", text="Max Radius")
+        col.prop(zd, "dof_quality", text="Quality")
+
+        # the aperture: the camera's, unless overridden here
+        col = layout.column()
+        row = col.row(heading="Aperture Override")
+        row.prop(zd, "dof_aperture_override", text="")
+        has_cam = cam is not None and cam.type == "CAMERA"
+        if zd.dof_aperture_override or not has_cam:
+            owner, prefix = zd, ""
+            blades_p, rotation_p, ratio_p = "dof_blades", "dof_rotation", "dof_anamorphic"
+        else:  # the camera's own aperture, edited in place
+            owner, prefix = cam.data.dof, "Camera "
+            blades_p, rotation_p, ratio_p = "aperture_blades", "aperture_rotation", "aperture_ratio"
+        blades = getattr(owner, blades_p)
+        sub = col.column()
+        sub.prop(owner, blades_p, text=prefix + "Blades")
+        sub2 = sub.column()
+        sub2.active = blades >= 3
+        sub2.prop(owner, rotation_p, text=prefix + "Rotation")
+        sub.prop(owner, ratio_p, text=prefix + "Ratio")
+        if 0 < blades < 3:
+            col.label(text="Fewer than 3 blades: round, as in Cycles", icon="INFO")
+
+        col = layout.column()
+        col.prop(zd, "dof_source", text="Source")
+        if zd.dof_source == "FILES":
+            col.prop(zd, "dof_input", text="Input")
+            row = col.row(heading="Scene Range")
+            row.prop(zd, "dof_use_scene_range", text="")
+            sub = col.column(align=True)
+            sub.prop(zd, "dof_frame_start", text="Frame Start")
+            sub.prop(zd, "dof_frame_end", text="End")
+            sub.prop(zd, "dof_frame_step", text="Step")
+        elif has_cam and cam.data.dof.use_dof:
+            box = col.box()
+            box.label(text="Camera depth of field is on: the render", icon="ERROR")
+            box.label(text="is blurred already, refocusing blurs it twice", icon="BLANK1")
+        col.prop(zd, "dof_output_dir", text="Output")
+        col.prop(zd, "dof_output_name", text="Name")
+        col.prop(zd, "dof_multilayer", text="Keep All Passes")
+        col.prop(zd, "dof_write_png", text="PNG Preview")
+
+        # live preview
+        box = layout.box()
+        row = box.row(align=True)
+        row.prop(zd, "live_preview", text="Live Preview", icon="RESTRICT_VIEW_OFF", toggle=True)
+        row.prop(zd, "live_preview_mode", text="")
+        row.operator("zdepth.refresh_preview", text="", icon="FILE_REFRESH")
+        status = status_text()
+        if status:  # wrapped: an error can be a sentence long
+            _wrap(box, status, icon="ERROR" if LIVE.error else "INFO", width=48)
+
+        row = layout.row(align=True)
+        row.scale_y = 1.3
+        op = row.operator(ZDEPTH_OT_apply_dof.bl_idname, icon="RENDER_RESULT")
+        op.diagnostic = False
+        op = row.operator(ZDEPTH_OT_apply_dof.bl_idname, text="Focal Plane",
+                          icon="HIDE_OFF")
+        op.diagnostic = True
+
+
+CLASSES = (RENDER_PT_zdepth, RENDER_PT_zdepth_dof)

@@ -3,7 +3,7 @@
 While ``scene.zdepth.live_preview`` is on, every change of focus (mode, distance, object, picked
 pixel, the camera's own focus), f-stop, aperture (blades, rotation, ratio, from the panel or the
 camera), radius cap or view refreshes the image at preview resolution
-(:data:`blender_zdepth.core.preview.PREVIEW_PIXELS`):
+(:data:`blender_zdepth.core.refocus.preview.PREVIEW_PIXELS`):
 
 * a change calls :meth:`LivePreview.request` (property update callbacks; a depsgraph handler
   for the camera and the focus object; a frame-change handler; a finished render), which
@@ -18,8 +18,10 @@ camera), radius cap or view refreshes the image at preview resolution
 * the source -- the last Render Result or the chosen input file of the current frame -- is loaded
   and shrunk once and cached (:data:`CACHE`), until another render finishes or the file changes.
 
-``bpy.ops.zdepth.refresh_preview()`` does the same refresh synchronously (headless scripts,
-tests). Apply (``bpy.ops.zdepth.apply_dof``) still makes the full-resolution result.
+``bpy.ops.zdepth.refresh_preview()`` (:mod:`..ui.dof_operators`) does the same refresh
+synchronously (headless scripts, tests). Apply (``bpy.ops.zdepth.apply_dof``) still makes the
+full-resolution result. :func:`register_handlers` / :func:`unregister_handlers` are called by
+:mod:`..ui` (register).
 """
 
 import os
@@ -31,8 +33,16 @@ import time
 import bpy
 from bpy.app.handlers import persistent
 
-from ..core.errors import ZDepthError
-from . import compat, dof_ops
+from ...core import refocus
+from ...core.refocus import preview as core_preview
+from ...core.errors import ZDepthError
+from ...core.refocus.planned import header_had_dof
+from ..compat import add_handlers, remove_handlers
+from ..render.peel import is_peel_scene
+from ..scene.optics import camera_had_dof, engine_settings, lens_plan
+from ..scene.options import dof_settings, setting
+from .display import show_image
+from .inputs import file_inputs, render_result_input, view_file_inputs
 
 #: Changes closer together than this (seconds) make one refresh.
 DEBOUNCE_S = 0.15
@@ -54,7 +64,7 @@ _RENDERS = [0]
 
 class Refresh:
     """What a refresh produced: ``rgba`` (the preview), ``frame`` (the cached
-    :class:`~blender_zdepth.core.preview.PreviewFrame`), ``lens``, ``focus_source``,
+    :class:`~blender_zdepth.core.refocus.preview.PreviewFrame`), ``lens``, ``focus_source``,
     ``seconds`` (worker time) and ``had_dof`` (the render already had the camera's DOF)."""
 
     def __init__(self, rgba, frame, lens, focus_source, seconds, had_dof, view):
@@ -80,17 +90,17 @@ def _layer_name():
 def source_key(scene, layer=None):
     """What the preview of ``scene`` refocuses, as a hashable key: the Render Result (changes
     with every finished render) or the input file of the current frame (path, size, time)."""
-    zd = dof_ops.dof_settings(scene)
-    if dof_ops._get(zd, "dof_source", "RENDER_RESULT") == "FILES":
+    zd = dof_settings(scene)
+    if setting(zd, "dof_source", "RENDER_RESULT") == "FILES":
         frame = scene.frame_current
         view = None
-        per_view = dof_ops.view_file_inputs(scene, [frame])  # stereo: the first view, as Apply
-        if per_view is not None:                              # shows it
+        per_view = view_file_inputs(scene, [frame])  # stereo: the first view, as Apply
+        if per_view is not None:                      # shows it
             found, read_view = per_view
             first, path = found[frame][0][:2]
             view = first if read_view else None
         else:
-            path = dof_ops.file_inputs(scene, [frame])[frame]
+            path = file_inputs(scene, [frame])[frame]
         try:
             st = os.stat(path)
         except OSError:
@@ -109,19 +119,17 @@ def _loader(scene, key, layer):
     else:
         tempdir = tempfile.mkdtemp(prefix="zdepth_preview_")
         try:
-            path = dof_ops.save_render_result(scene, os.path.join(tempdir, "render_result.exr"))
+            path = render_result_input(scene, os.path.join(tempdir, "render_result.exr"))
         except BaseException:
             shutil.rmtree(tempdir, ignore_errors=True)
             raise
 
     def load():
-        from ..core import preview as core_preview
-        from ..core import sequence
-
         try:
             view = key[5] if key[0] == "FILES" else None
-            loaded = sequence.load_dof_frame(path, layer=layer, view=view)
-            return core_preview.shrink_frame(loaded.rgba, loaded.depth, loaded.header, key=key,
+            loaded = refocus.load_input(path, layer=layer, view=view)
+            return core_preview.shrink_frame(loaded.rgba, loaded.depth, header=loaded.header,
+                                             key=key,
                                              path=path)
         finally:
             if tempdir:
@@ -133,9 +141,7 @@ def prepare(scene):
     """Read what a refresh of ``scene`` needs (main thread); return ``task() -> Refresh``,
     which touches no bpy. :class:`ZDepthError` when the scene cannot be previewed (no camera,
     no render, no file, object focus without an object)."""
-    from ..core import preview as core_preview
-
-    zd = dof_ops.dof_settings(scene)
+    zd = dof_settings(scene)
     layer = _layer_name()
     key = source_key(scene, layer)
     cached = CACHE["frame"]
@@ -144,10 +150,10 @@ def prepare(scene):
             return cached
     else:
         load = _loader(scene, key, layer)
-    plan = dof_ops.lens_plan(scene)
-    settings = dof_ops.engine_settings(scene)
-    view = dof_ops._get(zd, "live_preview_mode", "DEFOCUS")
-    camera_dof = dof_ops.camera_had_dof(scene)
+    plan = lens_plan(scene)
+    settings = engine_settings(scene)
+    view = setting(zd, "live_preview_mode", "DEFOCUS")
+    camera_dof = camera_had_dof(scene)
     try:
         _SIGNATURES[scene.name] = camera_signature(scene)  # what this refresh sees
     except Exception:
@@ -157,8 +163,8 @@ def prepare(scene):
         t0 = time.perf_counter()
         frame = load()
         lens, focus_source = plan(frame)
-        rgba = core_preview.render_preview(frame, lens, settings, view)
-        recorded = dof_ops.header_had_dof(frame.header)
+        rgba = core_preview.render_preview(frame, lens, settings, view=view)
+        recorded = header_had_dof(frame.header)
         had = camera_dof if recorded is None else recorded
         return Refresh(rgba, frame, lens, focus_source, time.perf_counter() - t0, had, view)
     return task
@@ -168,7 +174,7 @@ def show(result):
     """Put a :class:`Refresh` into the "Z-Depth DOF" image (main thread) and keep its source
     cached; return the image."""
     CACHE["frame"] = result.frame
-    return dof_ops.show_image(result.rgba, full_size=result.frame.size)
+    return show_image(result.rgba, full_size=result.frame.size)
 
 
 def _redraw_panels():
@@ -242,13 +248,12 @@ class LivePreview:
             return wait
         self.due = None
         scene = bpy.data.scenes.get(self.scene_name or "")
-        if scene is None or not dof_ops._get(dof_ops.dof_settings(scene), "live_preview",
-                                             False):
+        if scene is None or not setting(dof_settings(scene), "live_preview", False):
             return None
         try:
             task = prepare(scene)
         except Exception as exc:  # said in the panel; the next change tries again
-            self._failed(exc)
+            self.failed(exc)
             return None
         self.outcome = None
         self.thread = threading.Thread(target=self._work, args=(task,),
@@ -268,7 +273,7 @@ class LivePreview:
         if kind == "ok":
             self.shown(value)
         else:
-            self._failed(value)
+            self.failed(value)
 
     def shown(self, result):
         show(result)
@@ -277,7 +282,8 @@ class LivePreview:
         self.status, self.error = result.text(), ""
         _redraw_panels()
 
-    def _failed(self, exc):
+    def failed(self, exc):
+        """Show why the refresh failed (``exc``) in the panel."""
         self.error = _message(exc)
         self.status = ""
         _redraw_panels()
@@ -291,7 +297,7 @@ def _tick():
         return LIVE.tick()
     except Exception as exc:  # never leave a broken timer behind
         LIVE.thread = None
-        LIVE._failed(exc)
+        LIVE.failed(exc)
         return None
 
 
@@ -302,13 +308,13 @@ def status_text():
 
 def settings_changed(scene):
     """A Depth of Field setting of ``scene`` changed (property update callback)."""
-    if dof_ops._get(dof_ops.dof_settings(scene), "live_preview", False):
+    if setting(dof_settings(scene), "live_preview", False):
         LIVE.request(scene)
 
 
 def toggled(scene):
     """Live Preview was ticked or unticked."""
-    if dof_ops._get(dof_ops.dof_settings(scene), "live_preview", False):
+    if setting(dof_settings(scene), "live_preview", False):
         LIVE.request(scene, delay=0.0)
     else:
         LIVE.cancel()
@@ -326,8 +332,7 @@ def camera_signature(scene):
              data.sensor_width, data.sensor_height, data.sensor_fit, dof.focus_distance,
              dof.aperture_fstop, dof.aperture_blades, dof.aperture_rotation, dof.aperture_ratio,
              dof.use_dof]
-    for obj in (dof.focus_object, dof_ops._get(dof_ops.dof_settings(scene), "dof_focus_object",
-                                                None)):
+    for obj in (dof.focus_object, setting(dof_settings(scene), "dof_focus_object", None)):
         items.append(None if obj is None else tuple(obj.matrix_world.translation))
     return tuple(items)
 
@@ -337,7 +342,7 @@ _SIGNATURES = {}
 
 @persistent
 def _on_depsgraph_update(scene, depsgraph=None):
-    if not dof_ops._get(dof_ops.dof_settings(scene), "live_preview", False):
+    if not setting(dof_settings(scene), "live_preview", False):
         return
     if threading.current_thread() is not threading.main_thread():
         return
@@ -352,19 +357,17 @@ def _on_depsgraph_update(scene, depsgraph=None):
 
 @persistent
 def _on_frame_change(scene, depsgraph=None):
-    if dof_ops._get(dof_ops.dof_settings(scene), "live_preview", False) and \
+    if setting(dof_settings(scene), "live_preview", False) and \
             threading.current_thread() is threading.main_thread():
         LIVE.request(scene)
 
 
 @persistent
 def _on_render_complete(scene, *args):
-    from .layers import is_peel_scene
-
     if is_peel_scene(scene):
         return  # a depth-layer pass: the user's Render Result did not change
     _RENDERS[0] += 1  # the Render Result is new: reload it on the next refresh
-    if dof_ops._get(dof_ops.dof_settings(scene), "live_preview", False) and \
+    if setting(dof_settings(scene), "live_preview", False) and \
             threading.current_thread() is threading.main_thread():
         LIVE.request(scene)
 
@@ -376,59 +379,20 @@ def _on_load_pre(*args):
     _SIGNATURES.clear()
 
 
-# ---------------------------------------------------------------------------------------------
-# The operator
-
-
-class ZDEPTH_OT_refresh_preview(bpy.types.Operator):
-    """Refresh the depth-of-field preview (the 'Z-Depth DOF' image, at preview resolution) now,
-    with the Depth of Field panel's settings"""
-
-    bl_idname = "zdepth.refresh_preview"
-    bl_label = "Refresh Depth of Field Preview"
-    bl_options = {"REGISTER"}
-
-    reload: bpy.props.BoolProperty(name="Reload", default=False,
-                                   description="Load the source again (the Render Result or "
-                                               "the file) instead of the cached copy")
-
-    @classmethod
-    def poll(cls, context):
-        return dof_ops.dof_settings(context.scene) is not None
-
-    def execute(self, context):
-        if self.reload:
-            CACHE["frame"] = None
-        try:
-            result = prepare(context.scene)()
-        except ZDepthError as exc:
-            LIVE._failed(exc)
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        LIVE.shown(result)
-        if result.had_dof:
-            self.report({"WARNING"}, dof_ops.DOUBLE_DOF_WARNING)
-        self.report({"INFO"}, result.text())
-        return {"FINISHED"}
-
-
 _HANDLERS = (("depsgraph_update_post", _on_depsgraph_update),
              ("frame_change_post", _on_frame_change),
              ("render_complete", _on_render_complete),
              ("load_pre", _on_load_pre))
 
 
-def register():
-    bpy.utils.register_class(ZDEPTH_OT_refresh_preview)
-    compat.add_handlers(_HANDLERS)
+def register_handlers():
+    add_handlers(_HANDLERS)
 
 
-def unregister():
-    compat.remove_handlers(_HANDLERS)
+def unregister_handlers():
+    remove_handlers(_HANDLERS)
     if bpy.app.timers.is_registered(_tick):
         bpy.app.timers.unregister(_tick)
     LIVE.reset()
     CACHE["frame"] = None
     _SIGNATURES.clear()
-    if getattr(ZDEPTH_OT_refresh_preview, "is_registered", False):
-        bpy.utils.unregister_class(ZDEPTH_OT_refresh_preview)

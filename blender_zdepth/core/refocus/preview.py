@@ -1,6 +1,6 @@
 """A small copy of a rendered frame for a fast depth-of-field preview (pure numpy, no bpy).
 
-Blender's live refocus preview (:mod:`blender_zdepth.blender.preview`) loads a frame once,
+Blender's live refocus preview (:mod:`blender_zdepth.blender.refocus.live`) loads a frame once,
 shrinks it with :func:`shrink_frame` to a pixel budget (:data:`PREVIEW_PIXELS`, chosen so that a
 refresh of a 1080p frame fits in about 0.3 s on two cores, see
 ``benchmarks/bench_live_preview.py``), and refocuses the small copy with :func:`render_preview`
@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from .. import dof
+
 #: Largest preview in pixels (640 x 360: a 1080p frame is shrunk 3 times, 4K 6 times).
 PREVIEW_PIXELS = 640 * 360
 
@@ -23,7 +25,7 @@ PREVIEW_PIXELS = 640 * 360
 PREVIEW_QUALITY = "draft"
 
 
-def shrink_factor(width, height, budget=None):
+def shrink_factor(width, height, *, budget=None):
     """The smallest whole factor that brings ``width x height`` within ``budget`` pixels
     (default :data:`PREVIEW_PIXELS`; 1: already small enough)."""
     budget = PREVIEW_PIXELS if budget is None else budget
@@ -95,29 +97,27 @@ class PreviewFrame:
         return int(self.small_depth.shape[1]), int(self.small_depth.shape[0])
 
 
-def shrink_frame(rgba, depth, header=None, budget=None, key=None, path=""):
+def shrink_frame(rgba, depth, *, header=None, budget=None, key=None, path=""):
     """A :class:`PreviewFrame` of a loaded frame (``rgba`` float32 (H, W, 4) premultiplied,
     ``depth`` float32 (H, W)). The full-resolution colour is not kept."""
     depth = np.asarray(depth, dtype=np.float32)
     h, w = depth.shape
-    f = shrink_factor(w, h, budget)
+    f = shrink_factor(w, h, budget=budget)
     return PreviewFrame(depth=depth, rgba=shrink_rgba(rgba, f), small_depth=shrink_depth(depth, f),
                         factor=f, header=dict(header or {}), key=key, path=path)
 
 
-def preview_settings(settings, factor, quality=PREVIEW_QUALITY):
+def preview_settings(settings, factor, *, quality=PREVIEW_QUALITY):
     """``settings`` (:class:`~blender_zdepth.core.dof.DofSettings`) for a copy ``factor`` times
     smaller: the radius cap divided by the factor, the preview quality."""
     return dataclasses.replace(settings, max_radius=float(settings.max_radius) / factor,
                                quality=quality)
 
 
-def render_preview(frame, lens, settings, view="DEFOCUS"):
+def render_preview(frame, lens, settings, *, view="DEFOCUS"):
     """Refocus the small copy of ``frame`` (:class:`PreviewFrame`) with ``lens`` and
     ``settings`` (the full-resolution settings; scaled here); ``view`` 'FOCAL_PLANE' gives the
     focal-plane diagnostic instead. Returns float32 (h, w, 4) premultiplied RGBA."""
-    from . import dof
-
     small = preview_settings(settings, frame.factor)
     if view == "FOCAL_PLANE":
         # the in-focus band of the full-resolution view (half a full pixel of blur)

@@ -1,12 +1,19 @@
 """Operators of the Z-Depth panel: set up the depth pass, add the compositor node group, export
-the latest render's depth, measure the scene's depth range. Each has a tooltip and reports what
-it did on the status bar."""
+the latest render's depth, measure the scene's depth range, render the depth layers. Each has a
+tooltip and reports what it did on the status bar."""
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty
 
-from ..core.errors import ZDepthError
-from . import nodes, passes
+import os
+
+from ...core.errors import ZDepthError
+from ..nodes import (ENCODE_GROUP, add_decode_node, add_encode_node, decode_group, encode_group,
+                     find_group_node)
+from ..render.export import export_render_result, render_with_depth
+from ..render.handlers import last_render_frame
+from ..scene.camera import scene_depth_range
+from ..scene.passes import setup_passes
 
 
 class ZDEPTH_OT_setup_passes(bpy.types.Operator):
@@ -24,7 +31,8 @@ class ZDEPTH_OT_setup_passes(bpy.types.Operator):
                                    "matched to the encoding's near and far")
 
     def execute(self, context):
-        changes, problem = passes.setup_passes(context.scene, self.all_layers, self.mist)
+        changes, problem = setup_passes(context.scene, all_layers=self.all_layers,
+                                         mist=self.mist)
         if problem:
             self.report({"WARNING"}, problem)
             return {"CANCELLED"}
@@ -65,9 +73,9 @@ class ZDEPTH_OT_add_node_group(bpy.types.Operator):
         changes = []
         if self.group == "DECODE":
             if self.refresh:
-                nodes.decode_group(refresh=True)
+                decode_group(refresh=True)
                 changes.append("rebuilt the node group")
-            node, more = nodes.add_decode_node(scene, tree)
+            node, more = add_decode_node(scene, tree)
             if tree is not None:
                 node.location = space.cursor_location
                 for other in tree.nodes:
@@ -76,12 +84,12 @@ class ZDEPTH_OT_add_node_group(bpy.types.Operator):
             self.report({"INFO"}, "; ".join(changes + more))
             return {"FINISHED"}
         if self.refresh:
-            nodes.encode_group(refresh=True)
+            encode_group(refresh=True)
             changes.append("rebuilt the node group")
-        group = bpy.data.node_groups.get(nodes.ENCODE_GROUP)
-        is_new = tree is not None and (group is None or nodes.find_group_node(tree, group) is None)
+        group = bpy.data.node_groups.get(ENCODE_GROUP)
+        is_new = tree is not None and (group is None or find_group_node(tree, group) is None)
         try:
-            node, more = nodes.add_encode_node(scene, tree, wire=self.wire)
+            node, more = add_encode_node(scene, tree, wire=self.wire)
         except ZDepthError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -109,14 +117,12 @@ class ZDEPTH_OT_export_render_result(bpy.types.Operator):
         return image is not None and context.scene.camera is not None
 
     def execute(self, context):
-        from . import export
-
         scene = context.scene
-        frame, current = export.last_render_frame(scene), scene.frame_current
+        frame, current = last_render_frame(scene), scene.frame_current
         try:
             if frame != current:  # the camera values of the frame that Render Result holds
                 scene.frame_set(frame)
-            out = export.export_render_result(scene, frame=frame)
+            out = export_render_result(scene, frame=frame)
         except ZDepthError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -136,8 +142,6 @@ class ZDEPTH_OT_use_measured_range(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        from .camera import scene_depth_range
-
         scene = context.scene
         measured = scene_depth_range(scene)
         if measured is None:
@@ -150,8 +154,44 @@ class ZDEPTH_OT_use_measured_range(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (ZDEPTH_OT_setup_passes, ZDEPTH_OT_add_node_group, ZDEPTH_OT_export_render_result,
-           ZDEPTH_OT_use_measured_range)
+class ZDEPTH_OT_render_depth_layers(bpy.types.Operator):
+    bl_idname = "zdepth.render_depth_layers"
+    bl_label = "Render Depth Layers"
+    bl_description = ("Render the current frame (or the frame range) with its depth layers: the "
+                      "beauty, then the extra passes with the clip start moved; write the depth "
+                      "EXR and the deep EXR beside it to the export folder. Blender is busy until "
+                      "it is done")
+    bl_options = {"REGISTER"}
 
-# Registers CLASSES in order and unregisters them in reverse.
-register, unregister = bpy.utils.register_classes_factory(CLASSES)
+    animation: bpy.props.BoolProperty(
+        name="Animation", default=False,
+        description="Every frame of the scene's frame range (with its frame step), not only the "
+                    "current frame")
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and hasattr(context.scene, "zdepth")
+
+    def execute(self, context):
+        scene = context.scene
+        frames = None
+        if self.animation:
+            frames = range(scene.frame_start, scene.frame_end + 1, max(1, scene.frame_step))
+        try:
+            written = render_with_depth(scene, frames=frames, with_paths=True)
+        except ZDepthError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if len(written) == 1:
+            paths = written[0]
+            deep = paths.get("deep")
+            self.report({"INFO"}, f"Wrote {paths['depth']}" + (f" and {deep}" if deep else ""))
+        else:
+            deep = sum(1 for p in written if p.get("deep"))
+            self.report({"INFO"}, f"Wrote {len(written)} depth EXRs and {deep} deep EXRs to "
+                                  f"{os.path.dirname(written[0]['depth'])}")
+        return {"FINISHED"}
+
+
+CLASSES = (ZDEPTH_OT_setup_passes, ZDEPTH_OT_add_node_group, ZDEPTH_OT_export_render_result,
+           ZDEPTH_OT_use_measured_range, ZDEPTH_OT_render_depth_layers)

@@ -3,12 +3,13 @@
 Cycles, EEVEE (``BLENDER_EEVEE_NEXT`` in 4.2-4.5, ``BLENDER_EEVEE`` in 5.0) and Workbench have a
 Z pass (``view_layer.use_pass_z``): planar camera depth in all three (background: Cycles 1e10,
 EEVEE the clip end, Workbench +inf). Other engines (third-party) may have none, and nothing is
-changed for them. The operator is in :mod:`.operators`.
+changed for them. The operator is in :mod:`..ui.operators`.
 """
 
 import bpy
 
-from . import compat
+from ..compat import is_eevee
+from .options import resolve_range
 
 #: Engines with a Z pass besides EEVEE (whose id depends on the version).
 DEPTH_ENGINES = ("CYCLES", "BLENDER_WORKBENCH")
@@ -16,12 +17,12 @@ DEPTH_ENGINES = ("CYCLES", "BLENDER_WORKBENCH")
 
 def engine_has_depth(engine):
     """True for the engines with a Z pass: Cycles, EEVEE (either id) and Workbench."""
-    return engine in DEPTH_ENGINES or compat.is_eevee(engine)
+    return engine in DEPTH_ENGINES or is_eevee(engine)
 
 
 def engine_label(engine):
     return {"CYCLES": "Cycles", "BLENDER_WORKBENCH": "Workbench"}.get(
-        engine, "EEVEE" if compat.is_eevee(engine) else engine)
+        engine, "EEVEE" if is_eevee(engine) else engine)
 
 
 def rendering_view_layers(scene):
@@ -47,10 +48,10 @@ def depth_status(scene):
     return True, f"Z pass on ({len(layers)} view layer{'s' if len(layers) > 1 else ''})"
 
 
-def setup_passes(scene, all_layers=False, mist=False, near=None, far=None):
+def setup_passes(scene, *, all_layers=False, mist=False, near=None, far=None):
     """Turn the Z pass on for the view layers that render (``all_layers``: every view layer)
     and, with ``mist``, the mist pass with the world's mist range set to ``[near, far]``
-    (default: the encoding's range, see :func:`.properties.resolve_range`).
+    (default: the encoding's range, see :func:`.options.resolve_range`).
 
     Returns ``(changes, problem)``: a list of what was changed, in words (empty when everything
     was already so: running it twice changes nothing more), and a problem in words (an engine
@@ -71,8 +72,6 @@ def setup_passes(scene, all_layers=False, mist=False, near=None, far=None):
             changes.append(f"mist pass on for view layer {layer.name!r}")
     if mist:
         if near is None or far is None:
-            from .properties import resolve_range
-
             near, far = resolve_range(scene)
         world = scene.world
         if world is None:

@@ -22,7 +22,7 @@ milliseconds even for a hostile file.
 import os
 import struct
 
-from .errors import ZDepthError
+from ..errors import ZDepthError
 
 #: Largest data window accepted, per part (16384 x 16384).
 MAX_PIXELS = 1 << 28

@@ -1,0 +1,92 @@
+"""The image the refocused frames are shown in ("Z-Depth DOF", in the open Image Editors), and
+the way back from a click on it to a pixel of the frame (picking the focus pixel).
+"""
+
+import bpy
+import numpy as np
+
+
+#: Name of the image the result is shown in.
+IMAGE_NAME = "Z-Depth DOF"
+
+
+def show_image(rgba, *, name=IMAGE_NAME, full_size=None):
+    """Put ``rgba`` (float32 HxWx4 premultiplied, top row first) into the float image ``name``
+    (created or resized as needed) and show it in the open Image Editors; return the image.
+    ``full_size``: ``(width, height)`` of the frame when ``rgba`` is a smaller preview of it
+    (kept on the image, so a pixel picked on the preview is a pixel of the full frame)."""
+    h, w = rgba.shape[:2]
+    image = bpy.data.images.get(name)
+    if image is not None and (tuple(image.size) != (w, h) or not image.is_float
+                              or image.source != "GENERATED"):
+        bpy.data.images.remove(image)
+        image = None
+    if image is None:
+        image = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
+    # Colour space first: changing it after filling the pixels regenerates the buffer.
+    linear = compat_linear_colorspace(image)
+    if linear and image.colorspace_settings.name != linear:
+        image.colorspace_settings.name = linear
+    image.alpha_mode = "PREMUL"
+    if full_size is not None:
+        image["zdepth_full_size"] = [int(full_size[0]), int(full_size[1])]
+    elif "zdepth_full_size" in image:
+        del image["zdepth_full_size"]
+    image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1], dtype=np.float32).ravel())
+    image.update()
+    wm = bpy.context.window_manager
+    for window in getattr(wm, "windows", []):
+        for area in window.screen.areas:
+            if area.type == "IMAGE_EDITOR":
+                area.spaces.active.image = image
+                area.tag_redraw()
+    return image
+
+
+def compat_linear_colorspace(image):
+    """The scene-linear colour space name this Blender offers for float images."""
+    items = [e.identifier for e in
+             image.colorspace_settings.bl_rna.properties["name"].enum_items]
+    for name in ("Linear Rec.709", "Linear", "Linear CIE-XYZ E"):
+        if name in items:
+            return name
+    return None
+
+
+def uv_to_pixel(u, v, width, height):
+    """Image Editor view coordinates (0..1 across the image, v up) to the pixel ``(x, y)``
+    counted from the bottom-left corner (Blender's convention, that of ``dof_focus_pixel``);
+    None outside the image."""
+    if not (0.0 <= u < 1.0 and 0.0 <= v < 1.0) or width < 1 or height < 1:
+        return None
+    return int(u * width), int(v * height)
+
+
+def image_size(image, scene):
+    """``(width, height)`` in pixels of the frame ``image`` shows: the full frame of a live
+    preview, the scene's render size for the Render Result."""
+    full = image.get("zdepth_full_size") if hasattr(image, "get") else None
+    if full is not None and len(full) == 2:  # a live preview: pixels of the full frame
+        return int(full[0]), int(full[1])
+    w, h = (int(v) for v in image.size)
+    if w < 1 or h < 1:  # the Render Result reports no size: use the scene's resolution
+        pct = scene.render.resolution_percentage / 100.0
+        w, h = int(scene.render.resolution_x * pct), int(scene.render.resolution_y * pct)
+    return w, h
+
+
+def pixel_under_mouse(context, mouse_x, mouse_y):
+    """``(x, y)`` of the image pixel under window coordinates ``mouse_x, mouse_y`` in an Image
+    Editor, or None."""
+    for area in context.window.screen.areas:
+        if area.type != "IMAGE_EDITOR":
+            continue
+        image = area.spaces.active.image
+        for region in area.regions:
+            if region.type != "WINDOW" or image is None:
+                continue
+            rx, ry = mouse_x - region.x, mouse_y - region.y
+            if 0 <= rx < region.width and 0 <= ry < region.height:
+                u, v = region.view2d.region_to_view(rx, ry)
+                return uv_to_pixel(u, v, *image_size(image, context.scene))
+    return None

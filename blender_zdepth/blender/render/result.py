@@ -1,0 +1,130 @@
+"""The Render Result, as files: save it as a 32-bit multilayer EXR with every pass of every view
+layer (the scene's image settings switched for that one call and restored right after), and
+read its beauty and linear depth back (:func:`read_render_result`).
+"""
+
+import os
+import tempfile
+
+import bpy
+
+from ...core import exr as core_exr
+from ...core.frame import load_frame
+from ...core.errors import ZDepthError
+from ..compat import set_multilayer_exr
+from ..scene.options import background_for
+from ..scene.passes import rendering_view_layers
+
+
+# -- temporary settings ------------------------------------------------------------------------
+
+def _snapshot(struct):
+    """Writable plain values of an RNA struct (enums, numbers, booleans, strings)."""
+    saved = {}
+    for prop in struct.bl_rna.properties:
+        if prop.is_readonly or prop.type in ("POINTER", "COLLECTION") or prop.identifier == \
+                "rna_type":
+            continue
+        try:
+            value = getattr(struct, prop.identifier)
+        except AttributeError:
+            continue
+        if getattr(prop, "is_array", False) or (prop.type in ("INT", "FLOAT", "BOOLEAN")
+                                                and getattr(prop, "array_length", 0)):
+            value = tuple(value)
+        saved[prop.identifier] = value
+    return saved
+
+
+def _restore(struct, saved):
+    # media_type / file_format first: setting them resets dependent values (depth, codec)
+    order = [k for k in ("media_type", "file_format") if k in saved] + \
+        [k for k in saved if k not in ("media_type", "file_format")]
+    for _ in range(2):
+        for key in order:
+            try:
+                if getattr(struct, key) != saved[key]:
+                    setattr(struct, key, saved[key])
+            except (AttributeError, TypeError, ValueError):
+                pass
+
+
+def save_render_result(scene, path):
+    """Save the Render Result as a 32-bit multilayer EXR at ``path`` (every pass of every view
+    layer); the scene's image settings are restored afterwards."""
+    image = bpy.data.images.get("Render Result")
+    if image is None or image.type != "RENDER_RESULT":
+        raise ZDepthError("there is no Render Result to export: render first (F12)")
+    settings = scene.render.image_settings
+    saved = _snapshot(settings)
+    try:
+        set_multilayer_exr(settings, "32", "ZIP")
+        if scene.render.use_multiview:
+            settings.views_format = "MULTIVIEW"  # every view in this one file
+        if hasattr(settings, "color_management"):
+            settings.color_management = "FOLLOW_SCENE"  # EXR: scene-linear, as rendered
+        try:
+            image.save_render(path, scene=scene)
+        except RuntimeError:
+            if not scene.render.use_multiview:
+                raise
+            # a stereo Render Result not yet saved in this session: Blender learns its views
+            # during this first save and writes each view to its own file instead; remove
+            # those and save again, now as one multi-view file
+            stem, ext = os.path.splitext(path)
+            for view in scene.render.views:
+                if os.path.isfile(stem + view.file_suffix + ext):
+                    os.remove(stem + view.file_suffix + ext)
+            image.save_render(path, scene=scene)
+    finally:
+        _restore(settings, saved)
+    if not os.path.exists(path):
+        raise ZDepthError(f"Blender did not write the Render Result to {path}")
+    return path
+
+
+def _pick_layer(scene, names):
+    try:
+        layers = rendering_view_layers(scene)
+    except Exception:  # no usable context (a render thread)
+        layers = [layer for layer in scene.view_layers if layer.use]
+    candidates = [layer.name for layer in layers] + [layer.name for layer in scene.view_layers]
+    for name in candidates:
+        if f"{name}.Depth.Z" in names:
+            return name
+    return None
+
+
+def read_render_result(scene, *, folder=None, views=None):
+    """Read the Render Result just rendered from ``scene``: ``(frame, layer, threshold)`` --
+    its beauty and linear depth (:class:`blender_zdepth.core.frame.Frame`), the view layer they
+    come from and the background threshold applied. ``folder``: where the temporary file goes
+    (default: the system's temporary folder); it is removed before returning. ``views`` (a
+    stereo / multi-view render's view names): ``frame`` is ``{view: Frame}`` instead, each
+    view's beauty and depth read from that view."""
+    fd, tmp = tempfile.mkstemp(prefix=".zdepth_render_", suffix=".exr", dir=folder)
+    os.close(fd)
+    try:
+        save_render_result(scene, tmp)
+        names = list(core_exr.read_exr(tmp).channels)
+        layer = _pick_layer(scene, names)
+        if layer is None:
+            raise ZDepthError(f"the render has no depth pass (channels: {', '.join(names)}); "
+                              f"turn the Z pass on (Z-Depth panel > Set Up Depth Pass)")
+        threshold = background_for(scene)
+        if views:
+            loaded = {view: load_frame(tmp, background=threshold, layer=layer, view=view) for view in views}
+        else:
+            loaded = load_frame(tmp, background=threshold, layer=layer)
+    finally:
+        remove_quietly(tmp)
+    return loaded, layer, threshold
+
+
+def remove_quietly(path):
+    """Remove ``path`` (None: nothing) if it is there; never raises."""
+    if path:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
