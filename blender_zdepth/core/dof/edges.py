@@ -103,6 +103,9 @@ _DITHER_ISOLATED = 2
 _DITHER_BOX = 9
 #: Half-size of the window whose depths estimate a dithered pixel's coverage (7x7).
 _DITHER_REACH = 3
+#: A dithered pixel's window holds two groups of radii: the gap between them at least this
+#: share of the wider group's spread.
+_DITHER_GAP = 1.0
 
 
 def _dither_map(coc, threshold):
@@ -132,6 +135,27 @@ def _dither_map(coc, threshold):
     out = n >= _DITHER_ISOLATED
     r = _DITHER_REACH
     out[:r, :] = out[-r:, :] = out[:, :r] = out[:, -r:] = False
+    # A dither shows two surfaces: the radii around the pixel fall into a near and a far
+    # group, each tighter than the gap between them.  Depths spread all over (noise, a
+    # frame of random depths) are no dither: those pixels are left to the edge split.
+    idx = np.flatnonzero(out)
+    if idx.size:
+        h, w = c.shape
+        flat = c.reshape(-1)
+        steps = np.array([dy * w + dx for dy in range(-r, r + 1) for dx in range(-r, r + 1)],
+                         np.int64)[:, None]
+        two = np.zeros(idx.size, bool)
+        for s in range(0, idx.size, _SPLIT_CHUNK):
+            v = flat[steps + idx[None, s:s + _SPLIT_CHUNK]]       # (49, n)
+            lo, hi = v.min(axis=0), v.max(axis=0)
+            mid = 0.5 * (lo + hi)
+            near = v <= mid
+            near_hi = np.where(near, v, lo).max(axis=0)
+            far_lo = np.where(near, hi, v).min(axis=0)
+            gap = far_lo - near_hi
+            spread = np.maximum(near_hi - lo, hi - far_lo)
+            two[s:s + _SPLIT_CHUNK] = (gap > threshold) & (gap > _DITHER_GAP * spread)
+        out.reshape(-1)[idx[~two]] = False
     return out if out.any() else None
 
 
