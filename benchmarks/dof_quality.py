@@ -675,32 +675,48 @@ def run_ours(rgba, depth, p, max_radius, engine):
     return np.asarray(out, np.float32), time.perf_counter() - t0
 
 
-def engine_takes_hidden(engine):
-    defocus = engine[1]
-    return defocus is not None and "hidden" in inspect.signature(defocus).parameters
-
-
 def run_layered(rgba, depth, peels, p, max_radius, engine, max_layers=None):
     """The same engine on layered input, as ``dof`` gets it from a deep file: our deep samples
     of the pinhole render and its peeled passes (:func:`core.deep.packed_from_layers`), then
-    :func:`core.deep.to_engine` (flattened image, visible depth, hidden layers)."""
+    :func:`core.deep.engine_input` (flattened image, visible depth, hidden layers)."""
+    from blender_zdepth.core import deep
+
+    image = deep.packed_from_layers(rgba, depth, peels)
+    return _run_deep(image, p, max_radius, engine, max_layers)
+
+
+def _run_deep(image, p, max_radius, engine, max_layers=None):
+    """The engine on a deep image as ``dof`` reads a deep file (:func:`core.deep.engine_input`:
+    hidden layers for opaque samples, partial-coverage layers otherwise); returns
+    ``(result, seconds, layers handed over, share of pixels they cover partly or hide)``."""
     from blender_zdepth.core import deep
 
     desc, defocus, Lens, DofSettings = engine
-    image = deep.packed_from_layers(rgba, depth, peels)
     budget = deep.DEFAULT_MAX_LAYERS if max_layers is None else max_layers
-    flat, front, hidden = deep.to_engine(image, max_layers=budget)
+    flat, front, hidden, layers = deep.engine_input(image, max_layers=budget)
     lens = Lens(focal_length_mm=p["focal_length_mm"], fstop=p["fstop"],
                 focus_distance=p["focus_distance"], sensor_width_mm=p["sensor_width_mm"],
                 sensor_height_mm=p["sensor_height_mm"], sensor_fit=p["sensor_fit"])
     t0 = time.perf_counter()
     settings = DofSettings(max_radius=float(max_radius))
-    if engine_takes_hidden(engine):
-        out = defocus(flat, front, lens, settings, hidden=hidden)
+    kwargs = {}
+    if hidden and engine_takes_hidden(engine):
+        kwargs["hidden"] = hidden
+    if layers and engine_takes_layers(engine):
+        kwargs["layers"] = layers
+    out = defocus(flat, front, lens, settings, **kwargs)
+    if layers:
+        a = layers[0][0][..., 3]
+        covered = float(np.mean((a > 0) & (a < 1)))
     else:
-        out = defocus(flat, front, lens, settings)
-    covered = float(np.mean(hidden[0][0][..., 3] > 0)) if hidden else 0.0
-    return np.asarray(out, np.float32), time.perf_counter() - t0, len(hidden), covered
+        covered = float(np.mean(hidden[0][0][..., 3] > 0)) if hidden else 0.0
+    return (np.asarray(out, np.float32), time.perf_counter() - t0, len(hidden) + len(layers),
+            covered)
+
+
+def engine_takes_hidden(engine):
+    defocus = engine[1]
+    return defocus is not None and "hidden" in inspect.signature(defocus).parameters
 
 
 def engine_takes_layers(engine):
@@ -710,22 +726,15 @@ def engine_takes_layers(engine):
 
 def run_slabs(rgba, depth, slabs, p, max_radius, engine):
     """The same engine on depth slabs (:func:`render_shot` 'slab': premultiplied colour with
-    its true partial coverage and its own Z each), handed to it as partial-coverage layers
-    (``defocus(..., layers=...)``), near to far; an engine without that input gets the flat
-    render."""
-    desc, defocus, Lens, DofSettings = engine
-    lens = Lens(focal_length_mm=p["focal_length_mm"], fstop=p["fstop"],
-                focus_distance=p["focus_distance"], sensor_width_mm=p["sensor_width_mm"],
-                sensor_height_mm=p["sensor_height_mm"], sensor_fit=p["sensor_fit"])
-    t0 = time.perf_counter()
-    settings = DofSettings(max_radius=float(max_radius))
-    if engine_takes_layers(engine):
-        out = defocus(rgba, depth, lens, settings, layers=slabs)
-    else:
-        out = defocus(rgba, depth, lens, settings)
-    covered = float(np.mean((slabs[0][0][..., 3] > 0) & (slabs[0][0][..., 3] < 1))) \
-        if slabs else 0.0
-    return np.asarray(out, np.float32), time.perf_counter() - t0, len(slabs), covered
+    its true partial coverage and its own Z each), as ``dof`` gets them from a deep file: the
+    deep image of the slabs and what they leave of the beauty
+    (:func:`core.deep.packed_from_slabs`), then :func:`core.deep.engine_input` (its samples
+    cover pixels partly: ``defocus(..., layers=...)``, each pixel's samples near to far); an
+    engine without that input gets the flat render."""
+    from blender_zdepth.core import deep
+
+    image = deep.packed_from_slabs(rgba, depth, slabs)
+    return _run_deep(image, p, max_radius, engine)
 
 
 def run_node(rgba, depth, p, max_radius):
@@ -976,7 +985,8 @@ def main(argv=None):
         print()
         print(f"Layered input ({args.layers} depth layers: the pinhole render + peeled passes "
               f"at core.layers.clip_distances, through core.deep; {', '.join(SLAB_TARGET_DB)}: "
-              f"coverage-correct slabs at their boundaries, through defocus(layers=)) vs flat, "
+              f"coverage-correct slabs at their boundaries, as a deep file through core.deep: "
+              f"partial coverage, defocus(layers=)) vs flat, "
               f"same engine"
               + ("" if hidden_ok else " -- NOTE: this engine has no hidden= input, the layers "
                                       "cannot be used: layered = flat"))
@@ -1003,7 +1013,7 @@ def main(argv=None):
         print()
         print(f"{'shot':<11}{'clip distances (m)':<26}{'peel spp':>9}{'hidden':>7}"
               f"{'covered %':>10}{'layered s':>10}  N=1 bit-identical  (slab shots: 'hidden' "
-              f"= slabs, 'covered' = partly covered pixels of the nearest slab)")
+              f"= coverage layers, 'covered' = partly covered pixels of the nearest)")
         for r in layered_rows:
             L = r["layers"]
             ok_all &= L["single_identical"]

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy import float32 as _F32
 
+from ..deep import fill_missing_depth
 from ..errors import ZDepthError
 from ..lens import BACKGROUND_DEPTH, coc_radius_px
 from .hidden import _HIDDEN_BEHIND_PX, HiddenLayer
@@ -75,44 +76,6 @@ def _tidy_layer(n, item, H, W, bad):
     return rgba, depth
 
 
-def _fill_depth(depth, has, rounds=16):
-    """``depth`` where it is valid; where a sample (``has``) lacks a valid depth (a slab whose
-    Z pass came from a sample that missed the surface), the mean inverse depth of the valid
-    samples of its layer next to it, grown ``rounds`` pixels; beyond that the layer's median
-    valid depth, else the background."""
-    ok = np.isfinite(depth) & (depth > 0) & (depth < BACKGROUND_DEPTH) & has
-    need = has & ~ok
-    if not need.any():
-        return depth
-    out = depth.copy()
-    if not ok.any():
-        out[need] = np.inf
-        return out
-    inv = np.where(ok, 1.0 / np.where(ok, depth, 1.0), 0.0).astype(_F32)
-    wt = ok.astype(_F32)
-    for _ in range(rounds):
-        if not need.any():
-            break
-        s_v = _box3(inv)
-        s_w = _box3(wt)
-        grow = need & (s_w > 0)
-        inv[grow] = s_v[grow] / s_w[grow]
-        wt[grow] = 1.0
-        need &= ~grow
-    done = has & ~need
-    fill = done & ~ok
-    out[fill] = 1.0 / inv[fill]
-    out[need] = np.median(depth[ok])
-    return out
-
-
-def _box3(a):
-    """Sum over each pixel's 3x3 neighbourhood (zero beyond the edges)."""
-    p = np.pad(a, 1)
-    rows = p[:-2] + p[1:-1] + p[2:]
-    return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
-
-
 def coverage_samples(layers, rgba, depth, coc, lens, settings):
     """The caller's partial-coverage samples as the engine's samples (see
     :func:`~.pipeline.defocus`, ``layers``).
@@ -133,7 +96,7 @@ def coverage_samples(layers, rgba, depth, coc, lens, settings):
     K = len(items)
     cols = np.stack([it[0] for it in items])                      # (K, H, W, 4)
     alpha = cols[..., 3]
-    deps = np.stack([_fill_depth(it[1], it[0][..., 3] > 0) for it in items])  # (K, H, W)
+    deps = np.stack([fill_missing_depth(it[1], it[0][..., 3] > 0) for it in items])  # (K, H, W)
     del items
     has = alpha > 0
     key = np.where(has, deps, np.inf)
