@@ -17,7 +17,7 @@ _SPLIT_CHUNK = 16384
 _SPLIT_OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy or dx]
 
 
-def split_edges(col, coc, cov, *, threshold=1.0, pool=None, solid=None):
+def split_edges(col, coc, cov, *, threshold=1.0, pool=None, solid=None, dithered=None):
     """Stage *split edges*: split mixed-colour pixels on depth edges into a near and a far
     sample.
 
@@ -27,7 +27,9 @@ def split_edges(col, coc, cov, *, threshold=1.0, pool=None, solid=None):
     The edge pixels are handled in batches of rows (on ``pool``'s threads if given), all
     reading the frame before any pixel is changed, so the result does not depend on it.
     ``solid``: None, or an (H, W) bool map of the pixels that may be split or lend their colour
-    as a side's (those whose own sample covers the pixel whole)."""
+    as a side's (those whose own sample covers the pixel whole).  ``dithered``: None, or a
+    list to which the flat indices of the pixels read as a dithered depth are appended (their
+    two parts are the surfaces in front and behind: nothing hidden is left to invent)."""
     _, h, w = col.shape
     # Min / max radius over the 3x3 neighbourhood (edge-replicated).
     hi = _max3x3(coc)
@@ -45,6 +47,8 @@ def split_edges(col, coc, cov, *, threshold=1.0, pool=None, solid=None):
         edge &= ~dither
     idx = np.flatnonzero(edge)
     d_idx = np.flatnonzero(dither) if dither is not None else idx[:0]
+    if dithered is not None and d_idx.size:
+        dithered.append(d_idx)
     if idx.size == 0 and d_idx.size == 0:
         return []
     # Pure colours of the two sides: neighbours within two pixels whose own 3x3
@@ -103,6 +107,9 @@ _DITHER_ISOLATED = 2
 _DITHER_BOX = 9
 #: Half-size of the window whose depths estimate a dithered pixel's coverage (7x7).
 _DITHER_REACH = 3
+#: Half-size of the window whose colours give the blurrier side's smooth colour (15x15;
+#: motion shot edge band: 5x5 36.71, 7x7 37.11, 11x11 37.58, 15x15 37.74, 21x21 37.75 dB).
+_DITHER_COLOUR_REACH = 7
 #: A dithered pixel's window holds two groups of radii: the gap between them at least this
 #: share of the wider group's spread.
 _DITHER_GAP = 1.0
@@ -164,7 +171,10 @@ def _split_dither(idx, flat_col, flat_coc, w):
     7x7 window around a pixel estimates how much of it each surface covers.  Returns the
     tuple of :func:`_split_chunk`: the pixel keeps its own side's share (at its own radius),
     the other side's share becomes an extra sample at the mean radius of that side's pixels
-    in the window; the pixel's colour is shared in proportion (it is already the mix)."""
+    in the window.  The colour (already the mix) is shared so that the detail stays with the
+    sharper side: the blurrier side takes its share of a smooth colour (the mean over the
+    15x15 window's pixels at its depth), the sharper side the rest (motion shot, flat: colour
+    shared in proportion 39.39 / 35.65 dB, this 41.17 / 37.74; 7x7 window 40.65 / 37.11)."""
     r = _DITHER_REACH
     steps = np.array([dy * w + dx for dy in range(-r, r + 1) for dx in range(-r, r + 1)],
                      np.int64)[:, None]
@@ -181,7 +191,31 @@ def _split_dither(idx, flat_col, flat_coc, w):
     own_near = own <= mid
     own_cov = np.where(own_near, a, 1 - a).astype(_F32)
     c = np.take(flat_col, idx, axis=1)
-    own_col = c * own_cov
+    # The pixel's colour is the mix of both surfaces.  The blurrier side's part is smooth
+    # (the lens melts its detail anyway): its share of a mean colour around; the detail
+    # stays with the sharper side (a wall seen through a blurred bar's trail keeps its
+    # texture, a ball moving in focus its stripes).
+    near_blurrier = np.abs(near_r) > np.abs(far_r)
+    # (the mean over the window's pixels whose depth is the blurrier side's: those show more
+    # of it than the others)
+    R = _DITHER_COLOUR_REACH
+    # (the window clamped to the frame: repeated edge pixels, as the padding has them)
+    span = np.arange(-R, R + 1)
+    ys, xs = np.divmod(idx, w)
+    rows = np.clip(ys[None, :] + span[:, None], 0, flat_coc.size // w - 1) * w
+    cols = np.clip(xs[None, :] + span[:, None], 0, w - 1)
+    wide = (rows[:, None, :] + cols[None, :, :]).reshape(-1, idx.size)
+    del rows, cols
+    side = (flat_coc[wide] <= mid) == near_blurrier[None, :]
+    n_side = np.maximum(np.count_nonzero(side, axis=0), 1).astype(_F32)
+    smooth = np.zeros_like(c)
+    for ch in range(4):
+        smooth[ch] = np.where(side, flat_col[ch][wide], 0).sum(axis=0) / n_side
+    share = np.where(near_blurrier, a, 1 - a).astype(_F32)
+    blurry = np.clip(smooth * share, 0.0, np.maximum(c, 0.0))
+    sharp = c - blurry
+    own_is_blurry = own_near == near_blurrier
+    own_col = np.where(own_is_blurry, blurry, sharp)
     return (idx, own_col, own_cov, c - own_col, 1 - own_cov,
             np.where(own_near, far_r, near_r).astype(_F32))
 

@@ -130,13 +130,22 @@ def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None, mixed
     with _stage("split edges"):
         # With partial-coverage layers only the pixels whose own sample covers them whole
         # hold one anti-aliased colour under one depth (the others are already apart).
+        dithered = []
         parts = split_edges(frame.col, frame.coc, frame.cov, pool=pool,
-                            solid=None if mixed is None else frame.cov >= 1.0)
+                            solid=None if mixed is None else frame.cov >= 1.0,
+                            dithered=dithered)
         if mixed is not None:
             parts.append(padded_samples(mixed.extra, frame))
     with _stage("fill hidden"):
         fill = fill_hidden(frame.col, frame.coc, frame.maxr, pool=pool, plan=plan)
         del plan
+        if dithered:
+            # A dithered pixel holds both surfaces already (split by their share): an
+            # invented surface behind its near part would dilute the real one.
+            read = np.zeros(frame.coc.size, bool)
+            read[np.concatenate(dithered)] = True
+            fill = [_samples_where(f, ~read[f.idx]) for f in fill]
+            del read
         if hidden:
             given, has = hidden_samples(frame, hidden)
             # The invented fill stays only where no real hidden sample is given.
