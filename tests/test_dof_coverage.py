@@ -65,6 +65,49 @@ def test_dithered_pixels_are_shared_by_the_depth_share_around_them():
     assert np.isfinite(e.col).all()
 
 
+def test_dithered_pixels_keep_the_detail_on_the_sharper_side():
+    # A blurred bar's trail (radius -12, 30 % of the samples) over a striped wall (radius 4):
+    # the wall's stripes stay in the far (sharper) parts, the bar's parts are smooth.
+    rng = np.random.default_rng(3)
+    h, w = 48, 64
+    coc = np.full((h, w), 4.0, np.float32)
+    coc[:, 16:48] = np.where(rng.random((h, 32)) < 0.3, -12.0, 4.0)
+    col = np.ones((4, h, w), np.float32)
+    col[:3] = np.where(np.arange(w) % 4 < 2, 0.8, 0.2)[None, None, :]
+    col[:3, :, 16:48] = 0.3 * 0.5 + 0.7 * col[:3, :, 16:48]  # the mix with a grey bar
+    cov = np.ones((h, w), np.float32)
+    before = col.copy()
+    e, = split_edges(col, coc, cov)
+    near = np.zeros((4, h * w), np.float32)
+    far = np.zeros((4, h * w), np.float32)
+    own_near = coc.reshape(-1) < 0
+    flat = col.reshape(4, -1)
+    near[:, own_near], far[:, ~own_near] = flat[:, own_near], flat[:, ~own_near]
+    np.add.at(near.T, e.idx[e.coc < 0], e.col[:, e.coc < 0].T)
+    np.add.at(far.T, e.idx[e.coc > 0], e.col[:, e.coc > 0].T)
+    np.testing.assert_allclose(near + far, before.reshape(4, -1), atol=1e-5)  # conserved
+    rows = slice(10, 38)
+    inside = slice(24, 40)
+    far_r = far[0].reshape(h, w)[rows, inside]
+    near_r = near[0].reshape(h, w)[rows, inside]
+    stripes = np.arange(w)[inside] % 4 < 2
+    # the far parts hold the stripes at nearly the wall's full contrast times its share ...
+    assert far_r[:, stripes].mean() - far_r[:, ~stripes].mean() > 0.8 * 0.7 * 0.6
+    # ... the near parts hardly any
+    assert abs(near_r[:, stripes].mean() - near_r[:, ~stripes].mean()) < 0.05
+
+
+def test_dithered_frame_is_the_same_on_any_thread_count():
+    rng = np.random.default_rng(4)
+    rgba = _wall()
+    rgba[..., :3] = rng.random((H, W, 3))
+    depth = np.full((H, W), 8.0, np.float32)
+    depth[:, 20:44] = np.where(rng.random((H, 24)) < 0.4, 1.2, 8.0)
+    one = defocus(rgba, depth, LENS, DofSettings(max_radius=16, threads=1))
+    two = defocus(rgba, depth, LENS, DofSettings(max_radius=16, threads=2))
+    assert np.array_equal(one, two)
+
+
 def test_flat_frame_without_dither_is_unchanged_by_the_dither_path():
     # Straight edges only: no pixel is isolated, the split is the one it always was.
     rgba = _wall()
