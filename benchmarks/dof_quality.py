@@ -460,8 +460,9 @@ def _blender_version():
     return ".".join(map(str, bpy.app.version))
 
 
-def shot_key(name, kind, samples, seed=1, clip=None):
-    builder, params = SHOTS[name]
+def shot_key(name, kind, samples, seed=1, clip=None, *, params=None):
+    builder = SHOTS[name][0]
+    params = SHOTS[name][1] if params is None else params
     fields = {"params": params, "source": inspect.getsource(builder),
               "base": inspect.getsource(_base) + inspect.getsource(_camera),
               "kind": kind, "samples": samples, "seed": seed,
@@ -485,21 +486,24 @@ def _read_multilayer(path):
     return read_render(path)
 
 
-def render_shot(name, kind, samples, log, seed=1, clip=None):
+def render_shot(name, kind, samples, log, seed=1, clip=None, *, params=None, cache=CACHE):
     """Render (or load from the cache) shot ``name`` with ``kind`` 'pinhole', 'truth',
     'peel' (a pinhole pass with the camera's clip start at ``clip``: a depth layer) or 'slab'
     (a pinhole pass with the film transparent, clip start and end ``clip = (start, end)`` and
     the view layer's alpha threshold 0: premultiplied colour with its true partial coverage
     and its own Z, see ``shared/GUIDE.md`` "Depth slabs");
+    ``params``: another version of the shot's parameters (default its own, :data:`SHOTS`);
+    ``cache``: the folder of the cached renders.
     return ``(rgba HxWx4, depth HxW or None, seconds, cached, exr_path)``."""
-    os.makedirs(CACHE, exist_ok=True)
-    key = shot_key(name, kind, samples, seed, clip)
+    os.makedirs(cache, exist_ok=True)
+    params = SHOTS[name][1] if params is None else params
+    key = shot_key(name, kind, samples, seed, clip, params=params)
     tag = kind if seed == 1 else f"{kind}{seed}"
     if kind == "slab":
         tag += f"{clip[0]:.3f}-{clip[1]:.3f}"
     elif clip is not None:
         tag += f"{clip:.3f}"
-    exr = os.path.join(CACHE, f"{name}-{tag}-{key}.exr")
+    exr = os.path.join(cache, f"{name}-{tag}-{key}.exr")
     if os.path.exists(exr):
         rgba, depth = _read_multilayer(exr)
         meta = exr[:-4] + ".json"
@@ -508,7 +512,7 @@ def render_shot(name, kind, samples, log, seed=1, clip=None):
     import bpy
     from blender_zdepth.blender import compat
 
-    builder, params = SHOTS[name]
+    builder = SHOTS[name][0]
     log(f"rendering {name} {kind} ({samples} samples, seed {seed}, {params['resolution'][0]}x"
         f"{params['resolution'][1]}) with Cycles ...")
     scene = builder(params)
@@ -806,6 +810,94 @@ def _write_png(path, rgb):
 # --------------------------------------------------------------------------------------------
 
 
+def measure_shot(name, engine, log, *, params=None, cache=CACHE, pinhole_samples=PINHOLE_SAMPLES,
+                 truth_samples=TRUTH_SAMPLES, layers=2, layer_samples=None, node=True,
+                 space="srgb"):
+    """Render (or load) shot ``name`` and measure the engine on it against Cycles' truth: the
+    flat render, and -- with ``layers`` > 1 -- its depth layers (peeled passes, or the shot's
+    coverage slabs), as ``dof`` gets them from a deep file; the Defocus node with ``node``.
+    ``params`` / ``cache``: another version of the shot (e.g. smaller, for the test suite's
+    quality check) and where its renders are kept. Returns ``(row, images)``: the figures
+    (PSNR of frame and edge band per method, as the table and ``--json`` give them) and the
+    pictures (``rgba``, ``truth``, ``ours``, ``node``, ``layered``, ``band``)."""
+    params = dict(SHOTS[name][1] if params is None else params)
+    where = {"params": params, "cache": cache}
+    rgba, depth, t_pin, c1, exr = render_shot(name, "pinhole", pinhole_samples, log, **where)
+    half = max(1, truth_samples // 2)
+    truth_a, _, t_a, _, _ = render_shot(name, "truth", half, log, seed=1, **where)
+    truth_b, _, t_b, _, _ = render_shot(name, "truth", half, log, seed=2, **where)
+    truth, t_truth = 0.5 * (truth_a + truth_b), t_a + t_b
+    coc = cycles_coc_radius(depth, params)
+    slabs = None
+    if "slabs" in params and layers > 1:
+        # Coverage-correct slabs (their Z shows what the flat Z pass cannot: a curtain
+        # under the alpha threshold), rendered at the pinhole's samples.
+        cuts = [CLIP[0]] + list(params["slabs"]) + [CLIP[1]]
+        slabs = [render_shot(name, "slab", pinhole_samples, log, clip=c, **where)[:2]
+                 for c in zip(cuts[:-1], cuts[1:])]
+    # The blur cap: the largest CoC in the shot (the slabs' depths included: a surface the
+    # Z pass does not show still blurs in the truth).
+    biggest = float(np.abs(coc).max())
+    for s_rgba, s_depth in slabs or ():
+        s_coc = cycles_coc_radius(s_depth, params)[s_rgba[..., 3] > 0]
+        biggest = max(biggest, float(np.abs(s_coc).max()) if s_coc.size else 0.0)
+    max_radius = max(1.0, math.ceil(biggest))
+    ours, t_ours = run_ours(rgba, depth, params, max_radius, engine)
+    layered = None
+    if slabs is not None:
+        clips = list(params["slabs"])
+        peel_samples = pinhole_samples
+        layered, t_layered, n_hidden, covered = run_slabs(rgba, depth, slabs, params,
+                                                          max_radius, engine)
+        # no slab: the layers input must give today's result bit for bit
+        single = run_slabs(rgba, depth, [], params, max_radius, engine)[0]
+    elif layers > 1:
+        from blender_zdepth.core import layers as core_layers
+
+        clips = core_layers.clip_distances(depth, layers,
+                                           focus_distance=params["focus_distance"],
+                                           clip_start=CLIP[0], clip_end=CLIP[1])
+        peel_samples = layer_samples or max(1, round(pinhole_samples / 8))
+        peels = [render_shot(name, "peel", peel_samples, log, clip=c, **where)[:2] for c in clips]
+        layered, t_layered, n_hidden, covered = run_layered(rgba, depth, peels, params,
+                                                            max_radius, engine)
+        # N = 1: the deep path with no peeled pass must give today's result bit for bit
+        single = run_layered(rgba, depth, [], params, max_radius, engine)[0]
+    if not node:
+        node_img, t_node = None, float("nan")
+    else:
+        node_img, t_node = run_node(rgba, depth, params, max_radius)
+    band = edge_band(coc)
+    T = to_metric_space(truth, space)
+    A, B = to_metric_space(truth_a, space), to_metric_space(truth_b, space)
+    # The truth's own noise: the two halves differ by twice the noise of their mean, so a
+    # perfect method would score PSNR(A, B) + 6.02 dB against the mean (the ceiling).
+    row = {"shot": name, "max_radius": max_radius, "band_fraction": float(band.mean()),
+           "ours_s": t_ours, "node_s": t_node, "lens_check_px": lens_check(depth, params),
+           "pinhole_exr": os.path.relpath(exr, ROOT), "render_s": [t_pin, t_truth],
+           "truth_ceiling": {"frame": psnr(A, B) + 10 * math.log10(4),
+                             "edges": psnr(A, B, band) + 10 * math.log10(4)}}
+    if layered is not None:
+        row["layers"] = {"clips": clips, "peel_samples": peel_samples,
+                         "hidden_layers": n_hidden, "covered": covered,
+                         "layered_s": t_layered,
+                         "single_identical": bool(np.array_equal(single, ours))}
+    for label, img in (("pinhole", rgba), ("node", node_img), ("ours", ours),
+                       ("layered", layered)):
+        if img is None and label == "layered":
+            continue
+        if img is None:
+            row[label] = {"frame": float("nan"), "edges": float("nan")}
+            continue
+        X = to_metric_space(img, space)
+        lin, tl = np.asarray(img, np.float64)[..., :3][band], truth[..., :3][band]
+        row[label] = {"frame": psnr(X, T), "edges": psnr(X, T, band),
+                      "band_bias": float(lin.mean() / max(tl.mean(), 1e-12) - 1.0)}
+    images = {"rgba": rgba, "truth": truth, "ours": ours, "node": node_img, "layered": layered,
+              "band": band}
+    return row, images
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shot", action="append", choices=sorted(SHOTS),
@@ -847,78 +939,12 @@ def main(argv=None):
     rows, sheet_tiles, sheet_labels = [], [], []
     layer_tiles, layer_labels = [], []
     for name in names:
-        params = SHOTS[name][1]
-        rgba, depth, t_pin, c1, exr = render_shot(name, "pinhole", args.pinhole_samples, log)
-        half = max(1, args.truth_samples // 2)
-        truth_a, _, t_a, _, _ = render_shot(name, "truth", half, log, seed=1)
-        truth_b, _, t_b, _, _ = render_shot(name, "truth", half, log, seed=2)
-        truth, t_truth = 0.5 * (truth_a + truth_b), t_a + t_b
-        coc = cycles_coc_radius(depth, params)
-        slabs = None
-        if "slabs" in params and args.layers > 1:
-            # Coverage-correct slabs (their Z shows what the flat Z pass cannot: a curtain
-            # under the alpha threshold), rendered at the pinhole's samples.
-            cuts = [CLIP[0]] + list(params["slabs"]) + [CLIP[1]]
-            slabs = [render_shot(name, "slab", args.pinhole_samples, log, clip=c)[:2]
-                     for c in zip(cuts[:-1], cuts[1:])]
-        # The blur cap: the largest CoC in the shot (the slabs' depths included: a surface the
-        # Z pass does not show still blurs in the truth).
-        biggest = float(np.abs(coc).max())
-        for s_rgba, s_depth in slabs or ():
-            s_coc = cycles_coc_radius(s_depth, params)[s_rgba[..., 3] > 0]
-            biggest = max(biggest, float(np.abs(s_coc).max()) if s_coc.size else 0.0)
-        max_radius = max(1.0, math.ceil(biggest))
-        ours, t_ours = run_ours(rgba, depth, params, max_radius, engine)
-        layered = None
-        if slabs is not None:
-            clips = list(params["slabs"])
-            peel_samples = args.pinhole_samples
-            layered, t_layered, n_hidden, covered = run_slabs(rgba, depth, slabs, params,
-                                                              max_radius, engine)
-            # no slab: the layers input must give today's result bit for bit
-            single = run_slabs(rgba, depth, [], params, max_radius, engine)[0]
-        elif args.layers > 1:
-            from blender_zdepth.core import layers as core_layers
-
-            clips = core_layers.clip_distances(depth, args.layers,
-                                               focus_distance=params["focus_distance"],
-                                               clip_start=CLIP[0], clip_end=CLIP[1])
-            peel_samples = args.layer_samples or max(1, round(args.pinhole_samples / 8))
-            peels = [render_shot(name, "peel", peel_samples, log, clip=c)[:2] for c in clips]
-            layered, t_layered, n_hidden, covered = run_layered(rgba, depth, peels, params,
-                                                                max_radius, engine)
-            # N = 1: the deep path with no peeled pass must give today's result bit for bit
-            single = run_layered(rgba, depth, [], params, max_radius, engine)[0]
-        if args.no_node:
-            node, t_node = None, float("nan")
-        else:
-            node, t_node = run_node(rgba, depth, params, max_radius)
-        band = edge_band(coc)
-        T = to_metric_space(truth, args.space)
-        A, B = to_metric_space(truth_a, args.space), to_metric_space(truth_b, args.space)
-        # The truth's own noise: the two halves differ by twice the noise of their mean, so a
-        # perfect method would score PSNR(A, B) + 6.02 dB against the mean (the ceiling).
-        row = {"shot": name, "max_radius": max_radius, "band_fraction": float(band.mean()),
-               "ours_s": t_ours, "node_s": t_node, "lens_check_px": lens_check(depth, params),
-               "pinhole_exr": os.path.relpath(exr, ROOT), "render_s": [t_pin, t_truth],
-               "truth_ceiling": {"frame": psnr(A, B) + 10 * math.log10(4),
-                                 "edges": psnr(A, B, band) + 10 * math.log10(4)}}
-        if layered is not None:
-            row["layers"] = {"clips": clips, "peel_samples": peel_samples,
-                             "hidden_layers": n_hidden, "covered": covered,
-                             "layered_s": t_layered,
-                             "single_identical": bool(np.array_equal(single, ours))}
-        for label, img in (("pinhole", rgba), ("node", node), ("ours", ours),
-                           ("layered", layered)):
-            if img is None and label == "layered":
-                continue
-            if img is None:
-                row[label] = {"frame": float("nan"), "edges": float("nan")}
-                continue
-            X = to_metric_space(img, args.space)
-            lin, tl = np.asarray(img, np.float64)[..., :3][band], truth[..., :3][band]
-            row[label] = {"frame": psnr(X, T), "edges": psnr(X, T, band),
-                          "band_bias": float(lin.mean() / max(tl.mean(), 1e-12) - 1.0)}
+        row, images = measure_shot(
+            name, engine, log, pinhole_samples=args.pinhole_samples,
+            truth_samples=args.truth_samples, layers=args.layers,
+            layer_samples=args.layer_samples, node=not args.no_node, space=args.space)
+        rgba, truth, ours, node, layered, band = (images[k] for k in (
+            "rgba", "truth", "ours", "node", "layered", "band"))
         rows.append(row)
         tiles = [_display(x) for x in (rgba, ours, node if node is not None else rgba * 0, truth)]
         labels = [f"{name}: pinhole", "ours (blender_zdepth)", "Defocus node", "Cycles truth"]
