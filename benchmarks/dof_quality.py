@@ -953,7 +953,9 @@ def main(argv=None):
         if layered is not None:
             layer_tiles += [tiles[0], tiles[1], _display(layered), tiles[3]]
             layer_labels += [f"{name}: pinhole", "ours, flat render",
-                             f"ours, {args.layers} depth layers", "Cycles truth"]
+                             (f"ours, {len(SHOTS[name][1]['slabs']) + 1} coverage slabs"
+                              if "slabs" in SHOTS[name][1] else
+                              f"ours, {args.layers} depth layers"), "Cycles truth"]
         if args.save_images:
             from blender_zdepth.commands._demo_sheet import contact_sheet
 
