@@ -36,7 +36,7 @@ from bpy.app.handlers import persistent
 from ...core import refocus
 from ...core.refocus import preview as core_preview
 from ...core.errors import ZDepthError
-from ...core.refocus.planned import header_had_dof
+from ...core.refocus.frame import header_had_dof
 from ..compat import add_handlers, remove_handlers
 from ..render.peel import is_peel_scene
 from ..scene.optics import camera_had_dof, engine_settings, lens_plan

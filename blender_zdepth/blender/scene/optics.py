@@ -10,7 +10,8 @@ import math
 
 from ...core.dof import DofSettings
 from ...core.errors import ZDepthError
-from ...core.refocus.planned import LensPlan, header_had_dof
+from ...core.refocus.frame import header_had_dof
+from ...core.refocus.planned import LensPlan
 from .camera import check_camera, planar_distance
 from .options import dof_settings, setting
 from .views import view_camera
