@@ -153,7 +153,7 @@ def prepare(scene):
     plan = lens_plan(scene)
     settings = engine_settings(scene)
     view = setting(zd, "live_preview_mode", "DEFOCUS")
-    camera_dof = camera_had_dof(scene)
+    camera_dof = camera_had_dof(scene, render_result=key[0] == "RENDER_RESULT")
     try:
         _SIGNATURES[scene.name] = camera_signature(scene)  # what this refresh sees
     except Exception:

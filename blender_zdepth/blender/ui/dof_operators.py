@@ -104,7 +104,8 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
         source = self.source
         if source == "PANEL":
             source = setting(dof_settings(scene), "dof_source", "RENDER_RESULT")
-        if not self.diagnostic and source == "RENDER_RESULT" and camera_had_dof(scene):
+        if not self.diagnostic and source == "RENDER_RESULT" and \
+                camera_had_dof(scene, render_result=True):
             self.report({"WARNING"}, DOUBLE_DOF_WARNING)
 
     def execute(self, context):

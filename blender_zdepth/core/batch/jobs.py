@@ -31,12 +31,15 @@ def atomic_output(path):
 class FrameJob:
     """One frame to process: its number, input file and output files (main output first).
     ``view``: the view of a stereo / multi-view render this job refocuses (None: the frame has
-    one view)."""
+    one view). ``source``: what the output's header names as its source
+    (``zdepthDofSource``) when the input is a temporary file (e.g. the Render Result saved for
+    the job); None: the input's file name."""
 
     frame: int
     input: str
     outputs: tuple
     view: str = None
+    source: str = None
 
     @property
     def output(self):

@@ -198,7 +198,7 @@ def refocus_frame(job, lens_for_frame, settings, *, diagnostic=False, state=None
     out = refocus_array(frame, lens, settings, diagnostic=diagnostic)
     if job.outputs:
         applied = dof_header(lens, settings, focus_source=focus_source, diagnostic=diagnostic,
-                             source=job.input)
+                             source=getattr(job, "source", None) or job.input)
         if double_dof:
             applied[DOUBLE_DOF_KEY] = "the input already had the camera's depth of field"
         applied.update(extra_header or {})
