@@ -105,3 +105,21 @@ def test_camera_dof_warnings_come_from_what_the_render_had(bpy, addon, tmp_path)
     zd.dof_source = "RENDER_RESULT"
     assert camera_had_dof(scene, render_result=True) is False
     assert "camera's depth of field on" not in _labels(bpy, scene, "RENDER_PT_zdepth_dof")
+
+
+def test_render_command_warns_once_when_the_render_had_the_camera_dof(bpy, run_cli, tmp_path):
+    from blender_zdepth.blender import scenes
+
+    scene = scenes.empty_scene((24, 16), "CYCLES", 1)
+    scenes.add_object(scene, "cube", "Box", scenes.emission_material("Box", (.2, .4, .9)),
+                      size=2.0, location=(0, 6, 0))
+    cam = scenes.add_camera(scene, (0, 0, 0), (0, 5, 0), clip=(0.1, 50.0))
+    cam.data.dof.use_dof = True
+    scene.frame_start, scene.frame_end = 1, 2
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    r = run_cli("render", tmp_path / "shot.blend", "--out", tmp_path / "out", timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("zdepthCameraDofEnabled=1") == 1, r.stderr
+    assert "zdepth_0001.exr, zdepth_0002.exr" in r.stderr
+    r = run_cli("inspect", tmp_path / "out" / "zdepth_0001.exr")
+    assert "warning: the render had the camera's depth of field on" in r.stdout
