@@ -11,7 +11,7 @@ import bpy
 from ...core.precision import precision_report
 from ..refocus.inputs import files_had_dof
 from ..refocus.live import LIVE, status_text
-from ..render.handlers import last_failure
+from ..render.handlers import last_failure, render_had_dof
 from ..scene.camera import focus_distance, scene_depth_range
 from ..scene.optics import camera_had_dof
 from ..scene.options import dof_settings, resolve_range
@@ -264,7 +264,9 @@ class RENDER_PT_zdepth_dof(bpy.types.Panel):
             what = "The file's render had"
         else:
             had_dof = camera_had_dof(scene, render_result=True)
-            what = "The render had"
+            # no render seen in this session: the camera now says what a render would have
+            what = "The render had" if render_had_dof(scene) is not None else \
+                "A render would have"
         if had_dof:
             _wrap(col.box(), f"{what} the camera's depth of field on: it is blurred already "
                              f"and its depth comes from one point of the lens; refocusing "

@@ -133,6 +133,8 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
 def is_deep(path):
     """True when ``path`` is an OpenEXR file whose first part is deep (scanline or tiled); False
     for a flat EXR; :class:`ZDepthError` when it is missing or not an EXR."""
+    import OpenEXR  # noqa: F401 -- missing, this is the command line's one clear line
+
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ZDepthError(f"{path}: no such file")

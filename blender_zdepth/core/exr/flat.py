@@ -58,6 +58,8 @@ def read_exr(path, *, view=None, sample_counts=False):
     (name -> part), and with ``sample_counts`` their per-pixel sample counts are read. Sizes the
     file declares are checked before anything is allocated (:mod:`.scan`).
     :class:`ZDepthError` if the file is missing, not an EXR, damaged or hostile."""
+    import OpenEXR  # noqa: F401 -- missing, this is the command line's one clear line
+
     path = open_checks(path)
     failure = None
     with captured_output() as messages:

@@ -151,6 +151,8 @@ def read_layout(path):
     """The parts of the EXR at ``path`` (headers only, no pixels): ``(parts, views)`` with one
     :class:`ExrPart` per part and the file's views, default first. :class:`ZDepthError` for a
     missing, damaged or hostile file."""
+    import OpenEXR  # noqa: F401 -- missing, this is the command line's one clear line
+
     path = open_checks(path)
     failure = None
     with captured_output() as messages:
