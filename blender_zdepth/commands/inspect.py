@@ -244,7 +244,9 @@ def run(args):
             parts.append("worldToCamera")
         print(f"  camera: {', '.join(parts)}")
     else:
-        print("  camera: not recorded")
+        print("  camera: not recorded (dof needs --focal-length, --fstop and a focus, and "
+              "assumes Blender's default 36x24 mm sensor unless --sensor-width / "
+              "--sensor-height say otherwise)")
     if info.get("precision_text"):
         print("  precision:")
         for line in info["precision_text"].splitlines():

@@ -106,6 +106,7 @@ def _export_failed(frame, message):
     _state.errors.append((frame, message))
     _state.last_failure = (frame, message)
     _state.to_report.append(f"Z-Depth: frame {frame}: depth export failed: {message}")
+    del _state.to_report[:-20]  # background mode has no timer to take them: keep a few
 
 
 def _export_succeeded():
@@ -121,7 +122,9 @@ def _report_failures():
     operator may run -- in the status bar and the Info editor (an operator's report) and in a
     small popup. Runs forever."""
     if _state.to_report:
-        messages, _state.to_report = _state.to_report, []
+        messages = []
+        while _state.to_report:  # pop(0): one step under the interpreter lock, whatever the
+            messages.append(_state.to_report.pop(0))  # render thread appends meanwhile
         wm = getattr(bpy.context, "window_manager", None)
         if bpy.app.background or wm is None or not wm.windows:
             return POLL_S  # no window to show it in (the console has it; the panel lists it)
