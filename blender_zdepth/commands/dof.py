@@ -9,7 +9,10 @@ values (lens, sensor, f-stop, focus) come from our header when present, and opti
 them. A deep OpenEXR (ours, or another renderer's) is read too, and an export with its
 <name>_deep.exr beside it is refocused from the deep file (the progress line says so): the
 surfaces it holds behind the visible ones are what a lens sees past an edge. Each frame is written atomically as a single-part float32 RGBA EXR; a bad frame is reported
-and skipped, and the exit code is 1 when any frame failed (0 when all succeeded).
+once (its progress line, on stderr; the summary names it) and skipped, and the exit code is 1
+when any frame failed (0 when all succeeded). Said once per run on stderr too: the frames whose
+render had the camera's own depth of field (their header's ``zdepthCameraDofEnabled``) and the
+36x24 mm sensor assumed for files that record none.
 """
 
 import os
