@@ -180,6 +180,7 @@ def test_focus_keys_fstop_png_layers_and_cli_path(tmp_path):
                                           "render-1003,1010", "refocus-1003,1010"]
     render, refocus = tasks[2], tasks[3]
     assert refocus["dependencies"] == ["render-1003,1010"]
+    assert [t["commands"][0]["totalSteps"] for t in tasks] == [2, 2, 2, 2]
     assert cli_args(render)[-2:] == ["--depth-layers", "3"]
     assert cli_args(refocus)[3:] == [
         "--frames", "1003,1010", "--skip-existing", "--max-radius", "32",

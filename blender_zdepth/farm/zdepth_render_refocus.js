@@ -363,8 +363,8 @@ function zdepthFrameCount(chunk) {
   }
   let count = 0;
   for (const part of String(chunk).split(',')) {
-    const range = part.trim().split(/-|\.\./).filter((x) => x !== '');
-    count += range.length === 2 ? Math.abs(Number(range[1]) - Number(range[0])) + 1 : 1;
+    const range = /^\s*(-?\d+)\s*(?:(?:-|\.\.)\s*(-?\d+))?\s*$/.exec(part);
+    count += range && range[2] !== undefined ? Math.abs(Number(range[2]) - Number(range[1])) + 1 : 1;
   }
   return count;
 }
