@@ -36,7 +36,7 @@ from bpy.app.handlers import persistent
 from ...core import refocus
 from ...core.refocus import preview as core_preview
 from ...core.errors import ZDepthError
-from ...core.refocus.planned import header_had_dof
+from ...core.refocus.frame import header_had_dof
 from ..compat import add_handlers, remove_handlers
 from ..render.peel import is_peel_scene
 from ..scene.optics import camera_had_dof, engine_settings, lens_plan
@@ -153,7 +153,7 @@ def prepare(scene):
     plan = lens_plan(scene)
     settings = engine_settings(scene)
     view = setting(zd, "live_preview_mode", "DEFOCUS")
-    camera_dof = camera_had_dof(scene)
+    camera_dof = camera_had_dof(scene, render_result=key[0] == "RENDER_RESULT")
     try:
         _SIGNATURES[scene.name] = camera_signature(scene)  # what this refresh sees
     except Exception:

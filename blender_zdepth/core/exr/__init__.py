@@ -12,7 +12,7 @@ Modules, one way (each imports only those above it):
 * :mod:`.scan` -- the sizes a file declares, checked before anything is allocated (hostile
   headers);
 * :mod:`.binding` -- the bindings' plumbing: thread pool, captured messages, windows, codecs,
-  the one guarded atomic write;
+  the one guarded atomic write, :func:`open_file` (also for attributes the bindings refuse);
 * :mod:`.parts` -- parts and views, from the headers;
 * :mod:`.channels` -- which channels are the depth and the beauty, the view layers;
 * :mod:`.flat` -- flat images: :func:`read_exr`, :func:`write_exr`, :func:`write_depth_exr`;
@@ -22,8 +22,8 @@ A rendered frame as the depth-of-field engine's input (beauty + depth, flat or d
 :func:`blender_zdepth.core.frame.load_frame`.
 """
 
-from .binding import LOSSLESS_CODECS, LOSSY_CODECS, STRUCTURAL, codec_enum, io_threads, \
-    set_io_threads
+from .binding import LOSSLESS_CODECS, LOSSY_CODECS, STRUCTURAL, UnreadableAttribute, codec_enum, \
+    io_threads, open_file, set_io_threads, unreadable_attributes
 from .channels import BEAUTY_PREFIXES, DEPTH_PATTERNS, file_layers, find_beauty_channels, \
     find_depth_channel
 from .deep import is_deep, read_deep, write_deep_exr
@@ -33,8 +33,9 @@ from .scan import check_file
 
 __all__ = [
     "BEAUTY_PREFIXES", "DEPTH_PATTERNS", "LOSSLESS_CODECS", "LOSSY_CODECS", "NAMED_VIEWS",
-    "STRUCTURAL", "DeepFileError", "ExrImage", "ExrPart", "check_file", "codec_enum",
+    "STRUCTURAL", "DeepFileError", "UnreadableAttribute", "ExrImage", "ExrPart", "check_file", "codec_enum",
     "describe_views", "encode_for_file", "file_layers", "find_beauty_channels",
-    "find_depth_channel", "io_threads", "is_deep", "read_deep", "read_exr", "read_layout",
-    "set_io_threads", "write_deep_exr", "write_depth_exr", "write_exr",
+    "find_depth_channel", "io_threads", "is_deep", "open_file", "read_deep", "read_exr",
+    "read_layout", "set_io_threads", "unreadable_attributes", "write_deep_exr",
+    "write_depth_exr", "write_exr",
 ]

@@ -12,7 +12,7 @@ from ..atomic import check_target
 from ..encodings import DepthEncoding
 from ..errors import UsageError, ZDepthError
 from .binding import (STRUCTURAL, captured_output, codec_enum, damaged, io_threads,
-                      window_value, write_file)
+                      open_file, window_value, write_file)
 from .parts import channel_view, describe_views, layout, open_checks
 
 
@@ -58,14 +58,14 @@ def read_exr(path, *, view=None, sample_counts=False):
     (name -> part), and with ``sample_counts`` their per-pixel sample counts are read. Sizes the
     file declares are checked before anything is allocated (:mod:`.scan`).
     :class:`ZDepthError` if the file is missing, not an EXR, damaged or hostile."""
-    import OpenEXR
+    import OpenEXR  # noqa: F401 -- missing, this is the command line's one clear line
 
     path = open_checks(path)
     failure = None
     with captured_output() as messages:
         try:
             io_threads()
-            declared = OpenEXR.File(path, header_only=True).parts
+            declared = open_file(path, header_only=True).parts
             headers = [(p.name() if callable(getattr(p, "name", None)) else "", dict(p.header))
                        for p in declared]
             parts_info, views = layout(headers)
@@ -73,7 +73,7 @@ def read_exr(path, *, view=None, sample_counts=False):
                 failure = UsageError(f"--view {view}: {path} has no view {view!r}; its views: "
                                      f"{describe_views(views)}")
             else:
-                whole = OpenEXR.File(path, separate_channels=True)
+                whole = open_file(path, separate_channels=True)
                 loaded = [(dict(p.channels), p) for p in whole.parts]
         except Exception as exc:  # the bindings raise RuntimeError for damaged files
             failure = exc
