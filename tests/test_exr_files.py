@@ -441,13 +441,13 @@ def test_attributes_the_bindings_refuse_are_skipped_and_the_pixels_read(tmp_path
 def test_a_file_the_bindings_still_refuse_is_called_valid(tmp_path, monkeypatch):
     """Should the bindings refuse a file even with those attributes retyped, the error says the
     file is valid and names the attribute, instead of "damaged"."""
-    from blender_zdepth.core.exr import binding, scan
+    from blender_zdepth.core.exr import binding
 
     rgba = np.ones((4, 4, 4), np.float32)
     S.plain_file(tmp_path / "p.exr", rgba, np.ones((4, 4), np.float32))
     S.splice_attribute(tmp_path / "p.exr", tmp_path / "x.exr", "state", "deepImageState", b"\x01")
     monkeypatch.setattr(binding, "REFUSED_TYPES", ())
-    monkeypatch.setattr(scan, "retyped_header", lambda path, types: (b"", []))
+    monkeypatch.setattr(binding, "retyped_header", lambda path, types: (b"", []))
     with pytest.raises(ZDepthError, match=r"valid OpenEXR file, but the OpenEXR Python bindings "
                                           r"cannot read its attribute 'state' \(type "
                                           r"deepImageState\)") as caught:

@@ -17,6 +17,7 @@ import numpy as np
 from ..atomic import atomic_target
 from .. import cpus
 from ..errors import UsageError, ZDepthError
+from .scan import retyped_header
 
 #: Lossless codecs we write, by their name on the command line.
 LOSSLESS_CODECS = ("zip", "piz", "zips", "rle", "none")
@@ -238,8 +239,6 @@ def unreadable_attributes(path):
 def _open(path, kwargs):
     import OpenEXR
 
-    from . import scan
-
     path = os.fspath(path)  # a Path object would be taken for a stream
     try:
         return OpenEXR.File(path, **kwargs), []
@@ -249,7 +248,7 @@ def _open(path, kwargs):
             raise
         types = {match.group(1), *REFUSED_TYPES}
     for _ in range(16):  # one more type per try; a file has a handful at most
-        head, changed = scan.retyped_header(path, types)
+        head, changed = retyped_header(path, types)
         if not changed:
             break
         stream = _PatchedStream(path, head)
