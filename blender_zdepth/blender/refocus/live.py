@@ -129,8 +129,9 @@ def _loader(scene, key, layer):
             view = key[5] if key[0] == "FILES" else None
             loaded = refocus.load_input(path, layer=layer, view=view)
             return core_preview.shrink_frame(loaded.rgba, loaded.depth, header=loaded.header,
-                                             key=key,
-                                             path=path)
+                                             key=key, path=path,
+                                             data_window=loaded.data_window,
+                                             display_window=loaded.display_window)
         finally:
             if tempdir:
                 shutil.rmtree(tempdir, ignore_errors=True)
