@@ -146,7 +146,101 @@ def test_crop_is_placed_in_its_frame_and_refocuses_as_the_full_frame(addon, tmp_
     assert cached.display_size == (W, H) and cached.size == (x1 - x0 + 1, y1 - y0 + 1)
     image = bpy.data.images["Z-Depth DOF"]
     assert tuple(image.size) == (x1 - x0 + 1, y1 - y0 + 1)
+    # a pixel picked on the preview, or on the cropped Render Result, is a pixel of the frame
+    from blender_zdepth.blender.refocus.display import image_origin, image_size
+
+    assert image_size(image, scene) == (x1 - x0 + 1, y1 - y0 + 1)
+    assert image_origin(image, scene) == (x0, H - 1 - y1)
+    result = bpy.data.images["Render Result"]
+    if tuple(result.size) == (0, 0):  # headless: the size comes from the scene
+        assert image_size(result, scene) == (x1 - x0 + 1, y1 - y0 + 1)
+    assert image_origin(result, scene) == (x0, H - 1 - y1)
+    zd.dof_focus_mode = "PIXEL"
+    zd.dof_focus_pixel = (x0 + 5, H - 1 - y1 + 5)  # on the near plane, inside the crop
+    assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
+    zd.dof_focus_pixel = (x0 - 5, 40)  # in the frame, outside the crop: said so
+    with pytest.raises(RuntimeError, match="outside the pixels the file holds"):
+        bpy.ops.zdepth.refresh_preview()
+    zd.dof_focus_mode = "CAMERA"
+    assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
     px = np.empty(len(image.pixels), np.float32)
     image.pixels.foreach_get(px)
     preview = px.reshape(y1 - y0 + 1, x1 - x0 + 1, 4)[::-1]
     assert psnr(preview[inner][..., :3], cut[inner][..., :3]) >= 30.0  # draft quality
+
+
+def _header(path):
+    return exr.read_layout(str(path))[0][0].header
+
+
+@pytest.mark.slow
+def test_pixel_aspect_2_renders_exports_and_refocuses_from_the_command_line(bpy, run_cli,
+                                                                           tmp_path):
+    scene = build_scene(bpy, size=(48, 32), samples=2)
+    scene.render.pixel_aspect_x = 2.0
+    blend = str(tmp_path / "squeezed.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    result = run_cli("render", blend, "--out", tmp_path / "out", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    depth = tmp_path / "out" / "zdepth_0001.exr"
+    assert _header(depth)["pixelAspectRatio"] == pytest.approx(2.0)
+    assert _header(depth)["zdepthCameraPixelAspect"] == pytest.approx(2.0)
+    frame = load_frame(str(depth))
+    assert frame.depth.shape == (32, 48) and frame.camera.pixel_aspect == pytest.approx(2.0)
+    out = tmp_path / "dof.exr"
+    result = run_cli("dof", depth, out, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert _header(out)["pixelAspectRatio"] == pytest.approx(2.0)
+    # the scene's settings were restored after each save of the Render Result
+    assert bpy.context.scene.render.pixel_aspect_x == 2.0
+
+
+@pytest.mark.slow
+def test_pixel_aspect_2_export_on_render_apply_preview_and_the_squeezed_lens(addon, tmp_path):
+    bpy = addon
+    from blender_zdepth.blender.render import handlers as render_handlers
+    from blender_zdepth.blender.render.result import read_render_result
+    from blender_zdepth.core import dof, refocus as core_refocus
+
+    scene = build_scene(bpy, size=(96, 64), samples=4)
+    scene.render.pixel_aspect_x = 2.0
+    zd = scene.zdepth
+    zd.output_dir = str(tmp_path / "depth")
+    zd.dof_output_dir = str(tmp_path / "apply")
+    zd.dof_max_radius = 32.0
+    zd.beauty = "SAME_FILE"
+    zd.export_enabled = True
+    scene.render.filepath = str(tmp_path / "apply" / "shot_")
+    bpy.ops.render.render()
+    assert render_handlers.last_errors() == []
+    depth = tmp_path / "depth" / "zdepth_0001.exr"
+    assert _header(depth)["pixelAspectRatio"] == pytest.approx(2.0)
+    assert (scene.render.pixel_aspect_x, scene.render.pixel_aspect_y) == (2.0, 1.0)
+    zd.export_enabled = False
+    # Apply and the live preview on the Render Result
+    assert bpy.ops.zdepth.apply_dof(source="RENDER_RESULT") == {"FINISHED"}
+    applied = tmp_path / "apply" / "shot_dof.0001.exr"
+    assert _header(applied)["pixelAspectRatio"] == pytest.approx(2.0)
+    assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
+    assert tuple(bpy.data.images["Z-Depth DOF"].size) == (96, 64)
+    # the lens follows the squeeze: against Cycles' own depth of field of the same shot (a
+    # round aperture is twice as tall as wide in these pixels), the refocus with the file's
+    # aspect beats the same refocus with square pixels
+    frame = core_refocus.load_input(str(depth))
+    lens = Lens.from_camera(frame.camera)
+    assert lens.pixel_aspect == pytest.approx(2.0)
+    scene.camera.data.dof.use_dof = True
+    scene.cycles.samples = 128
+    bpy.ops.render.render()
+    truth = read_render_result(scene)[0].rgba
+    settings = dof.DofSettings(max_radius=32.0)
+    m = np.s_[6:-6, 6:-6]
+    squeezed = psnr(core_refocus.refocus_array(frame, lens, settings)[m][..., :3],
+                    truth[m][..., :3])
+    square = psnr(core_refocus.refocus_array(frame, Lens.from_camera(frame.camera,
+                                                                     pixel_aspect=1.0),
+                                             settings)[m][..., :3], truth[m][..., :3])
+    print(f"against Cycles' depth of field at pixel aspect 2: {squeezed:.1f} dB with the "
+          f"squeezed lens, {square:.1f} dB with square pixels")
+    assert squeezed > square + 1.0
