@@ -142,8 +142,9 @@ def write_deep(rendered, peeled):
     return core_exr.write_deep_exr(
         rendered.paths["deep"], rendered.loaded.rgba, rendered.loaded.depth,
         [(p.rgba, p.depth) for p in peeled], camera=rendered.info,
-        extra_header=rendered.extra, overwrite=True, data_window=rendered.loaded.data_window,
-        display_window=rendered.loaded.display_window)
+        extra_header=rendered.extra, overwrite=True,
+        data_window=getattr(rendered.loaded, "data_window", None),
+        display_window=getattr(rendered.loaded, "display_window", None))
 
 
 def write_flat(rendered, options):
@@ -166,7 +167,8 @@ def _write_frame(paths, loaded, encoding, info, extra, options, near, far):
     codec = options.codec.lower()
     half = options.bit_depth == "16"
     # a render cropped to its border keeps its place in the full frame (read_render_result)
-    windows = dict(data_window=loaded.data_window, display_window=loaded.display_window)
+    windows = dict(data_window=getattr(loaded, "data_window", None),
+                   display_window=getattr(loaded, "display_window", None))
     out = {"depth": core_exr.write_depth_exr(
         paths["depth"], loaded.depth, encoding=encoding, rgba=rgba, camera=info, half=half, codec=codec,
         overwrite=True, extra_header=extra, **windows), "beauty": None, "preview": None,
