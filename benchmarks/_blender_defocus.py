@@ -14,7 +14,8 @@ How it runs, headless:
   colour space is set before the pixels are filled; the depth image is Non-Color, depth in R, G
   and B, non-finite depth written as Cycles' 1e10 background).
 * Compositor: Image -> Defocus(Image, Z) -> output. 5.0: a ``CompositorNodeTree`` assigned to
-  ``scene.compositing_node_group`` ending in a Group Output; 4.x: ``scene.use_nodes`` +
+  ``scene.compositing_node_group`` (5.3: the active compositor effect's node group,
+  ``compat.set_compositor_tree``) ending in a Group Output; 4.x: ``scene.use_nodes`` +
   ``scene.node_tree`` ending in a Composite node. Defocus: ``use_zbuffer=True`` (the Z input is
   planar depth, as Blender's Depth pass), ``f_stop``, ``blur_max``, ``scene`` = this scene (the
   node takes the scene camera's focal length, sensor and focus distance), ``bokeh='CIRCLE'``.
@@ -171,8 +172,10 @@ class DefocusNode:
     @staticmethod
     def _tree(bpy, scene):
         if _is_5(bpy):
+            from blender_zdepth.blender.compat import set_compositor_tree
+
             tree = bpy.data.node_groups.new("zdepth_defocus", "CompositorNodeTree")
-            scene.compositing_node_group = tree
+            set_compositor_tree(scene, tree)
             tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
             out = tree.nodes.new("NodeGroupOutput")
             return tree, out.inputs[0]

@@ -5,9 +5,13 @@
 * ``blender_version``: ``(major, minor, patch)`` of that bpy.
 * ``run_cli``: runs ``python -m blender_zdepth ...`` in a subprocess and returns the
   :class:`subprocess.CompletedProcess` (text output).
+* ``@pytest.mark.isolated``: the test runs in a pytest process of its own (a test that could
+  crash Blender: its crash is that test's failure, with the signal and the end of its output,
+  not the end of the whole run).
 """
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -71,6 +75,34 @@ def _addon_unregistered_at_exit():
     addon = sys.modules.get("blender_zdepth.blender")
     if addon is not None and getattr(addon, "_registered", None):
         addon.unregister()
+
+
+#: Set in the process that runs one ``isolated`` test.
+ISOLATED_ENV = "ZDEPTH_ISOLATED_TEST"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """Run an ``isolated`` test in a pytest process of its own; its exit status is the test's
+    result (a signal, e.g. Blender's segmentation fault, is named)."""
+    if pyfuncitem.get_closest_marker("isolated") is None or os.environ.get(ISOLATED_ENV):
+        return None
+    env = dict(os.environ)
+    env[ISOLATED_ENV] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", pyfuncitem.nodeid, "-q", "-p", "no:randomly",
+         "-p", "no:cacheprovider", "-o", "addopts=", "--no-header"],
+        cwd=str(pyfuncitem.config.rootpath), env=env, capture_output=True, text=True,
+        timeout=900)
+    if proc.returncode != 0:
+        if proc.returncode < 0:
+            how = f"died with {signal.Signals(-proc.returncode).name}"
+        else:
+            how = f"failed (exit status {proc.returncode})"
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
+        pytest.fail(f"{pyfuncitem.nodeid} in a process of its own {how}:\n{tail}",
+                    pytrace=False)
+    return True
 
 
 _exit_status = {}

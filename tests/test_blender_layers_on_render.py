@@ -1,10 +1,16 @@
-"""Depth layers from export on render (blender/export.py's render handlers): a render started by
+"""Depth layers from export on render (blender/render/handlers.py): a render started by
 Blender itself (F12, an animation render, ``blender -b file.blend -f N / -a``) with the scene's
 Depth Layers above 1 gets each frame's extra passes and deep file too.
 
+Every test here runs in a pytest process of its own (``isolated``): a render that crashes
+Blender is that test's failure, not the end of the test run.
+
 * On the main thread (``blender -b``, the bpy module) the render_post handler renders the
-  passes right there: Blender's own output images, the flat depth files and the Render Result
-  stay exactly those of a render without layers.
+  passes right there up to Blender 5.0, and in a child process from 5.1 on (5.3 crashes at the
+  next frame of an animation render when render_post starts a render:
+  blender/render/isolated.py): Blender's own output images, the flat depth files and the
+  Render Result stay exactly those of a render without layers, and the deep files are the same
+  either way.
 * Off it (F12 / Ctrl+F12 in Blender's window run the handlers in the render job's thread, where
   no render may start) the frame is queued and a timer renders its passes on the main thread
   once the render is over (:func:`export.render_queued_layers`); a cancelled render drops the
@@ -12,14 +18,16 @@ Depth Layers above 1 gets each frame's extra passes and deep file too.
   handler believe it runs off the main thread, and by calling what the timer calls.
 """
 
+import glob
 import os
+import tempfile
 import threading
 
 import numpy as np
 import pytest
 from blender_zdepth.core.frame import load_frame
 
-pytestmark = pytest.mark.blender
+pytestmark = [pytest.mark.blender, pytest.mark.isolated]
 
 PEEL_MARK = "zdepth_depth_layer_pass"
 
@@ -122,7 +130,8 @@ def test_background_render_with_layers_writes_deep_files_and_changes_nothing_els
     before["filepath"] = str(tmp_path / "layers" / "img" / "still")
     assert _state(scene) == before  # camera, samples, outputs, frame, Z pass, no extra scene
     # one pass per frame rendered: frames 1 and 2 of the animation, then the still of frame 2
-    assert peel_renders == [1, 2, 2]
+    # (in this process, or -- where the handler may not render -- in a child process)
+    assert peel_renders == ([] if render_handlers._passes_in_child() else [1, 2, 2])
     out = capsys.readouterr().out
     assert "depth layers (clip 6) written to" in out and "not rendered from F12" not in out
 
@@ -195,6 +204,8 @@ def test_a_failed_or_cancelled_pass_keeps_the_flat_file_and_restores_everything(
         return real(rendered, *args, **kwargs)
 
     monkeypatch.setattr(export, "read_render_result", failing)
+    # a still may render its passes in the handler on every version: this process's passes
+    monkeypatch.setattr(render_handlers, "_passes_in_child", lambda: False)
     assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
     assert inside == [pytest.approx(6.0)]
     assert _state(scene) == before
@@ -436,7 +447,9 @@ def test_eevee_render_with_layers_keeps_blenders_image(bpy, addon, tmp_path, pee
         scene.render.filepath = str(tmp_path / f"still{layers}")
         assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
         images[layers] = _channels(tmp_path / f"still{layers}.exr")
-    assert peel_renders == [1]
+    from blender_zdepth.blender.render import handlers as render_handlers
+
+    assert peel_renders == ([] if render_handlers._passes_in_child() else [1])
     for key in images[1]:
         np.testing.assert_array_equal(images[1][key], images[2][key], err_msg=key)
     image = exr.read_deep(str(tmp_path / "z2" / "zdepth_0001_deep.exr"))
@@ -482,3 +495,128 @@ def test_a_scene_that_is_not_the_context_scene_renders_its_own_frame(bpy, addon,
         image = exr.read_deep(str(deep_path))
         np.testing.assert_array_equal(image.counts, ref_deep.counts)
         np.testing.assert_array_equal(image.channels["Z"], ref_deep.channels["Z"])
+
+
+# -- the passes in a child process (Blender 5.1+ by default; forced here on every version) -------
+
+def _leftovers():
+    return sorted(glob.glob(os.path.join(tempfile.gettempdir(), "zdepth_passes_*")))
+
+
+@pytest.mark.slow
+def test_animation_render_with_the_passes_in_a_child_process(bpy, addon, tmp_path,
+                                                             monkeypatch, peel_renders, capsys):
+    """An animation render (``blender -b -a``) whose passes render in a child process: every
+    frame gets its deep file, the same as the passes rendered from a script give; nothing
+    rendered here but the beauty, settings unchanged, no temporary file left."""
+    from blender_zdepth.blender.render import export
+    from blender_zdepth.blender.render import handlers as render_handlers
+    from blender_zdepth.core import exr
+
+    scene = _shot(bpy)
+    scene.zdepth.depth_layers = 2
+    scene.zdepth.depth_layer_clips = "6"
+    scene.zdepth.export_enabled = False
+    reference = export.render_with_depth(scene, str(tmp_path / "ref"), frames=[1, 2],
+                                         with_paths=True)
+    peel_renders.clear()
+    scene.zdepth.export_enabled = True
+    scene.zdepth.output_dir = str(tmp_path / "z")
+    scene.render.filepath = str(tmp_path / "img" / "anim_####")
+    scene.frame_set(1)
+    before, leftovers = _state(scene), _leftovers()
+    monkeypatch.setattr(render_handlers, "_passes_in_child", lambda: True)
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    assert render_handlers.last_errors() == []
+    assert peel_renders == []  # no pass rendered in this process
+    assert _state(scene) == before
+    assert _leftovers() == leftovers
+    assert sorted(os.listdir(tmp_path / "z")) == [
+        "zdepth_0001.exr", "zdepth_0001_deep.exr", "zdepth_0002.exr", "zdepth_0002_deep.exr"]
+    assert sorted(os.listdir(tmp_path / "img")) == ["anim_0001.exr", "anim_0002.exr"]
+    out = capsys.readouterr().out
+    assert out.count("1 depth-layer pass(es) rendered in a separate process in") == 2
+    for frame, ref in zip((1, 2), reference):
+        flat = load_frame(str(tmp_path / "z" / f"zdepth_{frame:04d}.exr"))
+        np.testing.assert_array_equal(flat.rgba, load_frame(ref["depth"]).rgba)
+        a = exr.read_deep(ref["deep"])
+        b = exr.read_deep(str(tmp_path / "z" / f"zdepth_{frame:04d}_deep.exr"))
+        np.testing.assert_array_equal(a.counts, b.counts)
+        for key in a.channels:
+            np.testing.assert_array_equal(a.channels[key], b.channels[key], err_msg=key)
+        assert b.header["zdepthDepthLayers"] == 2
+    assert render_handlers.last_render_frame(scene) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["crash", "error"])
+def test_a_child_that_crashes_or_fails_costs_only_that_frames_deep_file(
+        bpy, addon, tmp_path, monkeypatch, capsys, how):
+    """The child process dies (a segmentation fault, as Blender 5.3's would) or fails: the
+    frame keeps its flat file and Blender's image, the reason is printed and in last_errors,
+    the next frames go on, no temporary file is left."""
+    from blender_zdepth.blender.render import handlers as render_handlers
+    from blender_zdepth.blender.render import isolated
+
+    code = {"crash": "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)",
+            "error": "import sys; print('boom in the child'); sys.exit(1)"}[how]
+    monkeypatch.setattr(render_handlers, "_passes_in_child", lambda: True)
+    monkeypatch.setattr(isolated, "child_command",
+                        lambda args_path, blend: [os.sys.executable, "-c", code])
+    scene = _shot(bpy)
+    scene.zdepth.output_dir = str(tmp_path / "z")
+    scene.zdepth.depth_layers = 2
+    scene.zdepth.depth_layer_clips = "6"
+    scene.render.filepath = str(tmp_path / "img" / "anim_####")
+    before, leftovers = _state(scene), _leftovers()
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    assert _state(scene) == before
+    assert _leftovers() == leftovers
+    assert sorted(os.listdir(tmp_path / "z")) == ["zdepth_0001.exr", "zdepth_0002.exr"]
+    assert sorted(os.listdir(tmp_path / "img")) == ["anim_0001.exr", "anim_0002.exr"]
+    why = "the depth-layer process crashed (SIGSEGV)" if how == "crash" else \
+        "the depth-layer process failed (exit status 1): boom in the child"
+    assert render_handlers.last_errors() == [(1, f"depth layers failed: {why}"),
+                                             (2, f"depth layers failed: {why}")]
+    assert capsys.readouterr().out.count(f"depth layers failed: {why} (the flat depth file "
+                                         f"is written; no deep file for this frame)") == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_child_renders_kills_it_and_cleans_up(bpy, addon, tmp_path,
+                                                               monkeypatch, capsys):
+    """Ctrl+C in the bpy module (a KeyboardInterrupt in the handler while it waits): the child
+    is killed, the frame has its flat file and no deep file, nothing temporary is left."""
+    import _thread
+
+    from blender_zdepth.blender.render import handlers as render_handlers
+    from blender_zdepth.blender.render import isolated
+
+    pid_file = tmp_path / "child.pid"
+    code = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+            f"time.sleep(60)")
+    monkeypatch.setattr(render_handlers, "_passes_in_child", lambda: True)
+    monkeypatch.setattr(isolated, "child_command",
+                        lambda args_path, blend: [os.sys.executable, "-c", code])
+    real_wait = isolated._wait
+
+    def interrupted_wait(proc):
+        threading.Timer(1.0, _thread.interrupt_main).start()
+        return real_wait(proc)
+
+    monkeypatch.setattr(isolated, "_wait", interrupted_wait)
+    scene = _shot(bpy)
+    scene.zdepth.output_dir = str(tmp_path / "z")
+    scene.zdepth.depth_layers = 2
+    scene.zdepth.depth_layer_clips = "6"
+    scene.render.filepath = str(tmp_path / "img" / "still")
+    before, leftovers = _state(scene), _leftovers()
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped
+    assert _state(scene) == before
+    assert _leftovers() == leftovers
+    assert os.listdir(tmp_path / "z") == ["zdepth_0001.exr"]
+    (frame, message), = render_handlers.last_errors()
+    assert frame == 1 and "cancelled" in message

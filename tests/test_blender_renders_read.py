@@ -86,12 +86,20 @@ def test_cycles_render_reads_and_round_trips(bpy, tmp_path, run_cli):
     _check_plane_and_background(load_frame(out), 48, "Z")
 
 
-def test_eevee_render_background_is_the_clip_end(bpy, tmp_path, run_cli):
+def test_eevee_render_background_is_background_on_every_version(bpy, tmp_path, run_cli):
+    """EEVEE writes the camera's clip end where no surface is hit up to Blender 5.0, and 1e10
+    (as Cycles does) in 5.3 (``compat.eevee_background_depth``): every background rule takes
+    either for background."""
+    from blender_zdepth.blender import compat
+
     path, camera, engine = _render(bpy, tmp_path, "EEVEE", (32, 24))
     raw = exr.read_exr(path).channels["ViewLayer.Depth.Z"]
     far_value = float(raw[:, -4:].max())
-    # EEVEE writes (about) the clip end where no surface is hit, not 1e10
-    assert far_value == pytest.approx(CLIP[1], rel=1e-3)
+    written = compat.eevee_background_depth(CLIP[1])
+    at_clip_end = written == CLIP[1]
+    assert far_value == pytest.approx(written, rel=1e-3)
+    # the export's rule (background_for: the engine and the camera known): just under the
+    # clip end, so both the clip end and 1e10 are background
     threshold = background_threshold(camera.clip_end, camera.clip_start, engine)
     assert threshold < far_value
     frame = load_frame(path, background=threshold)
@@ -102,21 +110,30 @@ def test_eevee_render_background_is_the_clip_end(bpy, tmp_path, run_cli):
     exr.write_exr(plain, {"Z": raw}, header=camera.to_header())
     assert np.isposinf(load_frame(plain).depth[:, -4:]).all()
     _reencode_all(tmp_path, frame, camera, "eevee")
-    # a plain EEVEE render without our header: the automatic rule recognises the sky (a large
-    # region at the frame's largest depth, reaching its border) and says so in one line
+    # a plain EEVEE render without our header
     auto = load_frame(path)
-    assert suspected_clip_end_background(auto) == far_value
-    assert auto.background_info.sky == int((raw >= threshold).sum())
     _check_plane_and_background(auto, 32)
     r = run_cli("encode", path, tmp_path / "cli_auto.exr")
-    assert r.returncode == 0 and "EEVEE's sky" in r.stdout and "--background none" in r.stdout
+    assert r.returncode == 0
+    if at_clip_end:
+        # up to 5.0 the automatic rule recognises the sky (a large region at the frame's
+        # largest depth, reaching its border) and says so in one line
+        assert suspected_clip_end_background(auto) == far_value
+        assert auto.background_info.sky == int((raw >= threshold).sum())
+        assert "EEVEE's sky" in r.stdout and "--background none" in r.stdout
+    else:
+        # 5.3: 1e10 is beyond the default threshold (1e9), as Cycles' sky: nothing to guess
+        assert suspected_clip_end_background(auto) is None
+        assert auto.background == 1e9
+        assert "EEVEE's sky" not in r.stdout
     _check_plane_and_background(load_frame(tmp_path / "cli_auto.exr"), 32, "Z")
     r = run_cli("encode", path, tmp_path / "cli_bg.exr", "--background", threshold)
     assert r.returncode == 0 and r.stderr == ""
     _check_plane_and_background(load_frame(tmp_path / "cli_bg.exr"), 32, "Z")
-    # --background none keeps the sky as a surface at the clip end
+    # --background none keeps the sky as a surface (at the clip end, or at 1e10)
     kept = load_frame(path, background="none")
     assert np.isfinite(kept.depth[:, -4:]).all()
+    np.testing.assert_allclose(kept.depth[:, -4:], written, rtol=1e-3)
 
 
 def test_cycles_render_with_two_view_layers(bpy, tmp_path):

@@ -1,4 +1,4 @@
-"""Version differences of the Blender Python API, in one place (Blender 4.2 LTS to 5.0).
+"""Version differences of the Blender Python API, in one place (Blender 4.2 LTS to 5.3).
 
 Everything else in :mod:`blender_zdepth.blender` asks this module instead of testing versions.
 """
@@ -74,19 +74,40 @@ def compositor_tree(scene, create=True, name="Compositing"):
     """Return the scene's compositor node tree (creating it when ``create``), or None.
 
     4.x: ``scene.use_nodes`` + ``scene.node_tree``. 5.0: a ``CompositorNodeTree`` node group
-    assigned to ``scene.compositing_node_group``.
+    assigned to ``scene.compositing_node_group``. 5.3 (where ``compositing_node_group`` is
+    deprecated, "expected to be removed in Blender 6.0"): the node group of the scene's active
+    compositor effect (``scene.compositor_effects``, what the deprecated property reads and
+    sets); an effect is added when the scene has none.
     """
-    if IS_5:
+    effects = getattr(scene, "compositor_effects", None)
+    if effects is not None:
+        tree = effects.active.node_group if effects.active is not None else None
+    elif IS_5:
         tree = scene.compositing_node_group
-        if tree is None and create:
-            tree = bpy.data.node_groups.new(name, "CompositorNodeTree")
-            scene.compositing_node_group = tree
-        return tree
-    if scene.node_tree is None and not create:
-        return None
-    if create:
-        scene.use_nodes = True
-    return scene.node_tree
+    else:
+        if scene.node_tree is None and not create:
+            return None
+        if create:
+            scene.use_nodes = True
+        return scene.node_tree
+    if tree is None and create:
+        tree = bpy.data.node_groups.new(name, "CompositorNodeTree")
+        set_compositor_tree(scene, tree)
+    return tree
+
+
+def set_compositor_tree(scene, tree):
+    """Make the ``CompositorNodeTree`` node group ``tree`` the scene's compositor (5.0 on):
+    ``scene.compositing_node_group`` in 5.0, the node group of the active compositor effect in
+    5.3 (one is added when the scene has none)."""
+    effects = getattr(scene, "compositor_effects", None)
+    if effects is None:
+        scene.compositing_node_group = tree
+        return
+    effect = effects.active
+    if effect is None:
+        effect = effects.new(tree.name)
+    effect.node_group = tree
 
 
 #: Node type ids for maths inside compositor trees.
@@ -195,3 +216,30 @@ def add_handlers(pairs):
     remove_handlers(pairs)
     for name, func in pairs:
         getattr(bpy.app.handlers, name).append(func)
+
+
+# -- render behaviour that changed between versions ----------------------------------------------
+
+#: The first Blender of the newer behaviours below. Measured with 4.5, 5.0.1 (older behaviour)
+#: and 5.3.0 (newer); 5.1 and 5.2 were not measured and are taken to behave like 5.3.
+_NEWER_RENDERS = (5, 1, 0)
+
+
+def eevee_background_depth(clip_end):
+    """The Z that EEVEE writes where no surface is hit: the camera's ``clip_end`` up to 5.0
+    (read back through its depth buffer: within about ``1e-7 * clip_end / clip_start`` of
+    it), 1e10 -- like Cycles -- in 5.3. Every background rule takes both for background:
+    :func:`blender_zdepth.core.encodings.background_threshold` puts EEVEE's threshold just under
+    the clip end, and 1e10 is beyond it and beyond the default 1e9."""
+    return float(clip_end) if VERSION < _NEWER_RENDERS else 1e10
+
+
+def renders_from_render_handlers():
+    """True where a ``render_post`` handler on the main thread (``blender -b``, the bpy module)
+    may render another scene itself. Up to 5.0 it may, stills and animations alike. In 5.3 a
+    render started from ``render_post`` during an animation render (``blender -b -a``,
+    ``render(animation=True)``) leaves the animation job broken: the next frame dies with a
+    segmentation fault (a still's handler may render; the handler cannot tell the two apart
+    at the first frame). From ``render_complete`` no version may (5.0 fails, 5.3 crashes).
+    Where this is False the passes render in a child process (:mod:`.render.isolated`)."""
+    return VERSION < _NEWER_RENDERS

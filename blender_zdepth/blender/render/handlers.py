@@ -11,7 +11,9 @@ written. ``render_init`` turns a missing Z pass on for that render only; ``rende
 
 With the scene's Depth Layers above 1 each frame also gets its extra passes and a deep EXR
 (:mod:`.peel`): rendered by the handler itself when it runs on the main thread (``blender -b``
-and the bpy module, where a handler may start another render of a second scene), or -- in
+and the bpy module, where a handler may start another render of a second scene, up to Blender
+5.0), in a child process on a saved copy of the .blend where it may not (5.1 on: a render
+started from ``render_post`` breaks an animation render; :mod:`.isolated`), or -- in
 Blender's window, where F12 and Ctrl+F12 run the handlers in the render job's thread and no
 render may start there -- queued and rendered by a timer on the main thread once the render is
 over (:func:`render_queued_layers`). Blender writes its own output image of a frame before
@@ -34,13 +36,14 @@ from bpy.app.handlers import persistent
 
 from ...core import exr as core_exr
 from ...core.errors import UsageError
-from ..compat import add_handlers, remove_handlers
+from ..compat import add_handlers, remove_handlers, renders_from_render_handlers
 from ..scene.camera import check_camera
 from ..scene.options import ExportOptions, LayerOptions, check_options
 from ..scene.passes import rendering_view_layers
 from ..scene.views import STEREO_LAYERS, rendered_views
 from .export import (DIRECT_KEY, Rendered, drop_stale_deep, export_render_result, frame_folder,
                      read_frame, render_layers, shared_flags, write_deep, write_flat)
+from .isolated import render_passes_isolated
 from .peel import PassCancelled, is_peel_scene
 from .result import remove_quietly
 
@@ -184,16 +187,28 @@ def _export_on_render(scene, frame):
         print(f"blender_zdepth: frame {frame}: depth layers queued: {layer_opts.layers - 1} "
               f"extra pass(es) render when the render has finished")
         return
-    _layers_now(scene, layer_opts, rendered, folder)
+    _layers_now(scene, layer_opts, rendered, folder, isolated=_passes_in_child())
 
 
-def _layers_now(scene, layer_opts, rendered, folder):
-    """Render ``rendered``'s passes (``scene`` at its frame, main thread) and write its deep
-    file; a failure or a cancel is reported (the flat file stays, no deep file) and re-raised
-    as :class:`.peel.PassCancelled` for a cancel."""
+def _passes_in_child():
+    """True where the render_post handler must not render the passes itself (Blender 5.3: a
+    render started there breaks an animation render, see
+    :func:`..compat.renders_from_render_handlers`): they render in a child process
+    (:mod:`.isolated`)."""
+    return not renders_from_render_handlers()
+
+
+def _layers_now(scene, layer_opts, rendered, folder, *, isolated=False):
+    """Render ``rendered``'s passes (``scene`` at its frame, main thread; with ``isolated`` in
+    a child process) and write its deep file; a failure, a crash of the child or a cancel is
+    reported (the flat file stays, no deep file) and re-raised as :class:`.peel.PassCancelled`
+    for a cancel."""
     frame = rendered.frame
     try:
-        peeled = render_layers(scene, layer_opts, rendered, folder)
+        if isolated:
+            peeled = render_passes_isolated(scene, layer_opts, rendered)
+        else:
+            peeled = render_layers(scene, layer_opts, rendered, folder)
         deep = write_deep(rendered, peeled)
     except (Exception, KeyboardInterrupt) as exc:
         cancelled = isinstance(exc, (KeyboardInterrupt, PassCancelled))

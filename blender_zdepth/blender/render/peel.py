@@ -33,7 +33,8 @@ Where it runs: the ``render`` command, :func:`.export.render_with_depth`
 (``blender -b file.blend -P cli.py -- render ...``), the demo, the panel's "Render Depth
 Layers" button, and export on render (F12, Ctrl+F12, ``blender -b file.blend -f N / -a``): its
 ``render_post`` handler renders the frame's passes right there when it runs on the main thread
-(``blender -b``, the bpy module), and otherwise (Blender's window runs render handlers in the
+(``blender -b``, the bpy module; from Blender 5.1 on in a child process, see :mod:`.isolated`),
+and otherwise (Blender's window runs render handlers in the
 render job's thread, where no render may start) queues the frame for a timer that renders the
 passes on the main thread once the render is over (see :mod:`.handlers`).
 """
