@@ -19,7 +19,7 @@ this module free of Blender. The default config (:func:`default_config`) is foun
 
 The plain sRGB transfer (``--view-transform Standard`` on an sRGB display, no look) needs no OpenColorIO:
 Blender's config defines that view as the sRGB transfer function, so
-:func:`blender_zdepth.core.display.linear_to_srgb` gives the same values.
+:func:`linear_to_srgb` gives the same values.
 """
 
 import dataclasses
@@ -330,11 +330,17 @@ def complete(settings):
     return _complete(settings)
 
 
+def linear_to_srgb(values):
+    """Scene-linear values to the sRGB display transfer (clipped to 0..1), float32: the sRGB
+    standard's own piecewise curve (Blender's Standard view on the sRGB display)."""
+    v = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)
+    return np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1.0 / 2.4) - 0.055).astype(
+        np.float32)
+
+
 def apply(rgb, settings):
     """Scene-linear ``HxWx3`` float colour (straight, not premultiplied) to display values
     (``HxWx3`` float32, clipped to 0..1) with ``settings`` (from :func:`complete`)."""
-    from .display import linear_to_srgb
-
     out = np.array(rgb, dtype=np.float32, copy=True, order="C")
     out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
     if not needs_ocio(settings):

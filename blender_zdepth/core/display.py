@@ -10,19 +10,14 @@ transfer (data such as depth previews stay plain).
 
 import numpy as np
 
+from .colour import apply, linear_to_srgb
 
-def linear_to_srgb(values):
-    """Scene-linear values to the sRGB display transfer (clipped to 0..1), float32."""
-    v = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)
-    return np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1.0 / 2.4) - 0.055).astype(
-        np.float32)
+__all__ = ["has_alpha", "linear_to_srgb", "to_display"]
 
 
 def _transfer(rgb, colour):
     if colour is None:
         return linear_to_srgb(rgb)
-    from .colour import apply
-
     return apply(rgb, colour)
 
 

@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from ..atomic import check_target
-from ..deep import DEEP_CHANNELS, LAYERS_KEY, DeepImage, layer_samples, tidy
+from ..deep import DEEP_CHANNELS, LAYERS_KEY, DeepImage, layer_samples, packed_from_slabs, tidy
 from ..encodings import DepthEncoding
 from ..errors import UsageError, ZDepthError
 from .binding import (STRUCTURAL, captured_output, clean_header, io_threads, window,
@@ -79,7 +79,8 @@ def _to_object_arrays(counts, channels, dtypes=None):
 
 
 def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=None,
-                   overwrite=False, data_window=None, display_window=None, min_gap=1e-3):
+                   overwrite=False, data_window=None, display_window=None, min_gap=1e-3,
+                   slabs=()):
     """Write our deep OpenEXR of one frame: deep scanline, ZIPS, channels R, G, B, A, Z, ZBack
     (float32), premultiplied point samples sorted front to back.
 
@@ -90,6 +91,9 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
     where it has coverage, a finite depth behind the previous sample of that pixel (by more than
     ``min_gap`` relatively: a pass that sees the same surface as the beauty adds nothing) and
     the beauty is opaque (so that flattening the file gives the beauty exactly).
+    ``slabs`` (instead of ``hidden``): coverage-correct depth slabs near to far, each
+    ``(rgba_k, depth_k)`` with its true partial coverage; the file then holds their samples
+    and what they leave of the beauty behind them (:func:`~..deep.packed_from_slabs`).
     ``camera`` (:class:`~blender_zdepth.core.camera.CameraInfo`) and ``extra_header`` go into
     the header with
     ``zdepthDepthLayers`` = 1 + len(hidden) (less the attributes that describe a flat file's
@@ -106,8 +110,15 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
         raise ZDepthError(f"beauty {rgba.shape} and depth {depth.shape} are not registered "
                           f"(H x W x 4 premultiplied RGBA of the depth's size needed)")
     hidden = list(hidden or ())
+    slabs = list(slabs or ())
+    if hidden and slabs:
+        raise UsageError("a deep file holds depth-layer passes or slabs, not both")
     check_target(path, overwrite)
-    counts, samples = layer_samples(rgba, depth, hidden, min_gap)
+    if slabs:
+        image = packed_from_slabs(rgba, depth, slabs)
+        counts, samples = image.counts, image.channels
+    else:
+        counts, samples = layer_samples(rgba, depth, hidden, min_gap)
     channels = _to_object_arrays(counts, samples)
     h, w = depth.shape
     if data_window is None:
@@ -120,7 +131,7 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
     for key, value in (extra_header or {}).items():
         if key not in STRUCTURAL and key not in encoded and value is not None:
             header[key] = value
-    header[LAYERS_KEY] = int(1 + len(hidden))
+    header[LAYERS_KEY] = int(len(slabs) if slabs else 1 + len(hidden))
     header["zdepthDeepDepth"] = "linear planar camera depth in Z and ZBack (not encoded)"
     header["zdepthSoftware"] = "blender_zdepth"
     header["type"] = OpenEXR.deepscanline

@@ -90,8 +90,11 @@ def refocus_array(frame, lens, settings, *, diagnostic=False):
         lens = dataclasses.replace(lens, frame_size=frame.display_size)
     if diagnostic:
         return dof.focal_plane_view(frame.rgba, frame.depth, lens, settings)
+    # a deep file hands over either the surfaces behind opaque samples or its samples that
+    # cover pixels partly (core.deep.engine_input)
+    extra = {"layers": frame.layers} if getattr(frame, "layers", None) else {}
     return dof.defocus(frame.rgba, frame.depth, lens, settings,
-                       hidden=getattr(frame, "hidden", None) or None)
+                       hidden=getattr(frame, "hidden", None) or None, **extra)
 
 
 def multilayer_channels(path, rgba, *, layer=None):
