@@ -129,8 +129,9 @@ def _loader(scene, key, layer):
             view = key[5] if key[0] == "FILES" else None
             loaded = refocus.load_input(path, layer=layer, view=view)
             return core_preview.shrink_frame(loaded.rgba, loaded.depth, header=loaded.header,
-                                             key=key,
-                                             path=path)
+                                             key=key, path=path,
+                                             data_window=loaded.data_window,
+                                             display_window=loaded.display_window)
         finally:
             if tempdir:
                 shutil.rmtree(tempdir, ignore_errors=True)
@@ -174,7 +175,13 @@ def show(result):
     """Put a :class:`Refresh` into the "Z-Depth DOF" image (main thread) and keep its source
     cached; return the image."""
     CACHE["frame"] = result.frame
-    return show_image(result.rgba, full_size=result.frame.size)
+    frame = result.frame
+    origin = None
+    if frame.data_window and frame.display_window:  # a crop: where it lies in the frame
+        (x0, _), (_, y1) = frame.data_window
+        (dx0, _), (_, dy1) = frame.display_window
+        origin = (x0 - dx0, dy1 - y1)
+    return show_image(result.rgba, full_size=frame.size, origin=origin)
 
 
 def _redraw_panels():

@@ -305,7 +305,9 @@ def _keep_for_later(rendered, folder):
     if rendered.loaded.rgba is not None:
         channels["RGBA"] = rendered.loaded.rgba
     try:
-        core_exr.write_exr(path, channels, codec="zip", overwrite=True)
+        core_exr.write_exr(path, channels, codec="zip", overwrite=True,
+                           data_window=getattr(rendered.loaded, "data_window", None),
+                           display_window=getattr(rendered.loaded, "display_window", None))
     except BaseException:
         remove_quietly(path)
         raise
@@ -315,9 +317,12 @@ def _keep_for_later(rendered, folder):
 
 def _load_kept(rendered):
     """The beauty and depth :func:`_keep_for_later` wrote, as ``rendered.loaded``."""
-    channels = core_exr.read_exr(rendered.saved).channels
+    image = core_exr.read_exr(rendered.saved)
+    channels = image.channels
     rgba = np.stack([channels[c] for c in "RGBA"], axis=-1) if "A" in channels else None
-    rendered.loaded = types.SimpleNamespace(rgba=rgba, depth=channels["Z"])
+    rendered.loaded = types.SimpleNamespace(rgba=rgba, depth=channels["Z"],
+                                            data_window=image.data_window,
+                                            display_window=image.display_window)
 
 
 @persistent

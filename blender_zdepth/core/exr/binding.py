@@ -17,7 +17,7 @@ import numpy as np
 from ..atomic import atomic_target
 from .. import cpus
 from ..errors import UsageError, ZDepthError
-from .scan import retyped_header
+from .scan import header_attributes, retyped_header
 
 #: Lossless codecs we write, by their name on the command line.
 LOSSLESS_CODECS = ("zip", "piz", "zips", "rle", "none")
@@ -267,7 +267,7 @@ def _open(path, kwargs):
                 exr.parts[part].header.pop(name, None)
         return exr, changed
     typ = sorted(types)[0]
-    names = [n for _p, n, t, _s in scan.header_attributes(path) if t == typ] or ["?"]
+    names = [n for _p, n, t, _s in header_attributes(path) if t == typ] or ["?"]
     raise UnreadableAttribute(
         f"{path}: a valid OpenEXR file, but the OpenEXR Python bindings cannot read its "
         f"attribute {names[0]!r} (type {typ})")

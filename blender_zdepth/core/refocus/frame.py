@@ -72,6 +72,9 @@ def dof_header(lens, settings, *, focus_source="", diagnostic=False, source=""):
         "zdepthDofBlades": int(settings.blades),
         "zdepthDofRotation": float(settings.rotation_deg),
         "zdepthDofView": "focal-plane diagnostic" if diagnostic else "defocus",
+        # the lens' squeeze is the pixels' (an input saved from Blender may say 1: see
+        # blender.compat.save_render)
+        "pixelAspectRatio": float(getattr(lens, "pixel_aspect", 1.0)),
     }
     if focus_source:
         h["zdepthDofFocusSource"] = str(focus_source)
