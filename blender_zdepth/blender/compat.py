@@ -34,18 +34,18 @@ def is_eevee(engine_id):
 
 def set_multilayer_exr(image_settings, depth="32", codec="ZIP"):
     """Make ``image_settings`` write a multilayer OpenEXR (all passes) at ``depth`` bits."""
-    if hasattr(image_settings, "media_type"):  # 5.0
-        image_settings.media_type = "MULTI_LAYER_IMAGE"
-    image_settings.file_format = "OPEN_EXR_MULTILAYER"
-    image_settings.color_depth = depth
-    image_settings.exr_codec = codec
+    _set_exr(image_settings, "MULTI_LAYER_IMAGE", "OPEN_EXR_MULTILAYER", depth, codec)
 
 
 def set_single_layer_exr(image_settings, depth="32", codec="ZIP"):
     """Make ``image_settings`` write a single-layer OpenEXR image."""
-    if hasattr(image_settings, "media_type"):  # 5.0
-        image_settings.media_type = "IMAGE"
-    image_settings.file_format = "OPEN_EXR"
+    _set_exr(image_settings, "IMAGE", "OPEN_EXR", depth, codec)
+
+
+def _set_exr(image_settings, media_type, file_format, depth, codec):
+    if hasattr(image_settings, "media_type"):  # 5.0: the media type first, then the format
+        image_settings.media_type = media_type
+    image_settings.file_format = file_format
     image_settings.color_depth = depth
     image_settings.exr_codec = codec
 

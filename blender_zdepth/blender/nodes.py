@@ -450,6 +450,27 @@ def _pass_through(tree, scene):
     tree.links.new(rl.outputs["Image"], out.inputs[0])
 
 
+def _scene_tree(scene, had, changes):
+    """The scene's compositor tree, created when the scene ``had`` none (then passing the
+    render through unchanged, and saying so in ``changes``)."""
+    tree = compositor_tree(scene, create=True)
+    if had is None:
+        _pass_through(tree, scene)
+        changes.append("compositor node tree created (render passed through unchanged)")
+    return tree
+
+
+def _group_node(tree, group, name, changes):
+    """A new group node of ``group`` in ``tree``, named and tagged as ours."""
+    node = tree.nodes.new("CompositorNodeGroup")
+    node.node_tree = group
+    node.name = node.label = name
+    node[NODE_TAG] = True
+    node.width = 180
+    changes.append(f"added a {group.name!r} node")
+    return node
+
+
 def add_decode_node(scene, tree=None):
     """Put a "Z-Depth Decode" group node in ``tree`` (default: the scene's compositor, created
     when missing) with Near, Far and Encoding from the panel; feed it an Image node's ``Z``
@@ -459,17 +480,8 @@ def add_decode_node(scene, tree=None):
     if built:
         changes.append(f"built node group {group.name!r}")
     if tree is None:
-        had = compositor_tree(scene, create=False)
-        tree = compositor_tree(scene, create=True)
-        if had is None:
-            _pass_through(tree, scene)
-            changes.append("compositor node tree created (render passed through unchanged)")
-    node = tree.nodes.new("CompositorNodeGroup")
-    node.node_tree = group
-    node.name = node.label = DECODE_GROUP
-    node[NODE_TAG] = True
-    node.width = 180
-    changes.append(f"added a {group.name!r} node")
+        tree = _scene_tree(scene, compositor_tree(scene, create=False), changes)
+    node = _group_node(tree, group, DECODE_GROUP, changes)
     _set_inputs(node, scene, decode=True)
     return node, changes
 
@@ -489,18 +501,10 @@ def add_encode_node(scene, tree=None, *, wire=False):
         had = scene_tree
         if had is not None and not IS_5 and not scene.use_nodes:
             changes.append("compositing nodes turned on")
-        tree = compositor_tree(scene, create=True)
-        if had is None:
-            _pass_through(tree, scene)
-            changes.append("compositor node tree created (render passed through unchanged)")
+        tree = _scene_tree(scene, had, changes)
     node = find_group_node(tree, group)
     if node is None:
-        node = tree.nodes.new("CompositorNodeGroup")
-        node.node_tree = group
-        node.name = node.label = ENCODE_GROUP
-        node[NODE_TAG] = True
-        node.width = 180
-        changes.append(f"added a {group.name!r} node")
+        node = _group_node(tree, group, ENCODE_GROUP, changes)
     _set_inputs(node, scene)
     if wire:
         rl = find_render_layers(tree, scene)

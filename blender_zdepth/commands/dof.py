@@ -23,6 +23,33 @@ HELP = "apply a lens depth of field to rendered EXR frames (beauty + Z pass) and
 NEEDS = ("numpy", "OpenEXR")  # checked by cli.main before the command runs
 
 
+#: ``dof``'s lens options (metres and millimetres; default: the file's camera).
+_LENS_OPTIONS = (
+    ("--fstop", "N", "f-number of the aperture; default: the file's camera"),
+    ("--focal-length", "MM", "focal length in millimetres; default: the file's camera"),
+    ("--sensor-width", "MM", "sensor width in millimetres (default: the file's camera, else 36)"),
+    ("--sensor-height", "MM", "sensor height in millimetres, for --sensor-fit vertical "
+                              "(default: the file's camera, else 24)"),
+)
+#: The blur cap and the aperture's shape: (flag, type, default, metavar, help).
+_APERTURE_OPTIONS = (
+    ("--max-radius", float, 64.0, "PX", "largest blur radius in pixels (default 64)"),
+    ("--blades", int, 0, "N", "aperture blades: 3 or more = polygon; 0, 1 or 2 = round, as "
+                              "Cycles (default 0)"),
+    ("--rotation", float, 0.0, "DEG", "rotation of a polygonal aperture in degrees (default 0)"),
+    ("--anamorphic", float, 1.0, "RATIO", "aperture height / width, as the camera's aperture "
+                                          "ratio: above 1 tall (anamorphic) bokeh, below 1 wide; "
+                                          "0.1 to 10 (default 1)"),
+)
+#: The PNG's colour management beside --view-transform and --ocio-config.
+_COLOUR_OPTIONS = (
+    ("--look", str, "NAME", "look, e.g. 'AgX - Punchy'; None = no look"),
+    ("--exposure", float, "EV", "exposure in stops, applied in scene-linear before the view"),
+    ("--gamma", float, "G", "display gamma, applied after the view (1 = none)"),
+    ("--display", str, "NAME", "display device of the config, e.g. sRGB, Display P3"),
+)
+
+
 def add_arguments(parser):
     parser.add_argument("input", metavar="IN",
                         help="a rendered EXR -- Blender multilayer render (ViewLayer.Combined + "
@@ -45,42 +72,20 @@ def add_arguments(parser):
                        help="focus rack: frame:distance keys, e.g. 1001:2.5,1048:8.0, eased "
                             "smoothly between keys (monotone cubic, flat at the keys' ends); "
                             "frames outside the keys hold the end values")
-    parser.add_argument("--fstop", type=float, metavar="N",
-                        help="f-number of the aperture; default: the file's camera")
-    parser.add_argument("--focal-length", type=float, metavar="MM",
-                        help="focal length in millimetres; default: the file's camera")
-    parser.add_argument("--sensor-width", type=float, metavar="MM",
-                        help="sensor width in millimetres (default: the file's camera, else 36)")
-    parser.add_argument("--sensor-height", type=float, metavar="MM",
-                        help="sensor height in millimetres, for --sensor-fit vertical "
-                             "(default: the file's camera, else 24)")
+    for flag, metavar, text in _LENS_OPTIONS:
+        parser.add_argument(flag, type=float, metavar=metavar, help=text)
     parser.add_argument("--sensor-fit", type=str.upper, choices=("AUTO", "HORIZONTAL", "VERTICAL"),
                         metavar="auto|horizontal|vertical",
                         help="which image side the sensor spans, as Blender's camera "
                              "(default: the file's camera, else auto = the larger side)")
-    parser.add_argument("--max-radius", type=float, default=64.0, metavar="PX",
-                        help="largest blur radius in pixels (default 64)")
-    parser.add_argument("--blades", type=int, default=0, metavar="N",
-                        help="aperture blades: 3 or more = polygon; 0, 1 or 2 = round, as "
-                             "Cycles (default 0)")
-    parser.add_argument("--rotation", type=float, default=0.0, metavar="DEG",
-                        help="rotation of a polygonal aperture in degrees (default 0)")
-    parser.add_argument("--anamorphic", type=float, default=1.0, metavar="RATIO",
-                        help="aperture height / width, as the camera's aperture ratio: above 1 "
-                             "tall (anamorphic) bokeh, below 1 wide; 0.1 to 10 (default 1)")
+    for flag, kind, default, metavar, text in _APERTURE_OPTIONS:
+        parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
     parser.add_argument("--quality", choices=("draft", "default", "high"), default="default",
                         help="layer spacing of the engine: draft is fastest, high best for "
                              "small blur (default: default)")
-    parser.add_argument("--layer", metavar="NAME",
-                        help="view layer to refocus in a multilayer render with several "
-                             "(default: ViewLayer, else the first)")
-    parser.add_argument("--view", metavar="NAME",
-                        help="view of stereo / multi-view files (default: the file's default "
-                             "view); beauty and depth always come from the same view")
-    from .encode import BACKGROUND_HELP
+    from .encode import add_source_arguments
 
-    parser.add_argument("--background", default="auto", metavar="auto|none|M",
-                        help=BACKGROUND_HELP)
+    add_source_arguments(parser)  # --layer, --view, --background: as encode, decode, inspect
     parser.add_argument("--diagnostic", action="store_true",
                         help="write the focal-plane view instead of the blur: red in front of "
                              "the focal plane, green in focus, blue behind")
@@ -103,14 +108,8 @@ def add_arguments(parser):
                         help="view transform, as Blender's Color Management panel: AgX, "
                              "Filmic, Khronos PBR Neutral ...; Standard = the plain sRGB "
                              "transfer (needs no OpenColorIO). (--view is the stereo view)")
-    colour.add_argument("--look", metavar="NAME",
-                        help="look, e.g. 'AgX - Punchy'; None = no look")
-    colour.add_argument("--exposure", type=float, metavar="EV",
-                        help="exposure in stops, applied in scene-linear before the view")
-    colour.add_argument("--gamma", type=float, metavar="G",
-                        help="display gamma, applied after the view (1 = none)")
-    colour.add_argument("--display", metavar="NAME",
-                        help="display device of the config, e.g. sRGB, Display P3")
+    for flag, kind, metavar, text in _COLOUR_OPTIONS:
+        colour.add_argument(flag, type=kind, metavar=metavar, help=text)
     colour.add_argument("--ocio-config", metavar="PATH",
                         help="OpenColorIO config (default: the config of the Blender that "
                              "rendered the file, if it is here, else $OCIO, else Blender's "
