@@ -156,7 +156,7 @@ def test_focus_keys_fstop_png_layers_and_cli_path(tmp_path):
                                           "render-1003,1010", "refocus-1003,1010"]
     render, refocus = tasks[2], tasks[3]
     assert refocus["dependencies"] == ["render-1003,1010"]
-    assert cli_args(render)[-2:] == ["--depth-layers", "3"]
+    assert cli_args(render)[-4:] == ["--layer-mode", "auto", "--depth-layers", "3"]
     assert cli_args(refocus)[3:] == [
         "--frames", "1003,1010", "--skip-existing", "--max-radius", "32",
         "--focus-keys", "1001:2.5,1048:8", "--fstop", "2.8", "--png"]
@@ -165,6 +165,16 @@ def test_focus_keys_fstop_png_layers_and_cli_path(tmp_path):
     given = [n.value.value for n in tree.body if isinstance(n, ast.Assign)
              and getattr(n.targets[0], "id", None) == "given"]
     assert given == ["/opt/zdepth/blender_zdepth/cli.py"]
+
+
+@needs_node
+def test_depth_layer_mode_goes_to_the_render_command(tmp_path):
+    tasks = compile_job(tmp_path, settings(depth_layers=3, depth_layer_mode="slabs",
+                                           refocus="off"))["tasks"]
+    assert cli_args(tasks[0])[-4:] == ["--layer-mode", "slabs", "--depth-layers", "3"]
+    # one layer: no mode (the render command's arguments as before)
+    tasks = compile_job(tmp_path, settings(depth_layer_mode="slabs", refocus="off"))["tasks"]
+    assert "--layer-mode" not in cli_args(tasks[0])
 
 
 @needs_node
@@ -199,6 +209,7 @@ def test_output_folder_without_evaluated_path(tmp_path):
     ({"depth_encoding": "srgb"}, "depth_encoding must be one of"),
     ({"depth_layers": 0}, "depth_layers must be a whole number from 1 to 8"),
     ({"depth_layers": 9}, "depth_layers must be a whole number from 1 to 8"),
+    ({"depth_layers": 3, "depth_layer_mode": "thick"}, "depth_layer_mode must be one of auto"),
     ({"chunk_size": 0}, "chunk_size must be a whole number"),
     ({"fstop": -2}, "fstop must be 0"),
     ({"zdepth_cli": 'C:\\x"y\\cli.py'}, "zdepth_cli must be a plain path"),
@@ -246,6 +257,7 @@ def test_setting_evals_start_from_the_file(addon, bpy, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "sq01" / "shot.blend"))
     values = evaluate_settings(bpy, job_type)
     assert values == {"frames": "5-9", "depth_encoding": "inverse", "depth_layers": 3,
+                      "depth_layer_mode": "auto",
                       "render_output_path": "/render/sq01/shot-dof/{timestamp}"}
     addon.unregister()  # a submitting Blender without blender_zdepth enabled: the defaults
     try:

@@ -14,6 +14,7 @@
 
 const ZDEPTH_ENCODINGS = ['log', 'linear', 'normalized', 'inverse'];
 const ZDEPTH_REFOCUS_MODES = ['off', 'camera', 'keys'];
+const ZDEPTH_LAYER_MODES = ['auto', 'peel', 'slabs'];
 
 const JOB_TYPE = {
   label: 'Render with Z-Depth + Refocus',
@@ -93,6 +94,19 @@ const JOB_TYPE = {
       description:
         'Surfaces per pixel: 1 = the visible one; more renders depth-peeled layers behind it, ' +
         "which the refocus uses (render --depth-layers); starts as the file's setting",
+    },
+    {
+      key: 'depth_layer_mode',
+      label: 'Depth Layer Mode',
+      type: 'string',
+      choices: ZDEPTH_LAYER_MODES,
+      default: 'auto',
+      eval: "getattr(getattr(C.scene, 'zdepth', None), 'depth_layer_mode', 'AUTO').lower()",
+      visible: 'submission',
+      description:
+        'peel: opaque passes behind the visible surface; slabs: depth slabs with partial ' +
+        'coverage (motion blur, transparency); auto: slabs where the scene has motion blur or ' +
+        "transparent surfaces (render --layer-mode); starts as the file's setting",
     },
 
     // The refocus after the render.
@@ -208,6 +222,10 @@ function zdepthPlan(job) {
   if (!(layers >= 1 && layers <= 8) || Math.floor(layers) !== layers) {
     fail(`depth_layers must be a whole number from 1 to 8, not ${settings.depth_layers}`);
   }
+  const layerMode = settings.depth_layer_mode || 'auto';
+  if (ZDEPTH_LAYER_MODES.indexOf(layerMode) < 0) {
+    fail(`depth_layer_mode must be one of ${ZDEPTH_LAYER_MODES.join(', ')}, not "${layerMode}"`);
+  }
   const refocus = settings.refocus || 'off';
   if (ZDEPTH_REFOCUS_MODES.indexOf(refocus) < 0) {
     fail(`refocus must be one of ${ZDEPTH_REFOCUS_MODES.join(', ')}, not "${refocus}"`);
@@ -244,6 +262,7 @@ function zdepthPlan(job) {
     chunkSize: chunkSize,
     encoding: encoding,
     layers: layers,
+    layerMode: layerMode,
     refocus: refocus,
     focusKeys: focusKeys,
     fstop: fstop,
@@ -284,6 +303,9 @@ function zdepthRenderArgs(settings, plan, chunk) {
   ];
   if (plan.refocus !== 'off') {
     args = args.concat(['--beauty', 'same-file']);
+  }
+  if (plan.layers > 1) {
+    args = args.concat(['--layer-mode', plan.layerMode]);
   }
   // Always given, so the job's value wins over the .blend's own Z-Depth setting.
   return args.concat(['--depth-layers', String(plan.layers)]);

@@ -16,7 +16,8 @@ import os
 import numpy as np
 
 from ..atomic import check_target
-from ..deep import DEEP_CHANNELS, LAYERS_KEY, DeepImage, layer_samples, tidy
+from ..deep import (DEEP_CHANNELS, LAYERS_KEY, MODE_KEY, SLAB_BOUNDS_KEY, DeepImage,
+                    layer_samples, slab_samples, tidy)
 from ..encodings import DepthEncoding
 from ..errors import UsageError, ZDepthError
 from .binding import (STRUCTURAL, captured_output, clean_header, io_threads, window,
@@ -79,7 +80,8 @@ def _to_object_arrays(counts, channels, dtypes=None):
 
 
 def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=None,
-                   overwrite=False, data_window=None, display_window=None, min_gap=1e-3):
+                   overwrite=False, data_window=None, display_window=None, min_gap=1e-3,
+                   slabs=None, bounds=None):
     """Write our deep OpenEXR of one frame: deep scanline, ZIPS, channels R, G, B, A, Z, ZBack
     (float32), premultiplied point samples sorted front to back.
 
@@ -93,8 +95,19 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
     ``camera`` (:class:`~blender_zdepth.core.camera.CameraInfo`) and ``extra_header`` go into
     the header with
     ``zdepthDepthLayers`` = 1 + len(hidden) (less the attributes that describe a flat file's
-    encoded depth channel -- ``zdepthEncoding``, ``zdepthNear`` ...: Z is linear here). Atomic; an existing file is replaced only with
-    ``overwrite``. Returns the absolute path written.
+    encoded depth channel -- ``zdepthEncoding``, ``zdepthNear`` ...: Z is linear here) and
+    ``zdepthLayerMode`` = ``peel``.
+
+    ``slabs`` (instead of ``hidden``): depth slabs, near to far, each ``(rgba_k, depth_k)``
+    rendered with the film transparent between ``bounds[k]`` and ``bounds[k + 1]`` (``bounds``:
+    the camera's clip start, the inner boundaries, its clip end): the samples are each slab's
+    partial-coverage colour at its own depth (plus the world behind them), reconciled so that
+    flattening gives ``rgba`` (:func:`~blender_zdepth.core.deep.slab_samples`); the header has
+    ``zdepthLayerMode`` = ``slabs``, ``zdepthSlabBounds`` (the boundaries, space separated) and
+    ``zdepthDepthLayers`` = the number of slabs. ``depth`` is then only checked for its shape.
+
+    Atomic; an existing file is replaced only with ``overwrite``. Returns the absolute path
+    written.
     """
     import OpenEXR
 
@@ -107,7 +120,12 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
                           f"(H x W x 4 premultiplied RGBA of the depth's size needed)")
     hidden = list(hidden or ())
     check_target(path, overwrite)
-    counts, samples = layer_samples(rgba, depth, hidden, min_gap)
+    if slabs is not None:
+        slabs = list(slabs)
+        bounds = [float(b) for b in (bounds or ())]
+        counts, samples, _ = slab_samples(rgba, slabs, bounds)
+    else:
+        counts, samples = layer_samples(rgba, depth, hidden, min_gap)
     channels = _to_object_arrays(counts, samples)
     h, w = depth.shape
     if data_window is None:
@@ -120,7 +138,13 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
     for key, value in (extra_header or {}).items():
         if key not in STRUCTURAL and key not in encoded and value is not None:
             header[key] = value
-    header[LAYERS_KEY] = int(1 + len(hidden))
+    if slabs is not None:
+        header[LAYERS_KEY] = len(slabs)
+        header[MODE_KEY] = "slabs"
+        header[SLAB_BOUNDS_KEY] = " ".join(f"{b:.9g}" for b in bounds)
+    else:
+        header[LAYERS_KEY] = int(1 + len(hidden))
+        header[MODE_KEY] = "peel"
     header["zdepthDeepDepth"] = "linear planar camera depth in Z and ZBack (not encoded)"
     header["zdepthSoftware"] = "blender_zdepth"
     header["type"] = OpenEXR.deepscanline
