@@ -221,8 +221,8 @@ def slab_samples(rgba, slabs, bounds):
     n = len(slabs)
     if n < 1 or len(bounds) != n + 1:
         raise ZDepthError(f"{n} slab(s) need {n + 1} boundaries, not {len(bounds)}")
-    beauty = rgba.reshape(p, 4).astype(np.float64)
-    cols = np.zeros((n + 1, p, 4), np.float64)
+    beauty = rgba.reshape(p, 4)
+    cols = np.zeros((n + 1, p, 4), np.float32)
     zs = np.full((n + 1, p), np.float32(BACKGROUND_Z), np.float32)
     has = np.zeros((n + 1, p), bool)
     for k, (srgba, sdepth) in enumerate(slabs):
@@ -230,7 +230,7 @@ def slab_samples(rgba, slabs, bounds):
         if srgba.shape != (h, w, 4) or np.shape(sdepth) != (h, w):
             raise ZDepthError(f"slab {k + 1} is {srgba.shape[:2]} / {np.shape(sdepth)}, the "
                               f"beauty {h}x{w}: slabs must be registered pixel for pixel")
-        c = np.nan_to_num(srgba.reshape(p, 4).astype(np.float64), nan=0.0, posinf=0.0,
+        c = np.nan_to_num(srgba.reshape(p, 4), nan=0.0, posinf=0.0,
                           neginf=0.0)
         c[:, 3] = np.clip(c[:, 3], 0.0, 1.0)
         alpha = c[:, 3].reshape(h, w)
@@ -239,7 +239,7 @@ def slab_samples(rgba, slabs, bounds):
         cols[k] = np.where(has[k][:, None], c, 0.0)
         zs[k] = np.where(has[k], z.ravel(), zs[k])
     # coverage
-    trans = np.ones(p, np.float64)
+    trans = np.ones(p, np.float32)
     for k in range(n):
         trans *= 1.0 - cols[k, :, 3]
     target_a = np.clip(beauty[:, 3], 0.0, 1.0)
@@ -255,7 +255,7 @@ def slab_samples(rgba, slabs, bounds):
         # total coverage = the beauty's: solve the last sample's alpha
         px = np.flatnonzero(fix)
         lk = last[px]
-        before = np.ones(px.size, np.float64)
+        before = np.ones(px.size, np.float32)
         for k in range(n + 1):
             sel = k < lk
             before[sel] *= 1.0 - cols[k, px[sel], 3]
@@ -267,31 +267,28 @@ def slab_samples(rgba, slabs, bounds):
         cols[lk, px, :3] *= scale[:, None]
         cols[lk, px, 3] = new
     # colour
-    weight = np.zeros((n + 1, p), np.float64)   # how much of each sample the pixel shows
-    t = np.ones(p, np.float64)
+    weight = np.zeros((n + 1, p), np.float32)   # how much of each sample the pixel shows
+    t = np.ones(p, np.float32)
     for k in range(n + 1):
         weight[k] = np.where(has[k], t, 0.0)
         t = t * np.where(has[k], 1.0 - cols[k, :, 3], 1.0)
-    shown = weight * cols[:, :, 3]                                      # (n+1, P)
-    total = shown.sum(axis=0)
-    before_cols = cols[:, :, :3].copy()
-    for i in range(3):
-        comp = (weight * cols[:, :, i]).sum(axis=0)
-        target = beauty[:, i]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = target / comp
-        mult = (np.abs(comp) > 1e-6) & np.isfinite(ratio) & (ratio >= 0) & (ratio <= 8)
-        ratio = np.where(mult, ratio, 1.0)
-        vis = weight > 0
-        cols[:, :, i] = np.where(mult[None, :] & vis, cols[:, :, i] * ratio[None, :],
-                                 cols[:, :, i])
-        add = ~mult & (total > 0)
-        diff = target - comp
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(vis & (weight > 0), cols[:, :, 3] / np.where(total > 0, total, 1.0),
-                             0.0)
-        cols[:, :, i] = np.where(add[None, :], cols[:, :, i] + diff[None, :] * share,
-                                 cols[:, :, i])
+    vis = weight > 0
+    comp = np.einsum("kp,kpc->pc", weight, cols[:, :, :3])              # (P, 3)
+    target = beauty[:, :3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = target / comp
+    mult = (np.abs(comp) > 1e-6) & np.isfinite(ratio) & (ratio >= 0) & (ratio <= 8)
+    ratio = np.where(mult, ratio, 1.0)
+    before = cols[:, :, :3].copy()
+    cols[:, :, :3] *= np.where(vis[:, :, None], ratio[None], 1.0)
+    total = (weight * cols[:, :, 3]).sum(axis=0)
+    add = np.flatnonzero((~mult).any(axis=1) & (total > 0))
+    if add.size:
+        # the composite is (near) zero or far off: the difference goes to the samples shown,
+        # in proportion to their coverage (their contributions add up to it exactly)
+        diff = np.where(mult[add], 0.0, target[add] - comp[add])          # (m, 3)
+        share = np.where(vis[:, add], cols[:, add, 3] / total[add], 0.0)  # (n+1, m)
+        cols[:, add, :3] += diff[None] * share[:, :, None]
     # background samples show nothing but the world: where the beauty is a pixel with no
     # coverage at all (alpha 0 with colour: an emissive volume), the colour cannot be placed
     counts = has.sum(axis=0).astype(np.int64)
@@ -303,7 +300,7 @@ def slab_samples(rgba, slabs, bounds):
     out["Z"] = np.ascontiguousarray(zs[layer, pix], np.float32)
     out["ZBack"] = out["Z"].copy()
     mean = float(np.abs(beauty[:, :3]).mean()) or 1.0
-    moved = float(np.abs(cols[:, :, :3] - before_cols)[has].mean() / mean) if has.any() else 0.0
+    moved = float(np.abs(cols[:, :, :3] - before)[has].mean() / mean) if has.any() else 0.0
     stats = {"moved": moved, "background": int(bg.sum())}
     return counts.reshape(h, w), out, stats
 

@@ -4,8 +4,9 @@ next frame of an animation render when ``render_post`` starts a render).
 
 The handler has written the frame's flat files and holds its beauty and depth. Here it works
 out the mode (peel or slabs) and the clip distances or slab boundaries (from that depth and the
-camera's focus, as the passes in the process would), saves a copy of the open .blend in a temporary folder (``save_as_mainfile(copy=True)``:
-safe from ``render_post``, and the user's file, its name and its dirty state do not change),
+camera's focus, as the passes in the process would), saves a copy of the open .blend in a
+temporary folder (``save_as_mainfile(copy=True)``: safe from ``render_post``, and the user's
+file, its name and its dirty state do not change),
 and starts a second Blender on it that renders the passes of that frame and writes each one as a
 plain EXR (beauty RGBA + linear depth Z). The handler reads them back and writes the deep file
 itself, with the frame's own camera header: the deep file is the one the passes in the process

@@ -36,9 +36,9 @@ start / clip end set to consecutive *slabs* of depth (camera clip start, the N -
 camera clip end): each slab's pixels hold the premultiplied colour of the surfaces inside it with
 their true partial coverage -- a motion trail, a half-transparent curtain, an anti-aliased edge
 -- and that slab's own depth. Their samples are the deep file, reconciled to the beauty
-(:func:`blender_zdepth.core.deep.slab_samples`). Automatic slab samples are the beauty's own (same
-sampling pattern: composited, the slabs match the beauty to a fraction of a percent before
-reconciling). Automatic boundaries: :func:`blender_zdepth.core.layers.slab_boundaries`.
+(:func:`blender_zdepth.core.deep.slab_samples`). Automatic slab samples: the beauty's divided
+by N + 1 (at least 1): together the slabs trace fewer camera rays than the render. Automatic
+boundaries: :func:`blender_zdepth.core.layers.slab_boundaries`.
 
 Where it runs: the ``render`` command, :func:`.export.render_with_depth`
 (``blender -b file.blend -P cli.py -- render ...``), the demo, the panel's "Render Depth
@@ -79,8 +79,8 @@ def layer_mode(scene, opts):
 
 def pass_samples(scene, opts, mode="PEEL"):
     """Render samples of each extra pass (``opts.samples``, or automatic: for peel an eighth of
-    the beauty's, for slabs the beauty's own); None for Workbench, whose anti-aliasing setting
-    is left as it is (its renders are cheap)."""
+    the beauty's, for slabs the beauty's divided by the number of slabs + 1); None for
+    Workbench, whose anti-aliasing setting is left as it is (its renders are cheap)."""
     if scene.render.engine == "BLENDER_WORKBENCH":
         return None
     if opts.samples > 0:
@@ -90,7 +90,11 @@ def pass_samples(scene, opts, mode="PEEL"):
     else:
         beauty = int(getattr(scene.eevee, "taa_render_samples", 16))
     if mode == "SLABS":
-        return max(1, beauty)
+        # the N slabs share N / (N + 1) of the render's samples: together they trace fewer
+        # camera rays than the render, so that with the deep file's own cost three slabs stay
+        # within 2x a plain render (benchmarks/bench_layers.py); their colour is reconciled to
+        # the beauty anyway, so the samples only decide how finely coverage is split
+        return max(1, int(round(beauty / (max(1, int(opts.layers)) + 1))))
     return max(1, int(round(beauty / AUTO_SAMPLE_DIVISOR)))
 
 
