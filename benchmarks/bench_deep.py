@@ -87,7 +87,7 @@ def _our_frame(width, height, layers):
 
 
 def stage_write_ours(width, height, layers, path):
-    """core.deep.write_deep_exr on a frame as a layered render gives it."""
+    """core.exr.write_deep_exr on a frame as a layered render gives it."""
     from blender_zdepth.core import deep, exr
     from blender_zdepth.core.exr import deep as exr_deep
 

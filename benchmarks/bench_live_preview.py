@@ -134,7 +134,8 @@ def main(argv=None):
             os.remove(os.path.join(tmp, name))
         os.rmdir(tmp)
 
-    live = statistics.median(latency)
+    debounce = live.DEBOUNCE_S
+    latency_s = statistics.median(latency)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"live refocus preview, 1920x1080 render -> {size[0]}x{size[1]} preview, "
           f"blur cap {MAX_RADIUS:g} px, f/{FSTOP:g}, {cores or '?'} cores; load average "
@@ -146,8 +147,8 @@ def main(argv=None):
     print(f"  worker part of it:                        {worker:6.3f} s")
     print(f"  CPU time of a refresh (all threads):      {cpu:6.3f} s   (what it costs, "
           f"whatever else runs)")
-    print(f"  live latency after the debounce, median:  {live:6.3f} s   "
-          f"(+ {live.DEBOUNCE_S:g} s debounce)")
+    print(f"  live latency after the debounce, median:  {latency_s:6.3f} s   "
+          f"(+ {debounce:g} s debounce)")
     print(f"  focal-plane view refresh, median:         {focal:6.3f} s")
     return 0 if refresh <= TARGET_S else 1
 

@@ -511,7 +511,7 @@ def test_animation_render_with_the_passes_in_a_child_process(bpy, addon, tmp_pat
     rendered here but the beauty, settings unchanged, no temporary file left."""
     from blender_zdepth.blender.render import export
     from blender_zdepth.blender.render import handlers as render_handlers
-    from blender_zdepth.core import deep, exr
+    from blender_zdepth.core import exr
 
     scene = _shot(bpy)
     scene.zdepth.depth_layers = 2
@@ -539,8 +539,8 @@ def test_animation_render_with_the_passes_in_a_child_process(bpy, addon, tmp_pat
     for frame, ref in zip((1, 2), reference):
         flat = load_frame(str(tmp_path / "z" / f"zdepth_{frame:04d}.exr"))
         np.testing.assert_array_equal(flat.rgba, load_frame(ref["depth"]).rgba)
-        a = deep.read_deep(ref["deep"])
-        b = deep.read_deep(str(tmp_path / "z" / f"zdepth_{frame:04d}_deep.exr"))
+        a = exr.read_deep(ref["deep"])
+        b = exr.read_deep(str(tmp_path / "z" / f"zdepth_{frame:04d}_deep.exr"))
         np.testing.assert_array_equal(a.counts, b.counts)
         for key in a.channels:
             np.testing.assert_array_equal(a.channels[key], b.channels[key], err_msg=key)

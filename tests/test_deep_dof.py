@@ -169,3 +169,72 @@ def test_inspect_shows_a_deep_files_sample_counts(tmp_path, run_cli):
     bad.write_bytes(open(src, "rb").read()[:300])
     r = run_cli("inspect", bad)
     assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def curtain_slabs():
+    """A 35 % curtain (1.5 m, left half) before a textured wall (8 m): the beauty, its Z pass
+    (the wall: a curtain under the alpha threshold has no depth there) and the two
+    coverage-correct slabs, near to far."""
+    rng = np.random.default_rng(7)
+    wall = np.ones((H, W, 4), np.float32)
+    wall[..., :3] = rng.random((H, W, 3))
+    wdepth = np.full((H, W), 8.0, np.float32)
+    curtain = np.zeros((H, W, 4), np.float32)
+    curtain[:, :W // 2] = [0.35 * 0.9, 0.35 * 0.1, 0.35 * 0.1, 0.35]
+    cdepth = np.where(curtain[..., 3] > 0, 1.5, 1e10).astype(np.float32)
+    beauty = curtain + (1 - curtain[..., 3:]) * wall
+    return beauty, wdepth, [(curtain, cdepth), (wall, wdepth)]
+
+
+def test_deep_file_with_partial_coverage_refocuses_as_coverage_layers(tmp_path, run_cli):
+    beauty, depth, slabs = curtain_slabs()
+    src = exr.write_deep_exr(tmp_path / "slabs_deep.exr", beauty, depth, slabs=slabs,
+                             camera=CAMERA)
+    image = exr.read_deep(src)
+    assert deep.has_partial_coverage(image)
+    flat, _ = deep.flatten(image)
+    np.testing.assert_allclose(flat, beauty, atol=1e-6)  # the file flattens to the beauty
+    frame = refocus.load_input(src)
+    assert frame.layers and not frame.hidden
+    r = run_cli("dof", src, tmp_path / "out.exr", "--focus-distance", "8")
+    assert r.returncode == 0, r.stderr
+    assert "coverage layer(s)" in r.stdout
+    out = rgba_of(tmp_path / "out.exr")
+    lens = Lens(focal_length_mm=100.0, fstop=0.8, focus_distance=8.0, sensor_width_mm=36.0,
+                frame_size=(W, H))
+    layered = dof.defocus(beauty, depth, lens, dof.DofSettings(), layers=slabs)
+    flat_only = dof.defocus(beauty, depth, lens, dof.DofSettings())
+    np.testing.assert_allclose(out, layered, atol=1e-4)
+    # the curtain melts (blurred at its own 1.5 m) where the flat Z pass would keep it crisp
+    assert np.abs(out - flat_only).max() > 0.05
+
+
+def test_peeled_deep_files_keep_their_hidden_layers():
+    rgba, depth, hidden = layers()
+    image = deep.packed_from_layers(rgba, depth, hidden)
+    assert not deep.has_partial_coverage(image)
+    inp = deep.engine_input(image)
+    ref = deep.to_engine(image)
+    assert inp.layers == [] and len(inp.hidden) == len(ref[2]) == 1
+    for a, b in zip(inp[:2] + tuple(inp.hidden[0]), ref[:2] + tuple(ref[2][0])):
+        assert np.array_equal(a, b)
+
+
+def test_coverage_layers_hold_each_pixels_kth_sample_within_the_budget():
+    beauty, depth, slabs = curtain_slabs()
+    extra = np.zeros((H, W, 4), np.float32)
+    extra[:, :W // 2] = [0.1, 0.1, 0.1, 0.5]
+    slabs = [(extra, np.full((H, W), 1.0, np.float32))] + slabs  # 3 samples on the left
+    image = deep.packed_from_slabs(beauty, depth, slabs)
+    three = deep.coverage_layers(image, max_layers=2)
+    assert len(three) == 3
+    (l0, z0), (l1, z1), (l2, z2) = three
+    assert np.all(z0[:, :W // 2] == 1.0) and np.all(z0[:, W // 2:] == 8.0)
+    assert np.all(z1[:, :W // 2] == 1.5) and np.all(np.isinf(z1[:, W // 2:]))
+    assert np.all(l1[:, W // 2:] == 0) and np.all(z2[:, :W // 2] == 8.0)
+    # a budget of 1 (two layers): the rest of a pixel's samples over each other in the last
+    (m0, _), (m1, w1) = deep.coverage_layers(image, max_layers=1)
+    assert np.all(w1[:, :W // 2] == 1.5)
+    expect = slabs[1][0] + (1 - 0.35) * slabs[2][0]
+    np.testing.assert_allclose(m1[:, :W // 2], expect[:, :W // 2], atol=1e-6)
+    assert deep.coverage_layers(image, max_layers=0) == []

@@ -495,6 +495,14 @@ def test_apply_in_worker_processes_completes_and_cancels(addon, tmp_path):
     assert "cancelled" in {r.status for r in report.results}
     names = os.listdir(tmp_path)
     assert not [n for n in names if "tmp" in n]
+    # Keep All Passes travels with the workers (they write what one frame at a time writes)
+    scene.zdepth.dof_multilayer = True
+    batch = DofBatch(scene, "FILES", frames=[1, 2, 3])
+    batch.start(workers=2)
+    assert batch.parallel.task.multilayer is True
+    batch.request_cancel()
+    assert batch.wait(120)
+    batch.finish()
     for f in (1, 2, 3):
         path = tmp_path / f"r_dof_{f:04d}.exr"
         if path.exists():  # a frame finished before the stop is whole

@@ -49,7 +49,7 @@ def _samples(image, y, x):
 def test_slab_samples_keep_partial_coverage_at_each_depth_and_flatten_to_the_beauty():
     slabs, bounds = _slabs()
     beauty = _composite(slabs)
-    image = deep.packed_from_slabs(beauty, slabs, bounds)
+    image = deep.packed_reconciled_slabs(beauty, slabs, bounds)
     rgba, _ = deep.flatten(image)
     np.testing.assert_allclose(rgba, beauty, atol=1e-6)
     # curtain over the half-covered box column over the wall: three samples, partial first
@@ -76,7 +76,7 @@ def test_slab_noise_does_not_move_the_beauty():
 def test_a_covered_pixel_without_its_own_depth_takes_its_neighbours():
     slabs, bounds = _slabs()
     slabs[1][1][5:8, 20] = np.inf  # Z from one sample: the trail's first sample missed the box
-    image = deep.packed_from_slabs(_composite(slabs), slabs, bounds)
+    image = deep.packed_reconciled_slabs(_composite(slabs), slabs, bounds)
     assert _samples(image, 6, 20)[0] == (0.5, 4.0)
 
 

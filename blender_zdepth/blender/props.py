@@ -227,7 +227,8 @@ class ZDepthSettings(bpy.types.PropertyGroup):
                                    options=path_options(),
                                    description="Folder of the refocused frames")
     dof_write_png: BoolProperty(name="PNG Too", default=False,
-                                description="Also write an 8-bit sRGB PNG per refocused frame")
+                                description="Also write an 8-bit PNG per refocused frame, "
+                                            "colour managed as the scene's Color Management")
     dof_output_name: StringProperty(
         name="Output Name", default="",
         description="Names of the refocused files: {name} = the input's name without frame "

@@ -13,6 +13,11 @@ Steps (all through the same code paths a user reaches from the panel and the com
    diagnostic view; and the far focus once more from the flat file alone, for comparison;
 5. write a labelled contact sheet (beauty, depth preview, refocused frames, diagnostic) and
    ``before_after.png`` (the far focus refocused from the flat file and from the layers).
+
+The pictures of colour (beauty, refocused frames, their PNGs) are colour managed as Blender shows
+the render: the scene's view transform (AgX), look, exposure and gamma recorded in the export's
+header, through OpenColorIO and Blender's config (:mod:`blender_zdepth.core.colour`). The depth
+preview is data (white near, black far) and the focal-plane view a colour code: both stay plain.
 """
 
 import os
@@ -87,7 +92,7 @@ def run(args):
 
     from ..blender import scenes
     from ..blender.render.export import render_with_depth
-    from ..core import batch, display, exr, png, precision, refocus
+    from ..core import batch, colour, display, exr, png, precision, refocus
     from ..core.dof import DofSettings, focal_plane_view
     from ..core.frame import load_frame
     from ..core.lens import Lens
@@ -163,15 +168,17 @@ def run(args):
         image = exr.read_exr(os.path.join(out, "refocus", f"flat.{compare:04d}.exr"))
         flat_rgba = np.dstack([image.channels[c] for c in "RGBA"])
 
-    # 5. Contact sheet.
-    tiles = [display.to_display(frame.rgba),
+    # 5. Contact sheet, the colour as Blender shows the render (the header's settings).
+    shown = colour.complete(colour.resolve(None, frame.header))
+    tiles = [display.to_display(frame.rgba, shown),
              np.repeat(_preview(frame)[..., None], 3, axis=2)]
     labels = ["beauty (pinhole render)", "depth: white near, black far"]
     for f, lens in lenses.items():
         image = exr.read_exr(os.path.join(out, "refocus", f"refocus.{f:04d}.exr"))
-        tiles.append(display.to_display(np.dstack([image.channels[c] for c in "RGBA"])))
+        tiles.append(display.to_display(np.dstack([image.channels[c] for c in "RGBA"]), shown))
         labels.append(f"refocused at {lens.focus_distance:g} m, f/{lens.fstop:g}")
     diag_lens = lenses[2]
+    # a colour code (red near, green in focus, blue far): plain sRGB, no view transform
     tiles.append(display.to_display(focal_plane_view(frame.rgba, frame.depth, diag_lens,
                                                      settings)))
     labels.append(f"focal plane at {diag_lens.focus_distance:g} m: near/in focus/far")
@@ -183,7 +190,8 @@ def run(args):
     print(f"contact sheet: {sheet_path}")
     if flat_rgba is not None:
         lens = lenses[max(lenses)]
-        flat_tile, layered_tile = display.to_display(flat_rgba), tiles[2 + len(lenses) - 1]
+        flat_tile, layered_tile = (display.to_display(flat_rgba, shown),
+                                   tiles[2 + len(lenses) - 1])
         zoom = _zoom_window(flat_tile, layered_tile)
         pair = contact_sheet(
             [flat_tile, layered_tile, zoom(flat_tile), zoom(layered_tile)],

@@ -90,7 +90,28 @@ def add_arguments(parser):
                              "normals, AOVs ... and its header), the beauty refocused, instead "
                              "of RGBA only")
     parser.add_argument("--png", action="store_true",
-                        help="also write an 8-bit sRGB PNG preview beside each EXR")
+                        help="also write an 8-bit PNG beside each EXR, colour managed as Blender "
+                             "shows the render (the view transform, look, exposure and gamma "
+                             "the file's header recorded; RGBA when the frame has alpha)")
+    colour = parser.add_argument_group(
+        "colour management of the PNG (OpenColorIO; default: the scene's settings recorded in "
+        "the file's header, else Blender's defaults: sRGB display, AgX view)")
+    colour.add_argument("--view-transform", metavar="NAME",
+                        help="view transform, as Blender's Color Management panel: AgX, "
+                             "Filmic, Khronos PBR Neutral ...; Standard = the plain sRGB "
+                             "transfer (needs no OpenColorIO). (--view is the stereo view)")
+    colour.add_argument("--look", metavar="NAME",
+                        help="look, e.g. 'AgX - Punchy'; None = no look")
+    colour.add_argument("--exposure", type=float, metavar="EV",
+                        help="exposure in stops, applied in scene-linear before the view")
+    colour.add_argument("--gamma", type=float, metavar="G",
+                        help="display gamma, applied after the view (1 = none)")
+    colour.add_argument("--display", metavar="NAME",
+                        help="display device of the config, e.g. sRGB, Display P3")
+    colour.add_argument("--ocio-config", metavar="PATH",
+                        help="OpenColorIO config (default: the config of the Blender that "
+                             "rendered the file, if it is here, else $OCIO, else Blender's "
+                             "config of the bpy module)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace outputs that exist")
     parser.add_argument("--skip-existing", action="store_true",
@@ -191,7 +212,8 @@ def run(args):
         frames=frames, png=args.png, diagnostic=args.diagnostic,
         skip_existing=args.skip_existing, overwrite=args.overwrite, progress=progress,
         layer=args.layer, deep=deep, workers=args.jobs, notify=_note, view=args.view,
-        background=background, name_pattern=args.output_name, multilayer=args.multilayer)
+        background=background, name_pattern=args.output_name, multilayer=args.multilayer,
+        colour=_colour(args))
     print(report.summary(), flush=True)
     for result in report.failed:
         # The summary is on stdout with the progress; each failure also gets its line on stderr.
@@ -199,6 +221,22 @@ def run(args):
         print(f"blender_zdepth: error: {what} failed: {result.job.input}: {result.message}",
               file=sys.stderr, flush=True)
     return 0 if report.ok else 1
+
+
+def _colour(args):
+    """The command line's colour settings of the PNGs (None where not given: the header's)."""
+    from ..core.colour import ColourSettings, check_settings
+    from ..core.errors import UsageError
+
+    config = getattr(args, "ocio_config", None)
+    if config is not None:
+        config = os.path.abspath(config)
+        if not os.path.isfile(config):
+            raise UsageError(f"--ocio-config {config}: no such file")
+    return check_settings(ColourSettings(
+        display=getattr(args, "display", None), view=getattr(args, "view_transform", None),
+        look=getattr(args, "look", None), exposure=getattr(args, "exposure", None),
+        gamma=getattr(args, "gamma", None), config=config))
 
 
 class _LensOrStop:

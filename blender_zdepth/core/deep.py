@@ -28,8 +28,8 @@ form once, and everything after that is vectorised numpy. ``benchmarks/bench_dee
 what this costs.
 """
 
-import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -156,50 +156,30 @@ SLAB_MIN_ALPHA = 1e-4
 SLAB_MIN_BACKGROUND = 1e-3
 
 
-def fill_slab_depth(depth, alpha, lo, hi, *, steps=8):
-    """A slab's depth where it has coverage (``alpha`` > :data:`SLAB_MIN_ALPHA`) but no depth of
-    its own inside ``[lo, hi]``: a renderer writes its Z pass from one sample (Cycles: the
-    first), so a pixel a moving or half-transparent surface covers only in some samples can
-    keep the background's depth. Such pixels take the depth of a covered neighbour (grown
-    ``steps`` pixels), else the slab's median depth, else the middle of the slab."""
+def _slab_depth(depth, has, lo, hi):
+    """A slab's depth where it has a sample (``has``): its own Z inside ``[lo, hi]``, else
+    (Z written from one sample that missed the surface) its neighbours'
+    (:func:`fill_missing_depth`), else the middle of the slab."""
     z = np.array(depth, np.float32)
-    need = alpha > SLAB_MIN_ALPHA
     with np.errstate(invalid="ignore"):
-        good = need & np.isfinite(z) & (z >= lo * (1 - 1e-3)) & (z <= hi * (1 + 1e-3))
-    missing = need & ~good
-    if not missing.any():
-        return np.where(good, z, np.inf).astype(np.float32)
-    z = np.where(good, z, np.nan).astype(np.float32)
-    for _ in range(steps):
-        if not np.isnan(z[missing]).any():
-            break
-        pad = np.pad(z, 1, constant_values=np.nan)
-        h, w = z.shape
-        shifted = np.stack([pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-                            for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN neighbourhoods
-            grown = np.nanmin(shifted, axis=0)
-        z = np.where(np.isnan(z) & missing, grown, z)
-    hole = missing & np.isnan(z)
-    if hole.any():
-        known = z[good]
-        if known.size:
-            fill = float(np.median(known))
-        else:
-            fill = float(np.sqrt(lo * hi)) if np.isfinite(hi) else float(lo) * 2.0
-        z[hole] = fill
-    return np.where(need, z, np.inf).astype(np.float32)
+        inside = np.isfinite(z) & (z >= lo * (1 - 1e-3)) & (z <= hi * (1 + 1e-3))
+    z = fill_missing_depth(np.where(inside, z, np.inf).astype(np.float32), has)
+    with np.errstate(invalid="ignore"):
+        lost = has & ~(np.isfinite(z) & (z < BACKGROUND_DEPTH))
+    if lost.any():
+        z[lost] = float(np.sqrt(lo * hi)) if np.isfinite(hi) and lo > 0 else \
+            (float(lo) * 2.0 if lo > 0 else np.float32(BACKGROUND_Z))
+    return np.where(has, z, np.inf).astype(np.float32)
 
 
-def slab_samples(rgba, slabs, bounds):
+def slab_samples(rgba, slabs, bounds=None):
     """Packed samples of a slab deep file, reconciled to the beauty.
 
     ``rgba`` (H, W, 4) premultiplied: the beauty. ``slabs``: near to far, ``(rgba_k, depth_k)``
     of each slab ``[bounds[k], bounds[k + 1]]`` (rendered with the film transparent: premultiplied
     colour with partial coverage, the slab's own depth). Every pixel gets one point sample per
-    slab that covers it (alpha above :data:`SLAB_MIN_ALPHA`; depth from
-    :func:`fill_slab_depth`) and, where an opaque beauty shows more than the slabs cover, a
+    slab that covers it (alpha above :data:`SLAB_MIN_ALPHA`; a covered pixel without its own
+    depth inside the slab takes its neighbours', :func:`fill_missing_depth`) and, where an opaque beauty shows more than the slabs cover, a
     background sample at :data:`BACKGROUND_Z` (the world).
 
     The slabs' own Monte Carlo noise must not move the beauty: the samples are adjusted so that
@@ -219,8 +199,14 @@ def slab_samples(rgba, slabs, bounds):
     h, w = rgba.shape[:2]
     p = h * w
     n = len(slabs)
-    if n < 1 or len(bounds) != n + 1:
+    if bounds is None:
+        ranges = [(0.0, np.inf)] * n  # no boundaries known: any depth is the slab's own
+    elif n < 1 or len(bounds) != n + 1:
         raise ZDepthError(f"{n} slab(s) need {n + 1} boundaries, not {len(bounds)}")
+    else:
+        ranges = [(float(lo), float(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    if n < 1:
+        raise ZDepthError("no slab given")
     beauty = rgba.reshape(p, 4)
     cols = np.zeros((n + 1, p, 4), np.float32)
     zs = np.full((n + 1, p), np.float32(BACKGROUND_Z), np.float32)
@@ -233,9 +219,8 @@ def slab_samples(rgba, slabs, bounds):
         c = np.nan_to_num(srgba.reshape(p, 4), nan=0.0, posinf=0.0,
                           neginf=0.0)
         c[:, 3] = np.clip(c[:, 3], 0.0, 1.0)
-        alpha = c[:, 3].reshape(h, w)
-        z = fill_slab_depth(sdepth, alpha, float(bounds[k]), float(bounds[k + 1]))
         has[k] = c[:, 3] > SLAB_MIN_ALPHA
+        z = _slab_depth(sdepth, has[k].reshape(h, w), *ranges[k])
         cols[k] = np.where(has[k][:, None], c, 0.0)
         zs[k] = np.where(has[k], z.ravel(), zs[k])
     # coverage
@@ -305,8 +290,11 @@ def slab_samples(rgba, slabs, bounds):
     return counts.reshape(h, w), out, stats
 
 
-def packed_from_slabs(rgba, slabs, bounds):
-    """The :class:`DeepImage` our writer would store for these slabs (no file)."""
+def packed_reconciled_slabs(rgba, slabs, bounds=None):
+    """The :class:`DeepImage` our writer stores for these slabs (no file): :func:`slab_samples`,
+    reconciled so that flattening gives the beauty ``rgba`` in every pixel. (Unlike
+    :func:`packed_from_slabs`, which keeps the slabs' colours as rendered and puts what they
+    leave of the beauty in a sample behind them.)"""
     counts, samples, _ = slab_samples(rgba, slabs, bounds)
     return tidy(DeepImage("<slabs>", counts, samples))
 
@@ -614,6 +602,199 @@ def _composite(image, max_layers, visible_alpha=0.5, gap=SURFACE_GAP):
     return rgba, depth, hidden
 
 
+#: Alpha from which a sample counts as opaque (it hides what lies behind it).
+OPAQUE_ALPHA = 1.0 - 1e-3
+
+
+class EngineInput(NamedTuple):
+    """The depth-of-field engine's input from a deep image (:func:`engine_input`): ``rgba``
+    the flattened image, ``depth`` its visible depth, and either ``hidden`` (the surfaces
+    behind opaque samples, :func:`to_engine`; for ``defocus(..., hidden=)``) or ``layers``
+    (partial-coverage samples, :func:`coverage_layers`; for ``defocus(..., layers=)``); the
+    other one is empty."""
+
+    rgba: np.ndarray
+    depth: np.ndarray
+    hidden: list
+    layers: list
+
+
+def has_partial_coverage(image):
+    """True when some pixel holds a sample that covers only part of it (alpha below
+    :data:`OPAQUE_ALPHA`) with another sample behind: motion blur, half-transparent surfaces,
+    soft edges, hair, volumes.  Our peeled deep files (an opaque beauty in front of the
+    surfaces behind it) have none: their front sample is partial only where nothing is
+    behind (a transparent film)."""
+    a = image.channels["A"]
+    if a.size < 2:
+        return False
+    pix = _pixel_of_sample(image.counts.ravel())
+    return bool(np.any((pix[1:] == pix[:-1]) & (a[:-1] < OPAQUE_ALPHA)))
+
+
+def coverage_layers(image, max_layers=DEFAULT_MAX_LAYERS):
+    """The deep samples as the engine's partial-coverage layers (``defocus(..., layers=)``):
+    a list of ``(rgba_k, depth_k)``, float32 (H, W, 4) premultiplied and (H, W): layer k
+    holds each pixel's k-th sample nearest first (its own colour and alpha, its front ``Z``),
+    alpha 0 and depth ``+inf`` where a pixel has fewer samples.  At most ``max_layers + 1``
+    layers (the visible sample and ``max_layers`` behind it, the budget of :func:`to_engine`):
+    a pixel's samples beyond the last layer are composited over each other into it, at the
+    depth of the first of them.  Background samples (``Z`` >= 1e9, not finite) are left
+    out: the engine takes what the layers leave of the flattened image as the background.
+    ``max_layers`` 0 gives no layer (the flattened image alone)."""
+    if max_layers < 0:
+        raise UsageError(f"the hidden-layer budget must be 0 or more, not {max_layers}")
+    if max_layers == 0:
+        return []
+    K = int(max_layers) + 1
+    h, w = image.shape
+    p = h * w
+    ch = image.channels
+    R, G, B, A, Z = ch["R"], ch["G"], ch["B"], ch["A"], ch["Z"]
+    colour = np.zeros((K, p, 4), np.float32)
+    zdepth = np.full((K, p), np.inf, np.float32)
+    slot = np.zeros(p, np.int64)          # the layer a pixel's next sample goes to
+    trans = np.ones(p, np.float64)        # transparency within the last layer
+    for rank, px, idx in _walk(image):
+        with np.errstate(invalid="ignore"):
+            z = Z[idx]
+            use = np.isfinite(z) & (z < BACKGROUND_DEPTH)
+        px, idx, z = px[use], idx[use], z[use]
+        k = slot[px]
+        first = k < K - 1
+        # a layer of its own
+        f_px, f_ix, f_k = px[first], idx[first], k[first]
+        for i, c in enumerate((R, G, B, A)):
+            colour[f_k, f_px, i] = c[f_ix]
+        zdepth[f_k, f_px] = z[first]
+        slot[f_px] += 1
+        # beyond the budget: over each other in the last layer
+        l_px, l_ix = px[~first], idx[~first]
+        opened = ~np.isfinite(zdepth[K - 1, l_px])
+        zdepth[K - 1, l_px[opened]] = z[~first][opened]
+        t = trans[l_px]
+        for i, c in enumerate((R, G, B, A)):
+            colour[K - 1, l_px, i] += (t * c[l_ix]).astype(np.float32)
+        trans[l_px] = t * (1.0 - np.clip(A[l_ix].astype(np.float64), 0.0, 1.0))
+    used = [k for k in range(K) if np.any(np.isfinite(zdepth[k]))]
+    return [(colour[k].reshape(h, w, 4), zdepth[k].reshape(h, w)) for k in used]
+
+
+def engine_input(image, *, max_layers=DEFAULT_MAX_LAYERS, visible_alpha=0.5, gap=SURFACE_GAP):
+    """The engine's input from a deep image, an :class:`EngineInput`: ``rgba`` / ``depth``
+    as :func:`flatten`; a deep image with partial-coverage samples in front of others
+    (:func:`has_partial_coverage`: slab renders, motion blur, hair, volumes from any renderer)
+    gives ``layers`` (:func:`coverage_layers`: each sample blurred at its own depth), one
+    whose samples are opaque (our peeled depth layers) gives ``hidden``
+    (:func:`to_engine`: the surfaces behind the visible one)."""
+    if max_layers < 0:
+        raise UsageError(f"the hidden-layer budget must be 0 or more, not {max_layers}")
+    if max_layers and has_partial_coverage(image):
+        rgba, depth, _ = _composite(image, 0, visible_alpha, gap)
+        return EngineInput(rgba, depth, [], coverage_layers(image, max_layers))
+    rgba, depth, hidden = _composite(image, int(max_layers), visible_alpha, gap)
+    return EngineInput(rgba, depth, hidden, [])
+
+
+def fill_missing_depth(depth, has, rounds=16):
+    """``depth`` (H, W) where it is valid; where a sample (``has``) lacks a valid depth (a slab
+    whose Z pass came from a sample that missed the surface: Cycles writes Z from one sample),
+    the mean inverse depth of the valid samples next to it, grown ``rounds`` pixels; beyond
+    that the median valid depth, else the background (``+inf``)."""
+    depth = np.asarray(depth, np.float32)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(depth) & (depth > 0) & (depth < BACKGROUND_DEPTH) & has
+    need = has & ~ok
+    if not need.any():
+        return depth
+    out = depth.copy()
+    if not ok.any():
+        out[need] = np.inf
+        return out
+    inv = np.where(ok, 1.0 / np.where(ok, depth, 1.0), 0.0).astype(np.float32)
+    wt = ok.astype(np.float32)
+    for _ in range(rounds):
+        if not need.any():
+            break
+        s_v = _box3(inv)
+        s_w = _box3(wt)
+        grow = need & (s_w > 0)
+        inv[grow] = s_v[grow] / s_w[grow]
+        wt[grow] = 1.0
+        need &= ~grow
+    done = has & ~need
+    fill = done & ~ok
+    out[fill] = 1.0 / inv[fill]
+    out[need] = np.median(depth[ok])
+    return out
+
+
+def _box3(a):
+    """Sum over each pixel's 3x3 neighbourhood (zero beyond the edges)."""
+    p = np.pad(a, 1)
+    rows = p[:-2] + p[1:-1] + p[2:]
+    return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+
+
+def packed_from_slabs(rgba, depth, slabs):
+    """The :class:`DeepImage` of depth slabs (no file): ``slabs`` near to far, each
+    ``(rgba_k, depth_k)`` -- premultiplied colour with its true partial coverage and its own
+    Z (the camera's clip range cut into slabs, the film transparent, alpha threshold 0) --
+    registered with the beauty ``rgba`` and its Z pass ``depth``.  Per pixel one sample per
+    slab that holds something (a slab sample without a valid Z takes its neighbours', see
+    :func:`fill_missing_depth`), then what the slabs leave of the beauty (the world behind
+    them, at ``depth`` where that lies behind the slabs, else at the background): flattening
+    gives the beauty (where the slabs leave any of the pixel uncovered).  No slab: the beauty
+    alone (:func:`packed_from_layers`)."""
+    rgba = np.asarray(rgba, np.float32)
+    depth = np.asarray(depth, np.float32)
+    if not len(slabs):
+        return packed_from_layers(rgba, depth)
+    h, w = depth.shape
+    p = h * w
+    cols, zs, masks = [], [], []
+    trans = np.ones(p, np.float64)
+    over = np.zeros((p, 4), np.float64)
+    last = np.zeros(p, np.float32)
+    for k, (s_rgba, s_depth) in enumerate(slabs):
+        s_rgba = np.asarray(s_rgba, np.float32)
+        if s_rgba.shape != (h, w, 4) or np.shape(s_depth) != (h, w):
+            raise ZDepthError(f"slab {k + 1} is {s_rgba.shape[:2]} / {np.shape(s_depth)}, the "
+                              f"beauty {h}x{w}: slabs must be registered pixel for pixel")
+        c = s_rgba.reshape(-1, 4)
+        has = (c[:, 3] > 0) | np.any(c[:, :3] != 0, axis=1)
+        z = fill_missing_depth(s_depth, has.reshape(h, w)).ravel()
+        has &= np.isfinite(z)
+        over[has] += trans[has, None] * c[has]
+        trans[has] *= 1.0 - np.clip(c[has, 3].astype(np.float64), 0.0, 1.0)
+        last = np.where(has, z, last)
+        cols.append(c)
+        zs.append(z)
+        masks.append(has)
+    # What the slabs leave of the beauty, as a sample behind them (stored divided by the
+    # transparency in front, as flattening multiplies it back).
+    rest = np.nan_to_num(rgba.reshape(-1, 4).astype(np.float64)) - over
+    free = trans > 1e-6
+    rest_col = np.where(free[:, None], rest / np.where(free, trans, 1.0)[:, None], 0.0)
+    rest_col[:, 3] = np.clip(rest_col[:, 3], 0.0, 1.0)
+    vis = depth.ravel()
+    with np.errstate(invalid="ignore"):
+        behind = np.isfinite(vis) & (vis < BACKGROUND_DEPTH) & (vis > last * (1 + 1e-4))
+    cols.append(rest_col.astype(np.float32))
+    zs.append(np.where(behind, vis, np.float32(BACKGROUND_Z)).astype(np.float32))
+    masks.append(free & ((rest_col[:, 3] > 0) | np.any(np.abs(rest_col[:, :3]) > 1e-7, axis=1)))
+    m = np.stack(masks)                                        # (L, P)
+    order = np.flatnonzero(m.T.ravel())
+    pix, layer = np.divmod(order, len(masks))
+    colours = np.stack(cols)
+    depths = np.stack(zs)
+    out = {name: np.ascontiguousarray(colours[layer, pix, i], np.float32)
+           for i, name in enumerate("RGBA")}
+    out["Z"] = np.ascontiguousarray(depths[layer, pix], np.float32)
+    out["ZBack"] = out["Z"].copy()
+    return tidy(DeepImage("<slabs>", m.sum(axis=0).astype(np.int64).reshape(h, w), out))
+
+
 def packed_from_layers(rgba, depth, hidden=(), *, min_gap=1e-3):
     """The :class:`DeepImage` our writer would store for these layers (no file): for tests and
     for handing layers to the engine the way a deep file would."""
@@ -642,7 +823,8 @@ def describe(image):
 
 __all__ = [
     "BACKGROUND_DEPTH", "BACKGROUND_Z", "DEEP_CHANNELS", "DEFAULT_MAX_LAYERS", "LAYERS_KEY",
-    "MODE_KEY", "SLAB_BOUNDS_KEY", "SURFACE_GAP", "DeepImage", "describe", "fill_slab_depth",
-    "flatten", "layer_samples", "packed_from_layers", "packed_from_slabs", "slab_samples",
-    "tidy", "tidy_pixel", "to_engine",
+    "OPAQUE_ALPHA", "SURFACE_GAP", "DeepImage", "EngineInput", "coverage_layers", "describe",
+    "MODE_KEY", "SLAB_BOUNDS_KEY", "engine_input", "fill_missing_depth", "flatten",
+    "has_partial_coverage", "layer_samples", "packed_from_layers", "packed_from_slabs",
+    "packed_reconciled_slabs", "slab_samples", "tidy", "tidy_pixel", "to_engine",
 ]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .camera import CameraInfo
-from .deep import to_engine
+from .deep import engine_input
 from .encodings import DepthEncoding, apply_background
 from .errors import UsageError, ZDepthError
 from .exr import (DeepFileError, file_layers, find_beauty_channels, find_depth_channel, is_deep,
@@ -34,9 +34,10 @@ class Frame:
     applied to a plain render's depth (None when the file held encoded depth);
     ``background_info``: :class:`~.encodings.BackgroundReport` (what was taken as "no surface"
     and why). ``view``/``views``: the view read and the file's views. A frame read from deep
-    samples has ``hidden`` (the engine's hidden layers, near to far, see
-    :func:`~blender_zdepth.core.deep.to_engine`) and ``deep_note`` (one line saying what was
-    used); None otherwise.
+    samples has ``hidden`` (the engine's hidden layers, near to far, for ``defocus(hidden=)``)
+    and ``layers`` (its partial-coverage samples, for ``defocus(layers=)``; one of the two
+    is empty, see :func:`~blender_zdepth.core.deep.engine_input`) and ``deep_note`` (one line
+    saying what was used); None otherwise.
     """
 
     path: str
@@ -55,6 +56,7 @@ class Frame:
     views: list = field(default_factory=list)
     background_info: object = None
     hidden: list = None
+    layers: list = None
     deep_note: str = None
 
     @property
@@ -291,8 +293,10 @@ def _flat_frame(path, background, layer, depth_channel, need_depth, view, layer_
 
 def _deep_frame(path, max_layers, flat_path=None, view=None, layer=None):
     """A deep OpenEXR as the depth of field's input: a :class:`Frame` (``rgba`` the
-    flattened image, ``depth`` its visible depth, ``camera`` from the header) with ``hidden`` (the engine's hidden layers, see :func:`to_engine`; at most
-    ``max_layers``) and ``deep_note`` (one line saying what was used).
+    flattened image, ``depth`` its visible depth, ``camera`` from the header) with ``hidden``
+    (the engine's hidden layers, at most ``max_layers``) or ``layers`` (partial-coverage
+    samples, at most ``max_layers + 1``; see :func:`~.deep.engine_input`) and ``deep_note``
+    (one line saying what was used).
 
     ``flat_path``: the flat export the deep file was found beside (``<name>_deep.exr`` next to
     ``<name>.exr``): its camera is used when the deep header has none, and a size that differs
@@ -317,12 +321,22 @@ def _deep_frame(path, max_layers, flat_path=None, view=None, layer=None):
                                   f"delete the deep file to refocus the flat one alone")
         for key, value in flat_header.items():
             header.setdefault(key, value)
-    rgba, depth, hidden = to_engine(image, max_layers=max_layers)
+    rgba, depth, hidden, layers = engine_input(image, max_layers=max_layers)
     frame = Frame(os.fspath(path), depth, rgba, None, CameraInfo.from_header(header), header,
-                  "Z", list("RGBA"), image.data_window, image.display_window, hidden=hidden)
-    covered = int(np.count_nonzero(hidden[0][0][..., 3] > 0)) if hidden else 0
-    frame.deep_note = (f"deep {os.path.basename(os.fspath(path))}: {len(hidden)} hidden "
-                       f"layer(s), {100.0 * covered / max(1, h * w):.1f}% of pixels see behind")
+                  "Z", list("RGBA"), image.data_window, image.display_window, hidden=hidden,
+                  layers=layers)
+    name = os.path.basename(os.fspath(path))
+    if layers:
+        a = layers[0][0][..., 3]
+        partly = int(np.count_nonzero((a > 0) & (a < 1)))
+        frame.deep_note = (f"deep {name}: {len(layers)} coverage layer(s) (samples that cover "
+                           f"pixels partly, each blurred at its own depth), "
+                           f"{100.0 * partly / max(1, h * w):.1f}% of pixels partly covered "
+                           f"in front")
+    else:
+        covered = int(np.count_nonzero(hidden[0][0][..., 3] > 0)) if hidden else 0
+        frame.deep_note = (f"deep {name}: {len(hidden)} hidden layer(s), "
+                           f"{100.0 * covered / max(1, h * w):.1f}% of pixels see behind")
     if image.resorted:
         frame.deep_note += f", {image.resorted} pixel(s) sorted"
     if image.tidied:

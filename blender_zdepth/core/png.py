@@ -52,9 +52,41 @@ def write_png(path, array, bits=8, overwrite=False):
     return os.path.abspath(os.fspath(path))
 
 
+def _unfilter(raw, h, stride, bpp):
+    """The rows of a non-interlaced PNG's image data with their filters (0-4) undone."""
+    out = np.zeros((h, stride), np.uint8)
+    prev = np.zeros(stride, np.int32)
+    for y in range(h):
+        kind, row = raw[y, 0], raw[y, 1:].astype(np.int32)
+        if kind == 0:
+            cur = row
+        elif kind == 2:  # Up
+            cur = (row + prev) & 0xFF
+        elif kind in (1, 3, 4):  # Sub, Average, Paeth: each byte needs the one bpp before it
+            cur = row.copy()
+            for x in range(stride):
+                left = cur[x - bpp] if x >= bpp else 0
+                if kind == 1:
+                    pred = left
+                elif kind == 3:
+                    pred = (left + prev[x]) >> 1
+                else:
+                    up, corner = prev[x], prev[x - bpp] if x >= bpp else 0
+                    p = left + up - corner
+                    pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                    pred = left if pa <= pb and pa <= pc else up if pb <= pc else corner
+                cur[x] = (cur[x] + pred) & 0xFF
+        else:
+            raise ZDepthError(f"PNG row filter {kind} is not a valid filter")
+        out[y] = cur
+        prev = cur
+    return out
+
+
 def read_png(path):
-    """Read a PNG written by :func:`write_png` (8/16-bit, non-interlaced, filter 0 rows only);
-    returns (uint array HxWxC, bits). Meant for tests and checks, not a general decoder."""
+    """Read an 8/16-bit, non-interlaced gray / RGB / RGBA PNG (ours, or Blender's: any row
+    filter); returns (uint array HxWxC, bits). Meant for tests and checks, not a general
+    decoder (no palette, no interlace; plain Python loops for filtered rows)."""
     with open(path, "rb") as fh:
         data = fh.read()
     if data[:8] != b"\x89PNG\r\n\x1a\n":
@@ -70,9 +102,14 @@ def read_png(path):
             idat += body
         pos += 12 + length
     w, h, bits, ctype = ihdr[:4]
+    if ctype not in _COLOR_TYPES.values() or bits not in (8, 16) or ihdr[6]:
+        raise ZDepthError(f"{path}: only 8/16-bit gray, RGB and RGBA PNGs without interlace "
+                          f"are read here")
     c = {v: k for k, v in _COLOR_TYPES.items()}[ctype]
     raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, -1)
     if np.any(raw[:, 0] != 0):
-        raise ZDepthError(f"{path}: PNG row filters other than 0 are not supported here")
-    px = raw[:, 1:].copy().view(">u2" if bits == 16 else np.uint8).reshape(h, w, c)
+        rows = _unfilter(raw, h, raw.shape[1] - 1, c * bits // 8)
+    else:
+        rows = raw[:, 1:]
+    px = rows.copy().view(">u2" if bits == 16 else np.uint8).reshape(h, w, c)
     return px.astype(np.uint16 if bits == 16 else np.uint8), bits

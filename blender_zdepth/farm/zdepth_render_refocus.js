@@ -153,7 +153,7 @@ const JOB_TYPE = {
       type: 'bool',
       default: false,
       visible: 'submission',
-      description: 'Also write an sRGB PNG beside each refocused EXR',
+      description: 'Also write a PNG beside each refocused EXR, colour managed as the render (view transform, look, exposure)',
     },
 
     // How a worker finds blender_zdepth.

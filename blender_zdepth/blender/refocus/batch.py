@@ -21,6 +21,7 @@ from ...core import exr, refocus
 from ...core.errors import ZDepthError
 from ...core.refocus.planned import FramePlan, PlannedRefocus
 from ..render.handlers import last_render_frame
+from ..scene.colour import scene_colour
 from ..scene.optics import (DOUBLE_DOF_WARNING, camera_had_dof, engine_settings, lens_plan,
                             view_lens_plan)
 from ..scene.options import dof_settings, setting
@@ -71,6 +72,8 @@ class DofBatch:
         png = bool(setting(zd, "dof_write_png", False)) if write_png is None else write_png
         # read here: no bpy in workers
         self.multilayer = bool(setting(zd, "dof_multilayer", False))
+        # the PNGs are shown as the scene shows the render (Color Management panel)
+        self.colour = scene_colour(scene)
         self.read_view = False  # True: the jobs' views are read from one multi-view file
         self.first_view = None  # a stereo / multi-view batch: the view shown in the image
         try:
@@ -84,7 +87,8 @@ class DofBatch:
             raise
         self.settings = self.plans[jobs[0].frame].settings if jobs else engine_settings(scene)
         self.task = PlannedRefocus(self.plans, diagnostic, layer, keep_result=True,
-                                   multilayer=self.multilayer, read_view=self.read_view)
+                                   multilayer=self.multilayer, read_view=self.read_view,
+                                   colour=self.colour)
         self.state = self.task.state
         self.run = core_batch.SequenceRun(jobs, self._process, skip_existing=skip_existing)
         self.parallel = None  # the ParallelRun when start() chose worker processes
@@ -302,7 +306,8 @@ class DofBatch:
         target = self._work
         if n > 1:
             task = PlannedRefocus(self.plans, self.diagnostic, self.layer, keep_result=False,
-                                  read_view=self.read_view)
+                                  multilayer=self.multilayer, read_view=self.read_view,
+                                  colour=self.colour)
             task.state.update(self.state)
             task = task.with_settings(lambda s: refocus.with_threads(s, threads))
             self.parallel = core_batch.ParallelRun(self.run.jobs, task, workers=n, threads=threads,

@@ -128,9 +128,12 @@ def camera_info(scene, camera_obj=None, frame=None, depsgraph=None):
 
 def extra_header(scene, camera_obj=None):
     """Header attributes beside :meth:`CameraInfo.to_header`: camera name and type, whether
-    the camera's own depth of field is on, engine, resolution."""
+    the camera's own depth of field is on, engine, resolution, and the scene's colour management
+    (:func:`.colour.colour_header`: how the pictures made from the file are shown)."""
+    from .colour import colour_header
+
     cam = camera_obj or scene.camera
-    h = {"zdepthEngine": str(scene.render.engine)}
+    h = {"zdepthEngine": str(scene.render.engine), **colour_header(scene)}
     if cam is not None and cam.type == "CAMERA":
         h["zdepthCameraName"] = cam.name
         h["zdepthCameraType"] = str(cam.data.type)

@@ -14,7 +14,12 @@ How it works (see ``docs/dof-engine.md`` for the user's view):
    anti-aliased, so a pixel on a depth edge holds two surfaces' colours under one depth.  Such a
    pixel is split into two samples -- the part that looks like the near neighbours, at their
    radius, and the part that looks like the far neighbours, at theirs -- with coverages that add
-   up to one, so neither halo nor rim is left behind.
+   up to one, so neither halo nor rim is left behind.  A depth that dithers (Cycles writes Z
+   from one sample: in a motion trail each pixel is the moving object or what is behind it,
+   at random) is read as coverage instead: each such pixel is shared between the two
+   surfaces by their share of the depths around it.  Samples that cover pixels partly can
+   also come from the caller (``defocus(..., layers=...)``: depth slabs, deep samples), each
+   blurred at its own depth (:mod:`.coverage`).
 3. *Hidden surfaces.*  Blurred foreground pixels in front of their surroundings ("occluders")
    hide what a lens sees around them.  A push-pull fill of the surfaces behind (the nearest
    wins) invents that hidden surface as an extra sample behind each occluder.  It only shows
@@ -36,11 +41,11 @@ How it works (see ``docs/dof-engine.md`` for the user's view):
    do).  Coverage still missing at the end (a blurred background reaching behind a sharp edge:
    disocclusion) is filled with the farthest layers' own colour, else normalised.
 
-The stages, one module each, in the order :mod:`.pipeline` runs them: :mod:`.prepare`,
-:mod:`.edges`, :mod:`.hidden`, :mod:`.assign`, :mod:`.content`, :mod:`.convolve`,
-:mod:`.composite`; beside them :mod:`.settings`, :mod:`.schedule` (threads, memory in flight,
-timing), :mod:`.samples`, :mod:`.aperture`, :mod:`.resample` and :mod:`.views` (focus picking,
-the focal-plane view).  Imports go one way, from the pipeline down to the helpers.
+The stages, one module each, in the order :mod:`.pipeline` runs them: :mod:`.coverage` (the
+caller's ``layers``, if any), :mod:`.prepare`, :mod:`.edges`, :mod:`.hidden`, :mod:`.assign`,
+:mod:`.content`, :mod:`.convolve`, :mod:`.composite`; beside them :mod:`.settings`,
+:mod:`.schedule` (threads, memory in flight, timing), :mod:`.samples`, :mod:`.aperture`,
+:mod:`.resample` and :mod:`.views` (focus picking, the focal-plane view).  Imports go one way, from the pipeline down to the helpers.
 """
 
 from .aperture import aperture_kernel

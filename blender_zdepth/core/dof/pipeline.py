@@ -22,6 +22,7 @@ from ..errors import ZDepthError
 from ..lens import coc_radius_px
 from .assign import assign_layers, layer_radii, sort_pixels
 from .composite import _zeroed_planes, composite_layers, finish, rgba_out
+from .coverage import coverage_samples, padded_samples
 from .edges import split_edges
 from .hidden import _hidden_layers, fill_hidden, fill_plan, hidden_samples
 from .prepare import prepare
@@ -30,7 +31,7 @@ from .schedule import _big_frame, _stage
 from .settings import DofSettings
 
 
-def defocus(rgba, depth, lens, settings=None, *, hidden=None):
+def defocus(rgba, depth, lens, settings=None, *, hidden=None, layers=None):
     """Depth of field of a rendered frame.
 
     ``rgba``: float32 (H, W, 4) premultiplied (RGB (H, W, 3) is taken as opaque); ``depth``:
@@ -45,6 +46,17 @@ def defocus(rgba, depth, lens, settings=None, *, hidden=None):
     of the invented fill (see :func:`~.hidden.hidden_samples`).  ``rgba`` stays the full
     flattened image and ``depth`` its visible depth; None or empty gives exactly the result
     without.
+    ``layers``: None, or a sequence of ``(rgba_k, depth_k)`` -- partial-coverage samples
+    (depth slabs rendered with the film transparent, the samples of a deep image), registered
+    with the frame: premultiplied RGBA (H, W, 4) whose alpha is the share of the pixel (or of
+    the shutter) the sample's surface covers, and its planar depth (H, W); per pixel near to
+    far (layer k's sample in front of layer k + 1's).  Each sample is blurred at its own depth
+    and composited by coverage near to far (see :func:`~.coverage.coverage_samples`); what
+    they leave of ``rgba`` (the world behind slabs, say) lies at ``depth``.  A pixel's sample
+    with alpha <= 0 holds nothing; one with alpha > 0 but no valid depth takes the depth of
+    its layer's samples around it.  Alpha outside 0..1 or NaN is clamped or emptied, and
+    samples out of depth order sorted, with a one-line warning.  None or empty gives exactly
+    the result without.
     Returns float32 (H, W, 4) premultiplied RGBA."""
     settings = (settings or DofSettings()).validate()
     rgba = np.asarray(rgba)
@@ -58,27 +70,43 @@ def defocus(rgba, depth, lens, settings=None, *, hidden=None):
     behind = None
     if hidden is not None and len(hidden):
         behind = _hidden_layers(hidden, depth, coc, lens, settings)
+    mixed = None
+    if layers is not None and len(layers):
+        with _stage("coverage"):
+            mixed = coverage_samples(layers, rgba, depth, coc, lens, settings)
+        # The pixels' own samples come from the layers; what opaque samples hide joins the
+        # caller's hidden surfaces.
+        rgba, coc = mixed.rgba, mixed.coc
+        if mixed.hidden:
+            behind = (behind or []) + mixed.hidden
     # The radius map is handed over in a list, not kept here: the engine frees it once it
     # has its padded copy (33 MB at 4K).
     holder = [coc]
     del coc
     threads = settings.thread_count()
     if threads <= 1:
-        return _run_pipeline(rgba, holder, settings, lens.pixel_aspect, None, behind)
+        return _run_pipeline(rgba, holder, settings, lens.pixel_aspect, None, behind, mixed)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zdepth-dof") as pool:
-        return _run_pipeline(rgba, holder, settings, lens.pixel_aspect, pool, behind)
+        return _run_pipeline(rgba, holder, settings, lens.pixel_aspect, pool, behind, mixed)
 
 
-def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None):
+def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None, mixed=None):
     """The stages (``pool``: a thread pool, or None for one thread; ``holder``: a list
-    holding the radius map, emptied here so that it is freed after :func:`~.prepare.prepare`)."""
+    holding the radius map, emptied here so that it is freed after :func:`~.prepare.prepare`;
+    ``mixed``: the caller's partial-coverage samples, a :class:`~.coverage.CoverageSamples`,
+    or None)."""
     coc = holder.pop()
     hidden_max = max((float(np.max(np.abs(h.coc))) for h in hidden or ()), default=0.0)
+    if mixed is not None and mixed.extra[3].size:
+        hidden_max = max(hidden_max, float(np.max(np.abs(mixed.extra[3]))))
     with _stage("prepare"):
         frame = prepare(rgba, coc, settings, pixel_aspect=pixel_aspect, hidden_max=hidden_max,
-                        pool=pool)
+                        pool=pool, cov=None if mixed is None else mixed.cov)
         del coc  # the padded copy is used from here on
     if frame.maxr < 0.25:
+        if mixed is not None:
+            # Nothing blurs: the flattened frame as it is (the layers' samples add up to it).
+            return _as_rgba(mixed.flat)
         return rgba_out(frame.col, frame.pad, frame.H, frame.W, rgba)
     radii = layer_radii(frame.maxr, quality=settings.quality, coc=frame.coc)
     sorting = None
@@ -100,10 +128,24 @@ def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None):
     buffers = pool.submit(_zeroed_planes, ((4,) + frame.shape, frame.shape)) \
         if early else None
     with _stage("split edges"):
-        parts = split_edges(frame.col, frame.coc, frame.cov, pool=pool)
+        # With partial-coverage layers only the pixels whose own sample covers them whole
+        # hold one anti-aliased colour under one depth (the others are already apart).
+        dithered = []
+        parts = split_edges(frame.col, frame.coc, frame.cov, pool=pool,
+                            solid=None if mixed is None else frame.cov >= 1.0,
+                            dithered=dithered)
+        if mixed is not None:
+            parts.append(padded_samples(mixed.extra, frame))
     with _stage("fill hidden"):
         fill = fill_hidden(frame.col, frame.coc, frame.maxr, pool=pool, plan=plan)
         del plan
+        if dithered:
+            # A dithered pixel holds both surfaces already (split by their share): an
+            # invented surface behind its near part would dilute the real one.
+            read = np.zeros(frame.coc.size, bool)
+            read[np.concatenate(dithered)] = True
+            fill = [_samples_where(f, ~read[f.idx]) for f in fill]
+            del read
         if hidden:
             given, has = hidden_samples(frame, hidden)
             # The invented fill stays only where no real hidden sample is given.
@@ -131,3 +173,13 @@ def _run_pipeline(rgba, holder, settings, pixel_aspect, pool, hidden=None):
         del far
     with _stage("output"):
         return rgba_out(acc, frame.pad, frame.H, frame.W, rgba, pool=pool)
+
+
+def _as_rgba(rgba):
+    """``rgba`` as float32 (H, W, 4) (alpha 1 for RGB), non-finite values zeroed."""
+    out = np.empty(rgba.shape[:2] + (4,), np.float32)
+    out[..., :rgba.shape[2]] = rgba
+    if rgba.shape[2] == 3:
+        out[..., 3] = 1.0
+    out[~np.isfinite(out)] = 0.0
+    return out

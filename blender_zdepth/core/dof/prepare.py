@@ -63,11 +63,12 @@ class PaddedFrame:
         return self.cov.shape
 
 
-def prepare(rgba, coc, settings, *, pixel_aspect=1.0, hidden_max=0.0, pool=None):
+def prepare(rgba, coc, settings, *, pixel_aspect=1.0, hidden_max=0.0, pool=None, cov=None):
     """Stage *prepare*: pad the frame by the largest radius (radii repeated from the edge,
     colours too except small highlights on the edge) and make planar working copies (the
     planes on ``pool``'s threads, if given).  ``hidden_max``: the largest radius of the hidden
-    samples, if any."""
+    and extra samples, if any; ``cov``: the coverage (H, W) of each pixel's own sample, if not
+    1 (partial-coverage layers), repeated from the edge."""
     H, W = coc.shape
     maxr = float(min(settings.max_radius, max(np.max(np.abs(coc)) if coc.size else 0,
                                               float(hidden_max))))
@@ -98,7 +99,13 @@ def prepare(rgba, coc, settings, *, pixel_aspect=1.0, hidden_max=0.0, pool=None)
         _pad_edges(a, pad, "despeckle")
 
     _each(pool, plane, 5)
-    cov = np.ones((Hp, Wp), _F32)
+    if cov is None:
+        cov = np.ones((Hp, Wp), _F32)
+    else:
+        own = cov
+        cov = np.empty((Hp, Wp), _F32)
+        cov[inner] = own
+        _pad_edges(cov, pad, "edge")
     return PaddedFrame(col, cocp, cov, pad, H, W, maxr, opaque)
 
 

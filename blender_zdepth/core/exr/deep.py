@@ -81,7 +81,7 @@ def _to_object_arrays(counts, channels, dtypes=None):
 
 def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=None,
                    overwrite=False, data_window=None, display_window=None, min_gap=1e-3,
-                   slabs=None, bounds=None):
+                   slabs=(), bounds=None):
     """Write our deep OpenEXR of one frame: deep scanline, ZIPS, channels R, G, B, A, Z, ZBack
     (float32), premultiplied point samples sorted front to back.
 
@@ -92,22 +92,20 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
     where it has coverage, a finite depth behind the previous sample of that pixel (by more than
     ``min_gap`` relatively: a pass that sees the same surface as the beauty adds nothing) and
     the beauty is opaque (so that flattening the file gives the beauty exactly).
+    ``slabs`` (instead of ``hidden``): coverage-correct depth slabs near to far, each
+    ``(rgba_k, depth_k)`` rendered with the film transparent (premultiplied colour with its
+    true partial coverage, its own Z), ``bounds`` (optional) the slabs' boundaries from the
+    camera's clip start to its clip end: the samples are each slab's partial-coverage colour at
+    its own depth (plus the world behind them), reconciled so that flattening gives ``rgba``
+    (:func:`~blender_zdepth.core.deep.slab_samples`); the header has ``zdepthLayerMode`` =
+    ``slabs``, ``zdepthSlabBounds`` (the boundaries, space separated, when given) and
+    ``zdepthDepthLayers`` = the number of slabs. Peeled files have ``zdepthLayerMode`` =
+    ``peel``.
     ``camera`` (:class:`~blender_zdepth.core.camera.CameraInfo`) and ``extra_header`` go into
     the header with
     ``zdepthDepthLayers`` = 1 + len(hidden) (less the attributes that describe a flat file's
-    encoded depth channel -- ``zdepthEncoding``, ``zdepthNear`` ...: Z is linear here) and
-    ``zdepthLayerMode`` = ``peel``.
-
-    ``slabs`` (instead of ``hidden``): depth slabs, near to far, each ``(rgba_k, depth_k)``
-    rendered with the film transparent between ``bounds[k]`` and ``bounds[k + 1]`` (``bounds``:
-    the camera's clip start, the inner boundaries, its clip end): the samples are each slab's
-    partial-coverage colour at its own depth (plus the world behind them), reconciled so that
-    flattening gives ``rgba`` (:func:`~blender_zdepth.core.deep.slab_samples`); the header has
-    ``zdepthLayerMode`` = ``slabs``, ``zdepthSlabBounds`` (the boundaries, space separated) and
-    ``zdepthDepthLayers`` = the number of slabs. ``depth`` is then only checked for its shape.
-
-    Atomic; an existing file is replaced only with ``overwrite``. Returns the absolute path
-    written.
+    encoded depth channel -- ``zdepthEncoding``, ``zdepthNear`` ...: Z is linear here). Atomic; an existing file is replaced only with
+    ``overwrite``. Returns the absolute path written.
     """
     import OpenEXR
 
@@ -119,10 +117,13 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
         raise ZDepthError(f"beauty {rgba.shape} and depth {depth.shape} are not registered "
                           f"(H x W x 4 premultiplied RGBA of the depth's size needed)")
     hidden = list(hidden or ())
+    slabs = list(slabs or ())
+    if hidden and slabs:
+        raise UsageError("a deep file holds depth-layer passes or slabs, not both")
     check_target(path, overwrite)
-    if slabs is not None:
-        slabs = list(slabs)
-        bounds = [float(b) for b in (bounds or ())]
+    if slabs:
+        if bounds is not None:
+            bounds = [float(b) for b in bounds]
         counts, samples, _ = slab_samples(rgba, slabs, bounds)
     else:
         counts, samples = layer_samples(rgba, depth, hidden, min_gap)
@@ -138,13 +139,10 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
     for key, value in (extra_header or {}).items():
         if key not in STRUCTURAL and key not in encoded and value is not None:
             header[key] = value
-    if slabs is not None:
-        header[LAYERS_KEY] = len(slabs)
-        header[MODE_KEY] = "slabs"
+    header[LAYERS_KEY] = int(len(slabs) if slabs else 1 + len(hidden))
+    header[MODE_KEY] = "slabs" if slabs else "peel"
+    if slabs and bounds is not None:
         header[SLAB_BOUNDS_KEY] = " ".join(f"{b:.9g}" for b in bounds)
-    else:
-        header[LAYERS_KEY] = int(1 + len(hidden))
-        header[MODE_KEY] = "peel"
     header["zdepthDeepDepth"] = "linear planar camera depth in Z and ZBack (not encoded)"
     header["zdepthSoftware"] = "blender_zdepth"
     header["type"] = OpenEXR.deepscanline

@@ -11,6 +11,7 @@ import numpy as np
 from .. import dof
 from ..batch.jobs import AbortRun, atomic_output
 from ..deep import DEFAULT_MAX_LAYERS
+from .. import colour as colour_management
 from ..display import to_display
 from ..encodings import DepthEncoding
 from ..errors import UsageError, ZDepthError
@@ -86,8 +87,11 @@ def refocus_array(frame, lens, settings, *, diagnostic=False):
         lens = dataclasses.replace(lens, frame_size=frame.display_size)
     if diagnostic:
         return dof.focal_plane_view(frame.rgba, frame.depth, lens, settings)
+    # a deep file hands over either the surfaces behind opaque samples or its samples that
+    # cover pixels partly (core.deep.engine_input)
+    extra = {"layers": frame.layers} if getattr(frame, "layers", None) else {}
     return dof.defocus(frame.rgba, frame.depth, lens, settings,
-                       hidden=getattr(frame, "hidden", None) or None)
+                       hidden=getattr(frame, "hidden", None) or None, **extra)
 
 
 def multilayer_channels(path, rgba, *, layer=None):
@@ -115,11 +119,24 @@ def multilayer_channels(path, rgba, *, layer=None):
     return channels, half
 
 
+def png_colour(colour, header):
+    """The complete :class:`~blender_zdepth.core.colour.ColourSettings` of a frame's PNG:
+    ``colour`` (the command line's, or the scene's in Blender) over what ``header`` recorded at
+    render time. A missing OpenColorIO or config, or a name the config lacks, stops the run
+    (:class:`AbortRun`, one line): every frame would fail alike."""
+    try:
+        return colour_management.complete(colour_management.resolve(colour, header))
+    except UsageError as exc:
+        raise AbortRun(str(exc)) from None
+
+
 def write_refocused(job, rgba, header, *, data_window=None, display_window=None,
-                    fallback_header=None, passes=None):
+                    fallback_header=None, passes=None, colour=None):
     """Write ``rgba`` (HxWx4) to ``job.output`` as a single-part float32 RGBA EXR (ZIP,
     lossless) with ``header`` (and the input's data / display windows, so overscan and border
-    renders line up), and to ``job.outputs[1]`` (if any) as an 8-bit sRGB PNG preview.
+    renders line up), and to ``job.outputs[1]`` (if any) as an 8-bit PNG for people: colour
+    managed as Blender shows the frame (:func:`png_colour`: ``colour`` over the header's
+    settings), RGBA with straight alpha when the frame has alpha (Film Transparent), else RGB.
     Each file is written under a unique temporary name and renamed into place: it appears
     complete or not at all. The PNG is written first, so an existing EXR means a finished
     frame. If the EXR cannot be written with ``header`` (an attribute the library refuses) and
@@ -131,9 +148,11 @@ def write_refocused(job, rgba, header, *, data_window=None, display_window=None,
     half = False
     if passes is not None:
         channels, half = passes
+    if job.outputs[1:]:
+        picture = to_display(rgba, png_colour(colour, header), keep_alpha=True)
     for path in job.outputs[1:]:
         with atomic_output(path) as tmp:
-            write_png(tmp, to_display(rgba), bits=8, overwrite=True)
+            write_png(tmp, picture, bits=8, overwrite=True)
     for attempt in (header, fallback_header):
         try:
             with atomic_output(job.output) as tmp:
@@ -148,7 +167,7 @@ def write_refocused(job, rgba, header, *, data_window=None, display_window=None,
 
 def refocus_frame(job, lens_for_frame, settings, *, diagnostic=False, state=None,
                   extra_header=None, keep_result=False, layer=None, deep=None, view=None,
-                  background="auto", layer_required=False, multilayer=False):
+                  background="auto", layer_required=False, multilayer=False, colour=None):
     """Refocus one :class:`FrameJob`: load, defocus (or diagnostic), write atomically (all of
     ``job.outputs``; none when it is empty).
 
@@ -157,7 +176,8 @@ def refocus_frame(job, lens_for_frame, settings, *, diagnostic=False, state=None
     frame of another size fails with a clear message. Returns the info dict for the progress
     line (``details``, ``lens``; ``rgba`` too with ``keep_result``). ``multilayer``: the output
     keeps every pass of the input (:func:`multilayer_channels`) and the input's whole header,
-    its depth description included, since the depth channel is kept too.
+    its depth description included, since the depth channel is kept too. ``colour``: the
+    :class:`~blender_zdepth.core.colour.ColourSettings` of the PNG (see :func:`write_refocused`).
     """
     state = {} if state is None else state
     frame = load_input(job.input, expect_size=state.get("size"), layer=layer, deep=deep,
@@ -181,7 +201,7 @@ def refocus_frame(job, lens_for_frame, settings, *, diagnostic=False, state=None
         fallback = {**applied, "zdepthDofNote": "the input's metadata could not be copied"}
         write_refocused(job, out, header, data_window=getattr(frame, "data_window", None),
                         display_window=getattr(frame, "display_window", None),
-                        fallback_header=fallback, passes=passes)
+                        fallback_header=fallback, passes=passes, colour=colour)
     details = f"focus {lens.focus_distance:.3g} m"
     if focus_source:
         details += f" ({focus_source})"

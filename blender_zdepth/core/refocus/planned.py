@@ -87,10 +87,11 @@ class PlannedRefocus:
     A job of one view of a stereo / multi-view render (``job.view``) uses the plan
     ``plans[(frame, view)]`` when there is one (that view's camera), else ``plans[frame]``;
     with ``read_view`` it reads that view of a multi-view input (Blender's own multi-view EXR),
-    else the input holds that view alone (our per-view exports)."""
+    else the input holds that view alone (our per-view exports). ``colour``: the
+    :class:`~blender_zdepth.core.colour.ColourSettings` of the PNGs (the scene's)."""
 
     def __init__(self, plans, diagnostic=False, layer=None, keep_result=False, deep=None,
-                 multilayer=False, read_view=False):
+                 multilayer=False, read_view=False, colour=None):
         self.plans = dict(plans)
         self.diagnostic = diagnostic
         self.layer = layer
@@ -98,12 +99,13 @@ class PlannedRefocus:
         self.deep = deep
         self.multilayer = multilayer
         self.read_view = read_view
+        self.colour = colour
         self.state = {}  # the sequence's frame size, once the first frame is loaded
 
     def with_settings(self, change):
         """A copy whose every frame's settings are ``change(settings)``."""
         other = PlannedRefocus({}, self.diagnostic, self.layer, self.keep_result, self.deep,
-                               self.multilayer, self.read_view)
+                               self.multilayer, self.read_view, self.colour)
         other.plans = {f: dataclasses.replace(p, settings=change(p.settings))
                        for f, p in self.plans.items()}
         other.state = dict(self.state)
@@ -128,7 +130,8 @@ class PlannedRefocus:
             kwargs["view"] = view
         info = refocus_frame(job, lens_for, plan.settings, diagnostic=self.diagnostic,
                              state=self.state, extra_header=extra, keep_result=self.keep_result,
-                             layer=self.layer, multilayer=self.multilayer, **kwargs)
+                             layer=self.layer, multilayer=self.multilayer, colour=self.colour,
+                             **kwargs)
         info["double_dof"] = bool(seen.get("dof")) and not self.diagnostic
         if info["double_dof"]:
             info["details"] = info.get("details", "") + "; WARNING: double depth of field"

@@ -18,7 +18,7 @@ def refocus_sequence(inputs, outputs, lens_per_frame, *, settings=None, frames=N
                      diagnostic=False, skip_existing=False, overwrite=False, progress=None,
                      should_cancel=None, extra_header=None, layer=None, deep=None, workers=1,
                      notify=None, view=None, background="auto", name_pattern=None,
-                     multilayer=False):
+                     multilayer=False, colour=None):
     """Refocus a whole sequence (or one frame); return the :class:`~.batch.SequenceReport`.
 
     * ``inputs`` / ``outputs`` / ``frames`` / ``png``: as :func:`~.batch.plan_jobs` (patterns like
@@ -51,10 +51,12 @@ def refocus_sequence(inputs, outputs, lens_per_frame, *, settings=None, frames=N
       (:func:`~.batch.output_name`).
     * ``multilayer``: each output keeps every pass of its input, the beauty refocused
       (:func:`~.frame.multilayer_channels`), instead of RGBA only.
+    * ``colour``: :class:`~blender_zdepth.core.colour.ColourSettings` of the PNGs, over what each
+      frame's header recorded (:func:`~.frame.png_colour`).
 
     Each output is a single-part float32 RGBA EXR (ZIP, lossless) with the input's header plus
     ``zdepthDof*`` attributes (focus, f-stop, lens, max radius, blades, rotation), and with
-    ``png`` an sRGB preview beside it. A bad frame is recorded as failed and the others go on.
+    ``png`` a colour-managed PNG beside it. A bad frame is recorded as failed and the others go on.
     """
     settings = (settings if settings is not None else dof.DofSettings()).validate()
     jobs = plan_jobs(inputs, outputs, frames=frames, png=png, name_pattern=name_pattern)
@@ -75,7 +77,8 @@ def refocus_sequence(inputs, outputs, lens_per_frame, *, settings=None, frames=N
     process = functools.partial(refocus_frame, lens_for_frame=lens_for, settings=settings,
                                 diagnostic=diagnostic, state=state, extra_header=extra_header,
                                 layer=layer, deep=deep, view=view, background=background,
-                                layer_required=layer is not None, multilayer=multilayer)
+                                layer_required=layer is not None, multilayer=multilayer,
+                                colour=colour)
     if n > 1:
         return ParallelRun(jobs, process, workers=n, threads=threads, skip_existing=skip_existing,
                            progress=progress).run(should_cancel)
