@@ -143,3 +143,37 @@ def deep_stereo(path, h=8, w=12):
                   "view": view}
         parts.append(OpenEXR.Part(header, chans, f"rgba.{view}"))
     OpenEXR.File(parts).write(str(path))
+
+
+def splice_attribute(path, out, name, type_name, value, part=0):
+    """A copy of ``path`` with one more attribute ``name`` of type ``type_name`` (raw bytes
+    ``value``) at the end of header ``part``, the chunk offset tables moved to match: a file
+    with an attribute the OpenEXR Python bindings cannot read (``deepImageState``,
+    ``idmanifest``), as other tools write them."""
+    import struct
+
+    data = open(path, "rb").read()
+    multi = bool(struct.unpack_from("<I", data, 4)[0] & 0x1000)
+    pos, index, insert_at = 8, 0, None
+    while True:  # walk the headers: name\0 type\0 size value ... \0 (\0 after the last part)
+        if data[pos] == 0:
+            if index == part:
+                insert_at = pos
+            pos += 1
+            index += 1
+            if not multi or data[pos] == 0:
+                pos += 0 if not multi else 1
+                break
+            continue
+        pos = data.index(b"\0", data.index(b"\0", pos) + 1) + 1
+        pos += 4 + struct.unpack_from("<i", data, pos)[0]
+    attr = name.encode() + b"\0" + type_name.encode() + b"\0" + struct.pack("<i", len(value)) \
+        + bytes(value)
+    table_at = pos
+    first_chunk = struct.unpack_from("<Q", data, table_at)[0]  # the data starts after the tables
+    entries = (first_chunk - table_at) // 8
+    tables = struct.unpack_from(f"<{entries}Q", data, table_at)
+    moved = struct.pack(f"<{entries}Q", *(o + len(attr) if o else 0 for o in tables))
+    new = data[:insert_at] + attr + data[insert_at:table_at] + moved + \
+        data[table_at + 8 * entries:]
+    open(out, "wb").write(new)

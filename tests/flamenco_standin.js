@@ -12,7 +12,7 @@
 // these tests, not taken from Flamenco):
 // * globals print(...), alert(...), frameChunker(frames, chunkSize), formatTimestampLocal(time);
 // * author.Task(name, type) -> task with addCommand(cmd), addDependency(task) (name and type
-//   required); author.Command(name, parameters);
+//   required); author.Command(name, parameters[, totalSteps]);
 // * path.join / dirname / basename / stem on forward-slash paths (join cleans the result);
 // * the job: name, created (a Date), settings, addTask(task).
 // Go functions that return an error throw in the script, so bad input throws here too.
@@ -137,8 +137,11 @@ const author = {
     };
     return task;
   },
-  Command(name, parameters) {
-    return { name: name, parameters: parameters };
+  Command(name, parameters, totalSteps) {
+    // totalSteps: the step count the worker reports progress against (optional)
+    const cmd = { name: name, parameters: parameters };
+    if (totalSteps !== undefined) cmd.totalSteps = totalSteps;
+    return cmd;
   },
 };
 

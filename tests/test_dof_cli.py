@@ -183,8 +183,11 @@ def test_bad_frames_reported_others_written_then_resume(tmp_path, run_cli):
     assert r.returncode == 1
     assert "6 frames: 2 written, 4 failed" in r.stdout
     for f, why in ((2, ""), (3, "missing"), (4, "depth"), (5, "size")):
-        line = next(line for line in r.stdout.splitlines() if f"FAILED frame {f}:" in line)
+        line = next(line for line in r.stderr.splitlines() if f"] frame {f}: FAILED:" in line)
         assert f"r.{f:04d}.exr" in line and why in line
+    # each failure once: on stderr, not again in the progress on stdout or the summary
+    assert "FAILED" not in r.stdout and r.stderr.count("FAILED") == 4
+    assert "failed: frame(s) 2-5" in r.stdout
     assert sorted(os.listdir(out)) == ["o.0001.exr", "o.0006.exr"]
     stamp = os.stat(out / "o.0001.exr").st_mtime_ns
     # repair the bad frames and resume: only the missing outputs are made
@@ -291,8 +294,11 @@ def test_failed_frames_are_reported_on_stderr_and_bad_depth_is_refused(tmp_path,
                 "--focus-distance", "2", "--fstop", "2", "--focal-length", "50")
     assert r.returncode == 1
     assert (tmp_path / "o.0001.exr").exists() and not (tmp_path / "o.0002.exr").exists()
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "frame 2 failed" in lines[0] and "negative" in lines[0]
+    lines = [line for line in r.stderr.strip().splitlines() if "note:" not in line]
+    assert len(lines) == 1 and "frame 2: FAILED" in lines[0] and "negative" in lines[0]
+    # the sensor these plain files do not record is said once
+    notes = [line for line in r.stderr.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "36x24 mm sensor" in notes[0]
     missing = run_cli("dof", tmp_path / "nope.exr", tmp_path / "x.exr",
                       "--focus-distance", "2", "--fstop", "2", "--focal-length", "50")
     assert missing.returncode == 1 and "does not exist" in missing.stderr
@@ -373,19 +379,20 @@ def test_jobs_same_outputs_reports_and_exit_codes_as_serial_then_resume(tmp_path
                     "--jobs", jobs)
         assert r.returncode == 1, r.stdout + r.stderr
         assert "7 frames: 3 written, 4 failed" in r.stdout
-        assert r.stdout.count("] frame ") == 7
+        assert r.stdout.count("] frame ") + r.stderr.count("] frame ") == 7
         runs[jobs] = r
     serial, parallel = runs["1"], runs["3"]
     assert "(3 at a time)" in parallel.stdout and "at a time" not in serial.stdout
     # failures: by name, the same lines, the same stderr
-    def failed(stdout):  # progress lines without their "[i/n]" (the order frames finish)
-        return sorted(line.split("] ", 1)[-1] for line in stdout.splitlines() if "FAILED" in line)
+    def failed(stderr):  # progress lines without their "[i/n]" (the order frames finish)
+        return sorted(line.split("] ", 1)[-1] for line in stderr.splitlines() if "FAILED" in line)
 
-    assert len(failed(serial.stdout)) == 8
-    assert failed(parallel.stdout) == failed(serial.stdout)
+    assert len(failed(serial.stderr)) == 4 and "FAILED" not in serial.stdout
+    assert failed(parallel.stderr) == failed(serial.stderr)
     summary = serial.stdout[serial.stdout.index("7 frames"):].splitlines()[1:]
     assert parallel.stdout[parallel.stdout.index("7 frames"):].splitlines()[1:] == summary
-    assert serial.stderr == parallel.stderr and serial.stderr.count("\n") == 4
+    for r in (serial, parallel):  # 4 failures and the note of the assumed sensor
+        assert r.stderr.count("\n") == 5 and r.stderr.count("36x24 mm sensor") == 1
     # the same files, bit for bit (EXR and PNG)
     names = sorted(os.listdir(tmp_path / "out1"))
     assert names == ["o.0001.exr", "o.0001.png", "o.0006.exr", "o.0006.png", "o.0007.exr",
@@ -405,7 +412,8 @@ def test_jobs_same_outputs_reports_and_exit_codes_as_serial_then_resume(tmp_path
                 "1-7", "--focus-distance", "2", *LENS, "--max-radius", "8", "--png", "--jobs",
                 "2", "--skip-existing")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "4 written, 3 skipped" in r.stdout and r.stderr == ""
+    assert "4 written, 3 skipped" in r.stdout
+    assert [line for line in r.stderr.splitlines() if "sensor" not in line] == []
     assert os.stat(tmp_path / "out3" / "o.0001.exr").st_mtime_ns == stamp
     assert len(os.listdir(tmp_path / "out3")) == 14
 
@@ -492,7 +500,9 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_partial_file(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, stdout + stderr
-    assert stderr.strip() == "blender_zdepth: interrupted"
+    # (besides the note of the 36x24 mm sensor these plain files do not record)
+    assert [line for line in stderr.strip().splitlines()
+            if "36x24 mm sensor" not in line] == ["blender_zdepth: interrupted"]
     names = os.listdir(out)
     assert 0 < len(names) < 2 * frames and not [n for n in names if n.startswith(".")]
     for name in names:  # whatever is there is whole

@@ -382,3 +382,74 @@ def test_a_part_without_a_view_is_shared_by_every_view(tmp_path):
     S.multiview_singlepart(tmp_path / "mv.exr")
     right = exr.read_exr(tmp_path / "mv.exr", view="right")
     np.testing.assert_allclose(right.channels["B"], 0.75)  # right.B, not the default view's B
+
+
+# -- attributes the OpenEXR Python bindings cannot read (issue 22) -------------------------------
+
+def test_attributes_the_bindings_refuse_are_skipped_and_the_pixels_read(tmp_path, capsys):
+    """Was: a valid file with a ``deepImageState`` or ``idmanifest`` attribute (the OpenEXR
+    project's own 11.deep.exr has both; exrheader reads it) was called "damaged or truncated
+    OpenEXR file (unsupported attribute type: deepImageState)"."""
+    import OpenEXR
+
+    rgba = np.random.default_rng(3).random((12, 16, 4)).astype(np.float32)
+    depth = np.full((12, 16), 4.0, np.float32)
+    S.plain_file(tmp_path / "plain.exr", rgba, depth, header={"zdepthCameraDofEnabled": 1})
+    flat = tmp_path / "flat.exr"
+    S.splice_attribute(tmp_path / "plain.exr", flat, "deepImageState", "deepImageState", b"\x01")
+    with pytest.raises(RuntimeError, match="unsupported attribute type"):
+        OpenEXR.File(str(flat), header_only=True)  # the bindings themselves refuse it
+    exr.check_file(flat)  # our scan skips it by its declared size
+    got, want = exr.read_exr(flat), exr.read_exr(tmp_path / "plain.exr")
+    for name, pixels in want.channels.items():
+        np.testing.assert_array_equal(got.channels[name], pixels)
+    assert "deepImageState" not in got.header and got.header["zdepthCameraDofEnabled"] == 1
+    assert exr.unreadable_attributes(flat) == [(0, "deepImageState", "deepImageState")]
+    assert exr.unreadable_attributes(tmp_path / "plain.exr") == []
+    # deep, with both types (the idmanifest's bytes are not even a valid manifest: not read)
+    S.deep_file(tmp_path / "deep0.exr")
+    S.splice_attribute(tmp_path / "deep0.exr", tmp_path / "deep1.exr", "deepImageState",
+                       "deepImageState", b"\x02")
+    S.splice_attribute(tmp_path / "deep1.exr", tmp_path / "deep.exr", "idManifest", "idmanifest",
+                       b"\0" * 8)
+    a, b = exr.read_deep(tmp_path / "deep.exr"), exr.read_deep(tmp_path / "deep0.exr")
+    np.testing.assert_array_equal(a.counts, b.counts)
+    # multi-part: an attribute in the third part
+    S.stereo_multipart(tmp_path / "s0.exr")
+    S.splice_attribute(tmp_path / "s0.exr", tmp_path / "s.exr", "deepImageState",
+                       "deepImageState", b"\x01", part=2)
+    assert exr.unreadable_attributes(tmp_path / "s.exr") == [(2, "deepImageState",
+                                                              "deepImageState")]
+    assert load_frame(str(tmp_path / "s.exr")).depth.shape == \
+        load_frame(str(tmp_path / "s0.exr")).depth.shape
+    # inspect says which attributes were left out, and that the render had the camera's DOF
+    code, out, err = run(capsys, "inspect", flat)
+    assert code == 0, err
+    assert "cannot read, left out: deepImageState (deepImageState)" in out
+    assert "zdepthCameraDofEnabled=1" in out and "warning:" in out
+    code, out, err = run(capsys, "inspect", tmp_path / "deep.exr")
+    assert code == 0 and "idManifest (idmanifest)" in out, err
+    code, out, err = run(capsys, "dof", flat, tmp_path / "out.exr", "--focus-distance", "4",
+                         *LENS)
+    assert code == 0, err
+    assert err.count("zdepthCameraDofEnabled=1") == 1 and "warning:" in err
+    assert "WARNING" in out
+    assert "camera's depth of field" in exr.read_exr(tmp_path / "out.exr").header[
+        "zdepthDofWarning"]
+
+
+def test_a_file_the_bindings_still_refuse_is_called_valid(tmp_path, monkeypatch):
+    """Should the bindings refuse a file even with those attributes retyped, the error says the
+    file is valid and names the attribute, instead of "damaged"."""
+    from blender_zdepth.core.exr import binding
+
+    rgba = np.ones((4, 4, 4), np.float32)
+    S.plain_file(tmp_path / "p.exr", rgba, np.ones((4, 4), np.float32))
+    S.splice_attribute(tmp_path / "p.exr", tmp_path / "x.exr", "state", "deepImageState", b"\x01")
+    monkeypatch.setattr(binding, "REFUSED_TYPES", ())
+    monkeypatch.setattr(binding, "retyped_header", lambda path, types: (b"", []))
+    with pytest.raises(ZDepthError, match=r"valid OpenEXR file, but the OpenEXR Python bindings "
+                                          r"cannot read its attribute 'state' \(type "
+                                          r"deepImageState\)") as caught:
+        exr.read_exr(tmp_path / "x.exr")
+    assert "damaged" not in str(caught.value)

@@ -91,8 +91,13 @@ def test_job_type_settings_are_well_formed(tmp_path):
     for s in job_type["settings"]:
         assert s["type"] in ("string", "int32", "float", "bool"), s
         assert s.get("visible", "submission") in ("submission", "web", "hidden", "none"), s
-        if "choices" in s:
+        if "choices" in s and "default" in s:
             assert s["default"] in s["choices"], s
+        if "eval" in s and s.get("visible", "submission") == "submission" and \
+                s.get("editable", True):
+            # a default would be the value and the eval would never run: the settings that
+            # "start as the file's setting" have none, and a link button as 'frames' has
+            assert "default" not in s and s["evalInfo"]["showLinkButton"], s
     by_key = {s["key"]: s for s in job_type["settings"]}
     assert by_key["refocus"]["choices"] == ["off", "camera", "keys"]
     assert by_key["depth_encoding"]["choices"] == ["log", "linear", "normalized", "inverse"]
@@ -109,7 +114,11 @@ def test_chunks_render_and_refocus_tasks_with_dependencies(tmp_path):
     # frames 1-10 in chunks of 4: 1-4, 5-8, 9-10 (Flamenco writes a two-frame chunk as "9,10")
     assert [t["name"] for t in tasks] == ["render-1-4", "refocus-1-4", "render-5-8",
                                           "refocus-5-8", "render-9,10", "refocus-9,10"]
-    assert all(t["type"] == "blender" for t in tasks)
+    # refocus has a task type of its own: a worker Flamenco blocks for failing refocus tasks
+    # (its blocklist is per job and task type) still renders; 'misc' runs on default workers
+    assert [t["type"] for t in tasks] == ["blender", "misc"] * 3
+    # each command's step count is its chunk's frame count, as Flamenco's own Blender job
+    assert [t["commands"][0]["totalSteps"] for t in tasks] == [4, 4, 4, 4, 2, 2]
     for render, refocus in zip(tasks[::2], tasks[1::2]):
         assert render["dependencies"] == []
         assert refocus["dependencies"] == [render["name"]]
@@ -126,13 +135,28 @@ def test_chunks_render_and_refocus_tasks_with_dependencies(tmp_path):
     for chunk, render, refocus in zip(chunks, tasks[::2], tasks[1::2]):
         assert cli_args(render) == [
             "render", "/proj/shot010.flamenco.blend", "--out", f"{out}/depth", "--frames", chunk,
-            "--encoding", "log", "--name", "shot010.####", "--beauty", "same-file",
+            "--name", "shot010.####", "--beauty", "same-file", "--encoding", "log",
             "--depth-layers", "1"]
         assert cli_args(refocus) == [
             "dof", f"{out}/depth/shot010.####.exr", f"{out}/refocus/shot010.####.exr",
             "--frames", chunk, "--skip-existing", "--max-radius", "64"]
     # Our own parsers read Flamenco's chunk notation as exactly the chunk's frames.
     assert [batch.parse_frames(c) for c in chunks] == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+
+
+@needs_node
+def test_encoding_and_layers_left_unset_use_the_files_settings(tmp_path):
+    """Was: both settings had defaults (log, 1), so their eval (the .blend's own setting) never
+    ran and every job rendered log with one layer. Unset (the eval did not run) or 0 layers,
+    the render is given no option and uses the .blend's Z-Depth settings."""
+    for unset in ({"depth_encoding": None, "depth_layers": None},
+                  {"depth_encoding": "", "depth_layers": 0}):
+        tasks = compile_job(tmp_path, settings(**unset))["tasks"]
+        args = cli_args(tasks[0])
+        assert "--encoding" not in args and "--depth-layers" not in args, args
+    tasks = compile_job(tmp_path, settings(refocus_task_type="zdepth-refocus"))["tasks"]
+    assert {t["type"] for t in tasks} == {"blender", "zdepth-refocus"}
+    assert "task type" in compile_job(tmp_path, settings(refocus_task_type="a b"))["error"]
 
 
 @needs_node
@@ -156,7 +180,8 @@ def test_focus_keys_fstop_png_layers_and_cli_path(tmp_path):
                                           "render-1003,1010", "refocus-1003,1010"]
     render, refocus = tasks[2], tasks[3]
     assert refocus["dependencies"] == ["render-1003,1010"]
-    assert cli_args(render)[-4:] == ["--layer-mode", "auto", "--depth-layers", "3"]
+    assert [t["commands"][0]["totalSteps"] for t in tasks] == [2, 2, 2, 2]
+    assert cli_args(render)[-2:] == ["--depth-layers", "3"]
     assert cli_args(refocus)[3:] == [
         "--frames", "1003,1010", "--skip-existing", "--max-radius", "32",
         "--focus-keys", "1001:2.5,1048:8", "--fstop", "2.8", "--png"]
@@ -172,8 +197,8 @@ def test_depth_layer_mode_goes_to_the_render_command(tmp_path):
     tasks = compile_job(tmp_path, settings(depth_layers=3, depth_layer_mode="slabs",
                                            refocus="off"))["tasks"]
     assert cli_args(tasks[0])[-4:] == ["--layer-mode", "slabs", "--depth-layers", "3"]
-    # one layer: no mode (the render command's arguments as before)
-    tasks = compile_job(tmp_path, settings(depth_layer_mode="slabs", refocus="off"))["tasks"]
+    # left empty: the .blend's own Layer Mode
+    tasks = compile_job(tmp_path, settings(depth_layers=3, refocus="off"))["tasks"]
     assert "--layer-mode" not in cli_args(tasks[0])
 
 
@@ -207,7 +232,6 @@ def test_output_folder_without_evaluated_path(tmp_path):
     ({"refocus": "keys", "focus_keys": "1001=2.5"}, "FRAME:METRES"),
     ({"refocus": "sometimes"}, "refocus must be one of off, camera, keys"),
     ({"depth_encoding": "srgb"}, "depth_encoding must be one of"),
-    ({"depth_layers": 0}, "depth_layers must be a whole number from 1 to 8"),
     ({"depth_layers": 9}, "depth_layers must be a whole number from 1 to 8"),
     ({"depth_layers": 3, "depth_layer_mode": "thick"}, "depth_layer_mode must be one of auto"),
     ({"chunk_size": 0}, "chunk_size must be a whole number"),

@@ -266,7 +266,14 @@ def test_double_depth_of_field_warning(addon, tmp_path):
     batch.finish()
     assert batch.warnings == []
     assert "zdepthDofWarning" not in rgba_file(tmp_path / "shot_dof.0001.exr")[1]
-    scene.camera.data.dof.use_dof = True  # the render had (would have had) the camera's DOF
+    scene.camera.data.dof.use_dof = True  # the camera now: not what the render had
+    batch = DofBatch(scene, "RENDER_RESULT")
+    while not batch.done:
+        batch.step()
+    batch.finish()
+    assert batch.warnings == []
+    bpy.ops.render.render()  # a render with the camera's DOF
+    scene.camera.data.dof.use_dof = False  # what counts is what the render had
     batch = DofBatch(scene, "RENDER_RESULT")
     while not batch.done:
         batch.step()

@@ -50,6 +50,26 @@ def set_single_layer_exr(image_settings, depth="32", codec="ZIP"):
     image_settings.exr_codec = codec
 
 
+def save_render(image, path, scene):
+    """``image.save_render(path, scene=scene)`` (the Render Result, as ``scene``'s image
+    settings say), with square pixels for that one call: Blender 5.0's multilayer EXR writer
+    refuses a frame rendered with a pixel aspect other than 1 ("Conflicting attributes found
+    for header :: ViewLayer.Depth 'pixelAspectRatio'", then "Error writing render result,
+    Success"), while 4.5 and 5.3 write it with ``pixelAspectRatio``. The setting changes no
+    pixel of the saved result (verified on 4.5, 5.0 and 5.3), so it is squared on every version
+    -- one behaviour, the saved file's ``pixelAspectRatio`` is always 1 -- and restored right
+    after, also on error. Whoever reads the file takes the true aspect from the scene."""
+    render = scene.render
+    aspect = (render.pixel_aspect_x, render.pixel_aspect_y)
+    if aspect == (1.0, 1.0):
+        return image.save_render(path, scene=scene)
+    try:
+        render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+        return image.save_render(path, scene=scene)
+    finally:
+        render.pixel_aspect_x, render.pixel_aspect_y = aspect
+
+
 def compositor_tree(scene, create=True, name="Compositing"):
     """Return the scene's compositor node tree (creating it when ``create``), or None.
 

@@ -9,7 +9,10 @@ values (lens, sensor, f-stop, focus) come from our header when present, and opti
 them. A deep OpenEXR (ours, or another renderer's) is read too, and an export with its
 <name>_deep.exr beside it is refocused from the deep file (the progress line says so): the
 surfaces it holds behind the visible ones are what a lens sees past an edge. Each frame is written atomically as a single-part float32 RGBA EXR; a bad frame is reported
-and skipped, and the exit code is 1 when any frame failed (0 when all succeeded).
+once (its progress line, on stderr; the summary names it) and skipped, and the exit code is 1
+when any frame failed (0 when all succeeded). Said once per run on stderr too: the frames whose
+render had the camera's own depth of field (their header's ``zdepthCameraDofEnabled``) and the
+36x24 mm sensor assumed for files that record none.
 """
 
 import os
@@ -204,8 +207,15 @@ def run(args):
         sensor_height_mm=args.sensor_height, sensor_fit=args.sensor_fit)
     lens_for_frame = _LensOrStop(lens_for)
 
+    noted = _Notes(args)
+
     def progress(result, index, total):
-        print(batch.progress_line(result, index, total), flush=True)
+        line = batch.progress_line(result, index, total)
+        if result.status == "failed":  # said once, here, on stderr (the summary only counts)
+            print(f"blender_zdepth: error: {line}", file=sys.stderr, flush=True)
+        else:
+            print(line, flush=True)
+        noted.seen(result)
 
     report = refocus.refocus_sequence(
         os.path.abspath(args.input), _abs_out(args.output), lens_for_frame, settings=settings,
@@ -214,13 +224,58 @@ def run(args):
         layer=args.layer, deep=deep, workers=args.jobs, notify=_note, view=args.view,
         background=background, name_pattern=args.output_name, multilayer=args.multilayer,
         colour=_colour(args))
-    print(report.summary(), flush=True)
-    for result in report.failed:
-        # The summary is on stdout with the progress; each failure also gets its line on stderr.
-        what = f"frame {result.frame}" if result.frame is not None else "frame"
-        print(f"blender_zdepth: error: {what} failed: {result.job.input}: {result.message}",
-              file=sys.stderr, flush=True)
+    print(report.summary(details=False), flush=True)
+    noted.finish()
     return 0 if report.ok else 1
+
+
+class _Notes:
+    """What the user is told once per run, on stderr, however many frames it concerns: the
+    frames whose render had the camera's own depth of field (their headers say so), and the
+    36x24 mm sensor assumed for files that record no camera sensor."""
+
+    def __init__(self, args):
+        self.args = args
+        self.double_dof = []
+        self.sensor_checked = False
+
+    def seen(self, result):
+        if result.status != "written":
+            return
+        info = result.info or {}
+        if info.get("double_dof"):
+            self.double_dof.append(result.frame)
+        if not self.sensor_checked:
+            self.sensor_checked = True
+            self._check_sensor(result.job.input, info.get("lens"))
+
+    def _check_sensor(self, path, lens):
+        args = self.args
+        fit = str(getattr(lens, "sensor_fit", "AUTO") or "AUTO")
+        given = args.sensor_height if fit == "VERTICAL" else args.sensor_width
+        if given is not None or lens is None:
+            return
+        from ..core import exr
+
+        try:
+            header = exr.read_layout(path)[0][0].header
+        except Exception:
+            return
+        key = "zdepthCameraSensorHeight" if fit == "VERTICAL" else "zdepthCameraSensorWidth"
+        if key not in header:
+            _note(f"{path} records no camera sensor: assuming Blender's default "
+                  f"{lens.sensor_width_mm:g}x{lens.sensor_height_mm:g} mm sensor (give "
+                  f"--sensor-width / --sensor-height if the render used another)")
+
+    def finish(self):
+        if self.double_dof:
+            from ..core.batch import format_frames
+            from ..core.refocus import CAMERA_DOF_WARNING
+
+            frames = [f for f in self.double_dof if f is not None]
+            what = f"frame(s) {format_frames(frames)}" if frames else "the frame"
+            print(f"blender_zdepth: warning: {what}: {CAMERA_DOF_WARNING}", file=sys.stderr,
+                  flush=True)
 
 
 def _colour(args):

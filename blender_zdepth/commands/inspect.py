@@ -60,6 +60,7 @@ def describe(path, focus=None, layer=None, background="auto", compare=False, vie
     }
     comp = img.header.get("compression")
     info["compression"] = getattr(comp, "name", str(comp)) if comp is not None else None
+    info.update(_render_notes(path, img))
     if layer is None and img.parts and all(p.deep for p in img.parts):
         from ..core import deep
 
@@ -136,6 +137,32 @@ def describe(path, focus=None, layer=None, background="auto", compare=False, vie
     return info
 
 
+def _render_notes(path, img):
+    """What the file says that a user must know before refocusing it: whether its render had
+    the camera's own depth of field (``camera_dof``: True / False / None when not recorded),
+    and the attributes the OpenEXR Python bindings cannot read (left out of the header)."""
+    from ..core import exr
+    from ..core.refocus import header_had_dof
+
+    recorded = [header_had_dof(p.header) for p in img.parts]
+    known = [r for r in recorded if r is not None]
+    return {"camera_dof": any(known) if known else None,
+            "unread_attributes": [{"part": part, "name": name, "type": typ}
+                                  for part, name, typ in exr.unreadable_attributes(path)]}
+
+
+def _print_notes(info):
+    from ..core.refocus import CAMERA_DOF_WARNING
+
+    if info.get("camera_dof"):
+        print(f"  warning: {CAMERA_DOF_WARNING}")
+    unread = info.get("unread_attributes") or []
+    if unread:
+        names = ", ".join(f"{a['name']} ({a['type']})" for a in unread)
+        print(f"  note: attributes the OpenEXR Python bindings cannot read, left out: {names} "
+              f"(the file is valid; its pixels are read)")
+
+
 def run(args):
     import json
 
@@ -152,6 +179,7 @@ def run(args):
             print(f"  views: {', '.join(info['views'])} (default {info['views'][0]}); "
                   f"showing view {info['view']}")
         _print_parts(info)
+        _print_notes(info)
         return _print_deep(info)
     w, h = info["size"]
     print(f"{info['path']}")
@@ -161,6 +189,7 @@ def run(args):
         print(f"  views: {', '.join(info['views'])} (default {info['views'][0]}); "
               f"showing view {info['view']}")
     _print_parts(info)
+    _print_notes(info)
     chans = ", ".join(f"{n} ({t})" for n, t in info["channels"].items())
     print(f"  channels{' of view ' + info['view'] if info['view'] else ''}: {chans or 'none'}")
     if info.get("deep_note"):
@@ -215,7 +244,9 @@ def run(args):
             parts.append("worldToCamera")
         print(f"  camera: {', '.join(parts)}")
     else:
-        print("  camera: not recorded")
+        print("  camera: not recorded (dof needs --focal-length, --fstop and a focus, and "
+              "assumes Blender's default 36x24 mm sensor unless --sensor-width / "
+              "--sensor-height say otherwise)")
     if info.get("precision_text"):
         print("  precision:")
         for line in info["precision_text"].splitlines():

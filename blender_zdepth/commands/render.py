@@ -125,6 +125,27 @@ def _short(values, limit=6):
     return text + (", ..." if len(values) > limit else "")
 
 
+def _warn_camera_dof(written):
+    """One warning on stderr when the written files' headers say their render had the camera's
+    own depth of field (``zdepthCameraDofEnabled``, recorded per frame as it rendered)."""
+    import sys
+
+    from ..core import exr
+    from ..core.refocus import CAMERA_DOF_WARNING, header_had_dof
+
+    names = []
+    for paths in written:
+        try:
+            parts = exr.read_layout(paths["depth"])[0]
+        except Exception:
+            continue
+        if any(header_had_dof(p.header) for p in parts):
+            names.append(os.path.basename(paths["depth"]))
+    if names:
+        print(f"blender_zdepth: warning: {_short(names, 3)}: {CAMERA_DOF_WARNING}",
+              file=sys.stderr, flush=True)
+
+
 def _load(path):
     import bpy
 
@@ -266,6 +287,7 @@ def run(args):
         deep = sum(1 for p in written if p.get("deep"))
         print(f"wrote {len(written)} depth EXR(s)" + (f" and {deep} deep EXR(s)" if deep else "")
               + f" in {time.perf_counter() - t0:.1f} s")
+        _warn_camera_dof(written)
     finally:
         if registered_here:
             ui.unregister_settings()

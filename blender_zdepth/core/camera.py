@@ -4,8 +4,8 @@
 lens, sensor, f-stop, focus distance, clip range, frame, and the standard OpenEXR
 ``worldToCamera`` / ``worldToNDC`` matrices when known. Header attributes are prefixed
 ``zdepthCamera``; the standard OpenEXR attributes ``focus`` (focus distance), ``aperture``
-(f-stop), ``nominalFocalLength`` (mm), ``worldToCamera`` and ``worldToNDC`` are written too, and
-read as a fallback.
+(f-stop), ``nominalFocalLength`` (mm), ``pixelAspectRatio``, ``worldToCamera`` and ``worldToNDC``
+are written too, and read as a fallback.
 """
 
 from dataclasses import dataclass
@@ -76,6 +76,8 @@ class CameraInfo:
         for name, key in _STANDARD.items():
             if getattr(self, name) is not None:
                 h[key] = float(getattr(self, name))
+        if self.pixel_aspect is not None:  # the standard attribute too: viewers squeeze by it
+            h["pixelAspectRatio"] = float(self.pixel_aspect)
         for name, key in (("world_to_camera", "worldToCamera"), ("world_to_ndc", "worldToNDC")):
             m = _matrix(getattr(self, name))
             if m is not None:
@@ -99,6 +101,13 @@ class CameraInfo:
                     kwargs[name] = float(value)
                 except (TypeError, ValueError):
                     pass
+        if "pixel_aspect" not in kwargs:  # files of others: the standard attribute
+            try:
+                aspect = float(header.get("pixelAspectRatio", 1.0))
+                if aspect > 0 and np.isfinite(aspect):
+                    kwargs["pixel_aspect"] = aspect
+            except (TypeError, ValueError):
+                pass
         fit = str(header.get("zdepthCameraSensorFit", "AUTO")).upper()
         kwargs["sensor_fit"] = fit if fit in SENSOR_FITS else "AUTO"
         if "zdepthFrame" in header:

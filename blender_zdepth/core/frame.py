@@ -75,24 +75,30 @@ class Frame:
 
     def array_index(self, x, y):
         """``(row, column)`` in :attr:`depth` of the pixel ``x, y`` given in display-window
-        coordinates with the origin at the BOTTOM-LEFT (x right, y up: Blender's Image Editor,
-        Nuke). :class:`UsageError` when it lies outside the display window; the row or column
-        may lie outside the array when the data window does not cover that pixel (the caller
-        says so)."""
-        disp = self.display_window or self.data_window
-        if disp is None:
-            h, w = self.depth.shape
-            disp = ((0, 0), (w - 1, h - 1))
-        (dx0, dy0), (dx1, dy1) = disp
-        w, h = dx1 - dx0 + 1, dy1 - dy0 + 1
-        x, y = int(round(float(x))), int(round(float(y)))
-        if not (0 <= x < w and 0 <= y < h):
-            raise UsageError(f"focus pixel {x},{y} is outside the {w}x{h} frame (display "
-                             f"window; origin at the bottom left, x right, y up)")
-        data = self.data_window or disp
-        col = dx0 + x - data[0][0]
-        row = dy1 - y - data[0][1]
-        return row, col
+        coordinates with the origin at the BOTTOM-LEFT (see :func:`window_index`)."""
+        return window_index(x, y, self.depth.shape, self.data_window, self.display_window)
+
+
+def window_index(x, y, shape, data_window=None, display_window=None):
+    """``(row, column)`` in an array of ``shape`` (H, W) covering ``data_window`` of the pixel
+    ``x, y`` given in display-window coordinates with the origin at the BOTTOM-LEFT (x right,
+    y up: Blender's Image Editor, Nuke). :class:`UsageError` when it lies outside the display
+    window; the row or column may lie outside the array when the data window does not cover
+    that pixel (the caller says so). Windows None: the array is the whole frame."""
+    disp = display_window or data_window
+    if disp is None:
+        h, w = shape[:2]
+        disp = ((0, 0), (w - 1, h - 1))
+    (dx0, dy0), (dx1, dy1) = disp
+    w, h = dx1 - dx0 + 1, dy1 - dy0 + 1
+    x, y = int(round(float(x))), int(round(float(y)))
+    if not (0 <= x < w and 0 <= y < h):
+        raise UsageError(f"focus pixel {x},{y} is outside the {w}x{h} frame (display "
+                         f"window; origin at the bottom left, x right, y up)")
+    data = data_window or disp
+    col = dx0 + x - data[0][0]
+    row = dy1 - y - data[0][1]
+    return row, col
 
 
 

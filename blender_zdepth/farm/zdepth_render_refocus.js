@@ -76,8 +76,10 @@ const JOB_TYPE = {
       label: 'Depth Encoding',
       type: 'string',
       choices: ZDEPTH_ENCODINGS,
-      default: 'log',
+      // No default: a default would be the value, and this eval (the .blend's own Z-Depth
+      // setting) would never run. Left empty, the render uses the .blend's setting anyway.
       eval: "getattr(getattr(C.scene, 'zdepth', None), 'encoding', 'log')",
+      evalInfo: { showLinkButton: true, description: "The file's Z-Depth encoding" },
       visible: 'submission',
       description:
         "How depth is stored in the EXR (log keeps equal relative precision); starts as the " +
@@ -87,21 +89,24 @@ const JOB_TYPE = {
       key: 'depth_layers',
       label: 'Depth Layers',
       type: 'int32',
-      default: 1,
-      propargs: { min: 1, max: 8 },
+      // No default, as above; 0 or empty = the .blend's own setting.
+      propargs: { min: 0, max: 8 },
       eval: "getattr(getattr(C.scene, 'zdepth', None), 'depth_layers', 1)",
+      evalInfo: { showLinkButton: true, description: "The file's Z-Depth depth layers" },
       visible: 'submission',
       description:
         'Surfaces per pixel: 1 = the visible one; more renders depth-peeled layers behind it, ' +
-        "which the refocus uses (render --depth-layers); starts as the file's setting",
+        "which the refocus uses (render --depth-layers); starts as the file's setting " +
+        "(0 = the file's setting)",
     },
     {
       key: 'depth_layer_mode',
       label: 'Depth Layer Mode',
       type: 'string',
       choices: ZDEPTH_LAYER_MODES,
-      default: 'auto',
+      // No default, as above; empty = the .blend's own setting.
       eval: "getattr(getattr(C.scene, 'zdepth', None), 'depth_layer_mode', 'AUTO').lower()",
+      evalInfo: { showLinkButton: true, description: "The file's Z-Depth layer mode" },
       visible: 'submission',
       description:
         'peel: opaque passes behind the visible surface; slabs: depth slabs with partial ' +
@@ -156,6 +161,21 @@ const JOB_TYPE = {
       description: 'Also write a PNG beside each refocused EXR, colour managed as the render (view transform, look, exposure)',
     },
 
+    // Which workers refocus: a task type of its own, so that a worker Flamenco blocks for
+    // failing refocus tasks of a job (its blocklist is per job and task type) still renders.
+    {
+      key: 'refocus_task_type',
+      label: 'Refocus Task Type',
+      type: 'string',
+      default: 'misc',
+      visible: 'submission',
+      description:
+        "Task type of the refocus tasks (render tasks are 'blender'). A worker takes only the " +
+        "task types listed in its flamenco-worker.yaml (default: blender, ffmpeg, " +
+        "file-management, misc): 'misc' runs on every default worker; a type of your own " +
+        "(e.g. zdepth-refocus) needs it added to the workers that should refocus",
+    },
+
     // How a worker finds blender_zdepth.
     {
       key: 'zdepth_cli',
@@ -188,15 +208,20 @@ function compileJob(job) {
 
   const chunks = frameChunker(settings.frames, plan.chunkSize);
   for (let chunk of chunks) {
+    const steps = zdepthFrameCount(chunk);
     const renderTask = author.Task(`render-${chunk}`, 'blender');
-    renderTask.addCommand(zdepthBlenderCommand(settings, plan, zdepthRenderArgs(settings, plan, chunk)));
+    renderTask.addCommand(
+      zdepthBlenderCommand(settings, plan, zdepthRenderArgs(settings, plan, chunk), steps)
+    );
     job.addTask(renderTask);
 
     if (plan.refocus === 'off') {
       continue;
     }
-    const refocusTask = author.Task(`refocus-${chunk}`, 'blender');
-    refocusTask.addCommand(zdepthBlenderCommand(settings, plan, zdepthRefocusArgs(plan, chunk)));
+    const refocusTask = author.Task(`refocus-${chunk}`, plan.refocusTaskType);
+    refocusTask.addCommand(
+      zdepthBlenderCommand(settings, plan, zdepthRefocusArgs(plan, chunk), steps)
+    );
     refocusTask.addDependency(renderTask);
     job.addTask(refocusTask);
   }
@@ -214,16 +239,27 @@ function zdepthPlan(job) {
   if (!(chunkSize >= 1) || Math.floor(chunkSize) !== chunkSize) {
     fail(`chunk_size must be a whole number of frames, 1 or more, not ${settings.chunk_size}`);
   }
-  const encoding = settings.depth_encoding || 'log';
-  if (ZDEPTH_ENCODINGS.indexOf(encoding) < 0) {
+  // Empty (the setting's eval did not run): the .blend's own Z-Depth setting, which the
+  // render command uses when it is given no option.
+  const encoding = settings.depth_encoding || '';
+  if (encoding && ZDEPTH_ENCODINGS.indexOf(encoding) < 0) {
     fail(`depth_encoding must be one of ${ZDEPTH_ENCODINGS.join(', ')}, not "${encoding}"`);
   }
-  const layers = Number(settings.depth_layers === undefined ? 1 : settings.depth_layers);
-  if (!(layers >= 1 && layers <= 8) || Math.floor(layers) !== layers) {
-    fail(`depth_layers must be a whole number from 1 to 8, not ${settings.depth_layers}`);
+  const unset = [undefined, null, ''].indexOf(settings.depth_layers) >= 0;
+  const layers = unset ? 0 : Number(settings.depth_layers);
+  if (!(layers >= 0 && layers <= 8) || Math.floor(layers) !== layers) {
+    fail(`depth_layers must be a whole number from 1 to 8 (0 = the file's setting), not ` +
+      `${settings.depth_layers}`);
   }
-  const layerMode = settings.depth_layer_mode || 'auto';
-  if (ZDEPTH_LAYER_MODES.indexOf(layerMode) < 0) {
+  const refocusTaskType = String(
+    settings.refocus_task_type === undefined ? 'misc' : settings.refocus_task_type
+  ).trim();
+  if (!/^[A-Za-z0-9_.-]+$/.test(refocusTaskType)) {
+    fail(`refocus_task_type must be a task type name such as misc or zdepth-refocus, not ` +
+      `"${settings.refocus_task_type}"`);
+  }
+  const layerMode = settings.depth_layer_mode || '';
+  if (layerMode && ZDEPTH_LAYER_MODES.indexOf(layerMode) < 0) {
     fail(`depth_layer_mode must be one of ${ZDEPTH_LAYER_MODES.join(', ')}, not "${layerMode}"`);
   }
   const refocus = settings.refocus || 'off';
@@ -264,6 +300,7 @@ function zdepthPlan(job) {
     layers: layers,
     layerMode: layerMode,
     refocus: refocus,
+    refocusTaskType: refocusTaskType,
     focusKeys: focusKeys,
     fstop: fstop,
     maxRadius: maxRadius,
@@ -298,17 +335,23 @@ function zdepthRenderArgs(settings, plan, chunk) {
     'render', settings.blendfile,
     '--out', plan.depthDir,
     '--frames', chunk,
-    '--encoding', plan.encoding,
     '--name', plan.name,
   ];
   if (plan.refocus !== 'off') {
     args = args.concat(['--beauty', 'same-file']);
   }
-  if (plan.layers > 1) {
+  // Given when set, so the job's value wins over the .blend's own Z-Depth setting; unset, the
+  // render uses the .blend's setting.
+  if (plan.encoding) {
+    args = args.concat(['--encoding', plan.encoding]);
+  }
+  if (plan.layerMode) {
     args = args.concat(['--layer-mode', plan.layerMode]);
   }
-  // Always given, so the job's value wins over the .blend's own Z-Depth setting.
-  return args.concat(['--depth-layers', String(plan.layers)]);
+  if (plan.layers) {
+    args = args.concat(['--depth-layers', String(plan.layers)]);
+  }
+  return args;
 }
 
 // `dof` for one chunk; --skip-existing makes a re-queued task do only the missing frames.
@@ -333,16 +376,33 @@ function zdepthRefocusArgs(plan, chunk) {
   return args;
 }
 
+// The number of frames of a chunk as frameChunker writes it ("1-4", "9,10", "3,5-7"): the step
+// count of its commands, as Flamenco's own Blender job gives its render commands (with its
+// frameCount(chunk)), so that the web interface shows a task's progress. Flamenco's own helper
+// when the Manager has one, else counted here.
+function zdepthFrameCount(chunk) {
+  if (typeof frameCount === 'function') {
+    return frameCount(chunk);
+  }
+  let count = 0;
+  for (const part of String(chunk).split(',')) {
+    const range = /^\s*(-?\d+)\s*(?:(?:-|\.\.)\s*(-?\d+))?\s*$/.exec(part);
+    count += range && range[2] !== undefined ? Math.abs(Number(range[2]) - Number(range[1])) + 1 : 1;
+  }
+  return count;
+}
+
 // Run blender_zdepth inside the worker's Blender:
 //   {blender} {blenderArgs} FILE.blend --python-exit-code 1 --python-expr <locate cli.py> -- ARGS
-function zdepthBlenderCommand(settings, plan, cliArgs) {
+// `steps`: the frames of the chunk (Flamenco's step count of the command).
+function zdepthBlenderCommand(settings, plan, cliArgs, steps) {
   return author.Command('blender-render', {
     exe: '{blender}',
     exeArgs: '{blenderArgs}',
     argsBefore: [],
     blendfile: settings.blendfile,
     args: ['--python-exit-code', '1', '--python-expr', zdepthBootstrap(plan.cli), '--'].concat(cliArgs),
-  });
+  }, steps);
 }
 
 // Python run by the worker's Blender: find blender_zdepth's cli.py (the given path, else the

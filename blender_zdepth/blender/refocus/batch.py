@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 
+import bpy
 import numpy as np
 
 from ...core import batch as core_batch
@@ -109,6 +110,9 @@ class DofBatch:
             stem = ("" if filepath.endswith(("/", "\\")) else
                     os.path.basename(abspath(filepath)).replace("#", "").strip("._-"))
             name = f"{stem or 'render'}.{frame:04d}.exr"
+            # the header names what the input really was, not the temporary file it was saved to
+            blend = os.path.basename(bpy.data.filepath) or "an unsaved .blend"
+            source = f"Render Result (frame {frame}) of {blend}"
             out = self._output_path(
                 name, frame, self.tempdir if diagnostic else refocus_folder(scene))
             views = rendered_views(scene)
@@ -120,11 +124,12 @@ class DofBatch:
                     vout = with_view_suffix(out, suffixes[view])
                     outs = () if diagnostic else ((vout, os.path.splitext(vout)[0] + ".png")
                                                   if png else (vout,))
-                    jobs.append(core_batch.FrameJob(frame, src, outs, view))
+                    jobs.append(core_batch.FrameJob(frame, src, outs, view,
+                                                    source=f"{source}, view {view}"))
             else:
                 outs = () if diagnostic else ((out, os.path.splitext(out)[0] + ".png") if png
                                               else (out,))
-                jobs = [core_batch.FrameJob(frame, src, outs)]
+                jobs = [core_batch.FrameJob(frame, src, outs, source=source)]
             self.aliases[src] = f"Render Result (frame {frame})"
         elif source == "FILES":
             if diagnostic:
@@ -210,7 +215,7 @@ class DofBatch:
             for f in frames:
                 if scene.frame_current != f:
                     scene.frame_set(f)
-                cam_dof = camera_had_dof(scene)
+                cam_dof = camera_had_dof(scene, render_result=self.source == "RENDER_RESULT")
                 plans[f] = FramePlan(lens_plan(scene), engine_settings(scene), cam_dof)
                 for view in views:
                     plans[(f, view)] = dataclasses.replace(

@@ -5,16 +5,21 @@ the way back from a click on it to a pixel of the frame (picking the focus pixel
 import bpy
 import numpy as np
 
+from ..scene.region import border_rect, frame_size
+
 
 #: Name of the image the result is shown in.
 IMAGE_NAME = "Z-Depth DOF"
 
 
-def show_image(rgba, *, name=IMAGE_NAME, full_size=None):
+def show_image(rgba, *, name=IMAGE_NAME, full_size=None, origin=None):
     """Put ``rgba`` (float32 HxWx4 premultiplied, top row first) into the float image ``name``
     (created or resized as needed) and show it in the open Image Editors; return the image.
     ``full_size``: ``(width, height)`` of the frame when ``rgba`` is a smaller preview of it
-    (kept on the image, so a pixel picked on the preview is a pixel of the full frame)."""
+    (kept on the image, so a pixel picked on the preview is a pixel of the full frame).
+    ``origin``: ``(x, y)`` from the bottom left of the frame the camera saw of the image's
+    bottom-left pixel, when the image is a crop of that frame (kept too: a pixel picked on it
+    is counted in the frame, as the panel's focus pixel is)."""
     h, w = rgba.shape[:2]
     image = bpy.data.images.get(name)
     if image is not None and (tuple(image.size) != (w, h) or not image.is_float
@@ -32,6 +37,10 @@ def show_image(rgba, *, name=IMAGE_NAME, full_size=None):
         image["zdepth_full_size"] = [int(full_size[0]), int(full_size[1])]
     elif "zdepth_full_size" in image:
         del image["zdepth_full_size"]
+    if origin is not None and tuple(origin) != (0, 0):
+        image["zdepth_origin"] = [int(origin[0]), int(origin[1])]
+    elif "zdepth_origin" in image:
+        del image["zdepth_origin"]
     image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1], dtype=np.float32).ravel())
     image.update()
     wm = bpy.context.window_manager
@@ -70,9 +79,25 @@ def image_size(image, scene):
         return int(full[0]), int(full[1])
     w, h = (int(v) for v in image.size)
     if w < 1 or h < 1:  # the Render Result reports no size: use the scene's resolution
-        pct = scene.render.resolution_percentage / 100.0
-        w, h = int(scene.render.resolution_x * pct), int(scene.render.resolution_y * pct)
+        w, h = frame_size(scene)
+        rect = border_rect(scene)
+        if rect is not None and scene.render.use_crop_to_border:  # the crop
+            w, h = rect[2] - rect[0], rect[3] - rect[1]
     return w, h
+
+
+def image_origin(image, scene):
+    """``(x, y)`` from the bottom left of the frame the camera saw of ``image``'s bottom-left
+    pixel: where a live preview of a crop lies, the border of a Render Result cropped to it,
+    else ``(0, 0)``."""
+    origin = image.get("zdepth_origin") if hasattr(image, "get") else None
+    if origin is not None and len(origin) == 2:
+        return int(origin[0]), int(origin[1])
+    if getattr(image, "type", "") == "RENDER_RESULT" and scene.render.use_crop_to_border:
+        rect = border_rect(scene)
+        if rect is not None:
+            return rect[0], rect[1]
+    return 0, 0
 
 
 def pixel_under_mouse(context, mouse_x, mouse_y):
@@ -88,5 +113,9 @@ def pixel_under_mouse(context, mouse_x, mouse_y):
             rx, ry = mouse_x - region.x, mouse_y - region.y
             if 0 <= rx < region.width and 0 <= ry < region.height:
                 u, v = region.view2d.region_to_view(rx, ry)
-                return uv_to_pixel(u, v, *image_size(image, context.scene))
+                hit = uv_to_pixel(u, v, *image_size(image, context.scene))
+                if hit is None:
+                    return None
+                ox, oy = image_origin(image, context.scene)
+                return hit[0] + ox, hit[1] + oy
     return None

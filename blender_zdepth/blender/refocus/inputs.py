@@ -135,3 +135,33 @@ def view_file_inputs(scene, frames):
             or any(os.path.exists(e[1]) for per in found.values() for e in per)):
         return None
     return found, False
+
+
+#: ``{(path, mtime, size): True / False / None}``: what files' headers say of the camera's
+#: depth of field (the panel asks on every redraw; a header is read once per file version).
+_HEADER_DOF = {}
+
+
+def files_had_dof(scene):
+    """Whether the rendered file of the current frame (the panel's input, as Apply finds it) had
+    the camera's own depth of field, by its header (``zdepthCameraDofEnabled``): True / False,
+    or None when no such file or no such attribute. Reads a header only, cached."""
+    from ...core.exr import read_layout
+    from ...core.refocus import header_had_dof
+
+    try:
+        path = file_inputs(scene, [scene.frame_current])[scene.frame_current]
+        st = os.stat(path)
+    except (ZDepthError, OSError, KeyError):
+        return None
+    key = (path, st.st_mtime_ns, st.st_size)
+    if key not in _HEADER_DOF:
+        try:
+            parts = read_layout(path)[0]
+            known = [r for r in (header_had_dof(p.header) for p in parts) if r is not None]
+            _HEADER_DOF[key] = any(known) if known else None
+        except Exception:
+            _HEADER_DOF[key] = None
+        if len(_HEADER_DOF) > 64:
+            _HEADER_DOF.pop(next(iter(_HEADER_DOF)))
+    return _HEADER_DOF[key]

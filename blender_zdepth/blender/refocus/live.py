@@ -36,7 +36,7 @@ from bpy.app.handlers import persistent
 from ...core import refocus
 from ...core.refocus import preview as core_preview
 from ...core.errors import ZDepthError
-from ...core.refocus.planned import header_had_dof
+from ...core.refocus.frame import header_had_dof
 from ..compat import add_handlers, remove_handlers
 from ..render.peel import is_peel_scene
 from ..scene.optics import camera_had_dof, engine_settings, lens_plan
@@ -129,8 +129,9 @@ def _loader(scene, key, layer):
             view = key[5] if key[0] == "FILES" else None
             loaded = refocus.load_input(path, layer=layer, view=view)
             return core_preview.shrink_frame(loaded.rgba, loaded.depth, header=loaded.header,
-                                             key=key,
-                                             path=path)
+                                             key=key, path=path,
+                                             data_window=loaded.data_window,
+                                             display_window=loaded.display_window)
         finally:
             if tempdir:
                 shutil.rmtree(tempdir, ignore_errors=True)
@@ -153,7 +154,7 @@ def prepare(scene):
     plan = lens_plan(scene)
     settings = engine_settings(scene)
     view = setting(zd, "live_preview_mode", "DEFOCUS")
-    camera_dof = camera_had_dof(scene)
+    camera_dof = camera_had_dof(scene, render_result=key[0] == "RENDER_RESULT")
     try:
         _SIGNATURES[scene.name] = camera_signature(scene)  # what this refresh sees
     except Exception:
@@ -174,7 +175,13 @@ def show(result):
     """Put a :class:`Refresh` into the "Z-Depth DOF" image (main thread) and keep its source
     cached; return the image."""
     CACHE["frame"] = result.frame
-    return show_image(result.rgba, full_size=result.frame.size)
+    frame = result.frame
+    origin = None
+    if frame.data_window and frame.display_window:  # a crop: where it lies in the frame
+        (x0, _), (_, y1) = frame.data_window
+        (dx0, _), (_, dy1) = frame.display_window
+        origin = (x0 - dx0, dy1 - y1)
+    return show_image(result.rgba, full_size=frame.size, origin=origin)
 
 
 def _redraw_panels():

@@ -7,8 +7,10 @@ The Render Result is saved as a temporary multilayer float EXR and read back
 depth encoded as chosen, float32 (or half) with a lossless codec, the beauty as R, G, B, A in
 the same file (or in its own file beside it), the encoding and the camera of that very frame in
 the header (focal length, sensor, f-stop, focus distance -- the focus object's distance when one
-is set --, clip range). The result is registered with the beauty: it is the Render Result
-itself, so resolution percentage, border and crop are those of the render.
+is set --, clip range, pixel aspect as ``pixelAspectRatio``). The result is registered with the
+beauty: it is the Render Result itself, so resolution percentage, border and crop are those of
+the render; a render cropped to its border keeps its place in the full frame (data window = the
+crop, display window = the full frame), which sizes the lens.
 
 Cycles, EEVEE and Workbench give the same depth semantics: planar depth, background (Cycles'
 1e10, EEVEE's clip end, Workbench's +inf) stored as the encoding's background value.
@@ -148,7 +150,9 @@ def write_deep(rendered, peeled):
     return core_exr.write_deep_exr(
         rendered.paths["deep"], rendered.loaded.rgba, rendered.loaded.depth,
         [(p.rgba, p.depth) for p in peeled], camera=rendered.info,
-        extra_header=rendered.extra, overwrite=True)
+        extra_header=rendered.extra, overwrite=True,
+        data_window=getattr(rendered.loaded, "data_window", None),
+        display_window=getattr(rendered.loaded, "display_window", None))
 
 
 def layer_bounds(peeled):
@@ -177,15 +181,19 @@ def _write_frame(paths, loaded, encoding, info, extra, options, near, far):
     rgba = loaded.rgba if options.beauty == "SAME_FILE" else None
     codec = options.codec.lower()
     half = options.bit_depth == "16"
+    # a render cropped to its border keeps its place in the full frame (read_render_result)
+    windows = dict(data_window=getattr(loaded, "data_window", None),
+                   display_window=getattr(loaded, "display_window", None))
     out = {"depth": core_exr.write_depth_exr(
         paths["depth"], loaded.depth, encoding=encoding, rgba=rgba, camera=info, half=half, codec=codec,
-        overwrite=True, extra_header=extra), "beauty": None, "preview": None, "deep": None}
+        overwrite=True, extra_header=extra, **windows), "beauty": None, "preview": None,
+        "deep": None}
     if paths["beauty"] and loaded.rgba is not None:
         channels = {c: loaded.rgba[..., i] for i, c in enumerate("RGBA")}
         header = dict(info.to_header())
         header.update(extra)
         out["beauty"] = core_exr.write_exr(paths["beauty"], channels, header=header, half=half,
-                                           codec=codec, overwrite=True)
+                                           codec=codec, overwrite=True, **windows)
     if paths["preview"]:
         out["preview"] = write_png(paths["preview"], preview(loaded.depth, near, far), bits=16,
                                    overwrite=True)

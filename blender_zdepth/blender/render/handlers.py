@@ -55,6 +55,9 @@ class _State:
     written = []  # depth paths written since the last render_init
     last_render = None  # (scene name, frame) of the latest render_post: what Render Result holds
     queue_due = False  # set by a render job's thread: queued depth layers wait for the main thread
+    last_failure = None  # (frame, message) of the last failed export, until one succeeds
+    render_dof = None  # (scene name, camera's depth of field on) of the latest render_post
+    to_report = []  # failure messages waiting for the main thread's report (_report_failures)
 
 
 _state = _State()
@@ -72,6 +75,74 @@ def last_render_frame(scene):
 def last_errors():
     """``[(frame, message)]`` of the exports that failed during the latest render."""
     return list(_state.errors)
+
+
+def _note_camera_dof(scene):
+    """Remember whether the render that just finished had the camera's own depth of field: what
+    the Render Result holds (the panel and Apply warn from this, not from the camera now)."""
+    cam = scene.camera
+    _state.render_dof = (scene.name, bool(cam is not None and cam.type == "CAMERA"
+                                          and cam.data.dof.use_dof))
+
+
+def render_had_dof(scene):
+    """Whether ``scene``'s latest render (the Render Result) had the camera's depth of field:
+    True / False, or None when this session has not seen it render."""
+    last = _state.render_dof
+    if last is not None and last[0] == scene.name:
+        return last[1]
+    return None
+
+
+def last_failure():
+    """``(frame, message)`` of the last export on render that failed -- the latest render's
+    last failure, else one of an earlier render -- until a later render's export succeeds; None
+    when there is none. The panel lists it."""
+    if _state.errors:
+        return _state.errors[-1]
+    return _state.last_failure
+
+
+def _export_failed(frame, message):
+    """A failed export of ``frame``: kept for the panel (:func:`last_failure`) and queued for a
+    report in Blender's window (:func:`_report_failures`, main thread), besides the console
+    line. Before: F12 returned FINISHED and the console line was all the user got."""
+    _state.errors.append((frame, message))
+    _state.last_failure = (frame, message)
+    _state.to_report.append(f"Z-Depth: frame {frame}: depth export failed: {message}")
+    del _state.to_report[:-20]  # background mode has no timer to take them: keep a few
+
+
+def _export_succeeded():
+    """An export of this render succeeded: an earlier render's failure is cleared (one of this
+    render stays listed)."""
+    if not _state.errors:
+        _state.last_failure = None
+
+
+def _report_failures():
+    """Main-thread timer of Blender's window (registered by :func:`register_handlers`): report
+    the failures render handlers queued -- they may run in the render job's thread, where no
+    operator may run -- in the status bar and the Info editor (an operator's report) and in a
+    small popup. Runs forever."""
+    if _state.to_report:
+        messages = []
+        while _state.to_report:  # pop(0): one step under the interpreter lock, whatever the
+            messages.append(_state.to_report.pop(0))  # render thread appends meanwhile
+        wm = getattr(bpy.context, "window_manager", None)
+        if bpy.app.background or wm is None or not wm.windows:
+            return POLL_S  # no window to show it in (the console has it; the panel lists it)
+        try:
+            with _window_override():
+                text = messages[-1] if len(messages) == 1 else \
+                    f"{messages[-1]} (and {len(messages) - 1} more failure(s): see the console)"
+                bpy.ops.zdepth.report_failure("EXEC_DEFAULT", message=text)
+                bpy.context.window_manager.popup_menu(
+                    lambda menu, _context: menu.layout.label(text=text),
+                    title="Z-Depth Export Failed", icon="ERROR")
+        except Exception:  # a timer must not raise into Blender's event loop
+            pass
+    return POLL_S
 
 
 def _is_layer_pass(scene):
@@ -236,7 +307,9 @@ def _keep_for_later(rendered, folder):
     if rendered.loaded.rgba is not None:
         channels["RGBA"] = rendered.loaded.rgba
     try:
-        core_exr.write_exr(path, channels, codec="zip", overwrite=True)
+        core_exr.write_exr(path, channels, codec="zip", overwrite=True,
+                           data_window=getattr(rendered.loaded, "data_window", None),
+                           display_window=getattr(rendered.loaded, "display_window", None))
     except BaseException:
         remove_quietly(path)
         raise
@@ -246,9 +319,12 @@ def _keep_for_later(rendered, folder):
 
 def _load_kept(rendered):
     """The beauty and depth :func:`_keep_for_later` wrote, as ``rendered.loaded``."""
-    channels = core_exr.read_exr(rendered.saved).channels
+    image = core_exr.read_exr(rendered.saved)
+    channels = image.channels
     rgba = np.stack([channels[c] for c in "RGBA"], axis=-1) if "A" in channels else None
-    rendered.loaded = types.SimpleNamespace(rgba=rgba, depth=channels["Z"])
+    rendered.loaded = types.SimpleNamespace(rgba=rgba, depth=channels["Z"],
+                                            data_window=image.data_window,
+                                            display_window=image.display_window)
 
 
 @persistent
@@ -256,6 +332,7 @@ def _on_render_post(scene, *args):
     if _is_layer_pass(scene):
         return
     _state.last_render = (scene.name, scene.frame_current)
+    _note_camera_dof(scene)
     zd = getattr(scene, "zdepth", None)
     if shared_flags().get(DIRECT_KEY) or zd is None or not zd.export_enabled:
         return
@@ -269,8 +346,10 @@ def _on_render_post(scene, *args):
     except Exception as exc:  # a handler must not break the render; say why, loudly
         if isinstance(exc, PassCancelled):
             return  # said already
-        _state.errors.append((frame, str(exc)))
+        _export_failed(frame, str(exc))
         print(f"blender_zdepth: frame {frame}: depth export failed: {exc}")
+        return
+    _export_succeeded()
 
 
 # -- depth layers of renders whose handlers ran off the main thread (F12 in the window) ---------
@@ -478,11 +557,13 @@ def register_handlers():
     # registered here, on the main thread; none in background mode, where nothing is queued)
     if not bpy.app.background and not bpy.app.timers.is_registered(_queue_poller):
         bpy.app.timers.register(_queue_poller, first_interval=POLL_S, persistent=True)
+    if not bpy.app.background and not bpy.app.timers.is_registered(_report_failures):
+        bpy.app.timers.register(_report_failures, first_interval=POLL_S, persistent=True)
 
 
 def unregister_handlers():
     remove_handlers(_HANDLERS)
-    for timer in (_layer_queue_timer, _queue_poller):
+    for timer in (_layer_queue_timer, _queue_poller, _report_failures):
         if bpy.app.timers.is_registered(timer):
             bpy.app.timers.unregister(timer)
     _state.queue_due = False

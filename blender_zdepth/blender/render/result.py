@@ -1,6 +1,13 @@
 """The Render Result, as files: save it as a 32-bit multilayer EXR with every pass of every view
 layer (the scene's image settings switched for that one call and restored right after), and
 read its beauty and linear depth back (:func:`read_render_result`).
+
+Two things Blender's writer does not say are set right in the saved file: a render cropped to
+its border is placed in its full frame (data window = the crop, display window = the frame:
+Blender writes the crop as a frame of its own, and a lens sized by it would blur too little),
+and frames with non-square pixels are saved at all (see :func:`..compat.save_render`; the file
+then says ``pixelAspectRatio`` 1: the true aspect is the scene's, and every file we write from
+it records that one).
 """
 
 import os
@@ -11,9 +18,10 @@ import bpy
 from ...core import exr as core_exr
 from ...core.frame import load_frame
 from ...core.errors import ZDepthError
-from ..compat import set_multilayer_exr
+from ..compat import save_render, set_multilayer_exr
 from ..scene.options import background_for
 from ..scene.passes import rendering_view_layers
+from ..scene.region import crop_windows
 
 
 # -- temporary settings ------------------------------------------------------------------------
@@ -51,7 +59,8 @@ def _restore(struct, saved):
 
 def save_render_result(scene, path):
     """Save the Render Result as a 32-bit multilayer EXR at ``path`` (every pass of every view
-    layer); the scene's image settings are restored afterwards."""
+    layer); the scene's image settings are restored afterwards. A render cropped to its border
+    is placed in its full frame (:func:`place_cropped`)."""
     image = bpy.data.images.get("Render Result")
     if image is None or image.type != "RENDER_RESULT":
         raise ZDepthError("there is no Render Result to export: render first (F12)")
@@ -64,7 +73,7 @@ def save_render_result(scene, path):
         if hasattr(settings, "color_management"):
             settings.color_management = "FOLLOW_SCENE"  # EXR: scene-linear, as rendered
         try:
-            image.save_render(path, scene=scene)
+            save_render(image, path, scene)
         except RuntimeError:
             if not scene.render.use_multiview:
                 raise
@@ -75,12 +84,30 @@ def save_render_result(scene, path):
             for view in scene.render.views:
                 if os.path.isfile(stem + view.file_suffix + ext):
                     os.remove(stem + view.file_suffix + ext)
-            image.save_render(path, scene=scene)
+            save_render(image, path, scene)
     finally:
         _restore(settings, saved)
     if not os.path.exists(path):
         raise ZDepthError(f"Blender did not write the Render Result to {path}")
+    place_cropped(scene, path)
     return path
+
+
+def place_cropped(scene, path):
+    """When the Render Result saved at ``path`` is cropped to its border, rewrite it placed in
+    the full frame (:func:`~blender_zdepth.core.exr.place_in_frame`, windows from
+    :func:`..scene.region.crop_windows`), with the scene's true ``pixelAspectRatio``. Returns
+    True when it did; files of the full frame are left as Blender wrote them."""
+    (x0, y0), (x1, y1) = core_exr.read_layout(path)[0][0].data_window
+    windows = crop_windows(scene, (x1 - x0 + 1, y1 - y0 + 1))
+    if windows is None:
+        return False
+    (cx, cy), _ = windows[0]
+    render = scene.render
+    aspect = float(render.pixel_aspect_x) / float(render.pixel_aspect_y)
+    core_exr.place_in_frame(path, (cx - x0, cy - y0), windows[1],
+                            header={"pixelAspectRatio": aspect})
+    return True
 
 
 def _pick_layer(scene, names):

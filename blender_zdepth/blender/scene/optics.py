@@ -10,7 +10,8 @@ import math
 
 from ...core.dof import DofSettings
 from ...core.errors import ZDepthError
-from ...core.refocus.planned import LensPlan, header_had_dof
+from ...core.refocus.frame import header_had_dof
+from ...core.refocus.planned import LensPlan
 from .camera import check_camera, planar_distance
 from .options import dof_settings, setting
 from .views import view_camera
@@ -124,16 +125,25 @@ def engine_settings(scene):
                        quality=str(setting(zd, "dof_quality", "default")))
 
 
-def camera_had_dof(scene, header=None):
+def camera_had_dof(scene, header=None, render_result=False):
     """Whether the frame was rendered with the camera's own depth of field on: the header's
-    ``zdepthCameraDofEnabled`` (our exports record it) when there is one, else the scene
-    camera's Depth of Field setting now (the Render Result and plain renders record nothing)."""
+    ``zdepthCameraDofEnabled`` (our exports record it) when there is one; for the Render Result
+    (``render_result``) what the camera had when it rendered (recorded by the render handler);
+    else the scene camera's Depth of Field setting now (plain renders record nothing)."""
     recorded = header_had_dof(header)
     if recorded is not None:
         return recorded
+    if render_result:
+        from ..render.handlers import render_had_dof  # the render layer, above this one
+
+        rendered = render_had_dof(scene)
+        if rendered is not None:
+            return rendered
     cam = scene.camera
     return bool(cam is not None and cam.type == "CAMERA" and cam.data.dof.use_dof)
 
 
 DOUBLE_DOF_WARNING = ("the render already has the camera's depth of field (Camera > Depth of "
-                      "Field was on): refocusing blurs it a second time; render with it off")
+                      "Field was on): its beauty is defocused and its depth comes from one "
+                      "point of the lens, so refocusing blurs it a second time; render with "
+                      "it off")

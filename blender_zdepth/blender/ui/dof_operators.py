@@ -95,8 +95,14 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
             self.report({"WARNING"}, head)
         else:
             self.report({"INFO"}, head)
-        # a diagnostic writes nothing: print what the status bar says, not "1 written"
-        print(head if self.diagnostic and not report.failed else "\n".join(text))
+        # a diagnostic writes nothing: print what the status bar says, not "1 written"; a failed
+        # frame whose progress line the console has already (execute) is not printed again
+        if self.diagnostic and not report.failed:
+            print(head)
+        elif getattr(self, "_progress_printed", False):
+            print(batch.describe(report.summary(details=False)))
+        else:
+            print("\n".join(text))
         return {"FINISHED"} if (report.written or report.skipped) else {"CANCELLED"}
 
     def _warn_before(self, scene):
@@ -104,7 +110,8 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
         source = self.source
         if source == "PANEL":
             source = setting(dof_settings(scene), "dof_source", "RENDER_RESULT")
-        if not self.diagnostic and source == "RENDER_RESULT" and camera_had_dof(scene):
+        if not self.diagnostic and source == "RENDER_RESULT" and \
+                camera_had_dof(scene, render_result=True):
             self.report({"WARNING"}, DOUBLE_DOF_WARNING)
 
     def execute(self, context):
@@ -113,6 +120,7 @@ class ZDEPTH_OT_apply_dof(bpy.types.Operator):
         except ZDepthError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        self._progress_printed = True
         try:
             while not batch.run.done:
                 result = batch.step()

@@ -193,5 +193,21 @@ class ZDEPTH_OT_render_depth_layers(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ZDEPTH_OT_report_failure(bpy.types.Operator):
+    """Report a failure of Export on render in the status bar and the Info editor (the render
+    handlers queue it; a timer on the main thread runs this: render/handlers.py)"""
+    bl_idname = "zdepth.report_failure"
+    bl_label = "Report Z-Depth Failure"
+    bl_options = {"INTERNAL"}
+
+    message: bpy.props.StringProperty(options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        # WARNING, not ERROR: an ERROR report of an operator run from Python raises in the
+        # caller (a timer) instead of staying in the status bar
+        self.report({"WARNING"}, self.message)
+        return {"FINISHED"}
+
+
 CLASSES = (ZDEPTH_OT_setup_passes, ZDEPTH_OT_add_node_group, ZDEPTH_OT_export_render_result,
-           ZDEPTH_OT_use_measured_range, ZDEPTH_OT_render_depth_layers)
+           ZDEPTH_OT_use_measured_range, ZDEPTH_OT_render_depth_layers, ZDEPTH_OT_report_failure)

@@ -9,10 +9,13 @@ import math
 import bpy
 
 from ...core.precision import precision_report
+from ..refocus.inputs import files_had_dof
 from ..refocus.live import LIVE, status_text
+from ..render.handlers import last_failure, render_had_dof
 from ..scene.camera import focus_distance, scene_depth_range
 from ..render.peel import layer_mode
 from ..scene.coverage import flat_depth_warning
+from ..scene.optics import camera_had_dof
 from ..scene.options import LayerOptions, dof_settings, resolve_range
 from ..scene.passes import depth_status, engine_has_depth
 from .dof_operators import ZDEPTH_OT_apply_dof, ZDEPTH_OT_dof_pick_focus
@@ -153,6 +156,10 @@ class RENDER_PT_zdepth(bpy.types.Panel):
         sub.prop(zd, "name_pattern")
         sub.prop(zd, "beauty")
         sub.prop(zd, "write_preview")
+        failure = last_failure()
+        if failure is not None:  # until an export succeeds (render/handlers.py)
+            frame, message = failure
+            _wrap(col.box(), f"Last export failed (frame {frame}): {message}", icon="ERROR")
         # depth layers (render/peel.py)
         if hasattr(zd, "depth_layers"):
             col = layout.column()
@@ -268,10 +275,20 @@ class RENDER_PT_zdepth_dof(bpy.types.Panel):
             sub.prop(zd, "dof_frame_start", text="Frame Start")
             sub.prop(zd, "dof_frame_end", text="End")
             sub.prop(zd, "dof_frame_step", text="Step")
-        elif has_cam and cam.data.dof.use_dof:
-            box = col.box()
-            box.label(text="Camera depth of field is on: the render", icon="ERROR")
-            box.label(text="is blurred already, refocusing blurs it twice", icon="BLANK1")
+        # what the render had (the file's header; for the Render Result the camera when it
+        # rendered), not the camera now
+        if zd.dof_source == "FILES":
+            had_dof = files_had_dof(scene)
+            what = "The file's render had"
+        else:
+            had_dof = camera_had_dof(scene, render_result=True)
+            # no render seen in this session: the camera now says what a render would have
+            what = "The render had" if render_had_dof(scene) is not None else \
+                "A render would have"
+        if had_dof:
+            _wrap(col.box(), f"{what} the camera's depth of field on: it is blurred already "
+                             f"and its depth comes from one point of the lens; refocusing "
+                             f"blurs it twice", icon="ERROR", width=48)
         col.prop(zd, "dof_output_dir", text="Output")
         col.prop(zd, "dof_output_name", text="Name")
         col.prop(zd, "dof_multilayer", text="Keep All Passes")

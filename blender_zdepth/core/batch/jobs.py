@@ -31,12 +31,15 @@ def atomic_output(path):
 class FrameJob:
     """One frame to process: its number, input file and output files (main output first).
     ``view``: the view of a stereo / multi-view render this job refocuses (None: the frame has
-    one view)."""
+    one view). ``source``: what the output's header names as its source
+    (``zdepthDofSource``) when the input is a temporary file (e.g. the Render Result saved for
+    the job); None: the input's file name."""
 
     frame: int
     input: str
     outputs: tuple
     view: str = None
+    source: str = None
 
     @property
     def output(self):
@@ -94,8 +97,10 @@ class SequenceReport:
         """True when no frame failed and none was cancelled."""
         return not self.failed and not self.cancelled
 
-    def summary(self):
-        """A few lines for the end of a run: counts, then one line per failed frame."""
+    def summary(self, details=True):
+        """A few lines for the end of a run: counts, then one line per failed frame (with
+        ``details``; else one line naming the failed frames, for a caller that has shown each
+        failure already)."""
         n = len(self.results)
         seconds = sum(r.seconds for r in self.results) if self.elapsed is None else self.elapsed
         parts = [f"{len(self.written)} written"]
@@ -108,9 +113,13 @@ class SequenceReport:
         lines = [f"{n} frame{'s' if n != 1 else ''}: {', '.join(parts)} in {seconds:.1f} s"]
         if self.workers:
             lines[0] += f" ({self.workers} at a time)"
-        for r in self.failed:
+        for r in self.failed if details else ():
             what = f"frame {r.frame}" if r.frame is not None else "frame"
             lines.append(f"  FAILED {what}: {r.job.input}: {r.message}")
+        if self.failed and not details:
+            numbers = [r.frame for r in self.failed if r.frame is not None]
+            lines.append(f"  failed: frame(s) {format_frames(numbers)} (the errors are above)"
+                         if numbers else "  failed: see the error above")
         if self.cancelled:
             numbers = [r.frame for r in self.cancelled if r.frame is not None]
             lines.append(f"  cancelled before frames {format_frames(numbers)}" if numbers

@@ -6,7 +6,9 @@ data windows, codecs, and the one guarded, atomic write of a file.
 """
 
 import contextlib
+import io
 import os
+import re
 import tempfile
 import threading
 
@@ -15,6 +17,7 @@ import numpy as np
 from ..atomic import atomic_target
 from .. import cpus
 from ..errors import UsageError, ZDepthError
+from .scan import header_attributes, retyped_header
 
 #: Lossless codecs we write, by their name on the command line.
 LOSSLESS_CODECS = ("zip", "piz", "zips", "rle", "none")
@@ -153,6 +156,121 @@ def captured_output():
         yield out
     finally:
         out.append(_stop_capture(start))
+
+
+_UNSUPPORTED = re.compile(r"unsupported attribute type: (\S+)")
+
+#: Attribute types the C++ library reads but the Python bindings (3.5) refuse; once a file is
+#: refused for one of them, all are read as opaque bytes (the values are of no use here).
+REFUSED_TYPES = ("deepImageState", "idmanifest")
+
+
+class UnreadableAttribute(ZDepthError):
+    """A valid OpenEXR file with an attribute the OpenEXR Python bindings cannot read."""
+
+
+class _PatchedStream(io.RawIOBase):
+    """The file at ``path`` read as a stream, its first ``len(head)`` bytes replaced by
+    ``head`` (same length: nothing else moves)."""
+
+    def __init__(self, path, head):
+        super().__init__()
+        self._fh = open(path, "rb")
+        self._head = head
+        self._pos = 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def readinto(self, buffer):
+        view = memoryview(buffer).cast("B")
+        n, pos = 0, self._pos
+        if pos < len(self._head):
+            piece = self._head[pos:pos + len(view)]
+            view[:len(piece)] = piece
+            n = len(piece)
+        if n < len(view):
+            self._fh.seek(pos + n)
+            n += self._fh.readinto(view[n:]) or 0
+        self._pos += n
+        return n
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence == io.SEEK_END:
+            offset += os.fstat(self._fh.fileno()).st_size
+        self._pos = max(0, int(offset))
+        return self._pos
+
+    def tell(self):
+        return self._pos
+
+    def close(self):
+        self._fh.close()
+        super().close()
+
+
+def open_file(path, **kwargs):
+    """``OpenEXR.File(path, **kwargs)``, also for a valid file with attributes the bindings
+    cannot parse.
+
+    The C++ library reads ``deepImageState`` and ``idmanifest`` attributes (as ``exrheader``
+    shows: the OpenEXR project's own ``11.deep.exr`` has both), but the Python bindings (3.5)
+    refuse the whole file ("unsupported attribute type: deepImageState"), though an attribute of
+    a type the library does not know at all is read as opaque bytes. So such a file is read
+    through a stream whose header gives those attributes a type no one defines
+    (:func:`.scan.retyped_header`, same length, so the chunk offsets stay right): the pixels
+    and every other attribute read as they are, and the retyped attributes are left out of the
+    headers. Should the bindings refuse it still, an :class:`UnreadableAttribute` says that the
+    file is valid and which attribute they cannot read."""
+    return _open(path, kwargs)[0]
+
+
+def unreadable_attributes(path):
+    """The attributes :func:`open_file` leaves out of the file's headers because the OpenEXR
+    Python bindings cannot read them: ``[(part, name, type)]``, empty for most files."""
+    return _open(path, {"header_only": True})[1]
+
+
+def _open(path, kwargs):
+    import OpenEXR
+
+    path = os.fspath(path)  # a Path object would be taken for a stream
+    try:
+        return OpenEXR.File(path, **kwargs), []
+    except RuntimeError as exc:
+        match = _UNSUPPORTED.search(str(exc))
+        if match is None:
+            raise
+        types = {match.group(1), *REFUSED_TYPES}
+    for _ in range(16):  # one more type per try; a file has a handful at most
+        head, changed = retyped_header(path, types)
+        if not changed:
+            break
+        stream = _PatchedStream(path, head)
+        try:
+            exr = OpenEXR.File(stream, **kwargs)
+        except RuntimeError as exc:
+            match = _UNSUPPORTED.search(str(exc))
+            if match is None or match.group(1) in types:
+                raise
+            types.add(match.group(1))
+            continue
+        finally:
+            stream.close()
+        for part, name, _typ in changed:
+            if part < len(exr.parts):
+                exr.parts[part].header.pop(name, None)
+        return exr, changed
+    typ = sorted(types)[0]
+    names = [n for _p, n, t, _s in header_attributes(path) if t == typ] or ["?"]
+    raise UnreadableAttribute(
+        f"{path}: a valid OpenEXR file, but the OpenEXR Python bindings cannot read its "
+        f"attribute {names[0]!r} (type {typ})")
 
 
 def window(value):

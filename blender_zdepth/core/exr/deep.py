@@ -20,8 +20,8 @@ from ..deep import (DEEP_CHANNELS, LAYERS_KEY, MODE_KEY, SLAB_BOUNDS_KEY, DeepIm
                     layer_samples, slab_samples, tidy)
 from ..encodings import DepthEncoding
 from ..errors import UsageError, ZDepthError
-from .binding import (STRUCTURAL, captured_output, clean_header, io_threads, window,
-                      window_value, write_file)
+from .binding import (STRUCTURAL, UnreadableAttribute, captured_output, clean_header,
+                      io_threads, open_file, window, window_value, write_file)
 from .channels import file_layers
 from .parts import describe_views, read_layout
 
@@ -155,7 +155,7 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
 def is_deep(path):
     """True when ``path`` is an OpenEXR file whose first part is deep (scanline or tiled); False
     for a flat EXR; :class:`ZDepthError` when it is missing or not an EXR."""
-    import OpenEXR
+    import OpenEXR  # noqa: F401 -- missing, this is the command line's one clear line
 
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -172,7 +172,7 @@ def is_deep(path):
         return False
     with captured_output():
         try:
-            parts = OpenEXR.File(path, header_only=True).parts
+            parts = open_file(path, header_only=True).parts
         except Exception:
             return False
     return any(str(p.header.get("type", "")).endswith(("deepscanline", "deeptile"))
@@ -212,9 +212,9 @@ def _read_channels(OpenEXR, path):
     3 instead of 6 for ``R, G, B, A, Z, ZBack``, so about half the memory and time), channel by
     channel otherwise (colour channels of mixed types, names that collide with a group's)."""
     declared = [[c.name for c in p.header.get("channels", [])]
-                for p in OpenEXR.File(path, header_only=True).parts]
+                for p in open_file(path, header_only=True).parts]
     try:
-        parts = list(OpenEXR.File(path).parts)
+        parts = list(open_file(path).parts)
     except Exception as exc:
         if "coalesce" not in str(exc):
             raise
@@ -240,7 +240,7 @@ def _read_channels(OpenEXR, path):
         if loaded is not None:
             return declared, loaded
         del parts
-    parts = list(OpenEXR.File(path, separate_channels=True).parts)
+    parts = list(open_file(path, separate_channels=True).parts)
     return declared, [(p.header, {k: (c, None) for k, c in p.channels.items()}) for p in parts]
 
 
@@ -278,6 +278,8 @@ def read_deep(path, *, view=None, layer=None):
             io_threads()
             declared, loaded = _read_channels(OpenEXR, path)
             loaded = [(clean_header(h), c) for h, c in loaded]
+        except UnreadableAttribute:
+            raise
         except Exception as exc:
             failure = str(exc)
     text = (messages[0] if messages else "").strip()

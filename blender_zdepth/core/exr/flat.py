@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..atomic import check_target
+from ..atomic import atomic_target, check_target
 from ..encodings import DepthEncoding
 from ..errors import UsageError, ZDepthError
 from .binding import (STRUCTURAL, captured_output, codec_enum, damaged, io_threads,
-                      window_value, write_file)
+                      open_file, window_value, write_file)
 from .parts import channel_view, describe_views, layout, open_checks
 
 
@@ -58,14 +58,14 @@ def read_exr(path, *, view=None, sample_counts=False):
     (name -> part), and with ``sample_counts`` their per-pixel sample counts are read. Sizes the
     file declares are checked before anything is allocated (:mod:`.scan`).
     :class:`ZDepthError` if the file is missing, not an EXR, damaged or hostile."""
-    import OpenEXR
+    import OpenEXR  # noqa: F401 -- missing, this is the command line's one clear line
 
     path = open_checks(path)
     failure = None
     with captured_output() as messages:
         try:
             io_threads()
-            declared = OpenEXR.File(path, header_only=True).parts
+            declared = open_file(path, header_only=True).parts
             headers = [(p.name() if callable(getattr(p, "name", None)) else "", dict(p.header))
                        for p in declared]
             parts_info, views = layout(headers)
@@ -73,7 +73,7 @@ def read_exr(path, *, view=None, sample_counts=False):
                 failure = UsageError(f"--view {view}: {path} has no view {view!r}; its views: "
                                      f"{describe_views(views)}")
             else:
-                whole = OpenEXR.File(path, separate_channels=True)
+                whole = open_file(path, separate_channels=True)
                 loaded = [(dict(p.channels), p) for p in whole.parts]
         except Exception as exc:  # the bindings raise RuntimeError for damaged files
             failure = exc
@@ -191,6 +191,45 @@ def write_exr(path, channels, *, header=None, half=False, codec="zip", overwrite
     hdr["dataWindow"] = window_value(data_window)
     hdr["displayWindow"] = window_value(display_window or data_window)
     return write_file(path, hdr, arrays, overwrite)
+
+
+def place_in_frame(path, offset, display_window, *, header=None):
+    """Rewrite the EXR at ``path`` in place (atomically) as a region of a larger frame: every
+    part's data window moved by ``offset`` ``(dx, dy)`` and its display window set to
+    ``display_window`` ``((xmin, ymin), (xmax, ymax))``; ``header``: attributes set on every
+    part too. Pixels, channels, codecs and the other attributes are kept. For a render cropped
+    to its border (Blender writes the crop as a whole frame of its own), so that readers know
+    the full frame and the crop's place in it, the OpenEXR way. Returns ``path``."""
+    import OpenEXR
+
+    dx, dy = (int(v) for v in offset)
+    with captured_output() as messages:
+        try:
+            io_threads()
+            image = OpenEXR.File(str(path))
+            failure = None
+        except Exception as exc:  # the bindings raise RuntimeError
+            failure = exc
+    if failure is not None:
+        raise damaged(path, messages[0] if messages else "", str(failure))
+    for part in image.parts:
+        (x0, y0), (x1, y1) = ((int(v) for v in corner) for corner in part.header["dataWindow"])
+        part.header["dataWindow"] = window_value(((x0 + dx, y0 + dy), (x1 + dx, y1 + dy)))
+        part.header["displayWindow"] = window_value(display_window)
+        for key, value in (header or {}).items():
+            part.header[key] = value
+    with atomic_target(path, True) as tmp:
+        with captured_output() as messages:
+            try:
+                image.write(tmp)
+                failure = None
+            except Exception as exc:
+                failure = exc
+        if failure is not None:
+            text = (messages[0] if messages else "").strip()
+            raise ZDepthError(f"{path}: could not rewrite the EXR file "
+                              f"({text.splitlines()[-1] if text else failure})")
+    return path
 
 
 def encode_for_file(depth, encoding, *, half=False):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ZDepthError
-from .binding import captured_output, clean_header, damaged, io_threads, window
+from .binding import captured_output, clean_header, damaged, io_threads, open_file, window
 from .scan import check_file
 
 
@@ -151,7 +151,7 @@ def read_layout(path):
     """The parts of the EXR at ``path`` (headers only, no pixels): ``(parts, views)`` with one
     :class:`ExrPart` per part and the file's views, default first. :class:`ZDepthError` for a
     missing, damaged or hostile file."""
-    import OpenEXR
+    import OpenEXR  # noqa: F401 -- missing, this is the command line's one clear line
 
     path = open_checks(path)
     failure = None
@@ -159,8 +159,10 @@ def read_layout(path):
         try:
             io_threads()
             headers = [(p.name() if callable(getattr(p, "name", None)) else "",
-                        dict(p.header)) for p in OpenEXR.File(path, header_only=True).parts]
+                        dict(p.header)) for p in open_file(path, header_only=True).parts]
             result = layout(headers)
+        except ZDepthError:  # a valid file the bindings cannot read (binding.open_file)
+            raise
         except Exception as exc:  # the bindings raise RuntimeError (or a decoding error)
             failure = str(exc)
     text = (messages[0] if messages else "").strip()

@@ -17,6 +17,13 @@ no codec: the pixel data is never decoded here) and refuses, with a :class:`ZDep
 
 Everything here is plain Python over at most a few megabytes of offsets; it answers within
 milliseconds even for a hostile file.
+
+Attributes of types this scan does not need (every type but the few above) are skipped by the
+size they declare, whatever the type: a file is not damaged because it carries an attribute
+someone else defined. :func:`header_attributes` lists them and :func:`retyped_header` gives the
+header bytes with chosen types renamed, for the OpenEXR Python bindings, which refuse a few
+types the C++ library knows (``deepImageState``, ``idmanifest``: see
+:func:`~.binding.open_file`).
 """
 
 import os
@@ -132,6 +139,76 @@ def _parse_header(rd, what):
             attrs[name] = raw.decode("latin-1")
         elif name == "name" and typ == "string":
             attrs[name] = raw.decode("latin-1")
+
+
+def _walk_headers(data, what):
+    """The attributes of every header of an EXR whose first bytes are ``data`` (magic included):
+    ``(attributes, end)`` with ``attributes`` a list of ``(part, name, type, size, type_at)``
+    (``type_at``: where the type's name starts) and ``end`` the offset just past the last
+    header's terminating null. :class:`ZDepthError` when the headers do not fit in ``data``."""
+    rd = _Reader(data, what)
+    rd.need(8)
+    if data[:4] != _MAGIC:
+        raise ZDepthError(f"{what}: not an OpenEXR file")
+    multi = bool(struct.unpack_from("<I", data, 4)[0] & 0x1000)
+    rd.pos = 8
+    found, part = [], 0
+    while True:
+        rd.need(1)
+        if data[rd.pos] == 0:  # the end of a header
+            rd.pos += 1
+            if not multi:
+                break
+            part += 1
+            rd.need(1)
+            if data[rd.pos] == 0:  # an empty header: the end of the headers
+                rd.pos += 1
+                break
+            continue
+        name = rd.cstring()
+        type_at = rd.pos
+        typ = rd.cstring()
+        (size,) = rd.unpack("<i")
+        rd.need(size)
+        rd.pos += size
+        found.append((part, name, typ, size, type_at))
+    return found, rd.pos
+
+
+def _head(path):
+    with open(path, "rb") as fh:
+        return fh.read(1 << 20)
+
+
+def header_attributes(path):
+    """Every attribute of the file's headers, ``[(part, name, type, size)]`` (no values; the
+    headers must lie in the first MiB). :class:`ZDepthError` for a file that is not an EXR or
+    whose headers end early."""
+    what = os.fspath(path)
+    found, _end = _walk_headers(_head(what), what)
+    return [(part, name, typ, size) for part, name, typ, size, _at in found]
+
+
+#: Type name given to an attribute the bindings cannot read (cut or padded to the original's
+#: length): no OpenEXR type has this name, so the library keeps the value as opaque bytes.
+PLACEHOLDER_TYPE = "zdepthOpaqueAttribute"
+
+
+def retyped_header(path, types):
+    """The file's header bytes (from the magic to the end of its headers) with the type name of
+    every attribute whose type is in ``types`` replaced by a name of the same length that no
+    OpenEXR type has (:data:`PLACEHOLDER_TYPE`): nothing moves, so the chunk offsets stay right.
+    Returns ``(header_bytes, [(part, name, type)])``, the list naming the attributes changed."""
+    what = os.fspath(path)
+    data = bytearray(_head(what))
+    found, end = _walk_headers(bytes(data), what)
+    changed = []
+    for part, name, typ, _size, at in found:
+        if typ in types:
+            data[at:at + len(typ)] = (PLACEHOLDER_TYPE * (1 + len(typ) // len(PLACEHOLDER_TYPE))
+                                      )[:len(typ)].encode("latin-1")
+            changed.append((part, name, typ))
+    return bytes(data[:end]), changed
 
 
 def _fail(what, detail):

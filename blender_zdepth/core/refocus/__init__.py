@@ -9,14 +9,15 @@ a sequence, and the small copies the live preview refocuses.
 """
 
 from .focus import FocusKeys, lens_from_table, lens_resolver, parse_focus_keys, pixel_focus
-from .frame import (copyable_header, dof_header, load_input, multilayer_channels, refocus_array,
-                    refocus_frame, write_refocused)
-from .planned import DOUBLE_DOF_KEY, FramePlan, LensPlan, PlannedRefocus, header_had_dof
+from .frame import (CAMERA_DOF_WARNING, DOUBLE_DOF_KEY, copyable_header, dof_header,
+                    header_had_dof, load_input, multilayer_channels, refocus_array, refocus_frame,
+                    write_refocused)
+from .planned import FramePlan, LensPlan, PlannedRefocus
 from .preview import PREVIEW_PIXELS, PreviewFrame, render_preview, shrink_frame
 from .sequence import refocus_sequence, with_threads
 
 __all__ = [
-    "DOUBLE_DOF_KEY", "FocusKeys", "FramePlan", "LensPlan", "PREVIEW_PIXELS", "PlannedRefocus",
+    "CAMERA_DOF_WARNING", "DOUBLE_DOF_KEY", "FocusKeys", "FramePlan", "LensPlan", "PREVIEW_PIXELS", "PlannedRefocus",
     "PreviewFrame", "copyable_header", "dof_header", "header_had_dof", "lens_from_table",
     "lens_resolver", "load_input", "multilayer_channels", "parse_focus_keys", "pixel_focus",
     "refocus_array", "refocus_frame", "refocus_sequence", "render_preview", "shrink_frame",

@@ -95,8 +95,8 @@ def lens_resolver(*, focus_distance=None, focus_pixel=None, focus_keys=None, fst
                   sensor_fit=None, pixel_aspect=None):
     """A ``lens_for_frame(frame_number, loaded_frame) -> (Lens, focus_source)`` for
     :func:`~.sequence.refocus_sequence`: camera values come from the frame's header
-    (``loaded_frame.camera``, our own exports) and every argument that is not None wins over
-    them. Focus, first match: ``focus_keys`` (:class:`FocusKeys`, evaluated at the frame),
+    (``loaded_frame.camera``, our own exports; the pixel aspect of a plain render from its
+    ``pixelAspectRatio``) and every argument that is not None wins over them. Focus, first match: ``focus_keys`` (:class:`FocusKeys`, evaluated at the frame),
     ``focus_pixel`` ``(x, y)`` (the depth under that pixel, per frame), ``focus_distance``, the
     header's focus distance. Raises :class:`UsageError` (via ``Lens.from_camera``) when a
     needed value is in neither."""
@@ -116,12 +116,25 @@ def lens_resolver(*, focus_distance=None, focus_pixel=None, focus_keys=None, fst
             focus, source = pixel_focus(loaded, *focus_pixel), f"pixel {focus_pixel[0]},{focus_pixel[1]}"
         elif focus_distance is None:
             source = "camera"
+        aspect = pixel_aspect
+        if aspect is None and camera is None:  # a plain render: its standard attribute
+            aspect = header_pixel_aspect(getattr(loaded, "header", None))
         lens = Lens.from_camera(camera, focal_length_mm=focal_length_mm, fstop=fstop,
                                 focus_distance=focus, sensor_width_mm=sensor_width_mm,
                                 sensor_height_mm=sensor_height_mm, sensor_fit=sensor_fit,
-                                pixel_aspect=pixel_aspect)
+                                pixel_aspect=aspect)
         return lens, source
     return _Remade(lens_for, lens_resolver, arguments)
+
+
+def header_pixel_aspect(header):
+    """The standard ``pixelAspectRatio`` of ``header`` (pixel width / height), or None when it
+    has none that makes sense."""
+    try:
+        aspect = float((header or {})["pixelAspectRatio"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return aspect if 0 < aspect < float("inf") else None
 
 
 class _Remade:

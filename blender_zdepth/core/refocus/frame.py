@@ -25,6 +25,28 @@ _LAYOUT_KEYS = {
 }
 
 
+#: Header attribute of a refocused frame whose render already had the camera's depth of field.
+DOUBLE_DOF_KEY = "zdepthDofWarning"
+
+#: What the user is told of a frame whose render had the camera's depth of field on.
+CAMERA_DOF_WARNING = (
+    "the render had the camera's depth of field on (zdepthCameraDofEnabled=1): its beauty is "
+    "already defocused and its depth comes from one point of the lens, so refocusing blurs it "
+    "a second time; render with the camera's Depth of Field off to refocus after render")
+
+
+def header_had_dof(header):
+    """What a header says of the camera's own depth of field at render time (our exports record
+    ``zdepthCameraDofEnabled``): True / False, or None when it says nothing."""
+    value = (header or {}).get("zdepthCameraDofEnabled")
+    if value is None:
+        return None
+    try:
+        return bool(int(str(value).strip()))
+    except ValueError:
+        return None
+
+
 def copyable_header(header):
     """The attributes of an input's header worth keeping on a refocused RGBA output: everything
     but the layout (channels, windows, compression, parts) and the description of a depth
@@ -50,6 +72,9 @@ def dof_header(lens, settings, *, focus_source="", diagnostic=False, source=""):
         "zdepthDofBlades": int(settings.blades),
         "zdepthDofRotation": float(settings.rotation_deg),
         "zdepthDofView": "focal-plane diagnostic" if diagnostic else "defocus",
+        # the lens' squeeze is the pixels' (an input saved from Blender may say 1: see
+        # blender.compat.save_render)
+        "pixelAspectRatio": float(getattr(lens, "pixel_aspect", 1.0)),
     }
     if focus_source:
         h["zdepthDofFocusSource"] = str(focus_source)
@@ -167,7 +192,8 @@ def write_refocused(job, rgba, header, *, data_window=None, display_window=None,
 
 def refocus_frame(job, lens_for_frame, settings, *, diagnostic=False, state=None,
                   extra_header=None, keep_result=False, layer=None, deep=None, view=None,
-                  background="auto", layer_required=False, multilayer=False, colour=None):
+                  background="auto", layer_required=False, multilayer=False, colour=None,
+                  camera_dof=None):
     """Refocus one :class:`FrameJob`: load, defocus (or diagnostic), write atomically (all of
     ``job.outputs``; none when it is empty).
 
@@ -178,6 +204,11 @@ def refocus_frame(job, lens_for_frame, settings, *, diagnostic=False, state=None
     keeps every pass of the input (:func:`multilayer_channels`) and the input's whole header,
     its depth description included, since the depth channel is kept too. ``colour``: the
     :class:`~blender_zdepth.core.colour.ColourSettings` of the PNG (see :func:`write_refocused`).
+
+    When the frame's render had the camera's own depth of field (its header's
+    ``zdepthCameraDofEnabled``, else ``camera_dof``: what the scene says, for files that record
+    nothing), a refocus (not a diagnostic) gets :data:`DOUBLE_DOF_KEY` in its header, a warning
+    in ``details`` and ``info["double_dof"]`` True.
     """
     state = {} if state is None else state
     frame = load_input(job.input, expect_size=state.get("size"), layer=layer, deep=deep,
@@ -186,10 +217,14 @@ def refocus_frame(job, lens_for_frame, settings, *, diagnostic=False, state=None
     state.setdefault("size", (w, h))
     got = lens_for_frame(job.frame, frame)
     lens, focus_source = got if isinstance(got, tuple) else (got, "")
+    had_dof = header_had_dof(getattr(frame, "header", None))
+    double_dof = bool(camera_dof if had_dof is None else had_dof) and not diagnostic
     out = refocus_array(frame, lens, settings, diagnostic=diagnostic)
     if job.outputs:
         applied = dof_header(lens, settings, focus_source=focus_source, diagnostic=diagnostic,
-                             source=job.input)
+                             source=getattr(job, "source", None) or job.input)
+        if double_dof:
+            applied[DOUBLE_DOF_KEY] = "the input already had the camera's depth of field"
         applied.update(extra_header or {})
         passes = None
         if multilayer:
@@ -211,7 +246,10 @@ def refocus_frame(job, lens_for_frame, settings, *, diagnostic=False, state=None
     bg = getattr(frame, "background_info", None)
     if bg is not None and (bg.sky or bg.transparent):  # a rule the user may want to know of
         details += f"; {bg.line()}"
-    info = {"details": details, "lens": lens, "focus_source": focus_source}
+    if double_dof:
+        details += "; WARNING: the render had the camera's depth of field (blurred twice)"
+    info = {"details": details, "lens": lens, "focus_source": focus_source,
+            "double_dof": double_dof}
     if keep_result:
         info["rgba"] = out
     return info

@@ -16,10 +16,6 @@ from ..lens import Lens
 from .focus import pixel_focus
 from .frame import refocus_frame
 
-#: Header attribute of a refocused frame whose render already had the camera's depth of field.
-DOUBLE_DOF_KEY = "zdepthDofWarning"
-
-
 @dataclasses.dataclass
 class LensPlan:
     """The lens of one frame: ``values`` (the :class:`~blender_zdepth.core.lens.Lens` fields but
@@ -51,18 +47,6 @@ class LensPlan:
         return Lens(focus_distance=picked, **self.values), f"pixel {x},{y}"
 
 
-def header_had_dof(header):
-    """What a header says of the camera's own depth of field at render time (our exports record
-    ``zdepthCameraDofEnabled``): True / False, or None when it says nothing."""
-    value = (header or {}).get("zdepthCameraDofEnabled")
-    if value is None:
-        return None
-    try:
-        return bool(int(str(value).strip()))
-    except ValueError:
-        return None
-
-
 @dataclasses.dataclass
 class FramePlan:
     """One frame's plan: its :class:`LensPlan`, its engine settings
@@ -79,8 +63,9 @@ class PlannedRefocus:
     plan of its frame (``plans``: ``{frame: FramePlan}``), writing atomically as
     :func:`~blender_zdepth.core.refocus.frame.refocus_frame` does. Picklable (worker processes).
 
-    ``info`` gets ``double_dof`` (True when the render already had the camera's depth of field:
-    the output's header then carries :data:`DOUBLE_DOF_KEY`) and, with ``keep_result``, the
+    ``info`` gets ``double_dof`` (True when the render already had the camera's depth of field,
+    by the file's header or else the plan's ``camera_dof``: the output's header then carries
+    :data:`~.frame.DOUBLE_DOF_KEY`) and, with ``keep_result``, the
     refocused ``rgba``. ``diagnostic``, ``layer``, ``deep``, ``multilayer``: as for
     ``refocus_frame``.
 
@@ -115,24 +100,14 @@ class PlannedRefocus:
         view = getattr(job, "view", None)
         plan = self.plans.get((job.frame, view)) if view is not None else None
         plan = plan if plan is not None else self.plans[job.frame]
-        seen = {}
-        extra = {}  # filled in once the frame is loaded, written into the output's header
-
         def lens_for(frame, loaded):
-            recorded = header_had_dof(getattr(loaded, "header", None))
-            seen["dof"] = plan.camera_dof if recorded is None else recorded
-            if seen["dof"] and not self.diagnostic:
-                extra[DOUBLE_DOF_KEY] = "the input already had the camera's depth of field"
             return plan.lens(loaded)
 
         kwargs = {"deep": self.deep} if self.deep is not None else {}
         if self.read_view and view is not None:
             kwargs["view"] = view
         info = refocus_frame(job, lens_for, plan.settings, diagnostic=self.diagnostic,
-                             state=self.state, extra_header=extra, keep_result=self.keep_result,
-                             layer=self.layer, multilayer=self.multilayer, colour=self.colour,
-                             **kwargs)
-        info["double_dof"] = bool(seen.get("dof")) and not self.diagnostic
-        if info["double_dof"]:
-            info["details"] = info.get("details", "") + "; WARNING: double depth of field"
+                             state=self.state, keep_result=self.keep_result, layer=self.layer,
+                             multilayer=self.multilayer, colour=self.colour,
+                             camera_dof=plan.camera_dof, **kwargs)
         return info

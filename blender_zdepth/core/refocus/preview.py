@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from .. import dof
+from ..frame import window_index
 
 #: Largest preview in pixels (640 x 360: a 1080p frame is shrunk 3 times, 4K 6 times).
 PREVIEW_PIXELS = 640 * 360
@@ -85,11 +86,28 @@ class PreviewFrame:
     header: dict = dataclasses.field(default_factory=dict)
     key: object = None
     path: str = ""
+    data_window: tuple = None
+    display_window: tuple = None
 
     @property
     def size(self):
-        """``(width, height)`` of the full frame."""
+        """``(width, height)`` of the full-resolution pixels."""
         return int(self.depth.shape[1]), int(self.depth.shape[0])
+
+    @property
+    def display_size(self):
+        """``(width, height)`` of the frame the camera saw (the display window: larger than
+        :attr:`size` for a render cropped to its border)."""
+        win = self.display_window or self.data_window
+        if win is None:
+            return self.size
+        (x0, y0), (x1, y1) = win
+        return x1 - x0 + 1, y1 - y0 + 1
+
+    def array_index(self, x, y):
+        """``(row, column)`` in :attr:`depth` of display-window pixel ``x, y`` from the bottom
+        left (:func:`~blender_zdepth.core.frame.window_index`)."""
+        return window_index(x, y, self.depth.shape, self.data_window, self.display_window)
 
     @property
     def preview_size(self):
@@ -97,14 +115,17 @@ class PreviewFrame:
         return int(self.small_depth.shape[1]), int(self.small_depth.shape[0])
 
 
-def shrink_frame(rgba, depth, *, header=None, budget=None, key=None, path=""):
+def shrink_frame(rgba, depth, *, header=None, budget=None, key=None, path="",
+                 data_window=None, display_window=None):
     """A :class:`PreviewFrame` of a loaded frame (``rgba`` float32 (H, W, 4) premultiplied,
-    ``depth`` float32 (H, W)). The full-resolution colour is not kept."""
+    ``depth`` float32 (H, W), covering ``data_window`` of ``display_window``: the loaded
+    frame's). The full-resolution colour is not kept."""
     depth = np.asarray(depth, dtype=np.float32)
     h, w = depth.shape
     f = shrink_factor(w, h, budget=budget)
     return PreviewFrame(depth=depth, rgba=shrink_rgba(rgba, f), small_depth=shrink_depth(depth, f),
-                        factor=f, header=dict(header or {}), key=key, path=path)
+                        factor=f, header=dict(header or {}), key=key, path=path,
+                        data_window=data_window, display_window=display_window)
 
 
 def preview_settings(settings, factor, *, quality=PREVIEW_QUALITY):
@@ -119,6 +140,11 @@ def render_preview(frame, lens, settings, *, view="DEFOCUS"):
     ``settings`` (the full-resolution settings; scaled here); ``view`` 'FOCAL_PLANE' gives the
     focal-plane diagnostic instead. Returns float32 (h, w, 4) premultiplied RGBA."""
     small = preview_settings(settings, frame.factor)
+    if tuple(frame.display_size) != tuple(frame.size):
+        # a crop of a larger frame: the lens spans the whole frame, shrunk like the pixels
+        w, h = frame.display_size
+        lens = dataclasses.replace(lens, frame_size=(max(1, round(w / frame.factor)),
+                                                     max(1, round(h / frame.factor))))
     if view == "FOCAL_PLANE":
         # the in-focus band of the full-resolution view (half a full pixel of blur)
         return dof.focal_plane_view(frame.rgba, frame.small_depth, lens, small,
