@@ -192,8 +192,8 @@ def test_render_command_with_slabs_and_its_warning(bpy, run_cli, tmp_path):
     blend = _save(bpy, tmp_path / "shot.blend")
     plain = run_cli("render", blend, "--out", tmp_path / "plain", timeout=240)
     assert plain.returncode == 0, plain.stderr
-    warnings = [line for line in plain.stdout.splitlines() if "warning:" in line]
-    assert len(warnings) == 1
+    warnings = [line for line in plain.stderr.splitlines() if "warning:" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("blender_zdepth: warning: ")
     assert "motion blur and transparent surfaces (Curtain)" in warnings[0]
     assert "depth layers as slabs fix it" in warnings[0]
     result = run_cli("render", blend, "--out", tmp_path / "slabs", "--depth-layers", "3",
@@ -202,7 +202,7 @@ def test_render_command_with_slabs_and_its_warning(bpy, run_cli, tmp_path):
     assert "with 3 depth layers as slabs: 3 slab render(s) per frame of 4 samples, " \
            "automatic boundaries" in result.stdout
     assert "zdepth_0001_deep.exr  (slabs 0.1, " in result.stdout
-    assert "warning:" not in result.stdout
+    assert "warning:" not in result.stdout + result.stderr
     _check_slab_file(tmp_path / "slabs" / "zdepth_0001_deep.exr",
                      tmp_path / "slabs" / "zdepth_0001.exr")
     # the flat file is the render's own, layers or not

@@ -271,7 +271,9 @@ def run(args):
                   f"pass(es) per frame of {samples}, {where}", flush=True)
         flat_warning = flat_depth_warning(scene) if mode != "SLABS" else None
         if flat_warning:
-            print(f"  warning: {flat_warning}", flush=True)
+            import sys
+
+            print(f"blender_zdepth: warning: {flat_warning}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         written = render_with_depth(
             scene, out, frames=frames, depth_layers=layer_opts.layers,
