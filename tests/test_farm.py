@@ -193,6 +193,16 @@ def test_focus_keys_fstop_png_layers_and_cli_path(tmp_path):
 
 
 @needs_node
+def test_depth_layer_mode_goes_to_the_render_command(tmp_path):
+    tasks = compile_job(tmp_path, settings(depth_layers=3, depth_layer_mode="slabs",
+                                           refocus="off"))["tasks"]
+    assert cli_args(tasks[0])[-4:] == ["--layer-mode", "slabs", "--depth-layers", "3"]
+    # left empty: the .blend's own Layer Mode
+    tasks = compile_job(tmp_path, settings(depth_layers=3, refocus="off"))["tasks"]
+    assert "--layer-mode" not in cli_args(tasks[0])
+
+
+@needs_node
 def test_camera_focus_uses_the_files_own_lens(tmp_path):
     args = cli_args(compile_job(tmp_path, settings(frames="7"))["tasks"][1])
     assert not {"--focus-keys", "--fstop", "--focus-distance", "--png"} & set(args)
@@ -223,6 +233,7 @@ def test_output_folder_without_evaluated_path(tmp_path):
     ({"refocus": "sometimes"}, "refocus must be one of off, camera, keys"),
     ({"depth_encoding": "srgb"}, "depth_encoding must be one of"),
     ({"depth_layers": 9}, "depth_layers must be a whole number from 1 to 8"),
+    ({"depth_layers": 3, "depth_layer_mode": "thick"}, "depth_layer_mode must be one of auto"),
     ({"chunk_size": 0}, "chunk_size must be a whole number"),
     ({"fstop": -2}, "fstop must be 0"),
     ({"zdepth_cli": 'C:\\x"y\\cli.py'}, "zdepth_cli must be a plain path"),
@@ -270,6 +281,7 @@ def test_setting_evals_start_from_the_file(addon, bpy, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "sq01" / "shot.blend"))
     values = evaluate_settings(bpy, job_type)
     assert values == {"frames": "5-9", "depth_encoding": "inverse", "depth_layers": 3,
+                      "depth_layer_mode": "auto",
                       "render_output_path": "/render/sq01/shot-dof/{timestamp}"}
     addon.unregister()  # a submitting Blender without blender_zdepth enabled: the defaults
     try:

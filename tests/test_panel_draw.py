@@ -183,7 +183,7 @@ def test_every_panel_draws_over_the_scene_states(bpy, addon):
                  "dof_rotation", "dof_source", "dof_input", "dof_output_dir", "dof_write_png",
                  "dof_output_name", "dof_multilayer",
                  "focus_distance", "aperture_fstop", "depth_layers", "depth_layer_samples",
-                 "depth_layer_clips",
+                 "depth_layer_clips", "depth_layer_mode",
                  "dof_quality", "dof_aperture_override", "dof_anamorphic", "dof_use_scene_range",
                  "dof_frame_start", "dof_frame_end", "dof_frame_step", "live_preview",
                  "live_preview_mode", "aperture_blades", "aperture_rotation", "aperture_ratio"):

@@ -243,3 +243,11 @@ def renders_from_render_handlers():
     at the first frame). From ``render_complete`` no version may (5.0 fails, 5.3 crashes).
     Where this is False the passes render in a child process (:mod:`.render.isolated`)."""
     return VERSION < _NEWER_RENDERS
+
+
+def material_is_blended(mat):
+    """True for a material EEVEE renders alpha-blended: ``surface_render_method == 'BLENDED'``
+    from 4.2 on, ``blend_method == 'BLEND'`` before (absent from 5.0 on)."""
+    if getattr(mat, "surface_render_method", None) == "BLENDED":
+        return True
+    return getattr(mat, "blend_method", None) == "BLEND"

@@ -249,12 +249,24 @@ class ZDepthSettings(bpy.types.PropertyGroup):
     depth_layer_samples: bpy.props.IntProperty(
         name="Layer Samples", default=0, min=0, soft_max=1024,
         description="Render samples of each extra pass (they are only seen blurred). 0 = "
-                    "automatic: an eighth of the render's samples, at least 1")
+                    "automatic: an eighth of the render's samples, at least 1 (slabs: the "
+                    "render's samples)")
     depth_layer_clips: StringProperty(
         name="Layer Clips", default="",
         description="Clip distances of the extra passes, e.g. 4.5, 12 (one per extra layer, "
                     "increasing, inside the camera's clip range). Empty = automatic, from the "
-                    "frame's depth around the focus distance")
+                    "frame's depth around the focus distance (slabs: the boundaries between "
+                    "the slabs)")
+    depth_layer_mode: bpy.props.EnumProperty(
+        name="Layer Mode", default="AUTO",
+        items=[("AUTO", "Automatic", "Slabs where the scene has motion blur or transparent "
+                "surfaces (what a flat Z pass and opaque passes cannot describe), else Peel"),
+               ("PEEL", "Peel", "The beauty, then passes with the clip start moved past the "
+                "nearer surfaces: opaque surfaces behind the visible one, few samples"),
+               ("SLABS", "Slabs", "One render per depth slab (clip start and end moved, film "
+                "transparent): every surface with its partial coverage -- motion trails, "
+                "see-through surfaces, soft edges -- at its own depth; at the render's samples")],
+        description="How the depth layers are rendered")
 
     # Aperture from the camera (or overridden), quality, frame range, live preview
     dof_aperture_override: BoolProperty(

@@ -64,9 +64,22 @@ def add_arguments(parser):
                         help="samples of each extra pass (default: the file's setting; 0 = an "
                              "eighth of the render's samples, at least 1)")
     parser.add_argument("--layer-clips", metavar="D1,D2",
-                        help="clip distances of the extra passes, increasing, inside the "
-                             "camera's clip range (default: automatic from each frame's depth; "
-                             "given alone, N = their count + 1)")
+                        help="clip distances of the extra passes (with --slabs: the N-1 slab "
+                             "boundaries), increasing, inside the camera's clip range (default: "
+                             "automatic from each frame's depth; given alone, N = their count + 1)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--slabs", dest="layer_mode", action="store_const", const="SLABS",
+                      help="depth layers as slabs: N renders of consecutive depth ranges with "
+                           "the film transparent, each surface with its partial coverage "
+                           "(motion blur, transparency, soft edges) at its own depth")
+    mode.add_argument("--peel", dest="layer_mode", action="store_const", const="PEEL",
+                      help="depth layers as peeled passes behind the beauty (opaque samples). "
+                           "Default: the file's setting; automatic = slabs where the scene has "
+                           "motion blur or transparent surfaces, else peel")
+    mode.add_argument("--layer-mode", dest="layer_mode", choices=("auto", "peel", "slabs"),
+                      type=str.lower,
+                      help="the same as a choice (auto: slabs where the scene has motion blur "
+                           "or transparent surfaces, else peel)")
 
 
 def parse_frames(text, start, end, step=1):
@@ -183,7 +196,8 @@ def run(args):
 
     from ..blender import compat, ui
     from ..blender.render.export import check_renderable, render_with_depth
-    from ..blender.render.peel import pass_samples
+    from ..blender.render.peel import layer_mode, pass_samples
+    from ..blender.scene.coverage import flat_depth_warning
     from ..blender.scene.options import LayerOptions, check_options, parse_clips
     from ..blender.scene.paths import check_output_folder
 
@@ -207,7 +221,8 @@ def run(args):
                 args.engine) or compat.eevee_engine_id()
         check_renderable(scene)
         layer_opts = LayerOptions.from_scene(scene, layers=args.depth_layers,
-                                             samples=args.layer_samples, clips=clips)
+                                             samples=args.layer_samples, clips=clips,
+                                             mode=getattr(args, "layer_mode", None))
         check_options(scene, layer_opts)
         frames = parse_frames(args.frames, scene.frame_start, scene.frame_end, scene.frame_step)
         out = os.path.abspath(args.out)
@@ -239,23 +254,38 @@ def run(args):
         print(f"rendering {len(frames)} frame(s) of scene {scene.name!r} with "
               f"{engine_label(r.engine)} at "
               f"{int(r.resolution_x * scale)}x{int(r.resolution_y * scale)}", flush=True)
-        if layer_opts.enabled:
+        mode = layer_mode(scene, layer_opts) if layer_opts.enabled else None
+        if mode == "SLABS":
+            where = "automatic boundaries" if not layer_opts.clips else \
+                "boundaries at " + ", ".join(f"{c:g}" for c in layer_opts.clips)
+            samples = pass_samples(scene, layer_opts, mode)
+            samples = "the scene's anti-aliasing" if samples is None else f"{samples} samples"
+            print(f"  with {layer_opts.layers} depth layers as slabs: {layer_opts.layers} slab "
+                  f"render(s) per frame of {samples}, {where}", flush=True)
+        elif layer_opts.enabled:
             where = "automatic clip distances" if not layer_opts.clips else \
                 "clip at " + ", ".join(f"{c:g}" for c in layer_opts.clips)
             samples = pass_samples(scene, layer_opts)
             samples = "the scene's anti-aliasing" if samples is None else f"{samples} samples"
             print(f"  with {layer_opts.layers} depth layers: {layer_opts.layers - 1} extra "
                   f"pass(es) per frame of {samples}, {where}", flush=True)
+        flat_warning = flat_depth_warning(scene) if mode != "SLABS" else None
+        if flat_warning:
+            import sys
+
+            print(f"blender_zdepth: warning: {flat_warning}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         written = render_with_depth(
             scene, out, frames=frames, depth_layers=layer_opts.layers,
-            layer_samples=layer_opts.samples, layer_clips=layer_opts.clips, with_paths=True,
+            layer_samples=layer_opts.samples, layer_clips=layer_opts.clips,
+            layer_mode=layer_opts.mode, with_paths=True,
             **options)
         for paths in written:
             print(f"  {paths['depth']}")
             if paths.get("deep"):
                 clips = ", ".join(f"{c:.3g}" for c in paths.get("layer_clips", ()))
-                print(f"  {paths['deep']}  (clip distances {clips})")
+                what = "slabs" if paths.get("layer_mode") == "slabs" else "clip distances"
+                print(f"  {paths['deep']}  ({what} {clips})")
         deep = sum(1 for p in written if p.get("deep"))
         print(f"wrote {len(written)} depth EXR(s)" + (f" and {deep} deep EXR(s)" if deep else "")
               + f" in {time.perf_counter() - t0:.1f} s")

@@ -154,3 +154,67 @@ def clip_distances(depth, n_layers, focus_distance=None, clip_start=0.1, clip_en
         raise UsageError(f"{n_layers} depth layers do not fit between the frame's depths and "
                          f"the camera's clip end ({clip_end:g}): use fewer layers")
     return [float(c) for c in clips]
+
+
+# -- slabs ----------------------------------------------------------------------------------------
+
+#: Depth-layer modes: ``peel`` (the beauty + passes with the clip start moved past nearer
+#: surfaces, opaque samples) and ``slabs`` (consecutive clip start / clip end ranges rendered
+#: with the film transparent: premultiplied colour with partial coverage per slab).
+MODES = ("peel", "slabs")
+
+
+def slab_boundaries(depth, n_layers, focus_distance=None, clip_start=0.1, clip_end=1000.0):
+    """``n_layers - 1`` increasing inner boundaries cutting the camera's clip range into
+    ``n_layers`` slabs, from the frame's depth (as :func:`clip_distances`) and the focus.
+
+    A boundary is best placed where nothing is: in the gaps of the frame's depth, so that a
+    surface is not split between two slabs. The rule:
+
+    1. the gaps behind the depth clusters in front of or around the focus (the peel rule of
+       :func:`clip_distances`, candidates nearest first): the foreground, the subject and what
+       lies behind each get their own slab;
+    2. while slabs are left: one boundary just in front of the nearest visible surface
+       (``nearest / (1 + MIN_GAP)``). A surface the depth pass does not show -- a curtain less
+       opaque than the view layer's alpha threshold, smoke, the faint part of a motion trail --
+       lies in front of everything the pass saw; this gives it a slab of its own;
+    3. the rest split the depth range behind the last boundary evenly in log depth (the fill of
+       :func:`clip_distances`).
+
+    Every boundary lies strictly between ``clip_start`` and ``clip_end``; :class:`UsageError`
+    as :func:`clip_distances`."""
+    wanted = int(n_layers) - 1 if not isinstance(n_layers, bool) and \
+        int(n_layers) == n_layers else n_layers
+    base = clip_distances(depth, n_layers, focus_distance, clip_start, clip_end)
+    if not wanted or wanted < 1:
+        return base
+    lo_limit, hi_limit = clip_start * (1 + 1e-4), clip_end * (1 - 1e-4)
+    clusters = depth_clusters(depth)
+    gaps = []
+    for i, (near, far, _share) in enumerate(clusters[:-1]):
+        if focus_distance is not None and near > focus_distance * (1 + MIN_GAP):
+            break
+        if focus_distance is not None and far > focus_distance * MAX_SPAN:
+            break
+        c = math.sqrt(far * clusters[i + 1][0])
+        if lo_limit < c < hi_limit:
+            gaps.append(c)
+    chosen = gaps[:wanted]
+    if clusters and len(chosen) < wanted:
+        front = clusters[0][0] / (1 + MIN_GAP)
+        if lo_limit < front < hi_limit and all(abs(front / c - 1) > MIN_GAP for c in chosen):
+            chosen.append(front)
+    if len(chosen) == len(base):
+        bounds = sorted(chosen)
+    else:
+        # the fill of clip_distances behind the last chosen boundary
+        rest = [c for c in base if not chosen or c > max(chosen) * (1 + 1e-3)]
+        bounds = sorted(chosen + rest[:wanted - len(chosen)])
+        if len(bounds) < wanted:
+            return base
+    for k in range(1, len(bounds)):
+        if bounds[k] <= bounds[k - 1]:
+            bounds[k] = min(bounds[k - 1] * (1 + 1e-3), hi_limit)
+    if len(set(bounds)) != len(bounds):
+        return base
+    return [float(c) for c in bounds]

@@ -14,6 +14,7 @@
 
 const ZDEPTH_ENCODINGS = ['log', 'linear', 'normalized', 'inverse'];
 const ZDEPTH_REFOCUS_MODES = ['off', 'camera', 'keys'];
+const ZDEPTH_LAYER_MODES = ['auto', 'peel', 'slabs'];
 
 const JOB_TYPE = {
   label: 'Render with Z-Depth + Refocus',
@@ -97,6 +98,20 @@ const JOB_TYPE = {
         'Surfaces per pixel: 1 = the visible one; more renders depth-peeled layers behind it, ' +
         "which the refocus uses (render --depth-layers); starts as the file's setting " +
         "(0 = the file's setting)",
+    },
+    {
+      key: 'depth_layer_mode',
+      label: 'Depth Layer Mode',
+      type: 'string',
+      choices: ZDEPTH_LAYER_MODES,
+      // No default, as above; empty = the .blend's own setting.
+      eval: "getattr(getattr(C.scene, 'zdepth', None), 'depth_layer_mode', 'AUTO').lower()",
+      evalInfo: { showLinkButton: true, description: "The file's Z-Depth layer mode" },
+      visible: 'submission',
+      description:
+        'peel: opaque passes behind the visible surface; slabs: depth slabs with partial ' +
+        'coverage (motion blur, transparency); auto: slabs where the scene has motion blur or ' +
+        "transparent surfaces (render --layer-mode); starts as the file's setting",
     },
 
     // The refocus after the render.
@@ -243,6 +258,10 @@ function zdepthPlan(job) {
     fail(`refocus_task_type must be a task type name such as misc or zdepth-refocus, not ` +
       `"${settings.refocus_task_type}"`);
   }
+  const layerMode = settings.depth_layer_mode || '';
+  if (layerMode && ZDEPTH_LAYER_MODES.indexOf(layerMode) < 0) {
+    fail(`depth_layer_mode must be one of ${ZDEPTH_LAYER_MODES.join(', ')}, not "${layerMode}"`);
+  }
   const refocus = settings.refocus || 'off';
   if (ZDEPTH_REFOCUS_MODES.indexOf(refocus) < 0) {
     fail(`refocus must be one of ${ZDEPTH_REFOCUS_MODES.join(', ')}, not "${refocus}"`);
@@ -279,6 +298,7 @@ function zdepthPlan(job) {
     chunkSize: chunkSize,
     encoding: encoding,
     layers: layers,
+    layerMode: layerMode,
     refocus: refocus,
     refocusTaskType: refocusTaskType,
     focusKeys: focusKeys,
@@ -324,6 +344,9 @@ function zdepthRenderArgs(settings, plan, chunk) {
   // render uses the .blend's setting.
   if (plan.encoding) {
     args = args.concat(['--encoding', plan.encoding]);
+  }
+  if (plan.layerMode) {
+    args = args.concat(['--layer-mode', plan.layerMode]);
   }
   if (plan.layers) {
     args = args.concat(['--depth-layers', String(plan.layers)]);

@@ -51,7 +51,8 @@ def export_render_result(scene, options=None, *, frame=None, depth_layers=None):
     before any file is written: a failed pass leaves no half-made frame behind. Without layers
     a ``<name>_deep.exr`` left from an earlier export of that name is removed (it would no
     longer match). Returns ``frame_paths(...)`` with None for the files not written (and, with
-    layers, ``"layer_clips"``: the clip distances of the passes).
+    layers, ``"layer_clips"``: the clip distances of the passes, or the slab boundaries from
+    the camera's clip start to its clip end, and ``"layer_mode"``: ``peel`` or ``slabs``).
 
     A stereo / multi-view render (:func:`~..scene.views.rendered_views`) writes one set of files
     per view, ``<name><suffix>.exr`` (:func:`~..scene.views.view_suffixes`: ``_L`` / ``_R``),
@@ -74,7 +75,8 @@ def export_render_result(scene, options=None, *, frame=None, depth_layers=None):
     out = write_flat(rendered, options)
     if peeled is not None:
         out["deep"] = write_deep(rendered, peeled)
-        out["layer_clips"] = [p.clip for p in peeled]
+        out["layer_clips"] = layer_bounds(peeled)
+        out["layer_mode"] = "slabs" if peeled and peeled[0].end is not None else "peel"
     else:
         drop_stale_deep(rendered.paths)
     return out
@@ -138,13 +140,26 @@ def render_layers(scene, depth_layers, rendered, folder):
 
 
 def write_deep(rendered, peeled):
-    """Write ``rendered``'s deep EXR: its beauty and depth, then the ``peeled`` passes."""
+    """Write ``rendered``'s deep EXR: its beauty and depth, then the ``peeled`` passes; or, for
+    slabs (layers with an ``end``), the slabs' samples reconciled to its beauty."""
+    if peeled and peeled[0].end is not None:
+        return core_exr.write_deep_exr(
+            rendered.paths["deep"], rendered.loaded.rgba, rendered.loaded.depth,
+            slabs=[(p.rgba, p.depth) for p in peeled], bounds=layer_bounds(peeled),
+            camera=rendered.info, extra_header=rendered.extra, overwrite=True)
     return core_exr.write_deep_exr(
         rendered.paths["deep"], rendered.loaded.rgba, rendered.loaded.depth,
         [(p.rgba, p.depth) for p in peeled], camera=rendered.info,
         extra_header=rendered.extra, overwrite=True,
         data_window=getattr(rendered.loaded, "data_window", None),
         display_window=getattr(rendered.loaded, "display_window", None))
+
+
+def layer_bounds(peeled):
+    """The clip distances of peeled passes, or the boundaries of slabs (clip start to end)."""
+    if peeled and peeled[0].end is not None:
+        return [p.clip for p in peeled] + [peeled[-1].end]
+    return [p.clip for p in peeled]
 
 
 def write_flat(rendered, options):
@@ -250,7 +265,8 @@ def check_renderable(scene):
 
 
 def render_with_depth(scene, out_dir=None, *, frames=None, depth_layers=None,
-                      layer_samples=None, layer_clips=None, with_paths=False, **options):
+                      layer_samples=None, layer_clips=None, layer_mode=None, with_paths=False,
+                      **options):
     """Render ``frames`` of ``scene`` (default: the current frame; a range or list of frame
     numbers) and write each frame's depth EXR in ``out_dir`` (default: the scene's Z-Depth output
     folder). ``options``: :class:`ExportOptions` fields overriding the scene's settings
@@ -265,7 +281,7 @@ def render_with_depth(scene, out_dir=None, *, frames=None, depth_layers=None,
     frame. Works whether or not the add-on is registered."""
     check_renderable(scene)
     layer_opts = LayerOptions.from_scene(scene, layers=depth_layers, samples=layer_samples,
-                                         clips=layer_clips)
+                                         clips=layer_clips, mode=layer_mode)
     check_options(scene, layer_opts)
     if layer_opts.enabled and rendered_views(scene):
         raise UsageError(STEREO_LAYERS)

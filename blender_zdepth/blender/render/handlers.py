@@ -42,7 +42,8 @@ from ..scene.options import ExportOptions, LayerOptions, check_options
 from ..scene.passes import rendering_view_layers
 from ..scene.views import STEREO_LAYERS, rendered_views
 from .export import (DIRECT_KEY, Rendered, drop_stale_deep, export_render_result, frame_folder,
-                     read_frame, render_layers, shared_flags, write_deep, write_flat)
+                     layer_bounds, read_frame, render_layers, shared_flags, write_deep,
+                     write_flat)
 from .isolated import render_passes_isolated
 from .peel import PassCancelled, is_peel_scene
 from .result import remove_quietly
@@ -290,8 +291,9 @@ def _layers_now(scene, layer_opts, rendered, folder, *, isolated=False):
         if cancelled:
             raise PassCancelled(why)
         return None
-    clips = ", ".join(f"{p.clip:g}" for p in peeled)
-    print(f"blender_zdepth: frame {frame}: depth layers (clip {clips}) written to {deep}")
+    clips = ", ".join(f"{c:g}" for c in layer_bounds(peeled))
+    what = "slabs" if peeled and peeled[0].end is not None else "clip"
+    print(f"blender_zdepth: frame {frame}: depth layers ({what} {clips}) written to {deep}")
     return deep
 
 

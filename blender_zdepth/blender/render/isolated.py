@@ -3,9 +3,10 @@ render them itself (:func:`..compat.renders_from_render_handlers`: Blender 5.3 c
 next frame of an animation render when ``render_post`` starts a render).
 
 The handler has written the frame's flat files and holds its beauty and depth. Here it works
-out the clip distances (from that depth and the camera's focus, as the passes in the process
-would), saves a copy of the open .blend in a temporary folder (``save_as_mainfile(copy=True)``:
-safe from ``render_post``, and the user's file, its name and its dirty state do not change),
+out the mode (peel or slabs) and the clip distances or slab boundaries (from that depth and the
+camera's focus, as the passes in the process would), saves a copy of the open .blend in a
+temporary folder (``save_as_mainfile(copy=True)``: safe from ``render_post``, and the user's
+file, its name and its dirty state do not change),
 and starts a second Blender on it that renders the passes of that frame and writes each one as a
 plain EXR (beauty RGBA + linear depth Z). The handler reads them back and writes the deep file
 itself, with the frame's own camera header: the deep file is the one the passes in the process
@@ -43,7 +44,7 @@ from ...core import exr as core_exr
 from ...core.errors import ZDepthError
 from ..scene.options import LayerOptions
 from .export import DIRECT_KEY, shared_flags
-from .peel import Layer, PassCancelled, clip_distances, render_passes
+from .peel import Layer, PassCancelled, clip_distances, layer_mode, render_passes
 from .result import read_render_result
 
 #: The child's exit status for a cancelled pass (Esc / Ctrl+C inside the child).
@@ -116,7 +117,9 @@ def render_passes_isolated(scene, opts, rendered):
     """The extra passes of ``rendered``'s frame (``scene`` at that frame, main thread), rendered
     by a child process; returns their :class:`.peel.Layer` list (near to far), as
     :func:`.export.render_layers` does in this process. Prints the time the child took."""
-    clips = clip_distances(scene, opts, rendered.loaded.depth, rendered.info.focus_distance)
+    mode = layer_mode(scene, opts)
+    clips = clip_distances(scene, opts, rendered.loaded.depth, rendered.info.focus_distance,
+                           mode)
     work = tempfile.mkdtemp(prefix="zdepth_passes_")
     try:
         blend = os.path.join(work, "frame.blend")
@@ -124,7 +127,7 @@ def render_passes_isolated(scene, opts, rendered):
         _save_copy(blend)
         args = {"blend": blend, "scene": scene.name, "frame": int(rendered.frame),
                 "layers": int(opts.layers), "samples": int(opts.samples),
-                "clips": [float(c) for c in clips],
+                "clips": [float(c) for c in clips], "mode": mode,
                 "shape": list(rendered.loaded.depth.shape), "out": work,
                 "package_dir": _PACKAGE_DIR, "sys_path": list(sys.path)}
         args_path = os.path.join(work, "args.json")
@@ -140,7 +143,7 @@ def render_passes_isolated(scene, opts, rendered):
                 raise PassCancelled("cancelled: the depth-layer process was stopped")
         if status != 0:
             raise _failure(status, work, log_path)
-        layers = _read_passes(work, clips, rendered.loaded.depth.shape)
+        layers = _read_passes(work, clips, rendered.loaded.depth.shape, mode)
         print(f"blender_zdepth: frame {rendered.frame}: {len(layers)} depth-layer pass(es) "
               f"rendered in a separate process in {time.perf_counter() - start:.1f} s")
         return layers
@@ -164,19 +167,22 @@ def _failure(status, work, log_path):
     return ZDepthError(f"the depth-layer process failed (exit status {status}): {message}")
 
 
-def _read_passes(work, clips, shape):
+def _read_passes(work, clips, shape, mode="PEEL"):
     with open(os.path.join(work, "passes.json")) as f:
         done = json.load(f)
     layers = []
-    for clip, name in zip(done["clips"], done["files"]):
+    ends = done.get("ends") or [None] * len(done["clips"])
+    for clip, end, name in zip(done["clips"], ends, done["files"]):
         channels = core_exr.read_exr(os.path.join(work, name)).channels
         rgba = np.stack([channels[c] for c in "RGBA"], axis=-1)
         if rgba.shape[:2] != tuple(shape):
             raise ZDepthError(f"the depth layer at {clip:g} came back at {rgba.shape[1]}x"
                               f"{rgba.shape[0]}, not at the beauty's {shape[1]}x{shape[0]}")
-        layers.append(Layer(float(clip), rgba, channels["Z"]))
-    if len(layers) != len(clips):
-        raise ZDepthError(f"the depth-layer process rendered {len(layers)} of {len(clips)} "
+        layers.append(Layer(float(clip), rgba, channels["Z"],
+                            None if end is None else float(end)))
+    wanted = len(clips) + 1 if mode == "SLABS" else len(clips)
+    if len(layers) != wanted:
+        raise ZDepthError(f"the depth-layer process rendered {len(layers)} of {wanted} "
                           f"passes")
     return layers
 
@@ -195,7 +201,8 @@ def child_main(args):
         raise ZDepthError(f"the scene {args['scene']!r} is not in the saved copy")
     shared_flags()[DIRECT_KEY] = True  # no export of ours here, even if a handler were there
     scene.frame_set(int(args["frame"]))
-    opts = LayerOptions(int(args["layers"]), int(args["samples"]), tuple(args["clips"]))
+    opts = LayerOptions(int(args["layers"]), int(args["samples"]), tuple(args["clips"]),
+                        args.get("mode", "PEEL"))
     out = args["out"]
 
     def read_pass(pass_scene):
@@ -215,5 +222,6 @@ def child_main(args):
                            codec="none", overwrite=True)
         files.append(name)
     with open(os.path.join(out, "passes.json"), "w") as f:
-        json.dump({"clips": [layer.clip for layer in layers], "files": files}, f)
+        json.dump({"clips": [layer.clip for layer in layers],
+                   "ends": [layer.end for layer in layers], "files": files}, f)
     return 0

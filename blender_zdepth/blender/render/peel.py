@@ -29,6 +29,17 @@ Render Result stays the beauty. The one shared setting the passes change, the ca
 start (and a keyframed or driven clip start, muted meanwhile), is restored afterwards, also
 after an error or a cancel (:func:`peel_settings`).
 
+**Slabs** (``depth_layer_mode`` = Slabs, or Automatic on a scene with motion blur or transparent
+surfaces, :func:`layer_mode`): instead of the passes behind the beauty, N passes render the same
+camera with the film transparent, the view layer's alpha threshold at 0, and the camera's clip
+start / clip end set to consecutive *slabs* of depth (camera clip start, the N - 1 boundaries,
+camera clip end): each slab's pixels hold the premultiplied colour of the surfaces inside it with
+their true partial coverage -- a motion trail, a half-transparent curtain, an anti-aliased edge
+-- and that slab's own depth. Their samples are the deep file, reconciled to the beauty
+(:func:`blender_zdepth.core.deep.slab_samples`). Automatic slab samples: the beauty's divided
+by N + 1 (at least 1): together the slabs trace fewer camera rays than the render. Automatic
+boundaries: :func:`blender_zdepth.core.layers.slab_boundaries`.
+
 Where it runs: the ``render`` command, :func:`.export.render_with_depth`
 (``blender -b file.blend -P cli.py -- render ...``), the demo, the panel's "Render Depth
 Layers" button, and export on render (F12, Ctrl+F12, ``blender -b file.blend -f N / -a``): its
@@ -48,15 +59,28 @@ import numpy as np
 from ...core import layers as core_layers
 from ...core.errors import ZDepthError
 from ..compat import action_fcurves
+from ..scene.coverage import flat_depth_limits
 
 
 #: Automatic extra-pass samples: the beauty's samples divided by this (at least 1).
 AUTO_SAMPLE_DIVISOR = 8
 
 
-def pass_samples(scene, opts):
-    """Render samples of each extra pass (``opts.samples``, or automatic); None for Workbench,
-    whose anti-aliasing setting is left as it is (its renders are cheap)."""
+def layer_mode(scene, opts):
+    """``"SLABS"`` or ``"PEEL"``: ``opts.mode``, or for ``"AUTO"`` slabs where
+    :func:`..scene.coverage.flat_depth_limits` finds motion blur or transparent surfaces (a
+    peeled pass is opaque: it cannot describe them) and peel elsewhere (the same hidden
+    surfaces for fewer samples)."""
+    mode = str(getattr(opts, "mode", "AUTO") or "AUTO").upper()
+    if mode in ("PEEL", "SLABS"):
+        return mode
+    return "SLABS" if flat_depth_limits(scene) else "PEEL"
+
+
+def pass_samples(scene, opts, mode="PEEL"):
+    """Render samples of each extra pass (``opts.samples``, or automatic: for peel an eighth of
+    the beauty's, for slabs the beauty's divided by the number of slabs + 1); None for
+    Workbench, whose anti-aliasing setting is left as it is (its renders are cheap)."""
     if scene.render.engine == "BLENDER_WORKBENCH":
         return None
     if opts.samples > 0:
@@ -65,36 +89,51 @@ def pass_samples(scene, opts):
         beauty = int(scene.cycles.samples)
     else:
         beauty = int(getattr(scene.eevee, "taa_render_samples", 16))
+    if mode == "SLABS":
+        # the N slabs share N / (N + 1) of the render's samples: together they trace fewer
+        # camera rays than the render, so that with the deep file's own cost three slabs stay
+        # within 2x a plain render (benchmarks/bench_layers.py); their colour is reconciled to
+        # the beauty anyway, so the samples only decide how finely coverage is split
+        return max(1, int(round(beauty / (max(1, int(opts.layers)) + 1))))
     return max(1, int(round(beauty / AUTO_SAMPLE_DIVISOR)))
 
 
-def clip_distances(scene, opts, depth, focus_distance):
+def clip_distances(scene, opts, depth, focus_distance, mode="PEEL"):
     """The clip distances of ``opts`` (manual), or automatic ones from ``depth`` (the beauty's
-    linear planar depth, inf = background) and the camera's focus."""
+    linear planar depth, inf = background) and the camera's focus; with ``mode`` = ``"SLABS"``
+    the inner slab boundaries (:func:`blender_zdepth.core.layers.slab_boundaries`)."""
     if opts.clips:
         return list(opts.clips)
     cam = scene.camera
-    return [float(d) for d in core_layers.clip_distances(
+    rule = core_layers.slab_boundaries if mode == "SLABS" else core_layers.clip_distances
+    return [float(d) for d in rule(
         depth, opts.layers, focus_distance=focus_distance,
         clip_start=float(cam.data.clip_start), clip_end=float(cam.data.clip_end))]
 
 
+def slab_bounds(scene, inner):
+    """The boundaries of the slabs: the camera's clip start, ``inner``, its clip end."""
+    cam = scene.camera.data
+    return [float(cam.clip_start)] + [float(b) for b in inner] + [float(cam.clip_end)]
+
+
 # -- settings changed by the passes, and their restore ------------------------------------------
 
-def _clip_animation(cam_data):
-    """F-Curves and drivers that would set ``clip_start`` during a render (they would undo the
-    moved clip start): muted for the passes."""
+def _clip_animation(cam_data, paths=("clip_start",)):
+    """F-Curves and drivers that would set ``clip_start`` (and, for slabs, ``clip_end``) during
+    a render (they would undo the moved clip): muted for the passes."""
     found = []
     ad = getattr(cam_data, "animation_data", None)
     if ad is None:
         return found
-    drv = ad.drivers.find("clip_start") if ad.drivers is not None else None
-    if drv is not None:
-        found.append(drv)
     fcurves = action_fcurves(cam_data)
-    fc = fcurves.find("clip_start") if fcurves is not None else None
-    if fc is not None:
-        found.append(fc)
+    for path in paths:
+        drv = ad.drivers.find(path) if ad.drivers is not None else None
+        if drv is not None:
+            found.append(drv)
+        fc = fcurves.find(path) if fcurves is not None else None
+        if fc is not None:
+            found.append(fc)
     return found
 
 
@@ -123,23 +162,46 @@ def is_peel_scene(scene):
         return False
 
 
+def _make_slab_scene(peel):
+    """Turn the temporary scene into the slabs' one: film transparent (a slab's pixels keep
+    the coverage of its surfaces) and every view layer's alpha threshold at 0 (Cycles writes a
+    depth for a surface of any coverage, not only from 0.5 on)."""
+    peel.render.film_transparent = True
+    for layer in peel.view_layers:
+        layer.pass_alpha_threshold = 0.0
+        layer.use_pass_z = True
+
+
 @contextmanager
-def peel_settings(scene):
+def peel_settings(scene, *, slabs=False):
     """Context for the extra passes: yields ``(peel, set_pass)``: ``peel`` is the temporary
-    scene to render (see :func:`_peel_scene`), ``set_pass(clip, samples)`` moves the shared
-    camera's clip start to ``clip`` and sets ``peel``'s samples (denoising off, Cycles'
-    persistent data on). On leaving -- normally, after an error, or after a cancel
-    (KeyboardInterrupt) -- the camera's clip start and its muted F-Curve or driver are put back
-    as they were and the temporary scene is removed; ``scene`` itself is never changed."""
+    scene to render (see :func:`_peel_scene`; with ``slabs`` its film transparent and its
+    alpha threshold 0), ``set_pass(clip, samples, end=None)`` moves the shared camera's clip
+    start to ``clip`` (and its clip end to ``end`` when given: a slab) and sets ``peel``'s
+    samples (denoising off, Cycles' persistent data on). On leaving -- normally, after an
+    error, or after a cancel (KeyboardInterrupt) -- the camera's clip start and end and their
+    muted F-Curves or drivers are put back as they were and the temporary scene is removed;
+    ``scene`` itself is never changed."""
     cam_data = scene.camera.data
     clip_before = cam_data.clip_start
-    muted = [(item, item.mute) for item in _clip_animation(cam_data)]
+    end_before = cam_data.clip_end
+    paths = ("clip_start", "clip_end") if slabs else ("clip_start",)
+    muted = [(item, item.mute) for item in _clip_animation(cam_data, paths)]
     peel = None
 
-    def set_pass(clip, samples):
+    def set_pass(clip, samples, end=None):
         for item, _ in muted:
             item.mute = True
-        cam_data.clip_start = float(clip)
+        if end is not None:
+            # clip start and end move together: set them in the order that never crosses
+            if float(clip) >= cam_data.clip_end:
+                cam_data.clip_end = float(end)
+                cam_data.clip_start = float(clip)
+            else:
+                cam_data.clip_start = float(clip)
+                cam_data.clip_end = float(end)
+        else:
+            cam_data.clip_start = float(clip)
         if samples is None:
             return
         if peel.render.engine == "CYCLES":
@@ -151,8 +213,12 @@ def peel_settings(scene):
 
     try:
         peel = _peel_scene(scene)
+        if slabs:
+            _make_slab_scene(peel)
         yield peel, set_pass
     finally:
+        if cam_data.clip_end != end_before:
+            cam_data.clip_end = end_before
         if cam_data.clip_start != clip_before:
             cam_data.clip_start = clip_before
         for item, mute in muted:
@@ -181,11 +247,13 @@ class PassCancelled(ZDepthError):
 @dataclass
 class Layer:
     """One extra pass: ``clip`` distance, ``rgba`` (HxWx4 float32 premultiplied) and ``depth``
-    (HxW float32 linear planar, inf = nothing beyond the clip), registered with the beauty."""
+    (HxW float32 linear planar, inf = nothing beyond the clip), registered with the beauty;
+    ``end``: a slab's far boundary (None for a peeled pass)."""
 
     clip: float
     rgba: object
     depth: object
+    end: float = None
 
 
 def render_passes(scene, opts, beauty_depth, focus_distance, read_result, *, clips=None):
@@ -197,8 +265,11 @@ def render_passes(scene, opts, beauty_depth, focus_distance, read_result, *, cli
     not touched, and the camera's clip start is restored afterwards."""
     if not opts.enabled:
         return []
+    mode = layer_mode(scene, opts)
     if clips is None:
-        clips = clip_distances(scene, opts, beauty_depth, focus_distance)
+        clips = clip_distances(scene, opts, beauty_depth, focus_distance, mode)
+    if mode == "SLABS":
+        return _render_slabs(scene, opts, beauty_depth, read_result, clips)
     samples = pass_samples(scene, opts)
     end = float(scene.camera.data.clip_end)
     layers = []
@@ -218,6 +289,32 @@ def render_passes(scene, opts, beauty_depth, focus_distance, read_result, *, cli
                                   f"{beauty_depth.shape[1]}x{beauty_depth.shape[0]}")
             _check_peeled(depth, clip)
             layers.append(Layer(float(clip), rgba, depth))
+    return layers
+
+
+def _render_slabs(scene, opts, beauty_depth, read_result, inner):
+    """The slabs of the current frame (see the module): one render per slab between
+    consecutive :func:`slab_bounds`, as :class:`Layer` with ``end`` set."""
+    bounds = slab_bounds(scene, inner)
+    if any(b <= a for a, b in zip(bounds, bounds[1:])):
+        raise ZDepthError(f"slab boundaries must increase inside the camera's clip range "
+                          f"{bounds[0]:g}-{bounds[-1]:g}, not "
+                          f"{', '.join(f'{b:g}' for b in inner)}")
+    samples = pass_samples(scene, opts, "SLABS")
+    layers = []
+    with peel_settings(scene, slabs=True) as (peel, set_pass):
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            set_pass(lo, samples, hi)
+            if "CANCELLED" in render_scene(peel):
+                raise PassCancelled(f"the depth slab {lo:g}-{hi:g} was cancelled: no deep file "
+                                    f"written for this frame")
+            rgba, depth = read_result(peel)
+            if rgba.shape[:2] != tuple(beauty_depth.shape):
+                raise ZDepthError(f"the depth slab {lo:g}-{hi:g} rendered at "
+                                  f"{rgba.shape[1]}x{rgba.shape[0]}, not at the beauty's "
+                                  f"{beauty_depth.shape[1]}x{beauty_depth.shape[0]}")
+            _check_peeled(np.where(rgba[..., 3] > 0, depth, np.inf), lo)
+            layers.append(Layer(float(lo), rgba, depth, float(hi)))
     return layers
 
 

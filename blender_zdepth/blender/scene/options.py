@@ -89,6 +89,10 @@ def background_for(scene):
 #: Allowed range of ``depth_layers``.
 MIN_LAYERS, MAX_LAYERS = 1, 8
 
+#: Depth-layer modes: automatic (slabs where :func:`..coverage.flat_depth_limits` finds motion
+#: blur or transparent surfaces, else peel), peel, slabs (see :mod:`..render.peel`).
+LAYER_MODES = ("AUTO", "PEEL", "SLABS")
+
 
 @dataclass
 class LayerOptions:
@@ -96,17 +100,25 @@ class LayerOptions:
 
     layers: int = 1
     samples: int = 0  # 0 = automatic
-    clips: tuple = ()  # () = automatic
+    clips: tuple = ()  # () = automatic (peel: clip distances; slabs: inner boundaries)
+    mode: str = "AUTO"  # one of LAYER_MODES
 
     @classmethod
-    def from_scene(cls, scene, *, layers=None, samples=None, clips=None):
+    def from_scene(cls, scene, *, layers=None, samples=None, clips=None, mode=None):
         """The scene's settings (defaults without the add-on's properties), with the non-None
-        arguments overriding them. ``clips`` may be a text ("4.5, 12") or a sequence."""
+        arguments overriding them. ``clips`` may be a text ("4.5, 12") or a sequence; ``mode``
+        one of :data:`LAYER_MODES` (any case)."""
         zd = getattr(scene, "zdepth", None)
         opts = cls()
         if zd is not None and hasattr(zd, "depth_layers"):
             opts = cls(int(zd.depth_layers), int(zd.depth_layer_samples),
-                       parse_clips(zd.depth_layer_clips, what="the Depth Layer Clips setting"))
+                       parse_clips(zd.depth_layer_clips, what="the Depth Layer Clips setting"),
+                       str(getattr(zd, "depth_layer_mode", "AUTO")))
+        if mode is not None:
+            opts.mode = str(mode).upper()
+            if opts.mode not in LAYER_MODES:
+                raise UsageError(f"the depth-layer mode must be one of "
+                                 f"{', '.join(m.lower() for m in LAYER_MODES)}, not {mode!r}")
         if clips is not None:
             opts.clips = parse_clips(clips) if isinstance(clips, str) else \
                 tuple(float(c) for c in clips)
@@ -148,8 +160,8 @@ def check_options(scene, opts):
     if not opts.enabled:
         return  # one layer: the clips are not used
     if len(opts.clips) != opts.layers - 1:
-        raise UsageError(f"{opts.layers} depth layers need {opts.layers - 1} clip distance(s), "
-                         f"not {len(opts.clips)} ({_fmt(opts.clips)})")
+        raise UsageError(f"{opts.layers} depth layers need {opts.layers - 1} clip distance(s) "
+                         f"(slab boundaries), not {len(opts.clips)} ({_fmt(opts.clips)})")
     cam = scene.camera
     start, end = float(cam.data.clip_start), float(cam.data.clip_end)
     for d in opts.clips:

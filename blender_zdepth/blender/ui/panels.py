@@ -13,8 +13,10 @@ from ..refocus.inputs import files_had_dof
 from ..refocus.live import LIVE, status_text
 from ..render.handlers import last_failure, render_had_dof
 from ..scene.camera import focus_distance, scene_depth_range
+from ..render.peel import layer_mode
+from ..scene.coverage import flat_depth_warning
 from ..scene.optics import camera_had_dof
-from ..scene.options import dof_settings, resolve_range
+from ..scene.options import LayerOptions, dof_settings, resolve_range
 from ..scene.passes import depth_status, engine_has_depth
 from .dof_operators import ZDEPTH_OT_apply_dof, ZDEPTH_OT_dof_pick_focus
 
@@ -164,8 +166,11 @@ class RENDER_PT_zdepth(bpy.types.Panel):
             col.prop(zd, "depth_layers")
             sub = col.column()
             sub.active = zd.depth_layers > 1
+            if hasattr(zd, "depth_layer_mode"):
+                sub.prop(zd, "depth_layer_mode")
             sub.prop(zd, "depth_layer_samples")
             sub.prop(zd, "depth_layer_clips")
+            _flat_depth_row(col, scene, zd)
             if zd.depth_layers > 1:
                 row = sub.row(align=True)
                 row.operator("zdepth.render_depth_layers", icon="RENDER_STILL")
@@ -174,6 +179,19 @@ class RENDER_PT_zdepth(bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("zdepth.export_render_result", icon="EXPORT")
         row.operator("zdepth.add_node_group", icon="NODETREE", text="Add Compositor Node")
+
+
+def _flat_depth_row(layout, scene, zd):
+    """A warning row when the scene has what a flat Z pass cannot describe (motion blur,
+    transparent surfaces) and its depth layers are not slabs (see
+    :mod:`..scene.coverage`)."""
+    warning = flat_depth_warning(scene)
+    if not warning:
+        return
+    mode = str(getattr(zd, "depth_layer_mode", "AUTO"))
+    if zd.depth_layers > 1 and layer_mode(scene, LayerOptions(mode=mode)) == "SLABS":
+        return
+    _wrap(layout, warning, icon="ERROR")
 
 
 class RENDER_PT_zdepth_dof(bpy.types.Panel):

@@ -16,7 +16,8 @@ import os
 import numpy as np
 
 from ..atomic import check_target
-from ..deep import DEEP_CHANNELS, LAYERS_KEY, DeepImage, layer_samples, packed_from_slabs, tidy
+from ..deep import (DEEP_CHANNELS, LAYERS_KEY, MODE_KEY, SLAB_BOUNDS_KEY, DeepImage,
+                    layer_samples, slab_samples, tidy)
 from ..encodings import DepthEncoding
 from ..errors import UsageError, ZDepthError
 from .binding import (STRUCTURAL, UnreadableAttribute, captured_output, clean_header,
@@ -80,7 +81,7 @@ def _to_object_arrays(counts, channels, dtypes=None):
 
 def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=None,
                    overwrite=False, data_window=None, display_window=None, min_gap=1e-3,
-                   slabs=()):
+                   slabs=(), bounds=None):
     """Write our deep OpenEXR of one frame: deep scanline, ZIPS, channels R, G, B, A, Z, ZBack
     (float32), premultiplied point samples sorted front to back.
 
@@ -92,8 +93,14 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
     ``min_gap`` relatively: a pass that sees the same surface as the beauty adds nothing) and
     the beauty is opaque (so that flattening the file gives the beauty exactly).
     ``slabs`` (instead of ``hidden``): coverage-correct depth slabs near to far, each
-    ``(rgba_k, depth_k)`` with its true partial coverage; the file then holds their samples
-    and what they leave of the beauty behind them (:func:`~..deep.packed_from_slabs`).
+    ``(rgba_k, depth_k)`` rendered with the film transparent (premultiplied colour with its
+    true partial coverage, its own Z), ``bounds`` (optional) the slabs' boundaries from the
+    camera's clip start to its clip end: the samples are each slab's partial-coverage colour at
+    its own depth (plus the world behind them), reconciled so that flattening gives ``rgba``
+    (:func:`~blender_zdepth.core.deep.slab_samples`); the header has ``zdepthLayerMode`` =
+    ``slabs``, ``zdepthSlabBounds`` (the boundaries, space separated, when given) and
+    ``zdepthDepthLayers`` = the number of slabs. Peeled files have ``zdepthLayerMode`` =
+    ``peel``.
     ``camera`` (:class:`~blender_zdepth.core.camera.CameraInfo`) and ``extra_header`` go into
     the header with
     ``zdepthDepthLayers`` = 1 + len(hidden) (less the attributes that describe a flat file's
@@ -115,8 +122,9 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
         raise UsageError("a deep file holds depth-layer passes or slabs, not both")
     check_target(path, overwrite)
     if slabs:
-        image = packed_from_slabs(rgba, depth, slabs)
-        counts, samples = image.counts, image.channels
+        if bounds is not None:
+            bounds = [float(b) for b in bounds]
+        counts, samples, _ = slab_samples(rgba, slabs, bounds)
     else:
         counts, samples = layer_samples(rgba, depth, hidden, min_gap)
     channels = _to_object_arrays(counts, samples)
@@ -132,6 +140,9 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
         if key not in STRUCTURAL and key not in encoded and value is not None:
             header[key] = value
     header[LAYERS_KEY] = int(len(slabs) if slabs else 1 + len(hidden))
+    header[MODE_KEY] = "slabs" if slabs else "peel"
+    if slabs and bounds is not None:
+        header[SLAB_BOUNDS_KEY] = " ".join(f"{b:.9g}" for b in bounds)
     header["zdepthDeepDepth"] = "linear planar camera depth in Z and ZBack (not encoded)"
     header["zdepthSoftware"] = "blender_zdepth"
     header["type"] = OpenEXR.deepscanline
