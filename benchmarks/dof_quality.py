@@ -732,12 +732,14 @@ def run_slabs(rgba, depth, slabs, p, max_radius, engine):
     """The same engine on depth slabs (:func:`render_shot` 'slab': premultiplied colour with
     its true partial coverage and its own Z each), as ``dof`` gets them from a deep file: the
     deep image of the slabs and what they leave of the beauty
-    (:func:`core.deep.packed_from_slabs`), then :func:`core.deep.engine_input` (its samples
+    (:func:`core.slabs.packed_from_slabs`: reconciled to the beauty, as our depth layers' slab files are), then :func:`core.deep.engine_input` (its samples
     cover pixels partly: ``defocus(..., layers=...)``, each pixel's samples near to far); an
     engine without that input gets the flat render."""
     from blender_zdepth.core import deep
 
-    image = deep.packed_from_slabs(rgba, depth, slabs)
+    from blender_zdepth.core.slabs import packed_from_slabs
+
+    image = packed_from_slabs(rgba, slabs) if slabs else deep.packed_from_layers(rgba, depth)
     return _run_deep(image, p, max_radius, engine)
 
 

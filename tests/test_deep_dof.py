@@ -8,6 +8,7 @@ import pytest
 from blender_zdepth.core import deep, dof, exr, refocus
 from blender_zdepth.core.camera import CameraInfo
 from blender_zdepth.core.encodings import DepthEncoding
+from blender_zdepth.core.slabs import packed_from_slabs
 from blender_zdepth.core.lens import Lens
 
 H, W = 40, 64
@@ -225,7 +226,8 @@ def test_coverage_layers_hold_each_pixels_kth_sample_within_the_budget():
     extra = np.zeros((H, W, 4), np.float32)
     extra[:, :W // 2] = [0.1, 0.1, 0.1, 0.5]
     slabs = [(extra, np.full((H, W), 1.0, np.float32))] + slabs  # 3 samples on the left
-    image = deep.packed_from_slabs(beauty, depth, slabs)
+    beauty = extra + (1 - extra[..., 3:]) * beauty  # the beauty the three slabs make
+    image = packed_from_slabs(beauty, slabs)
     three = deep.coverage_layers(image, max_layers=2)
     assert len(three) == 3
     (l0, z0), (l1, z1), (l2, z2) = three

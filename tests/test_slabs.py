@@ -1,9 +1,10 @@
 """Depth slabs in the numpy core: the slab boundaries (core/layers.py) and the slab deep samples
-reconciled to the beauty (core/deep.slab_samples), written and read back as a deep file."""
+reconciled to the beauty (core/slabs.slab_samples), written and read back as a deep file."""
 
 import numpy as np
 import pytest
 from blender_zdepth.core import deep, exr, layers
+from blender_zdepth.core import slabs as slabs_mod
 from blender_zdepth.core.errors import ZDepthError
 
 WORLD = np.array([0.1, 0.1, 0.3])
@@ -49,7 +50,7 @@ def _samples(image, y, x):
 def test_slab_samples_keep_partial_coverage_at_each_depth_and_flatten_to_the_beauty():
     slabs, bounds = _slabs()
     beauty = _composite(slabs)
-    image = deep.packed_reconciled_slabs(beauty, slabs, bounds)
+    image = slabs_mod.packed_from_slabs(beauty, slabs, bounds)
     rgba, _ = deep.flatten(image)
     np.testing.assert_allclose(rgba, beauty, atol=1e-6)
     # curtain over the half-covered box column over the wall: three samples, partial first
@@ -65,7 +66,7 @@ def test_slab_noise_does_not_move_the_beauty():
     beauty = _composite(slabs)
     noisy = [((s * (1 + 0.05 * rng.standard_normal(s.shape))).clip(0, 1).astype(np.float32), z)
              for s, z in slabs]
-    counts, samples, stats = deep.slab_samples(beauty, noisy, bounds)
+    counts, samples, stats = slabs_mod.slab_samples(beauty, noisy, bounds)
     image = deep.tidy(deep.DeepImage("<t>", counts, samples))
     rgba, _ = deep.flatten(image)
     assert np.abs(rgba - beauty).mean() < 1e-6
@@ -76,7 +77,7 @@ def test_slab_noise_does_not_move_the_beauty():
 def test_a_covered_pixel_without_its_own_depth_takes_its_neighbours():
     slabs, bounds = _slabs()
     slabs[1][1][5:8, 20] = np.inf  # Z from one sample: the trail's first sample missed the box
-    image = deep.packed_reconciled_slabs(_composite(slabs), slabs, bounds)
+    image = slabs_mod.packed_from_slabs(_composite(slabs), slabs, bounds)
     assert _samples(image, 6, 20)[0] == (0.5, 4.0)
 
 
@@ -95,9 +96,9 @@ def test_slab_deep_file_records_how_it_was_made(tmp_path):
 def test_slab_samples_refuse_slabs_that_do_not_match():
     slabs, bounds = _slabs()
     with pytest.raises(ZDepthError, match="3 slab"):
-        deep.slab_samples(_composite(slabs), slabs, bounds[:3])
+        slabs_mod.slab_samples(_composite(slabs), slabs, bounds[:3])
     with pytest.raises(ZDepthError, match="registered"):
-        deep.slab_samples(_composite(slabs)[:10], slabs, bounds)
+        slabs_mod.slab_samples(_composite(slabs)[:10], slabs, bounds)
 
 
 def test_slab_boundaries_sit_in_the_gaps_and_in_front_of_the_nearest_surface():

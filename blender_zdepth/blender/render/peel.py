@@ -36,7 +36,7 @@ start / clip end set to consecutive *slabs* of depth (camera clip start, the N -
 camera clip end): each slab's pixels hold the premultiplied colour of the surfaces inside it with
 their true partial coverage -- a motion trail, a half-transparent curtain, an anti-aliased edge
 -- and that slab's own depth. Their samples are the deep file, reconciled to the beauty
-(:func:`blender_zdepth.core.deep.slab_samples`). Automatic slab samples: the beauty's divided
+(:func:`blender_zdepth.core.slabs.slab_samples`). Automatic slab samples: the beauty's divided
 by N + 1 (at least 1): together the slabs trace fewer camera rays than the render. Automatic
 boundaries: :func:`blender_zdepth.core.layers.slab_boundaries`.
 

@@ -17,9 +17,10 @@ import numpy as np
 
 from ..atomic import check_target
 from ..deep import (DEEP_CHANNELS, LAYERS_KEY, MODE_KEY, SLAB_BOUNDS_KEY, DeepImage,
-                    layer_samples, slab_samples, tidy)
+                    layer_samples, tidy)
 from ..encodings import DepthEncoding
 from ..errors import UsageError, ZDepthError
+from ..slabs import slab_samples
 from .binding import (STRUCTURAL, UnreadableAttribute, captured_output, clean_header,
                       io_threads, open_file, window, window_value, write_file)
 from .channels import file_layers
@@ -97,7 +98,7 @@ def write_deep_exr(path, rgba, depth, hidden=(), *, camera=None, extra_header=No
     true partial coverage, its own Z), ``bounds`` (optional) the slabs' boundaries from the
     camera's clip start to its clip end: the samples are each slab's partial-coverage colour at
     its own depth (plus the world behind them), reconciled so that flattening gives ``rgba``
-    (:func:`~blender_zdepth.core.deep.slab_samples`); the header has ``zdepthLayerMode`` =
+    (:func:`~blender_zdepth.core.slabs.slab_samples`); the header has ``zdepthLayerMode`` =
     ``slabs``, ``zdepthSlabBounds`` (the boundaries, space separated, when given) and
     ``zdepthDepthLayers`` = the number of slabs. Peeled files have ``zdepthLayerMode`` =
     ``peel``.
