@@ -79,13 +79,18 @@ def _wrap(layout, text, icon="NONE", width=60):
         col.label(text=line, icon=icon if first else "BLANK1")
 
 
-class RENDER_PT_zdepth(bpy.types.Panel):
-    bl_label = "Z-Depth"
-    bl_idname = "RENDER_PT_zdepth"
+class _RenderPropertiesPanel:
+    """Where both panels live: Properties > Render, closed until opened."""
+
     bl_space_type = "PROPERTIES"
     bl_region_type = "WINDOW"
     bl_context = "render"
     bl_options = {"DEFAULT_CLOSED"}
+
+
+class RENDER_PT_zdepth(_RenderPropertiesPanel, bpy.types.Panel):
+    bl_label = "Z-Depth"
+    bl_idname = "RENDER_PT_zdepth"
 
     @classmethod
     def poll(cls, context):
@@ -194,14 +199,10 @@ def _flat_depth_row(layout, scene, zd):
     _wrap(layout, warning, icon="ERROR")
 
 
-class RENDER_PT_zdepth_dof(bpy.types.Panel):
+class RENDER_PT_zdepth_dof(_RenderPropertiesPanel, bpy.types.Panel):
     bl_label = "Depth of Field"
     bl_idname = "RENDER_PT_zdepth_dof"
-    bl_space_type = "PROPERTIES"
-    bl_region_type = "WINDOW"
-    bl_context = "render"
     bl_parent_id = "RENDER_PT_zdepth"
-    bl_options = {"DEFAULT_CLOSED"}
 
     @classmethod
     def poll(cls, context):
