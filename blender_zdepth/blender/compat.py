@@ -179,6 +179,12 @@ def use_nodes(id_block):
     return id_block.node_tree
 
 
+def uses_nodes(id_block):
+    """Whether a material or world renders through its node tree: always from 5.0 on (where
+    ``use_nodes`` is deprecated and reads True), the ``use_nodes`` switch before."""
+    return IS_5 or bool(getattr(id_block, "use_nodes", True))
+
+
 def path_options():
     """``options`` for a file/folder StringProperty: with ``PATH_SUPPORTS_BLEND_RELATIVE`` where
     Blender knows the flag (4.5+), so that a blend-relative ``//`` path is accepted without

@@ -279,17 +279,24 @@ def render_passes(scene, opts, beauty_depth, focus_distance, read_result, *, cli
                 raise ZDepthError(f"clip distance {clip:g} is beyond the camera's clip end "
                                   f"{end:g}")
             set_pass(clip, samples)
-            if "CANCELLED" in render_scene(peel):
-                raise PassCancelled(f"the depth layer at {clip:g} was cancelled: no deep file "
-                                  f"written for this frame")
-            rgba, depth = read_result(peel)
-            if rgba.shape[:2] != tuple(beauty_depth.shape):
-                raise ZDepthError(f"the depth layer at {clip:g} rendered at "
-                                  f"{rgba.shape[1]}x{rgba.shape[0]}, not at the beauty's "
-                                  f"{beauty_depth.shape[1]}x{beauty_depth.shape[0]}")
+            rgba, depth = _render_pass(peel, read_result, beauty_depth,
+                                       f"the depth layer at {clip:g}")
             _check_peeled(depth, clip)
             layers.append(Layer(float(clip), rgba, depth))
     return layers
+
+
+def _render_pass(peel, read_result, beauty_depth, what):
+    """Render one pass of the ``peel`` scene and read it back: ``(rgba, depth)``, registered
+    with the beauty (:class:`PassCancelled` on Esc / Ctrl+C, :class:`ZDepthError` when its size
+    is not the beauty's)."""
+    if "CANCELLED" in render_scene(peel):
+        raise PassCancelled(f"{what} was cancelled: no deep file written for this frame")
+    rgba, depth = read_result(peel)
+    if rgba.shape[:2] != tuple(beauty_depth.shape):
+        raise ZDepthError(f"{what} rendered at {rgba.shape[1]}x{rgba.shape[0]}, not at the "
+                          f"beauty's {beauty_depth.shape[1]}x{beauty_depth.shape[0]}")
+    return rgba, depth
 
 
 def _render_slabs(scene, opts, beauty_depth, read_result, inner):
@@ -305,14 +312,8 @@ def _render_slabs(scene, opts, beauty_depth, read_result, inner):
     with peel_settings(scene, slabs=True) as (peel, set_pass):
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             set_pass(lo, samples, hi)
-            if "CANCELLED" in render_scene(peel):
-                raise PassCancelled(f"the depth slab {lo:g}-{hi:g} was cancelled: no deep file "
-                                    f"written for this frame")
-            rgba, depth = read_result(peel)
-            if rgba.shape[:2] != tuple(beauty_depth.shape):
-                raise ZDepthError(f"the depth slab {lo:g}-{hi:g} rendered at "
-                                  f"{rgba.shape[1]}x{rgba.shape[0]}, not at the beauty's "
-                                  f"{beauty_depth.shape[1]}x{beauty_depth.shape[0]}")
+            rgba, depth = _render_pass(peel, read_result, beauty_depth,
+                                       f"the depth slab {lo:g}-{hi:g}")
             _check_peeled(np.where(rgba[..., 3] > 0, depth, np.inf), lo)
             layers.append(Layer(float(lo), rgba, depth, float(hi)))
     return layers

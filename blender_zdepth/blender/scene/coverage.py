@@ -10,7 +10,7 @@ the panel shows it as a warning row, the ``render`` command prints it, and the d
 automatic mode chooses slabs from it.
 """
 
-from ..compat import material_is_blended
+from ..compat import material_is_blended, uses_nodes
 
 #: Shader nodes that make a surface let light through unchanged (see-through, not refracting).
 TRANSPARENT_NODES = {"ShaderNodeBsdfTransparent"}
@@ -39,7 +39,7 @@ def material_is_transparent(mat):
     if material_is_blended(mat):
         return True
     tree = getattr(mat, "node_tree", None)
-    if tree is not None and getattr(mat, "use_nodes", True):
+    if tree is not None and uses_nodes(mat):
         if any(n.bl_idname in TRANSPARENT_NODES and not getattr(n, "mute", False)
                for n in tree.nodes):
             return True

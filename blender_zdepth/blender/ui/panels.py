@@ -87,6 +87,13 @@ class _RenderPropertiesPanel:
     bl_context = "render"
     bl_options = {"DEFAULT_CLOSED"}
 
+    def _split_layout(self):
+        """The panel's layout with labels beside the fields, as Blender's own render panels."""
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        return layout
+
 
 class RENDER_PT_zdepth(_RenderPropertiesPanel, bpy.types.Panel):
     bl_label = "Z-Depth"
@@ -100,9 +107,7 @@ class RENDER_PT_zdepth(_RenderPropertiesPanel, bpy.types.Panel):
         self.layout.prop(context.scene.zdepth, "export_enabled", text="")
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
+        layout = self._split_layout()
         scene = context.scene
         zd = scene.zdepth
 
@@ -209,9 +214,7 @@ class RENDER_PT_zdepth_dof(_RenderPropertiesPanel, bpy.types.Panel):
         return dof_settings(context.scene) is not None
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
+        layout = self._split_layout()
         scene = context.scene
         zd = scene.zdepth
         cam = scene.camera
