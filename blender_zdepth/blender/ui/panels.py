@@ -79,6 +79,13 @@ def _wrap(layout, text, icon="NONE", width=60):
         col.label(text=line, icon=icon if first else "BLANK1")
 
 
+def _split(layout):
+    """``layout`` with labels beside the fields, as Blender's own render panels."""
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    return layout
+
+
 class _RenderPropertiesPanel:
     """Where both panels live: Properties > Render, closed until opened."""
 
@@ -87,12 +94,6 @@ class _RenderPropertiesPanel:
     bl_context = "render"
     bl_options = {"DEFAULT_CLOSED"}
 
-    def _split_layout(self):
-        """The panel's layout with labels beside the fields, as Blender's own render panels."""
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
-        return layout
 
 
 class RENDER_PT_zdepth(_RenderPropertiesPanel, bpy.types.Panel):
@@ -107,7 +108,7 @@ class RENDER_PT_zdepth(_RenderPropertiesPanel, bpy.types.Panel):
         self.layout.prop(context.scene.zdepth, "export_enabled", text="")
 
     def draw(self, context):
-        layout = self._split_layout()
+        layout = _split(self.layout)
         scene = context.scene
         zd = scene.zdepth
 
@@ -214,7 +215,7 @@ class RENDER_PT_zdepth_dof(_RenderPropertiesPanel, bpy.types.Panel):
         return dof_settings(context.scene) is not None
 
     def draw(self, context):
-        layout = self._split_layout()
+        layout = _split(self.layout)
         scene = context.scene
         zd = scene.zdepth
         cam = scene.camera
