@@ -21,7 +21,7 @@ from ...core.errors import ZDepthError
 from ..compat import save_render, set_multilayer_exr
 from ..scene.options import background_for
 from ..scene.passes import rendering_view_layers
-from ..scene.region import crop_windows
+from ..scene.region import crop_windows, is_cropped
 
 
 # -- temporary settings ------------------------------------------------------------------------
@@ -99,7 +99,9 @@ def place_cropped(scene, path):
     """When the Render Result saved at ``path`` is cropped to its border, rewrite it placed in
     the full frame (:func:`~blender_zdepth.core.exr.place_in_frame`, windows from
     :func:`..scene.region.crop_windows`), with the scene's true ``pixelAspectRatio``. Returns
-    True when it did; files of the full frame are left as Blender wrote them."""
+    True when it did; files of the full frame are left as Blender wrote them (and not read)."""
+    if not is_cropped(scene):
+        return False
     (x0, y0), (x1, y1) = core_exr.read_layout(path)[0][0].data_window
     windows = crop_windows(scene, (x1 - x0 + 1, y1 - y0 + 1))
     if windows is None:
