@@ -58,11 +58,11 @@ def shrink_rgba(rgba, f):
 
 def _block_mean(blocks):
     """The mean of each ``f x f`` block of ``blocks`` (H/f, f, W/f, f, C), float32: the block's
-    pixels added one at a time in memory order, then divided by their count -- the very sums
-    (and so the same bits) of ``blocks.mean(axis=(1, 3), dtype=np.float32)``, which adds them
-    in that order too, in under half its time (numpy's reduction over two strided axes walks
-    the whole frame pixel by pixel; here each of the f*f adds is one pass over the small
-    copy)."""
+    pixels added one at a time in memory order, then divided by their count -- the sums of
+    ``blocks.mean(axis=(1, 3), dtype=np.float32)``, which adds them in that order too (the same
+    bits with numpy 1.26 and 2.x), in under half its time: numpy's reduction over two strided
+    axes walks the whole frame pixel by pixel, here each of the f*f adds is one pass over the
+    small copy."""
     f = blocks.shape[1]
     out = np.array(blocks[:, 0, :, 0], dtype=np.float32, order="C")
     for i in range(f):
