@@ -1,6 +1,6 @@
 """Live refocus preview in Blender: how long one refresh of a 1080p render takes.
 
-    .venv/bin/python benchmarks/bench_live_preview.py [--repeats 9] [--cores 2]
+    .venv/bin/python benchmarks/bench_live_preview.py [--repeats 9] [--renders 5] [--cores 2]
 
 The frame: the procedural 1920x1080 shot of ``bench_dof_speed.py`` (ground to the horizon, sky,
 subject, foreground post, boxes, highlights), written as an RGBA + Z EXR and set as the Depth of
@@ -11,6 +11,10 @@ Figures (this machine, this run; the process is pinned to ``--cores`` cores, 2 b
 
 * ``first refresh``: load the EXR, shrink it to the preview size, refocus, show (once per
   render or file: the source is cached afterwards);
+* ``first refresh after a render``: the Depth of Field panel's source set to the Render Result,
+  the procedural demo shot (:func:`blender_zdepth.blender.scenes.demo_scene`) rendered at
+  1920x1080 with Cycles at 1 sample, then ``refresh_preview()``: save the Render Result, load,
+  shrink, refocus, show (the median over ``--renders`` renders; the render itself not timed);
 * ``refresh``: ``bpy.ops.zdepth.refresh_preview()`` after a change of focus (the median of
   ``--repeats``): lens from the scene, refocus of the cached small copy, the image updated;
 * ``worker part``: the part of it that runs in the worker thread in the interface;
@@ -20,7 +24,8 @@ Figures (this machine, this run; the process is pinned to ``--cores`` cores, 2 b
   debounce and the worker thread (the timer driven as Blender drives it), minus the debounce;
 * ``focal-plane view``: the same refresh with the focal-plane overlay.
 
-Target: a refresh within 0.3 s for a 1080p render on two cores.
+Target: a refresh within 0.3 s for a 1080p render on two cores, the first one after a render
+included.
 """
 
 import argparse
@@ -67,9 +72,31 @@ def build_scene(bpy, path):
     return scene
 
 
+def first_refresh_after_render(bpy, live, renders):
+    """Seconds of the first refresh after each of ``renders`` Cycles renders (1 sample) of the
+    1920x1080 demo shot, the Render Result as the source."""
+    from blender_zdepth.blender import scenes
+
+    scene = scenes.demo_scene((1920, 1080), "CYCLES", 1)
+    zd = scene.zdepth
+    zd.dof_source = "RENDER_RESULT"
+    zd.dof_max_radius = MAX_RADIUS
+    zd.dof_focus_mode = "DISTANCE"
+    zd.dof_focus_distance = 8.0
+    times = []
+    for _ in range(max(1, renders)):
+        bpy.ops.render.render()  # render_complete: the Render Result is new
+        t0 = time.perf_counter()
+        assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}, live.status_text()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--renders", type=int, default=5,
+                   help="renders for the first refresh after a render (median)")
     p.add_argument("--cores", type=int, default=2, help="pin to this many cores (0: all)")
     args = p.parse_args(argv)
     cores = pin_cores(args.cores)
@@ -128,6 +155,7 @@ def main(argv=None):
             assert live.LIVE.refreshes == before + 1, live.status_text()
             latency.append(time.perf_counter() - t - live.DEBOUNCE_S)
         zd.live_preview = False
+        after_render = first_refresh_after_render(bpy, live, args.renders)
     finally:
         blender_zdepth.unregister()
         for name in os.listdir(tmp):
@@ -142,6 +170,12 @@ def main(argv=None):
           f"{load:.1f} at the end (above the core count: the machine was shared, figures "
           f"are slower than on an idle machine)")
     print(f"  first refresh (load + shrink + refocus):  {first:6.3f} s")
+    after = statistics.median(after_render)
+    label = f"first refresh after a render, median of {len(after_render)}:"
+    print(f"  {label:<42}{after:6.3f} s   "
+          f"(target <= {TARGET_S} s: {'met' if after <= TARGET_S else 'NOT met'}; "
+          f"{min(after_render):.3f}-{max(after_render):.3f} s; Cycles 1 sample, the Render "
+          f"Result saved + load + shrink + refocus)")
     print(f"  refresh, median of {args.repeats}:                {refresh:6.3f} s   "
           f"(target <= {TARGET_S} s: {'met' if refresh <= TARGET_S else 'NOT met'})")
     print(f"  worker part of it:                        {worker:6.3f} s")
@@ -150,7 +184,7 @@ def main(argv=None):
     print(f"  live latency after the debounce, median:  {latency_s:6.3f} s   "
           f"(+ {debounce:g} s debounce)")
     print(f"  focal-plane view refresh, median:         {focal:6.3f} s")
-    return 0 if refresh <= TARGET_S else 1
+    return 0 if max(refresh, after) <= TARGET_S else 1
 
 
 if __name__ == "__main__":

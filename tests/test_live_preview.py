@@ -45,6 +45,7 @@ def run_timer(preview, limit=30.0):
 
 def test_refresh_preview_matches_the_engine_and_follows_focus(addon, tmp_path):
     import bpy
+    from blender_zdepth.blender.refocus import live
     from blender_zdepth.blender.refocus.inputs import render_result_input
     from blender_zdepth.blender.scene.optics import camera_lens
     from blender_zdepth.core import dof
@@ -60,6 +61,9 @@ def test_refresh_preview_matches_the_engine_and_follows_focus(addon, tmp_path):
     expected = dof.defocus(frame.rgba, frame.depth, lens,
                            dof.DofSettings(max_radius=12.0, quality="draft"))
     np.testing.assert_allclose(near_focus, expected, atol=1e-5)
+    # the preview's own copy of the Render Result (saved uncompressed) holds the same pixels
+    np.testing.assert_array_equal(live.CACHE["frame"].rgba, frame.rgba)
+    np.testing.assert_array_equal(live.CACHE["frame"].depth, frame.depth)
     # a change of focus changes the picture: the far plane becomes the sharp one
     scene.zdepth.dof_focus_distance = FAR
     assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
@@ -74,6 +78,7 @@ def test_preview_is_shrunk_and_picks_full_size_pixels(addon, tmp_path, monkeypat
     import bpy
     from blender_zdepth.blender.refocus import live
     from blender_zdepth.blender.refocus.display import image_size
+    from blender_zdepth.blender.refocus.inputs import render_result_input
     from blender_zdepth.core.refocus import preview as core_preview
 
     monkeypatch.setattr(core_preview, "PREVIEW_PIXELS", W * H // 4)  # a factor of 2
@@ -87,6 +92,12 @@ def test_preview_is_shrunk_and_picks_full_size_pixels(addon, tmp_path, monkeypat
     # the focus pixel is looked up in the full-resolution depth: the far plane
     assert live.LIVE.last.lens.focus_distance == pytest.approx(FAR, rel=1e-3)
     assert "pixel" in live.status_text()
+    # the small copies are those of the full frame as Apply reads it
+    render_result_input(scene, str(tmp_path / "check.exr"))
+    full = load_frame(str(tmp_path / "check.exr"))
+    expected = core_preview.shrink_frame(full.rgba, full.depth)
+    np.testing.assert_array_equal(live.CACHE["frame"].rgba, expected.rgba)
+    np.testing.assert_array_equal(live.CACHE["frame"].small_depth, expected.small_depth)
     # the source is cached: a second refresh does not save the Render Result again
     cached = live.CACHE["frame"]
     calls = []

@@ -46,6 +46,25 @@ def test_shrink_depth_keeps_to_one_surface_and_the_sky():
     assert np.isfinite(preview.shrink_depth(depth, 3)[0, 1])
 
 
+def test_shrinks_give_numpys_block_mean_and_median():
+    # the shrinks add / partition block by block for speed; the values are those of numpy's
+    # mean over the block axes and its median (the preview a frame had before), edges too
+    rng = np.random.default_rng(7)
+    for h, w, f in ((61, 95, 3), (60, 90, 3), (40, 50, 2), (49, 71, 4), (30, 35, 5)):
+        rgba = (rng.random((h, w, 4), dtype=np.float32)
+                * rng.choice([1.0, 10.0, 1e4], (h, w, 1))).astype(np.float32)
+        expected = preview._blocks(rgba, f).mean(axis=(1, 3), dtype=np.float32)
+        np.testing.assert_allclose(preview.shrink_rgba(rgba, f), expected, rtol=1e-6, atol=0)
+        depth = (rng.random((h, w), dtype=np.float32) * 100).astype(np.float32)
+        depth[rng.random((h, w)) < 0.3] = np.inf
+        depth[rng.random((h, w)) < 0.05] = np.nan
+        blocks = preview._blocks(np.where(np.isnan(depth), np.inf, depth), f)
+        flat = blocks.transpose(0, 2, 1, 3).reshape(blocks.shape[0], blocks.shape[2], f * f)
+        small = preview.shrink_depth(depth, f)
+        assert small.dtype == np.float32 and small.flags.c_contiguous
+        np.testing.assert_array_equal(small, np.median(flat, axis=-1).astype(np.float32))
+
+
 def test_preview_has_the_full_frames_optics():
     h, w = 60, 90
     yy, xx = np.mgrid[0:h, 0:w]

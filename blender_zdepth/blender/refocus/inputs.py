@@ -54,9 +54,9 @@ def refocus_folder(scene, near=None):
     return ensure_output_folder(folder)
 
 
-def render_result_input(scene, path):
+def render_result_input(scene, path, *, codec="ZIP"):
     """Save the Render Result (all passes) as a 32-bit multilayer EXR at ``path``, the input of
-    a refocus; the scene's output settings are restored afterwards
+    a refocus, with ``codec`` (lossless); the scene's output settings are restored afterwards
     (:func:`..render.result.save_render_result`). :class:`ZDepthError` saying what to do when
     there is no render."""
     image = bpy.data.images.get("Render Result")
@@ -64,7 +64,7 @@ def render_result_input(scene, path):
         raise ZDepthError("there is no render yet: render a frame (F12) first, with the Z pass "
                           "on (View Layer > Passes > Z)")
     try:
-        return save_render_result(scene, path)
+        return save_render_result(scene, path, codec=codec)
     except RuntimeError as exc:
         raise ZDepthError(f"could not save the Render Result: {exc}; render a frame first")
 

@@ -119,7 +119,10 @@ def _loader(scene, key, layer):
     else:
         tempdir = tempfile.mkdtemp(prefix="zdepth_preview_")
         try:
-            path = render_result_input(scene, os.path.join(tempdir, "render_result.exr"))
+            # uncompressed: the file is read once and removed, and ZIP would be most of the
+            # first refresh's time (saving and reading it back)
+            path = render_result_input(scene, os.path.join(tempdir, "render_result.exr"),
+                                       codec="NONE")
         except BaseException:
             shutil.rmtree(tempdir, ignore_errors=True)
             raise

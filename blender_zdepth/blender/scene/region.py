@@ -30,6 +30,11 @@ def border_rect(scene):
     return xmin, ymin, xmax, ymax
 
 
+def is_cropped(scene):
+    """Whether ``scene`` renders a crop of its frame (a border with Crop to Render Region)."""
+    return border_rect(scene) is not None and bool(scene.render.use_crop_to_border)
+
+
 def crop_windows(scene, size):
     """``(data_window, display_window)`` (OpenEXR windows, ``((xmin, ymin), (xmax, ymax))``, y
     down) of a render of ``size`` ``(width, height)`` pixels from ``scene``: when it is cropped
@@ -37,11 +42,9 @@ def crop_windows(scene, size):
     is the full frame (no border, or a border without crop: Blender renders the full frame with
     an empty outside) or ``size`` is not the crop Blender would make of these settings (then
     nothing is known of the crop's place)."""
-    render = scene.render
-    rect = border_rect(scene)
-    if rect is None or not render.use_crop_to_border:
+    if not is_cropped(scene):
         return None
-    xmin, ymin, xmax, ymax = rect
+    xmin, ymin, xmax, ymax = border_rect(scene)
     if tuple(int(v) for v in size) != (xmax - xmin, ymax - ymin):
         return None
     w, h = frame_size(scene)

@@ -13,7 +13,7 @@ from ..encodings import DepthEncoding
 from ..errors import UsageError, ZDepthError
 from .binding import (STRUCTURAL, captured_output, codec_enum, damaged, io_threads,
                       open_file, window_value, write_file)
-from .parts import channel_view, describe_views, layout, open_checks
+from .parts import channel_view, checked_file, describe_views, layout
 
 
 class DeepFileError(ZDepthError):
@@ -60,30 +60,35 @@ def read_exr(path, *, view=None, sample_counts=False):
     :class:`ZDepthError` if the file is missing, not an EXR, damaged or hostile."""
     import OpenEXR  # noqa: F401 -- missing, this is the command line's one clear line
 
-    path = open_checks(path)
-    failure = None
+    path, declared = checked_file(path)
+    failure, unreadable = None, 0
     with captured_output() as messages:
         try:
             io_threads()
-            declared = open_file(path, header_only=True).parts
+            # one open for the layout and the pixels (the sizes were checked by checked_file,
+            # and a view the file lacks is rare enough to be found after reading); the bindings
+            # leave out a part whose pixels they cannot read, so the parts are counted against
+            # the headers' own count
+            whole = open_file(path, separate_channels=True)
+            if declared is None:
+                declared = len(open_file(path, header_only=True).parts)
+            unreadable = declared - len(whole.parts)
             headers = [(p.name() if callable(getattr(p, "name", None)) else "", dict(p.header))
-                       for p in declared]
+                       for p in whole.parts]
             parts_info, views = layout(headers)
             if view is not None and view not in views:
                 failure = UsageError(f"--view {view}: {path} has no view {view!r}; its views: "
                                      f"{describe_views(views)}")
-            else:
-                whole = open_file(path, separate_channels=True)
-                loaded = [(dict(p.channels), p) for p in whole.parts]
+            loaded = [(dict(p.channels), p) for p in whole.parts]
         except Exception as exc:  # the bindings raise RuntimeError for damaged files
             failure = exc
     text = (messages[0] if messages else "").strip()
+    if unreadable or (failure is None and not parts_info):
+        raise damaged(path, text, f"{unreadable} part(s) unreadable")
     if isinstance(failure, ZDepthError):
         raise failure
     if failure is not None:
         raise damaged(path, text, str(failure))
-    if len(loaded) != len(parts_info) or not parts_info:
-        raise damaged(path, text, f"{len(parts_info) - len(loaded)} part(s) unreadable")
     chosen = view if view is not None else (views[0] if views else None)
     channels, half, windows, deep = {}, set(), {}, {}
     first = None

@@ -128,6 +128,15 @@ def describe_views(views):
 
 
 def open_checks(path):
+    """``path`` as a string, after :func:`checked_file`'s checks."""
+    return checked_file(path)[0]
+
+
+def checked_file(path):
+    """``(path, parts)``: ``path`` as a string and the number of parts its headers declare (None
+    when the headers are too long for :func:`.scan.check_file`, which then leaves them to the
+    library), once the file is known to exist, to be an OpenEXR file and to hold the sizes it
+    declares; :class:`ZDepthError` otherwise."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ZDepthError(f"{path}: no such file")
@@ -141,10 +150,10 @@ def open_checks(path):
     if magic != b"\x76\x2f\x31\x01":
         raise ZDepthError(f"{path}: not an OpenEXR file")
     try:
-        check_file(path)
+        parts = check_file(path)
     except OSError as exc:
         raise ZDepthError(f"{path}: cannot read ({exc.strerror})")
-    return path
+    return path, parts
 
 
 def read_layout(path):

@@ -53,7 +53,23 @@ def shrink_rgba(rgba, f):
     rgba = np.asarray(rgba, dtype=np.float32)
     if f == 1:
         return np.ascontiguousarray(rgba)
-    return np.ascontiguousarray(_blocks(rgba, f).mean(axis=(1, 3), dtype=np.float32))
+    return _block_mean(_blocks(rgba, f))
+
+
+def _block_mean(blocks):
+    """The mean of each ``f x f`` block of ``blocks`` (H/f, f, W/f, f, C), float32: the block's
+    pixels added one at a time in memory order, then divided by their count -- the sums of
+    ``blocks.mean(axis=(1, 3), dtype=np.float32)``, which adds them in that order too (the same
+    bits with numpy 1.26 and 2.x), in under half its time: numpy's reduction over two strided
+    axes walks the whole frame pixel by pixel, here each of the f*f adds is one pass over the
+    small copy."""
+    f = blocks.shape[1]
+    out = np.array(blocks[:, 0, :, 0], dtype=np.float32, order="C")
+    for i in range(f):
+        for j in range(f):
+            if i or j:
+                out += blocks[:, i, :, j]
+    return np.true_divide(out, f * f, out=out, casting="unsafe")
 
 
 def shrink_depth(depth, f):
@@ -67,6 +83,10 @@ def shrink_depth(depth, f):
     hh, ww = b.shape[0], b.shape[2]
     flat = b.transpose(0, 2, 1, 3).reshape(hh, ww, f * f)
     flat = np.where(np.isnan(flat), np.inf, flat)
+    if f % 2:
+        # an odd count: the median is the middle value itself, which np.median finds by this
+        # same partition (and then averages alone)
+        return np.ascontiguousarray(np.partition(flat, f * f // 2, axis=-1)[..., f * f // 2])
     return np.ascontiguousarray(np.median(flat, axis=-1).astype(np.float32))
 
 
