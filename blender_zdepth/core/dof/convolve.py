@@ -121,6 +121,24 @@ def _fft_plan(occ, c, kh, kw, taps=None):
     return best
 
 
+#: Most runs of neighbouring tiles a batch of :func:`_convolve_fft_grid` is split into before
+#: it falls back to fancy indexing (each run costs a few Python-level operations).
+_MAX_RUNS = 8
+
+
+def _runs(by, bx):
+    """``[(start, stop), ...]``: the batch of tiles (rows ``by``, columns ``bx``, in row-major
+    order) as runs of neighbouring tiles in one row, or None when there are more than
+    ``_MAX_RUNS``."""
+    if by.size == 0:
+        return None
+    brk = np.flatnonzero((by[1:] != by[:-1]) | (bx[1:] != bx[:-1] + 1)) + 1
+    if brk.size >= _MAX_RUNS:
+        return None
+    edges = [0] + brk.tolist() + [by.size]
+    return list(zip(edges[:-1], edges[1:]))
+
+
 def _convolve_fft_grid(planes, kernel, occ, t, fy, fx, direct=False):
     """Full linear convolution (C, h + kh - 1, w + kw - 1) of planar ``planes`` (C, h, w) by
     overlap-add of FFT-convolved ``t`` x ``t`` tiles (only the tiles ``occ`` marks; FFT size
@@ -147,9 +165,19 @@ def _convolve_fft_grid(planes, kernel, occ, t, fy, fx, direct=False):
         by, bx = iy[b0:b0 + batch], ix[b0:b0 + batch]
         buf = np.zeros((by.size, c) + ((t, t) if direct else (fy, fx)), _F32)
         inner = (by < full_y) & (bx < full_x)
-        sel = np.flatnonzero(inner)
-        if sel.size:
-            buf[sel, :, :t, :t] = grid[:, by[sel], :, bx[sel], :]
+        runs = _runs(by, bx)
+        if runs is not None:
+            # Runs of neighbouring tiles in a row (a layer that fills its box): their whole
+            # tiles gathered as slices, not by fancy indexing (the same values).
+            for n0, n1 in runs:
+                m = int(inner[n0:n1].sum())  # the whole tiles lead a run
+                if m:
+                    buf[n0:n0 + m, :, :t, :t] = grid[:, by[n0], :, bx[n0]:bx[n0] + m,
+                                                     :].transpose(2, 0, 1, 3)
+        else:
+            sel = np.flatnonzero(inner)
+            if sel.size:
+                buf[sel, :, :t, :t] = grid[:, by[sel], :, bx[sel], :]
         for n in np.flatnonzero(~inner):
             src = planes[:, by[n] * t:(by[n] + 1) * t, bx[n] * t:(bx[n] + 1) * t]
             buf[n, :, :src.shape[1], :src.shape[2]] = src
@@ -170,7 +198,15 @@ def _convolve_fft_grid(planes, kernel, occ, t, fy, fx, direct=False):
         for qy in range(my):
             for qx in range(mx):
                 sub = res[:, :, qy * t:(qy + 1) * t, qx * t:(qx + 1) * t]
-                out5[:, by + qy, :sub.shape[2], bx + qx, :sub.shape[3]] += sub
+                if runs is None:
+                    out5[:, by + qy, :sub.shape[2], bx + qx, :sub.shape[3]] += sub
+                    continue
+                # Each output element gets the same single addition as by fancy indexing
+                # (the tiles of a batch are distinct), in place and without the copies.
+                for n0, n1 in runs:
+                    y, x = by[n0] + qy, bx[n0] + qx
+                    out5[:, y, :sub.shape[2], x:x + n1 - n0, :sub.shape[3]] += \
+                        sub[n0:n1].transpose(1, 2, 0, 3)
         del res
     return out[:, :h + kh - 1, :w + kw - 1]
 
