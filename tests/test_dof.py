@@ -814,3 +814,12 @@ def test_a_long_layer_does_not_keep_the_other_threads_idle():
                                 window=2))
     assert got == [True] * 8  # item 0 saw item 4 run while it waited
     assert state["peak_running"] <= 2
+
+
+def test_cost_model_is_the_one_measured_on_this_numpy():
+    """numpy 2 transforms float32 natively (an FFT element ~0.6x numpy 1.26's): its own table."""
+    from blender_zdepth.core.dof import convolve
+
+    numpy2 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
+    assert convolve._COST == (convolve._COST_NUMPY2 if numpy2 else convolve._COST_NUMPY1)
+    assert convolve._COST_NUMPY2["fft"] < convolve._COST_NUMPY1["fft"]

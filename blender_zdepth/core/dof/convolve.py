@@ -50,7 +50,7 @@ def _convolve_direct(planes, kernel):
 _TILE_EDGES = (16, 32, 64, 128)
 
 
-#: Cost model of the convolutions (ns), measured on numpy 1.26 (whose FFT works in
+#: Cost model of the convolutions (ns), ``_COST_NUMPY1`` measured on numpy 1.26 (whose FFT works in
 #: complex128), one core: :func:`_convolve_fft_grid` ``fft`` per FFT element and channel
 #: (transforms, gathering and adding back) plus ``tile`` per tile and channel; a direct
 #: convolution ``direct`` per kernel tap, pixel and channel; a splat ``splat`` per sample,
@@ -62,8 +62,22 @@ _TILE_EDGES = (16, 32, 64, 128)
 #: medians of 4 alternating runs: 3.82 s with the splat's own time, 3.62 s with twice it; one
 #: thread unchanged).  The choice does not depend on the thread count, so that the result is
 #: bit-identical for every count.
-_COST = {"fft": 25.0, "tile": 8000.0, "direct": 1.2, "splat": 4.0, "splat_plane": 5.0,
-         "plane": 3.0, "direct_tile": 2.0, "tile_direct": 3000.0}
+_COST_NUMPY1 = {"fft": 25.0, "tile": 8000.0, "direct": 1.2, "splat": 4.0, "splat_plane": 5.0,
+                "plane": 3.0, "direct_tile": 2.0, "tile_direct": 3000.0}
+
+#: The same model on numpy 2 (Blender 5.1+: float32 transforms computed natively), measured
+#: there and on numpy 1.26 on the same machine (each method timed against its estimate on
+#: 1148x1988 layers, radius 1.5-12 px, 5-100 % filled, best of 5, alternating): an FFT element
+#: costs ~0.6x, the splat ~0.85x per tap and ~0.5x per output pixel, a direct convolution
+#: ~0.8-0.9x.  Inside the engine these figures (``fft`` alone scaled, or ``fft``, ``splat`` and
+#: ``splat_plane`` together) change the dense-edge frame's time by ~1 % (within the noise),
+#: but they are what numpy 2 costs (docs/dof-engine.md, "numpy 2").
+_COST_NUMPY2 = dict(_COST_NUMPY1, fft=15.0, splat=3.4, splat_plane=2.5)
+
+#: The model this numpy runs (the choice never depends on the thread count, so a result is
+#: bit-identical for every count on one numpy; numpy 1.26 and 2 may choose differently for a
+#: layer, which changes its values by float32 rounding only).
+_COST = dict(_COST_NUMPY2 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else _COST_NUMPY1)
 
 
 def _occupancy(nz, t):
