@@ -422,6 +422,32 @@ def test_fft_on_tiles_of_any_size_gives_the_direct_convolution(tile, radius, on_
     np.testing.assert_allclose(got, want, atol=2e-6)
 
 
+@pytest.mark.parametrize("on_tiles", ["fft", "direct"])
+@pytest.mark.parametrize("fill", [1.0, 0.6, 0.1])
+def test_fft_on_tiles_gathered_as_runs_is_bit_identical_to_fancy_indexing(fill, on_tiles,
+                                                                           monkeypatch):
+    """Runs of neighbouring tiles in a row are gathered and added back as slices: the result is
+    bit for bit the fancy-indexed one (full boxes, gappy rows, scattered tiles, partial tiles
+    at the borders)."""
+    from blender_zdepth.core.dof import convolve
+
+    rng = np.random.default_rng(int(fill * 10))
+    planes = np.zeros((4, 120, 203), np.float32)
+    m = np.kron(rng.random((8, 13)) < fill, np.ones((16, 16), bool))[:120, :203]
+    planes[:, m] = rng.random((4, int(m.sum()))).astype(np.float32) * 3
+    kernel = aperture_kernel(4.5, DofSettings())
+    kh, kw = kernel.shape
+    occ = convolve._occupancy(planes[-1] != 0, 16)
+    direct = on_tiles == "direct"
+    fy = 16 + kh - 1 if direct else convolve._next_fast_len(16 + kh - 1)
+    fx = 16 + kw - 1 if direct else convolve._next_fast_len(16 + kw - 1)
+    monkeypatch.setattr(convolve, "_MAX_RUNS", 1000)  # every batch as runs
+    got = convolve._convolve_fft_grid(planes, kernel, occ, 16, fy, fx, direct)
+    monkeypatch.setattr(convolve, "_MAX_RUNS", 0)  # every batch by fancy indexing
+    want = convolve._convolve_fft_grid(planes, kernel, occ, 16, fy, fx, direct)
+    assert np.array_equal(got, want)
+
+
 def test_fft_plan_takes_small_tiles_for_scattered_content_and_large_for_dense():
     from blender_zdepth.core.dof import convolve
 
@@ -788,3 +814,12 @@ def test_a_long_layer_does_not_keep_the_other_threads_idle():
                                 window=2))
     assert got == [True] * 8  # item 0 saw item 4 run while it waited
     assert state["peak_running"] <= 2
+
+
+def test_cost_model_is_the_one_measured_on_this_numpy():
+    """numpy 2 transforms float32 natively (an FFT element ~0.6x numpy 1.26's): its own table."""
+    from blender_zdepth.core.dof import convolve
+
+    numpy2 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
+    assert convolve._COST == (convolve._COST_NUMPY2 if numpy2 else convolve._COST_NUMPY1)
+    assert convolve._COST_NUMPY2["fft"] < convolve._COST_NUMPY1["fft"]

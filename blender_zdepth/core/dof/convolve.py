@@ -50,7 +50,7 @@ def _convolve_direct(planes, kernel):
 _TILE_EDGES = (16, 32, 64, 128)
 
 
-#: Cost model of the convolutions (ns), measured on numpy 1.26 (whose FFT works in
+#: Cost model of the convolutions (ns), ``_COST_NUMPY1`` measured on numpy 1.26 (whose FFT works in
 #: complex128), one core: :func:`_convolve_fft_grid` ``fft`` per FFT element and channel
 #: (transforms, gathering and adding back) plus ``tile`` per tile and channel; a direct
 #: convolution ``direct`` per kernel tap, pixel and channel; a splat ``splat`` per sample,
@@ -62,8 +62,22 @@ _TILE_EDGES = (16, 32, 64, 128)
 #: medians of 4 alternating runs: 3.82 s with the splat's own time, 3.62 s with twice it; one
 #: thread unchanged).  The choice does not depend on the thread count, so that the result is
 #: bit-identical for every count.
-_COST = {"fft": 25.0, "tile": 8000.0, "direct": 1.2, "splat": 4.0, "splat_plane": 5.0,
-         "plane": 3.0, "direct_tile": 2.0, "tile_direct": 3000.0}
+_COST_NUMPY1 = {"fft": 25.0, "tile": 8000.0, "direct": 1.2, "splat": 4.0, "splat_plane": 5.0,
+                "plane": 3.0, "direct_tile": 2.0, "tile_direct": 3000.0}
+
+#: The same model on numpy 2 (Blender 5.1+: float32 transforms computed natively), measured
+#: there and on numpy 1.26 on the same machine (each method timed against its estimate on
+#: 1148x1988 layers, radius 1.5-12 px, 5-100 % filled, best of 5, alternating): an FFT element
+#: costs ~0.6x, the splat ~0.85x per tap and ~0.5x per output pixel, a direct convolution
+#: ~0.8-0.9x.  Inside the engine these figures (``fft`` alone scaled, or ``fft``, ``splat`` and
+#: ``splat_plane`` together) change the dense-edge frame's time by ~1 % (within the noise),
+#: but they are what numpy 2 costs (docs/dof-engine.md, "numpy 2").
+_COST_NUMPY2 = dict(_COST_NUMPY1, fft=15.0, splat=3.4, splat_plane=2.5)
+
+#: The model this numpy runs (the choice never depends on the thread count, so a result is
+#: bit-identical for every count on one numpy; numpy 1.26 and 2 may choose differently for a
+#: layer, which changes its values by float32 rounding only).
+_COST = dict(_COST_NUMPY2 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else _COST_NUMPY1)
 
 
 def _occupancy(nz, t):
@@ -121,6 +135,24 @@ def _fft_plan(occ, c, kh, kw, taps=None):
     return best
 
 
+#: Most runs of neighbouring tiles a batch of :func:`_convolve_fft_grid` is split into before
+#: it falls back to fancy indexing (each run costs a few Python-level operations).
+_MAX_RUNS = 8
+
+
+def _runs(by, bx):
+    """``[(start, stop), ...]``: the batch of tiles (rows ``by``, columns ``bx``, in row-major
+    order) as runs of neighbouring tiles in one row, or None when there are more than
+    ``_MAX_RUNS``."""
+    if by.size == 0:
+        return None
+    brk = np.flatnonzero((by[1:] != by[:-1]) | (bx[1:] != bx[:-1] + 1)) + 1
+    if brk.size >= _MAX_RUNS:
+        return None
+    edges = [0] + brk.tolist() + [by.size]
+    return list(zip(edges[:-1], edges[1:]))
+
+
 def _convolve_fft_grid(planes, kernel, occ, t, fy, fx, direct=False):
     """Full linear convolution (C, h + kh - 1, w + kw - 1) of planar ``planes`` (C, h, w) by
     overlap-add of FFT-convolved ``t`` x ``t`` tiles (only the tiles ``occ`` marks; FFT size
@@ -147,9 +179,19 @@ def _convolve_fft_grid(planes, kernel, occ, t, fy, fx, direct=False):
         by, bx = iy[b0:b0 + batch], ix[b0:b0 + batch]
         buf = np.zeros((by.size, c) + ((t, t) if direct else (fy, fx)), _F32)
         inner = (by < full_y) & (bx < full_x)
-        sel = np.flatnonzero(inner)
-        if sel.size:
-            buf[sel, :, :t, :t] = grid[:, by[sel], :, bx[sel], :]
+        runs = _runs(by, bx)
+        if runs is not None:
+            # Runs of neighbouring tiles in a row (a layer that fills its box): their whole
+            # tiles gathered as slices, not by fancy indexing (the same values).
+            for n0, n1 in runs:
+                m = int(inner[n0:n1].sum())  # the whole tiles lead a run
+                if m:
+                    buf[n0:n0 + m, :, :t, :t] = grid[:, by[n0], :, bx[n0]:bx[n0] + m,
+                                                     :].transpose(2, 0, 1, 3)
+        else:
+            sel = np.flatnonzero(inner)
+            if sel.size:
+                buf[sel, :, :t, :t] = grid[:, by[sel], :, bx[sel], :]
         for n in np.flatnonzero(~inner):
             src = planes[:, by[n] * t:(by[n] + 1) * t, bx[n] * t:(bx[n] + 1) * t]
             buf[n, :, :src.shape[1], :src.shape[2]] = src
@@ -170,7 +212,15 @@ def _convolve_fft_grid(planes, kernel, occ, t, fy, fx, direct=False):
         for qy in range(my):
             for qx in range(mx):
                 sub = res[:, :, qy * t:(qy + 1) * t, qx * t:(qx + 1) * t]
-                out5[:, by + qy, :sub.shape[2], bx + qx, :sub.shape[3]] += sub
+                if runs is None:
+                    out5[:, by + qy, :sub.shape[2], bx + qx, :sub.shape[3]] += sub
+                    continue
+                # Each output element gets the same single addition as by fancy indexing
+                # (the tiles of a batch are distinct), in place and without the copies.
+                for n0, n1 in runs:
+                    y, x = by[n0] + qy, bx[n0] + qx
+                    out5[:, y, :sub.shape[2], x:x + n1 - n0, :sub.shape[3]] += \
+                        sub[n0:n1].transpose(1, 2, 0, 3)
         del res
     return out[:, :h + kh - 1, :w + kw - 1]
 
