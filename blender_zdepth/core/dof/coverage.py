@@ -13,10 +13,9 @@ import numpy as np
 from numpy import float32 as _F32
 
 from ..deep import fill_missing_depth
-from ..errors import ZDepthError
-from ..lens import BACKGROUND_DEPTH, coc_radius_px
+from ..lens import coc_radius_px
 from .hidden import _HIDDEN_BEHIND_PX, HiddenLayer
-from .prepare import _padded_positions
+from .prepare import _checked_layer, _padded_positions
 from .samples import _samples
 
 #: Alpha from which a sample counts as opaque (it hides what lies behind it).
@@ -43,18 +42,9 @@ class CoverageSamples(NamedTuple):
 def _tidy_layer(n, item, H, W, bad):
     """Layer ``n``'s premultiplied colour (H, W, 4) and depth (H, W) as float32, checked;
     alpha clamped to 0..1 and samples with a non-finite value emptied (counted in ``bad``)."""
-    try:
-        rgba, depth = item
-    except (TypeError, ValueError):
-        raise ZDepthError(f"coverage layer {n + 1} must be a pair (rgba, depth)") from None
+    rgba, depth = _checked_layer(item, n, H, W, "coverage layer")
     rgba = np.asarray(rgba, dtype=_F32)
     depth = np.asarray(depth, dtype=_F32)
-    if rgba.ndim != 3 or rgba.shape[:2] != (H, W) or rgba.shape[2] not in (3, 4):
-        raise ZDepthError(f"coverage layer {n + 1}: the image must be {H} x {W} x 4 like the "
-                          f"frame, not {rgba.shape}")
-    if depth.shape != (H, W):
-        raise ZDepthError(f"coverage layer {n + 1}: depth {depth.shape} and frame {(H, W)} "
-                          f"sizes differ")
     if rgba.shape[2] == 3:
         rgba = np.concatenate([rgba, np.ones((H, W, 1), _F32)], axis=2)
     alpha = rgba[..., 3]

@@ -9,9 +9,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy import float32 as _F32
 
-from ..errors import ZDepthError
 from ..lens import BACKGROUND_DEPTH, coc_radius_px
-from .prepare import _padded_positions
+from .prepare import _checked_layer, _padded_positions
 from .resample import _downsample_sum, _max_pyramid, _pool_max, _upsample_linear
 from .samples import _samples
 from .schedule import _each
@@ -38,18 +37,7 @@ def _hidden_layers(hidden, depth, coc, lens, settings):
     out = []
     vis_depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.inf)
     for n, item in enumerate(hidden):
-        try:
-            h_rgba, h_depth = item
-        except (TypeError, ValueError):
-            raise ZDepthError(f"hidden layer {n + 1} must be a pair (rgba, depth)") from None
-        h_rgba = np.asarray(h_rgba)
-        h_depth = np.asarray(h_depth)
-        if h_rgba.ndim != 3 or h_rgba.shape[:2] != (H, W) or h_rgba.shape[2] not in (3, 4):
-            raise ZDepthError(f"hidden layer {n + 1}: the image must be {H} x {W} x 4 like "
-                              f"the frame, not {h_rgba.shape}")
-        if h_depth.shape != (H, W):
-            raise ZDepthError(f"hidden layer {n + 1}: depth {h_depth.shape} and frame "
-                              f"{(H, W)} sizes differ")
+        h_rgba, h_depth = _checked_layer(item, n, H, W, "hidden layer")
         alpha = h_rgba[..., 3] if h_rgba.shape[2] == 4 else np.ones((H, W), _F32)
         ok = (alpha > 0) & np.isfinite(h_depth) & (h_depth > 0) & (h_depth < BACKGROUND_DEPTH)
         ok &= np.all(np.isfinite(h_rgba), axis=2)

@@ -10,6 +10,7 @@ import numpy as np
 from numpy import float32 as _F32
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..errors import ZDepthError
 from .schedule import _each
 
 
@@ -143,3 +144,22 @@ def _padded_positions(idx, H, W, pad):
     src = np.concatenate(src)
     flat = (np.concatenate(pos_y) + pad) * Wp + (np.concatenate(pos_x) + pad)
     return src, flat
+
+
+def _checked_layer(item, n, H, W, what):
+    """Layer ``n`` of a caller's list (hidden surfaces, coverage layers) as the arrays
+    ``(rgba, depth)``: a pair, its image (H, W, 3 or 4) and depth (H, W) the frame's size, else a
+    :class:`ZDepthError` naming ``what`` and the layer."""
+    try:
+        rgba, depth = item
+    except (TypeError, ValueError):
+        raise ZDepthError(f"{what} {n + 1} must be a pair (rgba, depth)") from None
+    rgba = np.asarray(rgba)
+    depth = np.asarray(depth)
+    if rgba.ndim != 3 or rgba.shape[:2] != (H, W) or rgba.shape[2] not in (3, 4):
+        raise ZDepthError(f"{what} {n + 1}: the image must be {H} x {W} x 4 like the frame, "
+                          f"not {rgba.shape}")
+    if depth.shape != (H, W):
+        raise ZDepthError(f"{what} {n + 1}: depth {depth.shape} and frame {(H, W)} sizes "
+                          f"differ")
+    return rgba, depth
