@@ -356,31 +356,6 @@ def shot_motion(p):
     return scene
 
 
-def _see_through_material(name, color_a, color_b, scale, alpha):
-    """An emissive checker mixed with a transparent BSDF: ``alpha`` of it is the checker."""
-    import bpy
-    from blender_zdepth.blender import compat
-
-    mat = bpy.data.materials.new(name)
-    compat.use_nodes(mat)
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
-    nodes.clear()
-    checker = nodes.new("ShaderNodeTexChecker")
-    checker.inputs["Color1"].default_value = (*color_a, 1.0)
-    checker.inputs["Color2"].default_value = (*color_b, 1.0)
-    checker.inputs["Scale"].default_value = scale
-    emit = nodes.new("ShaderNodeEmission")
-    clear = nodes.new("ShaderNodeBsdfTransparent")
-    mix = nodes.new("ShaderNodeMixShader")
-    mix.inputs["Fac"].default_value = alpha
-    out = nodes.new("ShaderNodeOutputMaterial")
-    links.new(checker.outputs["Color"], emit.inputs["Color"])
-    links.new(clear.outputs["BSDF"], mix.inputs[1])
-    links.new(emit.outputs["Emission"], mix.inputs[2])
-    links.new(mix.outputs["Shader"], out.inputs["Surface"])
-    return mat
-
-
 def shot_curtain(p):
     """(h) A half-transparent curtain: a 35 % opaque checkered plane 1.8 m from the camera over
     the left part of the view, in front of a sharp panel and ball at the focus distance (5 m), a
@@ -397,8 +372,8 @@ def shot_curtain(p):
     ball = scenes.checker_material("Ball", (0.9, 0.2, 0.15), (0.95, 0.9, 0.85), scale=6.0)
     scenes.add_object(scene, "uv_sphere", "Ball", ball, radius=0.22, location=(-0.55, 5.1, 1.0),
                       segments=48, ring_count=24)
-    cloth = _see_through_material("Curtain", (0.95, 0.9, 0.75), (0.55, 0.08, 0.12), 10.0,
-                                  p["curtain_alpha"])
+    cloth = scenes.checker_material("Curtain", (0.95, 0.9, 0.75), (0.55, 0.08, 0.12), scale=10.0,
+                                    alpha=p["curtain_alpha"])
     scenes.add_object(scene, "plane", "Curtain", cloth, size=0.5, location=(-0.21, 1.8, 1.2),
                       rotation=(math.pi / 2, 0.0, 0.0))
     _camera(scene, scenes, p)
@@ -471,8 +446,6 @@ def shot_key(name, kind, samples, seed=1, clip=None, *, params=None):
         fields["source"] += inspect.getsource(_subject)
     if builder in (shot_motion,):
         fields["source"] += inspect.getsource(_keyed_motion)
-    if builder in (shot_curtain,):
-        fields["source"] += inspect.getsource(_see_through_material)
     if clip is not None:  # a peeled pass or a slab (the key of the other renders is unchanged)
         fields["clip"] = [round(float(c), 6) for c in clip] if isinstance(clip, (tuple, list)) \
             else round(float(clip), 6)

@@ -18,23 +18,11 @@ CURTAIN = 0.35
 def _shot(bpy, engine="CYCLES", resolution=(48, 27), samples=16, blur=True):
     """A 35 % opaque yellow curtain at 2 m (left of the frame), a red box moving fast at 4 m
     (motion blur), a green wall at 10 m, a blue sky at the right edge; camera clip 0.1-50."""
-    from blender_zdepth.blender import compat, scenes
+    from blender_zdepth.blender import scenes
 
     scene = scenes.empty_scene(resolution, engine, samples)
     scenes.set_world_color(scene, (0.1, 0.1, 0.3))
-    mat = bpy.data.materials.new("Curtain")
-    compat.use_nodes(mat)
-    nt = mat.node_tree
-    nt.nodes.clear()
-    emit = nt.nodes.new("ShaderNodeEmission")
-    emit.inputs["Color"].default_value = (1, 1, 0, 1)
-    clear = nt.nodes.new("ShaderNodeBsdfTransparent")
-    mix = nt.nodes.new("ShaderNodeMixShader")
-    mix.inputs[0].default_value = CURTAIN
-    out = nt.nodes.new("ShaderNodeOutputMaterial")
-    nt.links.new(clear.outputs[0], mix.inputs[1])
-    nt.links.new(emit.outputs[0], mix.inputs[2])
-    nt.links.new(mix.outputs[0], out.inputs["Surface"])
+    mat = scenes.emission_material("Curtain", (1, 1, 0), alpha=CURTAIN)
     scenes.add_object(scene, "plane", "Curtain", mat, size=1.0, location=(-0.5, 2, 0),
                       rotation=(1.5707963, 0, 0))
     box = scenes.add_object(scene, "cube", "Box", scenes.emission_material("Box", (1, 0, 0)),

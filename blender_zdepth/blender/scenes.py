@@ -29,22 +29,37 @@ def empty_scene(resolution=(320, 180), engine="CYCLES", samples=16):
     return scene
 
 
-def emission_material(name, color, strength=1.0):
-    """A material that only emits ``color`` (converges in a few samples, no lights needed)."""
+def emission_material(name, color, strength=1.0, alpha=1.0):
+    """A material that only emits ``color`` (converges in a few samples, no lights needed);
+    ``alpha`` below 1: that share of it is the surface, the rest see-through (a curtain)."""
     mat = bpy.data.materials.new(name)
     use_nodes(mat)
-    nodes = mat.node_tree.nodes
-    nodes.clear()
-    emit = nodes.new("ShaderNodeEmission")
+    mat.node_tree.nodes.clear()
+    emit = mat.node_tree.nodes.new("ShaderNodeEmission")
     emit.inputs["Color"].default_value = (*color, 1.0)
     emit.inputs["Strength"].default_value = strength
-    out = nodes.new("ShaderNodeOutputMaterial")
-    mat.node_tree.links.new(emit.outputs["Emission"], out.inputs["Surface"])
+    _surface(mat, emit.outputs["Emission"], alpha)
     return mat
 
 
-def checker_material(name, color_a, color_b, scale=4.0, strength=1.0):
-    """An emissive checkerboard, so blur and registration are visible in pictures."""
+def _surface(mat, shader, alpha):
+    """Wire ``shader`` (an output socket) to ``mat``'s output; ``alpha`` below 1 mixes it with a
+    Transparent BSDF (``alpha`` of it is the shader)."""
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    out = nodes.new("ShaderNodeOutputMaterial")
+    if alpha < 1.0:
+        clear = nodes.new("ShaderNodeBsdfTransparent")
+        mix = nodes.new("ShaderNodeMixShader")
+        mix.inputs["Fac"].default_value = alpha
+        links.new(clear.outputs["BSDF"], mix.inputs[1])
+        links.new(shader, mix.inputs[2])
+        shader = mix.outputs["Shader"]
+    links.new(shader, out.inputs["Surface"])
+
+
+def checker_material(name, color_a, color_b, scale=4.0, strength=1.0, alpha=1.0):
+    """An emissive checkerboard, so blur and registration are visible in pictures (``alpha``:
+    as :func:`emission_material`)."""
     mat = bpy.data.materials.new(name)
     use_nodes(mat)
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
@@ -55,9 +70,8 @@ def checker_material(name, color_a, color_b, scale=4.0, strength=1.0):
     checker.inputs["Scale"].default_value = scale
     emit = nodes.new("ShaderNodeEmission")
     emit.inputs["Strength"].default_value = strength
-    out = nodes.new("ShaderNodeOutputMaterial")
     links.new(checker.outputs["Color"], emit.inputs["Color"])
-    links.new(emit.outputs["Emission"], out.inputs["Surface"])
+    _surface(mat, emit.outputs["Emission"], alpha)
     return mat
 
 
