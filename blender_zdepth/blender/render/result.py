@@ -137,7 +137,7 @@ def read_render_result(scene, *, folder=None, views=None):
     os.close(fd)
     try:
         save_render_result(scene, tmp)
-        names = list(core_exr.read_exr(tmp).channels)
+        names = core_exr.channel_names(tmp)  # headers only: load_frame reads the pixels
         layer = _pick_layer(scene, names)
         if layer is None:
             raise ZDepthError(f"the render has no depth pass (channels: {', '.join(names)}); "

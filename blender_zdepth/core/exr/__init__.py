@@ -30,12 +30,13 @@ from .channels import BEAUTY_PREFIXES, DEPTH_PATTERNS, file_layers, find_beauty_
 from .deep import is_deep, read_deep, write_deep_exr
 from .flat import DeepFileError, ExrImage, encode_for_file, place_in_frame, read_exr, \
     write_depth_exr, write_exr
-from .parts import NAMED_VIEWS, ExrPart, describe_views, read_layout
+from .parts import NAMED_VIEWS, ExrPart, channel_names, describe_views, read_layout
 from .scan import check_file
 
 __all__ = [
     "BEAUTY_PREFIXES", "DEPTH_PATTERNS", "LOSSLESS_CODECS", "LOSSY_CODECS", "NAMED_VIEWS",
-    "STRUCTURAL", "DeepFileError", "UnreadableAttribute", "ExrImage", "ExrPart", "check_file", "codec_enum",
+    "STRUCTURAL", "DeepFileError", "UnreadableAttribute", "ExrImage", "ExrPart", "channel_names",
+    "check_file", "codec_enum",
     "describe_views", "encode_for_file", "file_layers", "find_beauty_channels",
     "find_depth_channel", "io_threads", "is_deep", "open_file", "place_in_frame", "read_deep",
     "read_exr", "read_layout", "set_io_threads", "unreadable_attributes", "write_deep_exr",

@@ -180,6 +180,19 @@ def read_layout(path):
     return result
 
 
+def channel_names(path):
+    """The names of the flat channels of the EXR at ``path``, each without its view (as
+    :func:`~.flat.read_exr` gives them for a view), from the headers alone: no pixel is read."""
+    parts, views = read_layout(path)
+    names = set()
+    for part in parts:
+        if part.deep:
+            continue
+        for name in part.channel_names:
+            names.add(channel_view(name, views, part.view, bool(part.header.get("multiView")))[1])
+    return sorted(names)
+
+
 def layout(headers):
     infos = [{"name": n or "", "header": h} for n, h in headers]
     views, part_views = _layout_views(infos)
