@@ -95,20 +95,27 @@ def _camera(scene, scenes, p):
     return cam
 
 
+def _panel_before_wall(scene, scenes, *, wall_y, panel_at, panel_scale, ball_at):
+    """The subject of ``occluder``, ``bars`` and ``curtain``: a checker panel and a checkered ball
+    before a textured wall at ``wall_y``, under a dark world."""
+    scenes.set_world_color(scene, (0.05, 0.06, 0.08))
+    wall = scenes.checker_material("Wall", (0.35, 0.3, 0.25), (0.12, 0.14, 0.2), scale=30.0)
+    scenes.add_object(scene, "plane", "Wall", wall, size=12.0, location=(0.0, wall_y, 1.2),
+                      rotation=(math.pi / 2, 0.0, 0.0))
+    panel = scenes.checker_material("Panel", (0.95, 0.85, 0.2), (0.1, 0.25, 0.8), scale=8.0)
+    scenes.add_object(scene, "cube", "Panel", panel, size=1.0, location=panel_at,
+                      scale=panel_scale)
+    ball = scenes.checker_material("Ball", (0.9, 0.2, 0.15), (0.95, 0.9, 0.85), scale=6.0)
+    scenes.add_object(scene, "uv_sphere", "Ball", ball, radius=0.22, location=ball_at,
+                      segments=48, ring_count=24)
+
+
 def shot_occluder(p):
     """(a) A blurred foreground post and ball in front of a sharp checker panel at the focus
     distance, a textured wall behind."""
     scene, scenes = _base(p)
-    scenes.set_world_color(scene, (0.05, 0.06, 0.08))
-    wall = scenes.checker_material("Wall", (0.35, 0.3, 0.25), (0.12, 0.14, 0.2), scale=30.0)
-    scenes.add_object(scene, "plane", "Wall", wall, size=12.0, location=(0.0, 6.0, 1.2),
-                      rotation=(math.pi / 2, 0.0, 0.0))
-    panel = scenes.checker_material("Panel", (0.95, 0.85, 0.2), (0.1, 0.25, 0.8), scale=8.0)
-    scenes.add_object(scene, "cube", "Panel", panel, size=1.0, location=(0.1, 3.0, 1.2),
-                      scale=(0.6, 0.02, 0.45))
-    ball = scenes.checker_material("Ball", (0.9, 0.2, 0.15), (0.95, 0.9, 0.85), scale=6.0)
-    scenes.add_object(scene, "uv_sphere", "Ball", ball, radius=0.22, location=(-0.75, 3.1, 0.95),
-                      segments=48, ring_count=24)
+    _panel_before_wall(scene, scenes, wall_y=6.0, panel_at=(0.1, 3.0, 1.2),
+                       panel_scale=(0.6, 0.02, 0.45), ball_at=(-0.75, 3.1, 0.95))
     post = scenes.emission_material("Post", (0.08, 0.35, 0.12), 1.0)
     scenes.add_object(scene, "cylinder", "Post", post, radius=0.035, depth=4.0,
                       location=(0.02, 0.8, 1.2), vertices=48)
@@ -225,16 +232,8 @@ def shot_bars(p):
     0.7 m (about 11 px wide, blurred over ~26 px) before a checker panel and a ball at the focus
     distance (3 m), a textured wall behind (6 m)."""
     scene, scenes = _base(p)
-    scenes.set_world_color(scene, (0.05, 0.06, 0.08))
-    wall = scenes.checker_material("Wall", (0.35, 0.3, 0.25), (0.12, 0.14, 0.2), scale=30.0)
-    scenes.add_object(scene, "plane", "Wall", wall, size=12.0, location=(0.0, 6.0, 1.2),
-                      rotation=(math.pi / 2, 0.0, 0.0))
-    panel = scenes.checker_material("Panel", (0.95, 0.85, 0.2), (0.1, 0.25, 0.8), scale=8.0)
-    scenes.add_object(scene, "cube", "Panel", panel, size=1.0, location=(0.1, 3.0, 1.2),
-                      scale=(0.6, 0.02, 0.45))
-    ball = scenes.checker_material("Ball", (0.9, 0.2, 0.15), (0.95, 0.9, 0.85), scale=6.0)
-    scenes.add_object(scene, "uv_sphere", "Ball", ball, radius=0.22, location=(-0.75, 3.1, 0.95),
-                      segments=48, ring_count=24)
+    _panel_before_wall(scene, scenes, wall_y=6.0, panel_at=(0.1, 3.0, 1.2),
+                       panel_scale=(0.6, 0.02, 0.45), ball_at=(-0.75, 3.1, 0.95))
     bar = scenes.emission_material("Bar", (0.12, 0.3, 0.1), 1.0)
     for i, x in enumerate(np.arange(-0.33, 0.34, 0.1)):
         scenes.add_object(scene, "cylinder", f"Bar{i}", bar, radius=0.006, depth=3.0,
@@ -362,16 +361,8 @@ def shot_curtain(p):
     checkered wall behind (15 m).  Cycles writes no depth for a surface under the view layer's
     alpha threshold (0.5): the Z pass shows what lies behind the curtain."""
     scene, scenes = _base(p)
-    scenes.set_world_color(scene, (0.05, 0.06, 0.08))
-    wall = scenes.checker_material("Wall", (0.35, 0.3, 0.25), (0.12, 0.14, 0.2), scale=30.0)
-    scenes.add_object(scene, "plane", "Wall", wall, size=12.0, location=(0.0, 15.0, 1.2),
-                      rotation=(math.pi / 2, 0.0, 0.0))
-    panel = scenes.checker_material("Panel", (0.95, 0.85, 0.2), (0.1, 0.25, 0.8), scale=8.0)
-    scenes.add_object(scene, "cube", "Panel", panel, size=1.0, location=(0.15, 5.0, 1.25),
-                      scale=(0.45, 0.02, 0.3))
-    ball = scenes.checker_material("Ball", (0.9, 0.2, 0.15), (0.95, 0.9, 0.85), scale=6.0)
-    scenes.add_object(scene, "uv_sphere", "Ball", ball, radius=0.22, location=(-0.55, 5.1, 1.0),
-                      segments=48, ring_count=24)
+    _panel_before_wall(scene, scenes, wall_y=15.0, panel_at=(0.15, 5.0, 1.25),
+                       panel_scale=(0.45, 0.02, 0.3), ball_at=(-0.55, 5.1, 1.0))
     cloth = scenes.checker_material("Curtain", (0.95, 0.9, 0.75), (0.55, 0.08, 0.12), scale=10.0,
                                     alpha=p["curtain_alpha"])
     scenes.add_object(scene, "plane", "Curtain", cloth, size=0.5, location=(-0.21, 1.8, 1.2),
@@ -446,6 +437,8 @@ def shot_key(name, kind, samples, seed=1, clip=None, *, params=None):
         fields["source"] += inspect.getsource(_subject)
     if builder in (shot_motion,):
         fields["source"] += inspect.getsource(_keyed_motion)
+    if builder in (shot_occluder, shot_bars, shot_curtain):
+        fields["source"] += inspect.getsource(_panel_before_wall)
     if clip is not None:  # a peeled pass or a slab (the key of the other renders is unchanged)
         fields["clip"] = [round(float(c), 6) for c in clip] if isinstance(clip, (tuple, list)) \
             else round(float(clip), 6)
