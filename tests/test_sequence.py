@@ -496,6 +496,45 @@ def test_stale_temp_paths_lists_only_the_given_processes(tmp_path):
     assert atomic.stale_temp_paths([out], [12345]) == [str(tmp_path / mine)]
 
 
+
+_DIES_WRITING = r"""
+import os, sys
+import numpy as np
+from blender_zdepth.core import atomic, batch, refocus
+
+outputs = tuple(sys.argv[1:])
+replaced = []
+def dies_on_the_exr(src, dst):  # a worker killed between the PNG and the EXR's rename
+    if dst.endswith(".exr"):
+        os._exit(7)
+    replaced.append(dst)
+    os.rename(src, dst)
+atomic.os.replace = dies_on_the_exr
+job = batch.FrameJob(1, "in.exr", outputs)
+refocus.write_refocused(job, np.full((4, 6, 4), 0.5, np.float32), {})
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the writer ends itself with os._exit")
+def test_a_writer_killed_mid_frame_leaves_only_temp_files_the_sweep_finds(tmp_path):
+    """What a stopped worker leaves is exactly what the run's sweep (stale_temp_paths) removes:
+    each output has one temporary file named after it, never a temporary file of a temporary
+    file (which the sweep cannot tie to an output; Ctrl+C once left one behind)."""
+    import subprocess
+    import sys
+
+    outputs = [str(tmp_path / "o.0001.exr"), str(tmp_path / "o.0001.png")]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", _DIES_WRITING, *outputs], cwd=root,
+                            env=dict(os.environ, PYTHONPATH=root), stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.wait(timeout=120) == 7, proc.stderr.read()
+    left = sorted(str(tmp_path / n) for n in os.listdir(tmp_path))
+    assert str(tmp_path / "o.0001.png") in left  # the PNG was finished, the EXR was not
+    temps = [p for p in left if ".zdepth-tmp-" in p]
+    assert temps and sorted(atomic.stale_temp_paths(outputs, [proc.pid])) == temps
+
+
 BL_EXT_SCRIPT = r'''
 import os, sys, types
 root, tmp = sys.argv[1], sys.argv[2]

@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from .. import dof
-from ..batch.jobs import AbortRun, atomic_output
+from ..batch.jobs import AbortRun
 from ..deep import DEFAULT_MAX_LAYERS
 from .. import colour as colour_management
 from ..display import to_display
@@ -175,15 +175,15 @@ def write_refocused(job, rgba, header, *, data_window=None, display_window=None,
         channels, half = passes
     if job.outputs[1:]:
         picture = to_display(rgba, png_colour(colour, header), keep_alpha=True)
+    # write_png and write_exr are atomic themselves (one temporary file each, named after the
+    # output, which a run's sweep of stopped workers finds); wrapping them in another temporary
+    # file would give a temporary file of a temporary file, which it does not.
     for path in job.outputs[1:]:
-        with atomic_output(path) as tmp:
-            write_png(tmp, picture, bits=8, overwrite=True)
+        write_png(path, picture, bits=8, overwrite=True)
     for attempt in (header, fallback_header):
         try:
-            with atomic_output(job.output) as tmp:
-                write_exr(tmp, channels, header=attempt, half=half, codec="zip",
-                              overwrite=True, data_window=data_window,
-                              display_window=display_window)
+            write_exr(job.output, channels, header=attempt, half=half, codec="zip",
+                      overwrite=True, data_window=data_window, display_window=display_window)
             return attempt
         except ZDepthError:
             if fallback_header is None or attempt is fallback_header:
