@@ -210,6 +210,35 @@ def test_deep_file_with_partial_coverage_refocuses_as_coverage_layers(tmp_path, 
     assert np.abs(out - flat_only).max() > 0.05
 
 
+
+def test_inspect_says_how_the_layers_were_made_and_the_recorded_colour(tmp_path, run_cli):
+    import json
+
+    from blender_zdepth.core.colour import ColourSettings
+
+    beauty, depth, slabs = curtain_slabs()
+    colour = ColourSettings(display="sRGB", view="AgX", look="AgX - Punchy", exposure=1.0)
+    src = exr.write_deep_exr(tmp_path / "slabs_deep.exr", beauty, depth, slabs=slabs,
+                             camera=CAMERA, bounds=(0.1, 4.0, 100.0),
+                             extra_header=colour.to_header())
+    r = run_cli("inspect", src)
+    assert r.returncode == 0, r.stderr
+    assert "depth layers: 2 coverage slabs" in r.stdout and "boundaries 0.1 4 100" in r.stdout
+    assert "peeled" not in r.stdout
+    assert ("colour management at render: view AgX, display sRGB, look AgX - Punchy, "
+            "exposure +1") in r.stdout
+    info = json.loads(run_cli("inspect", src, "--json").stdout)
+    assert info["layer_mode"] == "slabs" and info["slab_bounds"] == [0.1, 4.0, 100.0]
+    assert info["colour"] == {"display": "sRGB", "view": "AgX", "look": "AgX - Punchy",
+                              "exposure": 1.0}
+    rgba, depth, hidden = layers()  # a peeled file, without colour settings
+    src = exr.write_deep_exr(tmp_path / "peel_deep.exr", rgba, depth, hidden, camera=CAMERA)
+    r = run_cli("inspect", src)
+    assert "depth layers: 2 (the beauty and 1 peeled pass(es))" in r.stdout
+    assert "colour management: not recorded" in r.stdout
+    assert json.loads(run_cli("inspect", src, "--json").stdout)["layer_mode"] == "peel"
+
+
 def test_peeled_deep_files_keep_their_hidden_layers():
     rgba, depth, hidden = layers()
     image = deep.packed_from_layers(rgba, depth, hidden)

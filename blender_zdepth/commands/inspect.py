@@ -62,16 +62,6 @@ def describe(path, focus=None, layer=None, background="auto", compare=False, vie
     info["compression"] = getattr(comp, "name", str(comp)) if comp is not None else None
     info.update(_render_notes(path, img))
     if layer is None and img.parts and all(p.deep for p in img.parts):
-        from ..core import deep
-
-        if layer:
-            layers = exr.file_layers(list(img.deep_channels))
-            if layer not in layers:
-                from ..core.errors import UsageError
-
-                raise UsageError(f"--layer {layer}: {path} has no view layer {layer!r}; its "
-                                 f"view layers: {', '.join(layers) if layers else 'none'}")
-
         if exr.is_deep(path):  # deep samples only: what they hold, besides the parts
             info.update(describe_deep(path, view))
             return info
@@ -147,8 +137,25 @@ def _render_notes(path, img):
     recorded = [header_had_dof(p.header) for p in img.parts]
     known = [r for r in recorded if r is not None]
     return {"camera_dof": any(known) if known else None,
+            "colour": _recorded_colour(img.parts),
             "unread_attributes": [{"part": part, "name": name, "type": typ}
                                   for part, name, typ in exr.unreadable_attributes(path)]}
+
+
+def _recorded_colour(parts):
+    """The colour management the render recorded (display, view transform, look, exposure,
+    gamma, OpenColorIO config, working space: what ``dof --png`` uses), from the first part
+    that records any; None when no part does (a plain Blender render)."""
+    import dataclasses
+
+    from ..core.colour import ColourSettings
+
+    for part in parts:
+        settings = ColourSettings.from_header(part.header)
+        given = {k: v for k, v in dataclasses.asdict(settings).items() if v is not None}
+        if given:
+            return given
+    return None
 
 
 def _print_notes(info):
@@ -156,6 +163,22 @@ def _print_notes(info):
 
     if info.get("camera_dof"):
         print(f"  warning: {CAMERA_DOF_WARNING}")
+    colour = info.get("colour")
+    if colour:
+        said = [f"view {colour['view']}" if "view" in colour else None,
+                f"display {colour['display']}" if "display" in colour else None,
+                f"look {colour['look']}" if "look" in colour else None,
+                f"exposure {colour['exposure']:+g}" if "exposure" in colour else None,
+                f"gamma {colour['gamma']:g}" if "gamma" in colour else None,
+                f"working space {colour['working_space']}" if "working_space" in colour
+                else None]
+        print(f"  colour management at render: {', '.join(p for p in said if p)} "
+              f"(dof --png shows the frame so)")
+        if colour.get("config"):
+            print(f"    OpenColorIO config: {colour['config']}")
+    else:
+        print("  colour management: not recorded (dof --png uses Blender's defaults: the sRGB "
+              "display, the AgX view; --view-transform and --look change it)")
     unread = info.get("unread_attributes") or []
     if unread:
         names = ", ".join(f"{a['name']} ({a['type']})" for a in unread)
@@ -299,11 +322,27 @@ def describe_deep(path, view=None):
         "depth": ({"min": float(surface.min()), "max": float(surface.max())}
                   if surface.size else None),
         "depth_layers": image.header.get(deep.LAYERS_KEY),
+        "layer_mode": _text(image.header.get(deep.MODE_KEY)) or (
+            "peel" if image.header.get(deep.LAYERS_KEY) else None),
+        "slab_bounds": _bounds(image.header.get(deep.SLAB_BOUNDS_KEY)),
         "resorted_pixels": image.resorted, "tidied_pixels": image.tidied,
         "camera": ({k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in vars(cam).items()}
                    if cam is not None else None),
         "summary": deep.describe(image),
     }
+
+
+def _text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _bounds(value):
+    """A slab file's boundaries (``zdepthSlabBounds``, space separated) as numbers; None when
+    absent or unreadable."""
+    try:
+        return [float(v) for v in str(_text(value)).split()] if value is not None else None
+    except ValueError:
+        return None
 
 
 def _print_parts(info):
@@ -332,7 +371,12 @@ def _print_deep(info):
                                              info["samples_per_pixel"].items() if v))
     if info["depth"]:
         print(f"  depth (Z, linear): {info['depth']['min']:.6g} to {info['depth']['max']:.6g}")
-    if info["depth_layers"]:
+    if info["depth_layers"] and info.get("layer_mode") == "slabs":
+        bounds = info.get("slab_bounds")
+        print(f"  depth layers: {info['depth_layers']} coverage slabs (partial coverage "
+              f"kept: motion blur, transparency, soft edges)"
+              + (f", boundaries {' '.join(f'{b:g}' for b in bounds)}" if bounds else ""))
+    elif info["depth_layers"]:
         print(f"  depth layers: {info['depth_layers']} (the beauty and "
               f"{int(info['depth_layers']) - 1} peeled pass(es))")
     if info["resorted_pixels"] or info["tidied_pixels"]:
