@@ -1,28 +1,25 @@
 """The demo's pictures: labelled contact sheets of display images, drawn with a 5x7 bitmap font
-(no font files, no imaging library). Used by the ``demo`` command and the quality benchmark."""
+(font5x7.txt beside this module; no imaging library). Used by the ``demo`` command and the quality benchmark."""
+
+import functools
+import os
 
 import numpy as np
 
-# A 5x7 bitmap font for labels: each glyph is 7 rows of 5 bits (MSB = leftmost column).
-_FONT = {
-    "A": "0E 11 11 1F 11 11 11", "B": "1E 11 11 1E 11 11 1E", "C": "0E 11 10 10 10 11 0E",
-    "D": "1E 11 11 11 11 11 1E", "E": "1F 10 10 1E 10 10 1F", "F": "1F 10 10 1E 10 10 10",
-    "G": "0E 11 10 17 11 11 0F", "H": "11 11 11 1F 11 11 11", "I": "0E 04 04 04 04 04 0E",
-    "J": "07 02 02 02 02 12 0C", "K": "11 12 14 18 14 12 11", "L": "10 10 10 10 10 10 1F",
-    "M": "11 1B 15 15 11 11 11", "N": "11 11 19 15 13 11 11", "O": "0E 11 11 11 11 11 0E",
-    "P": "1E 11 11 1E 10 10 10", "Q": "0E 11 11 11 15 12 0D", "R": "1E 11 11 1E 14 12 11",
-    "S": "0F 10 10 0E 01 01 1E", "T": "1F 04 04 04 04 04 04", "U": "11 11 11 11 11 11 0E",
-    "V": "11 11 11 11 11 0A 04", "W": "11 11 11 15 15 15 0A", "X": "11 11 0A 04 0A 11 11",
-    "Y": "11 11 0A 04 04 04 04", "Z": "1F 01 02 04 08 10 1F",
-    "0": "0E 11 13 15 19 11 0E", "1": "04 0C 04 04 04 04 0E", "2": "0E 11 01 02 04 08 1F",
-    "3": "1F 02 04 02 01 11 0E", "4": "02 06 0A 12 1F 02 02", "5": "1F 10 1E 01 01 11 0E",
-    "6": "06 08 10 1E 11 11 0E", "7": "1F 01 02 04 08 08 08", "8": "0E 11 11 0E 11 11 0E",
-    "9": "0E 11 11 0F 01 02 0C", " ": "00 00 00 00 00 00 00", ".": "00 00 00 00 00 0C 0C",
-    ",": "00 00 00 00 0C 04 08", "-": "00 00 00 1F 00 00 00", "/": "01 01 02 04 08 10 10",
-    ":": "00 0C 0C 00 0C 0C 00", "=": "00 00 1F 00 1F 00 00", "(": "02 04 08 08 08 04 02",
-    ")": "08 04 02 02 02 04 08", "+": "00 04 04 1F 04 04 00", "%": "18 19 02 04 08 13 03",
-    "_": "00 00 00 00 00 00 1F", "'": "04 04 08 00 00 00 00", "?": "0E 11 01 02 04 00 04",
-}
+#: The label font: 5x7 bitmaps in font5x7.txt beside this module (data, not code).
+FONT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "font5x7.txt")
+
+
+@functools.lru_cache(maxsize=1)
+def _font():
+    """``{character: 7 row bit masks}`` read from :data:`FONT_FILE`."""
+    glyphs = {}
+    with open(FONT_FILE, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip() and not line.startswith("#"):
+                name, *rows = line.split()
+                glyphs[" " if name == "space" else name] = [int(r, 16) for r in rows]
+    return glyphs
 
 
 def draw_text(canvas, text, x, y, *, scale=2, color=(1.0, 1.0, 1.0)):
@@ -30,10 +27,9 @@ def draw_text(canvas, text, x, y, *, scale=2, color=(1.0, 1.0, 1.0)):
     with its top-left corner at ``(x, y)``; clipped at the canvas edges."""
     h, w = canvas.shape[:2]
     for i, ch in enumerate(text.upper()):
-        rows = _FONT.get(ch, _FONT["?"]).split()
+        font = _font()
         gx = x + i * 6 * scale
-        for r, hexrow in enumerate(rows):
-            bits = int(hexrow, 16)
+        for r, bits in enumerate(font.get(ch, font["?"])):
             for c in range(5):
                 if bits & (0x10 >> c):
                     y0, x0 = y + r * scale, gx + c * scale
