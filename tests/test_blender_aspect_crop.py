@@ -139,6 +139,11 @@ def test_crop_is_placed_in_its_frame_and_refocuses_as_the_full_frame(addon, tmp_
     applied, img = rgba_file(tmp_path / "apply" / "shot_dof.0001.exr")
     assert img.data_window == CROP_DATA and img.display_window == ((0, 0), (W - 1, H - 1))
     assert psnr(applied[inner][..., :3], cut[inner][..., :3]) >= 35.0
+    from blender_zdepth.blender.refocus.display import image_origin, image_size
+
+    shown = bpy.data.images["Z-Depth DOF"]  # Apply's result: the crop, kept in its place
+    assert tuple(shown.size) == (x1 - x0 + 1, y1 - y0 + 1)
+    assert image_origin(shown, scene) == (x0, H - 1 - y1)
     assert bpy.ops.zdepth.refresh_preview() == {"FINISHED"}
     from blender_zdepth.blender.refocus import live
 
@@ -147,8 +152,6 @@ def test_crop_is_placed_in_its_frame_and_refocuses_as_the_full_frame(addon, tmp_
     image = bpy.data.images["Z-Depth DOF"]
     assert tuple(image.size) == (x1 - x0 + 1, y1 - y0 + 1)
     # a pixel picked on the preview, or on the cropped Render Result, is a pixel of the frame
-    from blender_zdepth.blender.refocus.display import image_origin, image_size
-
     assert image_size(image, scene) == (x1 - x0 + 1, y1 - y0 + 1)
     assert image_origin(image, scene) == (x0, H - 1 - y1)
     result = bpy.data.images["Render Result"]

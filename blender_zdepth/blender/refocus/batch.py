@@ -28,7 +28,7 @@ from ..scene.optics import (DOUBLE_DOF_WARNING, camera_had_dof, engine_settings,
 from ..scene.options import dof_settings, setting
 from ..scene.paths import abspath
 from ..scene.views import rendered_views, view_suffixes, with_view_suffix
-from .display import show_image
+from .display import crop_origin, show_image
 from .inputs import (ensure_output_folder, file_inputs, panel_frames, refocus_folder,
                      render_result_input, view_file_inputs)
 
@@ -65,6 +65,7 @@ class DofBatch:
         self.aliases = {}  # temporary input path -> what the user knows it as
         self.last_rgba = None
         self.last_frame = None
+        self.last_origin = None  # where the last frame's pixels lie in its frame (a crop)
         self.warnings = []  # (frame, text): frames that already had the camera's DOF
         self.error = None  # an unexpected exception of the worker thread
         self._thread = None
@@ -229,8 +230,10 @@ class DofBatch:
         info = self.task(job)
         self._noted(job.frame, info)
         rgba = info.pop("rgba")
+        windows = info.pop("windows", (None, None))
         if job.view is None or job.view == self.first_view:  # the image shows the first view
             self.last_rgba, self.last_frame = rgba, job.frame
+            self.last_origin = crop_origin(*windows)
         return info
 
     def _noted(self, frame, info):
@@ -379,6 +382,7 @@ class DofBatch:
                 image = exr.read_exr(written[-1].job.output)
                 self.last_rgba = np.dstack([image.channels[c] for c in "RGBA"])
                 self.last_frame = written[-1].frame
+                self.last_origin = crop_origin(image.data_window, image.display_window)
             except (ZDepthError, KeyError, OSError):
                 pass
 
@@ -390,7 +394,8 @@ class DofBatch:
         if self.scene.frame_current != self.frame_before:
             self.scene.frame_set(self.frame_before)
         if self.last_rgba is not None:
-            show_image(self.last_rgba)
+            # a crop keeps its place, so a pixel picked on the image is a pixel of the frame
+            show_image(self.last_rgba, origin=self.last_origin)
         if self.tempdir:
             shutil.rmtree(self.tempdir, ignore_errors=True)
             self.tempdir = None

@@ -52,6 +52,17 @@ def show_image(rgba, *, name=IMAGE_NAME, full_size=None, origin=None):
     return image
 
 
+def crop_origin(data_window, display_window):
+    """``(x, y)`` from the bottom left of the frame (the display window) of the bottom-left
+    pixel of a picture that holds the data window (OpenEXR windows: ``((xmin, ymin), (xmax,
+    ymax))``, y down); None when either is unknown. For :func:`show_image` 's ``origin``."""
+    if not data_window or not display_window:
+        return None
+    (x0, _), (_, y1) = data_window
+    (dx0, _), (_, dy1) = display_window
+    return int(x0) - int(dx0), int(dy1) - int(y1)
+
+
 def compat_linear_colorspace(image):
     """The scene-linear colour space name this Blender offers for float images."""
     items = [e.identifier for e in

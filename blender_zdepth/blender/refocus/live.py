@@ -41,7 +41,7 @@ from ..compat import add_handlers, remove_handlers
 from ..render.peel import is_peel_scene
 from ..scene.optics import camera_had_dof, engine_settings, lens_plan
 from ..scene.options import dof_settings, setting
-from .display import show_image
+from .display import crop_origin, show_image
 from .inputs import file_inputs, render_result_input, view_file_inputs
 
 #: Changes closer together than this (seconds) make one refresh.
@@ -179,11 +179,7 @@ def show(result):
     cached; return the image."""
     CACHE["frame"] = result.frame
     frame = result.frame
-    origin = None
-    if frame.data_window and frame.display_window:  # a crop: where it lies in the frame
-        (x0, _), (_, y1) = frame.data_window
-        (dx0, _), (_, dy1) = frame.display_window
-        origin = (x0 - dx0, dy1 - y1)
+    origin = crop_origin(frame.data_window, frame.display_window)  # a crop: its place
     return show_image(result.rgba, full_size=frame.size, origin=origin)
 
 

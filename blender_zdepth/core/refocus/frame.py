@@ -200,7 +200,8 @@ def refocus_frame(job, lens_for_frame, settings, *, diagnostic=False, state=None
     ``lens_for_frame(frame_number, loaded_frame) -> Lens`` or ``-> (Lens, focus_source_text)``.
     ``state`` (a dict shared across the frames of one run) remembers the first frame's size, so a
     frame of another size fails with a clear message. Returns the info dict for the progress
-    line (``details``, ``lens``; ``rgba`` too with ``keep_result``). ``multilayer``: the output
+    line (``details``, ``lens``; with ``keep_result`` also ``rgba`` and ``windows``, the frame's
+    ``(data_window, display_window)``). ``multilayer``: the output
     keeps every pass of the input (:func:`multilayer_channels`) and the input's whole header,
     its depth description included, since the depth channel is kept too. ``colour``: the
     :class:`~blender_zdepth.core.colour.ColourSettings` of the PNG (see :func:`write_refocused`).
@@ -252,4 +253,6 @@ def refocus_frame(job, lens_for_frame, settings, *, diagnostic=False, state=None
             "double_dof": double_dof}
     if keep_result:
         info["rgba"] = out
+        info["windows"] = (getattr(frame, "data_window", None),
+                           getattr(frame, "display_window", None))
     return info
