@@ -45,7 +45,6 @@ def stage_write(width, height, samples, path):
     import numpy as np
     import OpenEXR
 
-    from blender_zdepth.core import deep, exr
     from blender_zdepth.core.exr import deep as exr_deep
 
     counts, packed = _synthetic(width, height, samples)
@@ -88,8 +87,7 @@ def _our_frame(width, height, layers):
 
 def stage_write_ours(width, height, layers, path):
     """core.exr.write_deep_exr on a frame as a layered render gives it."""
-    from blender_zdepth.core import deep, exr
-    from blender_zdepth.core.exr import deep as exr_deep
+    from blender_zdepth.core import exr
 
     rgba, depth, hidden = _our_frame(width, height, layers)
     figures = {"size": f"{width}x{height}", "input_mb": _rss_mb()}
@@ -104,7 +102,6 @@ def stage_write_ours(width, height, layers, path):
 def stage_read(path):
     """read_deep (bindings + packing + sort) then flatten and the engine's layers."""
     from blender_zdepth.core import deep, exr
-    from blender_zdepth.core.exr import deep as exr_deep
 
     base = _rss_mb()
     figures = {"import_mb": base}
@@ -127,8 +124,7 @@ def stage_read(path):
 
 
 def deep_layers():
-    from blender_zdepth.core import deep, exr
-    from blender_zdepth.core.exr import deep as exr_deep
+    from blender_zdepth.core import deep
 
     return deep.DEFAULT_MAX_LAYERS
 

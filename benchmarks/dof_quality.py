@@ -39,7 +39,6 @@ import inspect
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import time

@@ -3,7 +3,6 @@ renders): exported, refocused by ``dof``, Apply and the live preview, the lens s
 squeezed by the frame the camera saw (issue 22, items 3 and 4)."""
 
 import math
-import os
 
 import numpy as np
 import pytest

@@ -385,7 +385,6 @@ def test_export_on_animation_render_cycles(bpy, addon, tmp_path):
 def test_export_cycles_and_eevee_agree(bpy, addon, tmp_path):
     """Same shot in both engines: planar depth, background (1e10 / clip end) -> +inf."""
     from blender_zdepth.blender.render import export
-    from blender_zdepth.core import exr
 
     results = {}
     for engine in ("CYCLES", "EEVEE"):

@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from blender_zdepth.core import batch, refocus
+from blender_zdepth.core import batch
 from blender_zdepth.farm import FLAMENCO_JOB_TYPE, flamenco_job_type_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

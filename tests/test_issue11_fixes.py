@@ -114,7 +114,6 @@ def test_workbench_is_an_engine_with_depth(bpy, addon):
 def test_workbench_render_command_writes_the_same_depth_as_cycles(bpy, addon, tmp_path):
     """``render --engine workbench`` is accepted and its depth matches Cycles' planar depth."""
     from blender_zdepth import cli
-    from blender_zdepth.core import exr
 
     make_scene(size=(24, 16))
     blend = str(tmp_path / "shot.blend")

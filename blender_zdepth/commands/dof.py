@@ -303,7 +303,7 @@ class _LensOrStop:
         self.seen = False
 
     def __call__(self, frame, loaded):
-        from ..core import batch, refocus
+        from ..core import batch
         from ..core.errors import UsageError
 
         try:

@@ -32,7 +32,7 @@ import sys
 
 import numpy as np
 
-from .errors import UsageError, ZDepthError
+from .errors import UsageError
 
 #: Header attribute of each setting (written by the Blender side at render time).
 HEADER_KEYS = {

@@ -94,8 +94,8 @@ def file_inputs(scene, frames):
     settings = scene.render.image_settings
     fmt = settings.bl_rna.properties["file_format"].enum_items[settings.file_format].name
     fmt = fmt.split(" (")[0]  # "PNG (.png)" in 5.0
-    hint = (f" or turn on Export Depth on Render (Beauty: Same File or Beside) and render "
-            f"again" if not exports else f" (no depth exports found either, e.g. "
+    hint = (" or turn on Export Depth on Render (Beauty: Same File or Beside) and render "
+            "again" if not exports else f" (no depth exports found either, e.g. "
             f"{exports[min(exports)]})")
     raise ZDepthError(f"nothing to refocus: the scene renders {fmt} files, which hold no depth; "
                       f"set Input in the Depth of Field panel to EXRs with depth, render as "
