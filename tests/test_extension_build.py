@@ -111,6 +111,7 @@ def test_one_validated_zip_per_platform_with_its_wheels_for_every_python(built):
         assert sorted(w[2:] for w in inner["build"]["generated"]["wheels"]) == expected
         assert inner["build"]["generated"]["platforms"] == [plat]
         assert "__init__.py" in names and "farm/zdepth_render_refocus.js" in names
+        assert "commands/font5x7.txt" in names  # data files travel with the code
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
         done = subprocess.run([sys.executable, tool(), "validate", path], capture_output=True,
                               text=True, timeout=60)
