@@ -1,5 +1,6 @@
 """The demo's pictures: labelled contact sheets of display images, drawn with a 5x7 bitmap font
-(font5x7.txt beside this module; no imaging library). Used by the ``demo`` command and the quality benchmark."""
+(font5x7.txt beside this module; no imaging library). Used by the ``demo`` command and the
+quality benchmark."""
 
 import functools
 import os
@@ -26,8 +27,8 @@ def draw_text(canvas, text, x, y, *, scale=2, color=(1.0, 1.0, 1.0)):
     """Draw ``text`` (upper-cased; unknown characters as ``?``) into ``canvas`` (HxWx3 float)
     with its top-left corner at ``(x, y)``; clipped at the canvas edges."""
     h, w = canvas.shape[:2]
+    font = _font()
     for i, ch in enumerate(text.upper()):
-        font = _font()
         gx = x + i * 6 * scale
         for r, bits in enumerate(font.get(ch, font["?"])):
             for c in range(5):
