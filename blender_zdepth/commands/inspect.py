@@ -165,14 +165,12 @@ def _print_notes(info):
         print(f"  warning: {CAMERA_DOF_WARNING}")
     colour = info.get("colour")
     if colour:
-        said = [f"view {colour['view']}" if "view" in colour else None,
-                f"display {colour['display']}" if "display" in colour else None,
-                f"look {colour['look']}" if "look" in colour else None,
-                f"exposure {colour['exposure']:+g}" if "exposure" in colour else None,
-                f"gamma {colour['gamma']:g}" if "gamma" in colour else None,
-                f"working space {colour['working_space']}" if "working_space" in colour
-                else None]
-        print(f"  colour management at render: {', '.join(p for p in said if p)} "
+        from ..core.colour import ColourSettings
+
+        said = ColourSettings(**colour).describe()
+        if colour.get("working_space"):
+            said += f"{', ' if said else ''}working space {colour['working_space']}"
+        print(f"  colour management at render: {said or 'the config only'} "
               f"(dof --png shows the frame so)")
         if colour.get("config"):
             print(f"    OpenColorIO config: {colour['config']}")

@@ -118,7 +118,11 @@ class ColourSettings:
                 and not self.has_look)
 
     def describe(self):
-        parts = [f"view {self.view}", f"display {self.display}"]
+        """``view AgX, display sRGB, look ..., exposure +1, gamma 2``: what is said (a look,
+        exposure or gamma that changes nothing is left out)."""
+        parts = [f"{name} {value}" for name, value in (("view", self.view),
+                                                         ("display", self.display))
+                 if value is not None]
         if self.has_look:
             parts.append(f"look {self.look}")
         if self.exposure:
