@@ -230,7 +230,7 @@ class DofBatch:
         info = self.task(job)
         self._noted(job.frame, info)
         rgba = info.pop("rgba")
-        windows = info.pop("windows", (None, None))
+        windows = info.pop("windows")  # kept with the rgba (keep_result)
         if job.view is None or job.view == self.first_view:  # the image shows the first view
             self.last_rgba, self.last_frame = rgba, job.frame
             self.last_origin = crop_origin(*windows)
