@@ -1,7 +1,8 @@
 """Jobs and their reports: one :class:`FrameJob` per frame (input and outputs, paired by
 :func:`plan_jobs`), run one frame per :meth:`SequenceRun.step` with skip-existing, failure
-collection (one bad frame never stops the others) and cancellation between frames; outputs are
-written atomically (:func:`atomic_output`). The command line runs it in a loop, Blender's
+collection (one bad frame never stops the others) and cancellation between frames; a task
+writes its outputs atomically (:func:`atomic_output` for a task of one's own; the refocus writers
+are atomic themselves). The command line runs it in a loop, Blender's
 operator from a modal timer; :class:`~blender_zdepth.core.batch.workers.ParallelRun` runs the
 same jobs in worker processes."""
 
@@ -22,9 +23,6 @@ def atomic_output(path):
     may be replaced is decided before the run, by :func:`check_existing`.)"""
     with atomic_target(path, overwrite=True) as tmp:
         yield tmp
-
-
-
 
 
 @dataclasses.dataclass
